@@ -1,0 +1,6 @@
+//! `emvbridge-sim`: a simulated Verifone VIPA card reader.
+//!
+//! The core is sans-IO (bytes in, bytes out, `now` passed in); transports (pty, TCP, in-process)
+//! live in the binary. Built on `emvbridge_protocol`: there is one parser in the project.
+
+pub mod crypto;
