@@ -13,3 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod tlv;
+pub mod emv;
+pub mod frame;
+pub mod vipa;
+#[cfg(feature = "codec")]
+pub mod codec;

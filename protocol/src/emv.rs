@@ -1,0 +1,1 @@
+//! EMV tag dictionary, bit-field decoders and sensitive-data wrappers.

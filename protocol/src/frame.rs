@@ -1,0 +1,1 @@
+//! VIPA link-layer frames.

@@ -1,0 +1,1 @@
+//! VIPA commands, status words and templates.
