@@ -1,1 +1,7 @@
 //! emvbridge: the bridge between a point-of-sale application and a Verifone VIPA card reader.
+//!
+//! The protocol (BER-TLV, EMV, VIPA frames) lives in the `emvbridge_protocol` crate and has no
+//! I/O; this crate holds the transaction engine, the gateway adapters, the sandbox gateway and
+//! the edges (serial/TCP, HTTP, disk).
+
+pub mod decode;

@@ -1,1 +1,23 @@
-fn main() {}
+//! The `emvbridge` command: CLI parsing, tracing set-up and the runtime; the work is in the library.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "emvbridge", version, about = "EMV terminal bridge for Verifone VIPA card readers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode BER-TLV or VIPA frames given as hex (arguments or standard input).
+    Decode(emvbridge::decode::DecodeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Decode(args) => emvbridge::decode::run(args),
+    }
+}
