@@ -4,3 +4,4 @@
 //! live in the binary. Built on `emvbridge_protocol`: there is one parser in the project.
 
 pub mod crypto;
+pub mod sred;
