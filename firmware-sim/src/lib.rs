@@ -4,4 +4,6 @@
 //! live in the binary. Built on `emvbridge_protocol`: there is one parser in the project.
 
 pub mod crypto;
+pub mod kernel;
+pub mod card;
 pub mod sred;

@@ -1,1 +1,0 @@
-//! EMV tag dictionary, bit-field decoders and sensitive-data wrappers.

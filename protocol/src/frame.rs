@@ -1,1 +1,0 @@
-//! VIPA link-layer frames.

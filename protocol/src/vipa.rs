@@ -1,1 +1,0 @@
-//! VIPA commands, status words and templates.
