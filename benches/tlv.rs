@@ -1,1 +1,272 @@
-fn main() {}
+//! BER-TLV hot path: emvbridge's parser against crates.io BER-TLV parsers on the same bytes.
+//!
+//! ```text
+//! cargo bench --bench tlv                # full run (about two minutes on 2 cores)
+//! cargo bench --bench tlv -- --quick     # rough figures in well under a minute
+//! cargo bench --bench tlv -- walk_full   # one group
+//! cargo test  --bench tlv                # each benchmark once + the cross-checks below
+//! ```
+//!
+//! Before measuring, `main` checks that every parser finds the same nodes (count and a
+//! checksum over tag and value length) and the same `9F26` value on every input, so no
+//! comparison can silently measure different work; it also prints which EMV-legal inputs
+//! outside the common corpus each parser rejects. After measuring, it prints the ratios the
+//! performance goals are stated in (from criterion's saved estimates).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use emvbridge_protocol::tlv;
+
+#[path = "support/corpus.rs"]
+mod corpus;
+#[path = "support/parsers.rs"]
+mod parsers;
+
+use corpus::{Message, ABSENT, NEEDLE};
+use parsers::{Parser, Tally};
+
+struct Fixture {
+    messages: Vec<Message>,
+    stream: Vec<u8>,
+    stream_tally: Tally,
+}
+
+/// Builds the corpus and cross-checks every parser on it; panics on any disagreement.
+fn fixture() -> Fixture {
+    let messages = corpus::messages();
+    let stream = corpus::stream();
+    let mut stream_tally = None;
+    for (name, bytes) in messages
+        .iter()
+        .map(|m| (m.name, &m.bytes[..]))
+        .chain([("stream", &stream[..])])
+    {
+        let ours = Parser::Emvbridge
+            .walk(bytes)
+            .unwrap_or_else(|| panic!("emvbridge rejects corpus member {name}"));
+        for p in Parser::ALL {
+            assert_eq!(
+                p.walk(bytes),
+                Some(ours),
+                "{} walks {name} differently from emvbridge",
+                p.name()
+            );
+            assert_eq!(
+                p.find_owned(bytes, NEEDLE),
+                tlv::find(bytes, NEEDLE).map(|t| t.value().to_vec()),
+                "{} finds a different 9F26 in {name}",
+                p.name()
+            );
+            assert_eq!(p.find_owned(bytes, ABSENT), None, "{} finds {ABSENT} in {name}", p.name());
+        }
+        if name == "stream" {
+            stream_tally = Some(ours);
+        }
+    }
+    let stream_tally = stream_tally.unwrap_or_default();
+    let at = tlv::find(&stream, NEEDLE).map(|t| t.offset()).unwrap_or(0);
+    eprintln!(
+        "corpus: {} messages ({} bytes); stream {} bytes, {} data objects, first 9F26 at byte {at}; \
+         all {} parsers agree on nodes, checksum and 9F26",
+        messages.len(),
+        messages.iter().map(|m| m.bytes.len()).sum::<usize>(),
+        stream.len(),
+        stream_tally.nodes,
+        Parser::ALL.len(),
+    );
+    report_edge_cases();
+    Fixture {
+        messages,
+        stream,
+        stream_tally,
+    }
+}
+
+/// Prints which parsers accept the EMV inputs outside the common corpus.
+fn report_edge_cases() {
+    eprintln!("inputs outside the common corpus (ok = parsed and consumed everything, with the nodes emvbridge sees when it accepts):");
+    for (what, bytes, emv_ok) in corpus::edge_cases() {
+        let ours = Parser::Emvbridge.walk(&bytes);
+        assert_eq!(ours.is_some(), emv_ok, "emvbridge verdict on {what}");
+        let verdicts: Vec<String> = Parser::ALL
+            .iter()
+            .map(|p| {
+                let v = match (p.walk(&bytes), ours) {
+                    (None, _) => "REJECT",
+                    (Some(t), Some(o)) if t == o => "ok",
+                    (Some(_), Some(_)) => "WRONG",
+                    (Some(_), None) => "accepts",
+                };
+                format!("{}={v}", p.name())
+            })
+            .collect();
+        eprintln!("  {what:<48} {}", verdicts.join(" "));
+    }
+}
+
+fn bench_walk_full(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("walk_full");
+    g.throughput(Throughput::Bytes(f.stream.len() as u64));
+    for p in Parser::ALL {
+        g.bench_function(BenchmarkId::new(p.name(), "stream64k"), |b| {
+            b.iter(|| p.walk(black_box(&f.stream)))
+        });
+    }
+    g.bench_function(BenchmarkId::new("byte_sum", "stream64k"), |b| {
+        b.iter(|| parsers::byte_sum(black_box(&f.stream)))
+    });
+    g.finish();
+}
+
+fn bench_walk_flat(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("walk_flat");
+    g.throughput(Throughput::Bytes(f.stream.len() as u64));
+    g.bench_function(BenchmarkId::new("emvbridge", "stream64k"), |b| {
+        b.iter(|| parsers::ours_walk_flat(black_box(&f.stream)))
+    });
+    g.finish();
+}
+
+fn bench_find(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("find_9f26");
+    g.throughput(Throughput::Bytes(f.stream.len() as u64));
+    for (case, tag) in [("present_deep", NEEDLE), ("absent", ABSENT)] {
+        g.bench_function(BenchmarkId::new("emvbridge", case), |b| {
+            b.iter(|| tlv::find(black_box(&f.stream), black_box(tag)).map(|t| t.value().len()))
+        });
+        for p in [Parser::Asn1Rs, Parser::DerParser] {
+            g.bench_function(BenchmarkId::new(p.name(), case), |b| {
+                b.iter(|| p.find(black_box(&f.stream), black_box(tag)).map(<[u8]>::len))
+            });
+        }
+        for p in [Parser::Iso7816Tlv, Parser::TlvParser] {
+            g.bench_function(BenchmarkId::new(p.name(), case), |b| {
+                b.iter(|| p.find_owned(black_box(&f.stream), black_box(tag)))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Per message kind (emvbridge full walk), plus the whole corpus once through each parser.
+fn bench_messages(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("messages");
+    for m in &f.messages {
+        g.throughput(Throughput::Bytes(m.bytes.len() as u64));
+        g.bench_function(BenchmarkId::new("emvbridge", m.name), |b| {
+            b.iter(|| Parser::Emvbridge.walk(black_box(&m.bytes)))
+        });
+    }
+    let total: usize = f.messages.iter().map(|m| m.bytes.len()).sum();
+    g.throughput(Throughput::Bytes(total as u64));
+    for p in Parser::ALL {
+        g.bench_function(BenchmarkId::new(p.name(), "all_messages"), |b| {
+            b.iter(|| {
+                f.messages
+                    .iter()
+                    .map(|m| p.walk(black_box(&m.bytes)).map_or(0, |t| t.nodes))
+                    .sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn target_dir() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    // target/<profile>/deps/tlv-<hash>
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.to_path_buf())
+}
+
+static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// Mean time in ns of one benchmark from the estimates criterion saved in this run.
+fn mean_ns(group: &str, function: &str, param: &str) -> Option<f64> {
+    let path = target_dir()?
+        .join("criterion")
+        .join(group)
+        .join(function)
+        .join(param)
+        .join("new/estimates.json");
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if modified < *STARTED.get()? {
+        return None; // left by an earlier run: not comparable
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+/// Prints the goal ratios from this run's estimates (skipped for benchmarks not run).
+fn report_goals(f: &Fixture) {
+    let gbps = |ns: f64| f.stream.len() as f64 / ns;
+    let Some(ours) = mean_ns("walk_full", "emvbridge", "stream64k") else {
+        return;
+    };
+    eprintln!("\n=== goals (this run; {} bytes, {} nodes) ===", f.stream.len(), f.stream_tally.nodes);
+    eprintln!(
+        "emvbridge full walk: {:.1} us, {:.2} GB/s, {:.2} ns/node",
+        ours / 1e3,
+        gbps(ours),
+        ours / f.stream_tally.nodes as f64
+    );
+    let fastest = Parser::ALL[1..]
+        .iter()
+        .filter_map(|p| mean_ns("walk_full", p.name(), "stream64k").map(|t| (p.name(), t)))
+        .inspect(|(n, t)| {
+            eprintln!("  {n:<12} full walk {:>9.1} us  {:>6.3} GB/s  emvbridge is {:>6.1}x faster", t / 1e3, gbps(*t), t / ours)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((name, t)) = fastest {
+        let r = t / ours;
+        eprintln!(
+            "goal >= 20x faster than the fastest crates.io parser ({name}): {r:.1}x  {}",
+            if r >= 20.0 { "MET" } else { "NOT MET" }
+        );
+    }
+    if let Some(sum) = mean_ns("walk_full", "byte_sum", "stream64k") {
+        let r = ours / sum;
+        eprintln!(
+            "goal full walk <= 1.5x byte-sum time (byte-sum {:.1} us, {:.2} GB/s): {r:.2}x  {}",
+            sum / 1e3,
+            gbps(sum),
+            if r <= 1.5 { "MET" } else { "NOT MET" }
+        );
+    }
+    for case in ["present_deep", "absent"] {
+        if let (Some(o), Some(a)) = (
+            mean_ns("find_9f26", "emvbridge", case),
+            mean_ns("find_9f26", "asn1-rs", case),
+        ) {
+            eprintln!(
+                "goal find(9F26) {case} faster than asn1-rs streaming search: {:.1} us vs {:.1} us = {:.1}x  {}",
+                o / 1e3,
+                a / 1e3,
+                a / o,
+                if o < a { "MET" } else { "NOT MET" }
+            );
+        }
+    }
+    eprintln!("goal zero allocations on walk and find: see tests/alloc_free.rs (cargo test --test alloc_free)");
+}
+
+fn main() {
+    STARTED.get_or_init(std::time::SystemTime::now);
+    let f = fixture();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .configure_from_args();
+    bench_walk_full(&mut c, &f);
+    bench_walk_flat(&mut c, &f);
+    bench_find(&mut c, &f);
+    bench_messages(&mut c, &f);
+    c.final_summary();
+    report_goals(&f);
+}
