@@ -4,6 +4,7 @@
 //! live in the binary. Built on `emvbridge_protocol`: there is one parser in the project.
 
 pub mod crypto;
+pub mod issuer;
 pub mod kernel;
 pub mod card;
 pub mod sred;

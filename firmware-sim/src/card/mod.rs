@@ -21,7 +21,7 @@ use bytes::Bytes;
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 
 use crate::crypto::{self, Cvn, SecretKey};
-pub use profile::{all_profiles, profile, profile_names, AppProfile, CardProfile, ProfileError, CDOL1, CDOL2};
+pub use profile::{all_profiles, profile, profile_names, AppProfile, CardProfile, ProfileError, CDOL1, CDOL2, PROFILE_FILES};
 
 /// Status words a card command can fail with (ISO 7816-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

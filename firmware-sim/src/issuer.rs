@@ -1,0 +1,183 @@
+//! Issuer side for the sandbox gateway: verify the ARQC in the ICC data the bridge forwards
+//! and build the issuer authentication data (`91`) and scripts (`71`/`72`) to send back.
+//!
+//! The PAN in the ICC data is masked (SRED on), so it is recovered from `FF7F`
+//! ([`crate::sred::decrypt`]); a clear `5A`/`57` is used when no `FF7F` is present. Issuer keys
+//! come from the shipped card profiles, matched by full PAN. The cryptogram input is rebuilt
+//! with [`crypto::cryptogram_input`], the same function the card uses.
+
+use std::collections::BTreeMap;
+
+use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
+
+use crate::card::{self, script_mac};
+use crate::crypto::{self, Cvn, SecretKey, TagSource};
+use crate::sred::{self, Pan};
+
+/// Largest ICC data we look at.
+pub const MAX_ICC_DATA_LEN: usize = 4096;
+
+/// Why an ARQC could not be verified. No card data in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerError {
+    /// Not BER-TLV (or too large).
+    #[error("icc data not parseable")]
+    NotParseable,
+    /// A tag needed for verification is absent or malformed.
+    #[error("missing or bad tag {0:04X}")]
+    MissingTag(u32),
+    /// The `FF7F` SRED data did not decrypt to a PAN.
+    #[error("sred data unusable")]
+    Sred,
+    /// No issuer keys for this PAN.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// The ARQC does not verify (tampered data or cryptogram).
+    #[error("bad cryptogram")]
+    BadCryptogram,
+}
+
+/// A verified ARQC: what the gateway needs to authorise and answer.
+#[derive(Debug, Clone)]
+pub struct VerifiedArqc {
+    /// The PAN (masked in `Debug`).
+    pub pan: Pan,
+    /// Amount authorised (9F02) in minor units.
+    pub amount: u64,
+    /// Transaction currency (5F2A), BCD.
+    pub currency: [u8; 2],
+    /// Cryptogram version of the card.
+    pub cvn: Cvn,
+    /// ATC (9F36).
+    pub atc: u16,
+    /// The ARQC (9F26).
+    pub arqc: [u8; 8],
+    /// Cryptogram information data (9F27).
+    pub cid: u8,
+    un: [u8; 4],
+    icc_mk: SecretKey,
+}
+
+impl VerifiedArqc {
+    /// The masked PAN (`411111******1111`).
+    pub fn masked_pan(&self) -> String {
+        self.pan.masked()
+    }
+
+    /// Value of tag `91` for `arc` (method per CVN). With `corrupt`, the ARPC is deliberately
+    /// wrong (the sandbox's `x.91` rule) so the card fails issuer authentication.
+    pub fn issuer_auth_data(&self, arc: [u8; 2], corrupt: bool) -> Vec<u8> {
+        let mut v = crypto::issuer_authentication_data(self.cvn, &self.icc_mk, self.atc, self.un, self.arqc, arc);
+        if corrupt {
+            if let Some(b) = v.first_mut() {
+                *b ^= 0xA5;
+            }
+        }
+        v
+    }
+
+    /// A complete issuer script template (`71` or `72`, by `template`) with script id
+    /// `9F18` and one MAC'd command `86`: `84 24 00 00` (PIN unblock, resets the PIN try
+    /// counter). With `corrupt` the MAC is wrong and the card counts the script as failed.
+    pub fn pin_unblock_script(&self, template: u8, corrupt: bool) -> Vec<u8> {
+        let header = [0x84, 0x24, 0x00, 0x00, 0x00];
+        let mut mac = script_mac(self.cvn, &self.icc_mk, self.atc, self.un, self.arqc, &header);
+        if corrupt {
+            mac[0] ^= 0xFF;
+        }
+        let mut cmd = vec![0x84, 0x24, 0x00, 0x00, 0x04];
+        cmd.extend_from_slice(&mac);
+        let mut b = TlvBuilder::new();
+        b.constructed(Tag(u32::from(template)), |b| {
+            b.primitive(Tag(0x9F18), &[0x00, 0x00, 0x00, 0x01]);
+            b.primitive(Tag(0x86), &cmd);
+        });
+        b.freeze().to_vec()
+    }
+}
+
+struct Flat(BTreeMap<u32, Vec<u8>>);
+
+impl TagSource for Flat {
+    fn tag_value(&self, tag: u32) -> Option<&[u8]> {
+        self.0.get(&tag).map(Vec::as_slice)
+    }
+}
+
+fn flatten(input: &[u8], out: &mut BTreeMap<u32, Vec<u8>>, depth: usize) -> Result<(), IssuerError> {
+    for item in tlv::parse(input) {
+        let t = item.map_err(|_| IssuerError::NotParseable)?;
+        if t.tag() == Tag(0xFF7F) {
+            out.insert(0xFF7F, t.value().to_vec());
+        } else if t.is_constructed() && depth < 4 {
+            flatten(t.value(), out, depth + 1)?;
+        } else {
+            out.entry(t.tag().0).or_insert_with(|| t.value().to_vec());
+        }
+    }
+    Ok(())
+}
+
+fn get_n<const N: usize>(m: &BTreeMap<u32, Vec<u8>>, tag: u32) -> Result<[u8; N], IssuerError> {
+    m.get(&tag).and_then(|v| <[u8; N]>::try_from(v.as_slice()).ok()).ok_or(IssuerError::MissingTag(tag))
+}
+
+/// Verifies the ARQC in `icc_data` (hex-decoded TLV as the bridge forwards it: the `E4`
+/// contents, with or without the `E4` wrapper).
+///
+/// # Errors
+/// [`IssuerError`]: unparseable, missing tags, SRED failure, unknown issuer, bad cryptogram.
+pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
+    if icc_data.len() > MAX_ICC_DATA_LEN {
+        return Err(IssuerError::NotParseable);
+    }
+    let mut m = BTreeMap::new();
+    flatten(icc_data, &mut m, 0)?;
+    let pan = match m.get(&0xFF7F) {
+        Some(ff7f) => sred::decrypt(ff7f).map_err(|_| IssuerError::Sred)?.pan.clone(),
+        None => m
+            .get(&0x5A)
+            .and_then(|v| Pan::from_bcd(v))
+            .or_else(|| m.get(&0x57).and_then(|v| Pan::from_track2(v)))
+            .ok_or(IssuerError::MissingTag(0x5A))?,
+    };
+    let psn = match m.get(&0x5F34) {
+        Some(v) => {
+            let b = *v.first().ok_or(IssuerError::MissingTag(0x5F34))?;
+            let (h, l) = (b >> 4, b & 0x0F);
+            if h > 9 || l > 9 {
+                return Err(IssuerError::MissingTag(0x5F34));
+            }
+            h * 10 + l
+        }
+        None => 0,
+    };
+    let profile = card::all_profiles()
+        .into_iter()
+        .find(|p| p.pan == pan && p.psn == psn)
+        .or_else(|| card::all_profiles().into_iter().find(|p| p.pan == pan))
+        .ok_or(IssuerError::UnknownIssuer)?;
+    let arqc: [u8; 8] = get_n(&m, 0x9F26)?;
+    let cid = get_n::<1>(&m, 0x9F27)?[0];
+    let atc = u16::from_be_bytes(get_n(&m, 0x9F36)?);
+    let un: [u8; 4] = get_n(&m, 0x9F37)?;
+    let amount_bcd: [u8; 6] = get_n(&m, 0x9F02)?;
+    let amount = amount_bcd
+        .iter()
+        .try_fold(0u64, |acc, b| ((b >> 4) < 10 && (b & 0x0F) < 10).then(|| acc * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0x0F)))
+        .ok_or(IssuerError::MissingTag(0x9F02))?;
+    let currency = get_n(&m, 0x5F2A)?;
+    let cvn = profile.cvn;
+    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn).map_err(|_| IssuerError::UnknownIssuer)?;
+    let src = Flat(m);
+    let input = crypto::cryptogram_input(cvn, &src).map_err(|e| match e {
+        crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => IssuerError::MissingTag(t),
+        _ => IssuerError::NotParseable,
+    })?;
+    let expect = crypto::application_cryptogram(cvn, &icc_mk, atc, un, &input);
+    let same = expect.iter().zip(arqc.iter()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+    if !same {
+        return Err(IssuerError::BadCryptogram);
+    }
+    Ok(VerifiedArqc { pan, amount, currency, cvn, atc, arqc, cid, un, icc_mk })
+}
