@@ -67,7 +67,14 @@ impl VerifiedArqc {
     /// Value of tag `91` for `arc` (method per CVN). With `corrupt`, the ARPC is deliberately
     /// wrong (the sandbox's `x.91` rule) so the card fails issuer authentication.
     pub fn issuer_auth_data(&self, arc: [u8; 2], corrupt: bool) -> Vec<u8> {
-        let mut v = crypto::issuer_authentication_data(self.cvn, &self.icc_mk, self.atc, self.un, self.arqc, arc);
+        let mut v = crypto::issuer_authentication_data(
+            self.cvn,
+            &self.icc_mk,
+            self.atc,
+            self.un,
+            self.arqc,
+            arc,
+        );
         if corrupt {
             if let Some(b) = v.first_mut() {
                 *b ^= 0xA5;
@@ -81,7 +88,14 @@ impl VerifiedArqc {
     /// counter). With `corrupt` the MAC is wrong and the card counts the script as failed.
     pub fn pin_unblock_script(&self, template: u8, corrupt: bool) -> Vec<u8> {
         let header = [0x84, 0x24, 0x00, 0x00, 0x00];
-        let mut mac = script_mac(self.cvn, &self.icc_mk, self.atc, self.un, self.arqc, &header);
+        let mut mac = script_mac(
+            self.cvn,
+            &self.icc_mk,
+            self.atc,
+            self.un,
+            self.arqc,
+            &header,
+        );
         if corrupt {
             mac[0] ^= 0xFF;
         }
@@ -104,7 +118,11 @@ impl TagSource for Flat {
     }
 }
 
-fn flatten(input: &[u8], out: &mut BTreeMap<u32, Vec<u8>>, depth: usize) -> Result<(), IssuerError> {
+fn flatten(
+    input: &[u8],
+    out: &mut BTreeMap<u32, Vec<u8>>,
+    depth: usize,
+) -> Result<(), IssuerError> {
     for item in tlv::parse(input) {
         let t = item.map_err(|_| IssuerError::NotParseable)?;
         if t.tag() == Tag(0xFF7F) {
@@ -119,7 +137,9 @@ fn flatten(input: &[u8], out: &mut BTreeMap<u32, Vec<u8>>, depth: usize) -> Resu
 }
 
 fn get_n<const N: usize>(m: &BTreeMap<u32, Vec<u8>>, tag: u32) -> Result<[u8; N], IssuerError> {
-    m.get(&tag).and_then(|v| <[u8; N]>::try_from(v.as_slice()).ok()).ok_or(IssuerError::MissingTag(tag))
+    m.get(&tag)
+        .and_then(|v| <[u8; N]>::try_from(v.as_slice()).ok())
+        .ok_or(IssuerError::MissingTag(tag))
 }
 
 /// Verifies the ARQC in `icc_data` (hex-decoded TLV as the bridge forwards it: the `E4`
@@ -134,7 +154,10 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let mut m = BTreeMap::new();
     flatten(icc_data, &mut m, 0)?;
     let pan = match m.get(&0xFF7F) {
-        Some(ff7f) => sred::decrypt(ff7f).map_err(|_| IssuerError::Sred)?.pan.clone(),
+        Some(ff7f) => sred::decrypt(ff7f)
+            .map_err(|_| IssuerError::Sred)?
+            .pan
+            .clone(),
         None => m
             .get(&0x5A)
             .and_then(|v| Pan::from_bcd(v))
@@ -164,20 +187,40 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let amount_bcd: [u8; 6] = get_n(&m, 0x9F02)?;
     let amount = amount_bcd
         .iter()
-        .try_fold(0u64, |acc, b| ((b >> 4) < 10 && (b & 0x0F) < 10).then(|| acc * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0x0F)))
+        .try_fold(0u64, |acc, b| {
+            ((b >> 4) < 10 && (b & 0x0F) < 10)
+                .then(|| acc * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0x0F))
+        })
         .ok_or(IssuerError::MissingTag(0x9F02))?;
     let currency = get_n(&m, 0x5F2A)?;
     let cvn = profile.cvn;
-    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn).map_err(|_| IssuerError::UnknownIssuer)?;
+    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn)
+        .map_err(|_| IssuerError::UnknownIssuer)?;
     let src = Flat(m);
     let input = crypto::cryptogram_input(cvn, &src).map_err(|e| match e {
-        crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => IssuerError::MissingTag(t),
+        crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => {
+            IssuerError::MissingTag(t)
+        }
         _ => IssuerError::NotParseable,
     })?;
     let expect = crypto::application_cryptogram(cvn, &icc_mk, atc, un, &input);
-    let same = expect.iter().zip(arqc.iter()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+    let same = expect
+        .iter()
+        .zip(arqc.iter())
+        .fold(0u8, |a, (x, y)| a | (x ^ y))
+        == 0;
     if !same {
         return Err(IssuerError::BadCryptogram);
     }
-    Ok(VerifiedArqc { pan, amount, currency, cvn, atc, arqc, cid, un, icc_mk })
+    Ok(VerifiedArqc {
+        pan,
+        amount,
+        currency,
+        cvn,
+        atc,
+        arqc,
+        cid,
+        un,
+        icc_mk,
+    })
 }

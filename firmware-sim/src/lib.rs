@@ -3,8 +3,8 @@
 //! The core is sans-IO (bytes in, bytes out, `now` passed in); transports (pty, TCP, in-process)
 //! live in the binary. Built on `emvbridge_protocol`: there is one parser in the project.
 
+pub mod card;
 pub mod crypto;
 pub mod issuer;
 pub mod kernel;
-pub mod card;
 pub mod sred;

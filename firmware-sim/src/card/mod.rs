@@ -21,7 +21,10 @@ use bytes::Bytes;
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 
 use crate::crypto::{self, Cvn, SecretKey};
-pub use profile::{all_profiles, profile, profile_names, AppProfile, CardProfile, ProfileError, CDOL1, CDOL2, PROFILE_FILES};
+pub use profile::{
+    all_profiles, profile, profile_names, AppProfile, CardProfile, ProfileError, CDOL1, CDOL2,
+    PROFILE_FILES,
+};
 
 /// Status words a card command can fail with (ISO 7816-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +136,14 @@ pub enum ScriptCommandResult {
 /// Script command MAC: first 4 bytes of the retail MAC (padding 2) over
 /// `CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ data`, keyed with the AC session key (a simplification
 /// of the secure-messaging key of Book 2 §9; documented, consistent with [`crate::issuer`]).
-pub fn script_mac(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4], arqc: [u8; 8], header_and_data: &[u8]) -> [u8; 4] {
+pub fn script_mac(
+    cvn: Cvn,
+    icc_mk: &SecretKey,
+    atc: u16,
+    un: [u8; 4],
+    arqc: [u8; 8],
+    header_and_data: &[u8],
+) -> [u8; 4] {
     let sk = crypto::ac_session_key(cvn, icc_mk, atc, un);
     let mut data = Vec::with_capacity(header_and_data.len() + 10);
     let (hdr, body) = header_and_data.split_at(header_and_data.len().min(5));
@@ -207,7 +217,13 @@ impl Card {
         self.profile
             .apps
             .iter()
-            .map(|a| (hex::decode(&a.aid).unwrap_or_default(), a.label.clone(), a.priority))
+            .map(|a| {
+                (
+                    hex::decode(&a.aid).unwrap_or_default(),
+                    a.label.clone(),
+                    a.priority,
+                )
+            })
             .collect()
     }
 
@@ -294,7 +310,12 @@ impl Card {
             self.cvr[1] |= 0x80;
             return PinVerify::Blocked;
         }
-        let ok = expected.len() == pin.len() && expected.bytes().zip(pin.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        let ok = expected.len() == pin.len()
+            && expected
+                .bytes()
+                .zip(pin.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0;
         if ok {
             self.pin_tries = self.profile.pin.as_ref().map_or(0, |(_, t)| *t);
             self.cvr[0] &= !0x02;
@@ -305,7 +326,9 @@ impl Card {
             if self.pin_tries == 0 {
                 self.cvr[1] |= 0x80;
             }
-            PinVerify::Wrong { tries_left: self.pin_tries }
+            PinVerify::Wrong {
+                tries_left: self.pin_tries,
+            }
         }
     }
 
@@ -315,19 +338,30 @@ impl Card {
     /// # Errors
     /// [`CardError::WrongData`] if `cdol_data` does not match the CDOL;
     /// [`CardError::ConditionsNotSatisfied`] out of order.
-    pub fn generate_ac(&mut self, first: bool, requested: CryptogramType, cdol_data: &[u8]) -> Result<GacResponse, CardError> {
+    pub fn generate_ac(
+        &mut self,
+        first: bool,
+        requested: CryptogramType,
+        cdol_data: &[u8],
+    ) -> Result<GacResponse, CardError> {
         self.selected.ok_or(CardError::ConditionsNotSatisfied)?;
         let dol = if first { CDOL1 } else { CDOL2 };
         let mut src = dol::values(dol, cdol_data).ok_or(CardError::WrongData)?;
         let result = if first {
-            self.atc = self.atc.checked_add(1).ok_or(CardError::ConditionsNotSatisfied)?;
+            self.atc = self
+                .atc
+                .checked_add(1)
+                .ok_or(CardError::ConditionsNotSatisfied)?;
             match requested {
                 _ if self.profile.offline_decline => CryptogramType::Aac,
                 CryptogramType::Aac => CryptogramType::Aac,
                 _ => CryptogramType::Arqc,
             }
         } else {
-            let arc = src.get(&0x8A).and_then(|v| <[u8; 2]>::try_from(v.as_slice()).ok()).unwrap_or(*b"Z3");
+            let arc = src
+                .get(&0x8A)
+                .and_then(|v| <[u8; 2]>::try_from(v.as_slice()).ok())
+                .unwrap_or(*b"Z3");
             if self.last_arqc.is_none() {
                 return Err(CardError::ConditionsNotSatisfied);
             }
@@ -336,9 +370,14 @@ impl Card {
             }
             let auth_failed = self.issuer_auth == Some(false);
             let online = !(arc == *b"Y3" || arc == *b"Z3");
-            let auth_missing = online && self.issuer_auth.is_none() && self.profile.aip[0] & 0x04 != 0;
+            let auth_missing =
+                online && self.issuer_auth.is_none() && self.profile.aip[0] & 0x04 != 0;
             match requested {
-                CryptogramType::Tc if crypto::arc_is_approval(arc) && !auth_failed && !auth_missing => CryptogramType::Tc,
+                CryptogramType::Tc
+                    if crypto::arc_is_approval(arc) && !auth_failed && !auth_missing =>
+                {
+                    CryptogramType::Tc
+                }
                 _ => CryptogramType::Aac,
             }
         };
@@ -353,16 +392,26 @@ impl Card {
         src.insert(0x9F36, self.atc.to_be_bytes().to_vec());
         src.insert(0x9F10, iad.clone());
         // CDOL2 has no 9F03 etc. of its own only if a profile changes it; ours carry them all.
-        let input = crypto::cryptogram_input(self.profile.cvn, &src).map_err(|_| CardError::WrongData)?;
-        let un: [u8; 4] = src.get(&0x9F37).and_then(|v| v.as_slice().try_into().ok()).ok_or(CardError::WrongData)?;
-        let ac = crypto::application_cryptogram(self.profile.cvn, &self.icc_mk, self.atc, un, &input);
+        let input =
+            crypto::cryptogram_input(self.profile.cvn, &src).map_err(|_| CardError::WrongData)?;
+        let un: [u8; 4] = src
+            .get(&0x9F37)
+            .and_then(|v| v.as_slice().try_into().ok())
+            .ok_or(CardError::WrongData)?;
+        let ac =
+            crypto::application_cryptogram(self.profile.cvn, &self.icc_mk, self.atc, un, &input);
         if first && result == CryptogramType::Arqc {
             self.last_arqc = Some((ac, un));
         }
         if !first {
             self.last_arqc = None;
         }
-        Ok(GacResponse { cryptogram_type: result, atc: self.atc, cryptogram: ac, iad })
+        Ok(GacResponse {
+            cryptogram_type: result,
+            atc: self.atc,
+            cryptogram: ac,
+            iad,
+        })
     }
 
     /// EXTERNAL AUTHENTICATE with the issuer authentication data (tag `91` value) and the ARC
@@ -374,7 +423,15 @@ impl Card {
     pub fn external_authenticate(&mut self, data91: &[u8], arc: [u8; 2]) -> Result<(), CardError> {
         let (arqc, un) = self.last_arqc.ok_or(CardError::ConditionsNotSatisfied)?;
         let ok = !self.profile.issuer_auth_fail
-            && crypto::verify_issuer_authentication_data(self.profile.cvn, &self.icc_mk, self.atc, un, arqc, arc, data91);
+            && crypto::verify_issuer_authentication_data(
+                self.profile.cvn,
+                &self.icc_mk,
+                self.atc,
+                un,
+                arqc,
+                arc,
+                data91,
+            );
         self.issuer_auth = Some(ok);
         self.cvr[1] |= 0x40;
         if ok {
@@ -448,7 +505,9 @@ pub mod dol {
             if rest.len() <= tag_len {
                 break;
             }
-            let tag = rest[..tag_len].iter().fold(0u32, |a, b| (a << 8) | u32::from(*b));
+            let tag = rest[..tag_len]
+                .iter()
+                .fold(0u32, |a, b| (a << 8) | u32::from(*b));
             out.push((tag, usize::from(rest[tag_len])));
             rest = &rest[tag_len + 1..];
         }

@@ -130,7 +130,11 @@ pub const CDOL2: &[u8] = &[
     0x9A, 0x03, 0x9C, 0x01, 0x9F, 0x37, 0x04,
 ];
 
-fn hex_n<const N: usize>(s: Option<&str>, default: [u8; N], field: &'static str) -> Result<[u8; N], ProfileError> {
+fn hex_n<const N: usize>(
+    s: Option<&str>,
+    default: [u8; N],
+    field: &'static str,
+) -> Result<[u8; N], ProfileError> {
     match s {
         None => Ok(default),
         Some(s) => {
@@ -154,14 +158,17 @@ impl CardProfile {
     /// # Errors
     /// [`ProfileError`] naming the bad field.
     pub fn load(text: &str) -> Result<CardProfile, ProfileError> {
-        let f: ProfileFile = toml::from_str(text).map_err(|e| ProfileError::Syntax(e.message().to_owned()))?;
+        let f: ProfileFile =
+            toml::from_str(text).map_err(|e| ProfileError::Syntax(e.message().to_owned()))?;
         let pan = Pan::new(&f.pan).ok_or(ProfileError::Field("pan"))?;
         if f.psn > 99 {
             return Err(ProfileError::Field("psn"));
         }
         let imk = SecretKey::from_hex(&f.imk).map_err(|_| ProfileError::Field("imk"))?;
         let pin = match (f.pin, f.pin_tries) {
-            (Some(p), tries) if (4..=12).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(p), tries)
+                if (4..=12).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 Some((p, tries.unwrap_or(3)))
             }
             (None, None) => None,
@@ -182,7 +189,9 @@ impl CardProfile {
             return Err(ProfileError::Field("app"));
         }
         for a in &f.app {
-            let ok = hex::decode(&a.aid).map(|v| (5..=16).contains(&v.len())).unwrap_or(false);
+            let ok = hex::decode(&a.aid)
+                .map(|v| (5..=16).contains(&v.len()))
+                .unwrap_or(false);
             if !ok || a.label.len() > 16 || a.preferred_name.len() > 16 {
                 return Err(ProfileError::Field("app"));
             }
@@ -204,9 +213,21 @@ impl CardProfile {
             aip: hex_n(f.aip.as_deref(), [0x1C, 0x00], "aip")?,
             cvm_list,
             iac: [
-                hex_n(f.iac_default.as_deref(), [0xF0, 0x40, 0x00, 0x80, 0x00], "iac_default")?,
-                hex_n(f.iac_denial.as_deref(), [0x00, 0x10, 0x00, 0x00, 0x00], "iac_denial")?,
-                hex_n(f.iac_online.as_deref(), [0xF0, 0x40, 0x00, 0x80, 0x00], "iac_online")?,
+                hex_n(
+                    f.iac_default.as_deref(),
+                    [0xF0, 0x40, 0x00, 0x80, 0x00],
+                    "iac_default",
+                )?,
+                hex_n(
+                    f.iac_denial.as_deref(),
+                    [0x00, 0x10, 0x00, 0x00, 0x00],
+                    "iac_denial",
+                )?,
+                hex_n(
+                    f.iac_online.as_deref(),
+                    [0xF0, 0x40, 0x00, 0x80, 0x00],
+                    "iac_online",
+                )?,
             ],
             auc: hex_n(f.auc.as_deref(), [0xFF, 0x00], "auc")?,
             service_code,
@@ -242,8 +263,14 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
     ("online-pin", include_str!("../../cards/online-pin.toml")),
     ("offline-pin", include_str!("../../cards/offline-pin.toml")),
     ("expired", include_str!("../../cards/expired.toml")),
-    ("offline-decline", include_str!("../../cards/offline-decline.toml")),
-    ("issuer-auth-fail", include_str!("../../cards/issuer-auth-fail.toml")),
+    (
+        "offline-decline",
+        include_str!("../../cards/offline-decline.toml"),
+    ),
+    (
+        "issuer-auth-fail",
+        include_str!("../../cards/issuer-auth-fail.toml"),
+    ),
     ("blocked", include_str!("../../cards/blocked.toml")),
 ];
 
@@ -262,5 +289,8 @@ pub fn profile(name: &str) -> Option<CardProfile> {
 
 /// All shipped profiles (the issuer looks keys up here).
 pub fn all_profiles() -> Vec<CardProfile> {
-    PROFILE_FILES.iter().filter_map(|(_, t)| CardProfile::load(t).ok()).collect()
+    PROFILE_FILES
+        .iter()
+        .filter_map(|(_, t)| CardProfile::load(t).ok())
+        .collect()
 }

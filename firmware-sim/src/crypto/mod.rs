@@ -252,7 +252,11 @@ pub enum ArpcMethod {
 ///
 /// # Errors
 /// [`CryptoError::BadPan`] for a PAN that is not 12..=19 digits or a PSN > 99.
-pub fn derive_icc_master_key(imk: &SecretKey, pan: &str, psn: u8) -> Result<SecretKey, CryptoError> {
+pub fn derive_icc_master_key(
+    imk: &SecretKey,
+    pan: &str,
+    psn: u8,
+) -> Result<SecretKey, CryptoError> {
     if !(12..=19).contains(&pan.len()) || !pan.bytes().all(|b| b.is_ascii_digit()) || psn > 99 {
         return Err(CryptoError::BadPan);
     }
@@ -291,7 +295,10 @@ fn option_b_digits(digits: &[u8]) -> [u8; 16] {
         nibbles.push(0);
     }
     nibbles.extend_from_slice(digits);
-    let bcd: Vec<u8> = nibbles.chunks(2).map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0)).collect();
+    let bcd: Vec<u8> = nibbles
+        .chunks(2)
+        .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0))
+        .collect();
     let digest = sha1(&bcd);
     let hex_nibbles: Vec<u8> = digest.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let mut out = [0u8; 16];
@@ -334,7 +341,9 @@ pub fn ac_session_key(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4]) -> Se
     let [a0, a1] = atc.to_be_bytes();
     match cvn {
         Cvn::Visa10 => icc_mk.clone(),
-        Cvn::Visa18 | Cvn::EmvCommon => derive_common_session_key(icc_mk, [a0, a1, 0, 0, 0, 0, 0, 0]),
+        Cvn::Visa18 | Cvn::EmvCommon => {
+            derive_common_session_key(icc_mk, [a0, a1, 0, 0, 0, 0, 0, 0])
+        }
         Cvn::Mastercard16 => {
             derive_common_session_key(icc_mk, [a0, a1, 0, 0, un[0], un[1], un[2], un[3]])
         }
@@ -393,7 +402,9 @@ pub fn cryptogram_input<S: TagSource + ?Sized>(cvn: Cvn, src: &S) -> Result<Vec<
         }
         out.extend_from_slice(v);
     }
-    let iad = src.tag_value(0x9F10).ok_or(CryptoError::MissingTag(0x9F10))?;
+    let iad = src
+        .tag_value(0x9F10)
+        .ok_or(CryptoError::MissingTag(0x9F10))?;
     let part = match cvn {
         Cvn::Visa10 => iad.get(3..7),
         Cvn::Mastercard16 => iad.get(2..8),
@@ -405,7 +416,13 @@ pub fn cryptogram_input<S: TagSource + ?Sized>(cvn: Cvn, src: &S) -> Result<Vec<
 
 /// The application cryptogram (ARQC, TC or AAC: same computation) over an assembled
 /// cryptogram input, keyed with the ICC master key.
-pub fn application_cryptogram(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4], input: &[u8]) -> [u8; 8] {
+pub fn application_cryptogram(
+    cvn: Cvn,
+    icc_mk: &SecretKey,
+    atc: u16,
+    un: [u8; 4],
+    input: &[u8],
+) -> [u8; 8] {
     let sk = ac_session_key(cvn, icc_mk, atc, un);
     let padding = match cvn {
         Cvn::Visa10 => Padding::Method1,
@@ -419,7 +436,15 @@ pub fn application_cryptogram(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4
 ///
 /// # Errors
 /// [`CryptoError::BadPan`] for a malformed PAN/PSN.
-pub fn arqc(cvn: Cvn, imk: &SecretKey, pan: &str, psn: u8, atc: u16, un: [u8; 4], input: &[u8]) -> Result<[u8; 8], CryptoError> {
+pub fn arqc(
+    cvn: Cvn,
+    imk: &SecretKey,
+    pan: &str,
+    psn: u8,
+    atc: u16,
+    un: [u8; 4],
+    input: &[u8],
+) -> Result<[u8; 8], CryptoError> {
     let mk = derive_icc_master_key(imk, pan, psn)?;
     Ok(application_cryptogram(cvn, &mk, atc, un, input))
 }
@@ -434,7 +459,12 @@ pub fn arpc_method1(key: &SecretKey, arqc: [u8; 8], arc: [u8; 2]) -> [u8; 8] {
 ///
 /// # Errors
 /// [`CryptoError::PropDataTooLong`] if `prop` exceeds 8 bytes.
-pub fn arpc_method2(key: &SecretKey, arqc: [u8; 8], csu: [u8; 4], prop: &[u8]) -> Result<[u8; 4], CryptoError> {
+pub fn arpc_method2(
+    key: &SecretKey,
+    arqc: [u8; 8],
+    csu: [u8; 4],
+    prop: &[u8],
+) -> Result<[u8; 4], CryptoError> {
     if prop.len() > 8 {
         return Err(CryptoError::PropDataTooLong);
     }
@@ -463,7 +493,14 @@ pub fn csu_for_arc(arc: [u8; 2]) -> [u8; 4] {
 
 /// Issuer authentication data (value of tag `91`) for `arc`, with the CVN's ARPC method:
 /// method 1 → `ARPC(8)‖ARC(2)`, method 2 → `ARPC(4)‖CSU(4)` (no proprietary data).
-pub fn issuer_authentication_data(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4], arqc: [u8; 8], arc: [u8; 2]) -> Vec<u8> {
+pub fn issuer_authentication_data(
+    cvn: Cvn,
+    icc_mk: &SecretKey,
+    atc: u16,
+    un: [u8; 4],
+    arqc: [u8; 8],
+    arc: [u8; 2],
+) -> Vec<u8> {
     let key = arpc_key(cvn, icc_mk, atc, un);
     match cvn.arpc_method() {
         ArpcMethod::Method1 => {
@@ -485,7 +522,15 @@ pub fn issuer_authentication_data(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u
 /// Card-side check of tag `91` (EMV Book 3 10.9, issuer authentication). `arc` is the
 /// response code the terminal passes in 8A. For method 2 the CSU approval bit must also agree
 /// with `arc`. Comparison is constant-time over the ARPC bytes.
-pub fn verify_issuer_authentication_data(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4], arqc: [u8; 8], arc: [u8; 2], data: &[u8]) -> bool {
+pub fn verify_issuer_authentication_data(
+    cvn: Cvn,
+    icc_mk: &SecretKey,
+    atc: u16,
+    un: [u8; 4],
+    arqc: [u8; 8],
+    arc: [u8; 2],
+    data: &[u8],
+) -> bool {
     let key = arpc_key(cvn, icc_mk, atc, un);
     match cvn.arpc_method() {
         ArpcMethod::Method1 => {

@@ -34,13 +34,18 @@ fn ours(req: &serde_json::Value) -> serde_json::Value {
     }
     let atc = u16::from_be_bytes(tags[&0x9F36].clone().try_into().unwrap());
     let un: [u8; 4] = tags[&0x9F37].clone().try_into().unwrap();
-    let arc: [u8; 2] = hex::decode(req["arc"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let arc: [u8; 2] = hex::decode(req["arc"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let mk = derive_icc_master_key(&imk, pan, psn).unwrap();
     let input = cryptogram_input(cvn, &tags).unwrap();
     let ac = application_cryptogram(cvn, &mk, atc, un, &input);
     assert_eq!(arqc(cvn, &imk, pan, psn, atc, un, &input).unwrap(), ac);
     let iad91 = issuer_authentication_data(cvn, &mk, atc, un, ac, arc);
-    assert!(verify_issuer_authentication_data(cvn, &mk, atc, un, ac, arc, &iad91));
+    assert!(verify_issuer_authentication_data(
+        cvn, &mk, atc, un, ac, arc, &iad91
+    ));
     serde_json::json!({
         "icc_mk": hex::encode_upper(mk.expose()),
         "arqc": hex::encode_upper(ac),
@@ -69,10 +74,14 @@ impl XorShift {
         self.0
     }
     fn bytes(&mut self, n: usize) -> String {
-        (0..n).map(|_| format!("{:02X}", self.next() as u8)).collect()
+        (0..n)
+            .map(|_| format!("{:02X}", self.next() as u8))
+            .collect()
     }
     fn digits(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b'0' + (self.next() % 10) as u8)).collect()
+        (0..n)
+            .map(|_| char::from(b'0' + (self.next() % 10) as u8))
+            .collect()
     }
 }
 
@@ -137,7 +146,11 @@ fn live_pyemv_cross_check() {
     let out = child.wait_with_output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "pyemv_check.py failed");
-    let lines: Vec<_> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    let lines: Vec<_> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines.len(), reqs.len());
     for (req, line) in reqs.iter().zip(&lines) {
         let theirs: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -165,35 +178,65 @@ fn option_a_uses_rightmost_16_digits_of_pan_and_psn() {
 #[test]
 fn bad_pan_is_rejected() {
     let imk = SecretKey::from_bytes([0x11; 16]);
-    assert_eq!(derive_icc_master_key(&imk, "41111", 0).unwrap_err(), CryptoError::BadPan);
-    assert_eq!(derive_icc_master_key(&imk, "41111111111111A1", 0).unwrap_err(), CryptoError::BadPan);
-    assert_eq!(derive_icc_master_key(&imk, "4111111111111111", 100).unwrap_err(), CryptoError::BadPan);
+    assert_eq!(
+        derive_icc_master_key(&imk, "41111", 0).unwrap_err(),
+        CryptoError::BadPan
+    );
+    assert_eq!(
+        derive_icc_master_key(&imk, "41111111111111A1", 0).unwrap_err(),
+        CryptoError::BadPan
+    );
+    assert_eq!(
+        derive_icc_master_key(&imk, "4111111111111111", 100).unwrap_err(),
+        CryptoError::BadPan
+    );
 }
 
 #[test]
 fn retail_mac_padding_method1_does_not_add_a_block_when_aligned() {
     let key = SecretKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
     let data = [0x5Au8; 16];
-    assert_eq!(retail_mac(&key, &data, Padding::Method1), retail_mac(&key, &data[..], Padding::Method1));
-    assert_ne!(retail_mac(&key, &data, Padding::Method1), retail_mac(&key, &data, Padding::Method2));
+    assert_eq!(
+        retail_mac(&key, &data, Padding::Method1),
+        retail_mac(&key, &data[..], Padding::Method1)
+    );
+    assert_ne!(
+        retail_mac(&key, &data, Padding::Method1),
+        retail_mac(&key, &data, Padding::Method2)
+    );
     // Method 1 pads with zeros: 15 bytes + implicit 00 equals 16 bytes ending in 00.
     let mut z = [0x5Au8; 16];
     z[15] = 0;
-    assert_eq!(retail_mac(&key, &z[..15], Padding::Method1), retail_mac(&key, &z, Padding::Method1));
+    assert_eq!(
+        retail_mac(&key, &z[..15], Padding::Method1),
+        retail_mac(&key, &z, Padding::Method1)
+    );
 }
 
 #[test]
 fn cryptogram_input_reports_missing_and_bad_tags() {
     let mut tags: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    assert_eq!(cryptogram_input(Cvn::Visa10, &tags).unwrap_err(), CryptoError::MissingTag(0x9F02));
+    assert_eq!(
+        cryptogram_input(Cvn::Visa10, &tags).unwrap_err(),
+        CryptoError::MissingTag(0x9F02)
+    );
     for (t, len) in CRYPTOGRAM_INPUT_TAGS {
         tags.insert(t, vec![0; len]);
     }
-    assert_eq!(cryptogram_input(Cvn::Visa10, &tags).unwrap_err(), CryptoError::MissingTag(0x9F10));
+    assert_eq!(
+        cryptogram_input(Cvn::Visa10, &tags).unwrap_err(),
+        CryptoError::MissingTag(0x9F10)
+    );
     tags.insert(0x9F10, vec![6, 1, 0x0A]);
-    assert_eq!(cryptogram_input(Cvn::Visa10, &tags).unwrap_err(), CryptoError::BadLength(0x9F10));
+    assert_eq!(
+        cryptogram_input(Cvn::Visa10, &tags).unwrap_err(),
+        CryptoError::BadLength(0x9F10)
+    );
     tags.insert(0x95, vec![0; 4]);
-    assert_eq!(cryptogram_input(Cvn::Visa18, &tags).unwrap_err(), CryptoError::BadLength(0x95));
+    assert_eq!(
+        cryptogram_input(Cvn::Visa18, &tags).unwrap_err(),
+        CryptoError::BadLength(0x95)
+    );
 }
 
 #[test]
@@ -202,13 +245,45 @@ fn wrong_arpc_is_rejected_for_every_method() {
     for cvn in [Cvn::Visa10, Cvn::Visa18, Cvn::Mastercard16, Cvn::EmvCommon] {
         let arqc = [1, 2, 3, 4, 5, 6, 7, 8];
         let good = issuer_authentication_data(cvn, &mk, 7, [9, 9, 9, 9], arqc, *b"00");
-        assert!(verify_issuer_authentication_data(cvn, &mk, 7, [9, 9, 9, 9], arqc, *b"00", &good));
+        assert!(verify_issuer_authentication_data(
+            cvn,
+            &mk,
+            7,
+            [9, 9, 9, 9],
+            arqc,
+            *b"00",
+            &good
+        ));
         let mut bad = good.clone();
         bad[0] ^= 0x01;
-        assert!(!verify_issuer_authentication_data(cvn, &mk, 7, [9, 9, 9, 9], arqc, *b"00", &bad));
+        assert!(!verify_issuer_authentication_data(
+            cvn,
+            &mk,
+            7,
+            [9, 9, 9, 9],
+            arqc,
+            *b"00",
+            &bad
+        ));
         // Same 91 presented with a different ARC (e.g. the terminal changed 8A) fails too.
-        assert!(!verify_issuer_authentication_data(cvn, &mk, 7, [9, 9, 9, 9], arqc, *b"05", &good));
-        assert!(!verify_issuer_authentication_data(cvn, &mk, 7, [9, 9, 9, 9], arqc, *b"00", &good[..3]));
+        assert!(!verify_issuer_authentication_data(
+            cvn,
+            &mk,
+            7,
+            [9, 9, 9, 9],
+            arqc,
+            *b"05",
+            &good
+        ));
+        assert!(!verify_issuer_authentication_data(
+            cvn,
+            &mk,
+            7,
+            [9, 9, 9, 9],
+            arqc,
+            *b"00",
+            &good[..3]
+        ));
     }
 }
 

@@ -23,7 +23,9 @@ use bytes::Bytes;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
-use crate::card::{dol, Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult};
+use crate::card::{
+    dol, Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult,
+};
 use crate::crypto;
 use crate::sred::SredEncryptor;
 
@@ -160,13 +162,20 @@ impl TransactionData {
             let t = item.map_err(|_| TxnDataError::Malformed)?;
             m.entry(t.tag().0).or_insert(t.value());
         }
-        fn fixed<const N: usize>(m: &BTreeMap<u32, &[u8]>, tag: u32, name: &'static str) -> Result<Option<[u8; N]>, TxnDataError> {
+        fn fixed<const N: usize>(
+            m: &BTreeMap<u32, &[u8]>,
+            tag: u32,
+            name: &'static str,
+        ) -> Result<Option<[u8; N]>, TxnDataError> {
             match m.get(&tag) {
                 None => Ok(None),
-                Some(v) => <[u8; N]>::try_from(*v).map(Some).map_err(|_| TxnDataError::BadValue(name)),
+                Some(v) => <[u8; N]>::try_from(*v)
+                    .map(Some)
+                    .map_err(|_| TxnDataError::BadValue(name)),
             }
         }
-        let amount_raw: [u8; 6] = fixed(&m, 0x9F02, "9F02")?.ok_or(TxnDataError::Missing("9F02"))?;
+        let amount_raw: [u8; 6] =
+            fixed(&m, 0x9F02, "9F02")?.ok_or(TxnDataError::Missing("9F02"))?;
         let amount = bcd_to_u64(&amount_raw).ok_or(TxnDataError::BadValue("9F02"))?;
         let amount_other = match fixed::<6>(&m, 0x9F03, "9F03")? {
             Some(v) => bcd_to_u64(&v).ok_or(TxnDataError::BadValue("9F03"))?,
@@ -322,14 +331,15 @@ pub struct Kernel {
 
 /// Tags of the online data set, in output order (57/5A masked when SRED is on).
 const ONLINE_TAGS: &[u32] = &[
-    0x9F26, 0x9F27, 0x9F10, 0x9F36, 0x9F37, 0x95, 0x9B, 0x82, 0x84, 0x4F, 0x9F06, 0x9F33, 0x9F34, 0x9F35,
-    0x9F1A, 0x5F2A, 0x9A, 0x9C, 0x9F21, 0x9F02, 0x9F03, 0x50, 0x9F12, 0x5F34, 0x5F24, 0x5F25, 0x5F28,
-    0x5F30, 0x9F07, 0x9F08, 0x9F09, 0x9F0D, 0x9F0E, 0x9F0F, 0x9F1E, 0x9F40, 0x8E, 0x57, 0x5A,
+    0x9F26, 0x9F27, 0x9F10, 0x9F36, 0x9F37, 0x95, 0x9B, 0x82, 0x84, 0x4F, 0x9F06, 0x9F33, 0x9F34,
+    0x9F35, 0x9F1A, 0x5F2A, 0x9A, 0x9C, 0x9F21, 0x9F02, 0x9F03, 0x50, 0x9F12, 0x5F34, 0x5F24,
+    0x5F25, 0x5F28, 0x5F30, 0x9F07, 0x9F08, 0x9F09, 0x9F0D, 0x9F0E, 0x9F0F, 0x9F1E, 0x9F40, 0x8E,
+    0x57, 0x5A,
 ];
 /// Tags of the final (E3/E5) data set.
 const FINAL_TAGS: &[u32] = &[
-    0x9F26, 0x9F27, 0x8A, 0x9F10, 0x9F36, 0x9F37, 0x95, 0x9B, 0x82, 0x84, 0x9F34, 0x9F35, 0x9F0D, 0x9F0E,
-    0x9F0F, 0x9F02, 0x9F03, 0x9A, 0x9C, 0x5F2A, 0x9F1A, 0x5F34, 0x9F5B, 0x57, 0x5A,
+    0x9F26, 0x9F27, 0x8A, 0x9F10, 0x9F36, 0x9F37, 0x95, 0x9B, 0x82, 0x84, 0x9F34, 0x9F35, 0x9F0D,
+    0x9F0E, 0x9F0F, 0x9F02, 0x9F03, 0x9A, 0x9C, 0x5F2A, 0x9F1A, 0x5F34, 0x9F5B, 0x57, 0x5A,
 ];
 
 fn tag_of(t: u32) -> Tag {
@@ -350,18 +360,30 @@ pub fn mask_nibbles(value: &[u8], track2: bool) -> Vec<u8> {
             *n = 0x0A;
         }
     }
-    out.chunks(2).map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0x0F)).collect()
+    out.chunks(2)
+        .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0x0F))
+        .collect()
 }
 
 fn date_to_num(d: &[u8]) -> Option<u64> {
     let n = bcd_to_u64(d)?;
     // YY < 50 → 20YY (EMV Book 4 §6.7.3 convention).
-    Some(if n / 10000 < 50 { 20_000_000 + n } else { 19_000_000 + n })
+    Some(if n / 10000 < 50 {
+        20_000_000 + n
+    } else {
+        19_000_000 + n
+    })
 }
 
 impl Kernel {
     /// Starts a transaction with the inserted `card`. `un` is the unpredictable number (9F37).
-    pub fn start(card: Card, sred: SredEncryptor, config: &TerminalConfig, txn: TransactionData, un: [u8; 4]) -> (Kernel, Step) {
+    pub fn start(
+        card: Card,
+        sred: SredEncryptor,
+        config: &TerminalConfig,
+        txn: TransactionData,
+        un: [u8; 4],
+    ) -> (Kernel, Step) {
         let mut k = Kernel {
             card,
             sred,
@@ -405,7 +427,11 @@ impl Kernel {
                 continue;
             }
             match self.card.select(&aid) {
-                Ok(_) => list.push(Candidate { aid, label, priority }),
+                Ok(_) => list.push(Candidate {
+                    aid,
+                    label,
+                    priority,
+                }),
                 Err(CardError::Blocked) => blocked = true,
                 Err(_) => {}
             }
@@ -420,7 +446,9 @@ impl Kernel {
             0 if blocked => self.fail(FailReason::ApplicationBlocked),
             0 => self.fail(FailReason::NoApplication),
             1 if self.candidates[0].priority & 0x80 == 0 => self.run_application(0),
-            _ => Step::SelectApplication { candidates: self.candidates.clone() },
+            _ => Step::SelectApplication {
+                candidates: self.candidates.clone(),
+            },
         }
     }
 
@@ -467,8 +495,6 @@ impl Kernel {
                 return self.fail(r);
             }
         }
-        self.tsi[0] |= 0x20; // card risk management? no: "cardholder verification" set later
-        self.tsi[0] &= !0x20;
         self.processing_restrictions();
         // Offline data authentication not performed (Book 3 §10.3; TVR byte 1 bit 8).
         self.tvr[0] |= 0x80;
@@ -495,18 +521,29 @@ impl Kernel {
     }
 
     fn encrypt_card_data(&mut self) -> Result<(), FailReason> {
-        let pan = self.data.get(&0x5A).and_then(|v| crate::sred::Pan::from_bcd(v));
+        let pan = self
+            .data
+            .get(&0x5A)
+            .and_then(|v| crate::sred::Pan::from_bcd(v));
         let track2 = self.data.get(&0x57).cloned().unwrap_or_default();
         let Some(pan) = pan else { return Ok(()) };
         let u = self.un;
         let iv = [u[0], u[1], u[2], u[3], !u[0], !u[1], !u[2], !u[3]];
-        self.ff7f = Some(self.sred.encrypt(&pan, &track2, iv).map_err(|_| FailReason::Sred)?);
+        self.ff7f = Some(
+            self.sred
+                .encrypt(&pan, &track2, iv)
+                .map_err(|_| FailReason::Sred)?,
+        );
         Ok(())
     }
 
     /// EMV Book 3 §10.4.
     fn processing_restrictions(&mut self) {
-        if self.data.get(&0x9F08).is_some_and(|v| v.as_slice() != self.config.app_version) {
+        if self
+            .data
+            .get(&0x9F08)
+            .is_some_and(|v| v.as_slice() != self.config.app_version)
+        {
             self.tvr[1] |= 0x80;
         }
         let today = date_to_num(&self.txn.date);
@@ -521,7 +558,8 @@ impl Kernel {
             }
         }
         if let Some(auc) = self.data.get(&0x9F07).cloned() {
-            let domestic = self.data.get(&0x5F28).map(Vec::as_slice) == self.data.get(&0x9F1A).map(Vec::as_slice);
+            let domestic = self.data.get(&0x5F28).map(Vec::as_slice)
+                == self.data.get(&0x9F1A).map(Vec::as_slice);
             let a = auc.first().copied().unwrap_or(0);
             let allowed = match self.txn.txn_type {
                 0x01 | 0x17 => a & if domestic { 0x80 } else { 0x40 } != 0,
@@ -535,7 +573,11 @@ impl Kernel {
 
     fn cvm_rules(&self) -> Vec<[u8; 2]> {
         let list = self.data.get(&0x8E).cloned().unwrap_or_default();
-        list.get(8..).unwrap_or(&[]).chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+        list.get(8..)
+            .unwrap_or(&[])
+            .chunks_exact(2)
+            .map(|c| [c[0], c[1]])
+            .collect()
     }
 
     fn terminal_supports(&self, code: u8) -> bool {
@@ -551,8 +593,20 @@ impl Kernel {
     }
 
     fn condition_met(&self, code: u8, cond: u8) -> bool {
-        let x = self.data.get(&0x8E).and_then(|v| v.get(0..4)).map_or(0, |v| u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]])));
-        let y = self.data.get(&0x8E).and_then(|v| v.get(4..8)).map_or(0, |v| u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]])));
+        let x = self
+            .data
+            .get(&0x8E)
+            .and_then(|v| v.get(0..4))
+            .map_or(0, |v| {
+                u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            });
+        let y = self
+            .data
+            .get(&0x8E)
+            .and_then(|v| v.get(4..8))
+            .map_or(0, |v| {
+                u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            });
         let same_currency = self.data.get(&0x9F42) == self.data.get(&0x5F2A);
         let amt = self.txn.amount;
         match cond {
@@ -604,11 +658,17 @@ impl Kernel {
                         continue;
                     }
                     self.phase = Phase::Pin { online: false };
-                    return Step::PinEntry { online: false, tries_left: Some(tries) };
+                    return Step::PinEntry {
+                        online: false,
+                        tries_left: Some(tries),
+                    };
                 }
                 0x02 => {
                     self.phase = Phase::Pin { online: true };
-                    return Step::PinEntry { online: true, tries_left: None };
+                    return Step::PinEntry {
+                        online: true,
+                        tries_left: None,
+                    };
                 }
                 0x1E => return self.cvm_done([code_byte, cond, 0x00]),
                 0x1F => return self.cvm_done([code_byte, cond, 0x02]),
@@ -674,7 +734,10 @@ impl Kernel {
                     PinVerify::Ok => self.cvm_done([code_byte, cond, 0x02]),
                     PinVerify::Wrong { tries_left } if tries_left > 0 => {
                         self.phase = Phase::Pin { online: false };
-                        Step::PinEntry { online: false, tries_left: Some(tries_left) }
+                        Step::PinEntry {
+                            online: false,
+                            tries_left: Some(tries_left),
+                        }
                     }
                     PinVerify::Wrong { .. } | PinVerify::Blocked => {
                         self.tvr[2] |= 0x20;
@@ -695,11 +758,14 @@ impl Kernel {
     }
 
     fn iac(&self, tag: u32) -> [u8; 5] {
-        self.data.get(&tag).and_then(|v| <[u8; 5]>::try_from(v.as_slice()).ok()).unwrap_or(match tag {
-            // Book 3 §10.7: absent IAC-denial = all zeros, absent default/online = all ones.
-            0x9F0E => [0; 5],
-            _ => [0xFF; 5],
-        })
+        self.data
+            .get(&tag)
+            .and_then(|v| <[u8; 5]>::try_from(v.as_slice()).ok())
+            .unwrap_or(match tag {
+                // Book 3 §10.7: absent IAC-denial = all zeros, absent default/online = all ones.
+                0x9F0E => [0; 5],
+                _ => [0xFF; 5],
+            })
     }
 
     fn matches(&self, tac: [u8; 5], iac: [u8; 5]) -> bool {
@@ -715,7 +781,9 @@ impl Kernel {
         self.tsi[0] |= 0x08; // terminal risk management performed
         let requested = if self.matches(self.config.tac_denial, self.iac(0x9F0E)) {
             CryptogramType::Aac
-        } else if self.matches(self.config.tac_online, self.iac(0x9F0F)) || self.config.terminal_type & 0x0F != 0x03 {
+        } else if self.matches(self.config.tac_online, self.iac(0x9F0F))
+            || self.config.terminal_type & 0x0F != 0x03
+        {
             CryptogramType::Arqc
         } else {
             CryptogramType::Tc
@@ -733,17 +801,23 @@ impl Kernel {
             CryptogramType::Arqc => {
                 self.gac1 = Some(resp);
                 self.phase = Phase::Online;
-                Step::GoOnline { data: self.output(ONLINE_TAGS) }
+                Step::GoOnline {
+                    data: self.output(ONLINE_TAGS),
+                }
             }
             CryptogramType::Tc => {
                 self.put(0x8A, b"Y1");
                 self.phase = Phase::Done;
-                Step::Approved { data: self.output(FINAL_TAGS) }
+                Step::Approved {
+                    data: self.output(FINAL_TAGS),
+                }
             }
             CryptogramType::Aac => {
                 self.put(0x8A, b"Z1");
                 self.phase = Phase::Done;
-                Step::Declined { data: self.output(FINAL_TAGS) }
+                Step::Declined {
+                    data: self.output(FINAL_TAGS),
+                }
             }
         }
     }
@@ -769,7 +843,11 @@ impl Kernel {
             }
         }
         self.run_scripts(&resp.scripts, 0x71);
-        let want = if crypto::arc_is_approval(resp.arc) { CryptogramType::Tc } else { CryptogramType::Aac };
+        let want = if crypto::arc_is_approval(resp.arc) {
+            CryptogramType::Tc
+        } else {
+            CryptogramType::Aac
+        };
         self.second_gac(resp.arc, want, &resp.scripts)
     }
 
@@ -780,7 +858,11 @@ impl Kernel {
             return self.fail(FailReason::UnexpectedInput);
         }
         let decline = self.matches(self.config.tac_default, self.iac(0x9F0D));
-        let (arc, want) = if decline { (*b"Z3", CryptogramType::Aac) } else { (*b"Y3", CryptogramType::Tc) };
+        let (arc, want) = if decline {
+            (*b"Z3", CryptogramType::Aac)
+        } else {
+            (*b"Y3", CryptogramType::Tc)
+        };
         self.second_gac(arc, want, &[])
     }
 
@@ -794,10 +876,16 @@ impl Kernel {
             if t.tag().0 != template {
                 continue;
             }
-            let id = tlv::find(t.value(), Tag(0x9F18)).map(|i| i.value().to_vec()).unwrap_or_default();
+            let id = tlv::find(t.value(), Tag(0x9F18))
+                .map(|i| i.value().to_vec())
+                .unwrap_or_default();
             let mut seq = 0u8;
             let mut result = 0x20u8; // "processed successfully" (Book 4 A5)
-            for c in t.children().map_while(Result::ok).filter(|c| c.tag() == Tag(0x86)) {
+            for c in t
+                .children()
+                .map_while(Result::ok)
+                .filter(|c| c.tag() == Tag(0x86))
+            {
                 seq = seq.saturating_add(1);
                 if self.card.script_command(c.value()) == ScriptCommandResult::Failed {
                     result = 0x10 | seq.min(15);
@@ -834,8 +922,12 @@ impl Kernel {
         self.put(0x95, &self.tvr.clone());
         self.phase = Phase::Done;
         match resp.cryptogram_type {
-            CryptogramType::Tc => Step::Approved { data: self.output(FINAL_TAGS) },
-            _ => Step::Declined { data: self.output(FINAL_TAGS) },
+            CryptogramType::Tc => Step::Approved {
+                data: self.output(FINAL_TAGS),
+            },
+            _ => Step::Declined {
+                data: self.output(FINAL_TAGS),
+            },
         }
     }
 

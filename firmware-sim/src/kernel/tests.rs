@@ -21,7 +21,13 @@ fn txn(amount: u64) -> TransactionData {
 
 fn start(name: &str, amount: u64) -> (Kernel, Step) {
     let card = Card::from_profile(name).unwrap();
-    Kernel::start(card, SredEncryptor::ansi_test(), &TerminalConfig::default(), txn(amount), UN)
+    Kernel::start(
+        card,
+        SredEncryptor::ansi_test(),
+        &TerminalConfig::default(),
+        txn(amount),
+        UN,
+    )
 }
 
 fn tag(data: &[u8], t: u32) -> Option<Vec<u8>> {
@@ -41,7 +47,11 @@ fn online(name: &str, amount: u64, arc: [u8; 2], corrupt: bool) -> (Step, Bytes)
     let data = go_online_data(&step);
     let v = issuer::verify_arqc(&data).expect("issuer verifies kernel ARQC");
     let iad = v.issuer_auth_data(arc, corrupt);
-    let fin = k.host_response(HostResponse { arc, issuer_auth_data: Some(iad), scripts: Vec::new() });
+    let fin = k.host_response(HostResponse {
+        arc,
+        issuer_auth_data: Some(iad),
+        scripts: Vec::new(),
+    });
     (fin, data)
 }
 
@@ -51,7 +61,10 @@ fn every_profile_loads() {
     for (name, text) in PROFILE_FILES {
         let p = CardProfile::load(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&p.name, name);
-        assert!(!format!("{p:?}").contains(p.pan.expose()), "Debug leaks PAN for {name}");
+        assert!(
+            !format!("{p:?}").contains(p.pan.expose()),
+            "Debug leaks PAN for {name}"
+        );
     }
 }
 
@@ -59,7 +72,9 @@ fn every_profile_loads() {
 fn simple_cards_approve_online_with_tc() {
     for name in ["visa-cvn10", "visa-cvn18", "mc-cvn16", "amex", "discover"] {
         let (fin, online_data) = online(name, 3250, *b"00", false);
-        let Step::Approved { data } = fin else { panic!("{name}: {fin:?}") };
+        let Step::Approved { data } = fin else {
+            panic!("{name}: {fin:?}")
+        };
         assert_eq!(tag(&data, 0x9F27), Some(vec![0x40]), "{name}");
         assert_eq!(tag(&data, 0x8A), Some(b"00".to_vec()));
         assert_eq!(tag(&online_data, 0x9F27), Some(vec![0x80]));
@@ -79,9 +94,15 @@ fn simple_cards_approve_online_with_tc() {
 fn bad_arpc_declines_and_sets_tvr() {
     for name in ["visa-cvn10", "visa-cvn18", "mc-cvn16", "amex"] {
         let (fin, _) = online(name, 1091, *b"00", true);
-        let Step::Declined { data } = fin else { panic!("{name}: {fin:?}") };
+        let Step::Declined { data } = fin else {
+            panic!("{name}: {fin:?}")
+        };
         assert_eq!(tag(&data, 0x9F27), Some(vec![0x00]));
-        assert_eq!(tag(&data, 0x95).unwrap()[4] & 0x40, 0x40, "issuer authentication failed bit");
+        assert_eq!(
+            tag(&data, 0x95).unwrap()[4] & 0x40,
+            0x40,
+            "issuer authentication failed bit"
+        );
         // CVR byte 1 bit 4 in the IAD: issuer authentication failed.
         let cvn = Card::from_profile(name).unwrap().profile().cvn;
         let cvr = cvn.cvr_from_iad(&tag(&data, 0x9F10).unwrap()).unwrap();
@@ -92,7 +113,9 @@ fn bad_arpc_declines_and_sets_tvr() {
 #[test]
 fn issuer_decline_arc_05_declines() {
     let (fin, _) = online("visa-cvn18", 500, *b"05", false);
-    let Step::Declined { data } = fin else { panic!("{fin:?}") };
+    let Step::Declined { data } = fin else {
+        panic!("{fin:?}")
+    };
     assert_eq!(tag(&data, 0x8A), Some(b"05".to_vec()));
     assert_eq!(tag(&data, 0x9F27), Some(vec![0x00]));
 }
@@ -100,14 +123,18 @@ fn issuer_decline_arc_05_declines() {
 #[test]
 fn issuer_auth_fail_card_declines_even_with_good_arpc() {
     let (fin, _) = online("issuer-auth-fail", 500, *b"00", false);
-    let Step::Declined { data } = fin else { panic!("{fin:?}") };
+    let Step::Declined { data } = fin else {
+        panic!("{fin:?}")
+    };
     assert_eq!(tag(&data, 0x95).unwrap()[4] & 0x40, 0x40);
 }
 
 #[test]
 fn offline_decline_card_declines_at_first_gac() {
     let (_, step) = start("offline-decline", 500);
-    let Step::Declined { data } = step else { panic!("{step:?}") };
+    let Step::Declined { data } = step else {
+        panic!("{step:?}")
+    };
     assert_eq!(tag(&data, 0x9F27), Some(vec![0x00]));
     assert_eq!(tag(&data, 0x8A), Some(b"Z1".to_vec()));
 }
@@ -115,14 +142,22 @@ fn offline_decline_card_declines_at_first_gac() {
 #[test]
 fn two_app_card_asks_for_selection_in_priority_order() {
     let (mut k, step) = start("two-app", 500);
-    let Step::SelectApplication { candidates } = step else { panic!("{step:?}") };
+    let Step::SelectApplication { candidates } = step else {
+        panic!("{step:?}")
+    };
     assert_eq!(candidates.len(), 2);
     assert_eq!(candidates[0].label, "VISA CREDIT");
     assert_eq!(candidates[1].aid, hex::decode("A0000000032010").unwrap());
-    assert_eq!(k.select_application(5), Step::Failed(FailReason::UnexpectedInput));
+    assert_eq!(
+        k.select_application(5),
+        Step::Failed(FailReason::UnexpectedInput)
+    );
     let (mut k2, _) = start("two-app", 500);
     let data = go_online_data(&k2.select_application(1));
-    assert_eq!(tag(&data, 0x84), Some(hex::decode("A0000000032010").unwrap()));
+    assert_eq!(
+        tag(&data, 0x84),
+        Some(hex::decode("A0000000032010").unwrap())
+    );
     let _ = k.card_removed();
 }
 
@@ -130,15 +165,33 @@ fn two_app_card_asks_for_selection_in_priority_order() {
 fn offline_pin_right_wrong_and_cancel() {
     // Right PIN.
     let (mut k, step) = start("offline-pin", 500);
-    assert_eq!(step, Step::PinEntry { online: false, tries_left: Some(3) });
+    assert_eq!(
+        step,
+        Step::PinEntry {
+            online: false,
+            tries_left: Some(3)
+        }
+    );
     let data = go_online_data(&k.pin_entered(PinInput::Digits("1234".into())));
     assert_eq!(tag(&data, 0x9F34), Some(vec![0x01, 0x00, 0x02]));
     assert_eq!(tag(&data, 0x95).unwrap()[2], 0);
 
     // Wrong twice, then right: try counter goes 3 → 2 → 1, then resets.
     let (mut k, _) = start("offline-pin", 500);
-    assert_eq!(k.pin_entered(PinInput::Digits("0000".into())), Step::PinEntry { online: false, tries_left: Some(2) });
-    assert_eq!(k.pin_entered(PinInput::Digits("9999".into())), Step::PinEntry { online: false, tries_left: Some(1) });
+    assert_eq!(
+        k.pin_entered(PinInput::Digits("0000".into())),
+        Step::PinEntry {
+            online: false,
+            tries_left: Some(2)
+        }
+    );
+    assert_eq!(
+        k.pin_entered(PinInput::Digits("9999".into())),
+        Step::PinEntry {
+            online: false,
+            tries_left: Some(1)
+        }
+    );
     let data = go_online_data(&k.pin_entered(PinInput::Digits("1234".into())));
     assert_eq!(tag(&data, 0x9F34), Some(vec![0x01, 0x00, 0x02]));
     let (card, _) = k.finish();
@@ -150,7 +203,11 @@ fn offline_pin_right_wrong_and_cancel() {
     k.pin_entered(PinInput::Digits("0000".into()));
     let data = go_online_data(&k.pin_entered(PinInput::Digits("0000".into())));
     let tvr = tag(&data, 0x95).unwrap();
-    assert_eq!(tvr[2] & 0xA0, 0xA0, "cvm not successful + pin try limit exceeded");
+    assert_eq!(
+        tvr[2] & 0xA0,
+        0xA0,
+        "cvm not successful + pin try limit exceeded"
+    );
     assert_eq!(tag(&data, 0x9F34), Some(vec![0x01, 0x00, 0x01]));
     let (card, sred_engine) = k.finish();
     assert_eq!(card.pin_try_counter(), 0);
@@ -167,7 +224,13 @@ fn offline_pin_right_wrong_and_cancel() {
 #[test]
 fn online_pin_prompts_then_goes_online() {
     let (mut k, step) = start("online-pin", 500);
-    assert_eq!(step, Step::PinEntry { online: true, tries_left: None });
+    assert_eq!(
+        step,
+        Step::PinEntry {
+            online: true,
+            tries_left: None
+        }
+    );
     let data = go_online_data(&k.pin_entered(PinInput::Digits("4321".into())));
     assert_eq!(tag(&data, 0x9F34), Some(vec![0x42, 0x03, 0x00]));
     assert_eq!(tag(&data, 0x95).unwrap()[2] & 0x04, 0x04);
@@ -180,7 +243,9 @@ fn online_pin_prompts_then_goes_online() {
 #[test]
 fn expired_card_sets_tvr_and_declines_offline() {
     let (_, step) = start("expired", 500);
-    let Step::Declined { data } = step else { panic!("{step:?}") };
+    let Step::Declined { data } = step else {
+        panic!("{step:?}")
+    };
     assert_eq!(tag(&data, 0x95).unwrap()[1] & 0x40, 0x40);
     assert_eq!(tag(&data, 0x9F27), Some(vec![0x00]));
 }
@@ -194,16 +259,27 @@ fn blocked_card_fails() {
 #[test]
 fn unable_to_go_online_z3_and_y3() {
     let (mut k, _) = start("visa-cvn10", 500);
-    let Step::Declined { data } = k.unable_to_go_online() else { panic!() };
+    let Step::Declined { data } = k.unable_to_go_online() else {
+        panic!()
+    };
     assert_eq!(tag(&data, 0x8A), Some(b"Z3".to_vec()));
     // A card/terminal whose default action codes do not match the TVR approves offline.
-    let text = PROFILE_FILES.iter().find(|(n, _)| *n == "visa-cvn10").unwrap().1;
+    let text = PROFILE_FILES
+        .iter()
+        .find(|(n, _)| *n == "visa-cvn10")
+        .unwrap()
+        .1;
     let text = text.replace("atc = 1\n", "atc = 1\niac_default = \"0000000000\"\n");
     let card = Card::new(CardProfile::load(&text).unwrap());
-    let config = TerminalConfig { tac_default: [0; 5], ..TerminalConfig::default() };
+    let config = TerminalConfig {
+        tac_default: [0; 5],
+        ..TerminalConfig::default()
+    };
     let (mut k, step) = Kernel::start(card, SredEncryptor::ansi_test(), &config, txn(500), UN);
     go_online_data(&step);
-    let Step::Approved { data } = k.unable_to_go_online() else { panic!() };
+    let Step::Approved { data } = k.unable_to_go_online() else {
+        panic!()
+    };
     assert_eq!(tag(&data, 0x8A), Some(b"Y3".to_vec()));
     assert_eq!(tag(&data, 0x9F27), Some(vec![0x40]));
 }
@@ -216,8 +292,14 @@ fn issuer_scripts_are_counted() {
     let v = issuer::verify_arqc(&data).unwrap();
     let mut scripts = v.pin_unblock_script(0x71, false);
     scripts.extend(v.pin_unblock_script(0x72, true));
-    let fin = k.host_response(HostResponse { arc: *b"00", issuer_auth_data: Some(v.issuer_auth_data(*b"00", false)), scripts });
-    let Step::Approved { data } = fin else { panic!("{fin:?}") };
+    let fin = k.host_response(HostResponse {
+        arc: *b"00",
+        issuer_auth_data: Some(v.issuer_auth_data(*b"00", false)),
+        scripts,
+    });
+    let Step::Approved { data } = fin else {
+        panic!("{fin:?}")
+    };
     let sr = tag(&data, 0x9F5B).unwrap();
     assert_eq!(sr.len(), 10);
     assert_eq!(sr[0], 0x20, "71 script succeeded");
@@ -236,18 +318,27 @@ fn issuer_rejects_tampering() {
     let amount = tlv::find(&data, Tag(0x9F02)).unwrap();
     let mut tampered = data.to_vec();
     tampered[amount.offset() + amount.header_len() + 5] ^= 0x01;
-    assert_eq!(issuer::verify_arqc(&tampered).unwrap_err(), IssuerError::BadCryptogram);
+    assert_eq!(
+        issuer::verify_arqc(&tampered).unwrap_err(),
+        IssuerError::BadCryptogram
+    );
     let ac = tlv::find(&data, Tag(0x9F26)).unwrap();
     let mut tampered = data.to_vec();
     tampered[ac.offset() + ac.header_len()] ^= 0x80;
-    assert_eq!(issuer::verify_arqc(&tampered).unwrap_err(), IssuerError::BadCryptogram);
+    assert_eq!(
+        issuer::verify_arqc(&tampered).unwrap_err(),
+        IssuerError::BadCryptogram
+    );
     // Wrapped in E4 is fine too.
     let mut b = TlvBuilder::new();
     b.constructed(Tag(0xE4), |b| {
         b.raw(&data);
     });
     assert!(issuer::verify_arqc(&b.freeze()).is_ok());
-    assert_eq!(issuer::verify_arqc(&[0x9F]).unwrap_err(), IssuerError::NotParseable);
+    assert_eq!(
+        issuer::verify_arqc(&[0x9F]).unwrap_err(),
+        IssuerError::NotParseable
+    );
 }
 
 #[test]
@@ -258,13 +349,22 @@ fn transaction_data_from_captured_start_transaction() {
     assert_eq!(t.date, [0x21, 0x03, 0x03]);
     assert_eq!(t.currency, [0x08, 0x40]);
     assert_eq!(TransactionData::from_tlv(&e0[2..]).unwrap(), t);
-    assert_eq!(TransactionData::from_tlv(&[0x9C, 0x01, 0x00]).unwrap_err(), TxnDataError::Missing("9F02"));
+    assert_eq!(
+        TransactionData::from_tlv(&[0x9C, 0x01, 0x00]).unwrap_err(),
+        TxnDataError::Missing("9F02")
+    );
 }
 
 #[test]
 fn mask_matches_capture_style() {
     // vipa-protocol.md §5.1: 5A 374245AAAAA1006F.
-    assert_eq!(hex::encode_upper(mask_nibbles(&hex::decode("374245001751006F").unwrap(), false)), "374245AAAAA1006F");
+    assert_eq!(
+        hex::encode_upper(mask_nibbles(
+            &hex::decode("374245001751006F").unwrap(),
+            false
+        )),
+        "374245AAAAA1006F"
+    );
 }
 
 proptest::proptest! {
