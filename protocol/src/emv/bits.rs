@@ -266,6 +266,39 @@ bitfield! {
     CODE_TABLE_1 = (4, 0x01, "Code table 1");
 }
 
+bitfield! {
+    /// `9F66` Terminal Transaction Qualifiers (Visa Contactless Payment Specification;
+    /// Discover and Amex use the same layout for the bits named here).
+    Ttq, 4, "9F66";
+    MSD_SUPPORTED = (0, 0x80, "Mag-stripe mode supported");
+    QVSDC_SUPPORTED = (0, 0x20, "EMV mode (qVSDC) supported");
+    CONTACT_CHIP_SUPPORTED = (0, 0x10, "EMV contact chip supported");
+    OFFLINE_ONLY_READER = (0, 0x08, "Offline-only reader");
+    ONLINE_PIN_SUPPORTED = (0, 0x04, "Online PIN supported");
+    SIGNATURE_SUPPORTED = (0, 0x02, "Signature supported");
+    ODA_FOR_ONLINE_SUPPORTED = (0, 0x01, "Offline data authentication for online authorisations supported");
+    ONLINE_CRYPTOGRAM_REQUIRED = (1, 0x80, "Online cryptogram required");
+    CVM_REQUIRED = (1, 0x40, "CVM required");
+    CONTACT_OFFLINE_PIN_SUPPORTED = (1, 0x20, "(Contact chip) offline PIN supported");
+    ISSUER_UPDATE_PROCESSING_SUPPORTED = (2, 0x80, "Issuer update processing supported");
+    CONSUMER_DEVICE_CVM_SUPPORTED = (2, 0x40, "Consumer device CVM supported");
+}
+
+bitfield! {
+    /// `9F6C` Card Transaction Qualifiers, Visa layout (VCPS). Mastercard uses `9F6C` for
+    /// the mag-stripe application version number: decode this only for Visa cards.
+    Ctq, 2, "9F6C";
+    ONLINE_PIN_REQUIRED = (0, 0x80, "Online PIN required");
+    SIGNATURE_REQUIRED = (0, 0x40, "Signature required");
+    GO_ONLINE_IF_ODA_FAILS = (0, 0x20, "Go online if offline data authentication fails and reader is online capable");
+    SWITCH_INTERFACE_IF_ODA_FAILS = (0, 0x10, "Switch interface if offline data authentication fails and reader supports VIS");
+    GO_ONLINE_IF_EXPIRED = (0, 0x08, "Go online if application expired");
+    SWITCH_INTERFACE_FOR_CASH = (0, 0x04, "Switch interface for cash transactions");
+    SWITCH_INTERFACE_FOR_CASHBACK = (0, 0x02, "Switch interface for cashback transactions");
+    CONSUMER_DEVICE_CVM_PERFORMED = (1, 0x80, "Consumer device CVM performed");
+    ISSUER_UPDATE_PROCESSING_SUPPORTED = (1, 0x40, "Card supports issuer update processing at the POS");
+}
+
 /// The type of application cryptogram a `9F27` announces (EMV Book 3, Table 14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CryptogramType {
@@ -868,6 +901,27 @@ mod tests {
     }
 
     #[test]
+    fn ttq_and_ctq() {
+        // 36 00 40 00: qVSDC, contact chip, online PIN, signature; consumer device CVM.
+        let ttq = Ttq::parse(&[0x36, 0x00, 0x40, 0x00]).unwrap();
+        assert_eq!(
+            ttq.set_bits().collect::<Vec<_>>(),
+            [
+                "EMV mode (qVSDC) supported",
+                "EMV contact chip supported",
+                "Online PIN supported",
+                "Signature supported",
+                "Consumer device CVM supported"
+            ]
+        );
+        let ctq = Ctq::parse(&[0x80, 0x80]).unwrap();
+        assert!(
+            ctq.is_set(Ctq::ONLINE_PIN_REQUIRED) && ctq.is_set(Ctq::CONSUMER_DEVICE_CVM_PERFORMED)
+        );
+        assert_eq!(ctq.set_bits().count(), 2);
+    }
+
+    #[test]
     fn cid_values() {
         assert_eq!(Cid(0x80).cryptogram_type(), CryptogramType::Arqc);
         assert_eq!(Cid(0x40).cryptogram_type(), CryptogramType::Tc);
@@ -971,6 +1025,8 @@ mod tests {
         fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..40)) {
             if let Ok(t) = Tvr::parse(&b) { let _ = t.set_bits().count(); let _ = format!("{t:?}"); }
             if let Ok(t) = Tsi::parse(&b) { let _ = t.set_bits().count(); }
+            if let Ok(t) = Ttq::parse(&b) { let _ = t.set_bits().count(); }
+            if let Ok(t) = Ctq::parse(&b) { let _ = t.set_bits().count(); }
             if let Ok(t) = Aip::parse(&b) { let _ = t.set_bits().count(); }
             if let Ok(t) = Auc::parse(&b) { let _ = t.set_bits().count(); }
             if let Ok(t) = TerminalCapabilities::parse(&b) { let _ = t.set_bits().count(); }

@@ -16,9 +16,9 @@ pub mod numeric;
 pub mod sensitive;
 
 pub use bits::{
-    AdditionalTerminalCapabilities, Aip, Auc, Bit, Cid, CryptogramType, CvRule, CvmCode,
+    AdditionalTerminalCapabilities, Aip, Auc, Bit, Cid, CryptogramType, Ctq, CvRule, CvmCode,
     CvmCondition, CvmList, CvmMethod, CvmOutcome, CvmResults, FieldError, ServiceCode, SetBits,
-    TerminalCapabilities, TerminalType, TransactionType, Tsi, Tvr,
+    TerminalCapabilities, TerminalType, TransactionType, Tsi, Ttq, Tvr,
 };
 pub use dictionary::{lookup, Format, Source, TagInfo};
 pub use dol::{build_dol, build_dol_vec, parse_dol, DolEntry, DolError, DolIter, TagSource};
@@ -83,6 +83,18 @@ pub fn describe(tag: Tag, value: &[u8]) -> Vec<String> {
                 .map(|v| names(v.set_bits(), &v.rfu()))
                 .map_err(err)
         }
+        0x9F66 => Ttq::parse(value)
+            .map(|v| names(v.set_bits(), &v.rfu()))
+            .map_err(err),
+        // Visa layout; Mastercard's 9F6C is a version number, hence the prefix.
+        0x9F6C => Ctq::parse(value)
+            .map(|v| {
+                names(v.set_bits(), &v.rfu())
+                    .into_iter()
+                    .map(|l| format!("Visa CTQ: {l}"))
+                    .collect()
+            })
+            .map_err(err),
         0x9F27 => Cid::parse(value).map(describe_cid).map_err(err),
         0x8E => CvmList::parse(value).map(describe_cvm_list).map_err(err),
         0x9F34 => CvmResults::parse(value)
