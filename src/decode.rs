@@ -1,15 +1,743 @@
-//! `emvbridge decode`: BER-TLV and VIPA frames from hex to an annotated tree.
+//! `emvbridge decode`: BER-TLV and VIPA frames, from hex to an annotated tree.
+//!
+//! The output is for people debugging EMV data (text) and for tools (`--json`, a stable
+//! contract: see [`Node`] and [`MessageOut`]). Cardholder data is masked unless `--reveal`.
+//! Any input, however malformed, ends in a one-line error and exit status 2, never a panic.
 
+use std::fmt::Write as _;
+use std::io::Read;
 use std::process::ExitCode;
+
+use emvbridge_protocol::emv;
+use emvbridge_protocol::frame::{Frame, FrameError, Pcb, HEADER_LEN};
+use emvbridge_protocol::tlv::{self, TlvError, TlvIter};
+use emvbridge_protocol::vipa::{CommandView, Response};
+use serde::Serialize;
+
+/// Largest input read from standard input (hex text); more is refused, not buffered.
+const MAX_INPUT: usize = 8 * 1024 * 1024;
 
 /// Arguments of `emvbridge decode`.
 #[derive(clap::Args, Debug)]
 pub struct DecodeArgs {
-    /// Hex to decode; standard input when absent.
+    /// Print JSON (one object per message) instead of an indented tree.
+    #[arg(long)]
+    pub json: bool,
+    /// Show cardholder data (PAN, track data) in the clear instead of masked.
+    #[arg(long)]
+    pub reveal: bool,
+    /// The input is one or more concatenated VIPA frames (`NAD PCB LEN INF LRC`).
+    #[arg(long, requires = "from")]
+    pub frame: bool,
+    /// Who sent the frames: `host` (commands) or `terminal` (responses, events).
+    #[arg(long, value_enum, requires = "frame")]
+    pub from: Option<Direction>,
+    /// Hex to decode (spaces, newlines and `0x` prefixes allowed); standard input when absent.
     pub hex: Vec<String>,
 }
 
-/// Runs `emvbridge decode`.
-pub fn run(_args: DecodeArgs) -> ExitCode {
+/// The sender of decoded frames.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// POS/bridge → reader: the payload is a command.
+    Host,
+    /// Reader → POS/bridge: the payload is data + status word.
+    Terminal,
+}
+
+/// What went wrong, with the byte offset in the decoded input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A character that is not a hex digit.
+    #[error("invalid hex character {ch:?} at byte offset {offset}")]
+    BadHex {
+        /// The character.
+        ch: char,
+        /// Offset (in decoded bytes) where it occurs.
+        offset: usize,
+    },
+    /// An odd number of hex digits.
+    #[error("odd number of hex digits at byte offset {offset}")]
+    OddHex {
+        /// Offset of the incomplete byte.
+        offset: usize,
+    },
+    /// Nothing to decode.
+    #[error("no input at byte offset 0")]
+    Empty,
+    /// Standard input larger than [`MAX_INPUT`].
+    #[error("input larger than {MAX_INPUT} bytes at byte offset {MAX_INPUT}")]
+    TooLarge,
+    /// Reading standard input failed.
+    #[error("cannot read standard input: {0} at byte offset 0")]
+    Io(String),
+    /// BER-TLV error (offsets already absolute).
+    #[error("{0}")]
+    Tlv(TlvError),
+    /// A frame that cannot be read.
+    #[error("{what} at byte offset {offset}")]
+    Frame {
+        /// Short description.
+        what: String,
+        /// Offset of the fault.
+        offset: usize,
+    },
+}
+
+/// Runs `emvbridge decode`, printing to stdout/stderr. Exit 0 on success, 2 on bad input.
+pub fn run(args: DecodeArgs) -> ExitCode {
+    let input = match read_input(&args.hex) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let bytes = match parse_hex(&input) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
+    let opts = Options {
+        reveal: args.reveal,
+    };
+    let result = match args.from.filter(|_| args.frame) {
+        Some(direction) => decode_frames(&bytes, direction, opts),
+        None => decode_tlv(&bytes, 0, opts).map(Decoded::Tlv),
+    };
+    let (out, err) = match result {
+        Ok(d) => (Some(d), None),
+        Err((partial, e)) => (partial, Some(e)),
+    };
+    if let Some(out) = out {
+        let text = if args.json {
+            out.to_json()
+        } else {
+            out.to_text()
+        };
+        print!("{text}");
+    }
+    match err {
+        None => ExitCode::SUCCESS,
+        Some(e) => fail(&e),
+    }
+}
+
+fn fail(e: &DecodeError) -> ExitCode {
+    eprintln!("error: {e}");
     ExitCode::from(2)
+}
+
+fn read_input(args: &[String]) -> Result<String, DecodeError> {
+    if !args.is_empty() {
+        return Ok(args.join(" "));
+    }
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| DecodeError::Io(e.kind().to_string()))?;
+    if buf.len() > MAX_INPUT {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Hex with any whitespace, `0x`/`0X` prefixes on each word, and `:`/`,` separators.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::with_capacity(text.len() / 2);
+    let mut high: Option<u8> = None;
+    for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == ':') {
+        let word = word
+            .strip_prefix("0x")
+            .or_else(|| word.strip_prefix("0X"))
+            .unwrap_or(word);
+        for ch in word.chars() {
+            let nibble = ch.to_digit(16).ok_or(DecodeError::BadHex {
+                ch,
+                offset: out.len(),
+            })? as u8;
+            match high.take() {
+                None => high = Some(nibble),
+                Some(h) => out.push(h << 4 | nibble),
+            }
+        }
+    }
+    if high.is_some() {
+        return Err(DecodeError::OddHex { offset: out.len() });
+    }
+    if out.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+struct Options {
+    reveal: bool,
+}
+
+/// One data object in the output. JSON: `{"tag","name","length","value"|"children","decoded"?}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Node {
+    /// Tag, upper-case hex.
+    pub tag: String,
+    /// Dictionary name, or `"Unknown"`.
+    pub name: &'static str,
+    /// Value length in bytes.
+    pub length: usize,
+    /// Value, upper-case hex (masked for cardholder data unless `--reveal`); primitive only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Children of a constructed object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<Node>>,
+    /// Decoded meaning (bit names, codes, text), when a decoder knows the tag.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decoded: Vec<String>,
+}
+
+/// Builds the tree of one TLV level; on error returns what was decoded so far and the error.
+fn tree(iter: TlvIter<'_>, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
+    let mut nodes = Vec::new();
+    for item in iter {
+        let t = match item {
+            Ok(t) => t,
+            Err(e) => return Err((nodes, e)),
+        };
+        let tag = t.tag();
+        let mut node = Node {
+            tag: tag.to_string(),
+            name: emv::dictionary::name(tag).unwrap_or("Unknown"),
+            length: t.len(),
+            value: None,
+            children: None,
+            decoded: Vec::new(),
+        };
+        if t.is_constructed() {
+            match tree(t.children(), opts) {
+                Ok(children) => node.children = Some(children),
+                Err((children, e)) => {
+                    node.children = Some(children);
+                    nodes.push(node);
+                    return Err((nodes, e));
+                }
+            }
+        } else {
+            let masked = if opts.reveal {
+                None
+            } else {
+                emv::masked_value(tag, t.value())
+            };
+            node.value = Some(masked.unwrap_or_else(|| hex::encode_upper(t.value())));
+            if tag.is_sensitive() && !opts.reveal {
+                // The masked value says all that may be said.
+            } else if let Some(text) = emv::text(tag, t.value()) {
+                node.decoded.push(format!("\"{text}\""));
+            } else if !tag.is_sensitive() {
+                node.decoded = emv::describe(tag, t.value());
+            }
+        }
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+fn decode_tlv(
+    bytes: &[u8],
+    base: usize,
+    opts: Options,
+) -> Result<Vec<Node>, (Option<Decoded>, DecodeError)> {
+    tree(tlv::parse(bytes), opts).map_err(|(partial, e)| {
+        let e = shift(e, base);
+        (Some(Decoded::Tlv(partial)), DecodeError::Tlv(e))
+    })
+}
+
+/// Re-bases a TLV error found in a sub-slice onto the whole input.
+fn shift(e: TlvError, base: usize) -> TlvError {
+    match e {
+        TlvError::Truncated { offset } => TlvError::Truncated {
+            offset: offset + base,
+        },
+        TlvError::BadLength { offset } => TlvError::BadLength {
+            offset: offset + base,
+        },
+        TlvError::IndefiniteLength { offset } => TlvError::IndefiniteLength {
+            offset: offset + base,
+        },
+        TlvError::TagTooLong { offset } => TlvError::TagTooLong {
+            offset: offset + base,
+        },
+        TlvError::DepthExceeded { offset } => TlvError::DepthExceeded {
+            offset: offset + base,
+        },
+    }
+}
+
+/// One frame's header facts. JSON: `{"nad":"01","pcb":"00","len":59,"lrc_ok":true}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct FrameOut {
+    /// NAD, hex.
+    pub nad: String,
+    /// PCB, hex.
+    pub pcb: String,
+    /// LEN (INF bytes).
+    pub len: u8,
+    /// Whether the LRC matches.
+    pub lrc_ok: bool,
+}
+
+/// The command header of a host message.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CommandOut {
+    /// CLA, hex.
+    pub cla: String,
+    /// INS, hex.
+    pub ins: String,
+    /// P1, hex.
+    pub p1: String,
+    /// P2, hex.
+    pub p2: String,
+    /// VIPA name of the command, or `"Unknown"`.
+    pub name: &'static str,
+}
+
+/// One reassembled message: its frames, the command or status word, and its TLV tree.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct MessageOut {
+    /// The frames that carried it.
+    pub frames: Vec<FrameOut>,
+    /// PCB bit 6 on its frames.
+    pub unsolicited: bool,
+    /// For host messages: the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandOut>,
+    /// For terminal messages: SW1 SW2, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sw: Option<String>,
+    /// Name of the status word, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sw_name: Option<&'static str>,
+    /// The data field as BER-TLV.
+    pub tlv: Vec<Node>,
+}
+
+enum Decoded {
+    Tlv(Vec<Node>),
+    Messages(Vec<MessageOut>),
+}
+
+fn decode_frames(
+    bytes: &[u8],
+    direction: Direction,
+    opts: Options,
+) -> Result<Decoded, (Option<Decoded>, DecodeError)> {
+    let mut messages = Vec::new();
+    let mut frames = Vec::new();
+    let mut payload = Vec::new();
+    let mut payload_start = 0usize;
+    let mut pos = 0usize;
+    let mut first_error: Option<DecodeError> = None;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let frame = match Frame::new_checked(rest) {
+            Ok(f) => f,
+            Err(e) => {
+                let err = frame_error(e, pos, rest.len());
+                return Err((Some(Decoded::Messages(messages)), err));
+            }
+        };
+        let pcb: Pcb = frame.pcb();
+        if frames.is_empty() {
+            payload_start = pos + HEADER_LEN;
+        }
+        if !frame.lrc_ok() && first_error.is_none() {
+            first_error = Some(DecodeError::Frame {
+                what: format!(
+                    "bad lrc (computed {:02X}, found {:02X})",
+                    frame.compute_lrc(),
+                    frame.lrc()
+                ),
+                offset: pos + frame.frame_len() - 1,
+            });
+        }
+        frames.push(FrameOut {
+            nad: format!("{:02X}", frame.nad()),
+            pcb: format!("{:02X}", pcb.0),
+            len: frame.len(),
+            lrc_ok: frame.lrc_ok(),
+        });
+        payload.extend_from_slice(frame.inf());
+        pos += frame.frame_len();
+        if !pcb.is_chained() {
+            let unsolicited = pcb.is_unsolicited();
+            match message(
+                std::mem::take(&mut frames),
+                unsolicited,
+                &payload,
+                payload_start,
+                direction,
+                opts,
+            ) {
+                Ok(m) => messages.push(m),
+                Err((m, e)) => {
+                    messages.extend(m);
+                    return Err((Some(Decoded::Messages(messages)), e));
+                }
+            }
+            payload.clear();
+        }
+    }
+    if !frames.is_empty() {
+        let e = DecodeError::Frame {
+            what: "chained message ends without its last frame".into(),
+            offset: pos,
+        };
+        return Err((Some(Decoded::Messages(messages)), e));
+    }
+    match first_error {
+        None => Ok(Decoded::Messages(messages)),
+        Some(e) => Err((Some(Decoded::Messages(messages)), e)),
+    }
+}
+
+fn frame_error(e: FrameError, pos: usize, available: usize) -> DecodeError {
+    let (what, offset) = match e {
+        FrameError::Truncated { have, need } => (
+            format!("truncated frame ({have} of {need} bytes)"),
+            pos + available.min(have),
+        ),
+        FrameError::BadLen { offset, len } => (format!("bad frame length {len:02X}"), pos + offset),
+        FrameError::UnknownNad { offset, nad } => (format!("unknown nad {nad:02X}"), pos + offset),
+        other => (other.to_string(), pos),
+    };
+    DecodeError::Frame { what, offset }
+}
+
+/// Decodes one reassembled payload. Offsets of TLV errors are approximate across frame
+/// boundaries (they count payload bytes from the first INF byte of the message).
+fn message(
+    frames: Vec<FrameOut>,
+    unsolicited: bool,
+    payload: &[u8],
+    start: usize,
+    direction: Direction,
+    opts: Options,
+) -> Result<MessageOut, (Option<MessageOut>, DecodeError)> {
+    let mut out = MessageOut {
+        frames,
+        unsolicited,
+        command: None,
+        sw: None,
+        sw_name: None,
+        tlv: Vec::new(),
+    };
+    let (data, data_at) = match direction {
+        Direction::Host => match CommandView::parse(payload) {
+            Ok(cmd) => {
+                out.command = Some(CommandOut {
+                    cla: format!("{:02X}", cmd.cla),
+                    ins: format!("{:02X}", cmd.ins),
+                    p1: format!("{:02X}", cmd.p1),
+                    p2: format!("{:02X}", cmd.p2),
+                    name: cmd.name().unwrap_or("Unknown"),
+                });
+                let at = payload.len()
+                    - cmd.data.len()
+                    - usize::from(cmd.le.is_some() && !cmd.data.is_empty());
+                (cmd.data, at)
+            }
+            Err(_) => {
+                let e = DecodeError::Frame {
+                    what: "command shorter than CLA INS P1 P2".into(),
+                    offset: start,
+                };
+                return Err((Some(out), e));
+            }
+        },
+        Direction::Terminal => match Response::parse(payload) {
+            Ok(r) => {
+                out.sw = Some(format!("{:04X}", r.sw().0));
+                out.sw_name = r.sw().name();
+                (r.data(), 0)
+            }
+            Err(_) => {
+                let e = DecodeError::Frame {
+                    what: "response shorter than SW1 SW2".into(),
+                    offset: start,
+                };
+                return Err((Some(out), e));
+            }
+        },
+    };
+    match tree(tlv::parse(data), opts) {
+        Ok(nodes) => {
+            out.tlv = nodes;
+            Ok(out)
+        }
+        Err((partial, e)) => {
+            out.tlv = partial;
+            Err((Some(out), DecodeError::Tlv(shift(e, start + data_at))))
+        }
+    }
+}
+
+impl Decoded {
+    fn to_json(&self) -> String {
+        let mut s = match self {
+            Decoded::Tlv(nodes) => serde_json::to_string(nodes).unwrap_or_default(),
+            Decoded::Messages(msgs) => msgs
+                .iter()
+                .filter_map(|m| serde_json::to_string(m).ok())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        s.push('\n');
+        s
+    }
+
+    fn to_text(&self) -> String {
+        let mut s = String::new();
+        match self {
+            Decoded::Tlv(nodes) => text_nodes(&mut s, nodes, 0),
+            Decoded::Messages(msgs) => {
+                for (i, m) in msgs.iter().enumerate() {
+                    if i > 0 {
+                        s.push('\n');
+                    }
+                    text_message(&mut s, m);
+                }
+            }
+        }
+        s
+    }
+}
+
+fn text_message(s: &mut String, m: &MessageOut) {
+    for f in &m.frames {
+        let _ = writeln!(
+            s,
+            "frame NAD {} PCB {} LEN {} LRC {}",
+            f.nad,
+            f.pcb,
+            f.len,
+            if f.lrc_ok { "ok" } else { "BAD" }
+        );
+    }
+    let kind = if m.unsolicited {
+        "unsolicited message"
+    } else {
+        "message"
+    };
+    let _ = write!(
+        s,
+        "{kind} ({} frame{})",
+        m.frames.len(),
+        if m.frames.len() == 1 { "" } else { "s" }
+    );
+    if let Some(c) = &m.command {
+        let _ = write!(
+            s,
+            ": command {} {} {} {} {}",
+            c.cla, c.ins, c.p1, c.p2, c.name
+        );
+    }
+    if let Some(sw) = &m.sw {
+        let _ = write!(s, ": SW {sw}");
+        if let Some(name) = m.sw_name {
+            let _ = write!(s, " {name}");
+        }
+    }
+    s.push('\n');
+    text_nodes(s, &m.tlv, 1);
+}
+
+fn text_nodes(s: &mut String, nodes: &[Node], depth: usize) {
+    for n in nodes {
+        let indent = "  ".repeat(depth);
+        let _ = write!(s, "{indent}{} {} ({})", n.tag, n.name, n.length);
+        if let Some(v) = &n.value {
+            let _ = write!(s, ": {v}");
+        }
+        s.push('\n');
+        for d in &n.decoded {
+            let _ = writeln!(s, "{indent}    - {d}");
+        }
+        if let Some(children) = &n.children {
+            text_nodes(s, children, depth + 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START_TXN: &str = "0100 3BDED1000036E0349C01009F02060000000032509F03060000000000009A032103039F21031957249F1A0208405F2A020840DFA2140101DFA2180100BB";
+
+    fn frames(hex: &str, dir: Direction) -> Result<Vec<MessageOut>, DecodeError> {
+        match decode_frames(&parse_hex(hex).unwrap(), dir, Options { reveal: false }) {
+            Ok(Decoded::Messages(m)) => Ok(m),
+            Ok(Decoded::Tlv(_)) => unreachable!(),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    #[test]
+    fn hex_input_forms() {
+        assert_eq!(
+            parse_hex("9F02 06\n0x00 0X01,02:03 0405").unwrap(),
+            [0x9F, 0x02, 0x06, 0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(parse_hex("9f0"), Err(DecodeError::OddHex { offset: 1 }));
+        assert_eq!(
+            parse_hex("9F0G"),
+            Err(DecodeError::BadHex { ch: 'G', offset: 1 })
+        );
+        assert_eq!(parse_hex("  \n"), Err(DecodeError::Empty));
+        assert_eq!(
+            DecodeError::OddHex { offset: 1 }.to_string(),
+            "odd number of hex digits at byte offset 1"
+        );
+    }
+
+    #[test]
+    fn json_contract_for_tlv() {
+        let bytes = parse_hex("E0 0C 9F02 06 000000001000 9C0100").unwrap();
+        let nodes = match decode_tlv(&bytes, 0, Options { reveal: false }) {
+            Ok(n) => n,
+            Err(_) => panic!("valid tlv"),
+        };
+        let json = serde_json::to_value(&nodes).unwrap();
+        assert_eq!(json[0]["tag"], "E0");
+        assert_eq!(json[0]["length"], 12);
+        assert!(json[0].get("value").is_none());
+        assert_eq!(
+            json[0]["children"][0],
+            serde_json::json!({"tag":"9F02","name":"Amount, Authorised (Numeric)","length":6,"value":"000000001000"})
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    if let Some(d) = json[0]["children"][0].get("decoded") {
+                        o.insert("decoded".into(), d.clone());
+                    }
+                    serde_json::Value::Object(o)
+                })
+                .unwrap()
+        );
+        assert_eq!(json[0]["children"][1]["tag"], "9C");
+    }
+
+    #[test]
+    fn pan_is_masked_unless_revealed() {
+        let bytes =
+            parse_hex("5A08 4761739001010010 57 11 4761739001010010D22122011143804400").unwrap();
+        let masked = Decoded::Tlv(
+            decode_tlv(&bytes, 0, Options { reveal: false })
+                .ok()
+                .unwrap(),
+        );
+        let text = masked.to_text() + &masked.to_json();
+        assert!(!text.contains("4761739001010010"), "{text}");
+        assert!(!text.contains("1143804400"), "{text}");
+        assert!(text.contains("476173"));
+        let clear = Decoded::Tlv(
+            decode_tlv(&bytes, 0, Options { reveal: true })
+                .ok()
+                .unwrap(),
+        );
+        assert!(clear.to_json().contains("4761739001010010"));
+    }
+
+    #[test]
+    fn tlv_errors_keep_partial_output_and_offsets() {
+        let bytes = parse_hex("5A0101 E004 9F0205 00").unwrap();
+        let Err((Some(Decoded::Tlv(partial)), e)) =
+            decode_tlv(&bytes, 0, Options { reveal: false })
+        else {
+            panic!("must fail")
+        };
+        assert_eq!(partial.len(), 2);
+        assert_eq!(e, DecodeError::Tlv(TlvError::Truncated { offset: 5 }));
+        assert_eq!(e.to_string(), "truncated tlv at byte offset 5");
+    }
+
+    #[test]
+    fn captured_start_transaction_frame() {
+        let msgs = frames(START_TXN, Direction::Host).unwrap();
+        assert_eq!(msgs.len(), 1);
+        let json = serde_json::to_value(&msgs[0]).unwrap();
+        assert_eq!(
+            json["frames"],
+            serde_json::json!([{"nad":"01","pcb":"00","len":59,"lrc_ok":true}])
+        );
+        assert_eq!(json["unsolicited"], false);
+        assert_eq!(
+            json["command"],
+            serde_json::json!({"cla":"DE","ins":"D1","p1":"00","p2":"00","name":"Start Transaction"})
+        );
+        assert!(json.get("sw").is_none());
+        assert_eq!(json["tlv"][0]["tag"], "E0");
+        assert_eq!(json["tlv"][0]["children"][1]["value"], "000000003250");
+    }
+
+    #[test]
+    fn captured_chained_reset_response() {
+        let hex = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/testdata/vipa/reset-response-ux300-chained.hex"
+        ));
+        let Ok(hex) = hex else {
+            eprintln!("shared testdata not present; skipping");
+            return;
+        };
+        let msgs = frames(&hex, Direction::Terminal).unwrap();
+        assert_eq!(msgs.len(), 1);
+        let m = &msgs[0];
+        assert_eq!(m.frames.len(), 3);
+        assert!(m.frames.iter().all(|f| f.lrc_ok));
+        assert_eq!(m.sw.as_deref(), Some("9000"));
+        assert_eq!(m.tlv[0].tag, "9F1C");
+        assert!(m.tlv.iter().filter(|n| n.tag == "EE").count() == 2);
+        assert!(m.to_owned_text().contains("VIPA"));
+    }
+
+    impl MessageOut {
+        fn to_owned_text(&self) -> String {
+            let mut s = String::new();
+            text_message(&mut s, self);
+            s
+        }
+    }
+
+    #[test]
+    fn frame_errors() {
+        // Bad LRC: reported with the LRC's offset, the message still decoded.
+        let bad = START_TXN
+            .replace("0100BB", "0100BC")
+            .replace("DFA2180100BB", "DFA2180100BC");
+        let e = frames(&bad, Direction::Host).unwrap_err();
+        assert!(e.to_string().starts_with("bad lrc"), "{e}");
+        assert!(e.to_string().ends_with("at byte offset 62"), "{e}");
+        // Truncated frame.
+        let e = frames("01 00 05 90 00", Direction::Terminal).unwrap_err();
+        assert!(e.to_string().contains("truncated frame"), "{e}");
+        // Bad LEN.
+        let e = frames("01 00 FF 90 00", Direction::Terminal).unwrap_err();
+        assert_eq!(e.to_string(), "bad frame length FF at byte offset 2");
+        // Chain without its end.
+        let e = frames("01 01 02 90 00 92", Direction::Terminal).unwrap_err();
+        assert!(e.to_string().contains("without its last frame"), "{e}");
+        // Bare status word (captured 9F24).
+        let m = frames("01 00 02 9F 24 B8", Direction::Terminal).unwrap();
+        assert_eq!(m[0].sw.as_deref(), Some("9F24"));
+        assert!(m[0].tlv.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        use proptest::prelude::*;
+        proptest!(|(data in prop::collection::vec(any::<u8>(), 0..400))| {
+            let _ = decode_tlv(&data, 0, Options { reveal: false });
+            let _ = decode_frames(&data, Direction::Host, Options { reveal: false });
+            let _ = decode_frames(&data, Direction::Terminal, Options { reveal: true });
+        });
+    }
 }
