@@ -181,7 +181,7 @@ mod tests {
                 skipped: 2
             }
         ));
-        assert!(matches!(&items[1], Inbound::Message(m) if &m.payload[..] == [0x9F, 0x24]));
+        assert!(matches!(&items[1], Inbound::Message(m) if m.payload[..] == [0x9F, 0x24]));
     }
 
     #[test]

@@ -434,6 +434,16 @@ proptest! {
     }
 
     #[test]
+    fn captured_streams_in_any_chunking(cuts in prop::collection::vec(any::<usize>(), 0..30)) {
+        let stream = [stream_of(START_TXN), stream_of(RESET_CHAINED), stream_of(E2_RESPONSE)].concat();
+        let items = feed_chunked(&stream, &cuts);
+        let frames: Vec<usize> = messages(&items).iter().map(|m| m.frames).collect();
+        prop_assert_eq!(items.len(), 3);
+        prop_assert_eq!(frames, vec![1, 3, 1]);
+        prop_assert_eq!(items, feed_chunked(&stream, &[]));
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), cuts in prop::collection::vec(any::<usize>(), 0..10)) {
         let whole = feed_chunked(&bytes, &[]);
         let chunked = feed_chunked(&bytes, &cuts);
