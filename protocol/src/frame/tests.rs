@@ -444,6 +444,36 @@ proptest! {
     }
 
     #[test]
+    fn damaged_streams_give_same_messages_in_any_chunking(
+        msgs in arb_messages(),
+        garbage in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 6),
+        flips in prop::collection::vec((any::<usize>(), 1u8..), 0..3),
+        cuts in prop::collection::vec(any::<usize>(), 0..30),
+    ) {
+        // Valid frames, arbitrary garbage (NAD-like bytes included) and flipped bytes.
+        let mut stream = Vec::new();
+        for (i, (u, p)) in msgs.iter().enumerate() {
+            stream.extend_from_slice(&garbage[i]);
+            let mut out = BytesMut::new();
+            emit_message(NAD_PED, *u, p, &mut out).unwrap();
+            stream.extend_from_slice(&out);
+        }
+        if !stream.is_empty() {
+            for (at, x) in &flips {
+                let n = stream.len();
+                stream[at % n] ^= x;
+            }
+        }
+        let whole = feed_chunked(&stream, &[]);
+        let chunked = feed_chunked(&stream, &cuts);
+        prop_assert_eq!(messages(&whole), messages(&chunked));
+        prop_assert_eq!(skipped(&whole), skipped(&chunked));
+        if flips.is_empty() && garbage.iter().all(|g| g.iter().all(|b| !nad_accepted(*b))) {
+            prop_assert_eq!(messages(&whole).len(), msgs.len());
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), cuts in prop::collection::vec(any::<usize>(), 0..10)) {
         let whole = feed_chunked(&bytes, &[]);
         let chunked = feed_chunked(&bytes, &cuts);
