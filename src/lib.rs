@@ -4,4 +4,6 @@
 //! I/O; this crate holds the transaction engine, the gateway adapters, the sandbox gateway and
 //! the edges (serial/TCP, HTTP, disk).
 
+pub mod cryptogram;
 pub mod decode;
+pub mod sandbox;

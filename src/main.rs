@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "emvbridge", version, about = "EMV terminal bridge for Verifone VIPA card readers")]
+#[command(
+    name = "emvbridge",
+    version,
+    about = "EMV terminal bridge for Verifone VIPA card readers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,11 +17,15 @@ struct Cli {
 enum Command {
     /// Decode BER-TLV or VIPA frames given as hex (arguments or standard input).
     Decode(emvbridge::decode::DecodeArgs),
+    /// EMV cryptogram lab tools (ARQC, ARPC) with the simulator's test-key cryptography.
+    #[command(subcommand)]
+    Crypto(emvbridge::cryptogram::CryptoCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode(args) => emvbridge::decode::run(args),
+        Command::Crypto(cmd) => emvbridge::cryptogram::run(cmd),
     }
 }
