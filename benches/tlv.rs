@@ -22,6 +22,8 @@ use emvbridge_protocol::tlv;
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/frames.rs"]
+mod frames;
 #[path = "support/parsers.rs"]
 mod parsers;
 
@@ -32,6 +34,7 @@ struct Fixture {
     messages: Vec<Message>,
     stream: Vec<u8>,
     stream_tally: Tally,
+    wire: frames::Wire,
 }
 
 /// Builds the corpus and cross-checks every parser on it; panics on any disagreement.
@@ -60,8 +63,18 @@ fn fixture() -> Fixture {
                 "{} finds a different 9F26 in {name}",
                 p.name()
             );
-            assert_eq!(p.find_owned(bytes, ABSENT), None, "{} finds {ABSENT} in {name}", p.name());
+            assert_eq!(
+                p.find_owned(bytes, ABSENT),
+                None,
+                "{} finds {ABSENT} in {name}",
+                p.name()
+            );
         }
+        let mut floor = Tally::default();
+        assert!(
+            parsers::floor_walk(bytes, &mut floor) && floor == ours,
+            "floor walk of {name}"
+        );
         if name == "stream" {
             stream_tally = Some(ours);
         }
@@ -78,10 +91,30 @@ fn fixture() -> Fixture {
         Parser::ALL.len(),
     );
     report_edge_cases();
+    let wire = frames::wire(&messages, corpus::STREAM_LEN);
+    let mut got = Vec::new();
+    let (n, corrupt) = frames::deframe(&wire.bytes, |p| got.push(p.to_vec()));
+    assert_eq!(
+        (n, corrupt),
+        (wire.payloads.len(), 0),
+        "deframer message count"
+    );
+    assert!(
+        got == wire.payloads,
+        "deframer payloads differ from those emitted"
+    );
+    eprintln!(
+        "wire: {} bytes, {} messages ({} chained), fed in reads of {:?} bytes",
+        wire.bytes.len(),
+        wire.payloads.len(),
+        wire.chained,
+        frames::CHUNKS
+    );
     Fixture {
         messages,
         stream,
         stream_tally,
+        wire,
     }
 }
 
@@ -118,6 +151,12 @@ fn bench_walk_full(c: &mut Criterion, f: &Fixture) {
     g.bench_function(BenchmarkId::new("byte_sum", "stream64k"), |b| {
         b.iter(|| parsers::byte_sum(black_box(&f.stream)))
     });
+    g.bench_function(BenchmarkId::new("handrolled_floor", "stream64k"), |b| {
+        b.iter(|| {
+            let mut t = Tally::default();
+            parsers::floor_walk(black_box(&f.stream), &mut t).then_some(t)
+        })
+    });
     g.finish();
 }
 
@@ -139,7 +178,10 @@ fn bench_find(c: &mut Criterion, f: &Fixture) {
         });
         for p in [Parser::Asn1Rs, Parser::DerParser] {
             g.bench_function(BenchmarkId::new(p.name(), case), |b| {
-                b.iter(|| p.find(black_box(&f.stream), black_box(tag)).map(<[u8]>::len))
+                b.iter(|| {
+                    p.find(black_box(&f.stream), black_box(tag))
+                        .map(<[u8]>::len)
+                })
             });
         }
         for p in [Parser::Iso7816Tlv, Parser::TlvParser] {
@@ -148,6 +190,48 @@ fn bench_find(c: &mut Criterion, f: &Fixture) {
             });
         }
     }
+    g.finish();
+}
+
+fn bench_frame(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Bytes(f.wire.bytes.len() as u64));
+    g.bench_function(BenchmarkId::new("deframe_chunked", "wire64k"), |b| {
+        b.iter(|| {
+            frames::deframe(black_box(&f.wire.bytes), |p| {
+                black_box(p.len());
+            })
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("deframe_chunked_and_walk", "wire64k"),
+        |b| {
+            b.iter(|| {
+                let mut t = Tally::default();
+                frames::deframe(black_box(&f.wire.bytes), |p| {
+                    let data = p.get(..p.len().saturating_sub(2)).unwrap_or_default();
+                    parsers::ours_walk(tlv::parse(data), &mut t);
+                });
+                t
+            })
+        },
+    );
+    g.bench_function(BenchmarkId::new("emit", "wire64k"), |b| {
+        let mut out = bytes::BytesMut::with_capacity(f.wire.bytes.len());
+        b.iter(|| {
+            out.clear();
+            for (k, p) in f.wire.payloads.iter().enumerate() {
+                let unsolicited = k % 5 == 4;
+                let _ = emvbridge_protocol::frame::emit_message(
+                    emvbridge_protocol::frame::NAD_PED,
+                    unsolicited,
+                    black_box(p),
+                    &mut out,
+                );
+            }
+            out.len()
+        })
+    });
     g.finish();
 }
 
@@ -208,7 +292,11 @@ fn report_goals(f: &Fixture) {
     let Some(ours) = mean_ns("walk_full", "emvbridge", "stream64k") else {
         return;
     };
-    eprintln!("\n=== goals (this run; {} bytes, {} nodes) ===", f.stream.len(), f.stream_tally.nodes);
+    eprintln!(
+        "\n=== goals (this run; {} bytes, {} nodes) ===",
+        f.stream.len(),
+        f.stream_tally.nodes
+    );
     eprintln!(
         "emvbridge full walk: {:.1} us, {:.2} GB/s, {:.2} ns/node",
         ours / 1e3,
@@ -219,7 +307,12 @@ fn report_goals(f: &Fixture) {
         .iter()
         .filter_map(|p| mean_ns("walk_full", p.name(), "stream64k").map(|t| (p.name(), t)))
         .inspect(|(n, t)| {
-            eprintln!("  {n:<12} full walk {:>9.1} us  {:>6.3} GB/s  emvbridge is {:>6.1}x faster", t / 1e3, gbps(*t), t / ours)
+            eprintln!(
+                "  {n:<12} full walk {:>9.1} us  {:>6.3} GB/s  emvbridge is {:>6.1}x faster",
+                t / 1e3,
+                gbps(*t),
+                t / ours
+            )
         })
         .min_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((name, t)) = fastest {
@@ -267,6 +360,7 @@ fn main() {
     bench_walk_flat(&mut c, &f);
     bench_find(&mut c, &f);
     bench_messages(&mut c, &f);
+    bench_frame(&mut c, &f);
     c.final_summary();
     report_goals(&f);
 }

@@ -123,10 +123,7 @@ fn gpo() -> Vec<u8> {
     built(|b| {
         b.constructed(Tag::RESPONSE_TEMPLATE_2, |b| {
             b.primitive(Tag::AIP, &[0x19, 0x80]);
-            b.primitive(
-                Tag::AFL,
-                &unhex("08010100 10010301 18010200 20010100"),
-            );
+            b.primitive(Tag::AFL, &unhex("08010100 10010301 18010200 20010100"));
         });
     })
 }
@@ -156,14 +153,8 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 Tag::CDOL1,
                 &unhex("9F02069F03069F1A0295055F2A029A039C019F37049F35019F45029F4C089F3403"),
             );
-            b.primitive(
-                Tag::CDOL2,
-                &unhex("910A8A0295059F37049F4C08"),
-            );
-            b.primitive(
-                Tag::CVM_LIST,
-                &unhex("000000000000000042031E031F03"),
-            );
+            b.primitive(Tag::CDOL2, &unhex("910A8A0295059F37049F4C08"));
+            b.primitive(Tag::CVM_LIST, &unhex("000000000000000042031E031F03"));
             b.primitive(Tag::APPLICATION_VERSION_NUMBER_CARD, &[0x00, 0x8C]);
             b.primitive(Tag::SERVICE_CODE, &[0x02, 0x01]);
         });
@@ -254,10 +245,7 @@ fn vipa_e4() -> Vec<u8> {
             b.primitive(Tag::PAN_SEQUENCE_NUMBER, &[0x01]);
             b.constructed(Tag::VIPA_SRED, |b| {
                 b.primitive(Tag::VIPA_SRED_IV, &filler(9, 8));
-                b.primitive(
-                    Tag::VIPA_SRED_KSN,
-                    &unhex("FFFF98765432110010A5"),
-                );
+                b.primitive(Tag::VIPA_SRED_KSN, &unhex("FFFF98765432110010A5"));
                 b.primitive(Tag::VIPA_SRED_DATA, &filler(10, 200));
                 b.primitive(Tag(0xDFDB0F), &[0, 0, 0, 0]);
             });
@@ -299,7 +287,10 @@ fn vipa_e6() -> Vec<u8> {
 fn vipa_reset() -> Vec<u8> {
     built(|b| {
         b.primitive(Tag::TERMINAL_IDENTIFICATION, b"12345678");
-        for (name, serial) in [(&b"UX300"[..], &b"123-456-789"[..]), (b"UX100", b"987-654-321")] {
+        for (name, serial) in [
+            (&b"UX300"[..], &b"123-456-789"[..]),
+            (b"UX100", b"987-654-321"),
+        ] {
             b.constructed(Tag::VIPA_DEVICE_INFO, |b| {
                 b.primitive(Tag::VIPA_NAME, name);
                 b.primitive(Tag::IFD_SERIAL_NUMBER, serial);
@@ -417,7 +408,8 @@ fn holds_needle(m: &Message) -> bool {
 /// in the stream and `find` must walk most of it before finding it.
 pub fn stream() -> Vec<u8> {
     let msgs = messages();
-    let (with, without): (Vec<&Message>, Vec<&Message>) = msgs.iter().partition(|m| holds_needle(m));
+    let (with, without): (Vec<&Message>, Vec<&Message>) =
+        msgs.iter().partition(|m| holds_needle(m));
     let mut out = Vec::with_capacity(STREAM_LEN);
     let mut x: u32 = 0x2545_F491;
     let mut next = |n: usize| {
@@ -472,11 +464,31 @@ pub fn edge_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
             true,
         ),
         ("4-byte tag DF818001", unhex("E1 06 DF818001 01 07"), true),
-        ("non-minimal length 81 05", unhex("E6 08 C4 81 05 48454C4C4F"), true),
-        ("3-byte length 83 00 00 03", unhex("E6 08 C1 83 000003 010203"), true),
-        ("empty constructed E1 00", unhex("E1 00 E6 03 C3 01 0C"), true),
-        ("indefinite length 80 (forbidden by B2)", unhex("E2 80 C1 01 00 00 00"), false),
-        ("length 84 xxxxxxxx (beyond B2)", unhex("C1 84 00000001 00"), false),
+        (
+            "non-minimal length 81 05",
+            unhex("E6 08 C4 81 05 48454C4C4F"),
+            true,
+        ),
+        (
+            "3-byte length 83 00 00 03",
+            unhex("E6 08 C1 83 000003 010203"),
+            true,
+        ),
+        (
+            "empty constructed E1 00",
+            unhex("E1 00 E6 03 C3 01 0C"),
+            true,
+        ),
+        (
+            "indefinite length 80 (forbidden by B2)",
+            unhex("E2 80 C1 01 00 00 00"),
+            false,
+        ),
+        (
+            "length 84 xxxxxxxx (beyond B2)",
+            unhex("C1 84 00000001 00"),
+            false,
+        ),
         ("truncated value", unhex("E2 05 C1 01 00 C3"), false),
     ]
 }

@@ -138,7 +138,10 @@ fn asn1_walk(mut i: &[u8], t: &mut Tally) -> bool {
         let Ok((rest, any)) = Any::from_ber(i) else {
             return false;
         };
-        t.node(pack(any.header.raw_tag().unwrap_or_default()), any.data.len());
+        t.node(
+            pack(any.header.raw_tag().unwrap_or_default()),
+            any.data.len(),
+        );
         if any.header.is_constructed() && !asn1_walk(any.data, t) {
             return false;
         }
@@ -337,4 +340,54 @@ pub fn byte_sum(input: &[u8]) -> u64 {
         s += u64::from(*b);
     }
     s
+}
+
+/// The leanest correct walk we could write: a hand-rolled recursive loop over the same
+/// grammar (Annex B tags of up to 4 bytes, `81`–`83` lengths, `00` padding), with no error
+/// detail and no offsets. Not a product: the floor for what any BER-TLV walk can cost.
+pub fn floor_walk(mut i: &[u8], t: &mut Tally) -> bool {
+    while let Some((&b0, _)) = i.split_first() {
+        if b0 == 0 {
+            i = &i[1..];
+            continue;
+        }
+        let mut tag = u64::from(b0);
+        let mut p = 1;
+        if b0 & 0x1F == 0x1F {
+            loop {
+                let Some(&b) = i.get(p) else { return false };
+                tag = (tag << 8) | u64::from(b);
+                p += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                if p == 4 {
+                    return false;
+                }
+            }
+        }
+        let Some(&l0) = i.get(p) else { return false };
+        p += 1;
+        let len = match l0 {
+            0..=0x7F => usize::from(l0),
+            0x81..=0x83 => {
+                let n = usize::from(l0 & 0x7F);
+                let Some(bytes) = i.get(p..p + n) else {
+                    return false;
+                };
+                p += n;
+                bytes.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
+            }
+            _ => return false,
+        };
+        let Some(value) = i.get(p..p + len) else {
+            return false;
+        };
+        t.node(tag, len);
+        if b0 & 0x20 != 0 && !floor_walk(value, t) {
+            return false;
+        }
+        i = &i[p + len..];
+    }
+    true
 }
