@@ -20,6 +20,8 @@ enum Command {
     /// EMV cryptogram lab tools (ARQC, ARPC) with the simulator's test-key cryptography.
     #[command(subcommand)]
     Crypto(emvbridge::cryptogram::CryptoCommand),
+    /// Run the sandbox payment gateway (Number, PaymentsAI, Pay1st dialects) on loopback.
+    SandboxGateway(emvbridge::sandbox::cli::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,5 +29,6 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Decode(args) => emvbridge::decode::run(args),
         Command::Crypto(cmd) => emvbridge::cryptogram::run(cmd),
+        Command::SandboxGateway(args) => emvbridge::sandbox::cli::run(args),
     }
 }

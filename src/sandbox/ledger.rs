@@ -1,0 +1,328 @@
+//! The common transaction model (§4.3) and the ledger every dialect writes to.
+//!
+//! The ledger never holds a full PAN: `pan_last4` and `brand` only.
+
+use serde::Serialize;
+
+/// Which API a transaction came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Number (Aspen REST).
+    Number,
+    /// PaymentsAI.
+    Pai,
+    /// Pay1st.
+    Pay1st,
+}
+
+/// What the transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Authorize and capture.
+    Sale,
+    /// Authorize only.
+    Auth,
+    /// Capture of an `Auth`.
+    Capture,
+    /// Reversal of a sale/auth.
+    Void,
+    /// Credit after settlement.
+    Refund,
+}
+
+/// How the card was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entry {
+    /// Chip or contactless with an ARQC.
+    Emv,
+    /// Magnetic stripe track.
+    Swipe,
+    /// Keyed PAN.
+    Keyed,
+    /// A gateway token / stored instrument.
+    Token,
+    /// Hosted page (Pay1st checkout).
+    Hosted,
+    /// Not card-bearing (void, refund, capture).
+    None,
+}
+
+/// Lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnState {
+    /// Approved (fully or partially).
+    Approved,
+    /// Declined by the issuer or a rule.
+    Declined,
+    /// Gateway error.
+    Error,
+    /// Reversed.
+    Voided,
+    /// Fully refunded.
+    Refunded,
+    /// Partially refunded.
+    PartiallyRefunded,
+    /// Waiting for the customer (3DS, hosted checkout).
+    Pending,
+}
+
+/// One ledger row (§4.3) plus the dialect-facing bits the sandbox needs to answer lookups.
+#[derive(Debug, Clone, Serialize)]
+pub struct Txn {
+    /// Sandbox id (the dialect's own id: Number TxID, PAI `txn_…`, Pay1st reference).
+    pub id: String,
+    /// API it came through.
+    pub dialect: Dialect,
+    /// What it did.
+    pub kind: Kind,
+    /// Requested amount, minor units.
+    pub amount_minor: i64,
+    /// Approved amount, minor units (0 when declined; < amount for a partial approval).
+    pub approved_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Last four PAN digits, if a card was involved.
+    pub pan_last4: Option<String>,
+    /// Card brand from the PAN prefix.
+    pub brand: Option<String>,
+    /// Entry mode.
+    pub entry: Entry,
+    /// The client's reference (Number ClientRefID, PAI idempotencyKey, Pay1st partnerReference).
+    pub client_ref: Option<String>,
+    /// Idempotency key (PAI).
+    pub idem_key: Option<String>,
+    /// State.
+    pub state: TxnState,
+    /// Issuer/processor response code (`00`, `51`, `116`…).
+    pub resp_code: String,
+    /// Six-character auth code (approvals only).
+    pub auth_code: Option<String>,
+    /// Issuer response TLV as hex (8A, 91, 71/72), EMV only.
+    pub emv_resp: Option<String>,
+    /// Parent transaction (capture/void/refund).
+    pub parent: Option<String>,
+    /// Virtual time of creation, Unix seconds.
+    pub created_at: i64,
+    /// Amount refunded so far, minor units.
+    pub refunded_minor: i64,
+    /// For an `Auth`: whether it has been captured.
+    pub captured: bool,
+    /// Number RPGUID, if given.
+    pub rpguid: Option<String>,
+    /// Sandbox annotations: `lost_response`, `reconciled`.
+    pub sim_flags: Vec<String>,
+}
+
+impl Txn {
+    /// A new row with the fields every dialect sets; the rest default to "nothing yet".
+    pub fn new(
+        id: String,
+        dialect: Dialect,
+        kind: Kind,
+        amount_minor: i64,
+        currency: &str,
+        now: i64,
+    ) -> Self {
+        Txn {
+            id,
+            dialect,
+            kind,
+            amount_minor,
+            approved_minor: 0,
+            currency: currency.to_owned(),
+            pan_last4: None,
+            brand: None,
+            entry: Entry::None,
+            client_ref: None,
+            idem_key: None,
+            state: TxnState::Pending,
+            resp_code: String::new(),
+            auth_code: None,
+            emv_resp: None,
+            parent: None,
+            created_at: now,
+            refunded_minor: 0,
+            captured: false,
+            rpguid: None,
+            sim_flags: Vec::new(),
+        }
+    }
+
+    /// Whether a flag is set.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.sim_flags.iter().any(|f| f == flag)
+    }
+
+    /// Sets a flag once.
+    pub fn flag(&mut self, flag: &str) {
+        if !self.has_flag(flag) {
+            self.sim_flags.push(flag.to_owned());
+        }
+    }
+
+    /// Minor units still refundable.
+    pub fn refundable_minor(&self) -> i64 {
+        match (self.kind, self.state) {
+            (Kind::Sale | Kind::Capture, TxnState::Approved | TxnState::PartiallyRefunded) => {
+                (self.approved_minor - self.refunded_minor).max(0)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// All transactions, in creation order.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    txns: Vec<Txn>,
+}
+
+/// An approval whose response was lost and that nobody voided or looked up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Orphan {
+    /// Transaction id.
+    pub id: String,
+    /// Dialect.
+    pub dialect: Dialect,
+    /// Client reference.
+    pub client_ref: Option<String>,
+    /// Approved amount, minor units.
+    pub amount_minor: i64,
+}
+
+impl Ledger {
+    /// Appends a row.
+    pub fn push(&mut self, txn: Txn) {
+        self.txns.push(txn);
+    }
+
+    /// Looks up by id.
+    pub fn get(&self, id: &str) -> Option<&Txn> {
+        self.txns.iter().find(|t| t.id == id)
+    }
+
+    /// Looks up by id, mutably.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Txn> {
+        self.txns.iter_mut().find(|t| t.id == id)
+    }
+
+    /// Every row.
+    pub fn all(&self) -> &[Txn] {
+        &self.txns
+    }
+
+    /// Every row, mutably.
+    pub fn all_mut(&mut self) -> &mut [Txn] {
+        &mut self.txns
+    }
+
+    /// Rows whose client reference equals `r`.
+    pub fn by_client_ref<'a>(&'a self, r: &'a str) -> impl Iterator<Item = &'a Txn> + 'a {
+        self.txns
+            .iter()
+            .filter(move |t| t.client_ref.as_deref() == Some(r))
+    }
+
+    /// Marks a lost-response row as looked up by the client (it is then "reconciled").
+    pub fn note_lookup(&mut self, id: &str) {
+        if let Some(t) = self.get_mut(id) {
+            if t.has_flag("lost_response") {
+                t.flag("reconciled");
+            }
+        }
+    }
+
+    /// §4.7: approvals (sale/auth/capture) whose response was lost, still approved, not voided,
+    /// refunded, captured-and-kept nor looked up since.
+    pub fn orphans(&self) -> Vec<Orphan> {
+        self.txns
+            .iter()
+            .filter(|t| {
+                matches!(t.kind, Kind::Sale | Kind::Auth | Kind::Capture)
+                    && t.state == TxnState::Approved
+                    && t.has_flag("lost_response")
+                    && !t.has_flag("reconciled")
+            })
+            .map(|t| Orphan {
+                id: t.id.clone(),
+                dialect: t.dialect,
+                client_ref: t.client_ref.clone(),
+                amount_minor: t.approved_minor,
+            })
+            .collect()
+    }
+}
+
+/// Brand from the PAN prefix (enough for the ledger and the test cards).
+pub fn brand_of(pan: &str) -> &'static str {
+    let b = pan.as_bytes();
+    match b {
+        [b'4', ..] => "visa",
+        [b'3', b'4' | b'7', ..] => "amex",
+        [b'5', b'1'..=b'5', ..] | [b'2', b'2'..=b'7', ..] => "mastercard",
+        [b'6', b'0', b'1', b'1', ..] | [b'6', b'5', ..] | [b'6', b'4', b'4'..=b'9', ..] => {
+            "discover"
+        }
+        [b'3', b'6', ..] | [b'3', b'0', ..] | [b'3', b'8', ..] => "diners",
+        _ => "unknown",
+    }
+}
+
+/// First six and last four digits, the rest `*`.
+pub fn mask_pan(pan: &str) -> String {
+    let n = pan.len();
+    if n < 10 {
+        return "*".repeat(n);
+    }
+    let mut s = String::with_capacity(n);
+    s.push_str(pan.get(..6).unwrap_or_default());
+    s.push_str(&"*".repeat(n - 10));
+    s.push_str(pan.get(n - 4..).unwrap_or_default());
+    s
+}
+
+/// Last four digits.
+pub fn last4(pan: &str) -> String {
+    pan.get(pan.len().saturating_sub(4)..)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_brands() {
+        assert_eq!(mask_pan("4111111111111111"), "411111******1111");
+        assert_eq!(mask_pan("123"), "***");
+        assert_eq!(brand_of("371449635398431"), "amex");
+        assert_eq!(brand_of("5105105105105100"), "mastercard");
+        assert_eq!(brand_of("6011000990139424"), "discover");
+        assert_eq!(last4("4111111111111111"), "1111");
+    }
+
+    #[test]
+    fn orphans_are_lost_approvals_not_voided_or_reconciled() {
+        let mut l = Ledger::default();
+        let mut t = Txn::new("1".into(), Dialect::Number, Kind::Sale, 100, "USD", 0);
+        t.state = TxnState::Approved;
+        t.approved_minor = 100;
+        t.flag("lost_response");
+        l.push(t);
+        let mut d = Txn::new("2".into(), Dialect::Number, Kind::Sale, 100, "USD", 0);
+        d.state = TxnState::Declined;
+        d.flag("lost_response");
+        l.push(d);
+        assert_eq!(l.orphans().len(), 1);
+        l.get_mut("1").unwrap().state = TxnState::Voided;
+        assert!(l.orphans().is_empty());
+        l.get_mut("1").unwrap().state = TxnState::Approved;
+        l.note_lookup("1");
+        assert!(l.orphans().is_empty());
+    }
+}

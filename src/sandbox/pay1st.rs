@@ -1,0 +1,590 @@
+//! Pay1st gateway dialect under `/pay1st` (§3, §4.2, §4.4): Basic-auth token and refresh,
+//! `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
+//! creation (unique `partnerReference`), hosted checkout, fulfilments, the [EXT] status
+//! lookup, and the [EXT] `emv` field for an immediate card-present authorisation.
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
+use super::emv::{self, Verdict};
+use super::faults::{FaultAction, FaultKey, Op};
+use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
+use super::outcome::{self, Code, Forced, Outcome, ResolveInput};
+use super::webhooks::{hmac_hex, sign_pay1st};
+use super::{clock, money};
+
+const MAX_PAYMENTS: usize = 100_000;
+
+#[derive(Clone)]
+struct Payment {
+    country: String,
+    webhook_url: Option<String>,
+    emv_response: Option<Value>,
+}
+
+/// Tokens and payments.
+#[derive(Default)]
+pub struct Pay1stState {
+    access: HashMap<String, i64>,
+    refresh: HashMap<String, i64>,
+    payments: HashMap<String, Payment>,
+}
+
+/// Pay1st error envelope `{errorMessage, errorCode, sessionId}` (\[I\], third-party OpenAPI).
+pub fn error(status: u16, code: &str, message: &str) -> SimResponse {
+    SimResponse::json(
+        status,
+        &json!({"errorMessage": message, "errorCode": code, "sessionId": "sandbox"}),
+    )
+}
+
+/// The request signature: lowercase hex HMAC-SHA256(key = signing key, msg = timestamp ‖ body).
+pub fn request_signature(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut msg = Vec::with_capacity(timestamp.len() + body.len());
+    msg.extend_from_slice(timestamp.as_bytes());
+    msg.extend_from_slice(body);
+    hmac_hex(signing_key.as_bytes(), &msg)
+}
+
+fn issue_tokens(core: &mut Core) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let access = b64.encode(core.rand_hex(24));
+    let refresh = b64.encode(core.rand_hex(24));
+    let exp = core.now() + core.cfg.pay1st.token_ttl_secs;
+    if core.pay1st.access.len() > 10_000 {
+        let now = core.now();
+        core.pay1st.access.retain(|_, e| *e > now);
+    }
+    core.pay1st.access.insert(access.clone(), exp);
+    core.pay1st.refresh.insert(refresh.clone(), exp + 86_400);
+    json!({"role": "API_USER", "accessToken": access, "refreshToken": refresh})
+}
+
+/// Checks `AccessToken` and the request signature.
+fn check(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
+    let tok = req
+        .header("accesstoken")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| error(401, "UNAUTHORIZED", "missing AccessToken"))?;
+    match core.pay1st.access.get(tok) {
+        Some(exp) if *exp > core.now() => {}
+        Some(_) => return Err(error(401, "TOKEN_EXPIRED", "access token expired")),
+        None => return Err(error(401, "UNAUTHORIZED", "invalid access token")),
+    }
+    let ts = req
+        .header("x-timestamp")
+        .ok_or_else(|| error(401, "INVALID_SIGNATURE", "missing X-TIMESTAMP"))?;
+    let sig = req
+        .header("x-signature")
+        .ok_or_else(|| error(401, "INVALID_SIGNATURE", "missing X-SIGNATURE"))?;
+    let when = clock::parse_iso8601(ts)
+        .ok_or_else(|| error(401, "INVALID_SIGNATURE", "bad X-TIMESTAMP"))?;
+    if (core.now() - when).abs() > core.cfg.pay1st.signature_skew_secs {
+        return Err(error(401, "INVALID_SIGNATURE", "stale X-TIMESTAMP"));
+    }
+    let expect = request_signature(&core.cfg.pay1st.signing_key, ts, &req.body);
+    if !ct_eq(
+        expect.as_bytes(),
+        sig.trim().to_ascii_lowercase().as_bytes(),
+    ) {
+        return Err(error(401, "INVALID_SIGNATURE", "signature mismatch"));
+    }
+    Ok(tok.to_owned())
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Entry point for `/pay1st/...`.
+pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let r = match (req.method.clone(), segs.as_slice()) {
+        (Method::POST, ["api", "pay1st", "auth", "token"]) => {
+            let key = FaultKey {
+                dialect: Some(Dialect::Pay1st),
+                op: Some(Op::Auth),
+                ..Default::default()
+            };
+            let basic = req
+                .header("authorization")
+                .and_then(|h| h.strip_prefix("Basic "))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned();
+            let role_ok = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("role")
+                        .and_then(Value::as_str)
+                        .map(|r| r == "API_USER")
+                })
+                .unwrap_or(false);
+            return core.with_faults(
+                key,
+                |s| error(s, "INTERNAL_ERROR", "server error"),
+                move |c, _| {
+                    let want = base64::engine::general_purpose::STANDARD.encode(format!(
+                        "{}:{}",
+                        c.cfg.pay1st.api_key, c.cfg.pay1st.api_secret
+                    ));
+                    if !ct_eq(basic.as_bytes(), want.as_bytes()) {
+                        return Exec::reply(error(401, "UNAUTHORIZED", "bad api credentials"));
+                    }
+                    if !role_ok {
+                        return Exec::reply(error(400, "BAD_REQUEST", "role must be API_USER"));
+                    }
+                    Exec::reply(SimResponse::json(200, &issue_tokens(c)))
+                },
+            );
+        }
+        (Method::POST, ["api", "pay1st", "auth", "refresh"]) => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            let rt = body
+                .get("refreshToken")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match core.pay1st.refresh.remove(rt) {
+                Some(exp) if exp > core.now() => SimResponse::json(200, &issue_tokens(core)),
+                _ => error(401, "UNAUTHORIZED", "invalid refresh token"),
+            }
+        }
+        (Method::GET, ["checkout"]) => checkout(core, req),
+        (_, ["api", "pay1st", "payments", rest @ ..]) => {
+            let tok = match check(core, req) {
+                Ok(t) => t,
+                Err(e) => return Reply::Respond(e),
+            };
+            return payments(core, req, rest, tok);
+        }
+        _ => error(404, "NOT_FOUND", "not found"),
+    };
+    Reply::Respond(r)
+}
+
+fn checkout(core: &Core, req: &SimRequest) -> SimResponse {
+    let reference = req.query_param("reference").unwrap_or_default();
+    let tok = req.query_param("accessToken").unwrap_or_default();
+    if !core
+        .pay1st
+        .access
+        .get(&tok)
+        .is_some_and(|e| *e > core.now())
+    {
+        return SimResponse::html(
+            401,
+            "<!doctype html><title>Pay1st</title><p>Session expired.</p>".into(),
+        );
+    }
+    let Some(t) = core
+        .ledger
+        .get(&reference)
+        .filter(|t| t.dialect == Dialect::Pay1st)
+    else {
+        return SimResponse::html(
+            404,
+            "<!doctype html><title>Pay1st</title><p>Unknown payment.</p>".into(),
+        );
+    };
+    let safe: String = reference
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    SimResponse::html(
+        200,
+        format!(
+            "<!doctype html><title>Pay1st sandbox checkout</title><h1>Pay {} {}</h1><p>Reference {safe}. The outcome is set with POST /_sim/pay1st/complete.</p>",
+            money::to_text(t.amount_minor, money::exponent(&t.currency)),
+            t.currency.chars().filter(char::is_ascii_alphabetic).collect::<String>()
+        ),
+    )
+}
+
+fn payments(core: &mut Core, req: &SimRequest, rest: &[&str], tok: String) -> Reply {
+    let r = match (req.method.clone(), rest) {
+        (Method::GET, ["methods"]) => SimResponse::json(
+            200,
+            &json!({"data": {"groups": [{"id": 1, "name": "Cards", "channels": [
+                {"id": 101, "paymentOption": {"code": "PAYSTACK"}, "channel": {"code": "VISA", "paymentMethod": "CARD"}, "paymentMethodType": {"requiredParameters": []}},
+                {"id": 102, "paymentOption": {"code": "PAYSTACK"}, "channel": {"code": "MASTERCARD", "paymentMethod": "CARD"}, "paymentMethodType": {"requiredParameters": []}}]}],
+                "countryCode": req.query_param("countryCode")}}),
+        ),
+        (Method::POST, ["create"]) => return create(core, req, tok),
+        (Method::POST, ["fulfilments"]) => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(v)
+                if v.get("reference")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| core.ledger.get(r).is_some()) =>
+            {
+                SimResponse::empty(200)
+            }
+            Ok(_) => error(404, "NOT_FOUND", "unknown reference"),
+            Err(_) => error(400, "BAD_REQUEST", "invalid json"),
+        },
+        (Method::GET, []) => {
+            let pr = req.query_param("partnerReference").unwrap_or_default();
+            let ids: Vec<String> = core
+                .ledger
+                .by_client_ref(&pr)
+                .filter(|t| t.dialect == Dialect::Pay1st)
+                .map(|t| t.id.clone())
+                .collect();
+            let mut data = Vec::new();
+            for id in ids {
+                core.ledger.note_lookup(&id);
+                data.extend(render(core, &id));
+            }
+            SimResponse::json(200, &json!({"data": data}))
+        }
+        (Method::GET, [reference]) => {
+            let reference = (*reference).to_owned();
+            let key = FaultKey {
+                dialect: Some(Dialect::Pay1st),
+                op: Some(Op::Query),
+                ..Default::default()
+            };
+            return core.with_faults(
+                key,
+                |s| error(s, "INTERNAL_ERROR", "server error"),
+                move |c, _| match render(c, &reference) {
+                    Some(v) => {
+                        c.ledger.note_lookup(&reference);
+                        Exec::reply(SimResponse::json(200, &v))
+                    }
+                    None => Exec::reply(error(404, "NOT_FOUND", "unknown reference")),
+                },
+            );
+        }
+        _ => error(404, "NOT_FOUND", "not found"),
+    };
+    Reply::Respond(r)
+}
+
+fn status_text(s: TxnState) -> &'static str {
+    match s {
+        TxnState::Approved => "SUCCESSFUL",
+        TxnState::Declined | TxnState::Error => "FAILED",
+        TxnState::Voided => "CANCELLED",
+        TxnState::Refunded | TxnState::PartiallyRefunded => "REFUNDED",
+        TxnState::Pending => "PENDING",
+    }
+}
+
+fn render(core: &Core, reference: &str) -> Option<Value> {
+    let t = core
+        .ledger
+        .get(reference)
+        .filter(|t| t.dialect == Dialect::Pay1st)?;
+    let p = core.pay1st.payments.get(reference)?;
+    let exp = money::exponent(&t.currency);
+    let mut v = json!({"reference": t.id, "partnerReference": t.client_ref, "status": status_text(t.state),
+        "amount": money::to_json(t.amount_minor, exp), "currencyCode": t.currency, "countryCode": p.country,
+        "createdAt": clock::iso8601(t.created_at)});
+    if let Some(e) = &p.emv_response {
+        v["emvResponse"] = e.clone();
+    }
+    Some(v)
+}
+
+fn create(core: &mut Core, req: &SimRequest, tok: String) -> Reply {
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return Reply::Respond(error(400, "BAD_REQUEST", "invalid json"));
+    };
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(currency), Some(country), Some(pref)) =
+        (s("currencyCode"), s("countryCode"), s("partnerReference"))
+    else {
+        return Reply::Respond(error(
+            400,
+            "BAD_REQUEST",
+            "currencyCode, countryCode and partnerReference are required",
+        ));
+    };
+    if currency.len() != 3 || pref.is_empty() || pref.len() > 128 {
+        return Reply::Respond(error(
+            400,
+            "BAD_REQUEST",
+            "invalid currencyCode or partnerReference",
+        ));
+    }
+    let Some(amount) = body
+        .get("amount")
+        .and_then(|a| money::from_json(a, money::exponent(&currency)))
+        .filter(|a| *a > 0)
+    else {
+        return Reply::Respond(error(
+            400,
+            "BAD_REQUEST",
+            "amount must be a positive decimal",
+        ));
+    };
+    let emv_hex = body
+        .pointer("/emv/iccData")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let op = if emv_hex.is_some() { Op::Emv } else { Op::Sale };
+    let key = FaultKey {
+        dialect: Some(Dialect::Pay1st),
+        op: Some(op),
+        amount_minor: Some(amount),
+        client_ref: Some(pref.clone()),
+    };
+    let host = req.host.clone();
+    core.with_faults(
+        key,
+        |s| error(s, "INTERNAL_ERROR", "server error"),
+        move |c, fault| {
+            if matches!(fault, Some(FaultAction::AuthExpire)) {
+                c.pay1st.access.remove(&tok);
+                return Exec::reply(error(401, "TOKEN_EXPIRED", "access token expired"));
+            }
+            if c.ledger
+                .by_client_ref(&pref)
+                .any(|t| t.dialect == Dialect::Pay1st)
+            {
+                return Exec::reply(error(
+                    409,
+                    "DUPLICATE_REFERENCE",
+                    "partnerReference already used",
+                ));
+            }
+            if c.pay1st.payments.len() >= MAX_PAYMENTS {
+                return Exec::reply(error(429, "TOO_MANY", "payment store full"));
+            }
+            let reference = format!("P1{}", c.rand_hex(8).to_ascii_uppercase());
+            let now = c.now();
+            let mut t = Txn::new(
+                reference.clone(),
+                Dialect::Pay1st,
+                Kind::Sale,
+                amount,
+                &currency,
+                now,
+            );
+            t.client_ref = Some(pref.clone());
+            t.entry = Entry::Hosted;
+            let mut p = Payment {
+                country: country.clone(),
+                webhook_url: body
+                    .get("webhookUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                emv_response: None,
+            };
+            let mut final_state = false;
+            if let Some(hex) = &emv_hex {
+                // [EXT] card-present: authorise now with the ICC data.
+                let icc = match emv::decode_hex(hex)
+                    .and_then(|icc| emv::precheck(&icc, Some(amount)).map(|_| icc))
+                {
+                    Ok(i) => i,
+                    Err(e) => {
+                        return Exec::reply(error(
+                            400,
+                            "INVALID_EMV",
+                            &format!("{e} ({})", e.err_code()),
+                        ))
+                    }
+                };
+                t.entry = Entry::Emv;
+                let forced = match fault {
+                    Some(FaultAction::Decline { code }) => Some(Forced::Decline(Code::new(code))),
+                    Some(FaultAction::AspenError { code }) => Some(Forced::GatewayError(*code)),
+                    _ => None,
+                };
+                let (o, v) = match emv::verify(&icc) {
+                    Verdict::Verified(v) => {
+                        t.pan_last4 = Some(last4(v.pan.expose()));
+                        t.brand = Some(brand_of(v.pan.expose()).to_owned());
+                        let o = outcome::resolve(&ResolveInput {
+                            dialect: Some(Dialect::Pay1st),
+                            pan: Some(v.pan.expose()),
+                            amount_minor: amount,
+                            emv: true,
+                            forced,
+                            ..Default::default()
+                        });
+                        (o, Some(v))
+                    }
+                    Verdict::Declined { code, .. } => (
+                        Outcome::Declined {
+                            code: Code::new(code),
+                        },
+                        None,
+                    ),
+                    Verdict::Rejected(e) => {
+                        return Exec::reply(error(400, "INVALID_EMV", &e.to_string()))
+                    }
+                };
+                let (arc, bad, script) = match o {
+                    Outcome::Approved {
+                        approved_minor,
+                        code,
+                        emv: extra,
+                    } => {
+                        t.state = TxnState::Approved;
+                        t.approved_minor = approved_minor;
+                        t.resp_code = code.as_str().to_owned();
+                        t.auth_code = Some(c.auth_code(&reference));
+                        (
+                            *b"00",
+                            extra == outcome::EmvExtra::BadArpc,
+                            match extra {
+                                outcome::EmvExtra::Script(s) => Some(s),
+                                _ => None,
+                            },
+                        )
+                    }
+                    Outcome::Declined { code } => {
+                        t.state = TxnState::Declined;
+                        t.resp_code = code.as_str().to_owned();
+                        (code.arc(), false, None)
+                    }
+                    _ => {
+                        t.state = TxnState::Error;
+                        t.resp_code = "96".into();
+                        (*b"96", false, None)
+                    }
+                };
+                let mut er = json!({"arc": String::from_utf8_lossy(&arc)});
+                if let Some(v) = &v {
+                    er["issuerAuthData"] = json!(hex::encode_upper(v.issuer_auth_data(arc, bad)));
+                    if let Some(s) = script {
+                        er["scripts"] = json!([hex::encode_upper(v.pin_unblock_script(s, false))]);
+                    }
+                }
+                p.emv_response = Some(er);
+                final_state = true;
+            }
+            c.ledger.push(t);
+            c.pay1st.payments.insert(reference.clone(), p);
+            if final_state {
+                c.pay1st_webhook(&reference);
+            }
+            let mut v = render(c, &reference).unwrap_or(Value::Null);
+            v["checkoutUrl"] = json!(format!(
+                "http://{host}/pay1st/checkout?reference={reference}"
+            ));
+            Exec {
+                resp: SimResponse::json(200, &v),
+                committed: vec![reference],
+            }
+        },
+    )
+}
+
+impl Core {
+    fn pay1st_webhook(&mut self, reference: &str) {
+        let Some(t) = self.ledger.get(reference).cloned() else {
+            return;
+        };
+        let Some(p) = self.pay1st.payments.get(reference).cloned() else {
+            return;
+        };
+        let Some(url) = p
+            .webhook_url
+            .clone()
+            .or_else(|| self.cfg.pay1st.webhook_url.clone())
+        else {
+            return;
+        };
+        let cfg = self.cfg.pay1st.clone();
+        let body = json!({"partnerId": cfg.partner_id, "partnerCode": cfg.partner_code, "partnerReference": t.client_ref,
+            "reference": t.id, "orderAmount": money::to_json(t.amount_minor, money::exponent(&t.currency)),
+            "currencyCode": t.currency, "countryCode": p.country, "status": status_text(t.state)})
+        .to_string();
+        let b2 = body.clone();
+        self.queue_webhook(
+            Dialect::Pay1st,
+            format!("{}:{}", t.id, status_text(t.state)),
+            url,
+            body,
+            t.client_ref.clone(),
+            move |bad| {
+                let pass = if bad {
+                    format!("{}-wrong", cfg.webhook_pass)
+                } else {
+                    cfg.webhook_pass.clone()
+                };
+                vec![
+                    ("Content-Type".to_owned(), "application/json".to_owned()),
+                    (
+                        "X-SIGNATURE".to_owned(),
+                        sign_pay1st(&cfg.webhook_user, &pass, &b2),
+                    ),
+                ]
+            },
+        );
+    }
+
+    /// `POST /_sim/pay1st/complete {reference, outcome?, pan?}`: the customer finished the
+    /// hosted checkout. Without `outcome` the resolver decides from `pan` and the amount.
+    pub fn pay1st_complete(
+        &mut self,
+        reference: &str,
+        outcome: Option<&str>,
+        pan: Option<&str>,
+    ) -> Option<Value> {
+        let t = self
+            .ledger
+            .get(reference)
+            .filter(|t| t.dialect == Dialect::Pay1st && t.state == TxnState::Pending)?
+            .clone();
+        let (state, code, approved) = match outcome {
+            Some("SUCCESSFUL") => (TxnState::Approved, "00".to_owned(), t.amount_minor),
+            Some("CANCELLED") => (TxnState::Voided, "17".to_owned(), 0),
+            Some(_) => (TxnState::Declined, "05".to_owned(), 0),
+            None => match outcome::resolve(&ResolveInput {
+                dialect: Some(Dialect::Pay1st),
+                pan,
+                amount_minor: t.amount_minor,
+                ..Default::default()
+            }) {
+                Outcome::Approved {
+                    approved_minor,
+                    code,
+                    ..
+                } => (TxnState::Approved, code.as_str().to_owned(), approved_minor),
+                Outcome::Declined { code } => (TxnState::Declined, code.as_str().to_owned(), 0),
+                _ => (TxnState::Error, "96".to_owned(), 0),
+            },
+        };
+        let auth = (state == TxnState::Approved).then(|| self.auth_code(reference));
+        let t = self.ledger.get_mut(reference)?;
+        t.state = state;
+        t.resp_code = code;
+        t.approved_minor = approved;
+        t.auth_code = auth;
+        if let Some(p) = pan {
+            t.pan_last4 = Some(last4(p));
+            t.brand = Some(brand_of(p).to_owned());
+        }
+        self.pay1st_webhook(reference);
+        render(self, reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published test vector (P1:gateway-generating-signatures), JSON exactly as the
+    /// page prints it, including the stray `<` and `>` (see gateways.md §3.2).
+    #[test]
+    fn published_signature_vector() {
+        let body = r#"{"countryCode":"NG","currencyCode":"NGN","amount":100,"partnerReference":"4a662291-2840-4bcd-aae9-553ab24601ed","callbackSuccessUrl":"<https://callback.success","callbackFailureUrl":"https://callback.failure","callbackPendingUrl":"https://callback.pending","callbackCancelUrl":"https://callback.cancel","webhookUrl":"https://webhook.success","products":[{"title":"10> Credits","sku":"12345","price":100,"quantity":1,"currencyCode":"NGN"}],"metadata":[{"key":"customerId","value":"1"}]}"#;
+        assert_eq!(
+            request_signature(
+                "hCyO_Flnu6aid-bhFYTYOowkxXRzoZkgzO32rB6Ik8Y",
+                "2025-03-17T08:10:52.544247646Z",
+                body.as_bytes()
+            ),
+            "85aa0862aa052f737d3cf4d38f92091ea7c015e782d207ea18cc5641d3e47755"
+        );
+    }
+}

@@ -1,0 +1,1116 @@
+//! PaymentsAI dialect under `/pai` (§2, §4.2, §4.4): `Authorization: ApiKey
+//! <accountId>_<apiKey>_<apiKeyId>`, organization scoping, `idempotencyKey` in the body,
+//! 201 for declines too, refund 409/422, [EXT] void and EMV instruction, and the temporal →
+//! permanent key exchange with the secret policy.
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::config::{IdemMismatch, PaiConfig};
+use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
+use super::emv::{self, Verdict};
+use super::faults::{FaultAction, FaultKey, Op};
+use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
+use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
+use super::webhooks::sign_pai;
+use super::{clock, money};
+
+/// Longest accepted `idempotencyKey` (§2.3).
+pub const MAX_IDEM_KEY: usize = 100;
+/// Bound on stored tokens/instruments/customers, each.
+const MAX_OBJECTS: usize = 100_000;
+
+#[derive(Clone)]
+struct Card {
+    pan: String,
+    cvv: Option<String>,
+    expiry: Option<(u32, u32)>,
+}
+
+#[derive(Clone, Default)]
+struct Extra {
+    org: String,
+    type_name: String,
+    customer_id: Option<String>,
+    metadata: Value,
+    emv_response: Option<Value>,
+    three_ds: Option<ThreeDs>,
+    approval_url: Option<String>,
+}
+
+#[derive(Clone)]
+struct Destination {
+    url: String,
+    basic: Option<(String, String)>,
+}
+
+/// Keys, tokens, idempotency records and webhook destinations.
+pub struct PaiState {
+    keys: HashMap<String, String>,
+    temporal: Option<(String, i64)>,
+    secret_history: Vec<[u8; 32]>,
+    customers: HashMap<String, Value>,
+    tokens: HashMap<String, Card>,
+    instruments: HashMap<String, Card>,
+    idem: HashMap<(String, String), ([u8; 32], SimResponse, String)>,
+    extra: HashMap<String, Extra>,
+    destinations: Vec<Destination>,
+}
+
+impl PaiState {
+    /// Initial state: the stage key is valid, the temporal key is issued at `now`.
+    pub fn new(cfg: &PaiConfig, now: i64) -> Self {
+        let mut keys = HashMap::new();
+        keys.insert(cfg.stage_credential(), cfg.organization_id.clone());
+        PaiState {
+            keys,
+            temporal: Some((cfg.temporal_api_key.clone(), now)),
+            secret_history: Vec::new(),
+            customers: HashMap::new(),
+            tokens: HashMap::new(),
+            instruments: HashMap::new(),
+            idem: HashMap::new(),
+            extra: HashMap::new(),
+            destinations: Vec::new(),
+        }
+    }
+}
+
+/// PAI error body (§2.3): `details` only on 400/422.
+pub fn error(status: u16, message: &str, details: Option<&str>) -> SimResponse {
+    let mut v =
+        json!({"errorCode": format!("sandbox-{status}"), "statusCode": status, "message": message});
+    if let (Some(d), 400 | 422) = (details, status) {
+        v["details"] = json!(d);
+    }
+    SimResponse::json(status, &v)
+}
+
+fn digest(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// Secret policy (seed 001): 12–30 characters, at least one upper-case letter, at least one
+/// alphanumeric character, not one of the last 4 secrets.
+pub fn check_secret(
+    cfg: &PaiConfig,
+    history: &[[u8; 32]],
+    secret: &str,
+) -> Result<(), &'static str> {
+    let n = secret.chars().count();
+    if n < cfg.secret_min_len || n > cfg.secret_max_len {
+        return Err("secret must be between 12 and 30 characters");
+    }
+    if !secret.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("secret must contain an upper-case letter");
+    }
+    if !secret.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err("secret must contain an alphanumeric character");
+    }
+    let d = digest(secret.as_bytes());
+    if history.iter().rev().take(4).any(|h| *h == d) {
+        return Err("secret was used recently (last 4)");
+    }
+    Ok(())
+}
+
+fn auth(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
+    let Some(h) = req.header("authorization") else {
+        return Err(error(401, "Missing auth token", None));
+    };
+    let cred = h.strip_prefix("ApiKey ").map(str::trim).unwrap_or_default();
+    core.pai
+        .keys
+        .get(cred)
+        .cloned()
+        .ok_or_else(|| error(401, "Invalid auth token", None))
+}
+
+/// Entry point for `/pai/...`.
+pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let r = match (req.method.clone(), segs.as_slice()) {
+        (Method::PATCH, ["v1", "accounts", "public-api", acct]) => exchange(core, req, acct),
+        (Method::PATCH, ["v1", "accounts", "public-api", acct, "api-keys", kid]) => rotate(core, req, acct, kid),
+        (Method::POST, ["v1", "webhook-destinations"]) => destination(core, req),
+        (Method::POST, ["tokens"]) => {
+            let org = req.header("x-organization-id").unwrap_or_default().to_owned();
+            if org != core.cfg.pai.organization_id {
+                error(403, "Forbidden", None)
+            } else {
+                create_token(core, req, true)
+            }
+        }
+        (Method::GET, ["3ds", id]) => SimResponse::html(
+            200,
+            format!("<!doctype html><title>3DS</title><p>Sandbox 3DS challenge for {}. Complete it with POST /_sim/pai/3ds.</p>", html_escape(id)),
+        ),
+        (_, ["v1", "public-api", "organizations", org, rest @ ..]) => {
+            let key_org = match auth(core, req) {
+                Ok(o) => o,
+                Err(e) => return Reply::Respond(e),
+            };
+            if key_org != *org {
+                return Reply::Respond(error(403, "Forbidden", None));
+            }
+            return org_route(core, req, org, rest);
+        }
+        _ => error(404, "Not found", None),
+    };
+    Reply::Respond(r)
+}
+
+fn html_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+fn body_json(req: &SimRequest) -> Result<Value, SimResponse> {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(error(
+            400,
+            "Invalid request body",
+            Some("body must be a json object"),
+        )),
+    }
+}
+
+fn exchange(core: &mut Core, req: &SimRequest, acct: &str) -> SimResponse {
+    let cred = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("ApiKey "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let now = core.now();
+    match &core.pai.temporal {
+        Some((k, _)) if k != cred => return error(401, "Invalid auth token", None),
+        Some((_, issued)) if now - issued > core.cfg.pai.temporal_ttl_secs => {
+            return error(401, "Temporal key expired", None)
+        }
+        Some(_) => {}
+        None => return error(401, "Invalid auth token", None),
+    }
+    if acct != core.cfg.pai.account_id {
+        return error(403, "Forbidden", None);
+    }
+    set_secret(core, req, None)
+}
+
+fn rotate(core: &mut Core, req: &SimRequest, acct: &str, kid: &str) -> SimResponse {
+    if let Err(e) = auth(core, req) {
+        return e;
+    }
+    let cred = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("ApiKey "))
+        .map(str::trim)
+        .unwrap_or_default();
+    if acct != core.cfg.pai.account_id
+        || !cred.starts_with(&format!("{acct}_"))
+        || !cred.ends_with(&format!("_{kid}"))
+    {
+        return error(403, "Forbidden", None);
+    }
+    set_secret(core, req, Some(cred.to_owned()))
+}
+
+fn set_secret(core: &mut Core, req: &SimRequest, replaces: Option<String>) -> SimResponse {
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let secret = body
+        .get("secret")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Err(why) = check_secret(&core.cfg.pai, &core.pai.secret_history, secret) {
+        return error(422, "Secret does not meet the policy", Some(why));
+    }
+    core.pai.secret_history.push(digest(secret.as_bytes()));
+    if core.pai.secret_history.len() > 8 {
+        core.pai.secret_history.remove(0);
+    }
+    let acct = core.cfg.pai.account_id.clone();
+    let key = format!("key{}", core.rand_hex(12));
+    let kid = format!("kid{}", core.rand_hex(6));
+    let cred = format!("{acct}_{key}_{kid}");
+    match replaces {
+        Some(old) => {
+            core.pai.keys.remove(&old);
+        }
+        None => core.pai.temporal = None,
+    }
+    core.pai
+        .keys
+        .insert(cred.clone(), core.cfg.pai.organization_id.clone());
+    SimResponse::json(
+        200,
+        &json!({"data": {"accountId": acct, "apiKey": key, "apiKeyId": kid, "authorization": format!("ApiKey {cred}")}}),
+    )
+}
+
+fn destination(core: &mut Core, req: &SimRequest) -> SimResponse {
+    if let Err(e) = auth(core, req) {
+        return e;
+    }
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let Some(url) = body
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("http"))
+    else {
+        return error(422, "Validation error", Some("url is required"));
+    };
+    let basic = body
+        .get("auth")
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("basic"))
+        .map(|a| {
+            (
+                a.get("username")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                a.get("password")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        });
+    if core.pai.destinations.len() >= 64 {
+        return error(422, "Validation error", Some("too many destinations"));
+    }
+    core.pai.destinations.push(Destination {
+        url: url.to_owned(),
+        basic,
+    });
+    let id = format!("wd_{}", core.rand_hex(8));
+    SimResponse::json(
+        201,
+        &json!({"data": {"id": id, "url": url, "eventTypes": body.get("eventTypes").cloned().unwrap_or(json!([]))}}),
+    )
+}
+
+fn parse_card(v: &Value, nested: bool) -> Option<Card> {
+    let (pan, cvv, m, y) = if nested {
+        let pi = v.get("paymentInstrument")?;
+        (
+            pi.get("pan"),
+            pi.get("cvv"),
+            pi.get("expMonth"),
+            pi.get("expYear"),
+        )
+    } else {
+        (
+            v.get("primaryAccountNumber"),
+            v.get("cardVerificationValue"),
+            v.get("expirationMonth"),
+            v.get("expirationYear"),
+        )
+    };
+    let pan = pan?.as_str()?.replace(' ', "");
+    if !(12..=19).contains(&pan.len()) || !pan.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let num = |x: Option<&Value>| x.and_then(|x| x.as_u64().or_else(|| x.as_str()?.parse().ok()));
+    let expiry = num(m)
+        .zip(num(y))
+        .map(|(m, y)| (m as u32, if y < 100 { y as u32 + 2000 } else { y as u32 }));
+    Some(Card {
+        pan,
+        cvv: cvv.and_then(Value::as_str).map(str::to_owned),
+        expiry,
+    })
+}
+
+fn create_token(core: &mut Core, req: &SimRequest, nested: bool) -> SimResponse {
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let Some(card) = parse_card(&body, nested) else {
+        return error(422, "Validation error", Some("invalid card data"));
+    };
+    if core.pai.tokens.len() >= MAX_OBJECTS {
+        return error(429, "Too many tokens", None);
+    }
+    let id = format!("tok_{}", core.rand_hex(10));
+    let now = core.now();
+    let (l4, brand) = (last4(&card.pan), brand_of(&card.pan));
+    core.pai.tokens.insert(id.clone(), card);
+    SimResponse::json(
+        201,
+        &json!({"type": "payment-card", "data": {"id": id, "createdAt": clock::iso8601(now), "expiratedAt": clock::iso8601(now + 1800), "last4": l4, "brand": brand}}),
+    )
+}
+
+fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Reply {
+    let r = match (req.method.clone(), rest) {
+        (Method::POST, ["customers"]) => match body_json(req) {
+            Ok(b) => {
+                let id = format!("cus_{}", core.rand_hex(8));
+                if core.pai.customers.len() < MAX_OBJECTS {
+                    core.pai.customers.insert(id.clone(), b.clone());
+                }
+                SimResponse::json(
+                    201,
+                    &json!({"data": {"id": id, "email": b.get("email"), "firstName": b.get("firstName"), "lastName": b.get("lastName")}}),
+                )
+            }
+            Err(e) => e,
+        },
+        (Method::POST, ["payment-instruments", "tokens"]) => create_token(core, req, false),
+        (Method::POST, ["customers", cid, "payment-instruments"]) => attach(core, req, cid),
+        (Method::POST, ["transactions"]) => return create_txn(core, req, org),
+        (Method::GET, ["transactions"]) => {
+            let key = req.query_param("idempotencyKey").unwrap_or_default();
+            let ids: Vec<String> = core
+                .ledger
+                .all()
+                .iter()
+                .filter(|t| {
+                    t.dialect == Dialect::Pai && t.idem_key.as_deref() == Some(key.as_str())
+                })
+                .map(|t| t.id.clone())
+                .collect();
+            let mut data = Vec::new();
+            for id in ids {
+                core.ledger.note_lookup(&id);
+                data.extend(render(core, &id));
+            }
+            SimResponse::json(200, &json!({"data": data}))
+        }
+        (Method::GET, ["transactions", id]) => {
+            let id = (*id).to_owned();
+            let key = FaultKey {
+                dialect: Some(Dialect::Pai),
+                op: Some(Op::Query),
+                ..Default::default()
+            };
+            return core.with_faults(
+                key,
+                |s| error(s, "Internal error", None),
+                move |c, _| match c.pai.extra.get(&id).filter(|e| e.org == org_of(c)) {
+                    Some(_) => {
+                        c.ledger.note_lookup(&id);
+                        Exec::reply(SimResponse::json(200, &json!({"data": render(c, &id)})))
+                    }
+                    None => Exec::reply(error(404, "Transaction not found", None)),
+                },
+            );
+        }
+        (Method::POST, ["transactions", id, "refund"]) => return refund(core, req, id),
+        (Method::POST, ["transactions", id, "void"]) => return void(core, id),
+        _ => error(404, "Not found", None),
+    };
+    Reply::Respond(r)
+}
+
+fn org_of(c: &Core) -> String {
+    c.cfg.pai.organization_id.clone()
+}
+
+fn attach(core: &mut Core, req: &SimRequest, cid: &str) -> SimResponse {
+    if !core.pai.customers.contains_key(cid) {
+        return error(404, "Customer not found", None);
+    }
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let tok = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(card) = core.pai.tokens.remove(tok) else {
+        return error(422, "Validation error", Some("unknown or used token"));
+    };
+    let id = format!("inst_{}", core.rand_hex(8));
+    let (l4, brand) = (last4(&card.pan), brand_of(&card.pan));
+    if core.pai.instruments.len() < MAX_OBJECTS {
+        core.pai.instruments.insert(id.clone(), card);
+    }
+    SimResponse::json(
+        201,
+        &json!({"data": {"id": id, "customerId": cid, "method": "payment-card", "last4": l4, "brand": brand}}),
+    )
+}
+
+/// Transaction JSON (§2.3 fields).
+fn render(core: &Core, id: &str) -> Option<Value> {
+    let t = core.ledger.get(id)?;
+    let x = core.pai.extra.get(id).cloned().unwrap_or_default();
+    let exp = money::exponent(&t.currency);
+    let (status, result) = match t.state {
+        TxnState::Approved => ("completed", "approved"),
+        TxnState::Declined => ("completed", "declined"),
+        TxnState::Error => ("not-sent", "unknown"),
+        TxnState::Voided => ("voided", "approved"),
+        TxnState::Refunded => ("refunded", "approved"),
+        TxnState::PartiallyRefunded => ("partially-refunded", "approved"),
+        TxnState::Pending => ("offsite", "unknown"),
+    };
+    let combined = match (t.state, result) {
+        (TxnState::Approved, _) => "approved".to_owned(),
+        (_, "declined") => "declined".to_owned(),
+        _ => status.to_owned(),
+    };
+    let amount = if t.state == TxnState::Declined || t.state == TxnState::Pending {
+        t.amount_minor
+    } else {
+        t.approved_minor
+    };
+    let mut v = json!({"id": t.id, "type": x.type_name, "amount": money::to_json(amount, exp), "currency": t.currency,
+        "status": status, "result": result, "combinedStatus": combined, "customerId": x.customer_id,
+        "parentTransactionId": t.parent, "refundableAmount": money::to_json(t.refundable_minor(), exp),
+        "paymentInstrument": {"method": if t.entry == Entry::Emv { "payment-card-present" } else { "payment-card" }, "last4": t.pan_last4, "brand": t.brand},
+        "gatewayName": "sandbox", "idempotencyKey": t.idem_key, "metadata": x.metadata,
+        "createdTime": clock::iso8601(t.created_at)});
+    if t.approved_minor > 0 && t.approved_minor < t.amount_minor && t.kind != Kind::Refund {
+        v["requestedAmount"] = money::to_json(t.amount_minor, exp);
+    }
+    if let Some(e) = x.emv_response {
+        v["emvResponse"] = e;
+    }
+    if let Some(u) = x.approval_url {
+        if t.state == TxnState::Pending {
+            v["approvalUrl"] = json!(u);
+        }
+    }
+    if x.three_ds.is_some() {
+        v["data3ds"] = json!({"flow": "challenge"});
+    }
+    Some(v)
+}
+
+impl Core {
+    /// Queues the PAI webhook for `id` to the registered destinations (or the configured URL).
+    fn pai_webhook(&mut self, id: &str, event: &str) {
+        let Some(meta) = render(self, id) else { return };
+        let mut targets: Vec<Destination> = self.pai.destinations.clone();
+        if targets.is_empty() {
+            if let Some(u) = &self.cfg.pai.webhook_url {
+                targets.push(Destination {
+                    url: u.clone(),
+                    basic: None,
+                });
+            }
+        }
+        let client_ref = self.ledger.get(id).and_then(|t| t.client_ref.clone());
+        for d in targets {
+            let dedup = format!("evt_{}", self.rand_hex(8));
+            let body = json!({"deduplicationId": dedup, "type": event, "organizationId": self.cfg.pai.organization_id, "metadata": meta}).to_string();
+            let cfg = self.cfg.pai.clone();
+            let now = self.now();
+            let b2 = body.clone();
+            let basic = d.basic.clone();
+            self.queue_webhook(
+                Dialect::Pai,
+                dedup,
+                d.url.clone(),
+                body,
+                client_ref.clone(),
+                move |bad| {
+                    let key = if bad {
+                        format!("{}-wrong", cfg.webhook_secret)
+                    } else {
+                        cfg.webhook_secret.clone()
+                    };
+                    let mut h = vec![
+                        ("Content-Type".to_owned(), "application/json".to_owned()),
+                        (cfg.signature_header.clone(), sign_pai(&key, b2.as_bytes())),
+                    ];
+                    if cfg.send_timestamp {
+                        h.push(("X-Sim-Timestamp".to_owned(), now.to_string()));
+                    }
+                    if let Some((u, p)) = &basic {
+                        use base64::Engine as _;
+                        h.push((
+                            "Authorization".to_owned(),
+                            format!(
+                                "Basic {}",
+                                base64::engine::general_purpose::STANDARD
+                                    .encode(format!("{u}:{p}"))
+                            ),
+                        ));
+                    }
+                    h
+                },
+            );
+        }
+    }
+
+    /// `POST /_sim/pai/3ds {txId, outcome}`: finishes a challenge. Returns the transaction.
+    pub fn pai_complete_3ds(&mut self, id: &str, passed: bool) -> Option<Value> {
+        let x = self.pai.extra.get(id)?.clone();
+        let flow = x.three_ds?;
+        let t = self.ledger.get_mut(id)?;
+        if t.state != TxnState::Pending {
+            return None;
+        }
+        let approve = passed && flow == ThreeDs::Challenge;
+        if approve {
+            t.state = TxnState::Approved;
+            t.approved_minor = t.amount_minor;
+            t.resp_code = "00".into();
+        } else {
+            t.state = TxnState::Declined;
+            t.resp_code = "05".into();
+        }
+        let id_owned = id.to_owned();
+        if approve {
+            let code = self.auth_code(&id_owned);
+            if let Some(t) = self.ledger.get_mut(&id_owned) {
+                t.auth_code = Some(code);
+            }
+        }
+        self.pai_webhook(
+            &id_owned,
+            if approve {
+                "transaction-processed"
+            } else {
+                "transaction-declined"
+            },
+        );
+        render(self, &id_owned)
+    }
+}
+
+fn create_txn(core: &mut Core, req: &SimRequest, org: &str) -> Reply {
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return Reply::Respond(e),
+    };
+    let idem = match body.get("idempotencyKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_IDEM_KEY => {
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Reply::Respond(error(
+                400,
+                "Invalid idempotencyKey",
+                Some("idempotencyKey must be a string of at most 100 characters"),
+            ))
+        }
+    };
+    let fp = digest(&req.body);
+    if let Some(k) = &idem {
+        if let Some((stored_fp, resp, id)) =
+            core.pai.idem.get(&(org.to_owned(), k.clone())).cloned()
+        {
+            if stored_fp != fp && core.cfg.pai.idem_mismatch == IdemMismatch::Conflict {
+                return Reply::Respond(error(
+                    409,
+                    "Idempotency key reused with a different payload",
+                    None,
+                ));
+            }
+            core.ledger.note_lookup(&id);
+            return Reply::Respond(resp);
+        }
+    }
+    let currency = body
+        .get("currency")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Reply::Respond(error(
+            400,
+            "Invalid request",
+            Some("currency must be an ISO 4217 code"),
+        ));
+    }
+    let Some(amount) = body
+        .get("amount")
+        .and_then(|a| money::from_json(a, money::exponent(&currency)))
+        .filter(|a| *a > 0)
+    else {
+        return Reply::Respond(error(
+            400,
+            "Invalid request",
+            Some("amount must be a positive decimal"),
+        ));
+    };
+    let type_name = body
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("sale")
+        .to_owned();
+    if type_name != "sale" && type_name != "authorize" {
+        return Reply::Respond(error(
+            400,
+            "Invalid request",
+            Some("type must be sale or authorize"),
+        ));
+    }
+    let parent = body
+        .get("parentTransactionId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let emv_instr = body.pointer("/paymentInstruction/emv").cloned();
+    let op = if parent.is_some() {
+        Op::Capture
+    } else if emv_instr.is_some() {
+        Op::Emv
+    } else {
+        Op::Sale
+    };
+    let key = FaultKey {
+        dialect: Some(Dialect::Pai),
+        op: Some(op),
+        amount_minor: Some(amount),
+        client_ref: idem.clone(),
+    };
+    let org = org.to_owned();
+    let host = req.host.clone();
+    core.with_faults(
+        key,
+        |s| error(s, "Internal server error", None),
+        move |c, fault| {
+            if matches!(fault, Some(FaultAction::AuthExpire)) {
+                return Exec::reply(error(401, "Invalid auth token", None));
+            }
+            let exec = match parent {
+                Some(p) => capture(c, &org, &p, amount, &currency, &body),
+                None => sale(c, &org, &type_name, amount, &currency, &body, fault, &host),
+            };
+            if let (Some(k), Some(id)) = (&idem, exec.committed.first()) {
+                if let Some(t) = c.ledger.get_mut(id) {
+                    t.idem_key = Some(k.clone());
+                    t.client_ref = Some(k.clone());
+                }
+                let resp = if exec.resp.status == 201 {
+                    SimResponse::json(201, &json!({"data": render(c, id)}))
+                } else {
+                    exec.resp.clone()
+                };
+                c.pai
+                    .idem
+                    .insert((org.clone(), k.clone()), (fp, resp.clone(), id.clone()));
+                return Exec {
+                    resp,
+                    committed: exec.committed,
+                };
+            }
+            exec
+        },
+    )
+}
+
+fn capture(
+    c: &mut Core,
+    org: &str,
+    parent: &str,
+    amount: i64,
+    currency: &str,
+    body: &Value,
+) -> Exec {
+    let Some(p) = c
+        .ledger
+        .get(parent)
+        .filter(|t| t.dialect == Dialect::Pai)
+        .cloned()
+    else {
+        return Exec::reply(error(404, "Parent transaction not found", None));
+    };
+    if p.kind != Kind::Auth || p.state != TxnState::Approved || p.captured {
+        return Exec::reply(error(409, "Parent transaction cannot be captured", None));
+    }
+    if amount > p.approved_minor || currency != p.currency {
+        return Exec::reply(error(
+            422,
+            "Validation error",
+            Some("capture exceeds the authorized amount"),
+        ));
+    }
+    let id = format!("txn_{}", c.rand_hex(10));
+    let now = c.now();
+    let mut t = Txn::new(
+        id.clone(),
+        Dialect::Pai,
+        Kind::Capture,
+        amount,
+        currency,
+        now,
+    );
+    t.parent = Some(parent.to_owned());
+    t.state = TxnState::Approved;
+    t.approved_minor = amount;
+    t.resp_code = "00".into();
+    t.auth_code = p.auth_code.clone();
+    t.pan_last4 = p.pan_last4.clone();
+    t.brand = p.brand.clone();
+    t.entry = p.entry;
+    c.ledger.push(t);
+    if let Some(pp) = c.ledger.get_mut(parent) {
+        pp.captured = true;
+    }
+    c.pai.extra.insert(
+        id.clone(),
+        Extra {
+            org: org.to_owned(),
+            type_name: "capture".into(),
+            metadata: body.get("metadata").cloned().unwrap_or(json!({})),
+            ..Default::default()
+        },
+    );
+    c.pai_webhook(&id, "transaction-processed");
+    Exec {
+        resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
+        committed: vec![id],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sale(
+    c: &mut Core,
+    org: &str,
+    type_name: &str,
+    amount: i64,
+    currency: &str,
+    body: &Value,
+    fault: Option<&FaultAction>,
+    host: &str,
+) -> Exec {
+    let pi = body
+        .get("paymentInstruction")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut card: Option<Card> = None;
+    let mut verified = None;
+    let mut emv_decline = None;
+    let entry;
+    if let Some(e) = pi.get("emv") {
+        let hex = e.get("iccData").and_then(Value::as_str).unwrap_or_default();
+        let icc = match emv::decode_hex(hex)
+            .and_then(|icc| emv::precheck(&icc, Some(amount)).map(|_| icc))
+        {
+            Ok(icc) => icc,
+            Err(err) => {
+                return Exec::reply(error(
+                    400,
+                    "Invalid EMV data",
+                    Some(&format!("{err} ({})", err.err_code())),
+                ))
+            }
+        };
+        match emv::verify(&icc) {
+            Verdict::Verified(v) => {
+                card = Some(Card {
+                    pan: v.pan.expose().to_owned(),
+                    cvv: None,
+                    expiry: None,
+                });
+                verified = Some(v);
+            }
+            Verdict::Declined { code, .. } => emv_decline = Some(code),
+            Verdict::Rejected(err) => {
+                return Exec::reply(error(400, "Invalid EMV data", Some(&err.to_string())))
+            }
+        }
+        entry = Entry::Emv;
+    } else if let Some(tok) = pi.get("token").and_then(Value::as_str) {
+        let Some(cd) = c.pai.tokens.remove(tok) else {
+            return Exec::reply(error(
+                422,
+                "Validation error",
+                Some("unknown or used token"),
+            ));
+        };
+        card = Some(cd);
+        entry = Entry::Token;
+    } else if let Some(inst) = pi.get("paymentInstrumentId").and_then(Value::as_str) {
+        let Some(cd) = c.pai.instruments.get(inst).cloned() else {
+            return Exec::reply(error(
+                422,
+                "Validation error",
+                Some("unknown payment instrument"),
+            ));
+        };
+        card = Some(cd);
+        entry = Entry::Token;
+    } else {
+        return Exec::reply(error(
+            400,
+            "Invalid request",
+            Some("paymentInstruction needs token, paymentInstrumentId or emv"),
+        ));
+    }
+    let forced = match fault {
+        Some(FaultAction::Decline { code }) => Some(Forced::Decline(Code::new(code))),
+        Some(FaultAction::AspenError { code }) => Some(Forced::GatewayError(*code)),
+        _ => None,
+    };
+    let outcome = match emv_decline {
+        Some(code) => Outcome::Declined {
+            code: Code::new(code),
+        },
+        None => outcome::resolve(&ResolveInput {
+            dialect: Some(Dialect::Pai),
+            pan: card.as_ref().map(|c| c.pan.as_str()),
+            cvv: card.as_ref().and_then(|c| c.cvv.as_deref()),
+            expiry: card.as_ref().and_then(|c| c.expiry),
+            amount_minor: amount,
+            emv: verified.is_some(),
+            forced,
+        }),
+    };
+    let id = format!("txn_{}", c.rand_hex(10));
+    let now = c.now();
+    let kind = if type_name == "authorize" {
+        Kind::Auth
+    } else {
+        Kind::Sale
+    };
+    let mut t = Txn::new(id.clone(), Dialect::Pai, kind, amount, currency, now);
+    t.entry = entry;
+    if let Some(cd) = &card {
+        t.pan_last4 = Some(last4(&cd.pan));
+        t.brand = Some(brand_of(&cd.pan).to_owned());
+    }
+    let mut x = Extra {
+        org: org.to_owned(),
+        type_name: type_name.to_owned(),
+        customer_id: body
+            .get("customerId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        metadata: body.get("metadata").cloned().unwrap_or(json!({})),
+        ..Default::default()
+    };
+    let emv_resp = |arc: [u8; 2], extra: EmvExtra| -> Option<Value> {
+        if entry != Entry::Emv {
+            return None;
+        }
+        let arc_text = String::from_utf8_lossy(&arc).into_owned();
+        Some(match &verified {
+            Some(v) => {
+                let iad = v.issuer_auth_data(arc, extra == EmvExtra::BadArpc);
+                let mut r = json!({"arc": arc_text, "issuerAuthData": hex::encode_upper(iad)});
+                if let EmvExtra::Script(tpl) = extra {
+                    r["scripts"] = json!([hex::encode_upper(v.pin_unblock_script(tpl, false))]);
+                }
+                r
+            }
+            None => json!({"arc": arc_text}),
+        })
+    };
+    let event;
+    match outcome {
+        Outcome::Approved {
+            approved_minor,
+            code,
+            emv: extra,
+        } => {
+            t.state = TxnState::Approved;
+            t.approved_minor = approved_minor;
+            t.resp_code = code.as_str().to_owned();
+            t.auth_code = Some(c.auth_code(&id));
+            x.emv_response = emv_resp(*b"00", extra);
+            event = Some("transaction-processed");
+        }
+        Outcome::Declined { code } => {
+            t.state = TxnState::Declined;
+            t.resp_code = code.as_str().to_owned();
+            x.emv_response = emv_resp(code.arc(), EmvExtra::None);
+            event = Some("transaction-declined");
+        }
+        Outcome::GatewayError { err_code } => {
+            t.state = TxnState::Error;
+            t.resp_code = err_code.to_string();
+            c.ledger.push(t);
+            c.pai.extra.insert(id.clone(), x);
+            return Exec {
+                resp: error(500, "Internal server error", None),
+                committed: vec![id],
+            };
+        }
+        Outcome::ThreeDs(flow) => {
+            t.state = TxnState::Pending;
+            x.three_ds = Some(flow);
+            x.approval_url = Some(format!("http://{host}/pai/3ds/{id}"));
+            event = None;
+        }
+    }
+    if let Some(e) = &x.emv_response {
+        t.emv_resp = e
+            .get("issuerAuthData")
+            .and_then(Value::as_str)
+            .map(|s| s.to_owned());
+    }
+    c.ledger.push(t);
+    c.pai.extra.insert(id.clone(), x);
+    if let Some(ev) = event {
+        c.pai_webhook(&id, ev);
+    }
+    Exec {
+        resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
+        committed: vec![id],
+    }
+}
+
+fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
+    let body = if req.body.is_empty() {
+        json!({})
+    } else {
+        match body_json(req) {
+            Ok(b) => b,
+            Err(e) => return Reply::Respond(e),
+        }
+    };
+    let id = id.to_owned();
+    let key = FaultKey {
+        dialect: Some(Dialect::Pai),
+        op: Some(Op::Refund),
+        ..Default::default()
+    };
+    core.with_faults(
+        key,
+        |s| error(s, "Internal server error", None),
+        move |c, _| {
+            let Some(orig) = c
+                .ledger
+                .get(&id)
+                .filter(|t| t.dialect == Dialect::Pai)
+                .cloned()
+            else {
+                return Exec::reply(error(404, "Transaction not found", None));
+            };
+            let refundable = orig.refundable_minor();
+            if refundable == 0 {
+                return Exec::reply(error(409, "Transaction cannot be refunded", None));
+            }
+            let amount = match body.get("amount") {
+                None | Some(Value::Null) => Some(refundable),
+                Some(a) => money::from_json(a, money::exponent(&orig.currency)),
+            };
+            let Some(amount) = amount.filter(|a| *a > 0 && *a <= refundable) else {
+                return Exec::reply(error(
+                    422,
+                    "Validation error",
+                    Some("amount exceeds the refundable amount"),
+                ));
+            };
+            let now = c.now();
+            if let Some(t) = c.ledger.get_mut(&id) {
+                t.refunded_minor += amount;
+                t.state = if t.refunded_minor >= t.approved_minor {
+                    TxnState::Refunded
+                } else {
+                    TxnState::PartiallyRefunded
+                };
+            }
+            let rid = format!("txn_{}", c.rand_hex(10));
+            let mut r = Txn::new(
+                rid.clone(),
+                Dialect::Pai,
+                Kind::Refund,
+                amount,
+                &orig.currency,
+                now,
+            );
+            r.parent = Some(id.clone());
+            r.state = TxnState::Approved;
+            r.approved_minor = amount;
+            r.resp_code = "00".into();
+            r.pan_last4 = orig.pan_last4.clone();
+            r.brand = orig.brand.clone();
+            c.ledger.push(r);
+            c.pai.extra.insert(
+                rid.clone(),
+                Extra {
+                    org: org_of(c),
+                    type_name: "refund".into(),
+                    metadata: json!({}),
+                    ..Default::default()
+                },
+            );
+            c.pai_webhook(&rid, "transaction-processed");
+            Exec {
+                resp: SimResponse::json(201, &json!({"data": render(c, &rid)})),
+                committed: vec![rid],
+            }
+        },
+    )
+}
+
+fn void(core: &mut Core, id: &str) -> Reply {
+    let id = id.to_owned();
+    let key = FaultKey {
+        dialect: Some(Dialect::Pai),
+        op: Some(Op::Void),
+        ..Default::default()
+    };
+    core.with_faults(
+        key,
+        |s| error(s, "Internal server error", None),
+        move |c, fault| {
+            let Some(orig) = c
+                .ledger
+                .get(&id)
+                .filter(|t| t.dialect == Dialect::Pai)
+                .cloned()
+            else {
+                return Exec::reply(error(404, "Transaction not found", None));
+            };
+            // [EXT] §4.4: only an uncaptured authorize can be voided.
+            if orig.kind != Kind::Auth
+                || orig.state != TxnState::Approved
+                || orig.captured
+                || matches!(fault, Some(FaultAction::VoidDecline))
+            {
+                return Exec::reply(error(409, "Transaction cannot be voided", None));
+            }
+            if let Some(t) = c.ledger.get_mut(&id) {
+                t.state = TxnState::Voided;
+            }
+            Exec {
+                resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
+                committed: vec![],
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_policy() {
+        let cfg = PaiConfig::default();
+        let mut h = Vec::new();
+        assert!(check_secret(&cfg, &h, "short1A").is_err());
+        assert!(check_secret(&cfg, &h, "alllowercase123").is_err());
+        assert!(check_secret(&cfg, &h, &"A".repeat(31)).is_err());
+        assert!(check_secret(&cfg, &h, "GoodSecret123").is_ok());
+        for s in [
+            "Secret000001",
+            "Secret000002",
+            "Secret000003",
+            "Secret000004",
+        ] {
+            h.push(digest(s.as_bytes()));
+        }
+        assert!(check_secret(&cfg, &h, "Secret000001").is_err());
+        h.push(digest(b"Secret000005"));
+        assert!(check_secret(&cfg, &h, "Secret000001").is_ok());
+    }
+
+    #[test]
+    fn error_shape() {
+        let e = error(401, "Missing auth token", Some("x")).json_body();
+        assert_eq!(e["statusCode"], 401);
+        assert!(e.get("details").is_none());
+        assert_eq!(error(422, "v", Some("d")).json_body()["details"], "d");
+    }
+}
