@@ -205,13 +205,23 @@ mod tests {
     }
 
     #[test]
-    fn unknown_card_is_declined_not_panicking() {
-        let mut ok = base();
-        ok.primitive(Tag(0x9F27), &[0x80])
+    fn unknown_card_and_bad_cryptogram_are_declines() {
+        let mut unknown = base();
+        unknown
+            .primitive(Tag(0x9F27), &[0x80])
+            .primitive(Tag(0x5A), &[0x49, 0x99, 0x99, 0x99, 0x99, 0x99, 0x99, 0x99]);
+        assert!(matches!(
+            verify(unknown.as_bytes()),
+            Verdict::Declined { code: "14", .. }
+        ));
+        // 4111111111111111 is the simulator's visa-cvn10 card; an all-zero ARQC cannot verify.
+        let mut known = base();
+        known
+            .primitive(Tag(0x9F27), &[0x80])
             .primitive(Tag(0x5A), &[0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11]);
         assert!(matches!(
-            verify(ok.as_bytes()),
-            Verdict::Declined { code: "14", .. }
+            verify(known.as_bytes()),
+            Verdict::Declined { code: "05", .. }
         ));
     }
 
