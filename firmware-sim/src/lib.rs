@@ -8,3 +8,7 @@ pub mod crypto;
 pub mod issuer;
 pub mod kernel;
 pub mod sred;
+pub mod faults;
+pub mod reader;
+pub mod scenario;
+pub mod transport;

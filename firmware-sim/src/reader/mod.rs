@@ -1,0 +1,1479 @@
+//! The simulated reader's wire side: a sans-IO state machine in the style of quinn-proto.
+//!
+//! Inputs: [`SimReader::handle_input`] (bytes from the host), [`SimReader::handle_timeout`]
+//! (when [`SimReader::poll_timeout`] says so) and control inputs (cards, PIN, reboot,
+//! [`SimReader::control`]). Outputs, drained in this order after every input:
+//! [`SimReader::poll_transmit`] (bytes for the host) and [`SimReader::poll_event`] (a log for
+//! tests). `now` is always passed in; the only randomness is two ChaCha8 streams seeded from
+//! [`SimConfig::seed`] (one for the EMV unpredictable numbers, one for faults).
+//!
+//! Protocol behaviour (vipa-protocol.md; [I]/[GAP] choices are marked where they are made):
+//! - power-on and reboot send an unsolicited `E6 { C3, C4 "DEVICE POWERED ON", 9F1C }`;
+//! - Reset Device answers the UX300-style device info (three chained frames);
+//! - Card Status enables card events `E0 { 48 }` (PCB `40`);
+//! - Start Transaction (`DE D1`) / contactless start (`C0 A0`) run the EMV [`Kernel`] and
+//!   answer `E2` / `E4` / `E3` / `E5` / `E7`, or an error SW;
+//! - Continue Transaction (`DE D2`, or `C0 A1`) takes the application choice or the host
+//!   response, `E0`-wrapped or bare;
+//! - Abort (`D0 FF`) ends a pending command with `9F41`.
+
+mod device_info;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use emvbridge_protocol::emv::{mask_pan_digits, Track2};
+use emvbridge_protocol::frame::{emit_message, Deframer, FrameError, Inbound, NAD_PED};
+use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
+use emvbridge_protocol::vipa::command::code;
+use emvbridge_protocol::vipa::{CommandView, StatusWord, TransactionStatus};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tracing::{debug, info, warn};
+
+pub use device_info::{reset_response, VIPA_VERSION};
+
+use crate::card::{self, Card};
+use crate::crypto;
+use crate::faults::{ByteFault, FaultInjector, FaultPlan, FlowFault, Point};
+use crate::kernel::{
+    Candidate, FailReason, HostResponse, Kernel, PinInput, Step, TerminalConfig, TransactionData,
+};
+pub use crate::scenario::{Control, PinAction, Scenario};
+use crate::scenario::Step as ScenarioStep;
+use crate::sred::SredEncryptor;
+
+/// How long a partial frame may sit in the input buffer before it is dropped as stale.
+pub const INPUT_STALE_AFTER: Duration = Duration::from_millis(500);
+/// Events kept for [`SimReader::poll_event`]; older ones are dropped.
+pub const MAX_EVENTS: usize = 4096;
+/// Outgoing writes kept while the host does not read; older ones are dropped.
+pub const MAX_QUEUED_WRITES: usize = 4096;
+
+/// `C1` in `E2`: the decision asked for. [GAP] the capture only shows `00` (card data for a
+/// host decision); the simulator uses `01` for application selection.
+pub const DECISION_APPLICATION_SELECTION: u8 = 0x01;
+/// `48` status byte 1 bit 2 for a contactless card in the field. [GAP] the tag-48 bits are
+/// unknown beyond [S6]'s best-effort decoding; chosen here, documented here.
+pub const CARD_STATUS_CTLS: u8 = 0x04;
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Terminal data for the EMV kernel; `terminal_id` / `ifd_serial` also go into the Reset
+    /// response and the power-on `E6`.
+    pub terminal: TerminalConfig,
+    /// The card auto-insert presents (a profile name, see [`card::profile_names`]).
+    pub card: Option<String>,
+    /// Insert [`SimConfig::card`] when a Start Transaction finds no card.
+    pub auto_insert: bool,
+    /// Pull the card after the final `E3`/`E5`.
+    pub auto_remove: bool,
+    /// Answer PIN prompts with the profile's PIN (`1234` when the profile has none).
+    pub auto_pin: bool,
+    /// How long the simulated cardholder takes to type a PIN.
+    pub pin_delay: Duration,
+    /// End a Start Transaction that waits for a card after this long, `None` = wait forever.
+    pub card_timeout: Option<Duration>,
+    /// SW for the card-wait timeout. [GAP] no documented code; default `9F41`.
+    pub card_timeout_sw: StatusWord,
+    /// From reboot to the power-on `E6`.
+    pub boot_delay: Duration,
+    /// Seed for the unpredictable numbers and the faults.
+    pub seed: u64,
+    /// Faults to inject.
+    pub faults: FaultPlan,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            terminal: TerminalConfig::default(),
+            card: None,
+            auto_insert: true,
+            auto_remove: true,
+            auto_pin: true,
+            pin_delay: Duration::from_millis(50),
+            card_timeout: None,
+            card_timeout_sw: StatusWord::COMMAND_CANCELLED,
+            boot_delay: Duration::from_millis(100),
+            seed: 0,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+/// How a card is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation {
+    /// Inserted into the chip slot.
+    Insert,
+    /// Tapped (EMV contactless).
+    Tap,
+    /// Tapped, mag-stripe mode.
+    TapMsd,
+    /// Swiped.
+    Swipe,
+}
+
+/// What the reader did, for tests and logs. No card data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The power-on `E6` was queued.
+    PoweredOn,
+    /// A command arrived.
+    Command {
+        /// CLA INS.
+        code: [u8; 2],
+    },
+    /// A response was queued.
+    Response {
+        /// CLA INS of the command answered.
+        code: [u8; 2],
+        /// Status word.
+        sw: StatusWord,
+        /// Leading template tag of the data, if any.
+        template: Option<u8>,
+    },
+    /// An unsolicited message was queued.
+    Unsolicited {
+        /// Its template tag (`E0` card event, `E6` status).
+        template: u8,
+    },
+    /// Display text.
+    Display {
+        /// The text (lossy UTF-8).
+        text: String,
+    },
+    /// A card was presented.
+    CardPresented {
+        /// Profile name.
+        profile: String,
+        /// How.
+        how: Presentation,
+    },
+    /// The card left.
+    CardRemoved,
+    /// A PIN prompt.
+    PinPrompt {
+        /// Online PIN.
+        online: bool,
+    },
+    /// PIN entered (digit count only).
+    PinEntered {
+        /// Digits.
+        digits: usize,
+    },
+    /// PIN cancelled.
+    PinCancelled,
+    /// PIN bypassed.
+    PinBypassed,
+    /// Input bytes dropped.
+    Corrupt {
+        /// Why.
+        reason: FrameError,
+    },
+    /// A byte-level fault was applied.
+    Fault(ByteFault),
+    /// A flow fault fired.
+    FlowFault(FlowFault),
+    /// The device rebooted.
+    Rebooted,
+    /// The device stopped answering (`stall-after`).
+    Stalled,
+    /// A transaction reached a flow point.
+    Point(Point),
+}
+
+/// Why a control input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No profile of that name.
+    #[error("unknown card profile")]
+    UnknownProfile,
+    /// No card named and no current card.
+    #[error("no card configured")]
+    NoCard,
+    /// A PIN command without valid digits, cancel or bypass.
+    #[error("pin needs 4-12 digits, cancel or bypass")]
+    BadPin,
+    /// A bad fault spec.
+    #[error("faults: {0}")]
+    Faults(#[from] crate::faults::FaultSpecError),
+    /// A scenario-only command on the control channel.
+    #[error("only valid in a scenario")]
+    ScenarioOnly,
+}
+
+/// A state summary (the `status` control command).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// Profile of the card in the slot / field.
+    pub card_present: Option<String>,
+    /// The auto-insert card.
+    pub card: Option<String>,
+    /// Transaction state name.
+    pub txn: &'static str,
+    /// Whether card events are enabled.
+    pub card_detection: bool,
+    /// Whether the device stalled.
+    pub stalled: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    profile: String,
+    how: Presentation,
+}
+
+#[derive(Debug)]
+enum Txn {
+    Idle,
+    WaitCard {
+        data: TransactionData,
+        contactless: bool,
+        deadline: Option<Instant>,
+    },
+    Pin {
+        kernel: Kernel,
+        contactless: bool,
+        due: Option<Instant>,
+    },
+    AwaitChoice {
+        kernel: Kernel,
+        candidates: Vec<Candidate>,
+    },
+    AwaitHost {
+        kernel: Kernel,
+    },
+    /// Contactless `E4` sent; the card has left the field, Continue just confirms.
+    CtlsAwaitHost,
+    /// Ended while no command was pending: the next Continue gets this SW.
+    Ended(StatusWord),
+}
+
+impl Txn {
+    fn name(&self) -> &'static str {
+        match self {
+            Txn::Idle => "idle",
+            Txn::WaitCard { .. } => "waiting-for-card",
+            Txn::Pin { .. } => "pin-entry",
+            Txn::AwaitChoice { .. } => "awaiting-choice",
+            Txn::AwaitHost { .. } | Txn::CtlsAwaitHost => "awaiting-host",
+            Txn::Ended(_) => "ended",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    at: Instant,
+    bytes: Bytes,
+}
+
+/// The simulated VIPA reader.
+#[derive(Debug)]
+pub struct SimReader {
+    config: SimConfig,
+    deframer: Deframer,
+    last_input: Option<Instant>,
+    out: VecDeque<Outgoing>,
+    events: VecDeque<Event>,
+    rng: ChaCha8Rng,
+    faults: FaultInjector,
+    stalled: bool,
+    power_on_at: Option<Instant>,
+    card_detection: bool,
+    slot: Option<Slot>,
+    cards: BTreeMap<String, Card>,
+    sred: Option<SredEncryptor>,
+    pending: Option<[u8; 2]>,
+    txn: Txn,
+    pin_queue: VecDeque<PinAction>,
+    scenario: VecDeque<ScenarioStep>,
+    scenario_wait: Option<Instant>,
+    scenario_point: Option<Point>,
+    in_scenario: bool,
+}
+
+fn sw_payload(data: &[u8], sw: StatusWord) -> Vec<u8> {
+    let mut p = Vec::with_capacity(data.len() + 2);
+    p.extend_from_slice(data);
+    p.extend_from_slice(&sw.to_bytes());
+    p
+}
+
+fn template(tag: Tag, content: &[u8]) -> Bytes {
+    let mut b = TlvBuilder::with_capacity(content.len() + 4);
+    b.constructed(tag, |b| {
+        b.raw(content);
+    });
+    b.freeze()
+}
+
+fn fail_sw(reason: FailReason) -> StatusWord {
+    match reason {
+        FailReason::CardRemoved => StatusWord::CARD_REMOVED,
+        FailReason::NoApplication | FailReason::ApplicationBlocked => {
+            StatusWord::UNSUPPORTED_CARD
+        }
+        FailReason::Card(_) | FailReason::Sred => StatusWord::BAD_CARD,
+        FailReason::UnexpectedInput | FailReason::BadTransactionData => StatusWord::INVALID_DATA,
+    }
+}
+
+impl SimReader {
+    /// A reader that has just been powered on: the power-on `E6` is ready at `now`.
+    pub fn new(config: SimConfig, now: Instant) -> SimReader {
+        let faults = FaultInjector::new(config.faults.clone(), config.seed ^ 0xFA17);
+        SimReader {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            faults,
+            config,
+            deframer: Deframer::new(),
+            last_input: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stalled: false,
+            power_on_at: Some(now),
+            card_detection: false,
+            slot: None,
+            cards: BTreeMap::new(),
+            sred: Some(SredEncryptor::ansi_test()),
+            pending: None,
+            txn: Txn::Idle,
+            pin_queue: VecDeque::new(),
+            scenario: VecDeque::new(),
+            scenario_wait: None,
+            scenario_point: None,
+            in_scenario: false,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Bytes from the host.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.fire_power_on(now);
+        if self.stalled {
+            debug!(len = bytes.len(), "stalled: input ignored");
+            return;
+        }
+        self.last_input = Some(now);
+        self.deframer.push(bytes);
+        while let Some(item) = self.deframer.poll() {
+            match item {
+                Inbound::Message(m) if m.unsolicited => {
+                    warn!("unsolicited frame from the host ignored");
+                }
+                Inbound::Message(m) => self.handle_command(now, &m.payload),
+                Inbound::Corrupt { reason, skipped } => {
+                    // [GAP] §7 item 5: what a terminal does with a bad frame is unknown; the
+                    // simulator drops it silently, as the host implementations do.
+                    warn!(%reason, skipped, "corrupt input dropped");
+                    self.event(Event::Corrupt { reason });
+                }
+            }
+            if self.stalled {
+                break;
+            }
+        }
+        self.run_scenario(now);
+    }
+
+    /// The next chunk of bytes for the host, if one is due at `now`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        self.fire_power_on(now);
+        if self.out.front().is_some_and(|o| o.at <= now) {
+            self.out.pop_front().map(|o| o.bytes)
+        } else {
+            None
+        }
+    }
+
+    /// When [`SimReader::handle_timeout`] should next be called (or a delayed transmit is due).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let stale = (self.deframer.buffered() > 0 || self.deframer.in_chain())
+            .then(|| self.last_input.map(|t| t + INPUT_STALE_AFTER))
+            .flatten();
+        let txn = match &self.txn {
+            Txn::WaitCard { deadline, .. } => *deadline,
+            Txn::Pin { due, .. } => *due,
+            _ => None,
+        };
+        [
+            self.power_on_at,
+            self.out.front().map(|o| o.at),
+            stale,
+            txn,
+            self.scenario_wait,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs whatever timers are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.fire_power_on(now);
+        if (self.deframer.buffered() > 0 || self.deframer.in_chain())
+            && self
+                .last_input
+                .is_some_and(|t| now >= t + INPUT_STALE_AFTER)
+        {
+            while let Some(item) = self.deframer.discard_stalled() {
+                if let Inbound::Corrupt { reason, .. } = item {
+                    self.event(Event::Corrupt { reason });
+                }
+            }
+            // A partial chain with no bytes behind it can only be dropped by a reset.
+            if self.deframer.buffered() > 0 || self.deframer.in_chain() {
+                self.deframer.reset();
+            }
+        }
+        match &mut self.txn {
+            Txn::WaitCard { deadline, .. } if deadline.is_some_and(|d| now >= d) => {
+                info!("card wait timed out");
+                self.txn = Txn::Idle;
+                let sw = self.config.card_timeout_sw;
+                self.respond(now, &[], sw);
+            }
+            Txn::Pin { due, .. } if due.is_some_and(|d| now >= d) => {
+                *due = None;
+                let action = self.pin_queue.pop_front().unwrap_or_else(|| {
+                    PinAction::Digits(self.default_pin().unwrap_or_else(|| "1234".into()))
+                });
+                self.pin_input(now, action);
+            }
+            _ => {}
+        }
+        if self.scenario_wait.is_some_and(|t| now >= t) {
+            self.scenario_wait = None;
+        }
+        self.run_scenario(now);
+    }
+
+    /// The next logged event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// A state summary.
+    pub fn status(&self) -> Status {
+        Status {
+            card_present: self.slot.as_ref().map(|s| s.profile.clone()),
+            card: self.config.card.clone(),
+            txn: self.txn.name(),
+            card_detection: self.card_detection,
+            stalled: self.stalled,
+        }
+    }
+
+    /// Queues the power-on `E6` now (a TCP transport calls this for each new connection:
+    /// [S5] reads an `E6` first after connecting, §1.4).
+    pub fn announce(&mut self, now: Instant) {
+        self.power_on_at = Some(now);
+        self.fire_power_on(now);
+    }
+
+    // ----- control inputs -----
+
+    /// Applies a control command (see [`crate::scenario`]).
+    ///
+    /// # Errors
+    /// [`ControlError`] for unknown profiles, bad PINs, bad fault specs.
+    pub fn control(&mut self, now: Instant, c: Control) -> Result<(), ControlError> {
+        let r = self.apply_control(now, c);
+        self.run_scenario(now);
+        r
+    }
+
+    fn apply_control(&mut self, now: Instant, c: Control) -> Result<(), ControlError> {
+        match c {
+            Control::Card { profile } => self.set_card(now, &profile),
+            Control::Insert { profile } => self.present(now, profile, Presentation::Insert),
+            Control::Tap { profile, msd } => {
+                let how = if msd {
+                    Presentation::TapMsd
+                } else {
+                    Presentation::Tap
+                };
+                self.present(now, profile, how)
+            }
+            Control::Swipe { profile } => self.present(now, profile, Presentation::Swipe),
+            Control::Remove => {
+                self.remove_card(now);
+                Ok(())
+            }
+            Control::Pin {
+                digits,
+                cancel,
+                bypass,
+            } => {
+                let a = Control::pin_action(digits.as_deref(), cancel, bypass)
+                    .ok_or(ControlError::BadPin)?;
+                self.enter_pin(now, a);
+                Ok(())
+            }
+            Control::Reboot => {
+                self.reboot(now);
+                Ok(())
+            }
+            Control::Faults { spec } => {
+                self.set_faults(spec.parse()?);
+                Ok(())
+            }
+            Control::Auto {
+                insert,
+                remove,
+                pin,
+            } => {
+                if let Some(v) = insert {
+                    self.config.auto_insert = v;
+                }
+                if let Some(v) = remove {
+                    self.config.auto_remove = v;
+                }
+                if let Some(v) = pin {
+                    self.config.auto_pin = v;
+                }
+                Ok(())
+            }
+            Control::Status => Ok(()),
+            Control::Wait { .. } | Control::WaitFor { .. } => Err(ControlError::ScenarioOnly),
+        }
+    }
+
+    fn present(
+        &mut self,
+        now: Instant,
+        profile: Option<String>,
+        how: Presentation,
+    ) -> Result<(), ControlError> {
+        let p = profile
+            .or_else(|| self.config.card.clone())
+            .ok_or(ControlError::NoCard)?;
+        match how {
+            Presentation::Insert => self.insert_card(now, &p),
+            Presentation::Tap => self.tap_card(now, &p, false),
+            Presentation::TapMsd => self.tap_card(now, &p, true),
+            Presentation::Swipe => self.swipe_card(now, &p),
+        }
+    }
+
+    /// Sets the auto-insert card; inserts it now if a Start Transaction waits for a card.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownProfile`].
+    pub fn set_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
+        check_profile(profile)?;
+        self.config.card = Some(profile.to_owned());
+        if let Txn::WaitCard { contactless, .. } = self.txn {
+            if contactless {
+                self.tap_card(now, profile, false)?;
+            } else {
+                self.insert_card(now, profile)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts a chip card (pulling any card already there).
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownProfile`].
+    pub fn insert_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
+        self.place(now, profile, Presentation::Insert)?;
+        if let Txn::WaitCard { contactless: false, .. } = self.txn {
+            let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
+                return Ok(());
+            };
+            self.run_kernel(now, data, false);
+        }
+        Ok(())
+    }
+
+    /// Taps a contactless card (`msd`: the card answers in mag-stripe mode).
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownProfile`].
+    pub fn tap_card(&mut self, now: Instant, profile: &str, msd: bool) -> Result<(), ControlError> {
+        let how = if msd {
+            Presentation::TapMsd
+        } else {
+            Presentation::Tap
+        };
+        self.place(now, profile, how)?;
+        if let Txn::WaitCard { contactless: true, .. } = self.txn {
+            let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
+                return Ok(());
+            };
+            self.run_contactless(now, data);
+        }
+        Ok(())
+    }
+
+    /// Swipes a card. A chip card (service code 2xx/6xx) swiped for a Start Transaction gets
+    /// `9F34` use chip.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownProfile`].
+    pub fn swipe_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
+        self.place(now, profile, Presentation::Swipe)?;
+        if let Txn::WaitCard { contactless: false, .. } = self.txn {
+            let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
+                return Ok(());
+            };
+            self.run_swipe(now, data);
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, now: Instant, profile: &str, how: Presentation) -> Result<(), ControlError> {
+        check_profile(profile)?;
+        if self.slot.is_some() {
+            self.remove_card(now);
+        }
+        info!(profile, ?how, "card presented");
+        self.slot = Some(Slot {
+            profile: profile.to_owned(),
+            how,
+        });
+        self.event(Event::CardPresented {
+            profile: profile.to_owned(),
+            how,
+        });
+        let status = match how {
+            Presentation::Insert => [0x03, 0x00],
+            Presentation::Tap | Presentation::TapMsd => [CARD_STATUS_CTLS, 0x00],
+            Presentation::Swipe => [0x00, 0x05],
+        };
+        self.card_event(now, status, how == Presentation::Swipe);
+        Ok(())
+    }
+
+    fn card_event(&mut self, now: Instant, status: [u8; 2], with_track: bool) {
+        if !self.card_detection {
+            return;
+        }
+        let mut b = TlvBuilder::new();
+        b.constructed(Tag::VIPA_E0, |b| {
+            b.primitive(Tag::VIPA_CARD_STATUS, &status);
+            if with_track {
+                if let Some(t) = self.masked_track2() {
+                    b.primitive(Tag::VIPA_MASKED_TRACK2, t.as_bytes());
+                }
+            }
+        });
+        self.send(now, true, &b.freeze());
+        self.event(Event::Unsolicited { template: 0xE0 });
+    }
+
+    fn masked_track2(&self) -> Option<String> {
+        let p = card::profile(&self.slot.as_ref()?.profile)?;
+        Track2::from_bcd(&p.track2()).ok().map(|t| t.masked())
+    }
+
+    /// Pulls the card. Mid-transaction, the pending command ends with `9F23`.
+    pub fn remove_card(&mut self, now: Instant) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        info!(profile = %slot.profile, "card removed");
+        self.event(Event::CardRemoved);
+        let was_inserted = slot.how == Presentation::Insert;
+        if was_inserted {
+            self.card_event(now, [0x00, 0x00], false);
+        }
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Pin { kernel, .. }
+            | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitHost { kernel } => {
+                let mut kernel = kernel;
+                let _ = kernel.card_removed();
+                self.finish(kernel);
+                self.end(now, StatusWord::CARD_REMOVED);
+            }
+            other => self.txn = other,
+        }
+    }
+
+    /// A PIN for the current prompt, or for the next one if none is showing.
+    pub fn enter_pin(&mut self, now: Instant, action: PinAction) {
+        if matches!(self.txn, Txn::Pin { .. }) {
+            self.pin_input(now, action);
+        } else if action == PinAction::Cancel {
+            self.cancel(now);
+        } else {
+            self.pin_queue.push_back(action);
+        }
+    }
+
+    /// The cardholder presses cancel.
+    pub fn cancel_pin(&mut self, now: Instant) {
+        self.enter_pin(now, PinAction::Cancel);
+    }
+
+    /// Replaces the fault plan.
+    pub fn set_faults(&mut self, plan: FaultPlan) {
+        info!(faults = %plan, "fault plan");
+        self.faults.set_plan(plan);
+        self.stalled = false;
+    }
+
+    /// Loads a scenario; its steps run as time passes and the flow reaches its points.
+    pub fn load_scenario(&mut self, now: Instant, s: Scenario) {
+        self.scenario = s.steps.into();
+        self.scenario_wait = None;
+        self.scenario_point = None;
+        self.run_scenario(now);
+    }
+
+    /// Power-cycles the device: the transaction, pending command, card detection, input
+    /// buffer and unsent output are lost; the card stays where it is; `E6` follows after
+    /// [`SimConfig::boot_delay`].
+    pub fn reboot(&mut self, now: Instant) {
+        warn!("reboot");
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Pin { kernel, .. }
+            | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitHost { kernel } => self.finish(kernel),
+            _ => {}
+        }
+        self.pending = None;
+        self.card_detection = false;
+        self.deframer.reset();
+        self.out.clear();
+        self.faults.rebooted();
+        self.stalled = false;
+        self.pin_queue.clear();
+        self.power_on_at = Some(now + self.config.boot_delay);
+        self.event(Event::Rebooted);
+    }
+
+    // ----- internals -----
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    fn fire_power_on(&mut self, now: Instant) {
+        if self.power_on_at.is_some_and(|t| now >= t) {
+            self.power_on_at = None;
+            let mut b = TlvBuilder::new();
+            b.constructed(Tag::VIPA_E6, |b| {
+                // [GAP] the C3 value of the power-on notification is not documented.
+                b.primitive(Tag::VIPA_TRANSACTION_STATUS, &[0x00]);
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, b"DEVICE POWERED ON");
+                b.primitive(Tag::TERMINAL_IDENTIFICATION, &self.config.terminal.terminal_id);
+            });
+            info!("powered on");
+            self.send(now, true, &b.freeze());
+            self.event(Event::PoweredOn);
+        }
+    }
+
+    fn default_pin(&self) -> Option<String> {
+        let s = self.slot.as_ref()?;
+        card::profile(&s.profile)?.pin.map(|(p, _)| p)
+    }
+
+    /// Frames `payload`, applies the faults and queues the writes.
+    fn send(&mut self, now: Instant, unsolicited: bool, payload: &[u8]) {
+        if self.stalled {
+            return;
+        }
+        let mut wire = BytesMut::new();
+        if let Err(e) = emit_message(NAD_PED, unsolicited, payload, &mut wire) {
+            warn!(%e, "message not framed");
+            return;
+        }
+        let mut applied = Vec::new();
+        let chunks = self.faults.mangle(&wire, &mut applied);
+        for f in applied {
+            self.event(Event::Fault(f));
+        }
+        let at = now + self.faults.delay();
+        for bytes in chunks {
+            if self.out.len() >= MAX_QUEUED_WRITES {
+                self.out.pop_front();
+            }
+            self.out.push_back(Outgoing { at, bytes });
+        }
+        if self.faults.count_message() {
+            warn!("stall: the device stops answering");
+            self.stalled = true;
+            self.event(Event::Stalled);
+        }
+    }
+
+    fn unsolicited_status(&mut self, now: Instant, content: &[u8]) {
+        self.send(now, true, &template(Tag::VIPA_E6, content));
+        self.event(Event::Unsolicited { template: 0xE6 });
+    }
+
+    /// Answers the pending command (no-op when none is pending).
+    fn respond(&mut self, now: Instant, data: &[u8], sw: StatusWord) {
+        let Some(code) = self.pending.take() else {
+            return;
+        };
+        self.reply(now, code, data, sw);
+    }
+
+    fn reply(&mut self, now: Instant, code: [u8; 2], data: &[u8], sw: StatusWord) {
+        info!(cmd = %format!("{:02X}{:02X}", code[0], code[1]), sw = %format!("{:04X}", sw.0), len = data.len(), "response");
+        self.send(now, false, &sw_payload(data, sw));
+        self.event(Event::Response {
+            code,
+            sw,
+            template: data.first().copied(),
+        });
+    }
+
+    /// Returns the card and the SRED engine to the reader (counters persist).
+    fn finish(&mut self, kernel: Kernel) {
+        let (card, sred) = kernel.finish();
+        self.sred = Some(sred);
+        self.cards.insert(card.profile().name.clone(), card);
+    }
+
+    /// Ends the transaction with `sw`: the pending command gets it, or the next Continue.
+    fn end(&mut self, now: Instant, sw: StatusWord) {
+        if self.pending.is_some() {
+            self.txn = Txn::Idle;
+            self.respond(now, &[], sw);
+        } else {
+            self.txn = Txn::Ended(sw);
+        }
+    }
+
+    /// Ends whatever is in progress without a response (a new transaction, a reset).
+    fn drop_txn(&mut self) {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Pin { kernel, .. }
+            | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitHost { kernel } => self.finish(kernel),
+            _ => {}
+        }
+    }
+
+    fn cancel(&mut self, now: Instant) {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Pin { kernel, .. }
+            | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitHost { kernel } => {
+                self.finish(kernel);
+                self.end(now, StatusWord::USER_CANCELLED);
+            }
+            Txn::WaitCard { .. } => self.end(now, StatusWord::USER_CANCELLED),
+            other => self.txn = other,
+        }
+    }
+
+    /// A flow point: records it, wakes a scenario waiting for it, returns the faults that fire.
+    fn point(&mut self, p: Point) -> Vec<FlowFault> {
+        self.event(Event::Point(p));
+        if self.scenario_point == Some(p) {
+            self.scenario_point = None;
+        }
+        let faults = self.faults.at(p);
+        for f in &faults {
+            warn!(fault = ?f, point = p.name(), "flow fault");
+            self.event(Event::FlowFault(*f));
+        }
+        faults
+    }
+
+    /// Applies remove/cancel flow faults (reboot is handled where it replaces a message).
+    fn after_point(&mut self, now: Instant, faults: &[FlowFault]) {
+        for f in faults {
+            match f {
+                FlowFault::Reboot => self.reboot(now),
+                FlowFault::Remove => self.remove_card(now),
+                FlowFault::Cancel => self.cancel(now),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, now: Instant, payload: &[u8]) {
+        let cmd = match CommandView::parse(payload) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(%e, "malformed command");
+                // [GAP] no documented SW for a malformed command; 9F21 invalid data.
+                self.reply(now, [0, 0], &[], StatusWord::INVALID_DATA);
+                return;
+            }
+        };
+        let code = cmd.code();
+        info!(cmd = cmd.name().unwrap_or("unknown"), p1 = cmd.p1, p2 = cmd.p2, lc = cmd.data.len(), "command");
+        self.event(Event::Command { code });
+        match code {
+            code::ABORT => {
+                self.drop_txn();
+                self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+            }
+            code::DISPLAY | code::DISPLAY_TEXT => {
+                // UI commands are answered without disturbing a pending command [I].
+                let text = cmd.display_text().unwrap_or_else(|| match cmd.p1 {
+                    0x01 => "IDLE".into(),
+                    0x02 => "PROCESSING TRANSACTION".into(),
+                    0x03 => "AUTHORISING".into(),
+                    0x04 => "REQUEST REJECTED".into(),
+                    0x0D => "INSERT CARD".into(),
+                    0x0E => "REMOVE CARD".into(),
+                    0x0F => "PROCESSING".into(),
+                    p => format!("MESSAGE {p:02X}"),
+                });
+                info!(%text, "display");
+                self.event(Event::Display { text });
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+            }
+            code::CARD_STATUS => {
+                // [GAP] P1/P2 bits: P1 != 0 enables card events, P1 = 0 disables them.
+                self.card_detection = cmd.p1 != 0;
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+                if let Some(how) = self.slot.as_ref().map(|s| s.how) {
+                    if how == Presentation::Insert {
+                        self.card_event(now, [0x03, 0x00], false);
+                    }
+                }
+            }
+            code::RESET_DEVICE => {
+                self.drop_txn();
+                self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
+                self.card_detection = false;
+                let data = reset_response(
+                    &self.config.terminal.terminal_id,
+                    &self.config.terminal.ifd_serial,
+                );
+                self.reply(now, code, &data, StatusWord::SUCCESS);
+                if cmd.p1 == 0x01 {
+                    self.reboot(now);
+                }
+            }
+            code::START_TRANSACTION | code::START_CONTACTLESS => {
+                self.supersede(now);
+                self.start(now, &cmd);
+            }
+            code::CONTINUE_TRANSACTION | code::CONTINUE_CONTACTLESS => {
+                self.supersede(now);
+                self.continue_txn(now, &cmd);
+            }
+            code::CANCEL_CONTACTLESS => {
+                if matches!(self.txn, Txn::WaitCard { contactless: true, .. }) {
+                    self.txn = Txn::Idle;
+                    self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
+                }
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+            }
+            _ => {
+                // [GAP] the answer to an unsupported command is undocumented; 9F21.
+                self.reply(now, code, &[], StatusWord::INVALID_DATA);
+            }
+        }
+    }
+
+    /// A transaction command while another is pending: the old one ends with `9F41` [I].
+    fn supersede(&mut self, now: Instant) {
+        if self.pending.is_some() {
+            self.drop_txn();
+            self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
+        }
+    }
+
+    fn start(&mut self, now: Instant, cmd: &CommandView<'_>) {
+        let faults = self.point(Point::Start);
+        if faults.contains(&FlowFault::Reboot) {
+            self.reboot(now);
+            return;
+        }
+        self.drop_txn();
+        self.pending = Some(cmd.code());
+        let contactless = cmd.code() == code::START_CONTACTLESS;
+        let data = match TransactionData::from_tlv(cmd.data) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%e, "bad transaction data");
+                let sw = match e {
+                    crate::kernel::TxnDataError::Missing(_) => StatusWord::DATA_MISSING,
+                    _ => StatusWord::INVALID_DATA,
+                };
+                self.respond(now, &[], sw);
+                return;
+            }
+        };
+        let present = self.slot.as_ref().map(|s| s.how);
+        match (contactless, present) {
+            (false, Some(Presentation::Insert)) => self.run_kernel(now, data, false),
+            (false, Some(Presentation::Swipe)) => self.run_swipe(now, data),
+            (true, Some(Presentation::Tap | Presentation::TapMsd)) => {
+                self.run_contactless(now, data)
+            }
+            _ => {
+                let auto = self
+                    .config
+                    .card
+                    .clone()
+                    .filter(|_| self.config.auto_insert);
+                match auto {
+                    Some(p) => {
+                        self.txn = Txn::WaitCard {
+                            data,
+                            contactless,
+                            deadline: None,
+                        };
+                        let r = if contactless {
+                            self.tap_card(now, &p, false)
+                        } else {
+                            self.insert_card(now, &p)
+                        };
+                        if r.is_err() {
+                            self.txn = Txn::Idle;
+                            self.respond(now, &[], StatusWord::UNSUPPORTED_CARD);
+                        }
+                    }
+                    None => {
+                        info!("waiting for a card");
+                        self.txn = Txn::WaitCard {
+                            data,
+                            contactless,
+                            deadline: self.config.card_timeout.map(|d| now + d),
+                        };
+                    }
+                }
+            }
+        }
+        self.after_point(now, &faults);
+    }
+
+    fn take_card(&mut self, profile: &str) -> Option<Card> {
+        self.cards
+            .remove(profile)
+            .or_else(|| Card::from_profile(profile))
+    }
+
+    fn un(&mut self) -> [u8; 4] {
+        self.rng.gen()
+    }
+
+    fn run_kernel(&mut self, now: Instant, data: TransactionData, contactless: bool) {
+        let Some(profile) = self.slot.as_ref().map(|s| s.profile.clone()) else {
+            return;
+        };
+        let Some(card) = self.take_card(&profile) else {
+            self.respond(now, &[], StatusWord::UNSUPPORTED_CARD);
+            return;
+        };
+        let sred = self.sred.take().unwrap_or_else(SredEncryptor::ansi_test);
+        let un = self.un();
+        let (kernel, step) = Kernel::start(card, sred, &self.config.terminal, data, un);
+        self.drive(now, kernel, step, contactless);
+    }
+
+    /// Feeds kernel steps to the wire until the kernel waits for an input.
+    fn drive(&mut self, now: Instant, mut kernel: Kernel, step: Step, contactless: bool) {
+        match step {
+            Step::SelectApplication { candidates } if contactless => {
+                // Contactless: no cardholder selection; the highest priority wins.
+                let _ = candidates;
+                let next = kernel.select_application(0);
+                self.drive(now, kernel, next, true)
+            }
+            Step::SelectApplication { candidates } => {
+                let faults = self.point(Point::E2);
+                if faults.contains(&FlowFault::Reboot) {
+                    self.finish(kernel);
+                    self.reboot(now);
+                    return;
+                }
+                let mut b = TlvBuilder::new();
+                b.constructed(Tag::VIPA_E2, |b| {
+                    b.primitive(Tag::VIPA_C1, &[DECISION_APPLICATION_SELECTION]);
+                    for c in &candidates {
+                        b.primitive(Tag::AID, &c.aid);
+                        b.primitive(Tag::APPLICATION_LABEL, c.label.as_bytes());
+                        b.primitive(Tag::APPLICATION_PRIORITY_INDICATOR, &[c.priority]);
+                    }
+                });
+                self.txn = Txn::AwaitChoice { kernel, candidates };
+                self.respond(now, &b.freeze(), StatusWord::SUCCESS);
+                self.after_point(now, &faults);
+            }
+            Step::PinEntry { online, tries_left } => {
+                let retry = tries_left.is_some_and(|t| {
+                    self.slot
+                        .as_ref()
+                        .and_then(|s| card::profile(&s.profile))
+                        .and_then(|p| p.pin)
+                        .is_some_and(|(_, limit)| t < limit)
+                });
+                info!(online, ?tries_left, "pin prompt");
+                self.event(Event::PinPrompt { online });
+                let mut b = TlvBuilder::new();
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_ENTRY_REQUESTED.0],
+                );
+                let msg: &[u8] = if retry { b"INCORRECT PIN" } else { b"ENTER PIN" };
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, msg);
+                if let Some(t) = tries_left {
+                    b.primitive(Tag::PIN_TRY_COUNTER, &[t]);
+                }
+                self.unsolicited_status(now, b.as_bytes());
+                let due = (self.config.auto_pin || !self.pin_queue.is_empty())
+                    .then(|| now + self.config.pin_delay);
+                self.txn = Txn::Pin {
+                    kernel,
+                    contactless,
+                    due,
+                };
+                let faults = self.point(Point::Pin);
+                if faults.contains(&FlowFault::Reboot) {
+                    self.reboot(now);
+                    return;
+                }
+                self.after_point(now, &faults);
+            }
+            Step::GoOnline { data } => {
+                let faults = self.point(Point::E4);
+                if faults.contains(&FlowFault::Reboot) {
+                    self.finish(kernel);
+                    self.reboot(now);
+                    return;
+                }
+                let mut b = TlvBuilder::new();
+                b.constructed(Tag::VIPA_E4, |b| {
+                    b.raw(&data);
+                    // POS entry mode: 05 chip, 07 contactless chip (not in the kernel's set).
+                    b.primitive(Tag::POS_ENTRY_MODE, &[if contactless { 0x07 } else { 0x05 }]);
+                });
+                if contactless {
+                    // The card has left the field; the host's answer only confirms.
+                    self.finish(kernel);
+                    self.slot = None;
+                    self.txn = Txn::CtlsAwaitHost;
+                } else {
+                    self.txn = Txn::AwaitHost { kernel };
+                }
+                self.respond(now, &b.freeze(), StatusWord::SUCCESS);
+                self.after_point(now, &faults);
+            }
+            Step::Approved { data } | Step::Declined { data } => {
+                let approved = tlv::find(&data, Tag::CRYPTOGRAM_INFORMATION_DATA)
+                    .and_then(|t| t.value().first().copied())
+                    .is_some_and(|cid| cid & 0xC0 == 0x40);
+                let faults = self.point(Point::Final);
+                self.finish(kernel);
+                if faults.contains(&FlowFault::Reboot) {
+                    self.reboot(now);
+                    return;
+                }
+                let tag = if approved { Tag::VIPA_E3 } else { Tag::VIPA_E5 };
+                self.txn = Txn::Idle;
+                info!(approved, "final outcome");
+                self.respond(now, &template(tag, &data), StatusWord::SUCCESS);
+                if contactless {
+                    self.slot = None;
+                } else if self.config.auto_remove {
+                    self.remove_card(now);
+                }
+                self.after_point(now, &faults);
+            }
+            Step::Failed(reason) => {
+                warn!(%reason, "transaction failed");
+                self.finish(kernel);
+                self.txn = Txn::Idle;
+                self.respond(now, &[], fail_sw(reason));
+            }
+        }
+    }
+
+    fn pin_input(&mut self, now: Instant, action: PinAction) {
+        let Txn::Pin {
+            mut kernel,
+            contactless,
+            ..
+        } = std::mem::replace(&mut self.txn, Txn::Idle)
+        else {
+            return;
+        };
+        // [I] completion status: C3 02 (hand-off), C5 digit count, DFA20A result
+        // (0 completed, 2 cancelled, 4 bypassed, §4.4).
+        let mut b = TlvBuilder::new();
+        let step = match action {
+            PinAction::Digits(d) => {
+                self.event(Event::PinEntered { digits: d.len() });
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_ENTRY_HANDOFF.0],
+                );
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, b"PIN ENTERED");
+                b.primitive(Tag::VIPA_PIN_DIGIT_COUNT, &[d.len().min(12) as u8]);
+                b.primitive(Tag::VIPA_PIN_ENTRY_RESULT, &[0x00]);
+                self.unsolicited_status(now, b.as_bytes());
+                kernel.pin_entered(PinInput::Digits(d))
+            }
+            PinAction::Bypass => {
+                self.event(Event::PinBypassed);
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_BYPASS_CONFIRMATION.0],
+                );
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, b"PIN BYPASSED");
+                b.primitive(Tag::VIPA_PIN_ENTRY_RESULT, &[0x04]);
+                self.unsolicited_status(now, b.as_bytes());
+                kernel.pin_entered(PinInput::Bypassed)
+            }
+            PinAction::Cancel => {
+                self.event(Event::PinCancelled);
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_ENTRY_HANDOFF.0],
+                );
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, b"CANCELLED");
+                b.primitive(Tag::VIPA_PIN_DIGIT_COUNT, &[0]);
+                b.primitive(Tag::VIPA_PIN_ENTRY_RESULT, &[0x02]);
+                self.unsolicited_status(now, b.as_bytes());
+                info!("pin cancelled");
+                self.finish(kernel);
+                self.end(now, StatusWord::USER_CANCELLED);
+                return;
+            }
+        };
+        self.drive(now, kernel, step, contactless);
+    }
+
+    fn continue_txn(&mut self, now: Instant, cmd: &CommandView<'_>) {
+        let faults = self.point(Point::Continue);
+        if faults.contains(&FlowFault::Reboot) {
+            self.reboot(now);
+            return;
+        }
+        self.pending = Some(cmd.code());
+        let data = match cmd.continue_data() {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%e, "bad continue data");
+                self.respond(now, &[], StatusWord::INVALID_DATA);
+                return;
+            }
+        };
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::AwaitChoice {
+                mut kernel,
+                candidates,
+            } => match choice(data, &candidates) {
+                Some(i) => {
+                    info!(index = i, "application chosen");
+                    let step = kernel.select_application(i);
+                    self.drive(now, kernel, step, false);
+                }
+                None => {
+                    self.txn = Txn::AwaitChoice { kernel, candidates };
+                    self.respond(now, &[], StatusWord::INVALID_DATA);
+                }
+            },
+            Txn::AwaitHost { mut kernel } => match host_response(data) {
+                Ok(None) => {
+                    info!("unable to go online");
+                    let step = kernel.unable_to_go_online();
+                    self.drive(now, kernel, step, false);
+                }
+                Ok(Some(resp)) => {
+                    info!(arc = %String::from_utf8_lossy(&resp.arc), iad = resp.issuer_auth_data.is_some(), scripts = resp.scripts.len(), "host response");
+                    let step = kernel.host_response(resp);
+                    self.drive(now, kernel, step, false);
+                }
+                Err(sw) => {
+                    self.txn = Txn::AwaitHost { kernel };
+                    self.respond(now, &[], sw);
+                }
+            },
+            Txn::CtlsAwaitHost => {
+                let arc = tlv::find(data, Tag::AUTHORISATION_RESPONSE_CODE)
+                    .and_then(|t| <[u8; 2]>::try_from(t.value()).ok());
+                match arc {
+                    Some(arc) => {
+                        let mut b = TlvBuilder::new();
+                        b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &arc);
+                        let tag = if crypto::arc_is_approval(arc) {
+                            Tag::VIPA_E3
+                        } else {
+                            Tag::VIPA_E5
+                        };
+                        self.respond(now, &template(tag, b.as_bytes()), StatusWord::SUCCESS);
+                    }
+                    None => {
+                        self.txn = Txn::CtlsAwaitHost;
+                        self.respond(now, &[], StatusWord::DATA_MISSING);
+                    }
+                }
+            }
+            Txn::Ended(sw) => self.respond(now, &[], sw),
+            other => {
+                self.txn = other;
+                // No transaction waits for a Continue. [GAP] SW; 9F21 invalid data.
+                self.respond(now, &[], StatusWord::INVALID_DATA);
+            }
+        }
+        self.after_point(now, &faults);
+    }
+
+    /// A swipe for Start Transaction: chip cards must be inserted (`9F34`); a magstripe-only
+    /// card gives an `E4` with entry mode 90, masked track 2 and SRED data.
+    fn run_swipe(&mut self, now: Instant, data: TransactionData) {
+        let Some(profile) = self.slot.take().and_then(|s| card::profile(&s.profile)) else {
+            self.respond(now, &[], StatusWord::BAD_CARD);
+            return;
+        };
+        if matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6')) {
+            info!("chip card swiped: use chip");
+            self.respond(now, &[], StatusWord::USE_CHIP);
+            return;
+        }
+        let mut b = TlvBuilder::new();
+        b.primitive(Tag::POS_ENTRY_MODE, &[0x90]);
+        self.magstripe_data(&mut b, &profile);
+        let mut digits = [0u8; 6];
+        let mut n = data.amount;
+        for d in digits.iter_mut().rev() {
+            *d = ((n / 10 % 10) as u8) << 4 | (n % 10) as u8;
+            n /= 100;
+        }
+        b.primitive(Tag::AMOUNT_AUTHORISED, &digits);
+        b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &data.currency);
+        self.respond(now, &template(Tag::VIPA_E4, b.as_bytes()), StatusWord::SUCCESS);
+    }
+
+    fn magstripe_data(&mut self, b: &mut TlvBuilder, profile: &card::CardProfile) {
+        let track2 = profile.track2();
+        if let Ok(t) = Track2::from_bcd(&track2) {
+            b.primitive(Tag::VIPA_MASKED_TRACK2, t.masked().as_bytes());
+        }
+        if let Some(app) = profile.apps.first() {
+            b.primitive(Tag::APPLICATION_LABEL, app.label.as_bytes());
+        }
+        b.primitive(Tag::APPLICATION_EXPIRATION_DATE, &profile.expiry);
+        let u = self.un();
+        let iv = [u[0], u[1], u[2], u[3], !u[0], !u[1], !u[2], !u[3]];
+        let mut engine = self.sred.take().unwrap_or_else(SredEncryptor::ansi_test);
+        if let Ok(ff7f) = engine.encrypt(&profile.pan, &track2, iv) {
+            b.raw(&ff7f);
+        }
+        self.sred = Some(engine);
+    }
+
+    fn run_contactless(&mut self, now: Instant, data: TransactionData) {
+        let Some(slot) = self.slot.as_ref() else {
+            return;
+        };
+        if slot.how == Presentation::TapMsd {
+            let Some(profile) = card::profile(&slot.profile) else {
+                self.respond(now, &[], StatusWord::CTLS_FAILED);
+                return;
+            };
+            info!(pan = %mask_pan_digits(profile.pan.expose()), "contactless msd");
+            let mut b = TlvBuilder::new();
+            b.primitive(Tag::POS_ENTRY_MODE, &[0x91]);
+            self.magstripe_data(&mut b, &profile);
+            self.slot = None;
+            self.respond(now, &template(Tag::VIPA_E7, b.as_bytes()), StatusWord::SUCCESS);
+            return;
+        }
+        self.run_kernel(now, data, true);
+    }
+
+    fn run_scenario(&mut self, now: Instant) {
+        if self.in_scenario {
+            return;
+        }
+        self.in_scenario = true;
+        while self.scenario_wait.is_none() && self.scenario_point.is_none() {
+            let Some(step) = self.scenario.pop_front() else {
+                break;
+            };
+            match step {
+                ScenarioStep::Wait(d) => self.scenario_wait = Some(now + d),
+                ScenarioStep::WaitFor(p) => self.scenario_point = Some(p),
+                ScenarioStep::Do(c) => {
+                    info!(cmd = c.name(), "scenario");
+                    if let Err(e) = self.apply_control(now, c) {
+                        warn!(%e, "scenario step failed");
+                    }
+                }
+            }
+        }
+        self.in_scenario = false;
+    }
+}
+
+fn check_profile(name: &str) -> Result<(), ControlError> {
+    if card::profile_names().any(|n| n == name) {
+        Ok(())
+    } else {
+        Err(ControlError::UnknownProfile)
+    }
+}
+
+/// The application choice in a Continue after `E2`. Accepted encodings ([GAP] §7; the
+/// simulator's choice, documented): an AID in `4F`, `9F06` or `84` matching a candidate
+/// exactly; or `DFA204` holding either a candidate AID (5+ bytes) or a one-byte 0-based index
+/// into the `E2` list.
+fn choice(data: &[u8], candidates: &[Candidate]) -> Option<usize> {
+    for tag in [Tag::AID, Tag::AID_TERMINAL, Tag::DF_NAME, Tag(0xDFA204)] {
+        let Some(t) = tlv::find(data, tag) else {
+            continue;
+        };
+        let v = t.value();
+        if tag == Tag(0xDFA204) && v.len() == 1 {
+            let i = usize::from(v[0]);
+            return (i < candidates.len()).then_some(i);
+        }
+        if let Some(i) = candidates.iter().position(|c| c.aid == v) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The host's answer to `E4`: `Ok(None)` for "unable to go online" (`8A` = `Z3`/`Y3`).
+fn host_response(data: &[u8]) -> Result<Option<HostResponse>, StatusWord> {
+    let arc = tlv::find(data, Tag::AUTHORISATION_RESPONSE_CODE).ok_or(StatusWord::DATA_MISSING)?;
+    let arc: [u8; 2] = arc
+        .value()
+        .try_into()
+        .map_err(|_| StatusWord::INVALID_DATA)?;
+    if &arc == b"Z3" || &arc == b"Y3" {
+        return Ok(None);
+    }
+    let iad = tlv::find(data, Tag::ISSUER_AUTHENTICATION_DATA).map(|t| t.value().to_vec());
+    let mut scripts = Vec::new();
+    for t in tlv::parse(data).map_while(Result::ok) {
+        if matches!(
+            t.tag(),
+            Tag::ISSUER_SCRIPT_TEMPLATE_1 | Tag::ISSUER_SCRIPT_TEMPLATE_2
+        ) && scripts.len() + t.raw().len() <= 4096
+        {
+            scripts.extend_from_slice(t.raw());
+        }
+    }
+    Ok(Some(HostResponse {
+        arc,
+        issuer_auth_data: iad,
+        scripts,
+    }))
+}
