@@ -1,0 +1,171 @@
+//! What the transaction asks of the payment host, and what it gets back.
+//!
+//! These are the engine's own types: gateway adapters (`crate::gateway`) map them to and from
+//! each gateway's wire format. Nothing here holds a clear PAN: the ICC data carries the PAN
+//! masked by the reader and the clear card data only inside the SRED (`FF7F`) container.
+
+use bytes::Bytes;
+
+use crate::money::Money;
+
+/// The bridge's own reference for one transaction: the idempotency key / client reference
+/// sent to the gateway, and the key of the journal. Printable ASCII, at most 64 bytes.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Reference(pub String);
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What kind of money movement an authorization is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// Authorize and capture at once.
+    Sale,
+    /// Authorize only (pre-authorization); captured later.
+    PreAuth,
+    /// Money back to the card (card present).
+    Refund,
+}
+
+/// How the card was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryMode {
+    /// Contact chip (POS entry mode 05).
+    Chip,
+    /// Contactless chip (07).
+    Contactless,
+    /// Magnetic stripe (90/80).
+    Swipe,
+}
+
+/// An online authorization request built from the reader's `E4` (online action required).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// The bridge's reference (idempotency key / client reference).
+    pub reference: Reference,
+    /// Sale, pre-authorization or refund.
+    pub kind: AuthKind,
+    /// Amount authorised (9F02) and currency (5F2A).
+    pub amount: Money,
+    /// Amount other / cashback (9F03), same currency; zero when none.
+    pub amount_other: Money,
+    /// How the card was read.
+    pub entry_mode: EntryMode,
+    /// The ICC data for the host: BER-TLV of the online data set (ARQC 9F26, 9F27, 9F10,
+    /// 9F36, 9F37, 95, 9A, 9C, 9F02, 9F03, 5F2A, 82, 84, 9F1A, 9F33, 9F34, 9F35, masked 5A/57,
+    /// 5F34 …) with the SRED container `FF7F` passed through as the reader produced it.
+    pub icc_data: Bytes,
+    /// PAN as the reader masked it, shown as first 6 / last 4 (`476173******0010`).
+    pub masked_pan: String,
+    /// Last four digits, when known.
+    pub last4: Option<String>,
+    /// Card brand, when known (`visa`, `mastercard`, `amex`, `discover`).
+    pub brand: Option<String>,
+    /// For a refund: the gateway id of the original sale, when the POS gave it.
+    pub original_gateway_id: Option<String>,
+}
+
+/// The issuer's part of an online response, for the card (Continue Transaction).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerResponse {
+    /// Authorisation response code (8A), two ASCII characters (`00`, `05`, `51`).
+    pub arc: [u8; 2],
+    /// Issuer authentication data (91), if the host sent it.
+    pub issuer_auth_data: Option<Bytes>,
+    /// Issuer script templates (71/72) as complete BER-TLV, if any.
+    pub scripts: Bytes,
+    /// Authorisation code (89), six characters, if any.
+    pub auth_code: Option<String>,
+}
+
+/// The host's answer to an [`AuthorizationRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationResult {
+    /// Approved for the full amount (or, with `approved_amount` less than requested, a
+    /// partial approval).
+    Approved {
+        /// Gateway transaction id.
+        gateway_id: String,
+        /// Amount the issuer approved.
+        approved_amount: Money,
+        /// Issuer data for the card.
+        issuer: IssuerResponse,
+    },
+    /// Declined by the issuer or the gateway.
+    Declined {
+        /// Gateway transaction id, if one was created.
+        gateway_id: Option<String>,
+        /// Decline code as the gateway gave it (`05`, `51`, `116`…), if any.
+        code: Option<String>,
+        /// Short reason (no card data).
+        reason: String,
+        /// Issuer data for the card (8A with the decline code, 91 if any).
+        issuer: IssuerResponse,
+    },
+    /// The request certainly did not reach the host (connection refused, DNS, TLS before
+    /// sending, gateway said "not processed"): nothing to reverse.
+    Unavailable {
+        /// Short reason.
+        reason: String,
+    },
+    /// The request may have been processed but no usable answer came (timeout after
+    /// sending, connection dropped, unparseable reply): the outcome is unknown and must be
+    /// resolved (status lookup, then reversal).
+    Unknown {
+        /// Short reason.
+        reason: String,
+    },
+}
+
+/// A reversal (void of an authorization that must not stand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversalRequest {
+    /// The reference of the transaction to reverse.
+    pub reference: Reference,
+    /// Its gateway id, if the approval reached us.
+    pub gateway_id: Option<String>,
+    /// The amount approved or requested.
+    pub amount: Money,
+    /// Why (for the gateway's notes and the log).
+    pub reason: ReversalReason,
+}
+
+/// Why money that might have moved is being sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalReason {
+    /// The issuer approved but the card declined at the second GENERATE AC (`E5`).
+    CardDeclinedAfterApproval,
+    /// The card left the reader before the transaction completed.
+    CardRemoved,
+    /// The reader vanished or stopped answering after the authorization went out.
+    ReaderLost,
+    /// The POS cancelled after the authorization went out.
+    Cancelled,
+    /// The host's answer never came (timeout, dropped connection, unreadable reply).
+    NoHostResponse,
+    /// The card's final answer never came or was unreadable.
+    NoCardResponse,
+}
+
+/// The host's answer to a [`ReversalRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReversalResult {
+    /// Reversed / voided: no money moves.
+    Reversed,
+    /// The host has no such transaction: nothing moved.
+    NotFound,
+    /// The host refused or could not be asked; the reversal is still due.
+    Failed {
+        /// Short reason.
+        reason: String,
+    },
+}

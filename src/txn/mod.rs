@@ -1,0 +1,1056 @@
+//! The chip-card transaction state machine: one payment from "amount entered" to a definite
+//! [`Outcome`], without I/O.
+//!
+//! Shaped like quinn-proto: inputs arrive through `handle_*(now, …)`, outputs are drained with
+//! `poll_*`, time is passed in and timers live in a small table ([`Transaction::poll_timeout`]).
+//! The driver (`crate::driver`) owns the reader link, the gateway client and the clock.
+//!
+//! Drain outputs after every input, in this order: [`Transaction::poll_command`] (VIPA
+//! command payloads for the reader), [`Transaction::poll_host`] (authorization or reversal
+//! for the gateway), [`Transaction::poll_event`] (prompts for the POS), then
+//! [`Transaction::poll_outcome`] (once, at the end), and re-arm [`Transaction::poll_timeout`].
+//!
+//! Money safety is the invariant this module exists for: an outcome says *approved* only when
+//! the host approved **and** the card produced a TC. Whenever the host may have approved and
+//! the card did not complete (declined with an AAC, removed, reader lost, POS cancel, host
+//! answer unknown), the machine emits a reversal and the outcome says what became of it.
+
+pub mod host;
+mod outcome;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
+use emvbridge_protocol::vipa::{
+    Command, ContinueForm, Response, StatusWord, Template, TemplateKind, TransactionData,
+    TransactionStatus,
+};
+
+use crate::money::Money;
+pub use host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, Reference,
+    ReversalReason, ReversalRequest, ReversalResult,
+};
+pub use outcome::{CardFacts, Outcome, OutcomeStatus, ReversalOutcome};
+
+/// Timeouts and policy for one transaction. Defaults suit an attended UX300-class reader.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// Longest wait for the reader's answer to Start/Continue Transaction while the customer
+    /// inserts the card and enters a PIN; every status from the reader restarts it.
+    pub card_timeout: Duration,
+    /// Longest wait for the card's final answer (second GENERATE AC) after the host replied.
+    pub final_timeout: Duration,
+    /// Longest wait for the gateway's answer before it is treated as unknown.
+    pub host_timeout: Duration,
+    /// Longest wait for the reader to confirm an Abort.
+    pub abort_timeout: Duration,
+    /// Longest wait for a reversal's answer before it is left to the resolver.
+    pub reversal_timeout: Duration,
+    /// When the host cannot be reached: `true` sends `Y3` (the card may approve offline, the
+    /// sale is stored and forwarded), `false` sends `Z3` (decline). Store-and-forward limits
+    /// are the relay's business; the default declines.
+    pub offline_fallback: bool,
+    /// How Continue Transaction data is sent ([GAP] in the VIPA notes: `E0` or bare).
+    pub continue_form: ContinueForm,
+    /// Terminal country (9F1A), ISO 3166 numeric.
+    pub country_code: u16,
+    /// How many times a swipe answered "use chip" (9F34) restarts the transaction.
+    pub max_fallback_retries: u8,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            card_timeout: Duration::from_secs(90),
+            final_timeout: Duration::from_secs(30),
+            host_timeout: Duration::from_secs(45),
+            abort_timeout: Duration::from_secs(5),
+            reversal_timeout: Duration::from_secs(45),
+            offline_fallback: false,
+            continue_form: ContinueForm::WrappedE0,
+            country_code: 840,
+            max_fallback_retries: 2,
+        }
+    }
+}
+
+/// How the application is chosen when the card has several ([GAP] in the notes: the
+/// decision is sent back as `E0{84 AID}`; the simulator also accepts an index).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AppChoice {
+    /// The card's priority order (87): the first candidate.
+    #[default]
+    CardPriority,
+    /// This AID, when the card offers it (else the card's first).
+    Aid(Vec<u8>),
+}
+
+/// One card-present payment as the POS asked for it.
+#[derive(Debug, Clone)]
+pub struct TxnRequest {
+    /// The bridge's reference (idempotency key towards the gateway).
+    pub reference: Reference,
+    /// Sale, pre-authorization or refund.
+    pub kind: AuthKind,
+    /// Amount authorised.
+    pub amount: Money,
+    /// Cashback / amount other, in minor units of the same currency (0 when none).
+    pub amount_other: u64,
+    /// Local date `YYMMDD` and time `hhmmss` for 9A / 9F21 (the caller reads the clock).
+    pub date: u32,
+    /// See `date`.
+    pub time: u32,
+    /// Application selection policy.
+    pub app_choice: AppChoice,
+    /// For a refund: the gateway id of the original sale.
+    pub original_gateway_id: Option<String>,
+}
+
+/// What the POS should show or know while the transaction runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "prompt", rename_all = "snake_case")]
+pub enum Prompt {
+    /// Insert, tap or swipe the card.
+    PresentCard,
+    /// A card is in the reader.
+    CardInserted,
+    /// The swipe was refused: the card has a chip.
+    UseChip,
+    /// The customer is choosing the application (or the bridge chose for them).
+    ApplicationSelected {
+        /// The chosen application's label, when the reader gave one.
+        label: Option<String>,
+    },
+    /// Enter PIN on the PIN pad.
+    EnterPin,
+    /// The PIN entry finished.
+    PinEntered,
+    /// The reader's own status text (E6 C4), when it is not one of the above.
+    Status {
+        /// The text.
+        text: String,
+    },
+    /// The authorization went to the host.
+    Authorizing,
+    /// Waiting for the card to finish.
+    Completing,
+    /// Take the card out.
+    RemoveCard,
+    /// The card left the reader.
+    CardRemoved,
+    /// Money that may have moved is being sent back.
+    Reversing,
+}
+
+/// Requests for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRequest {
+    /// Ask for an online authorization.
+    Authorize(AuthorizationRequest),
+    /// Reverse what may have been approved.
+    Reverse(ReversalRequest),
+}
+
+/// What the reader link reports.
+#[derive(Debug, Clone)]
+pub enum ReaderInput {
+    /// A solicited message payload (data + SW).
+    Response(Bytes),
+    /// An unsolicited message payload (E6 status, E0{48} card event).
+    Unsolicited(Bytes),
+    /// The link is gone (read error, EOF, device unplugged).
+    Lost,
+}
+
+/// Timers, one slot each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Reader = 0,
+    Host = 1,
+    Abort = 2,
+    Reversal = 3,
+}
+const TIMERS: usize = 4;
+
+/// What the host has said about the money, the heart of the safety rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostState {
+    /// No authorization request has left.
+    NotSent,
+    /// Sent, no answer yet.
+    InFlight,
+    /// Approved (possibly partially).
+    Approved {
+        gateway_id: String,
+        approved: Money,
+        auth_code: Option<String>,
+    },
+    /// Declined: nothing moved.
+    Declined {
+        gateway_id: Option<String>,
+        code: Option<String>,
+        reason: String,
+    },
+    /// Certainly not processed.
+    Unavailable { reason: String },
+    /// May have been processed: must be reversed.
+    Unknown { reason: String },
+}
+
+/// Where the transaction is. Each state holds what it needs and nothing else.
+#[derive(Debug)]
+enum State {
+    /// Start Transaction sent; waiting for E2/E4/E3/E5 or an error status word.
+    AwaitCard,
+    /// Application choice sent (Continue Transaction); waiting for E4/E3/E5.
+    AwaitAfterSelection,
+    /// The ARQC went to the host; the reader holds the card until Continue Transaction.
+    /// `card_gone` is set when the card path ended meanwhile (cancel, removal, reader lost):
+    /// the host's answer then only decides whether to reverse.
+    AwaitHost { card_gone: Option<Ending> },
+    /// The issuer's answer went to the card; waiting for the final E3/E5.
+    AwaitFinal,
+    /// Abort sent; waiting for the reader to confirm, then `then`.
+    Aborting { then: Ending, responses_due: u8 },
+    /// A reversal is out; waiting for its answer, then finish with `then`.
+    Reversing { then: Ending },
+    /// The outcome has been produced.
+    Done,
+}
+
+/// Why the card path ended without a final approval, and what the outcome says if no
+/// money moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// Cancelled (by the POS, the customer, or the reader) before anything was approved.
+    Cancelled(String),
+    /// The card left early.
+    CardRemoved,
+    /// The reader vanished or stopped answering.
+    ReaderLost(String),
+    /// The card declined (E5).
+    CardDeclined,
+    /// The card produced no usable final answer.
+    NoCardResponse,
+    /// The reader refused the transaction with this status word.
+    ReaderError(StatusWord),
+    /// The reader sent something that cannot be a valid answer.
+    Protocol(String),
+}
+
+/// One chip-card transaction.
+#[derive(Debug)]
+pub struct Transaction {
+    req: TxnRequest,
+    config: TxnConfig,
+    state: State,
+    money: HostState,
+    timers: [Option<Instant>; TIMERS],
+    commands: VecDeque<Bytes>,
+    host: VecDeque<HostRequest>,
+    events: VecDeque<Prompt>,
+    outcome: Option<Outcome>,
+    card: CardFacts,
+    /// Commands sent whose response has not come (Start/Continue and Abort).
+    pending_responses: u8,
+    fallback_retries: u8,
+    card_present: Option<bool>,
+    reversal: Option<ReversalOutcome>,
+    cancel_requested: bool,
+}
+
+impl Transaction {
+    /// Starts a transaction: queues Start Transaction and the "present card" prompt.
+    ///
+    /// # Errors
+    /// An amount or date the reader cannot carry (n12 / n6).
+    pub fn start(
+        now: Instant,
+        req: TxnRequest,
+        config: TxnConfig,
+    ) -> Result<Transaction, TxnError> {
+        let mut t = Transaction {
+            card: CardFacts::default(),
+            req,
+            config,
+            state: State::AwaitCard,
+            money: HostState::NotSent,
+            timers: [None; TIMERS],
+            commands: VecDeque::new(),
+            host: VecDeque::new(),
+            events: VecDeque::new(),
+            outcome: None,
+            pending_responses: 0,
+            fallback_retries: 0,
+            card_present: None,
+            reversal: None,
+            cancel_requested: false,
+        };
+        t.send_start(now)?;
+        t.events.push_back(Prompt::PresentCard);
+        Ok(t)
+    }
+
+    /// The reference of this transaction.
+    pub fn reference(&self) -> &Reference {
+        &self.req.reference
+    }
+
+    /// Whether the outcome has been produced (it may still be waiting in `poll_outcome`).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Test probe: (host approved, host answer unknown).
+    #[cfg(test)]
+    fn host_view(&self) -> (bool, bool) {
+        (
+            matches!(self.money, HostState::Approved { .. }),
+            matches!(self.money, HostState::Unknown { .. }),
+        )
+    }
+
+    fn transaction_data(&self) -> TransactionData {
+        let transaction_type = match self.req.kind {
+            AuthKind::Sale | AuthKind::PreAuth => 0x00,
+            AuthKind::Refund => 0x20,
+        };
+        let mut data = TransactionData::purchase(
+            self.req.amount.minor(),
+            self.req.amount.currency().numeric,
+            self.config.country_code,
+            self.req.date,
+            self.req.time,
+        );
+        data.transaction_type = transaction_type;
+        data.amount_other = self.req.amount_other;
+        data
+    }
+
+    fn send_start(&mut self, now: Instant) -> Result<(), TxnError> {
+        let data = self.transaction_data();
+        let payload = Command::StartTransaction(&data)
+            .to_payload()
+            .map_err(|_| TxnError::BadRequest)?;
+        self.send(payload);
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+        Ok(())
+    }
+
+    fn send(&mut self, payload: Bytes) {
+        self.pending_responses = self.pending_responses.saturating_add(1);
+        self.commands.push_back(payload);
+    }
+
+    fn send_continue(&mut self, tlvs: &[u8]) {
+        let payload = Command::ContinueTransaction {
+            tlvs,
+            form: self.config.continue_form,
+        }
+        .to_payload();
+        // Continue carries no numeric field that can overflow.
+        if let Ok(p) = payload {
+            self.send(p);
+        }
+    }
+
+    fn arm(&mut self, timer: Timer, at: Instant) {
+        self.timers[timer as usize] = Some(at);
+    }
+
+    fn disarm(&mut self, timer: Timer) {
+        self.timers[timer as usize] = None;
+    }
+
+    /// The earliest armed timer: call [`Transaction::handle_timeout`] then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// A VIPA command payload to send to the reader (the link frames it).
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Bytes> {
+        self.commands.pop_front()
+    }
+
+    /// A request for the gateway.
+    #[must_use]
+    pub fn poll_host(&mut self) -> Option<HostRequest> {
+        self.host.pop_front()
+    }
+
+    /// A prompt for the POS.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Prompt> {
+        self.events.pop_front()
+    }
+
+    /// The outcome, once.
+    #[must_use]
+    pub fn poll_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
+    }
+
+    // --- inputs -------------------------------------------------------------------------------
+
+    /// Something from the reader link.
+    pub fn handle_reader(&mut self, now: Instant, input: ReaderInput) {
+        match input {
+            ReaderInput::Response(payload) => self.handle_response(now, payload),
+            ReaderInput::Unsolicited(payload) => self.handle_unsolicited(now, &payload),
+            ReaderInput::Lost => self.handle_lost(now),
+        }
+    }
+
+    /// The POS cancels. Before the authorization went out this aborts cleanly; after, the
+    /// card is stopped and any approval is reversed.
+    pub fn handle_cancel(&mut self, now: Instant) {
+        self.cancel_requested = true;
+        match self.state {
+            State::AwaitCard | State::AwaitAfterSelection | State::AwaitFinal => {
+                self.abort(now, Ending::Cancelled("cancelled by the POS".into()));
+            }
+            State::AwaitHost { card_gone: None } => {
+                self.state = State::AwaitHost {
+                    card_gone: Some(Ending::Cancelled("cancelled by the POS".into())),
+                };
+                self.send(Command::Abort.to_payload().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+
+    /// A timer may have expired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..TIMERS {
+            let Some(at) = self.timers[i] else { continue };
+            if at > now {
+                continue;
+            }
+            self.timers[i] = None;
+            match i {
+                x if x == Timer::Reader as usize => self.reader_timeout(now),
+                x if x == Timer::Host as usize => self.handle_host(
+                    now,
+                    AuthorizationResult::Unknown {
+                        reason: "no answer from the host in time".into(),
+                    },
+                ),
+                x if x == Timer::Abort as usize => self.abort_finished(now),
+                _ => self.handle_reversal(
+                    now,
+                    ReversalResult::Failed {
+                        reason: "no answer to the reversal in time".into(),
+                    },
+                ),
+            }
+        }
+    }
+
+    fn reader_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::AwaitCard | State::AwaitAfterSelection => {
+                self.abort(
+                    now,
+                    Ending::Cancelled("timed out waiting for the card".into()),
+                );
+            }
+            State::AwaitFinal => self.abort(now, Ending::NoCardResponse),
+            _ => {}
+        }
+    }
+
+    fn handle_lost(&mut self, now: Instant) {
+        self.pending_responses = 0;
+        self.disarm(Timer::Reader);
+        self.disarm(Timer::Abort);
+        let lost = Ending::ReaderLost("reader link lost".into());
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::AwaitHost { card_gone } => {
+                self.state = State::AwaitHost {
+                    card_gone: card_gone.or(Some(lost)),
+                }
+            }
+            State::Aborting { then, .. } => self.finish_card(now, then),
+            State::Reversing { then } => self.state = State::Reversing { then },
+            State::Done => {}
+            State::AwaitCard | State::AwaitAfterSelection | State::AwaitFinal => {
+                self.finish_card(now, lost)
+            }
+        }
+    }
+
+    fn handle_unsolicited(&mut self, now: Instant, payload: &[u8]) {
+        // Unsolicited messages may come with or without a trailing SW; try both.
+        let template = Response::parse(payload)
+            .ok()
+            .and_then(|r| r.template())
+            .or_else(|| {
+                tlv::parse(payload)
+                    .next()
+                    .and_then(Result::ok)
+                    .map(Template::new)
+            });
+        let Some(template) = template else { return };
+        if let Some(status) = template.status() {
+            // Activity: the customer is doing something; give them time.
+            if matches!(self.state, State::AwaitCard | State::AwaitAfterSelection) {
+                self.arm(Timer::Reader, now + self.config.card_timeout);
+            }
+            match status.transaction_status() {
+                Some(TransactionStatus::PIN_ENTRY_REQUESTED)
+                | Some(TransactionStatus::PIN_ENTRY_HANDOFF) => {
+                    self.events.push_back(Prompt::EnterPin)
+                }
+                _ => match status.message_text() {
+                    Some(text)
+                        if text.to_ascii_uppercase().contains("PIN")
+                            && status.pin_digits().is_some() =>
+                    {
+                        self.events.push_back(Prompt::PinEntered)
+                    }
+                    Some(text) if !text.is_empty() => {
+                        self.events.push_back(Prompt::Status { text })
+                    }
+                    _ => {}
+                },
+            }
+        } else if let Some(event) = template.card_event() {
+            let present = event.status().map(|s| s.card_present());
+            match present {
+                Some(true) => {
+                    self.card_present = Some(true);
+                    self.events.push_back(Prompt::CardInserted);
+                }
+                Some(false) => {
+                    self.card_present = Some(false);
+                    self.events.push_back(Prompt::CardRemoved);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, payload: Bytes) {
+        self.pending_responses = self.pending_responses.saturating_sub(1);
+        let Ok(resp) = Response::parse(&payload) else {
+            return self.protocol_error(now, "response shorter than a status word");
+        };
+        let sw = resp.sw();
+        match self.state {
+            State::Aborting { .. } => {
+                if let State::Aborting { responses_due, .. } = &mut self.state {
+                    *responses_due = responses_due.saturating_sub(1);
+                    if *responses_due == 0 {
+                        self.abort_finished(now);
+                    }
+                }
+            }
+            State::AwaitCard | State::AwaitAfterSelection => {
+                self.disarm(Timer::Reader);
+                if !sw.is_success() {
+                    return self.card_step_failed(now, sw);
+                }
+                match resp.template().map(|t| (t.kind(), t)) {
+                    Some((TemplateKind::DecisionRequired, t))
+                        if matches!(self.state, State::AwaitCard) =>
+                    {
+                        self.select_application(now, t)
+                    }
+                    Some((TemplateKind::OnlineRequired, t)) => self.go_online(now, t),
+                    Some((TemplateKind::Approved, t)) => {
+                        self.card.absorb(t);
+                        self.offline_final(now, true)
+                    }
+                    Some((TemplateKind::Declined, t)) => {
+                        self.card.absorb(t);
+                        self.offline_final(now, false)
+                    }
+                    _ => self.protocol_error(now, "unexpected answer to start transaction"),
+                }
+            }
+            State::AwaitFinal => {
+                self.disarm(Timer::Reader);
+                if !sw.is_success() {
+                    let ending = if sw == StatusWord::CARD_REMOVED {
+                        Ending::CardRemoved
+                    } else {
+                        Ending::ReaderError(sw)
+                    };
+                    return self.finish_card(now, ending);
+                }
+                match resp.template().map(|t| (t.kind(), t)) {
+                    Some((TemplateKind::Approved, t)) => {
+                        self.card.absorb(t);
+                        self.online_final(now, true)
+                    }
+                    Some((TemplateKind::Declined, t)) => {
+                        self.card.absorb(t);
+                        self.online_final(now, false)
+                    }
+                    _ => self.finish_card(now, Ending::NoCardResponse),
+                }
+            }
+            // A late answer (e.g. to an Abort sent while waiting for the host): nothing to do.
+            State::AwaitHost { .. } | State::Reversing { .. } | State::Done => {}
+        }
+    }
+
+    fn protocol_error(&mut self, now: Instant, what: &str) {
+        match self.state {
+            State::AwaitCard | State::AwaitAfterSelection => {
+                self.abort(now, Ending::Protocol(what.into()))
+            }
+            State::AwaitFinal => self.abort(now, Ending::NoCardResponse),
+            _ => {}
+        }
+    }
+
+    fn card_step_failed(&mut self, now: Instant, sw: StatusWord) {
+        if sw == StatusWord::USE_CHIP && self.fallback_retries < self.config.max_fallback_retries {
+            // The customer swiped a chip card: ask for the chip and start again.
+            self.fallback_retries += 1;
+            self.events.push_back(Prompt::UseChip);
+            self.state = State::AwaitCard;
+            if self.send_start(now).is_err() {
+                self.finish_card(now, Ending::ReaderError(sw));
+            }
+            return;
+        }
+        let ending = match sw {
+            StatusWord::CARD_REMOVED => Ending::CardRemoved,
+            StatusWord::COMMAND_CANCELLED => Ending::Cancelled("cancelled at the reader".into()),
+            StatusWord::USER_CANCELLED => Ending::Cancelled("cancelled by the customer".into()),
+            other => Ending::ReaderError(other),
+        };
+        self.finish_card(now, ending);
+    }
+
+    fn select_application(&mut self, now: Instant, e2: Template<'_>) {
+        // Candidates: the AIDs (4F / 9F06 / 84) offered in E2, in the order given (the
+        // reader lists them by the card's priority, 87).
+        let mut candidates: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+        let mut label: Option<String> = None;
+        for item in e2.children().flatten() {
+            match item.tag() {
+                Tag::AID | Tag::AID_TERMINAL | Tag::DF_NAME => {
+                    candidates.push((item.value().to_vec(), None))
+                }
+                Tag::APPLICATION_LABEL | Tag::APPLICATION_PREFERRED_NAME => {
+                    let text = String::from_utf8_lossy(item.value()).into_owned();
+                    if let Some(last) = candidates.last_mut() {
+                        last.1.get_or_insert(text);
+                    } else {
+                        label.get_or_insert(text);
+                    }
+                }
+                _ if item.is_constructed()
+                    && item.tag() != Tag::VIPA_SRED
+                    && item.tag() != Tag::VIPA_TOKEN =>
+                {
+                    // One template per candidate (e.g. 61 application templates).
+                    let aid = item
+                        .find(Tag::AID)
+                        .or_else(|| item.find(Tag::AID_TERMINAL))
+                        .or_else(|| item.find(Tag::DF_NAME));
+                    if let Some(aid) = aid {
+                        let l = item
+                            .find(Tag::APPLICATION_LABEL)
+                            .map(|l| String::from_utf8_lossy(l.value()).into_owned());
+                        candidates.push((aid.value().to_vec(), l));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let chosen = match &self.req.app_choice {
+            AppChoice::Aid(want) => candidates
+                .iter()
+                .find(|(aid, _)| aid == want)
+                .or(candidates.first()),
+            AppChoice::CardPriority => candidates.first(),
+        };
+        let mut b = TlvBuilder::new();
+        let shown_label = match chosen {
+            Some((aid, l)) => {
+                b.primitive(Tag::DF_NAME, aid);
+                l.clone().or(label)
+            }
+            // No AID listed (the captured E2 carries card data only): confirm the card's choice.
+            None => {
+                b.primitive(Tag::VIPA_C1, &[0x00]);
+                label
+            }
+        };
+        self.events
+            .push_back(Prompt::ApplicationSelected { label: shown_label });
+        let tlvs = b.freeze();
+        self.send_continue(&tlvs);
+        self.state = State::AwaitAfterSelection;
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    fn go_online(&mut self, now: Instant, e4: Template<'_>) {
+        self.card.absorb(e4);
+        let icc_data = Bytes::copy_from_slice(e4.tlv().value());
+        let amount_other = self
+            .req
+            .amount
+            .with_minor(self.req.amount_other)
+            .unwrap_or(self.req.amount);
+        let entry_mode = match e4.value(Tag::POS_ENTRY_MODE) {
+            Some([0x07]) | Some([0x91]) => EntryMode::Contactless,
+            Some([0x90]) | Some([0x80]) | Some([0x02]) => EntryMode::Swipe,
+            _ => EntryMode::Chip,
+        };
+        self.card.entry_mode = Some(entry_mode);
+        let request = AuthorizationRequest {
+            reference: self.req.reference.clone(),
+            kind: self.req.kind,
+            amount: self.req.amount,
+            amount_other,
+            entry_mode,
+            icc_data,
+            masked_pan: self.card.masked_pan.clone().unwrap_or_default(),
+            last4: self.card.last4.clone(),
+            brand: self.card.brand.clone(),
+            original_gateway_id: self.req.original_gateway_id.clone(),
+        };
+        self.money = HostState::InFlight;
+        self.host.push_back(HostRequest::Authorize(request));
+        self.events.push_back(Prompt::Authorizing);
+        self.state = State::AwaitHost { card_gone: None };
+        self.arm(Timer::Host, now + self.config.host_timeout);
+    }
+
+    /// The gateway's answer to the authorization.
+    pub fn handle_host(&mut self, now: Instant, result: AuthorizationResult) {
+        if !matches!(self.state, State::AwaitHost { .. }) {
+            // Not waiting (a late answer after the host timer fired): the decision was
+            // already made on "unknown" and a reversal covers an approval that arrives late.
+            return;
+        }
+        let State::AwaitHost { card_gone } = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        self.disarm(Timer::Host);
+        let (money, issuer) = match result {
+            AuthorizationResult::Approved {
+                gateway_id,
+                approved_amount,
+                issuer,
+            } => (
+                HostState::Approved {
+                    gateway_id,
+                    approved: approved_amount,
+                    auth_code: issuer.auth_code.clone(),
+                },
+                Some(issuer),
+            ),
+            AuthorizationResult::Declined {
+                gateway_id,
+                code,
+                reason,
+                issuer,
+            } => (
+                HostState::Declined {
+                    gateway_id,
+                    code,
+                    reason,
+                },
+                Some(issuer),
+            ),
+            AuthorizationResult::Unavailable { reason } => {
+                (HostState::Unavailable { reason }, None)
+            }
+            AuthorizationResult::Unknown { reason } => (HostState::Unknown { reason }, None),
+        };
+        self.money = money;
+        if let Some(ending) = card_gone {
+            // The card path already ended: only the money decides what is left to do.
+            return self.finish_card(now, ending);
+        }
+        // Tell the card what the host said; "unknown" and "unavailable" answer Z3/Y3 (EMV
+        // Book 4: unable to go online), never an approval.
+        let mut b = TlvBuilder::new();
+        match (&self.money, issuer) {
+            (HostState::Approved { .. } | HostState::Declined { .. }, Some(issuer)) => {
+                b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &issuer.arc);
+                if let Some(iad) = &issuer.issuer_auth_data {
+                    b.primitive(Tag::ISSUER_AUTHENTICATION_DATA, iad);
+                }
+                if let Some(code) = &issuer.auth_code {
+                    b.primitive(Tag::AUTHORISATION_CODE, code.as_bytes());
+                }
+                b.raw(&issuer.scripts);
+                self.card.arc = Some(issuer.arc);
+            }
+            (HostState::Unavailable { .. }, _) if self.config.offline_fallback => {
+                b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"Y3");
+                self.card.arc = Some(*b"Y3");
+            }
+            _ => {
+                b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"Z3");
+                self.card.arc = Some(*b"Z3");
+            }
+        }
+        let tlvs = b.freeze();
+        self.send_continue(&tlvs);
+        self.events.push_back(Prompt::Completing);
+        self.state = State::AwaitFinal;
+        self.arm(Timer::Reader, now + self.config.final_timeout);
+    }
+
+    /// The gateway's answer to a reversal.
+    pub fn handle_reversal(&mut self, now: Instant, result: ReversalResult) {
+        if !matches!(self.state, State::Reversing { .. }) {
+            return;
+        }
+        let State::Reversing { then } = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        self.disarm(Timer::Reversal);
+        if let Some(r) = &mut self.reversal {
+            r.result = Some(result);
+        }
+        self.conclude(now, then);
+    }
+
+    fn abort(&mut self, now: Instant, then: Ending) {
+        let responses_due = self.pending_responses.saturating_add(1);
+        self.send(Command::Abort.to_payload().unwrap_or_default());
+        self.disarm(Timer::Reader);
+        self.state = State::Aborting {
+            then,
+            responses_due,
+        };
+        self.arm(Timer::Abort, now + self.config.abort_timeout);
+    }
+
+    fn abort_finished(&mut self, now: Instant) {
+        self.disarm(Timer::Abort);
+        if matches!(self.state, State::Aborting { .. }) {
+            if let State::Aborting { then, .. } = std::mem::replace(&mut self.state, State::Done) {
+                self.finish_card(now, then);
+            }
+        }
+    }
+
+    fn offline_final(&mut self, now: Instant, approved: bool) {
+        // Offline: no request left, so nothing can need reversing.
+        self.card
+            .arc
+            .get_or_insert(if approved { *b"Y1" } else { *b"Z1" });
+        self.state = State::Done;
+        let status = if approved {
+            OutcomeStatus::ApprovedOffline
+        } else {
+            OutcomeStatus::Declined
+        };
+        let reason = (!approved).then(|| "declined offline by the card".to_owned());
+        self.emit_outcome(now, status, reason);
+    }
+
+    fn online_final(&mut self, now: Instant, card_approved: bool) {
+        match (&self.money, card_approved) {
+            (HostState::Approved { .. }, true) => {
+                self.state = State::Done;
+                let partial = matches!(&self.money, HostState::Approved { approved, .. } if approved.minor() < self.req.amount.minor());
+                let status = if partial {
+                    OutcomeStatus::PartiallyApproved
+                } else {
+                    OutcomeStatus::Approved
+                };
+                self.emit_outcome(now, status, None)
+            }
+            (HostState::Unavailable { .. }, true) => {
+                // Y3: approved by the card offline because the host was unreachable.
+                self.state = State::Done;
+                self.emit_outcome(
+                    now,
+                    OutcomeStatus::ApprovedOffline,
+                    Some("host unreachable; approved offline (Y3), to be forwarded".into()),
+                )
+            }
+            _ => self.finish_card(
+                now,
+                if card_approved {
+                    Ending::NoCardResponse
+                } else {
+                    Ending::CardDeclined
+                },
+            ),
+        }
+    }
+
+    /// The card path ended without a final approval: reverse if money may have moved,
+    /// otherwise conclude.
+    fn finish_card(&mut self, now: Instant, ending: Ending) {
+        self.disarm(Timer::Reader);
+        self.disarm(Timer::Abort);
+        match &self.money {
+            HostState::InFlight => {
+                // The host has not answered yet: wait for it, then decide.
+                self.state = State::AwaitHost {
+                    card_gone: Some(ending),
+                };
+            }
+            HostState::Approved {
+                gateway_id,
+                approved,
+                ..
+            } => {
+                let reason = reversal_reason(&ending, self.cancel_requested);
+                self.start_reversal(now, Some(gateway_id.clone()), *approved, reason, ending);
+            }
+            HostState::Unknown { .. } => {
+                let amount = self.req.amount;
+                self.start_reversal(now, None, amount, ReversalReason::NoHostResponse, ending);
+            }
+            HostState::NotSent | HostState::Declined { .. } | HostState::Unavailable { .. } => {
+                self.conclude(now, ending)
+            }
+        }
+    }
+
+    fn start_reversal(
+        &mut self,
+        now: Instant,
+        gateway_id: Option<String>,
+        amount: Money,
+        reason: ReversalReason,
+        then: Ending,
+    ) {
+        self.reversal = Some(ReversalOutcome {
+            reason,
+            result: None,
+        });
+        self.host.push_back(HostRequest::Reverse(ReversalRequest {
+            reference: self.req.reference.clone(),
+            gateway_id,
+            amount,
+            reason,
+        }));
+        self.events.push_back(Prompt::Reversing);
+        self.state = State::Reversing { then };
+        self.arm(Timer::Reversal, now + self.config.reversal_timeout);
+    }
+
+    /// Produces the outcome for an ending without a final approval.
+    fn conclude(&mut self, now: Instant, ending: Ending) {
+        self.state = State::Done;
+        let reversal = self.reversal.as_ref().map(|r| r.result.clone());
+        let (status, reason) = match reversal {
+            Some(Some(ReversalResult::Reversed | ReversalResult::NotFound)) => {
+                (OutcomeStatus::Reversed, Some(ending_text(&ending)))
+            }
+            Some(_) => (
+                OutcomeStatus::Unresolved,
+                Some(format!("{}; reversal not confirmed", ending_text(&ending))),
+            ),
+            None => match (&self.money, &ending) {
+                (HostState::Declined { reason, .. }, _) => {
+                    (OutcomeStatus::Declined, Some(reason.clone()))
+                }
+                (HostState::Unavailable { reason }, _) => (
+                    OutcomeStatus::Declined,
+                    Some(format!("unable to go online: {reason}")),
+                ),
+                (_, Ending::CardDeclined) => {
+                    (OutcomeStatus::Declined, Some("declined by the card".into()))
+                }
+                (_, Ending::Cancelled(why)) => (OutcomeStatus::Cancelled, Some(why.clone())),
+                (_, Ending::CardRemoved) => (OutcomeStatus::Cancelled, Some("card removed".into())),
+                (_, e) => (OutcomeStatus::Failed, Some(ending_text(e))),
+            },
+        };
+        self.emit_outcome(now, status, reason);
+    }
+
+    fn emit_outcome(&mut self, _now: Instant, status: OutcomeStatus, reason: Option<String>) {
+        self.timers = [None; TIMERS];
+        if self.card_present != Some(false) && self.card.masked_pan.is_some() {
+            self.events.push_back(Prompt::RemoveCard);
+        }
+        let (gateway_id, approved_amount, auth_code, decline_code) = match &self.money {
+            HostState::Approved {
+                gateway_id,
+                approved,
+                auth_code,
+            } => (
+                Some(gateway_id.clone()),
+                Some(*approved),
+                auth_code.clone(),
+                None,
+            ),
+            HostState::Declined {
+                gateway_id, code, ..
+            } => (gateway_id.clone(), None, None, code.clone()),
+            _ => (None, None, None, None),
+        };
+        let approved_amount = match status {
+            OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved => approved_amount,
+            OutcomeStatus::ApprovedOffline => Some(self.req.amount),
+            _ => None,
+        };
+        self.outcome = Some(Outcome {
+            reference: self.req.reference.clone(),
+            kind: self.req.kind,
+            status,
+            amount: self.req.amount,
+            approved_amount,
+            gateway_id,
+            auth_code,
+            decline_code,
+            reason,
+            reversal: self.reversal.clone(),
+            card: self.card.clone(),
+        });
+    }
+}
+
+fn reversal_reason(ending: &Ending, cancel_requested: bool) -> ReversalReason {
+    match ending {
+        Ending::CardDeclined => ReversalReason::CardDeclinedAfterApproval,
+        Ending::CardRemoved => ReversalReason::CardRemoved,
+        Ending::ReaderLost(_) => ReversalReason::ReaderLost,
+        Ending::Cancelled(_) if cancel_requested => ReversalReason::Cancelled,
+        Ending::Cancelled(_) => ReversalReason::Cancelled,
+        Ending::NoCardResponse | Ending::ReaderError(_) | Ending::Protocol(_) => {
+            ReversalReason::NoCardResponse
+        }
+    }
+}
+
+fn ending_text(e: &Ending) -> String {
+    match e {
+        Ending::Cancelled(why) => why.clone(),
+        Ending::CardRemoved => "card removed before the transaction completed".into(),
+        Ending::ReaderLost(why) => why.clone(),
+        Ending::CardDeclined => "declined by the card after the host approved".into(),
+        Ending::NoCardResponse => "no final answer from the card".into(),
+        Ending::ReaderError(sw) => format!("reader refused the transaction: {sw}"),
+        Ending::Protocol(what) => format!("reader protocol error: {what}"),
+    }
+}
+
+/// Why a transaction could not even start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxnError {
+    /// The amount or date does not fit the reader's fields.
+    #[error("amount, date or time cannot be sent to the reader")]
+    BadRequest,
+}
+
+/// Encodes a command for tests and tools.
+#[doc(hidden)]
+pub fn encode(cmd: &Command<'_>) -> Bytes {
+    let mut b = BytesMut::new();
+    let _ = cmd.emit(&mut b);
+    b.freeze()
+}
