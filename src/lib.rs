@@ -6,4 +6,6 @@
 
 pub mod cryptogram;
 pub mod decode;
+pub mod money;
 pub mod sandbox;
+pub mod txn;

@@ -12,9 +12,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod tlv;
-pub mod emv;
-pub mod frame;
-pub mod vipa;
 #[cfg(feature = "codec")]
 pub mod codec;
+pub mod emv;
+pub mod frame;
+pub mod tlv;
+pub mod vipa;
