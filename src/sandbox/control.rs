@@ -49,11 +49,11 @@ fn bad(msg: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, String> {
     if body.is_empty() {
-        return serde_json::from_str("{}").map_err(|_| bad("a json body is required"));
+        return serde_json::from_str("{}").map_err(|_| "a json body is required".to_owned());
     }
-    serde_json::from_slice(body).map_err(|e| bad(&format!("invalid body: {e}")))
+    serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))
 }
 
 async fn reset(State(s): S) -> Response {
@@ -80,7 +80,7 @@ struct Advance {
 async fn clock_post(State(s): S, body: axum::body::Bytes) -> Response {
     let a: Advance = match parse(&body) {
         Ok(a) => a,
-        Err(e) => return e,
+        Err(e) => return bad(&e),
     };
     if !(0..=10 * 365 * 86_400).contains(&a.advance_secs) {
         return bad("advanceSecs must be between 0 and ten years");
@@ -151,7 +151,7 @@ struct Unlock {
 async fn unlock(State(s): S, body: axum::body::Bytes) -> Response {
     let u: Unlock = match parse(&body) {
         Ok(u) => u,
-        Err(e) => return e,
+        Err(e) => return bad(&e),
     };
     s.core().number.unlock(u.ip.as_deref());
     Json(json!({"ok": true})).into_response()
@@ -194,7 +194,7 @@ struct ThreeDsDone {
 async fn pai_3ds(State(s): S, body: axum::body::Bytes) -> Response {
     let d: ThreeDsDone = match parse(&body) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return bad(&e),
     };
     let passed = matches!(
         d.outcome.as_str(),
@@ -222,7 +222,7 @@ struct Complete {
 async fn pay1st_complete(State(s): S, body: axum::body::Bytes) -> Response {
     let d: Complete = match parse(&body) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return bad(&e),
     };
     let r = s
         .core()
