@@ -1,1 +1,196 @@
-//! Transports.
+//! Thin tokio drivers around the sans-IO [`SimReader`]: they own the clock and the I/O and do
+//! nothing but move bytes, fire timers and forward control commands.
+//!
+//! - [`run_pty`]: a pseudo-terminal the bridge opens like a USB-serial reader ([`pty`]);
+//! - [`run_tcp`]: the reader as a TCP server, same frames, no length prefix (§1.4);
+//! - [`spawn_duplex`]: an in-process `tokio::io::duplex` pipe for tests.
+//!
+//! Each device runs in one task; [`DeviceHandle`] sends it control commands.
+
+pub mod pty;
+
+use std::io;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::reader::{Control, ControlError, Event, SimReader, Status};
+
+pub use pty::{run_pty, Pty};
+
+/// A control command and where to send its result.
+#[derive(Debug)]
+pub struct ControlRequest {
+    /// The command.
+    pub cmd: Control,
+    /// The result: the state after the command, or why it was refused.
+    pub reply: oneshot::Sender<Result<Status, ControlError>>,
+}
+
+/// Sends control commands to a running device.
+#[derive(Debug, Clone)]
+pub struct DeviceHandle {
+    tx: mpsc::Sender<ControlRequest>,
+}
+
+/// Why a control command did not reach the device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// The device task has ended.
+    #[error("device stopped")]
+    Stopped,
+    /// The device refused the command.
+    #[error(transparent)]
+    Refused(#[from] ControlError),
+}
+
+impl DeviceHandle {
+    /// A handle and the receiving end the device task polls.
+    pub fn channel() -> (DeviceHandle, mpsc::Receiver<ControlRequest>) {
+        let (tx, rx) = mpsc::channel(64);
+        (DeviceHandle { tx }, rx)
+    }
+
+    /// Applies `cmd` on the device.
+    ///
+    /// # Errors
+    /// [`HandleError`].
+    pub async fn control(&self, cmd: Control) -> Result<Status, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ControlRequest { cmd, reply })
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        Ok(rx.await.map_err(|_| HandleError::Stopped)??)
+    }
+}
+
+fn log_events(reader: &mut SimReader, device: usize) {
+    while let Some(e) = reader.poll_event() {
+        debug!(device, event = ?e, "event");
+        if let Event::Corrupt { reason } = e {
+            warn!(device, %reason, "corrupt input");
+        }
+    }
+}
+
+fn apply(reader: &mut SimReader, req: ControlRequest) {
+    let now = Instant::now();
+    let r = reader.control(now, req.cmd).map(|()| reader.status());
+    let _ = req.reply.send(r);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How a stream session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The peer closed the stream (EOF).
+    PeerClosed,
+    /// The control channel closed: stop the device.
+    ControlClosed,
+}
+
+/// Drives `reader` over `stream` until the peer closes it, the control channel closes, or an
+/// I/O error occurs.
+///
+/// # Errors
+/// Read/write errors of the stream.
+pub async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    reader: &mut SimReader,
+    stream: &mut S,
+    control: &mut mpsc::Receiver<ControlRequest>,
+    device: usize,
+) -> io::Result<SessionEnd> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        while let Some(chunk) = reader.poll_transmit(Instant::now()) {
+            stream.write_all(&chunk).await?;
+            stream.flush().await?;
+        }
+        log_events(reader, device);
+        tokio::select! {
+            r = stream.read(&mut buf) => match r? {
+                0 => return Ok(SessionEnd::PeerClosed),
+                n => reader.handle_input(Instant::now(), buf.get(..n).unwrap_or_default()),
+            },
+            () = sleep_until(reader.poll_timeout()) => reader.handle_timeout(Instant::now()),
+            c = control.recv() => match c {
+                Some(req) => apply(reader, req),
+                None => return Ok(SessionEnd::ControlClosed),
+            },
+        }
+    }
+}
+
+/// Runs the reader with nobody connected: timers and control commands only; output is lost,
+/// as bytes written to a closed socket would be. Returns when the control channel closes.
+async fn run_unconnected(
+    reader: &mut SimReader,
+    control: &mut mpsc::Receiver<ControlRequest>,
+    device: usize,
+) {
+    loop {
+        while reader.poll_transmit(Instant::now()).is_some() {}
+        log_events(reader, device);
+        tokio::select! {
+            () = sleep_until(reader.poll_timeout()) => reader.handle_timeout(Instant::now()),
+            c = control.recv() => match c {
+                Some(req) => apply(reader, req),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Serves `reader` on `listener`, one host connection at a time; each new connection first
+/// gets the power-on `E6` ([S5] expects it, §1.4). Returns when the control channel closes.
+pub async fn run_tcp(
+    mut reader: SimReader,
+    listener: TcpListener,
+    mut control: mpsc::Receiver<ControlRequest>,
+    device: usize,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = run_unconnected(&mut reader, &mut control, device) => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(device, %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        info!(device, %peer, "host connected");
+        let _ = stream.set_nodelay(true);
+        reader.announce(Instant::now());
+        match run_stream(&mut reader, &mut stream, &mut control, device).await {
+            Ok(SessionEnd::ControlClosed) => return,
+            Ok(SessionEnd::PeerClosed) => info!(device, "host disconnected"),
+            Err(e) => info!(device, %e, "connection ended"),
+        }
+    }
+}
+
+/// Runs `reader` on one end of an in-process pipe; returns the host's end, a control handle
+/// and the task (which ends when the host end is dropped or every handle is dropped).
+pub fn spawn_duplex(mut reader: SimReader) -> (DuplexStream, DeviceHandle, JoinHandle<()>) {
+    let (host, mut device_end) = tokio::io::duplex(64 * 1024);
+    let (handle, mut rx) = DeviceHandle::channel();
+    let task = tokio::spawn(async move {
+        let _ = run_stream(&mut reader, &mut device_end, &mut rx, 0).await;
+    });
+    (host, handle, task)
+}
