@@ -542,6 +542,11 @@ impl Transaction {
             return self.protocol_error(now, "response shorter than a status word");
         };
         let sw = resp.sw();
+        if !well_formed(tlv::parse(resp.data())) {
+            // A response damaged on the line that still framed (e.g. a duplicated frame in a
+            // chain) must not be acted on: treat it like no answer.
+            return self.protocol_error(now, "malformed data in the reader's answer");
+        }
         match self.state {
             State::Aborting { .. } => {
                 if let State::Aborting { responses_due, .. } = &mut self.state {
@@ -1012,6 +1017,22 @@ impl Transaction {
             card: self.card.clone(),
         });
     }
+}
+
+/// Whether a TLV tree walks cleanly to the end at every level.
+fn well_formed(iter: tlv::TlvIter<'_>) -> bool {
+    for item in iter {
+        match item {
+            Ok(t) if t.is_constructed() && t.tag() != Tag(0x63) => {
+                if !well_formed(t.children()) {
+                    return false;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn reversal_reason(ending: &Ending, cancel_requested: bool) -> ReversalReason {
