@@ -6,6 +6,7 @@
 
 pub mod cryptogram;
 pub mod decode;
+pub mod driver;
 pub mod money;
 pub mod sandbox;
 pub mod txn;

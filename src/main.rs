@@ -22,6 +22,9 @@ enum Command {
     Crypto(emvbridge::cryptogram::CryptoCommand),
     /// Run the sandbox payment gateway (Number, PaymentsAI, Pay1st dialects) on loopback.
     SandboxGateway(emvbridge::sandbox::cli::Args),
+    /// Talk to a VIPA reader (serial path or tcp://HOST:PORT): `device info`.
+    #[command(subcommand)]
+    Device(emvbridge::driver::cli::DeviceCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,5 +33,6 @@ fn main() -> std::process::ExitCode {
         Command::Decode(args) => emvbridge::decode::run(args),
         Command::Crypto(cmd) => emvbridge::cryptogram::run(cmd),
         Command::SandboxGateway(args) => emvbridge::sandbox::cli::run(args),
+        Command::Device(cmd) => emvbridge::driver::cli::run(cmd),
     }
 }

@@ -1,0 +1,23 @@
+//! The tokio edge: the only place in the bridge with I/O and a clock.
+//!
+//! - [`transport`]: [`DeviceAddr`] (serial path or `tcp://HOST:PORT`), [`LineSettings`], and the
+//!   [`Connector`] seam that opens the byte stream.
+//! - [`link`]: [`ReaderLink`], the task that owns the transport, frames with the protocol
+//!   crate's codec, keeps one command in flight (plus Abort), routes unsolicited messages,
+//!   detects a vanished reader and reconnects/re-synchronises.
+//! - [`exchange`]: the sans-IO bookkeeping of commands in flight, used by the link.
+//! - [`device`]: [`Reader`], typed out-of-transaction commands with timeouts.
+//! - [`cli`]: `emvbridge device …`.
+
+pub mod cli;
+pub mod device;
+pub mod exchange;
+pub mod link;
+pub mod transport;
+
+pub use device::{Reader, ReaderError};
+pub use link::{LinkConfig, LinkError, LinkEvent, LinkState, LinkStats, LostReason, ReaderLink};
+pub use transport::{
+    AddrConnector, AddrError, BoxedIo, Connector, DeviceAddr, FlowControl, FnConnector,
+    LineSettings, Parity,
+};
