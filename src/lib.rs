@@ -7,6 +7,7 @@
 pub mod cryptogram;
 pub mod decode;
 pub mod driver;
+pub mod gateway;
 pub mod money;
 pub mod sandbox;
 pub mod txn;

@@ -1,0 +1,813 @@
+//! The HTTP edge: reqwest (rustls) with connect and request timeouts, a bounded reply body,
+//! and one [`Gateway`] implementation per dialect that drives the sans-IO mapping.
+//!
+//! Retries: only where the dialect makes a re-send safe — PaymentsAI's `idempotencyKey`
+//! (sale, capture) and Pay1st's unique `partnerReference` (a re-sent create is answered 409 and
+//! looked up). Number has no idempotency: a sale is sent once, and an unknown outcome is
+//! left to [`Gateway::status`] / [`Gateway::reverse`]. The only re-send on Number is after a
+//! 5030/5050 session rejection, which the gateway returns before processing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::number::{self, SessionState};
+use super::pay1st::{self, Tokens};
+use super::paymentsai::{self, PaiConfig};
+use super::{
+    screen, BoxFuture, CaptureRequest, Clock, ConfigError, Dialect, Exchange, Gateway, HttpReply,
+    HttpRequest, Method, OpResult, RefundRequest, Screened, StatusResult, TransportError, TxnState,
+    VoidRequest,
+};
+use crate::txn::host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
+};
+
+/// Timeouts, retry bounds and the reply size limit.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (send, headers and body).
+    pub request_timeout: Duration,
+    /// Attempts for a safely repeatable request (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt.
+    pub backoff: Duration,
+    /// Largest reply body read; a longer one counts as no reply.
+    pub max_body: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            backoff: Duration::from_millis(250),
+            max_body: 1 << 20,
+        }
+    }
+}
+
+/// A reqwest client with the settings applied.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    settings: HttpSettings,
+}
+
+impl HttpClient {
+    /// Builds the client (rustls, no redirects: a gateway answer is never a redirect).
+    ///
+    /// # Errors
+    /// [`ConfigError::Client`].
+    pub fn new(settings: HttpSettings) -> Result<HttpClient, ConfigError> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| ConfigError::Client)?;
+        Ok(HttpClient { client, settings })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// One exchange. Errors are split by whether the request can have been written:
+    /// connect/DNS/TLS failures are [`TransportError::NotSent`]; everything after is
+    /// [`TransportError::NoReply`].
+    pub async fn send(&self, base: &str, req: &HttpRequest) -> Exchange {
+        let url = format!("{base}{}", req.path);
+        let mut b = match req.method {
+            Method::Get => self.client.get(&url),
+            Method::Post => self.client.post(&url).body(req.body.clone()),
+        };
+        for (n, v) in &req.headers {
+            b = b.header(*n, v);
+        }
+        let mut resp = match b.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(transport_error(&e)),
+        };
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > self.settings.max_body {
+                        return Err(TransportError::NoReply("reply too large".into()));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(TransportError::NoReply(error_kind(&e).into())),
+            }
+        }
+        Ok(HttpReply {
+            status,
+            body: body.into(),
+        })
+    }
+
+    /// Sends `req` until it is answered (not 5xx, not a lost reply), at most
+    /// `max_attempts` times with doubling backoff. Only for requests whose re-send is safe.
+    async fn send_idempotent(&self, base: &str, req: &HttpRequest, dialect: Dialect) -> Exchange {
+        let mut wait = self.settings.backoff;
+        let mut attempt = 1;
+        loop {
+            let ex = self.send(base, req).await;
+            let retry = matches!(screen(&ex), Err(Screened::Unknown(_)))
+                || matches!(&ex, Err(TransportError::NotSent(_)));
+            if !retry || attempt >= self.settings.max_attempts.max(1) {
+                return ex;
+            }
+            tracing::info!(%dialect, attempt, "gateway: no usable reply, re-sending idempotent request");
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+}
+
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect failed"
+    } else if e.is_body() || e.is_decode() {
+        "body interrupted"
+    } else {
+        "connection lost"
+    }
+}
+
+/// Connect-phase errors (refused, DNS, TLS, connect timeout) never wrote the request.
+fn transport_error(e: &reqwest::Error) -> TransportError {
+    if e.is_connect() || e.is_builder() {
+        TransportError::NotSent(error_kind(e).into())
+    } else {
+        TransportError::NoReply(error_kind(e).into())
+    }
+}
+
+/// A capture/void/refund result as an authorization result (card-present refunds).
+fn op_to_auth(r: OpResult, approved: crate::money::Money) -> AuthorizationResult {
+    match r {
+        OpResult::Done { gateway_id } => AuthorizationResult::Approved {
+            gateway_id,
+            approved_amount: approved,
+            issuer: super::arc_only(*b"00"),
+        },
+        OpResult::Refused { code, reason } => AuthorizationResult::Declined {
+            gateway_id: None,
+            code,
+            reason,
+            issuer: super::arc_only(*b"05"),
+        },
+        OpResult::NotFound => AuthorizationResult::Declined {
+            gateway_id: None,
+            code: None,
+            reason: "original transaction not found".into(),
+            issuer: super::arc_only(*b"05"),
+        },
+        OpResult::Unavailable { reason } => AuthorizationResult::Unavailable { reason },
+        OpResult::Unsupported { reason } => AuthorizationResult::Unavailable {
+            reason: reason.into(),
+        },
+        OpResult::Unknown { reason } => AuthorizationResult::Unknown { reason },
+    }
+}
+
+fn refund_of(req: &AuthorizationRequest) -> Option<RefundRequest> {
+    (req.kind == AuthKind::Refund).then_some(())?;
+    Some(RefundRequest {
+        reference: req.reference.clone(),
+        gateway_id: req.original_gateway_id.clone()?,
+        amount: req.amount,
+    })
+}
+
+fn log_auth(dialect: Dialect, reference: &Reference, r: &AuthorizationResult) {
+    let outcome = match r {
+        AuthorizationResult::Approved { .. } => "approved",
+        AuthorizationResult::Declined { .. } => "declined",
+        AuthorizationResult::Unavailable { .. } => "unavailable",
+        AuthorizationResult::Unknown { .. } => "unknown",
+    };
+    tracing::info!(%dialect, %reference, outcome, "gateway authorization");
+}
+
+/// What to do with a transaction that must not stand, given its looked-up state.
+enum ReverseStep {
+    Done(ReversalResult),
+    Void(String),
+}
+
+fn reverse_step(s: StatusResult) -> ReverseStep {
+    match s {
+        StatusResult::NotFound => ReverseStep::Done(ReversalResult::NotFound),
+        StatusResult::Unknown { reason } => ReverseStep::Done(ReversalResult::Failed { reason }),
+        StatusResult::Found(t) => match t.state {
+            TxnState::Voided | TxnState::Refunded => ReverseStep::Done(ReversalResult::Reversed),
+            TxnState::Declined => ReverseStep::Done(ReversalResult::NotFound),
+            TxnState::Pending => ReverseStep::Done(ReversalResult::Failed {
+                reason: "transaction still pending".into(),
+            }),
+            TxnState::Approved => ReverseStep::Void(t.gateway_id),
+        },
+    }
+}
+
+fn reversal_of(r: OpResult) -> ReversalResult {
+    match r {
+        OpResult::Done { .. } => ReversalResult::Reversed,
+        OpResult::NotFound => ReversalResult::NotFound,
+        OpResult::Refused { reason, .. }
+        | OpResult::Unavailable { reason }
+        | OpResult::Unknown { reason } => ReversalResult::Failed { reason },
+        OpResult::Unsupported { reason } => ReversalResult::Failed {
+            reason: reason.into(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Number
+
+/// The Number adapter.
+pub struct NumberGateway {
+    cfg: number::NumberConfig,
+    http: HttpClient,
+    clock: Arc<dyn Clock>,
+    state: Mutex<SessionState>,
+}
+
+impl NumberGateway {
+    /// Builds the adapter. `clock` drives session renewal and the HMAC epoch.
+    ///
+    /// # Errors
+    /// [`ConfigError::Client`].
+    pub fn new(
+        cfg: number::NumberConfig,
+        settings: HttpSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<NumberGateway, ConfigError> {
+        Ok(NumberGateway {
+            cfg,
+            http: HttpClient::new(settings)?,
+            clock,
+            state: Mutex::new(SessionState::default()),
+        })
+    }
+
+    /// Clears the login-failure counter after an operator checked the credentials.
+    pub async fn reset_auth_failures(&self) {
+        self.state.lock().await.reset_failures();
+    }
+
+    /// Consecutive failed logins (0 after a success).
+    pub async fn auth_failures(&self) -> u32 {
+        self.state.lock().await.failures()
+    }
+
+    async fn session(&self) -> Result<number::Session, String> {
+        let mut st = self.state.lock().await;
+        let now = self.clock.unix_now();
+        if let Some(s) = st.current(now) {
+            return Ok(s.clone());
+        }
+        if !st.may_authenticate() {
+            return Err("number: login suspended after repeated failures".into());
+        }
+        let ex = self
+            .http
+            .send(&self.cfg.base_url, &number::authenticate_request(&self.cfg))
+            .await;
+        match number::parse_authenticate(&ex, now) {
+            Ok(s) => {
+                st.on_authenticated(s.clone());
+                tracing::info!("number: logged in");
+                Ok(s)
+            }
+            Err(number::LoginFailure::NotSent(r)) => Err(r),
+            Err(number::LoginFailure::Failed(r)) => {
+                st.on_auth_failed();
+                tracing::warn!(failures = st.failures(), "number: login failed");
+                Err(r)
+            }
+        }
+    }
+
+    async fn drop_session(&self, used: &number::Session) {
+        let mut st = self.state.lock().await;
+        let now = self.clock.unix_now();
+        if st.current(now).is_some_and(|c| c.key == used.key) {
+            st.invalidate();
+        }
+    }
+
+    /// One call with at most one re-login on 5030/5050.
+    async fn call<T>(
+        &self,
+        build: impl Fn(&number::Session, i64) -> Result<HttpRequest, T>,
+        classify: impl Fn(&Exchange) -> number::Reply<T>,
+        unavailable: impl Fn(String) -> T,
+    ) -> T {
+        let mut relogged = false;
+        loop {
+            let s = match self.session().await {
+                Ok(s) => s,
+                Err(r) => return unavailable(r),
+            };
+            let req = match build(&s, self.clock.unix_now()) {
+                Ok(r) => r,
+                Err(t) => return t,
+            };
+            let ex = self.http.send(&self.cfg.base_url, &req).await;
+            match classify(&ex) {
+                number::Reply::Done(t) => return t,
+                number::Reply::SessionRejected(code) => {
+                    tracing::info!(code, "number: session rejected");
+                    self.drop_session(&s).await;
+                    if relogged {
+                        return unavailable(format!("number: session rejected again ({code})"));
+                    }
+                    relogged = true;
+                }
+            }
+        }
+    }
+
+    async fn do_void(&self, req: &VoidRequest) -> OpResult {
+        let id = req.gateway_id.clone();
+        self.call(
+            |s, _| {
+                number::void_request(s, req).ok_or(OpResult::Unsupported {
+                    reason: "not a number TxID",
+                })
+            },
+            |ex| number::classify_op(ex, "Transaction_VoidResult", &id, false),
+            |reason| OpResult::Unavailable { reason },
+        )
+        .await
+    }
+
+    async fn do_refund(&self, req: &RefundRequest) -> OpResult {
+        self.call(
+            |s, _| {
+                number::apply_credit_request(s, req).ok_or(OpResult::Unsupported {
+                    reason: "not a number TxID",
+                })
+            },
+            |ex| number::classify_op(ex, "Transaction_ApplyCreditResult", &req.gateway_id, true),
+            |reason| OpResult::Unavailable { reason },
+        )
+        .await
+    }
+
+    async fn do_status(&self, reference: &Reference) -> StatusResult {
+        self.call(
+            |s, _| {
+                number::query_request(s, reference).ok_or(StatusResult::Unknown {
+                    reason: "number: reference not queryable".into(),
+                })
+            },
+            |ex| number::classify_query(ex, reference, &self.cfg.currency),
+            |reason| StatusResult::Unknown { reason },
+        )
+        .await
+    }
+
+    async fn do_reverse(&self, req: &ReversalRequest) -> ReversalResult {
+        let id = match &req.gateway_id {
+            Some(id) => id.clone(),
+            None => match reverse_step(self.do_status(&req.reference).await) {
+                ReverseStep::Done(r) => return r,
+                ReverseStep::Void(id) => id,
+            },
+        };
+        let v = VoidRequest {
+            reference: req.reference.clone(),
+            gateway_id: id,
+        };
+        match self.do_void(&v).await {
+            OpResult::Refused { reason, .. } => {
+                // Already voided or refunded counts as reversed.
+                match reverse_step(self.do_status(&req.reference).await) {
+                    ReverseStep::Done(ReversalResult::Reversed) => ReversalResult::Reversed,
+                    _ => ReversalResult::Failed { reason },
+                }
+            }
+            other => reversal_of(other),
+        }
+    }
+}
+
+impl Gateway for NumberGateway {
+    fn dialect(&self) -> Dialect {
+        Dialect::Number
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        req: &'a AuthorizationRequest,
+    ) -> BoxFuture<'a, AuthorizationResult> {
+        Box::pin(async move {
+            let r = if let Some(rf) = refund_of(req) {
+                op_to_auth(self.do_refund(&rf).await, req.amount)
+            } else {
+                self.call(
+                    |s, now| number::emv_sale_request(&self.cfg, s, now, req),
+                    |ex| number::classify_sale(ex, req),
+                    |reason| AuthorizationResult::Unavailable { reason },
+                )
+                .await
+            };
+            log_auth(Dialect::Number, &req.reference, &r);
+            r
+        })
+    }
+
+    fn capture<'a>(&'a self, req: &'a CaptureRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            self.call(
+                |s, _| number::capture_request(s, req),
+                |ex| {
+                    number::classify_op(
+                        ex,
+                        "CreditCardSale_IncrementAuthResult",
+                        &req.gateway_id,
+                        false,
+                    )
+                },
+                |reason| OpResult::Unavailable { reason },
+            )
+            .await
+        })
+    }
+
+    fn void<'a>(&'a self, req: &'a VoidRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(self.do_void(req))
+    }
+
+    fn refund<'a>(&'a self, req: &'a RefundRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(self.do_refund(req))
+    }
+
+    fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
+        Box::pin(self.do_reverse(req))
+    }
+
+    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
+        Box::pin(self.do_status(reference))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PaymentsAI
+
+/// The PaymentsAI adapter.
+pub struct PaiGateway {
+    cfg: PaiConfig,
+    http: HttpClient,
+}
+
+impl PaiGateway {
+    /// Builds the adapter.
+    ///
+    /// # Errors
+    /// [`ConfigError::Client`].
+    pub fn new(cfg: PaiConfig, settings: HttpSettings) -> Result<PaiGateway, ConfigError> {
+        Ok(PaiGateway {
+            cfg,
+            http: HttpClient::new(settings)?,
+        })
+    }
+
+    async fn do_refund(&self, req: &RefundRequest) -> OpResult {
+        // Not idempotent upstream: sent once.
+        let ex = self
+            .http
+            .send(
+                &self.cfg.base_url,
+                &paymentsai::refund_request(&self.cfg, req),
+            )
+            .await;
+        paymentsai::classify_op(&ex)
+    }
+
+    async fn do_void(&self, req: &VoidRequest) -> OpResult {
+        let ex = self
+            .http
+            .send(
+                &self.cfg.base_url,
+                &paymentsai::void_request(&self.cfg, req),
+            )
+            .await;
+        paymentsai::classify_op(&ex)
+    }
+
+    async fn lookup(&self, reference: &Reference) -> (StatusResult, Option<paymentsai::PaiTxn>) {
+        let ex = self
+            .http
+            .send(
+                &self.cfg.base_url,
+                &paymentsai::lookup_request(&self.cfg, reference),
+            )
+            .await;
+        paymentsai::classify_lookup(&ex, reference)
+    }
+
+    async fn do_reverse(&self, req: &ReversalRequest) -> ReversalResult {
+        let (status, txn) = match &req.gateway_id {
+            Some(id) => {
+                let ex = self
+                    .http
+                    .send(&self.cfg.base_url, &paymentsai::get_request(&self.cfg, id))
+                    .await;
+                paymentsai::classify_get(&ex)
+            }
+            None => self.lookup(&req.reference).await,
+        };
+        let id = match reverse_step(status) {
+            ReverseStep::Done(r) => return r,
+            ReverseStep::Void(id) => id,
+        };
+        // An uncaptured authorization is voided; a sale can only be refunded ([EXT] void
+        // applies to `authorize` only, §4.4).
+        let is_auth = txn.as_ref().and_then(|t| t.kind.as_deref()) == Some("authorize");
+        let r = if is_auth {
+            self.do_void(&VoidRequest {
+                reference: req.reference.clone(),
+                gateway_id: id,
+            })
+            .await
+        } else {
+            let amount = txn.as_ref().and_then(|t| t.amount()).unwrap_or(req.amount);
+            self.do_refund(&RefundRequest {
+                reference: req.reference.clone(),
+                gateway_id: id,
+                amount,
+            })
+            .await
+        };
+        tracing::info!(dialect = %Dialect::PaymentsAi, reference = %req.reference, voided = is_auth, "gateway reversal");
+        reversal_of(r)
+    }
+}
+
+impl Gateway for PaiGateway {
+    fn dialect(&self) -> Dialect {
+        Dialect::PaymentsAi
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        req: &'a AuthorizationRequest,
+    ) -> BoxFuture<'a, AuthorizationResult> {
+        Box::pin(async move {
+            let r = if let Some(rf) = refund_of(req) {
+                op_to_auth(self.do_refund(&rf).await, req.amount)
+            } else {
+                match paymentsai::authorize_request(&self.cfg, req) {
+                    Err(r) => r,
+                    Ok(http) => {
+                        // Same idempotencyKey, same bytes: a repeat returns the original.
+                        let ex = self
+                            .http
+                            .send_idempotent(&self.cfg.base_url, &http, Dialect::PaymentsAi)
+                            .await;
+                        paymentsai::classify_authorize(&ex, req)
+                    }
+                }
+            };
+            log_auth(Dialect::PaymentsAi, &req.reference, &r);
+            r
+        })
+    }
+
+    fn capture<'a>(&'a self, req: &'a CaptureRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            match paymentsai::capture_request(&self.cfg, req) {
+                Err(r) => r,
+                Ok(http) => {
+                    let ex = self
+                        .http
+                        .send_idempotent(&self.cfg.base_url, &http, Dialect::PaymentsAi)
+                        .await;
+                    paymentsai::classify_op(&ex)
+                }
+            }
+        })
+    }
+
+    fn void<'a>(&'a self, req: &'a VoidRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(self.do_void(req))
+    }
+
+    fn refund<'a>(&'a self, req: &'a RefundRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(self.do_refund(req))
+    }
+
+    fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
+        Box::pin(self.do_reverse(req))
+    }
+
+    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
+        Box::pin(async move { self.lookup(reference).await.0 })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pay1st
+
+/// The Pay1st adapter.
+pub struct Pay1stGateway {
+    cfg: pay1st::Pay1stConfig,
+    http: HttpClient,
+    clock: Arc<dyn Clock>,
+    tokens: Mutex<Option<Tokens>>,
+}
+
+/// What Pay1st cannot do.
+const PAY1ST_NO_OPS: &str =
+    "pay1st has no capture, void or refund api (refunds go through carry1st)";
+
+impl Pay1stGateway {
+    /// Builds the adapter. `clock` stamps `X-TIMESTAMP` and ages the token.
+    ///
+    /// # Errors
+    /// [`ConfigError::Client`].
+    pub fn new(
+        cfg: pay1st::Pay1stConfig,
+        settings: HttpSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pay1stGateway, ConfigError> {
+        Ok(Pay1stGateway {
+            cfg,
+            http: HttpClient::new(settings)?,
+            clock,
+            tokens: Mutex::new(None),
+        })
+    }
+
+    /// A usable access token: the cached one, a refreshed one, or a new one.
+    async fn token(&self, rejected: bool) -> Result<Tokens, String> {
+        let mut cur = self.tokens.lock().await;
+        let now = self.clock.unix_now();
+        if let Some(t) = cur.as_ref() {
+            if !rejected && now.saturating_sub(t.issued_at) < self.cfg.token_refresh_secs {
+                return Ok(t.clone());
+            }
+            let ex = self
+                .http
+                .send(&self.cfg.base_url, &pay1st::refresh_request(t))
+                .await;
+            if let Ok(n) = pay1st::parse_tokens(&ex, now) {
+                *cur = Some(n.clone());
+                return Ok(n);
+            }
+            *cur = None;
+        }
+        let ex = self
+            .http
+            .send(&self.cfg.base_url, &pay1st::token_request(&self.cfg))
+            .await;
+        let t = pay1st::parse_tokens(&ex, now)?;
+        *cur = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Signs and sends `req` (fresh timestamp per attempt); on 401 gets a new token once.
+    async fn signed_call<T>(
+        &self,
+        req: &HttpRequest,
+        repeatable: bool,
+        classify: impl Fn(&Exchange) -> pay1st::Reply<T>,
+    ) -> Result<pay1st::Reply<T>, String> {
+        let mut rejected = false;
+        loop {
+            let tok = self.token(rejected).await?;
+            let http = pay1st::signed(&self.cfg, &tok.access, self.clock.unix_now(), req.clone());
+            let ex = if repeatable {
+                self.http
+                    .send_idempotent(&self.cfg.base_url, &http, Dialect::Pay1st)
+                    .await
+            } else {
+                self.http.send(&self.cfg.base_url, &http).await
+            };
+            match classify(&ex) {
+                pay1st::Reply::TokenRejected if !rejected => rejected = true,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn lookup(&self, reference: &Reference) -> (StatusResult, Option<pay1st::Payment>) {
+        let r = self
+            .signed_call(&pay1st::lookup_request(reference), true, |ex| {
+                pay1st::classify_lookup(ex, reference)
+            })
+            .await;
+        match r {
+            Ok(pay1st::Reply::Done(x)) => x,
+            Ok(_) => (
+                StatusResult::Unknown {
+                    reason: "pay1st: lookup refused".into(),
+                },
+                None,
+            ),
+            Err(reason) => (StatusResult::Unknown { reason }, None),
+        }
+    }
+}
+
+impl Gateway for Pay1stGateway {
+    fn dialect(&self) -> Dialect {
+        Dialect::Pay1st
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        req: &'a AuthorizationRequest,
+    ) -> BoxFuture<'a, AuthorizationResult> {
+        Box::pin(async move {
+            let r = match pay1st::create_request(&self.cfg, req) {
+                Err(r) => r,
+                Ok(http) => {
+                    // partnerReference is unique: a re-send after a lost reply is answered
+                    // 409 and resolved by lookup, never charged twice.
+                    match self
+                        .signed_call(&http, true, |ex| pay1st::classify_create(ex, req))
+                        .await
+                    {
+                        Err(reason) => AuthorizationResult::Unavailable { reason },
+                        Ok(pay1st::Reply::Done(r)) => r,
+                        Ok(pay1st::Reply::TokenRejected) => AuthorizationResult::Unavailable {
+                            reason: "pay1st: token refused".into(),
+                        },
+                        Ok(pay1st::Reply::Duplicate) => match self.lookup(&req.reference).await {
+                            (_, Some(p)) => pay1st::payment_result(&p, req),
+                            (StatusResult::NotFound, None) => AuthorizationResult::Unknown {
+                                reason: "pay1st: duplicate reference not found".into(),
+                            },
+                            (_, None) => AuthorizationResult::Unknown {
+                                reason: "pay1st: duplicate reference, lookup failed".into(),
+                            },
+                        },
+                    }
+                }
+            };
+            log_auth(Dialect::Pay1st, &req.reference, &r);
+            r
+        })
+    }
+
+    fn capture<'a>(&'a self, _req: &'a CaptureRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            OpResult::Unsupported {
+                reason: PAY1ST_NO_OPS,
+            }
+        })
+    }
+
+    fn void<'a>(&'a self, _req: &'a VoidRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            OpResult::Unsupported {
+                reason: PAY1ST_NO_OPS,
+            }
+        })
+    }
+
+    fn refund<'a>(&'a self, _req: &'a RefundRequest) -> BoxFuture<'a, OpResult> {
+        Box::pin(async move {
+            OpResult::Unsupported {
+                reason: PAY1ST_NO_OPS,
+            }
+        })
+    }
+
+    fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
+        Box::pin(async move {
+            match reverse_step(self.lookup(&req.reference).await.0) {
+                ReverseStep::Done(r) => r,
+                ReverseStep::Void(_) => {
+                    tracing::warn!(reference = %req.reference, "pay1st: approved payment cannot be reversed through the api");
+                    ReversalResult::Failed {
+                        reason: PAY1ST_NO_OPS.into(),
+                    }
+                }
+            }
+        })
+    }
+
+    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
+        Box::pin(async move { self.lookup(reference).await.0 })
+    }
+}

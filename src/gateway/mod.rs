@@ -1,0 +1,776 @@
+//! Gateway adapters: the [`Gateway`] trait the transaction engine talks to, and one adapter per
+//! gateway dialect (gateways.md §1 Number, §2 PaymentsAI, §3 Pay1st).
+//!
+//! The boundary is drawn as in the house style: each dialect module ([`number`],
+//! [`paymentsai`], [`pay1st`]) is sans-IO — pure functions that build an [`HttpRequest`]
+//! (method, path, headers, exact body bytes) and classify an [`HttpReply`] (or a
+//! [`TransportError`]) into the engine's types from [`crate::txn::host`]. They never read the
+//! clock (`now` is an argument) and never touch a socket. [`http`] is the only edge: reqwest
+//! with rustls, timeouts, and retries where (and only where) the dialect's idempotency makes a
+//! retry safe.
+//!
+//! Classification rules that keep money safe (shared by every dialect):
+//! - the request certainly never left (connect refused, DNS, TLS before sending) →
+//!   `Unavailable`: nothing to reverse;
+//! - sent but no usable answer (timeout after sending, connection dropped, 5xx, unparseable
+//!   or malformed body) → `Unknown`: resolve by [`Gateway::status`] and [`Gateway::reverse`],
+//!   never by blindly sending the sale again.
+
+pub mod http;
+pub mod number;
+pub mod pay1st;
+pub mod paymentsai;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use emvbridge_protocol::tlv::{self, Tag};
+
+use crate::money::Money;
+use crate::txn::host::{
+    AuthorizationRequest, AuthorizationResult, IssuerResponse, Reference, ReversalRequest,
+    ReversalResult,
+};
+
+/// A boxed, sendable future: the object-safe form of `async fn` in [`Gateway`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which gateway API an adapter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// Number (formerly Easy Pay Solutions), Aspen REST (§1).
+    Number,
+    /// PaymentsAI public API (§2).
+    PaymentsAi,
+    /// Pay1st (Carry1st) gateway integration (§3).
+    Pay1st,
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Number => "number",
+            Dialect::PaymentsAi => "paymentsai",
+            Dialect::Pay1st => "pay1st",
+        })
+    }
+}
+
+/// The operations the transaction engine needs from a payment host. Object safe: the engine
+/// holds an `Arc<dyn Gateway>`. Every method resolves to an outcome value, never an error:
+/// a decline, a refusal or an unknown outcome is a result the engine must act on.
+pub trait Gateway: Send + Sync {
+    /// Which dialect this is.
+    fn dialect(&self) -> Dialect;
+
+    /// Online authorization (sale, pre-authorization or refund) from the reader's online data.
+    fn authorize<'a>(&'a self, req: &'a AuthorizationRequest)
+        -> BoxFuture<'a, AuthorizationResult>;
+
+    /// Captures a pre-authorization (turns it into a sale).
+    fn capture<'a>(&'a self, req: &'a CaptureRequest) -> BoxFuture<'a, OpResult>;
+
+    /// Voids (cancels before settlement) a transaction by its gateway id.
+    fn void<'a>(&'a self, req: &'a VoidRequest) -> BoxFuture<'a, OpResult>;
+
+    /// Refunds (part of) a settled transaction by its gateway id.
+    fn refund<'a>(&'a self, req: &'a RefundRequest) -> BoxFuture<'a, OpResult>;
+
+    /// Reverses an authorization that must not stand (card declined after approval, lost
+    /// response…). Looks the transaction up first when the gateway id is not known.
+    fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult>;
+
+    /// Looks a transaction up by the bridge's own reference (the client reference /
+    /// idempotency key / partner reference it was sent with).
+    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult>;
+}
+
+/// Capture of a pre-authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRequest {
+    /// The bridge's reference for the capture itself (idempotency key where supported).
+    pub reference: Reference,
+    /// Gateway id of the approved pre-authorization.
+    pub gateway_id: String,
+    /// The amount that was authorized.
+    pub authorized: Money,
+    /// The amount to capture (same currency).
+    pub amount: Money,
+}
+
+/// Void of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidRequest {
+    /// The reference of the transaction being voided (for logs).
+    pub reference: Reference,
+    /// Its gateway id.
+    pub gateway_id: String,
+}
+
+/// Refund of (part of) a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The bridge's reference for the refund.
+    pub reference: Reference,
+    /// Gateway id of the original sale.
+    pub gateway_id: String,
+    /// Amount to refund.
+    pub amount: Money,
+}
+
+/// The answer to a capture, void or refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// Done; `gateway_id` is the id of the resulting gateway transaction (the original's id
+    /// when the gateway creates none).
+    Done {
+        /// Gateway transaction id.
+        gateway_id: String,
+    },
+    /// The gateway refused (void declined, nothing refundable, amount too large…).
+    Refused {
+        /// Gateway code, if any.
+        code: Option<String>,
+        /// Short reason.
+        reason: String,
+    },
+    /// The gateway has no such transaction.
+    NotFound,
+    /// Certainly not processed (not sent, or refused before processing: auth, validation).
+    Unavailable {
+        /// Short reason.
+        reason: String,
+    },
+    /// May or may not have been processed.
+    Unknown {
+        /// Short reason.
+        reason: String,
+    },
+    /// The dialect has no API for this operation.
+    Unsupported {
+        /// What is missing.
+        reason: &'static str,
+    },
+}
+
+/// State of a transaction found by [`Gateway::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnState {
+    /// Approved and standing (open or settled).
+    Approved,
+    /// Declined or failed: no money moved.
+    Declined,
+    /// Voided / released: no money moved.
+    Voided,
+    /// Refunded, fully or in part.
+    Refunded,
+    /// Not final yet (hosted checkout, 3DS, offsite).
+    Pending,
+}
+
+/// A transaction as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnStatus {
+    /// Gateway transaction id.
+    pub gateway_id: String,
+    /// Its state.
+    pub state: TxnState,
+    /// The (approved) amount, when the gateway reports it.
+    pub amount: Option<Money>,
+}
+
+/// The answer to a status lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusResult {
+    /// The gateway knows the transaction.
+    Found(TxnStatus),
+    /// The gateway has no transaction with this reference: nothing moved.
+    NotFound,
+    /// The lookup itself failed; ask again later.
+    Unknown {
+        /// Short reason.
+        reason: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sans-IO HTTP vocabulary
+
+/// HTTP method of a gateway request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+}
+
+/// A request to send, relative to the configured base URL. Header values may hold
+/// credentials, so `Debug` prints header names only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query appended to the base URL (`/CardSale/EMV`).
+    pub path: String,
+    /// Headers (name, value). Values may be secret.
+    pub headers: Vec<(&'static str, String)>,
+    /// The exact body bytes (signed as-is where the dialect signs).
+    pub body: Bytes,
+}
+
+impl HttpRequest {
+    /// A JSON POST.
+    pub fn post_json(path: impl Into<String>, body: Vec<u8>) -> HttpRequest {
+        HttpRequest {
+            method: Method::Post,
+            path: path.into(),
+            headers: vec![
+                ("Content-Type", "application/json".into()),
+                ("Accept", "application/json".into()),
+            ],
+            body: Bytes::from(body),
+        }
+    }
+
+    /// A GET without body.
+    pub fn get(path: impl Into<String>) -> HttpRequest {
+        HttpRequest {
+            method: Method::Get,
+            path: path.into(),
+            headers: vec![("Accept", "application/json".into())],
+            body: Bytes::new(),
+        }
+    }
+
+    /// The value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (replaces) a header.
+    pub fn set_header(&mut self, name: &'static str, value: String) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name, value));
+    }
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// A complete HTTP reply.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Body (bounded by the edge).
+    pub body: Bytes,
+}
+
+impl fmt::Debug for HttpReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpReply")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Why no complete reply came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The request was certainly not written (connect refused, DNS, TLS handshake).
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The request was (or may have been) written, but no complete reply came: timeout,
+    /// connection dropped, truncated or oversized body.
+    #[error("no reply: {0}")]
+    NoReply(String),
+}
+
+/// What came back from one exchange.
+pub type Exchange = Result<HttpReply, TransportError>;
+
+/// The common first step of every classification: transport failures and 5xx.
+/// Returns `Err(result)` when the exchange is already decided.
+pub(crate) fn screen(ex: &Exchange) -> Result<&HttpReply, Screened> {
+    match ex {
+        Err(TransportError::NotSent(r)) => Err(Screened::Unavailable(format!("not sent: {r}"))),
+        Err(TransportError::NoReply(r)) => Err(Screened::Unknown(format!("no reply: {r}"))),
+        Ok(r) if r.status >= 500 => Err(Screened::Unknown(format!("http {}", r.status))),
+        Ok(r) => Ok(r),
+    }
+}
+
+/// A decided exchange (see [`screen`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Screened {
+    Unavailable(String),
+    Unknown(String),
+}
+
+impl Screened {
+    pub(crate) fn auth(self) -> AuthorizationResult {
+        match self {
+            Screened::Unavailable(reason) => AuthorizationResult::Unavailable { reason },
+            Screened::Unknown(reason) => AuthorizationResult::Unknown { reason },
+        }
+    }
+    pub(crate) fn op(self) -> OpResult {
+        match self {
+            Screened::Unavailable(reason) => OpResult::Unavailable { reason },
+            Screened::Unknown(reason) => OpResult::Unknown { reason },
+        }
+    }
+    pub(crate) fn status(self) -> StatusResult {
+        match self {
+            Screened::Unavailable(reason) | Screened::Unknown(reason) => {
+                StatusResult::Unknown { reason }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Money on the wire
+
+/// An amount as a JSON number in major units (`12.34`), exact: the decimal text is spliced
+/// in as a raw JSON value, never through a float.
+pub fn decimal_json(m: &Money) -> Box<serde_json::value::RawValue> {
+    // major_string() is digits with at most one '.', always a valid JSON number.
+    // (A failure would yield `null`, which every gateway refuses: never a wrong amount.)
+    serde_json::value::RawValue::from_string(m.major_string()).unwrap_or_default()
+}
+
+/// Parses a gateway decimal (the raw JSON text of a number, or a JSON string holding one)
+/// into minor units of `currency`, without floating point. Trailing fraction zeros beyond the
+/// currency's exponent are accepted (`"100.00"` JPY); exponents, signs and extra non-zero
+/// decimals are refused.
+pub fn parse_decimal(raw: &str, currency: &str) -> Option<Money> {
+    let t = raw.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(t)
+        .trim();
+    if t.len() > 32 {
+        return None;
+    }
+    let t = match t.split_once('.') {
+        Some((int, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                int.to_owned()
+            } else {
+                format!("{int}.{frac}")
+            }
+        }
+        None => t.to_owned(),
+    };
+    Money::parse_major(&t, currency).ok()
+}
+
+/// Reads the issuer's EMV response from a BER-TLV buffer (`8A`, `91`, `71`/`72`, `89`), as
+/// Number's `AcquirerResponseEMV` carries it (§4.4 [EXT]). `None` when the buffer does not
+/// parse or has no `8A` of two bytes.
+pub fn issuer_from_tlv(data: &[u8]) -> Option<IssuerResponse> {
+    let mut out = IssuerResponse::default();
+    let mut have_arc = false;
+    let mut scripts = Vec::new();
+    for item in tlv::parse(data) {
+        let t = item.ok()?;
+        match t.tag() {
+            Tag(0x8A) => {
+                out.arc = t.value().try_into().ok()?;
+                have_arc = true;
+            }
+            Tag(0x91) => out.issuer_auth_data = Some(Bytes::copy_from_slice(t.value())),
+            Tag(0x71) | Tag(0x72) => scripts.extend_from_slice(t.raw()),
+            Tag(0x89) => out.auth_code = std::str::from_utf8(t.value()).ok().map(str::to_owned),
+            _ => {}
+        }
+    }
+    out.scripts = Bytes::from(scripts);
+    have_arc.then_some(out)
+}
+
+/// Issuer data with only an ARC, for gateways that return none (the card then decides from
+/// the ARC alone; no issuer authentication).
+pub fn arc_only(arc: [u8; 2]) -> IssuerResponse {
+    IssuerResponse {
+        arc,
+        ..IssuerResponse::default()
+    }
+}
+
+/// Two printable ASCII characters of a response code as an ARC, when it is one.
+pub(crate) fn arc_of(code: &str) -> Option<[u8; 2]> {
+    let b: [u8; 2] = code.as_bytes().try_into().ok()?;
+    b.iter().all(|c| c.is_ascii_alphanumeric()).then_some(b)
+}
+
+/// Short, printable, bounded text from a gateway message (never echoed whole into logs).
+pub(crate) fn short(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// Which deployment of a gateway to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The emvbridge sandbox gateway (§4): the base URL must be given.
+    Sandbox,
+    /// The gateway's staging / test host.
+    Staging,
+    /// Production.
+    Production,
+}
+
+/// A credential. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The value, for building a header or a MAC. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why a gateway configuration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Environment variables that are required and not set (names only).
+    #[error("missing environment variables: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    /// A value is present but unusable (names the variable, never the value).
+    #[error("invalid value for {0}")]
+    Invalid(&'static str),
+    /// The HTTP client could not be built.
+    #[error("cannot build http client")]
+    Client,
+}
+
+/// Reads variables through `lookup`, collecting the names of missing ones.
+pub(crate) struct EnvReader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    missing: Vec<&'static str>,
+}
+
+impl<'a> EnvReader<'a> {
+    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        EnvReader {
+            lookup,
+            missing: Vec::new(),
+        }
+    }
+    pub(crate) fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+    pub(crate) fn required(&mut self, name: &'static str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.missing.push(name);
+            String::new()
+        })
+    }
+    pub(crate) fn finish(self) -> Result<(), ConfigError> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Missing(self.missing))
+        }
+    }
+}
+
+/// The process environment, for `from_env`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Configuration of one gateway adapter.
+#[derive(Debug, Clone)]
+pub enum GatewayConfig {
+    /// Number.
+    Number(number::NumberConfig),
+    /// PaymentsAI.
+    PaymentsAi(paymentsai::PaiConfig),
+    /// Pay1st.
+    Pay1st(pay1st::Pay1stConfig),
+}
+
+impl GatewayConfig {
+    /// Reads the configuration of `dialect` in `env` from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] with every missing variable name.
+    pub fn from_env(dialect: Dialect, env: Environment) -> Result<GatewayConfig, ConfigError> {
+        Self::from_lookup(dialect, env, &process_env)
+    }
+
+    /// As [`GatewayConfig::from_env`], through a lookup function (tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn from_lookup(
+        dialect: Dialect,
+        env: Environment,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        Ok(match dialect {
+            Dialect::Number => {
+                GatewayConfig::Number(number::NumberConfig::from_lookup(env, lookup)?)
+            }
+            Dialect::PaymentsAi => {
+                GatewayConfig::PaymentsAi(paymentsai::PaiConfig::from_lookup(env, lookup)?)
+            }
+            Dialect::Pay1st => {
+                GatewayConfig::Pay1st(pay1st::Pay1stConfig::from_lookup(env, lookup)?)
+            }
+        })
+    }
+
+    /// Builds the adapter with the system clock.
+    ///
+    /// # Errors
+    /// [`ConfigError::Client`] when the HTTP client cannot be built.
+    pub fn build(self, http: http::HttpSettings) -> Result<Arc<dyn Gateway>, ConfigError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(match self {
+            GatewayConfig::Number(c) => Arc::new(http::NumberGateway::new(c, http, clock)?),
+            GatewayConfig::PaymentsAi(c) => Arc::new(http::PaiGateway::new(c, http)?),
+            GatewayConfig::Pay1st(c) => Arc::new(http::Pay1stGateway::new(c, http, clock)?),
+        })
+    }
+}
+
+/// Checks a base URL: http(s), no trailing slash kept.
+pub(crate) fn base_url(raw: &str, var: &'static str) -> Result<String, ConfigError> {
+    let u = raw.trim().trim_end_matches('/');
+    if (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.contains(' ') {
+        Ok(u.to_owned())
+    } else {
+        Err(ConfigError::Invalid(var))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wall clock for the edge (session expiry, HMAC epochs, request timestamps)
+
+/// Unix time for the HTTP edge. The sans-IO modules take `now` as an argument instead.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn unix_now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// The system clock shifted by an adjustable offset: follows a sandbox's virtual clock in
+/// tests (`POST /_sim/clock`).
+#[derive(Debug, Clone, Default)]
+pub struct OffsetClock(Arc<AtomicI64>);
+
+impl OffsetClock {
+    /// A clock at the system time.
+    pub fn new() -> OffsetClock {
+        OffsetClock::default()
+    }
+    /// Moves the clock forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn unix_now(&self) -> i64 {
+        SystemClock.unix_now() + self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, UTC).
+pub fn iso8601(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(minor: u64) -> Money {
+        Money::from_minor(minor, "USD").unwrap()
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal_json(&usd(1234)).get(), "12.34");
+        assert_eq!(decimal_json(&usd(5)).get(), "0.05");
+        assert_eq!(
+            decimal_json(&Money::from_minor(1500, "JPY").unwrap()).get(),
+            "1500"
+        );
+        assert_eq!(parse_decimal("12.34", "USD"), Some(usd(1234)));
+        assert_eq!(parse_decimal("\"12.34\"", "USD"), Some(usd(1234)));
+        assert_eq!(parse_decimal("12.3", "USD"), Some(usd(1230)));
+        assert_eq!(parse_decimal("12.340", "USD"), Some(usd(1234)));
+        assert_eq!(parse_decimal("100.0", "USD"), Some(usd(10_000)));
+        assert_eq!(parse_decimal("1500", "JPY").map(|m| m.minor()), Some(1500));
+        assert_eq!(
+            parse_decimal("1500.00", "JPY").map(|m| m.minor()),
+            Some(1500)
+        );
+        assert_eq!(parse_decimal("1500.5", "JPY"), None);
+        assert_eq!(parse_decimal("12.345", "USD"), None);
+        assert_eq!(parse_decimal("1e3", "USD"), None);
+        assert_eq!(parse_decimal("-1", "USD"), None);
+        assert_eq!(parse_decimal("null", "USD"), None);
+        // 12345678901.23 would lose a cent through f64 arithmetic at larger scales; here it
+        // is text all the way.
+        assert_eq!(
+            parse_decimal("9999999999.99", "USD").map(|m| m.minor()),
+            Some(999_999_999_999)
+        );
+    }
+
+    #[test]
+    fn issuer_tlv() {
+        // 8A "00", 91 (8 bytes), 72 script.
+        let data = hex::decode("8A023030910811223344556677883000720C9F1804000000018603000000")
+            .unwrap_or_default();
+        // The vector above has a stray "3000" after 91: malformed in the middle → None.
+        assert!(issuer_from_tlv(&data).is_none());
+        let data = hex::decode("8A0230309108112233445566778872099F180400000001860100").unwrap();
+        let r = issuer_from_tlv(&data).unwrap();
+        assert_eq!(&r.arc, b"00");
+        assert_eq!(
+            r.issuer_auth_data.as_deref(),
+            Some(&hex::decode("1122334455667788").unwrap()[..])
+        );
+        assert_eq!(r.scripts.len(), 11);
+        assert!(
+            issuer_from_tlv(&hex::decode("910100").unwrap()).is_none(),
+            "no 8A"
+        );
+        assert!(
+            issuer_from_tlv(&hex::decode("8A0130").unwrap()).is_none(),
+            "short 8A"
+        );
+        assert!(issuer_from_tlv(&[0x8A, 0x05, 0x30]).is_none(), "truncated");
+    }
+
+    #[test]
+    fn secrets_and_requests_do_not_leak() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+        let mut r = HttpRequest::post_json("/x", b"{}".to_vec());
+        r.set_header("SessKey", "ABCDEF0123".into());
+        let dbg = format!("{r:?}");
+        assert!(
+            dbg.contains("SessKey") && !dbg.contains("ABCDEF0123"),
+            "{dbg}"
+        );
+        assert_eq!(r.header("sesskey"), Some("ABCDEF0123"));
+    }
+
+    #[test]
+    fn screening() {
+        let ns: Exchange = Err(TransportError::NotSent("refused".into()));
+        assert!(matches!(screen(&ns), Err(Screened::Unavailable(_))));
+        let nr: Exchange = Err(TransportError::NoReply("timeout".into()));
+        assert!(matches!(screen(&nr), Err(Screened::Unknown(_))));
+        for s in [500, 502, 503, 504] {
+            let r: Exchange = Ok(HttpReply {
+                status: s,
+                body: Bytes::new(),
+            });
+            assert_eq!(screen(&r), Err(Screened::Unknown(format!("http {s}"))));
+        }
+        let ok: Exchange = Ok(HttpReply {
+            status: 200,
+            body: Bytes::new(),
+        });
+        assert!(screen(&ok).is_ok());
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_742_199_052), "2025-03-17T08:10:52Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn env_reader_names_missing_only() {
+        let lookup = |n: &str| (n == "A").then(|| "secret-value".to_owned());
+        let mut r = EnvReader::new(&lookup);
+        assert_eq!(r.required("A"), "secret-value");
+        r.required("B");
+        r.required("C");
+        let e = r.finish().unwrap_err();
+        assert_eq!(e, ConfigError::Missing(vec!["B", "C"]));
+        assert_eq!(e.to_string(), "missing environment variables: B, C");
+        assert!(!e.to_string().contains("secret-value"));
+    }
+}
