@@ -304,15 +304,14 @@ impl FaultInjector {
         self.messages = 0;
     }
 
-    /// Counts a sent message; true once the device must stall.
-    pub fn count_message(&mut self) -> bool {
+    /// Counts a sent message.
+    pub fn count_message(&mut self) {
         self.messages = self.messages.saturating_add(1);
-        self.stalled()
     }
 
-    /// Whether the stall threshold has been passed.
+    /// Whether `stall-after` messages have been sent: the device must stop answering.
     pub fn stalled(&self) -> bool {
-        self.plan.stall_after.is_some_and(|n| self.messages > n)
+        self.plan.stall_after.is_some_and(|n| self.messages >= n)
     }
 
     /// Clears the message count (a reboot un-stalls the device).
@@ -386,7 +385,11 @@ impl FaultInjector {
         }
         let mut all = out.freeze();
         if !p.split || all.len() <= 1 {
-            return if all.is_empty() { Vec::new() } else { vec![all] };
+            return if all.is_empty() {
+                Vec::new()
+            } else {
+                vec![all]
+            };
         }
         let mut chunks = Vec::new();
         while !all.is_empty() {
@@ -467,13 +470,18 @@ mod tests {
         let wire = [0x01, 0x00, 0x02, 0x90, 0x00, 0x93];
         let mut f = FaultInjector::new(FaultPlan::default(), 7);
         let mut applied = Vec::new();
-        assert_eq!(f.mangle(&wire, &mut applied), vec![Bytes::copy_from_slice(&wire)]);
+        assert_eq!(
+            f.mangle(&wire, &mut applied),
+            vec![Bytes::copy_from_slice(&wire)]
+        );
         assert!(applied.is_empty());
     }
 
     #[test]
     fn corrupt_lrc_touches_only_the_lrc_and_split_keeps_bytes() {
-        let wire = [0x01, 0x00, 0x02, 0x90, 0x00, 0x93, 0x01, 0x00, 0x02, 0x9F, 0x41, 0xDD];
+        let wire = [
+            0x01, 0x00, 0x02, 0x90, 0x00, 0x93, 0x01, 0x00, 0x02, 0x9F, 0x41, 0xDD,
+        ];
         let mut f = FaultInjector::new("corrupt-lrc=1,split".parse().unwrap(), 3);
         let mut applied = Vec::new();
         let chunks = f.mangle(&wire, &mut applied);

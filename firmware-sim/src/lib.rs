@@ -5,10 +5,10 @@
 
 pub mod card;
 pub mod crypto;
+pub mod faults;
 pub mod issuer;
 pub mod kernel;
-pub mod sred;
-pub mod faults;
 pub mod reader;
 pub mod scenario;
+pub mod sred;
 pub mod transport;

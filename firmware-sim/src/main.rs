@@ -112,7 +112,9 @@ fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
     let tid = format!("SIM{:05}", u32::from(index) + 1);
     c.terminal.terminal_id.copy_from_slice(&tid.as_bytes()[..8]);
     let serial = format!("UX3{:05}", u32::from(index) + 1);
-    c.terminal.ifd_serial.copy_from_slice(&serial.as_bytes()[..8]);
+    c.terminal
+        .ifd_serial
+        .copy_from_slice(&serial.as_bytes()[..8]);
     Ok(c)
 }
 
@@ -135,7 +137,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.list_cards {
         for name in card::profile_names() {
-            let d = card::profile(name).map(|p| p.description).unwrap_or_default();
+            let d = card::profile(name)
+                .map(|p| p.description)
+                .unwrap_or_default();
             println!("{name}\t{d}");
         }
         return Ok(());
@@ -218,7 +222,9 @@ async fn control_line(line: &str, handles: &[DeviceHandle]) -> serde_json::Value
     };
     let name = cmd.name();
     match handle.control(cmd).await {
-        Ok(status) => serde_json::json!({"ok": true, "cmd": name, "device": device, "status": status}),
+        Ok(status) => {
+            serde_json::json!({"ok": true, "cmd": name, "device": device, "status": status})
+        }
         Err(e) => {
             serde_json::json!({"ok": false, "cmd": name, "device": device, "error": e.to_string()})
         }

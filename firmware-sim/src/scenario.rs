@@ -134,7 +134,11 @@ impl fmt::Debug for Control {
     /// PIN digits are never shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Control::Pin { digits, cancel, bypass } => f
+            Control::Pin {
+                digits,
+                cancel,
+                bypass,
+            } => f
                 .debug_struct("Pin")
                 .field("digits", &digits.as_ref().map(|d| "*".repeat(d.len())))
                 .field("cancel", cancel)
@@ -147,7 +151,11 @@ impl fmt::Debug for Control {
             Control::Remove => f.write_str("Remove"),
             Control::Reboot => f.write_str("Reboot"),
             Control::Faults { spec } => write!(f, "Faults({spec})"),
-            Control::Auto { insert, remove, pin } => {
+            Control::Auto {
+                insert,
+                remove,
+                pin,
+            } => {
                 write!(f, "Auto(insert={insert:?}, remove={remove:?}, pin={pin:?})")
             }
             Control::Status => f.write_str("Status"),
@@ -189,7 +197,9 @@ impl Control {
         match (digits, cancel, bypass) {
             (_, true, _) => Some(PinAction::Cancel),
             (_, _, true) => Some(PinAction::Bypass),
-            (Some(d), _, _) if (4..=12).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(d), _, _)
+                if (4..=12).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 Some(PinAction::Digits(d.to_owned()))
             }
             _ => None,

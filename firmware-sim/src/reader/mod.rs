@@ -42,8 +42,8 @@ use crate::faults::{ByteFault, FaultInjector, FaultPlan, FlowFault, Point};
 use crate::kernel::{
     Candidate, FailReason, HostResponse, Kernel, PinInput, Step, TerminalConfig, TransactionData,
 };
-pub use crate::scenario::{Control, PinAction, Scenario};
 use crate::scenario::Step as ScenarioStep;
+pub use crate::scenario::{Control, PinAction, Scenario};
 use crate::sred::SredEncryptor;
 
 /// How long a partial frame may sit in the input buffer before it is dropped as stale.
@@ -317,9 +317,7 @@ fn template(tag: Tag, content: &[u8]) -> Bytes {
 fn fail_sw(reason: FailReason) -> StatusWord {
     match reason {
         FailReason::CardRemoved => StatusWord::CARD_REMOVED,
-        FailReason::NoApplication | FailReason::ApplicationBlocked => {
-            StatusWord::UNSUPPORTED_CARD
-        }
+        FailReason::NoApplication | FailReason::ApplicationBlocked => StatusWord::UNSUPPORTED_CARD,
         FailReason::Card(_) | FailReason::Sred => StatusWord::BAD_CARD,
         FailReason::UnexpectedInput | FailReason::BadTransactionData => StatusWord::INVALID_DATA,
     }
@@ -593,7 +591,10 @@ impl SimReader {
     /// [`ControlError::UnknownProfile`].
     pub fn insert_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
         self.place(now, profile, Presentation::Insert)?;
-        if let Txn::WaitCard { contactless: false, .. } = self.txn {
+        if let Txn::WaitCard {
+            contactless: false, ..
+        } = self.txn
+        {
             let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
                 return Ok(());
             };
@@ -613,7 +614,10 @@ impl SimReader {
             Presentation::Tap
         };
         self.place(now, profile, how)?;
-        if let Txn::WaitCard { contactless: true, .. } = self.txn {
+        if let Txn::WaitCard {
+            contactless: true, ..
+        } = self.txn
+        {
             let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
                 return Ok(());
             };
@@ -629,7 +633,10 @@ impl SimReader {
     /// [`ControlError::UnknownProfile`].
     pub fn swipe_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
         self.place(now, profile, Presentation::Swipe)?;
-        if let Txn::WaitCard { contactless: false, .. } = self.txn {
+        if let Txn::WaitCard {
+            contactless: false, ..
+        } = self.txn
+        {
             let Txn::WaitCard { data, .. } = std::mem::replace(&mut self.txn, Txn::Idle) else {
                 return Ok(());
             };
@@ -638,7 +645,12 @@ impl SimReader {
         Ok(())
     }
 
-    fn place(&mut self, now: Instant, profile: &str, how: Presentation) -> Result<(), ControlError> {
+    fn place(
+        &mut self,
+        now: Instant,
+        profile: &str,
+        how: Presentation,
+    ) -> Result<(), ControlError> {
         check_profile(profile)?;
         if self.slot.is_some() {
             self.remove_card(now);
@@ -777,7 +789,10 @@ impl SimReader {
                 // [GAP] the C3 value of the power-on notification is not documented.
                 b.primitive(Tag::VIPA_TRANSACTION_STATUS, &[0x00]);
                 b.primitive(Tag::VIPA_STATUS_MESSAGE, b"DEVICE POWERED ON");
-                b.primitive(Tag::TERMINAL_IDENTIFICATION, &self.config.terminal.terminal_id);
+                b.primitive(
+                    Tag::TERMINAL_IDENTIFICATION,
+                    &self.config.terminal.terminal_id,
+                );
             });
             info!("powered on");
             self.send(now, true, &b.freeze());
@@ -793,6 +808,12 @@ impl SimReader {
     /// Frames `payload`, applies the faults and queues the writes.
     fn send(&mut self, now: Instant, unsolicited: bool, payload: &[u8]) {
         if self.stalled {
+            return;
+        }
+        if self.faults.stalled() {
+            warn!("stall: the device stops answering");
+            self.stalled = true;
+            self.event(Event::Stalled);
             return;
         }
         let mut wire = BytesMut::new();
@@ -812,11 +833,7 @@ impl SimReader {
             }
             self.out.push_back(Outgoing { at, bytes });
         }
-        if self.faults.count_message() {
-            warn!("stall: the device stops answering");
-            self.stalled = true;
-            self.event(Event::Stalled);
-        }
+        self.faults.count_message();
     }
 
     fn unsolicited_status(&mut self, now: Instant, content: &[u8]) {
@@ -918,7 +935,13 @@ impl SimReader {
             }
         };
         let code = cmd.code();
-        info!(cmd = cmd.name().unwrap_or("unknown"), p1 = cmd.p1, p2 = cmd.p2, lc = cmd.data.len(), "command");
+        info!(
+            cmd = cmd.name().unwrap_or("unknown"),
+            p1 = cmd.p1,
+            p2 = cmd.p2,
+            lc = cmd.data.len(),
+            "command"
+        );
         self.event(Event::Command { code });
         match code {
             code::ABORT => {
@@ -974,7 +997,13 @@ impl SimReader {
                 self.continue_txn(now, &cmd);
             }
             code::CANCEL_CONTACTLESS => {
-                if matches!(self.txn, Txn::WaitCard { contactless: true, .. }) {
+                if matches!(
+                    self.txn,
+                    Txn::WaitCard {
+                        contactless: true,
+                        ..
+                    }
+                ) {
                     self.txn = Txn::Idle;
                     self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
                 }
@@ -1024,11 +1053,7 @@ impl SimReader {
                 self.run_contactless(now, data)
             }
             _ => {
-                let auto = self
-                    .config
-                    .card
-                    .clone()
-                    .filter(|_| self.config.auto_insert);
+                let auto = self.config.card.clone().filter(|_| self.config.auto_insert);
                 match auto {
                     Some(p) => {
                         self.txn = Txn::WaitCard {
@@ -1128,7 +1153,11 @@ impl SimReader {
                     Tag::VIPA_TRANSACTION_STATUS,
                     &[TransactionStatus::PIN_ENTRY_REQUESTED.0],
                 );
-                let msg: &[u8] = if retry { b"INCORRECT PIN" } else { b"ENTER PIN" };
+                let msg: &[u8] = if retry {
+                    b"INCORRECT PIN"
+                } else {
+                    b"ENTER PIN"
+                };
                 b.primitive(Tag::VIPA_STATUS_MESSAGE, msg);
                 if let Some(t) = tries_left {
                     b.primitive(Tag::PIN_TRY_COUNTER, &[t]);
@@ -1159,7 +1188,10 @@ impl SimReader {
                 b.constructed(Tag::VIPA_E4, |b| {
                     b.raw(&data);
                     // POS entry mode: 05 chip, 07 contactless chip (not in the kernel's set).
-                    b.primitive(Tag::POS_ENTRY_MODE, &[if contactless { 0x07 } else { 0x05 }]);
+                    b.primitive(
+                        Tag::POS_ENTRY_MODE,
+                        &[if contactless { 0x07 } else { 0x05 }],
+                    );
                 });
                 if contactless {
                     // The card has left the field; the host's answer only confirms.
@@ -1356,7 +1388,11 @@ impl SimReader {
         }
         b.primitive(Tag::AMOUNT_AUTHORISED, &digits);
         b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &data.currency);
-        self.respond(now, &template(Tag::VIPA_E4, b.as_bytes()), StatusWord::SUCCESS);
+        self.respond(
+            now,
+            &template(Tag::VIPA_E4, b.as_bytes()),
+            StatusWord::SUCCESS,
+        );
     }
 
     fn magstripe_data(&mut self, b: &mut TlvBuilder, profile: &card::CardProfile) {
@@ -1391,7 +1427,11 @@ impl SimReader {
             b.primitive(Tag::POS_ENTRY_MODE, &[0x91]);
             self.magstripe_data(&mut b, &profile);
             self.slot = None;
-            self.respond(now, &template(Tag::VIPA_E7, b.as_bytes()), StatusWord::SUCCESS);
+            self.respond(
+                now,
+                &template(Tag::VIPA_E7, b.as_bytes()),
+                StatusWord::SUCCESS,
+            );
             return;
         }
         self.run_kernel(now, data, true);

@@ -52,8 +52,8 @@ impl Pty {
         fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
         // SAFETY: the `File` owns the master descriptor for as long as the `AsyncFd` holds it,
         // and `File::as_raw_fd` always returns that same descriptor.
-        let master = unsafe { AsyncFd::register(File::from(pair.master)) }
-            .map_err(|e| e.into_parts().1)?;
+        let master =
+            unsafe { AsyncFd::register(File::from(pair.master)) }.map_err(|e| e.into_parts().1)?;
         Ok(Pty {
             master,
             _slave: pair.slave,
