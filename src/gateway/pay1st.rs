@@ -640,7 +640,7 @@ mod tests {
         let b = create_request(&plain, &req(100, "NGN")).unwrap().body;
         let t = std::str::from_utf8(&b).unwrap();
         assert!(
-            !t.contains("emv")
+            !t.contains(r#""emv""#)
                 && t.contains(r#""callbackCancelUrl":"https://pos.example/cb/cancel""#),
             "{t}"
         );
