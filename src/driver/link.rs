@@ -351,6 +351,7 @@ impl ReaderLink {
             events: ev_tx,
             state: state_tx,
             counters: counters.clone(),
+            ready_sessions: 0,
         };
         tokio::spawn(task.run(Box::new(connector)));
         (
@@ -466,6 +467,8 @@ struct Task {
     events: mpsc::Sender<LinkEvent>,
     state: watch::Sender<LinkState>,
     counters: Arc<Counters>,
+    /// Sessions that reached `Connected`.
+    ready_sessions: u64,
 }
 
 impl Task {
@@ -485,7 +488,6 @@ impl Task {
         let name = connector.describe();
         let mut attempt: u32 = 0;
         let mut last_error: Option<LostReason> = None;
-        let mut sessions: u64 = 0;
         loop {
             self.state.send_replace(LinkState::Reconnecting {
                 attempt,
@@ -518,10 +520,6 @@ impl Task {
                     session.fail_all(reason);
                     if was_ready {
                         attempt = 0;
-                        sessions += 1;
-                        if sessions > 1 {
-                            bump(&self.counters.reconnects, 1);
-                        }
                         warn!(device = %name, %reason, "reader link lost");
                         self.emit(LinkEvent::Lost(reason));
                     } else {
@@ -921,6 +919,10 @@ impl<'t> Session<'t> {
     fn become_ready(&mut self) {
         let info = self.device_info.clone().unwrap_or_default();
         self.ready = true;
+        if self.task.ready_sessions > 0 {
+            bump(&self.task.counters.reconnects, 1);
+        }
+        self.task.ready_sessions += 1;
         self.task.state.send_replace(LinkState::Connected {
             device_info: info.clone(),
         });
