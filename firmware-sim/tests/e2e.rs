@@ -135,7 +135,10 @@ impl<L: Read + Write> Link<L> {
             if !self.pending.is_empty() {
                 continue;
             }
-            assert!(Instant::now() < deadline, "no message from vipa-sim in time");
+            assert!(
+                Instant::now() < deadline,
+                "no message from vipa-sim in time"
+            );
             match self.io.read(&mut buf) {
                 Ok(0) => std::thread::sleep(Duration::from_millis(5)),
                 Ok(n) => {
@@ -223,8 +226,13 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
     assert_eq!(tag(&e4, 0x9F27), Some(vec![0x80]), "ARQC");
     assert_eq!(tag(&e4, 0x9F26).map(|v| v.len()), Some(8));
     assert_eq!(tag(&e4, 0x9F02), Some(vec![0, 0, 0, 0, 0x32, 0x50]));
-    assert_eq!(tag(&e4, 0x4F).map(hex::encode_upper).as_deref(), Some(expect_aid));
-    assert!(unsolicited.iter().any(|m| m.payload.starts_with(&[0xE0, 0x04, 0x48, 0x02, 0x03])));
+    assert_eq!(
+        tag(&e4, 0x4F).map(hex::encode_upper).as_deref(),
+        Some(expect_aid)
+    );
+    assert!(unsolicited
+        .iter()
+        .any(|m| m.payload.starts_with(&[0xE0, 0x04, 0x48, 0x02, 0x03])));
 
     // The issuer verifies the ARQC and answers; Continue wrapped in E0.
     let v = issuer::verify_arqc(&e4).expect("ARQC verifies");
@@ -255,7 +263,10 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
 fn pty_full_online_sale() {
     let mut sim = Sim::spawn(&["--pty", "--card", "visa-cvn18"]);
     let first = sim.line();
-    let path = first["pty"].as_str().expect("{\"pty\":...} first").to_owned();
+    let path = first["pty"]
+        .as_str()
+        .expect("{\"pty\":...} first")
+        .to_owned();
     assert!(path.starts_with("/dev/"));
     let port = serialport::new(&path, 57600)
         .timeout(Duration::from_millis(100))
@@ -287,7 +298,14 @@ fn pty_full_online_sale() {
 
 #[test]
 fn tcp_full_online_sale_and_many_devices() {
-    let mut sim = Sim::spawn(&["--tcp", "127.0.0.1:0", "--devices", "2", "--card", "visa-cvn18"]);
+    let mut sim = Sim::spawn(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--devices",
+        "2",
+        "--card",
+        "visa-cvn18",
+    ]);
     let addrs: Vec<String> = (0..2)
         .map(|_| sim.line()["tcp"].as_str().expect("tcp line").to_owned())
         .collect();
@@ -301,7 +319,10 @@ fn tcp_full_online_sale_and_many_devices() {
         // §1.4: after connecting, the host first reads the E6 power-on notification.
         let e6 = link.message();
         assert!(e6.unsolicited && e6.payload[0] == 0xE6);
-        let tid = tlv::find(&e6.payload, Tag(0x9F1C)).unwrap().value().to_vec();
+        let tid = tlv::find(&e6.payload, Tag(0x9F1C))
+            .unwrap()
+            .value()
+            .to_vec();
         assert_eq!(tid, format!("SIM0000{}", i + 1).into_bytes());
         full_sale(&mut link, "A0000000031010");
     }

@@ -105,7 +105,9 @@ impl Host {
     /// The next response, running timers for up to 30 virtual seconds.
     fn response(&mut self) -> Message {
         self.settle(Duration::from_secs(30));
-        self.responses.pop_front().expect("no response from the simulator")
+        self.responses
+            .pop_front()
+            .expect("no response from the simulator")
     }
 
     fn no_response(&mut self) {
@@ -115,7 +117,9 @@ impl Host {
 
     fn unsolicited(&mut self) -> Message {
         self.settle(Duration::from_secs(30));
-        self.unsolicited.pop_front().expect("no unsolicited message")
+        self.unsolicited
+            .pop_front()
+            .expect("no unsolicited message")
     }
 
     fn start(&mut self, amount: u64) {
@@ -523,7 +527,9 @@ fn contactless_msd_gives_e7_without_clear_track_data() {
     let m = h.response();
     let e7 = expect_template(&m, 0xE7);
     assert_eq!(tag(&e7, 0x9F39), Some(vec![0x91]));
-    assert!(tag(&e7, 0xDFDB06).unwrap().starts_with(b"401200******5439D"));
+    assert!(tag(&e7, 0xDFDB06)
+        .unwrap()
+        .starts_with(b"401200******5439D"));
     let ff7f = tlv::find(&e7, Tag::VIPA_SRED).unwrap();
     let clear = crate::sred::decrypt(ff7f.value()).unwrap();
     assert_eq!(clear.pan.last4(), "5439");
@@ -585,8 +591,8 @@ fn bad_lrc_is_dropped_and_the_next_command_answered() {
 #[test]
 fn scenario_removes_the_card_at_e4() {
     let mut h = Host::with_card("visa-cvn18");
-    let s = Scenario::parse("{\"cmd\":\"wait-for\",\"point\":\"e4\"}\n{\"cmd\":\"remove\"}\n")
-        .unwrap();
+    let s =
+        Scenario::parse("{\"cmd\":\"wait-for\",\"point\":\"e4\"}\n{\"cmd\":\"remove\"}\n").unwrap();
     h.reader.load_scenario(h.now, s);
     h.start(100);
     let e4 = expect_template(&h.response(), 0xE4);
@@ -645,10 +651,7 @@ fn every_fault_kind_is_reproducible_by_seed() {
         }
     }
     // A different seed gives a different corruption pattern.
-    assert_ne!(
-        faulty_run("flip=0.02", 1).0,
-        faulty_run("flip=0.02", 2).0
-    );
+    assert_ne!(faulty_run("flip=0.02", 1).0, faulty_run("flip=0.02", 2).0);
 }
 
 #[test]
@@ -664,7 +667,9 @@ fn slow_delays_and_split_chunks() {
     let t0 = Instant::now();
     r.handle_timeout(t0);
     assert!(r.poll_transmit(t0).is_none(), "held back by slow");
-    assert!(r.poll_timeout().is_some_and(|t| t >= t0 + Duration::from_millis(200)));
+    assert!(r
+        .poll_timeout()
+        .is_some_and(|t| t >= t0 + Duration::from_millis(200)));
     let t1 = t0 + Duration::from_millis(200);
     let chunks: Vec<Bytes> = std::iter::from_fn(|| r.poll_transmit(t1)).collect();
     assert!(chunks.len() > 1, "split into chunks");
@@ -688,7 +693,10 @@ fn stall_and_flow_faults_behave() {
     assert!(h.reader.status().stalled);
     h.reader.reboot(h.now);
     h.pump();
-    assert!(h.unsolicited.iter().any(|m| m.payload.first() == Some(&0xE6)));
+    assert!(h
+        .unsolicited
+        .iter()
+        .any(|m| m.payload.first() == Some(&0xE6)));
     h.send(&[0xD0, 0xFF, 0x00, 0x00]);
     assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
 

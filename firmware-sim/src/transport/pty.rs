@@ -76,7 +76,7 @@ impl AsyncRead for Pty {
         loop {
             let mut guard = ready!(self.master.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|f| (&*f.get_ref()).read(unfilled)) {
+            match guard.try_io(|f| f.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -96,7 +96,7 @@ impl AsyncWrite for Pty {
     ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.master.poll_write_ready(cx))?;
-            match guard.try_io(|f| (&*f.get_ref()).write(data)) {
+            match guard.try_io(|f| f.get_ref().write(data)) {
                 Ok(r) => return Poll::Ready(r),
                 Err(_would_block) => continue,
             }
