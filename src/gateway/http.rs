@@ -315,7 +315,7 @@ impl NumberGateway {
     /// One call with at most one re-login on 5030/5050.
     async fn call<T>(
         &self,
-        build: impl Fn(&number::Session, i64) -> Result<HttpRequest, T>,
+        build: impl Fn(&number::Session, i64) -> Result<HttpRequest, &'static str>,
         classify: impl Fn(&Exchange) -> number::Reply<T>,
         unavailable: impl Fn(String) -> T,
     ) -> T {
@@ -327,7 +327,7 @@ impl NumberGateway {
             };
             let req = match build(&s, self.clock.unix_now()) {
                 Ok(r) => r,
-                Err(t) => return t,
+                Err(reason) => return unavailable(reason.to_owned()),
             };
             let ex = self.http.send(&self.cfg.base_url, &req).await;
             match classify(&ex) {
@@ -347,11 +347,7 @@ impl NumberGateway {
     async fn do_void(&self, req: &VoidRequest) -> OpResult {
         let id = req.gateway_id.clone();
         self.call(
-            |s, _| {
-                number::void_request(s, req).ok_or(OpResult::Unsupported {
-                    reason: "not a number TxID",
-                })
-            },
+            |s, _| number::void_request(s, req).ok_or("not a number TxID"),
             |ex| number::classify_op(ex, "Transaction_VoidResult", &id, false),
             |reason| OpResult::Unavailable { reason },
         )
@@ -360,11 +356,7 @@ impl NumberGateway {
 
     async fn do_refund(&self, req: &RefundRequest) -> OpResult {
         self.call(
-            |s, _| {
-                number::apply_credit_request(s, req).ok_or(OpResult::Unsupported {
-                    reason: "not a number TxID",
-                })
-            },
+            |s, _| number::apply_credit_request(s, req).ok_or("not a number TxID"),
             |ex| number::classify_op(ex, "Transaction_ApplyCreditResult", &req.gateway_id, true),
             |reason| OpResult::Unavailable { reason },
         )
@@ -373,11 +365,7 @@ impl NumberGateway {
 
     async fn do_status(&self, reference: &Reference) -> StatusResult {
         self.call(
-            |s, _| {
-                number::query_request(s, reference).ok_or(StatusResult::Unknown {
-                    reason: "number: reference not queryable".into(),
-                })
-            },
+            |s, _| number::query_request(s, reference).ok_or("number: reference not queryable"),
             |ex| number::classify_query(ex, reference, &self.cfg.currency),
             |reason| StatusResult::Unknown { reason },
         )
@@ -576,7 +564,9 @@ impl Gateway for PaiGateway {
                 op_to_auth(self.do_refund(&rf).await, req.amount)
             } else {
                 match paymentsai::authorize_request(&self.cfg, req) {
-                    Err(r) => r,
+                    Err(reason) => AuthorizationResult::Unavailable {
+                        reason: reason.into(),
+                    },
                     Ok(http) => {
                         // Same idempotencyKey, same bytes: a repeat returns the original.
                         let ex = self
@@ -595,7 +585,7 @@ impl Gateway for PaiGateway {
     fn capture<'a>(&'a self, req: &'a CaptureRequest) -> BoxFuture<'a, OpResult> {
         Box::pin(async move {
             match paymentsai::capture_request(&self.cfg, req) {
-                Err(r) => r,
+                Err(reason) => OpResult::Unsupported { reason },
                 Ok(http) => {
                     let ex = self
                         .http
@@ -739,7 +729,9 @@ impl Gateway for Pay1stGateway {
     ) -> BoxFuture<'a, AuthorizationResult> {
         Box::pin(async move {
             let r = match pay1st::create_request(&self.cfg, req) {
-                Err(r) => r,
+                Err(reason) => AuthorizationResult::Unavailable {
+                    reason: reason.into(),
+                },
                 Ok(http) => {
                     // partnerReference is unique: a re-send after a lost reply is answered
                     // 409 and resolved by lookup, never charged twice.

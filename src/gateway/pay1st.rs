@@ -260,10 +260,8 @@ struct CreateBody<'a> {
 pub fn create_request(
     cfg: &Pay1stConfig,
     req: &AuthorizationRequest,
-) -> Result<HttpRequest, AuthorizationResult> {
-    let refuse = |reason: &str| AuthorizationResult::Unavailable {
-        reason: reason.to_owned(),
-    };
+) -> Result<HttpRequest, &'static str> {
+    let refuse = |reason: &'static str| reason;
     if req.kind != AuthKind::Sale {
         return Err(refuse(
             "pay1st: only sales (no pre-authorization or refund api)",

@@ -157,10 +157,8 @@ fn valid_key(r: &Reference) -> bool {
 pub fn authorize_request(
     cfg: &PaiConfig,
     req: &AuthorizationRequest,
-) -> Result<HttpRequest, AuthorizationResult> {
-    let refuse = |reason: &str| AuthorizationResult::Unavailable {
-        reason: reason.to_owned(),
-    };
+) -> Result<HttpRequest, &'static str> {
+    let refuse = |reason: &'static str| reason;
     let kind = match req.kind {
         AuthKind::Sale => "sale",
         AuthKind::PreAuth => "authorize",
@@ -202,11 +200,9 @@ pub fn authorize_request(
 ///
 /// # Errors
 /// `Unsupported` for an unusable key.
-pub fn capture_request(cfg: &PaiConfig, req: &CaptureRequest) -> Result<HttpRequest, OpResult> {
+pub fn capture_request(cfg: &PaiConfig, req: &CaptureRequest) -> Result<HttpRequest, &'static str> {
     if !valid_key(&req.reference) {
-        return Err(OpResult::Unsupported {
-            reason: "reference unusable as idempotencyKey",
-        });
+        return Err("reference unusable as idempotencyKey");
     }
     let body = TxnBody {
         kind: "sale",
@@ -217,9 +213,7 @@ pub fn capture_request(cfg: &PaiConfig, req: &CaptureRequest) -> Result<HttpRequ
         instruction: None,
         metadata: None,
     };
-    let body = serde_json::to_vec(&body).map_err(|_| OpResult::Unsupported {
-        reason: "cannot encode",
-    })?;
+    let body = serde_json::to_vec(&body).map_err(|_| "cannot encode")?;
     Ok(cfg.authed(HttpRequest::post_json(cfg.org_path("/transactions"), body)))
 }
 
