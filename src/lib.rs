@@ -7,7 +7,10 @@
 pub mod cryptogram;
 pub mod decode;
 pub mod driver;
+pub mod engine;
 pub mod gateway;
 pub mod money;
+pub mod receipt;
+pub mod sale;
 pub mod sandbox;
 pub mod txn;

@@ -25,6 +25,8 @@ enum Command {
     /// Talk to a VIPA reader (serial path or tcp://HOST:PORT): `device info`.
     #[command(subcommand)]
     Device(emvbridge::driver::cli::DeviceCommand),
+    /// Run one card-present sale (simulated reader and sandbox gateway unless told otherwise).
+    Sale(emvbridge::sale::SaleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,5 +36,6 @@ fn main() -> std::process::ExitCode {
         Command::Crypto(cmd) => emvbridge::cryptogram::run(cmd),
         Command::SandboxGateway(args) => emvbridge::sandbox::cli::run(args),
         Command::Device(cmd) => emvbridge::driver::cli::run(cmd),
+        Command::Sale(args) => emvbridge::sale::run(args),
     }
 }

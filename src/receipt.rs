@@ -1,0 +1,117 @@
+//! EMV receipts: the fields card schemes require, as text (merchant and customer copies) or
+//! JSON. Built from an [`Outcome`]; never holds more than the masked PAN.
+
+use std::fmt::Write as _;
+
+use crate::txn::{EntryMode, Outcome, OutcomeStatus};
+
+/// Receipt text for one copy (`"MERCHANT COPY"` / `"CUSTOMER COPY"`).
+pub fn text(o: &Outcome, copy: &str) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, k: &str, v: &str| {
+        let _ = writeln!(s, "{k:<14}{v:>26}");
+    };
+    let _ = writeln!(s, "{:^40}", copy);
+    let _ = writeln!(s, "{}", "-".repeat(40));
+    let kind = match o.kind {
+        crate::txn::AuthKind::Sale => "SALE",
+        crate::txn::AuthKind::PreAuth => "PRE-AUTHORIZATION",
+        crate::txn::AuthKind::Refund => "REFUND",
+    };
+    let _ = writeln!(s, "{kind}");
+    let c = &o.card;
+    if let Some(label) = &c.app_label {
+        line(&mut s, "APP", label);
+    }
+    if let Some(aid) = &c.aid {
+        line(&mut s, "AID", aid);
+    }
+    if let Some(pan) = &c.masked_pan {
+        line(&mut s, "CARD", pan);
+    }
+    let entry = match c.entry_mode {
+        Some(EntryMode::Chip) => "CHIP",
+        Some(EntryMode::Contactless) => "CONTACTLESS",
+        Some(EntryMode::Swipe) => "SWIPE",
+        None => "CHIP",
+    };
+    line(&mut s, "ENTRY", entry);
+    line(&mut s, "AMOUNT", &o.amount.to_string());
+    if let Some(a) = &o.approved_amount {
+        if a != &o.amount {
+            line(&mut s, "APPROVED AMT", &a.to_string());
+        }
+    }
+    if let Some(t) = &c.tvr {
+        line(&mut s, "TVR", t);
+    }
+    if let Some(t) = &c.tsi {
+        line(&mut s, "TSI", t);
+    }
+    if let (Some(kind), Some(ac)) = (&c.cryptogram_type, &c.cryptogram) {
+        line(&mut s, kind, ac);
+    }
+    if let Some(arc) = &c.arc {
+        line(&mut s, "ARC", &String::from_utf8_lossy(arc));
+    }
+    if let Some(code) = &o.auth_code {
+        line(&mut s, "AUTH CODE", code);
+    }
+    if let Some(id) = &o.gateway_id {
+        line(&mut s, "TXN ID", id);
+    }
+    line(&mut s, "REF", &o.reference.0);
+    let verdict = match o.status {
+        OutcomeStatus::Approved => "APPROVED",
+        OutcomeStatus::PartiallyApproved => "PARTIALLY APPROVED",
+        OutcomeStatus::ApprovedOffline => "APPROVED (OFFLINE, STORED)",
+        OutcomeStatus::Declined => "DECLINED",
+        OutcomeStatus::Cancelled => "CANCELLED",
+        OutcomeStatus::Reversed => "REVERSED - NOT CHARGED",
+        OutcomeStatus::Unresolved => "NOT COMPLETED - BEING RESOLVED",
+        OutcomeStatus::Failed => "FAILED - NOT CHARGED",
+    };
+    let _ = writeln!(s, "{}", "-".repeat(40));
+    let _ = writeln!(s, "{verdict:^40}");
+    if let Some(code) = &o.decline_code {
+        let _ = writeln!(s, "{:^40}", format!("CODE {code}"));
+    }
+    if o.status.is_approved() {
+        match c.cvm.as_deref() {
+            Some(cvm @ ("PIN VERIFIED" | "ONLINE PIN")) => {
+                let _ = writeln!(s, "{cvm:^40}");
+            }
+            Some("SIGNATURE") | Some("PIN VERIFIED + SIGNATURE")
+                if copy.starts_with("MERCHANT") =>
+            {
+                let _ = writeln!(s, "\nX{}", "_".repeat(39));
+                let _ = writeln!(s, "{:^40}", "CARDHOLDER SIGNATURE");
+            }
+            Some(other) => {
+                let _ = writeln!(s, "{other:^40}");
+            }
+            None => {}
+        }
+    }
+    s
+}
+
+/// The receipt data as JSON: the outcome's fields plus the card facts.
+pub fn json(o: &Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "reference": o.reference,
+        "kind": o.kind,
+        "status": o.status,
+        "amount": o.amount,
+        "approved_amount": o.approved_amount,
+        "gateway_id": o.gateway_id,
+        "auth_code": o.auth_code,
+        "decline_code": o.decline_code,
+        "reason": o.reason,
+        "reversal": o.reversal.as_ref().map(|r| serde_json::json!({
+            "reason": r.reason,
+            "result": r.result.as_ref().map(|x| format!("{x:?}")),
+        })),
+        "card": o.card,
+    })
+}

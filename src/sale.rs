@@ -1,0 +1,297 @@
+//! `emvbridge sale`: one card-present sale from the command line, with prompts as they happen
+//! and an EMV receipt.
+//!
+//! With no `--device`, a simulated reader (`emvbridge_sim`) is started in-process and reached
+//! over a real TCP socket on loopback; with `--gateway sandbox` (the default) the sandbox
+//! gateway is started in-process on loopback with its test credentials. Both are announced on
+//! standard error, so nobody mistakes the embedded default for a real payment.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, ReaderLink};
+use crate::gateway::http::{HttpSettings, NumberGateway, PaiGateway, Pay1stGateway};
+use crate::gateway::number::NumberConfig;
+use crate::gateway::pay1st::Pay1stConfig;
+use crate::gateway::paymentsai::PaiConfig;
+use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig, Secret, SystemClock};
+use crate::money::Money;
+use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, Reference, TxnConfig, TxnRequest};
+
+/// Arguments of `emvbridge sale`.
+#[derive(clap::Args, Debug)]
+pub struct SaleArgs {
+    /// Amount in major units as printed on the till (`12.34`).
+    #[arg(long)]
+    pub amount: String,
+    /// ISO 4217 currency (alphabetic or numeric).
+    #[arg(long, default_value = "USD")]
+    pub currency: String,
+    /// The reader: a serial device (`/dev/ttyUSB0`, `/dev/pts/3`) or `tcp://HOST:PORT`.
+    /// Without it, a simulated reader runs in-process.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Serial baud rate (USB CDC readers ignore it).
+    #[arg(long, default_value_t = 57_600)]
+    pub baud: u32,
+    /// The simulated card (with no --device): a profile of `vipa-sim --list-cards`.
+    #[arg(long, default_value = "visa-cvn18")]
+    pub card: String,
+    /// `sandbox` (in-process sandbox gateway), a sandbox gateway's URL (`http://127.0.0.1:PORT`),
+    /// or `env` (a real gateway configured by environment variables; see `emvbridge config`).
+    #[arg(long, default_value = "sandbox")]
+    pub gateway: String,
+    /// Gateway dialect.
+    #[arg(long, value_parser = parse_dialect, default_value = "paymentsai")]
+    pub dialect: Dialect,
+    /// The bridge's reference for this sale (idempotency key); generated when absent.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Print the outcome and receipt as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "number" => Ok(Dialect::Number),
+        "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
+        "pay1st" => Ok(Dialect::Pay1st),
+        other => Err(format!(
+            "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
+        )),
+    }
+}
+
+/// The sandbox gateway's test credentials for `dialect` at `url`.
+pub fn sandbox_gateway(
+    dialect: Dialect,
+    url: &str,
+    http: HttpSettings,
+) -> anyhow::Result<Arc<dyn Gateway>> {
+    let defaults = crate::sandbox::SandboxConfig::default();
+    Ok(match dialect {
+        Dialect::PaymentsAi => Arc::new(PaiGateway::new(
+            PaiConfig {
+                base_url: format!("{url}/pai"),
+                organization_id: defaults.pai.organization_id.clone(),
+                api_key: Secret::new(defaults.pai.stage_credential()),
+            },
+            http,
+        )?),
+        Dialect::Number => Arc::new(NumberGateway::new(
+            NumberConfig {
+                base_url: format!("{url}/number/APIcardProcNumber/v1.0.0"),
+                acct_code: defaults.number.acct_code.clone(),
+                token: Secret::new(defaults.number.token.clone()),
+                user_id: defaults.number.user_id.clone(),
+                hmac_secret: Secret::new(defaults.number.hmac_secret.clone()),
+                merch_id: None,
+                currency: "USD".into(),
+            },
+            http,
+            Arc::new(SystemClock),
+        )?),
+        Dialect::Pay1st => Arc::new(Pay1stGateway::new(
+            Pay1stConfig {
+                base_url: format!("{url}/pay1st"),
+                api_key: Secret::new(defaults.pay1st.api_key.clone()),
+                api_secret: Secret::new(defaults.pay1st.api_secret.clone()),
+                signing_key: Secret::new(defaults.pay1st.signing_key.clone()),
+                country_code: "NG".into(),
+                callback_url: None,
+                webhook_url: None,
+                emv_extension: true,
+                token_refresh_secs: 3000,
+            },
+            http,
+            Arc::new(SystemClock),
+        )?),
+    })
+}
+
+fn prompt_text(p: &Prompt) -> String {
+    match p {
+        Prompt::PresentCard => "INSERT, TAP OR SWIPE CARD".into(),
+        Prompt::CardInserted => "CARD INSERTED".into(),
+        Prompt::UseChip => "USE CHIP READER".into(),
+        Prompt::ApplicationSelected { label } => {
+            format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
+        }
+        Prompt::EnterPin => "ENTER PIN".into(),
+        Prompt::PinEntered => "PIN ENTERED".into(),
+        Prompt::Status { text } => text.clone(),
+        Prompt::Authorizing => "AUTHORIZING...".into(),
+        Prompt::Completing => "PLEASE WAIT".into(),
+        Prompt::RemoveCard => "REMOVE CARD".into(),
+        Prompt::CardRemoved => "CARD REMOVED".into(),
+        Prompt::Reversing => "REVERSING".into(),
+    }
+}
+
+/// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.
+pub fn run(args: SaleArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(sale(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
+    let amount = Money::parse_major(&args.amount, &args.currency)?;
+    // The reader.
+    let mut _sim_task = None;
+    let addr: DeviceAddr = match &args.device {
+        Some(d) => d.parse().map_err(|e| anyhow!("{e}"))?,
+        None => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let local = listener.local_addr()?;
+            let config = emvbridge_sim::reader::SimConfig {
+                card: Some(args.card.clone()),
+                seed: 1,
+                ..Default::default()
+            };
+            if emvbridge_sim::card::profile(&args.card).is_none() {
+                bail!(
+                    "unknown card profile {:?} (try: {})",
+                    args.card,
+                    emvbridge_sim::card::profile_names()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let reader = emvbridge_sim::reader::SimReader::new(config, std::time::Instant::now());
+            let (handle, control) = emvbridge_sim::transport::DeviceHandle::channel();
+            _sim_task = Some((
+                handle,
+                tokio::spawn(emvbridge_sim::transport::run_tcp(
+                    reader, listener, control, 0,
+                )),
+            ));
+            eprintln!(
+                "note: no --device given: using the simulated reader (card {}) on tcp://{local}",
+                args.card
+            );
+            DeviceAddr::Tcp {
+                host: local.ip().to_string(),
+                port: local.port(),
+            }
+        }
+    };
+    // The gateway.
+    let http = HttpSettings::default();
+    let mut _sandbox = None;
+    let gateway: Arc<dyn Gateway> = match args.gateway.as_str() {
+        "sandbox" => {
+            let gw = crate::sandbox::spawn(crate::sandbox::SandboxConfig::default())
+                .await
+                .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
+            eprintln!(
+                "note: using the in-process sandbox gateway ({} dialect) at {}",
+                args.dialect,
+                gw.url()
+            );
+            let g = sandbox_gateway(args.dialect, &gw.url(), http)?;
+            _sandbox = Some(gw);
+            g
+        }
+        "env" => GatewayConfig::from_env(args.dialect, Environment::Staging)
+            .map_err(|e| anyhow!("{e}"))?
+            .build(http)
+            .map_err(|e| anyhow!("{e}"))?,
+        url if url.starts_with("http://") || url.starts_with("https://") => {
+            sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
+        }
+        other => bail!("--gateway must be sandbox, env or a sandbox gateway URL, not {other:?}"),
+    };
+    // The link.
+    let connector = AddrConnector::new(
+        addr,
+        LineSettings {
+            baud: args.baud,
+            ..LineSettings::default()
+        },
+    );
+    let link_config = LinkConfig {
+        max_connect_attempts: Some(5),
+        ..LinkConfig::default()
+    };
+    let (link, mut events) = ReaderLink::spawn(connector, link_config);
+    let info = link
+        .wait_ready(Duration::from_secs(15))
+        .await
+        .context("the reader did not become ready")?;
+    let model = info
+        .devices
+        .first()
+        .and_then(|d| d.model.clone())
+        .unwrap_or_else(|| "reader".into());
+    eprintln!(
+        "reader: {model} (terminal {})",
+        info.terminal_id.as_deref().unwrap_or("?")
+    );
+    let (date, time) = crate::engine::utc_date_time(std::time::SystemTime::now());
+    let reference = args.reference.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("emvb-{nanos:x}")
+    });
+    let req = TxnRequest {
+        reference: Reference(reference),
+        kind: AuthKind::Sale,
+        amount,
+        amount_other: 0,
+        date,
+        time,
+        app_choice: AppChoice::CardPriority,
+        original_gateway_id: None,
+    };
+    let json = args.json;
+    let outcome = crate::engine::run_transaction(
+        &link,
+        &mut events,
+        gateway,
+        req,
+        TxnConfig::default(),
+        |p| {
+            if !json {
+                eprintln!("  [{}]", prompt_text(p));
+            }
+        },
+    )
+    .await?;
+    link.shutdown().await;
+    if json {
+        println!("{}", crate::receipt::json(&outcome));
+    } else {
+        println!("{}", crate::receipt::text(&outcome, "MERCHANT COPY"));
+        println!("{}", crate::receipt::text(&outcome, "CUSTOMER COPY"));
+        if let Some(reason) = &outcome.reason {
+            println!("reason: {reason}");
+        }
+    }
+    Ok(matches!(
+        outcome.status,
+        OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved | OutcomeStatus::ApprovedOffline
+    ))
+}
