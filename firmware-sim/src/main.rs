@@ -83,6 +83,9 @@ struct Args {
     /// End a Start Transaction waiting for a card after DUR (default: wait forever).
     #[arg(long, value_name = "DUR")]
     card_timeout: Option<String>,
+    /// Status word for the card-wait timeout, hex ([GAP]: undocumented; default 9F41).
+    #[arg(long, default_value = "9F41", value_name = "SW")]
+    card_timeout_sw: String,
     /// List the card profiles and exit.
     #[arg(long)]
     list_cards: bool,
@@ -107,6 +110,9 @@ fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
             .map(parse_duration)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--card-timeout: {e}"))?,
+        card_timeout_sw: u16::from_str_radix(&args.card_timeout_sw, 16)
+            .map(emvbridge_protocol::vipa::StatusWord)
+            .map_err(|_| anyhow::anyhow!("--card-timeout-sw: 4 hex digits"))?,
         ..SimConfig::default()
     };
     let tid = format!("SIM{:05}", u32::from(index) + 1);

@@ -331,3 +331,65 @@ fn tcp_full_online_sale_and_many_devices() {
     assert_eq!(ack["device"], 1);
     sim.close();
 }
+
+#[test]
+fn tcp_sale_survives_split_and_slow_writes() {
+    let sim = Sim::spawn(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--card",
+        "visa-cvn18",
+        "--seed",
+        "3",
+        "--faults",
+        "split,slow=20ms",
+    ]);
+    let addr = sim.line()["tcp"].as_str().unwrap().to_owned();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut link = Link::new(stream);
+    assert_eq!(link.message().payload[0], 0xE6);
+    full_sale(&mut link, "A0000000031010");
+    sim.close();
+}
+
+#[test]
+fn corrupt_lrc_faults_reach_the_host() {
+    let mut sim = Sim::spawn(&["--tcp", "127.0.0.1:0", "--faults", "corrupt-lrc=1"]);
+    let addr = sim.line()["tcp"].as_str().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    stream
+        .write_all(&[0x01, 0x00, 0x04, 0xD0, 0xFF, 0x00, 0x00, 0x2A])
+        .unwrap();
+    let mut raw = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 256];
+    // E6 on connect (35 + 4 bytes) and the Abort's 9000 (6 bytes), both with a bad LRC.
+    while raw.len() < 45 {
+        assert!(Instant::now() < deadline, "no bytes from vipa-sim");
+        if let Ok(n) = stream.read(&mut buf) {
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+    let mut d = Deframer::new();
+    d.push(&raw);
+    let mut corrupt = 0;
+    while let Some(item) = d.poll() {
+        match item {
+            Inbound::Corrupt { .. } => corrupt += 1,
+            Inbound::Message(_) => panic!("a frame survived corrupt-lrc=1"),
+        }
+    }
+    assert!(corrupt >= 1);
+    // A fault plan can be changed at run time through the control channel.
+    let ack = sim.control(r#"{"cmd":"faults","spec":"bogus"}"#);
+    assert_eq!(ack["ok"], false);
+    let ack = sim.control(r#"{"cmd":"faults","spec":""}"#);
+    assert_eq!(ack["ok"], true);
+    sim.close();
+}

@@ -476,9 +476,11 @@ impl SimReader {
         }
     }
 
-    /// Queues the power-on `E6` now (a TCP transport calls this for each new connection:
-    /// [S5] reads an `E6` first after connecting, §1.4).
+    /// A new host connection: output not yet sent is dropped (it was meant for the previous
+    /// peer) and the power-on `E6` is queued now. A TCP transport calls this for each
+    /// connection: [S5] reads an `E6` first after connecting (§1.4).
     pub fn announce(&mut self, now: Instant) {
+        self.out.clear();
         self.power_on_at = Some(now);
         self.fire_power_on(now);
     }
