@@ -239,6 +239,7 @@ fn tree(iter: TlvIter<'_>, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvEr
     Ok(nodes)
 }
 
+#[allow(clippy::result_large_err)] // CLI only: the partial output travels with the error
 fn decode_tlv(
     bytes: &[u8],
     base: usize,
@@ -324,6 +325,7 @@ enum Decoded {
     Messages(Vec<MessageOut>),
 }
 
+#[allow(clippy::result_large_err)] // CLI only: the partial output travels with the error
 fn decode_frames(
     bytes: &[u8],
     direction: Direction,
@@ -413,6 +415,7 @@ fn frame_error(e: FrameError, pos: usize, available: usize) -> DecodeError {
 
 /// Decodes one reassembled payload. Offsets of TLV errors are approximate across frame
 /// boundaries (they count payload bytes from the first INF byte of the message).
+#[allow(clippy::result_large_err)] // CLI only: the partial output travels with the error
 fn message(
     frames: Vec<FrameOut>,
     unsolicited: bool,

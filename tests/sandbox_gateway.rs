@@ -1180,10 +1180,7 @@ async fn pay1st_auth_signatures_payments_webhook() {
         .json()
         .await
         .unwrap();
-    let ts = format!(
-        "{}",
-        now["iso"].as_str().unwrap().replace('Z', ".123456789Z")
-    );
+    let ts = now["iso"].as_str().unwrap().replace('Z', ".123456789Z");
     let (hook, got) = receiver().await;
     let body = json!({"amount": 100, "countryCode": "NG", "currencyCode": "NGN", "partnerReference": "order-1", "webhookUrl": hook}).to_string();
     let sign = |ts: &str, body: &str| {
