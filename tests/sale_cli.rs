@@ -24,8 +24,14 @@ fn approved_declined_and_reversed_in_every_dialect() {
         assert!(out.contains("APPROVED"), "{dialect}: {out}");
         assert!(out.contains("MERCHANT COPY") && out.contains("CUSTOMER COPY"));
         assert!(out.contains("401200******5439"), "{out}");
-        assert!(err.contains("[INSERT, TAP OR SWIPE CARD]") && err.contains("[AUTHORIZING...]"), "{err}");
-        assert!(err.contains("simulated reader") && err.contains("sandbox gateway"), "{err}");
+        assert!(
+            err.contains("[INSERT, TAP OR SWIPE CARD]") && err.contains("[AUTHORIZING...]"),
+            "{err}"
+        );
+        assert!(
+            err.contains("simulated reader") && err.contains("sandbox gateway"),
+            "{err}"
+        );
         // No full PAN anywhere.
         assert!(!out.contains("4012000098765439") && !err.contains("4012000098765439"));
     }
