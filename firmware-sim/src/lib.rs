@@ -11,4 +11,5 @@ pub mod kernel;
 pub mod reader;
 pub mod scenario;
 pub mod sred;
+#[cfg(feature = "transport")]
 pub mod transport;

@@ -194,3 +194,70 @@ pub fn spawn_duplex(mut reader: SimReader) -> (DuplexStream, DeviceHandle, JoinH
     });
     (host, handle, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use emvbridge_protocol::frame::{emit_message, Deframer, Inbound, Message, NAD_PED};
+    use emvbridge_protocol::vipa::{Response, StatusWord};
+
+    use super::*;
+    use crate::reader::SimConfig;
+
+    async fn next(host: &mut DuplexStream, d: &mut Deframer) -> Message {
+        let mut buf = [0u8; 512];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(Inbound::Message(m)) = d.poll() {
+                    return m;
+                }
+                let n = host.read(&mut buf).await.unwrap();
+                assert!(n > 0, "simulator closed the pipe");
+                d.push(&buf[..n]);
+            }
+        })
+        .await
+        .expect("message in time")
+    }
+
+    #[tokio::test]
+    async fn duplex_serves_commands_and_control() {
+        let reader = SimReader::new(SimConfig::default(), Instant::now());
+        let (mut host, handle, task) = spawn_duplex(reader);
+        let mut d = Deframer::new();
+        let e6 = next(&mut host, &mut d).await;
+        assert!(e6.unsolicited && e6.payload[0] == 0xE6);
+        let mut out = BytesMut::new();
+        emit_message(NAD_PED, false, &[0xD0, 0x60, 0x01, 0x01], &mut out).unwrap();
+        host.write_all(&out).await.unwrap();
+        let r = next(&mut host, &mut d).await;
+        assert_eq!(
+            Response::parse(&r.payload).unwrap().sw(),
+            StatusWord::SUCCESS
+        );
+        let status = handle
+            .control(Control::Insert {
+                profile: Some("amex".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(status.card_present.as_deref(), Some("amex"));
+        let ev = next(&mut host, &mut d).await;
+        assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00]);
+        assert!(matches!(
+            handle
+                .control(Control::Card {
+                    profile: "nope".into()
+                })
+                .await,
+            Err(HandleError::Refused(ControlError::UnknownProfile))
+        ));
+        drop(host);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("device task ends when the host end is dropped")
+            .unwrap();
+    }
+}
