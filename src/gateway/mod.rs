@@ -769,4 +769,56 @@ mod tests {
         assert_eq!(e.to_string(), "missing environment variables: B, C");
         assert!(!e.to_string().contains("secret-value"));
     }
+
+    fn any_req() -> AuthorizationRequest {
+        AuthorizationRequest {
+            reference: Reference("r".into()),
+            kind: crate::txn::host::AuthKind::Sale,
+            amount: usd(1234),
+            amount_other: usd(0),
+            entry_mode: crate::txn::host::EntryMode::Chip,
+            icc_data: Bytes::new(),
+            masked_pan: String::new(),
+            last4: None,
+            brand: None,
+            original_gateway_id: None,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimal_round_trip(minor in 0u64..=crate::money::MAX_MINOR) {
+            for cur in ["USD", "JPY", "BHD"] {
+                let m = Money::from_minor(minor, cur).unwrap();
+                proptest::prop_assert_eq!(parse_decimal(decimal_json(&m).get(), cur), Some(m));
+            }
+        }
+
+        /// Any reply body and status: every classifier decides without panicking, and a
+        /// body that is not valid JSON is never an approval.
+        #[test]
+        fn classifiers_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), status in 100u16..600) {
+            let ex: Exchange = Ok(HttpReply { status, body: Bytes::from(body.clone()) });
+            let req = any_req();
+            let r = Reference("r".into());
+            let json_ok = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+            let n = number::classify_sale(&ex, &req);
+            let p = paymentsai::classify_authorize(&ex, &req);
+            let q = pay1st::classify_create(&ex, &req);
+            let approved = matches!(n, number::Reply::Done(AuthorizationResult::Approved { .. }))
+                || matches!(p, AuthorizationResult::Approved { .. })
+                || matches!(q, pay1st::Reply::Done(AuthorizationResult::Approved { .. }));
+            proptest::prop_assert!(json_ok || !approved);
+            let _ = number::classify_op(&ex, "Transaction_VoidResult", "1", false);
+            let _ = number::classify_query(&ex, &r, "USD");
+            let _ = paymentsai::classify_op(&ex);
+            let _ = paymentsai::classify_lookup(&ex, &r);
+            let _ = paymentsai::classify_get(&ex);
+            let _ = pay1st::classify_lookup(&ex, &r);
+            let _ = number::parse_authenticate(&ex, 0);
+            let _ = pay1st::parse_tokens(&ex, 0);
+            let _ = issuer_from_tlv(&body);
+            let _ = parse_decimal(&String::from_utf8_lossy(&body), "USD");
+        }
+    }
 }
