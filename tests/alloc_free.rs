@@ -57,7 +57,10 @@ fn walk(iter: TlvIter<'_>, acc: &mut (usize, u64)) {
     for item in iter {
         let o = item.expect("corpus is well formed");
         acc.0 += 1;
-        acc.1 = acc.1.wrapping_mul(31).wrapping_add(u64::from(o.tag().0) ^ o.value().len() as u64);
+        acc.1 = acc
+            .1
+            .wrapping_mul(31)
+            .wrapping_add(u64::from(o.tag().0) ^ o.value().len() as u64);
         if o.is_constructed() {
             walk(o.children(), acc);
         }
@@ -99,9 +102,15 @@ fn walk_and_find_allocate_nothing() {
     // The work really happened: every input has nodes, the stream holds the 9F26 and the
     // absent tag is absent everywhere.
     assert_eq!(results.len(), inputs.len());
-    assert!(results.iter().all(|(acc, flat, _, absent)| acc.0 >= *flat && *flat > 0 && !absent));
+    assert!(results
+        .iter()
+        .all(|(acc, flat, _, absent)| acc.0 >= *flat && *flat > 0 && !absent));
     let (stream_acc, _, stream_needle, _) = results[results.len() - 1];
-    assert!(stream_acc.0 > 1000, "64 KiB stream has {} nodes", stream_acc.0);
+    assert!(
+        stream_acc.0 > 1000,
+        "64 KiB stream has {} nodes",
+        stream_acc.0
+    );
     assert_eq!(stream_needle.map(<[u8]>::len), Some(8));
     assert!(tlv::find(&stream, corpus::NEEDLE).is_some_and(|t| t.offset() > stream.len() / 2));
     assert_eq!(corpus::ABSENT, Tag(0x9F7F));

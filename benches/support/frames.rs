@@ -86,3 +86,13 @@ pub fn deframe(wire: &[u8], mut each: impl FnMut(&[u8])) -> (usize, usize) {
     }
     (messages, corrupt)
 }
+
+/// Emits `payloads` as [`wire`] did (every fifth unsolicited) into `out`; returns frames written.
+#[inline]
+pub fn emit_all(payloads: &[Vec<u8>], out: &mut BytesMut) -> usize {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(k, p)| emit_message(NAD_PED, k % 5 == 4, p, out).unwrap_or(0))
+        .sum()
+}

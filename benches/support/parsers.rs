@@ -36,7 +36,7 @@ fn pack(bytes: &[u8]) -> u64 {
 
 /// A parser under comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parser {
+pub enum Contender {
     /// `emvbridge_protocol::tlv`: zero-copy iterators.
     Emvbridge,
     /// `asn1-rs` 0.7 `Any::from_ber`: zero-copy, one header at a time; recursion is ours.
@@ -49,24 +49,24 @@ pub enum Parser {
     TlvParser,
 }
 
-impl Parser {
+impl Contender {
     /// All parsers, ours first.
-    pub const ALL: [Parser; 5] = [
-        Parser::Emvbridge,
-        Parser::Asn1Rs,
-        Parser::DerParser,
-        Parser::Iso7816Tlv,
-        Parser::TlvParser,
+    pub const ALL: [Contender; 5] = [
+        Contender::Emvbridge,
+        Contender::Asn1Rs,
+        Contender::DerParser,
+        Contender::Iso7816Tlv,
+        Contender::TlvParser,
     ];
 
     /// Benchmark id.
     pub fn name(self) -> &'static str {
         match self {
-            Parser::Emvbridge => "emvbridge",
-            Parser::Asn1Rs => "asn1-rs",
-            Parser::DerParser => "der-parser",
-            Parser::Iso7816Tlv => "iso7816-tlv",
-            Parser::TlvParser => "tlv_parser",
+            Contender::Emvbridge => "emvbridge",
+            Contender::Asn1Rs => "asn1-rs",
+            Contender::DerParser => "der-parser",
+            Contender::Iso7816Tlv => "iso7816-tlv",
+            Contender::TlvParser => "tlv_parser",
         }
     }
 
@@ -75,11 +75,11 @@ impl Parser {
     pub fn walk(self, input: &[u8]) -> Option<Tally> {
         let mut t = Tally::default();
         let ok = match self {
-            Parser::Emvbridge => ours_walk(tlv::parse(input), &mut t),
-            Parser::Asn1Rs => asn1_walk(input, &mut t),
-            Parser::DerParser => der_walk(input, &mut t),
-            Parser::Iso7816Tlv => iso_walk(input, &mut t),
-            Parser::TlvParser => tlvp_walk(input, &mut t),
+            Contender::Emvbridge => ours_walk(tlv::parse(input), &mut t),
+            Contender::Asn1Rs => asn1_walk(input, &mut t),
+            Contender::DerParser => der_walk(input, &mut t),
+            Contender::Iso7816Tlv => iso_walk(input, &mut t),
+            Contender::TlvParser => tlvp_walk(input, &mut t),
         };
         ok.then_some(t)
     }
@@ -87,19 +87,19 @@ impl Parser {
     /// Depth-first search for `tag`: the value of the first match.
     pub fn find(self, input: &[u8], tag: Tag) -> Option<&[u8]> {
         match self {
-            Parser::Emvbridge => tlv::find(input, tag).map(|t| t.value()),
-            Parser::Asn1Rs => asn1_find(input, tag),
-            Parser::DerParser => der_find(input, tag),
+            Contender::Emvbridge => tlv::find(input, tag).map(|t| t.value()),
+            Contender::Asn1Rs => asn1_find(input, tag),
+            Contender::DerParser => der_find(input, tag),
             // The owned-tree parsers return owned values; compare by content.
-            Parser::Iso7816Tlv | Parser::TlvParser => None,
+            Contender::Iso7816Tlv | Contender::TlvParser => None,
         }
     }
 
     /// Depth-first search for `tag` returning an owned copy of the value (all parsers).
     pub fn find_owned(self, input: &[u8], tag: Tag) -> Option<Vec<u8>> {
         match self {
-            Parser::Iso7816Tlv => iso_find(input, tag),
-            Parser::TlvParser => tlvp_find(input, tag),
+            Contender::Iso7816Tlv => iso_find(input, tag),
+            Contender::TlvParser => tlvp_find(input, tag),
             _ => self.find(input, tag).map(<[u8]>::to_vec),
         }
     }
