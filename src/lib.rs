@@ -13,4 +13,5 @@ pub mod money;
 pub mod receipt;
 pub mod sale;
 pub mod sandbox;
+pub mod terminal;
 pub mod txn;

@@ -8,18 +8,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-
-use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, ReaderLink};
 use crate::gateway::http::{HttpSettings, NumberGateway, PaiGateway, Pay1stGateway};
 use crate::gateway::number::NumberConfig;
 use crate::gateway::pay1st::Pay1stConfig;
 use crate::gateway::paymentsai::PaiConfig;
-use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig, Secret, SystemClock};
+use crate::gateway::{Dialect, Gateway, Secret, SystemClock};
 use crate::money::Money;
-use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, Reference, TxnConfig, TxnRequest};
+use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 
 /// Arguments of `emvbridge sale`.
 #[derive(clap::Args, Debug)]
@@ -55,7 +51,7 @@ pub struct SaleArgs {
     pub json: bool,
 }
 
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
+pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
     match s.to_ascii_lowercase().as_str() {
         "number" => Ok(Dialect::Number),
         "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
@@ -113,25 +109,6 @@ pub fn sandbox_gateway(
     })
 }
 
-fn prompt_text(p: &Prompt) -> String {
-    match p {
-        Prompt::PresentCard => "INSERT, TAP OR SWIPE CARD".into(),
-        Prompt::CardInserted => "CARD INSERTED".into(),
-        Prompt::UseChip => "USE CHIP READER".into(),
-        Prompt::ApplicationSelected { label } => {
-            format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
-        }
-        Prompt::EnterPin => "ENTER PIN".into(),
-        Prompt::PinEntered => "PIN ENTERED".into(),
-        Prompt::Status { text } => text.clone(),
-        Prompt::Authorizing => "AUTHORIZING...".into(),
-        Prompt::Completing => "PLEASE WAIT".into(),
-        Prompt::RemoveCard => "REMOVE CARD".into(),
-        Prompt::CardRemoved => "CARD REMOVED".into(),
-        Prompt::Reversing => "REVERSING".into(),
-    }
-}
-
 /// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.
 pub fn run(args: SaleArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -157,107 +134,36 @@ pub fn run(args: SaleArgs) -> ExitCode {
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
-    // The reader.
-    let mut _sim_task = None;
-    let addr: DeviceAddr = match &args.device {
-        Some(d) => d.parse().map_err(|e| anyhow!("{e}"))?,
-        None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let local = listener.local_addr()?;
-            let config = emvbridge_sim::reader::SimConfig {
-                card: Some(args.card.clone()),
-                seed: 1,
-                ..Default::default()
-            };
-            if emvbridge_sim::card::profile(&args.card).is_none() {
-                bail!(
-                    "unknown card profile {:?} (try: {})",
-                    args.card,
-                    emvbridge_sim::card::profile_names()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let reader = emvbridge_sim::reader::SimReader::new(config, std::time::Instant::now());
-            let (handle, control) = emvbridge_sim::transport::DeviceHandle::channel();
-            _sim_task = Some((
-                handle,
-                tokio::spawn(emvbridge_sim::transport::run_tcp(
-                    reader, listener, control, 0,
-                )),
-            ));
-            eprintln!(
-                "note: no --device given: using the simulated reader (card {}) on tcp://{local}",
-                args.card
-            );
-            DeviceAddr::Tcp {
-                host: local.ip().to_string(),
-                port: local.port(),
-            }
-        }
-    };
-    // The gateway.
-    let http = HttpSettings::default();
-    let mut _sandbox = None;
-    let gateway: Arc<dyn Gateway> = match args.gateway.as_str() {
-        "sandbox" => {
-            let gw = crate::sandbox::spawn(crate::sandbox::SandboxConfig::default())
-                .await
-                .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
-            eprintln!(
-                "note: using the in-process sandbox gateway ({} dialect) at {}",
-                args.dialect,
-                gw.url()
-            );
-            let g = sandbox_gateway(args.dialect, &gw.url(), http)?;
-            _sandbox = Some(gw);
-            g
-        }
-        "env" => GatewayConfig::from_env(args.dialect, Environment::Staging)
-            .map_err(|e| anyhow!("{e}"))?
-            .build(http)
-            .map_err(|e| anyhow!("{e}"))?,
-        url if url.starts_with("http://") || url.starts_with("https://") => {
-            sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
-        }
-        other => bail!("--gateway must be sandbox, env or a sandbox gateway URL, not {other:?}"),
-    };
-    // The link.
-    let connector = AddrConnector::new(
-        addr,
-        LineSettings {
-            baud: args.baud,
-            ..LineSettings::default()
-        },
-    );
-    let link_config = LinkConfig {
-        max_connect_attempts: Some(5),
-        ..LinkConfig::default()
-    };
-    let (link, mut events) = ReaderLink::spawn(connector, link_config);
-    let info = link
-        .wait_ready(Duration::from_secs(15))
-        .await
-        .context("the reader did not become ready")?;
-    let model = info
-        .devices
-        .first()
-        .and_then(|d| d.model.clone())
-        .unwrap_or_else(|| "reader".into());
+    let terminal = crate::terminal::Terminal::open(&crate::terminal::TerminalOptions {
+        device: args.device.clone(),
+        baud: args.baud,
+        card: args.card.clone(),
+        gateway: args.gateway.clone(),
+        dialect: args.dialect,
+    })
+    .await?;
+    for note in &terminal.notes {
+        eprintln!("note: {note}");
+    }
     eprintln!(
-        "reader: {model} (terminal {})",
-        info.terminal_id.as_deref().unwrap_or("?")
+        "reader: {} (terminal {})",
+        terminal.model(),
+        terminal.info.terminal_id.as_deref().unwrap_or("?")
     );
+    let (link, mut events, gateway) = (
+        terminal.link.clone(),
+        terminal.events,
+        terminal.gateway.clone(),
+    );
+    let (_sim, _sandbox) = (terminal.sim, terminal.sandbox);
     let (date, time) = crate::engine::utc_date_time(std::time::SystemTime::now());
-    let reference = args.reference.clone().unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("emvb-{nanos:x}")
-    });
+    let reference = args
+        .reference
+        .clone()
+        .map(Reference)
+        .unwrap_or_else(crate::terminal::new_reference);
     let req = TxnRequest {
-        reference: Reference(reference),
+        reference,
         kind: AuthKind::Sale,
         amount,
         amount_other: 0,
@@ -275,7 +181,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         TxnConfig::default(),
         |p| {
             if !json {
-                eprintln!("  [{}]", prompt_text(p));
+                eprintln!("  [{}]", crate::terminal::prompt_text(p));
             }
         },
     )

@@ -1,0 +1,296 @@
+//! The pieces every front end (`sale`, `serve`, `demo`) sets up the same way: the reader (a
+//! real one at `--device`, or the embedded simulator served over TCP on loopback), the
+//! gateway (the in-process sandbox, a sandbox URL, or a real gateway from the environment),
+//! the reader link, transaction references and prompt wording.
+//!
+//! The embedded defaults are announced by the caller (see [`Terminal::notes`]), so nobody
+//! mistakes the simulator or the sandbox for a real payment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::sync::mpsc;
+
+use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkEvent, ReaderLink};
+use crate::gateway::http::HttpSettings;
+use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
+use crate::sandbox::SandboxHandle;
+use crate::txn::{Prompt, Reference};
+use emvbridge_protocol::vipa::DeviceInfo;
+use emvbridge_sim::transport::DeviceHandle;
+
+/// The embedded simulated reader: a `SimReader` served over TCP on loopback.
+pub struct SimDevice {
+    /// Where the bridge connects (`tcp://127.0.0.1:PORT`).
+    pub addr: DeviceAddr,
+    /// Control of the simulated device (insert/remove card, PIN, faults).
+    pub handle: DeviceHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimDevice {
+    /// Starts the simulator with `card` as its auto-insert card.
+    ///
+    /// # Errors
+    /// An unknown card profile, or no loopback socket.
+    pub async fn start(card: &str) -> anyhow::Result<SimDevice> {
+        if emvbridge_sim::card::profile(card).is_none() {
+            bail!(
+                "unknown card profile {:?} (try: {})",
+                card,
+                emvbridge_sim::card::profile_names()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let local = listener.local_addr()?;
+        let config = emvbridge_sim::reader::SimConfig {
+            card: Some(card.to_owned()),
+            seed: 1,
+            ..Default::default()
+        };
+        let reader = emvbridge_sim::reader::SimReader::new(config, std::time::Instant::now());
+        let (handle, control) = DeviceHandle::channel();
+        let task = tokio::spawn(emvbridge_sim::transport::run_tcp(
+            reader, listener, control, 0,
+        ));
+        Ok(SimDevice {
+            addr: DeviceAddr::Tcp {
+                host: local.ip().to_string(),
+                port: local.port(),
+            },
+            handle,
+            task,
+        })
+    }
+}
+
+impl Drop for SimDevice {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Where the reader and the gateway are; `None`/`"sandbox"` are the embedded defaults.
+#[derive(Debug, Clone)]
+pub struct TerminalOptions {
+    /// A serial device or `tcp://HOST:PORT`; `None` starts the simulator.
+    pub device: Option<String>,
+    /// Serial baud rate.
+    pub baud: u32,
+    /// The simulator's card (no `device`).
+    pub card: String,
+    /// `sandbox`, a sandbox gateway URL, or `env`.
+    pub gateway: String,
+    /// Gateway dialect.
+    pub dialect: Dialect,
+}
+
+impl Default for TerminalOptions {
+    fn default() -> Self {
+        TerminalOptions {
+            device: None,
+            baud: 57_600,
+            card: "visa-cvn18".into(),
+            gateway: "sandbox".into(),
+            dialect: Dialect::PaymentsAi,
+        }
+    }
+}
+
+/// A connected reader and a gateway, with whatever embedded parts they needed.
+pub struct Terminal {
+    /// The reader link.
+    pub link: ReaderLink,
+    /// Its event stream (the transaction engine drains it).
+    pub events: mpsc::Receiver<LinkEvent>,
+    /// What the reader said when the link came up.
+    pub info: Arc<DeviceInfo>,
+    /// The gateway.
+    pub gateway: Arc<dyn Gateway>,
+    /// The embedded simulator, when no device was given.
+    pub sim: Option<SimDevice>,
+    /// The in-process sandbox gateway, when `gateway` was `sandbox`.
+    pub sandbox: Option<SandboxHandle>,
+    /// What was set up implicitly, one line each (`using the simulated reader …`).
+    pub notes: Vec<String>,
+}
+
+impl Terminal {
+    /// Sets up the reader and the gateway and waits (15 s at most) for the reader.
+    ///
+    /// # Errors
+    /// Bad options, an unknown card, a sandbox that cannot start, a reader that does not
+    /// become ready.
+    pub async fn open(opts: &TerminalOptions) -> anyhow::Result<Terminal> {
+        let mut notes = Vec::new();
+        let mut sim = None;
+        let addr: DeviceAddr = match &opts.device {
+            Some(d) => d.parse().map_err(|e| anyhow!("{e}"))?,
+            None => {
+                let dev = SimDevice::start(&opts.card).await?;
+                notes.push(format!(
+                    "no --device given: using the simulated reader (card {}) on {}",
+                    opts.card, dev.addr
+                ));
+                let a = dev.addr.clone();
+                sim = Some(dev);
+                a
+            }
+        };
+        let (gateway, sandbox) = open_gateway(&opts.gateway, opts.dialect, &mut notes).await?;
+        let (link, events, info) = connect(addr, opts.baud).await?;
+        Ok(Terminal {
+            link,
+            events,
+            info,
+            gateway,
+            sim,
+            sandbox,
+            notes,
+        })
+    }
+
+    /// The reader model from the Reset answer (`UX300`), or `reader`.
+    pub fn model(&self) -> String {
+        self.info
+            .devices
+            .first()
+            .and_then(|d| d.model.clone())
+            .unwrap_or_else(|| "reader".into())
+    }
+
+    /// Stops the link (the simulator and sandbox stop when dropped / shut down).
+    pub async fn shutdown(self) {
+        self.link.shutdown().await;
+        if let Some(s) = self.sandbox {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// The gateway named by `spec` (`sandbox`, `env` or a sandbox URL).
+///
+/// # Errors
+/// Bad spec, missing environment configuration, a sandbox that cannot start.
+pub async fn open_gateway(
+    spec: &str,
+    dialect: Dialect,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(Arc<dyn Gateway>, Option<SandboxHandle>)> {
+    let http = HttpSettings::default();
+    Ok(match spec {
+        "sandbox" => {
+            let gw = crate::sandbox::spawn(crate::sandbox::SandboxConfig::default())
+                .await
+                .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
+            notes.push(format!(
+                "using the in-process sandbox gateway ({dialect} dialect) at {}",
+                gw.url()
+            ));
+            let g = crate::sale::sandbox_gateway(dialect, &gw.url(), http)?;
+            (g, Some(gw))
+        }
+        "env" => (
+            GatewayConfig::from_env(dialect, Environment::Staging)
+                .map_err(|e| anyhow!("{e}"))?
+                .build(http)
+                .map_err(|e| anyhow!("{e}"))?,
+            None,
+        ),
+        url if url.starts_with("http://") || url.starts_with("https://") => (
+            crate::sale::sandbox_gateway(dialect, url.trim_end_matches('/'), http)?,
+            None,
+        ),
+        other => bail!("--gateway must be sandbox, env or a sandbox gateway URL, not {other:?}"),
+    })
+}
+
+/// Opens the reader link and waits (15 s at most) for the reader to answer Reset.
+///
+/// # Errors
+/// The reader did not become ready.
+pub async fn connect(
+    addr: DeviceAddr,
+    baud: u32,
+) -> anyhow::Result<(ReaderLink, mpsc::Receiver<LinkEvent>, Arc<DeviceInfo>)> {
+    let connector = AddrConnector::new(
+        addr,
+        LineSettings {
+            baud,
+            ..LineSettings::default()
+        },
+    );
+    let link_config = LinkConfig {
+        max_connect_attempts: Some(5),
+        ..LinkConfig::default()
+    };
+    let (link, events) = ReaderLink::spawn(connector, link_config);
+    let info = link
+        .wait_ready(Duration::from_secs(15))
+        .await
+        .context("the reader did not become ready")?;
+    Ok((link, events, info))
+}
+
+/// A fresh transaction reference (`emvb-<hex nanos><hex random>`): unique per process and
+/// across restarts, printable ASCII, well under the 64-byte limit.
+pub fn new_reference() -> Reference {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let r: u16 = rand::random();
+    Reference(format!("emvb-{nanos:x}{r:04x}"))
+}
+
+/// The wording a till or PIN pad shows for a prompt.
+pub fn prompt_text(p: &Prompt) -> String {
+    match p {
+        Prompt::PresentCard => "INSERT, TAP OR SWIPE CARD".into(),
+        Prompt::CardInserted => "CARD INSERTED".into(),
+        Prompt::UseChip => "USE CHIP READER".into(),
+        Prompt::ApplicationSelected { label } => {
+            format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
+        }
+        Prompt::EnterPin => "ENTER PIN".into(),
+        Prompt::PinEntered => "PIN ENTERED".into(),
+        Prompt::Status { text } => text.clone(),
+        Prompt::Authorizing => "AUTHORIZING...".into(),
+        Prompt::Completing => "PLEASE WAIT".into(),
+        Prompt::RemoveCard => "REMOVE CARD".into(),
+        Prompt::CardRemoved => "CARD REMOVED".into(),
+        Prompt::Reversing => "REVERSING".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_unique_and_printable() {
+        let a = new_reference();
+        let b = new_reference();
+        assert_ne!(a, b);
+        assert!(a.0.starts_with("emvb-") && a.0.len() <= 64);
+        assert!(a.0.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+    }
+
+    #[test]
+    fn prompts_have_till_wording() {
+        assert_eq!(prompt_text(&Prompt::EnterPin), "ENTER PIN");
+        assert_eq!(
+            prompt_text(&Prompt::ApplicationSelected { label: None }),
+            "APPLICATION SELECTED"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_card_is_refused() {
+        let e = SimDevice::start("no-such-card").await.err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("unknown card profile"));
+    }
+}
