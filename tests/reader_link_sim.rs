@@ -7,43 +7,13 @@
 //! `cargo build -p emvbridge-sim --bin vipa-sim` (plus `--release` for a release profile).
 //! (`CARGO_BIN_EXE_*` only names binaries of the package under test.)
 
+mod common;
+use common::vipa_sim;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn vipa_sim() -> PathBuf {
-    if let Some(p) = std::env::var_os("EMVBRIDGE_VIPA_SIM") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .to_path_buf();
-    let bin = profile_dir.join(format!("vipa-sim{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() || std::env::var_os("EMVBRIDGE_TEST_BUILD_SIM").is_some() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "-p",
-            "emvbridge-sim",
-            "--bin",
-            "vipa-sim",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for vipa-sim");
-        assert!(status.success(), "building vipa-sim failed");
-    }
-    assert!(bin.exists(), "vipa-sim not found at {}", bin.display());
-    bin
-}
 
 /// A running simulator; killed on drop (its standard input closes with it as well).
 struct Sim {

@@ -502,18 +502,18 @@ impl Transaction {
             if matches!(self.state, State::AwaitCard | State::AwaitAfterSelection) {
                 self.arm(Timer::Reader, now + self.config.card_timeout);
             }
-            match status.transaction_status() {
-                Some(TransactionStatus::PIN_ENTRY_REQUESTED)
-                | Some(TransactionStatus::PIN_ENTRY_HANDOFF) => {
-                    self.events.push_back(Prompt::EnterPin)
-                }
+            // A digit count (C5) means the entry finished; C3 0C / 02 without it mean the PIN
+            // pad is waiting for the customer (§4.2).
+            match (status.transaction_status(), status.pin_digits()) {
+                (_, Some(_)) => self.events.push_back(Prompt::PinEntered),
+                (
+                    Some(
+                        TransactionStatus::PIN_ENTRY_REQUESTED
+                        | TransactionStatus::PIN_ENTRY_HANDOFF,
+                    ),
+                    None,
+                ) => self.events.push_back(Prompt::EnterPin),
                 _ => match status.message_text() {
-                    Some(text)
-                        if text.to_ascii_uppercase().contains("PIN")
-                            && status.pin_digits().is_some() =>
-                    {
-                        self.events.push_back(Prompt::PinEntered)
-                    }
                     Some(text) if !text.is_empty() => {
                         self.events.push_back(Prompt::Status { text })
                     }
