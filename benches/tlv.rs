@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench tlv                # full run (about two minutes on 2 cores)
+//! cargo bench --bench tlv -- --measurement-time 5   # steadier figures on a quiet machine
 //! cargo bench --bench tlv -- --quick     # rough figures in well under a minute
 //! cargo bench --bench tlv -- walk_full   # one group
 //! cargo test  --bench tlv                # each benchmark once + the cross-checks below
@@ -90,6 +91,11 @@ fn fixture() -> Fixture {
         stream_tally.nodes,
         Contender::ALL.len(),
     );
+    let sizes: Vec<String> = messages
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.bytes.len()))
+        .collect();
+    eprintln!("message sizes: {}", sizes.join(" "));
     report_edge_cases();
     let wire = frames::wire(&messages, corpus::STREAM_LEN);
     let mut got = Vec::new();
@@ -344,6 +350,15 @@ fn report_goals(f: &Fixture) {
             );
         }
     }
+    for p in Contender::ALL {
+        if let Some(t) = mean_ns("messages", p.name(), "all_messages") {
+            eprintln!(
+                "  {:<12} corpus messages one by one: {:>7.1} ns/message",
+                p.name(),
+                t / f.messages.len() as f64
+            );
+        }
+    }
     eprintln!("goal zero allocations on walk and find: see tests/alloc_free.rs (cargo test --test alloc_free)");
 }
 
@@ -351,9 +366,9 @@ fn main() {
     STARTED.get_or_init(std::time::SystemTime::now);
     let f = fixture();
     let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
         .configure_from_args();
     bench_walk_full(&mut c, &f);
     bench_walk_flat(&mut c, &f);
