@@ -9,6 +9,7 @@ pub mod faults;
 pub mod issuer;
 pub mod kernel;
 pub mod reader;
+pub mod replay;
 pub mod scenario;
 pub mod sred;
 #[cfg(feature = "transport")]

@@ -89,6 +89,10 @@ struct Args {
     /// List the card profiles and exit.
     #[arg(long)]
     list_cards: bool,
+    /// Play a session recorded by `emvbridge sale --record FILE` back to the bridge (one
+    /// device; answers each command with the recorded messages, matched on CLA INS).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["scenario", "card"])]
+    replay: Option<PathBuf>,
 }
 
 fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
@@ -158,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
     if !args.pty && args.tcp.is_none() {
         bail!("choose a transport: --pty or --tcp ADDR");
     }
+    if let Some(path) = &args.replay {
+        return replay(path, &args).await;
+    }
     let scenario = match &args.scenario {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -203,6 +210,42 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("standard input closed; exiting");
     // Give the device tasks a moment to flush what they were writing.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
+
+/// `--replay FILE`: one device playing a recording; control commands are refused.
+async fn replay(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
+    use emvbridge_sim::replay::{run_replay_pty, run_replay_tcp, Recording, ReplayReader};
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > 256 * 1024 * 1024 {
+        bail!("{}: recording too large", path.display());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let rec = Recording::parse(&text).with_context(|| format!("{}", path.display()))?;
+    let entries = rec.entries().len();
+    let reader = ReplayReader::new(rec);
+    if let Some(addr) = args.tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        print_line(&serde_json::json!({ "tcp": listener.local_addr()?.to_string() }));
+        tokio::spawn(run_replay_tcp(reader, listener));
+    } else {
+        let pty = Pty::open().context("opening a pty")?;
+        print_line(&serde_json::json!({ "pty": pty.path().display().to_string() }));
+        tokio::spawn(run_replay_pty(reader, pty));
+    }
+    tracing::info!(entries, file = %path.display(), "vipa-sim replaying");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if !line.trim().is_empty() {
+            print_line(
+                &serde_json::json!({"ok": false, "error": "replay mode: no control commands"}),
+            );
+        }
+    }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
