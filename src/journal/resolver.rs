@@ -1,0 +1,388 @@
+//! The resolver and the store-and-forward forwarder.
+//!
+//! Every row whose outcome is unknown — left `sending` by a crash between send and receive,
+//! `unknown` after a timeout or a dropped connection, `approved` at the gateway but never told
+//! to the POS, `reversal_due`/`reversal_failed` after a card decline, a lost reader or a
+//! reversal that did not go through — is resolved by the gateway's status lookup, and
+//! reversed until the gateway says reversed or not found (the rule triPOS, Shift4 and Adyen
+//! document and leave to the integrator). Attempts are bounded with exponential backoff; a
+//! row that runs out becomes `escalated` and is logged at error level. A payment the POS was
+//! told was approved (and the card completed) is never reversed.
+//!
+//! Store-and-forward: [`SafLimits::allows`] decides before a sale starts whether the card may
+//! approve offline when the gateway is unreachable (`TxnConfig::offline_fallback`, ARC `Y3`);
+//! [`forward_once`] replays each stored authorization with the same reference once the
+//! gateway answers, and records each result (a decline on forward is reported loudly).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Entry, Journal, JournalError, RelayState};
+use crate::gateway::{Gateway, StatusResult, TxnState};
+use crate::money::Money;
+use crate::txn::host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
+    ReversalRequest, ReversalResult,
+};
+
+/// Resolver policy.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResolverPolicy {
+    /// Attempts per row before it is escalated.
+    pub max_attempts: u32,
+    /// First backoff, seconds; doubles per attempt.
+    pub backoff_secs: i64,
+    /// Longest backoff, seconds.
+    pub max_backoff_secs: i64,
+    /// Rows touched more recently than this are left alone (a transaction may still be in
+    /// flight on them). Longer than the longest transaction.
+    pub min_age_secs: i64,
+    /// Pause between background passes, seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for ResolverPolicy {
+    fn default() -> Self {
+        ResolverPolicy {
+            max_attempts: 10,
+            backoff_secs: 30,
+            max_backoff_secs: 3600,
+            min_age_secs: 300,
+            interval_secs: 30,
+        }
+    }
+}
+
+impl ResolverPolicy {
+    fn backoff(&self, attempts: i64) -> i64 {
+        let shift = attempts.clamp(0, 30) as u32;
+        self.backoff_secs
+            .max(1)
+            .saturating_mul(1i64 << shift)
+            .min(self.max_backoff_secs.max(1))
+    }
+}
+
+/// Store-and-forward limits of the merchant. Disabled unless configured.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafLimits {
+    /// Whether offline approval may be offered at all.
+    pub enabled: bool,
+    /// Largest single sale that may be stored, minor units.
+    pub max_amount_minor: u64,
+    /// Most stored sales outstanding at once.
+    pub max_count: u64,
+    /// Largest total outstanding, minor units (per currency).
+    pub max_total_minor: u64,
+}
+
+impl SafLimits {
+    /// Whether a sale of `amount` may complete offline if the gateway is unreachable, given
+    /// what is already stored. Sales only (a refund or pre-authorization is never stored);
+    /// whether the chip itself is offline-capable is the card's decision at `Y3`.
+    ///
+    /// # Errors
+    /// [`JournalError`] reading the stored totals.
+    pub fn allows(
+        &self,
+        journal: &Journal,
+        kind: AuthKind,
+        amount: Money,
+    ) -> Result<bool, JournalError> {
+        if !self.enabled || kind != AuthKind::Sale || amount.minor() > self.max_amount_minor {
+            return Ok(false);
+        }
+        let (count, total) = journal.stored_totals(amount.currency().alpha)?;
+        Ok(count < self.max_count && total.saturating_add(amount.minor()) <= self.max_total_minor)
+    }
+}
+
+/// What one resolver pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassReport {
+    /// Rows settled (reversed, not found, declined, approved-and-told, forwarded…).
+    pub settled: Vec<(String, RelayState)>,
+    /// Rows still open, to be retried.
+    pub retry: Vec<String>,
+    /// Rows that ran out of attempts in this pass.
+    pub escalated: Vec<String>,
+    /// Store-and-forward declines in this pass.
+    pub forward_declined: Vec<String>,
+}
+
+fn reference(e: &Entry) -> Reference {
+    Reference(e.reference.clone())
+}
+
+fn amount(e: &Entry) -> Option<Money> {
+    let minor = u64::try_from(e.approved_minor.unwrap_or(e.amount_minor)).ok()?;
+    Money::from_minor(minor, &e.currency).ok()
+}
+
+/// One pass over the rows that need resolution, through `gateway` (only rows of its
+/// dialect). `now` is Unix seconds.
+///
+/// # Errors
+/// [`JournalError`] when the journal cannot be read or written.
+pub async fn resolve_once(
+    journal: &Journal,
+    gateway: &dyn Gateway,
+    policy: &ResolverPolicy,
+    now: i64,
+) -> Result<PassReport, JournalError> {
+    let mut report = PassReport::default();
+    let dialect = super::dialect_str(gateway.dialect());
+    for e in journal.due(now, policy.min_age_secs)? {
+        if e.dialect != dialect {
+            continue;
+        }
+        let r = reference(&e);
+        let settled = match e.state {
+            // Approved by the gateway and told to the POS: nothing to do (the query excludes
+            // it; kept as a guard — never reverse what the card completed).
+            _ if e.pos_approved() && e.state != RelayState::Forwarding => {
+                journal.set_state(&r, RelayState::Approved, "approved and completed")?;
+                Some(RelayState::Approved)
+            }
+            RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
+            RelayState::Approved => {
+                // Approved at the gateway, never told to the POS (crash): reverse.
+                reverse(journal, gateway, &e, ReversalReason::NoCardResponse).await?
+            }
+            RelayState::Sending | RelayState::Unknown => {
+                resolve_unknown(journal, gateway, &e).await?
+            }
+            RelayState::ReversalDue | RelayState::ReversalFailed => {
+                reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await?
+            }
+            _ => None,
+        };
+        match settled {
+            Some(s) => report.settled.push((e.reference.clone(), s)),
+            None => {
+                let attempts = e.resolve_attempts + 1;
+                journal.note_attempt(&r, now.saturating_add(policy.backoff(attempts)))?;
+                if attempts >= i64::from(policy.max_attempts) {
+                    tracing::error!(reference = %e.reference, dialect = %e.dialect, state = %e.state, attempts,
+                        "RESOLVER GAVE UP: transaction could not be resolved; needs an operator");
+                    journal.set_state(
+                        &r,
+                        RelayState::Escalated,
+                        &format!("gave up after {attempts} attempts in state {}", e.state),
+                    )?;
+                    report.escalated.push(e.reference.clone());
+                } else {
+                    report.retry.push(e.reference.clone());
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `sending`/`unknown`: look it up; declined or absent settles it; found approved and never
+/// told to the POS as approved: reverse.
+async fn resolve_unknown(
+    journal: &Journal,
+    gateway: &dyn Gateway,
+    e: &Entry,
+) -> Result<Option<RelayState>, JournalError> {
+    let r = reference(e);
+    match gateway.status(&r).await {
+        StatusResult::NotFound => {
+            journal.set_state(&r, RelayState::NotFound, "status: not found")?;
+            Ok(Some(RelayState::NotFound))
+        }
+        StatusResult::Unknown { reason } => {
+            journal.note(&r, &format!("status lookup failed: {reason}"))?;
+            Ok(None)
+        }
+        StatusResult::Found(t) => {
+            journal.note_gateway_id(&r, &t.gateway_id)?;
+            match t.state {
+                TxnState::Declined => {
+                    journal.set_state(&r, RelayState::Declined, "status: declined")?;
+                    Ok(Some(RelayState::Declined))
+                }
+                TxnState::Voided | TxnState::Refunded => {
+                    journal.set_state(&r, RelayState::Reversed, "status: already reversed")?;
+                    Ok(Some(RelayState::Reversed))
+                }
+                TxnState::Pending => {
+                    journal.note(&r, "status: pending")?;
+                    Ok(None)
+                }
+                TxnState::Approved => {
+                    let mut e = e.clone();
+                    e.gateway_id = Some(t.gateway_id.clone());
+                    reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await
+                }
+            }
+        }
+    }
+}
+
+async fn reverse(
+    journal: &Journal,
+    gateway: &dyn Gateway,
+    e: &Entry,
+    reason: ReversalReason,
+) -> Result<Option<RelayState>, JournalError> {
+    let r = reference(e);
+    let Some(amount) = amount(e) else {
+        journal.note(&r, "amount or currency unreadable; cannot reverse")?;
+        return Ok(None);
+    };
+    let req = ReversalRequest {
+        reference: r.clone(),
+        gateway_id: e.gateway_id.clone(),
+        amount,
+        reason,
+    };
+    journal.begin_reversal(&req, gateway.dialect())?;
+    let result = gateway.reverse(&req).await;
+    let state = journal.record_reversal(&r, &result)?;
+    tracing::info!(reference = %e.reference, state = %state, "resolver: reversal");
+    Ok(match result {
+        ReversalResult::Reversed | ReversalResult::NotFound => Some(state),
+        ReversalResult::Failed { .. } => None,
+    })
+}
+
+/// A forward whose answer was lost: look it up.
+async fn resolve_forwarding(
+    journal: &Journal,
+    gateway: &dyn Gateway,
+    e: &Entry,
+) -> Result<Option<RelayState>, JournalError> {
+    let r = reference(e);
+    match gateway.status(&r).await {
+        StatusResult::NotFound => {
+            journal.set_state(&r, RelayState::Stored, "forward not received; stored again")?;
+            Ok(Some(RelayState::Stored))
+        }
+        StatusResult::Found(t) if t.state == TxnState::Approved => {
+            journal.note_gateway_id(&r, &t.gateway_id)?;
+            journal.set_state(&r, RelayState::Forwarded, "forward approved (by lookup)")?;
+            Ok(Some(RelayState::Forwarded))
+        }
+        StatusResult::Found(t) if t.state != TxnState::Pending => {
+            journal.note_gateway_id(&r, &t.gateway_id)?;
+            tracing::error!(reference = %e.reference, "STORED SALE DECLINED ON FORWARD: the merchant approved it offline");
+            journal.set_state(
+                &r,
+                RelayState::ForwardDeclined,
+                "forward declined (by lookup)",
+            )?;
+            Ok(Some(RelayState::ForwardDeclined))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Forwards every stored sale of `gateway`'s dialect: replays the stored authorization with
+/// the same reference (so the gateway's idempotency applies) and records the result.
+///
+/// # Errors
+/// [`JournalError`].
+pub async fn forward_once(
+    journal: &Journal,
+    gateway: &dyn Gateway,
+    policy: &ResolverPolicy,
+    now: i64,
+) -> Result<PassReport, JournalError> {
+    let mut report = PassReport::default();
+    let dialect = super::dialect_str(gateway.dialect());
+    for e in journal.stored(now)? {
+        if e.dialect != dialect {
+            continue;
+        }
+        let r = reference(&e);
+        let icc = journal.icc_data(&e.reference)?;
+        let (Some(icc), Some(amount)) = (icc, amount(&e)) else {
+            tracing::error!(reference = %e.reference, "STORED SALE CANNOT BE FORWARDED: no online data was kept");
+            journal.set_state(
+                &r,
+                RelayState::Escalated,
+                "stored without icc data; cannot forward",
+            )?;
+            report.escalated.push(e.reference.clone());
+            continue;
+        };
+        let Ok(zero) = amount.with_minor(0) else {
+            continue;
+        };
+        let req = AuthorizationRequest {
+            reference: r.clone(),
+            kind: AuthKind::Sale,
+            amount: Money::from_minor(u64::try_from(e.amount_minor).unwrap_or(0), &e.currency)
+                .unwrap_or(amount),
+            amount_other: zero,
+            entry_mode: EntryMode::Chip,
+            icc_data: bytes::Bytes::from(icc),
+            masked_pan: e.masked_pan.clone().unwrap_or_default(),
+            last4: e.last4.clone(),
+            brand: e.brand.clone(),
+            original_gateway_id: None,
+        };
+        journal.set_state(&r, RelayState::Forwarding, "forwarding stored sale")?;
+        let result = gateway.authorize(&req).await;
+        let state = journal.record_authorization(&r, &result)?;
+        match (&result, state) {
+            (_, RelayState::Forwarded) => report.settled.push((e.reference.clone(), state)),
+            (_, RelayState::ForwardDeclined) => {
+                tracing::error!(reference = %e.reference, "STORED SALE DECLINED ON FORWARD: the merchant approved it offline");
+                report.forward_declined.push(e.reference.clone());
+            }
+            (AuthorizationResult::Unavailable { .. }, _) => {
+                let attempts = journal.note_attempt(
+                    &r,
+                    now.saturating_add(policy.backoff(e.resolve_attempts + 1)),
+                )?;
+                let _ = attempts;
+                report.retry.push(e.reference.clone());
+            }
+            _ => report.retry.push(e.reference.clone()),
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the resolver and the forwarder every `policy.interval_secs` until `stop` fires.
+pub async fn run_background(
+    journal: Arc<Journal>,
+    gateway: Arc<dyn Gateway>,
+    policy: ResolverPolicy,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let now = journal.now();
+        if let Err(e) = forward_once(&journal, gateway.as_ref(), &policy, now).await {
+            tracing::error!(error = %e, "forwarder pass failed");
+        }
+        if let Err(e) = resolve_once(&journal, gateway.as_ref(), &policy, now).await {
+            tracing::error!(error = %e, "resolver pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(policy.interval_secs.max(1))) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = ResolverPolicy::default();
+        assert_eq!(p.backoff(0), 30);
+        assert_eq!(p.backoff(1), 60);
+        assert_eq!(p.backoff(3), 240);
+        assert_eq!(p.backoff(20), 3600);
+        assert_eq!(p.backoff(i64::MAX), 3600);
+    }
+}
