@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
@@ -39,8 +39,28 @@ pub async fn run_transaction(
     gateway: Arc<dyn Gateway>,
     req: TxnRequest,
     config: TxnConfig,
+    on_prompt: impl FnMut(&Prompt),
+) -> Result<Outcome, TxnError> {
+    let (_never, cancel) = watch::channel(false);
+    run_transaction_cancellable(link, events, gateway, req, config, cancel, on_prompt).await
+}
+
+/// [`run_transaction`] that the POS can cancel: `cancel` turning `true` reaches
+/// [`Transaction::handle_cancel`] (an abort before approval; a reversal if the host may
+/// already have approved). A dropped sender cancels nothing.
+///
+/// # Errors
+/// As [`run_transaction`].
+pub async fn run_transaction_cancellable(
+    link: &ReaderLink,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    gateway: Arc<dyn Gateway>,
+    req: TxnRequest,
+    config: TxnConfig,
+    cancel: watch::Receiver<bool>,
     mut on_prompt: impl FnMut(&Prompt),
 ) -> Result<Outcome, TxnError> {
+    let mut cancel = Some(cancel);
     let timeout = link_timeout(&config);
     // Events from before this transaction (a late card event, a stale answer) are not ours.
     while events.try_recv().is_ok() {}
@@ -102,8 +122,24 @@ pub async fn run_transaction(
                 }
             }
             () = sleep_until(deadline) => txn.handle_timeout(Instant::now().into_std()),
+            asked = cancel_requested(&mut cancel) => {
+                if asked {
+                    txn.handle_cancel(Instant::now().into_std());
+                }
+            }
         }
     }
+}
+
+/// Resolves once when the POS asks to cancel (`true`) or its sender is gone (`false`);
+/// then never again.
+async fn cancel_requested(cancel: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(rx) = cancel.as_mut() else {
+        return std::future::pending().await;
+    };
+    let asked = rx.wait_for(|c| *c).await.is_ok();
+    *cancel = None;
+    asked
 }
 
 /// Today's date `YYMMDD` and time `hhmmss` in UTC, for 9A / 9F21 (the reader's own clock

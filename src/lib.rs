@@ -4,8 +4,10 @@
 //! I/O; this crate holds the transaction engine, the gateway adapters, the sandbox gateway and
 //! the edges (serial/TCP, HTTP, disk).
 
+pub mod api;
 pub mod cryptogram;
 pub mod decode;
+pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod gateway;

@@ -27,6 +27,10 @@ enum Command {
     Device(emvbridge::driver::cli::DeviceCommand),
     /// Run one card-present sale (simulated reader and sandbox gateway unless told otherwise).
     Sale(emvbridge::sale::SaleArgs),
+    /// Run the local POS API (HTTP/JSON on 127.0.0.1; simulated reader unless --device).
+    Serve(emvbridge::api::ServeArgs),
+    /// Scripted sales on the simulated reader and sandbox gateway, with prompts and receipts.
+    Demo(emvbridge::demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,5 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::SandboxGateway(args) => emvbridge::sandbox::cli::run(args),
         Command::Device(cmd) => emvbridge::driver::cli::run(cmd),
         Command::Sale(args) => emvbridge::sale::run(args),
+        Command::Serve(args) => emvbridge::api::run(args),
+        Command::Demo(args) => emvbridge::demo::run(args),
     }
 }

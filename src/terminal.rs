@@ -290,7 +290,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_card_is_refused() {
-        let e = SimDevice::start("no-such-card").await.err().map(|e| e.to_string());
+        let e = SimDevice::start("no-such-card")
+            .await
+            .err()
+            .map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("unknown card profile"));
     }
 }

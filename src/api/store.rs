@@ -1,0 +1,314 @@
+//! What the API remembers: transaction records (`GET /v1/transactions/{id}`) and the stored
+//! answers to request ids (idempotent replays).
+//!
+//! Behind the small [`Store`] trait so the durable journal (`crate::journal`) can take over
+//! from [`MemoryStore`] by changing the one line that builds the store. In-flight requests
+//! (a second copy of a request still running) are runtime state and live in the API layer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+use crate::txn::{AuthKind, Outcome, OutcomeStatus};
+
+/// Where a transaction stands, as the POS must show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiStatus {
+    /// The card transaction is running.
+    InProgress,
+    /// Approved online and completed by the card.
+    Approved,
+    /// Approved for less than asked (`approved_amount`).
+    PartiallyApproved,
+    /// Approved offline, by the card or by merchant policy with the host unreachable:
+    /// stored and forwarded, not an issuer approval.
+    ApprovedOffline,
+    /// Declined (`decline_code` when the host gave one).
+    Declined,
+    /// Cancelled before anything was approved.
+    Cancelled,
+    /// Approved and then sent back (by the bridge or `…/reverse`): no money moved.
+    Reversed,
+    /// Voided at the gateway (`…/void`).
+    Voided,
+    /// The outcome is unknown and being resolved: treat as not paid.
+    Unresolved,
+    /// The reader failed before anything was approved: no money moved.
+    Failed,
+}
+
+impl From<OutcomeStatus> for ApiStatus {
+    fn from(s: OutcomeStatus) -> Self {
+        match s {
+            OutcomeStatus::Approved => ApiStatus::Approved,
+            OutcomeStatus::PartiallyApproved => ApiStatus::PartiallyApproved,
+            OutcomeStatus::ApprovedOffline => ApiStatus::ApprovedOffline,
+            OutcomeStatus::Declined => ApiStatus::Declined,
+            OutcomeStatus::Cancelled => ApiStatus::Cancelled,
+            OutcomeStatus::Reversed => ApiStatus::Reversed,
+            OutcomeStatus::Unresolved => ApiStatus::Unresolved,
+            OutcomeStatus::Failed => ApiStatus::Failed,
+        }
+    }
+}
+
+impl ApiStatus {
+    /// Money stands (an approval not voided or reversed).
+    pub fn is_approved(self) -> bool {
+        matches!(
+            self,
+            ApiStatus::Approved | ApiStatus::PartiallyApproved | ApiStatus::ApprovedOffline
+        )
+    }
+}
+
+/// A follow-up operation on a transaction (capture, void, reverse, refund).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// `capture`, `void`, `reverse`, `refund`.
+    pub op: String,
+    /// `done`, `refused`, `unknown`.
+    pub status: String,
+    /// The gateway's id of the resulting transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<String>,
+    /// Amount, where the operation has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// The bridge's transaction id created by the operation (a refund).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+}
+
+/// The two receipt copies as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipts {
+    /// Merchant copy.
+    pub merchant: String,
+    /// Customer copy.
+    pub customer: String,
+}
+
+/// One transaction as the API reports it. Holds no clear card data: the card facts carry
+/// the PAN masked first 6 / last 4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    /// The bridge's id (also its reference towards the gateway).
+    pub id: String,
+    /// Sale, pre-authorization or refund.
+    pub kind: AuthKind,
+    /// Card present (through the reader) or referenced (a refund of an earlier transaction).
+    pub card_present: bool,
+    /// Where it stands.
+    pub status: ApiStatus,
+    /// Amount asked for.
+    pub amount: Money,
+    /// Amount approved.
+    pub approved_amount: Option<Money>,
+    /// Amount captured (pre-authorizations).
+    pub captured_amount: Option<Money>,
+    /// Gateway transaction id.
+    pub gateway_id: Option<String>,
+    /// Issuer authorization code.
+    pub auth_code: Option<String>,
+    /// Decline code (`05`, `51`, …).
+    pub decline_code: Option<String>,
+    /// Why it ended this way, in words.
+    pub reason: Option<String>,
+    /// For a refund: the transaction refunded.
+    pub original_transaction_id: Option<String>,
+    /// Card and cryptogram facts (masked PAN, AID, TVR, TSI, cryptogram, CVM).
+    pub card: Option<serde_json::Value>,
+    /// The reversal the transaction made, if any.
+    pub reversal: Option<serde_json::Value>,
+    /// Receipt texts, once finished.
+    pub receipt: Option<Receipts>,
+    /// Follow-up operations, oldest first.
+    pub operations: Vec<Operation>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TxnRecord {
+    /// A card transaction that has just started.
+    pub fn started(id: String, kind: AuthKind, amount: Money) -> TxnRecord {
+        let now = unix_now();
+        TxnRecord {
+            id,
+            kind,
+            card_present: true,
+            status: ApiStatus::InProgress,
+            amount,
+            approved_amount: None,
+            captured_amount: None,
+            gateway_id: None,
+            auth_code: None,
+            decline_code: None,
+            reason: None,
+            original_transaction_id: None,
+            card: None,
+            reversal: None,
+            receipt: None,
+            operations: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Takes the engine's outcome.
+    pub fn finish(&mut self, o: &Outcome) {
+        let receipt = crate::receipt::json(o);
+        self.status = o.status.into();
+        self.approved_amount = o.approved_amount;
+        self.gateway_id.clone_from(&o.gateway_id);
+        self.auth_code.clone_from(&o.auth_code);
+        self.decline_code.clone_from(&o.decline_code);
+        self.reason.clone_from(&o.reason);
+        self.card = receipt.get("card").cloned();
+        self.reversal = receipt.get("reversal").filter(|v| !v.is_null()).cloned();
+        self.receipt = Some(Receipts {
+            merchant: crate::receipt::text(o, "MERCHANT COPY"),
+            customer: crate::receipt::text(o, "CUSTOMER COPY"),
+        });
+        self.updated_at = unix_now();
+    }
+}
+
+/// A stored answer to a request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// SHA-256 of method, path and body: a reused id with another request is refused.
+    pub fingerprint: [u8; 32],
+    /// HTTP status.
+    pub status: u16,
+    /// `Location`, if any.
+    pub location: Option<String>,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Durable (or not) memory of the API.
+pub trait Store: Send + Sync + 'static {
+    /// The answer stored for `request_id`.
+    fn response(&self, request_id: &str) -> Option<StoredResponse>;
+    /// Stores the answer to `request_id`.
+    fn save_response(&self, request_id: &str, r: &StoredResponse);
+    /// A transaction by id.
+    fn transaction(&self, id: &str) -> Option<TxnRecord>;
+    /// Inserts or replaces a transaction.
+    fn save_transaction(&self, rec: &TxnRecord);
+}
+
+/// Most records and answers kept in memory; the oldest go first.
+pub const MEMORY_LIMIT: usize = 10_000;
+
+struct Bounded<T> {
+    map: HashMap<String, T>,
+    order: VecDeque<String>,
+}
+
+impl<T> Default for Bounded<T> {
+    fn default() -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Bounded<T> {
+    fn put(&mut self, k: &str, v: T) {
+        if self.map.insert(k.to_owned(), v).is_none() {
+            self.order.push_back(k.to_owned());
+            while self.order.len() > MEMORY_LIMIT {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The in-memory store: lost on restart (the journal keeps them across restarts).
+#[derive(Default)]
+pub struct MemoryStore {
+    responses: Mutex<Bounded<StoredResponse>>,
+    txns: Mutex<Bounded<TxnRecord>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store for MemoryStore {
+    fn response(&self, request_id: &str) -> Option<StoredResponse> {
+        lock(&self.responses).map.get(request_id).cloned()
+    }
+    fn save_response(&self, request_id: &str, r: &StoredResponse) {
+        lock(&self.responses).put(request_id, r.clone());
+    }
+    fn transaction(&self, id: &str) -> Option<TxnRecord> {
+        lock(&self.txns).map.get(id).cloned()
+    }
+    fn save_transaction(&self, rec: &TxnRecord) {
+        lock(&self.txns).put(&rec.id, rec.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_is_bounded_and_replaces() {
+        let s = MemoryStore::default();
+        let usd = |m| Money::from_minor(m, "USD").unwrap();
+        let mut r = TxnRecord::started("a".into(), AuthKind::Sale, usd(100));
+        s.save_transaction(&r);
+        r.status = ApiStatus::Approved;
+        s.save_transaction(&r);
+        assert_eq!(
+            s.transaction("a").map(|r| r.status),
+            Some(ApiStatus::Approved)
+        );
+        for i in 0..MEMORY_LIMIT {
+            s.save_transaction(&TxnRecord::started(format!("t{i}"), AuthKind::Sale, usd(1)));
+        }
+        assert!(s.transaction("a").is_none(), "the oldest is evicted");
+        assert!(s.transaction(&format!("t{}", MEMORY_LIMIT - 1)).is_some());
+        assert_eq!(lock(&s.txns).order.len(), MEMORY_LIMIT);
+    }
+
+    #[test]
+    fn records_round_trip_as_json() {
+        let mut r = TxnRecord::started(
+            "emvb-1".into(),
+            AuthKind::PreAuth,
+            Money::from_minor(1234, "EUR").unwrap(),
+        );
+        r.operations.push(Operation {
+            op: "capture".into(),
+            status: "done".into(),
+            gateway_id: Some("g1".into()),
+            amount: Some(Money::from_minor(1000, "EUR").unwrap()),
+            transaction_id: None,
+        });
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(j.contains(r#""kind":"pre_auth""#) && j.contains(r#""status":"in_progress""#));
+        let back: TxnRecord = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+    }
+}
