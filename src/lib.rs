@@ -5,15 +5,20 @@
 //! the edges (serial/TCP, HTTP, disk).
 
 pub mod api;
+pub mod config;
 pub mod cryptogram;
 pub mod decode;
 pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod gateway;
+pub mod journal;
+pub mod lab;
 pub mod money;
 pub mod receipt;
+pub mod record;
 pub mod sale;
 pub mod sandbox;
 pub mod terminal;
 pub mod txn;
+pub mod webhooks;

@@ -31,6 +31,15 @@ enum Command {
     Serve(emvbridge::api::ServeArgs),
     /// Scripted sales on the simulated reader and sandbox gateway, with prompts and receipts.
     Demo(emvbridge::demo::DemoArgs),
+    /// Relay configuration: `config check` says what is missing, without printing secrets.
+    #[command(subcommand)]
+    Config(emvbridge::config::ConfigCommand),
+    /// Reconciliation report from the journal: counts and totals by outcome and gateway.
+    Report(emvbridge::journal::cli::ReportArgs),
+    /// One resolver pass: settle unknown outcomes, due reversals, stored sales.
+    Resolve(emvbridge::journal::cli::ResolveArgs),
+    /// Run the webhook receiver (PAI, Pay1st) that updates the journal.
+    Webhooks(emvbridge::webhooks::WebhookArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,5 +52,9 @@ fn main() -> std::process::ExitCode {
         Command::Sale(args) => emvbridge::sale::run(args),
         Command::Serve(args) => emvbridge::api::run(args),
         Command::Demo(args) => emvbridge::demo::run(args),
+        Command::Config(cmd) => emvbridge::config::run(cmd),
+        Command::Report(args) => emvbridge::journal::cli::run_report(args),
+        Command::Resolve(args) => emvbridge::journal::cli::run_resolve(args),
+        Command::Webhooks(args) => emvbridge::webhooks::run(args),
     }
 }

@@ -14,7 +14,9 @@
 //! Modules: [`gateway`] (the [`JournaledGateway`] wrapper), [`resolver`] (unknown outcomes,
 //! due reversals, store-and-forward), [`report`] (reconciliation).
 
+pub mod cli;
 pub mod gateway;
+pub mod relay;
 pub mod report;
 pub mod resolver;
 

@@ -1,0 +1,625 @@
+//! Relay configuration: non-secret settings in a TOML file, secrets from the environment or
+//! from a secrets file outside the repository with owner-only permissions
+//! (issue 6, seed 001's `API_URL`/`API_KEY`/`ORGANIZATION_ID`).
+//!
+//! ```toml
+//! environment = "staging"            # sandbox | staging | production
+//! dialect = "paymentsai"             # number | paymentsai | pay1st
+//! base_url = "https://…"             # optional override of the dialect's URL variable
+//! secrets_file = "/etc/emvbridge/secrets.env"   # optional, KEY=VALUE lines, mode 0600
+//! [timeouts]
+//! connect_ms = 5000
+//! request_ms = 30000
+//! [journal]
+//! path = "/var/lib/emvbridge/journal.db"
+//! [store_and_forward]
+//! enabled = true
+//! max_amount_minor = 5000
+//! max_count = 20
+//! max_total_minor = 50000
+//! [resolver]
+//! max_attempts = 10
+//! [webhooks]
+//! listen = "127.0.0.1:8787"
+//! max_skew_secs = 300
+//! ```
+//!
+//! `emvbridge config check` prints a checklist — each setting present or missing, secrets
+//! present (never their values), the secrets file's permissions and whether it lives inside a
+//! git work tree — and exits 1 when something must be fixed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::gateway::http::HttpSettings;
+use crate::gateway::{Dialect, Environment, GatewayConfig};
+use crate::journal::resolver::{ResolverPolicy, SafLimits};
+
+/// Largest configuration or secrets file read.
+const MAX_FILE: u64 = 64 * 1024;
+
+/// Why the configuration cannot be used. Never holds a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {0}")]
+    Read(String),
+    /// The TOML does not parse or has unknown keys.
+    #[error("invalid configuration: {0}")]
+    Toml(String),
+    /// The secrets file is readable by group or others.
+    #[error("secrets file {0} is readable by group or others (chmod 600)")]
+    Permissions(String),
+    /// The secrets file is inside a git work tree.
+    #[error("secrets file {0} is inside a git work tree")]
+    InRepo(String),
+    /// A line of the secrets file is not `KEY=VALUE` (line number only).
+    #[error("secrets file line {0} is not KEY=VALUE")]
+    SecretsLine(usize),
+    /// The gateway settings are incomplete or invalid.
+    #[error("{0}")]
+    Gateway(#[from] crate::gateway::ConfigError),
+}
+
+/// Timeouts of the gateway HTTP client.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connect timeout, ms.
+    pub connect_ms: u64,
+    /// Whole-request timeout, ms.
+    pub request_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 5_000,
+            request_ms: 30_000,
+        }
+    }
+}
+
+/// Where the journal is.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSettings {
+    /// Path of the SQLite file; the user's data directory when absent.
+    pub path: Option<PathBuf>,
+}
+
+/// The webhook receiver. Its secrets come from the environment / secrets file:
+/// `PAI_WEBHOOK_SECRET`, `PAY1ST_WEBHOOK_USER`, `PAY1ST_WEBHOOK_PASS`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Listen address.
+    pub listen: String,
+    /// Largest accepted clock skew of a signed timestamp, seconds.
+    pub max_skew_secs: i64,
+    /// The PAI signature header ([GAP] in the docs: configurable).
+    pub pai_signature_header: String,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            listen: "127.0.0.1:8787".into(),
+            max_skew_secs: 300,
+            pai_signature_header: "X-Signature".into(),
+        }
+    }
+}
+
+/// The TOML file.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// `sandbox`, `staging` or `production`.
+    pub environment: Option<String>,
+    /// `number`, `paymentsai` or `pay1st`.
+    pub dialect: Option<String>,
+    /// Override of the dialect's base URL variable.
+    pub base_url: Option<String>,
+    /// A `KEY=VALUE` secrets file (outside the repository, mode 0600).
+    pub secrets_file: Option<PathBuf>,
+    /// HTTP timeouts.
+    pub timeouts: Timeouts,
+    /// Journal.
+    pub journal: JournalSettings,
+    /// Store-and-forward limits.
+    pub store_and_forward: SafLimits,
+    /// Resolver policy.
+    pub resolver: ResolverPolicy,
+    /// Webhook receiver.
+    pub webhooks: WebhookSettings,
+}
+
+impl FileConfig {
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    /// [`ConfigError::Toml`].
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().chars().take(200).collect()))
+    }
+
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        Self::parse(&read_bounded(path)?)
+    }
+
+    /// The environment, parsed.
+    pub fn environment(&self) -> Option<Environment> {
+        parse_environment(self.environment.as_deref()?)
+    }
+
+    /// The dialect, parsed.
+    pub fn dialect(&self) -> Option<Dialect> {
+        crate::sale::parse_dialect(self.dialect.as_deref()?).ok()
+    }
+
+    /// HTTP settings from the timeouts.
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            connect_timeout: Duration::from_millis(self.timeouts.connect_ms.max(1)),
+            request_timeout: Duration::from_millis(self.timeouts.request_ms.max(1)),
+            ..HttpSettings::default()
+        }
+    }
+
+    /// The journal path (configured or the default).
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal
+            .path
+            .clone()
+            .unwrap_or_else(crate::journal::relay::default_path)
+    }
+}
+
+/// Parses an environment name.
+pub fn parse_environment(s: &str) -> Option<Environment> {
+    match s.to_ascii_lowercase().as_str() {
+        "sandbox" => Some(Environment::Sandbox),
+        "staging" | "stage" => Some(Environment::Staging),
+        "production" | "prod" => Some(Environment::Production),
+        _ => None,
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let shown = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|_| ConfigError::Read(shown.clone()))?;
+    let mut s = String::new();
+    f.take(MAX_FILE)
+        .read_to_string(&mut s)
+        .map_err(|_| ConfigError::Read(shown))?;
+    Ok(s)
+}
+
+/// Whether `path` is readable by group or others.
+#[cfg(unix)]
+pub fn group_or_world_readable(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+/// Whether `path` is readable by group or others (never on this platform).
+#[cfg(not(unix))]
+pub fn group_or_world_readable(_path: &Path) -> Option<bool> {
+    Some(false)
+}
+
+/// Whether `path` lies inside a git work tree (a `.git` in it or any parent).
+pub fn inside_git_tree(path: &Path) -> bool {
+    let abs = std::fs::canonicalize(path)
+        .or_else(|_| std::env::current_dir().map(|d| d.join(path)))
+        .unwrap_or_else(|_| path.to_path_buf());
+    abs.ancestors().skip(1).any(|d| d.join(".git").exists())
+}
+
+/// Reads a secrets file: refuses group/world-readable files and files inside a git work
+/// tree; `KEY=VALUE` lines, `#` comments, optional `export `, optional quotes.
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn read_secrets_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let shown = path.display().to_string();
+    match group_or_world_readable(path) {
+        None => return Err(ConfigError::Read(shown)),
+        Some(true) => return Err(ConfigError::Permissions(shown)),
+        Some(false) => {}
+    }
+    if inside_git_tree(path) {
+        return Err(ConfigError::InRepo(shown));
+    }
+    parse_secrets(&read_bounded(path)?)
+}
+
+/// Parses `KEY=VALUE` lines.
+///
+/// # Errors
+/// [`ConfigError::SecretsLine`].
+pub fn parse_secrets(text: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let (k, v) = l.split_once('=').ok_or(ConfigError::SecretsLine(i + 1))?;
+        let k = k.trim();
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ConfigError::SecretsLine(i + 1));
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// The URL variable each dialect reads.
+pub fn url_var(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Number => "NUMBER_API_URL",
+        Dialect::PaymentsAi => "API_URL",
+        Dialect::Pay1st => "PAY1ST_API_URL",
+    }
+}
+
+/// (variable, secret?, required?) per dialect, as the adapters read them.
+pub fn variables(d: Dialect, env: Environment) -> Vec<(&'static str, bool, bool)> {
+    let sandbox = env == Environment::Sandbox;
+    match d {
+        Dialect::PaymentsAi => vec![
+            ("API_URL", false, sandbox),
+            ("API_KEY", true, true),
+            ("ORGANIZATION_ID", false, true),
+        ],
+        Dialect::Number => vec![
+            ("NUMBER_API_URL", false, sandbox),
+            ("NUMBER_ACCT_CODE", false, true),
+            ("NUMBER_TOKEN", true, true),
+            ("NUMBER_HMAC_SECRET", true, true),
+            ("NUMBER_USER_ID", false, true),
+            ("NUMBER_MERCH_ID", false, false),
+            ("NUMBER_CURRENCY", false, false),
+        ],
+        Dialect::Pay1st => vec![
+            ("PAY1ST_API_URL", false, true),
+            ("PAY1ST_API_KEY", true, true),
+            ("PAY1ST_API_SECRET", true, true),
+            ("PAY1ST_SIGNING_KEY", true, true),
+            ("PAY1ST_COUNTRY_CODE", false, true),
+            ("PAY1ST_CALLBACK_URL", false, false),
+            ("PAY1ST_WEBHOOK_URL", false, false),
+        ],
+    }
+}
+
+/// Webhook secrets per dialect.
+pub fn webhook_variables(d: Dialect) -> &'static [&'static str] {
+    match d {
+        Dialect::PaymentsAi => &["PAI_WEBHOOK_SECRET"],
+        Dialect::Pay1st => &["PAY1ST_WEBHOOK_USER", "PAY1ST_WEBHOOK_PASS"],
+        Dialect::Number => &[],
+    }
+}
+
+/// The environment as seen by the relay: process environment first, then the secrets file,
+/// then the TOML's `base_url` for the dialect's URL variable.
+pub struct Lookup {
+    file: HashMap<String, String>,
+    url_var: Option<(&'static str, String)>,
+    process: bool,
+    extra: HashMap<String, String>,
+}
+
+impl Lookup {
+    /// Builds the lookup; `process` reads the process environment (off in tests, which pass
+    /// `extra` instead).
+    pub fn new(
+        cfg: &FileConfig,
+        file: HashMap<String, String>,
+        process: bool,
+        extra: HashMap<String, String>,
+    ) -> Lookup {
+        let url_var = match (cfg.dialect(), &cfg.base_url) {
+            (Some(d), Some(u)) => Some((url_var(d), u.clone())),
+            _ => None,
+        };
+        Lookup {
+            file,
+            url_var,
+            process,
+            extra,
+        }
+    }
+
+    /// The value of `name`, trimmed, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let v = self
+            .extra
+            .get(name)
+            .cloned()
+            .or_else(|| {
+                self.process
+                    .then(|| std::env::var(name).ok())
+                    .flatten()
+            })
+            .or_else(|| self.file.get(name).cloned())
+            .or_else(|| {
+                self.url_var
+                    .as_ref()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, u)| u.clone())
+            })?;
+        let v = v.trim().to_owned();
+        (!v.is_empty()).then_some(v)
+    }
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Whether it is fine.
+    pub ok: bool,
+    /// What was checked, and the verdict (never a secret value).
+    pub text: String,
+}
+
+/// Runs the checks over `cfg` (loaded from `cfg_path` when given) with `extra` variables
+/// taking precedence over the process environment (`process` reads it).
+pub fn check(
+    cfg_path: Option<&Path>,
+    process: bool,
+    extra: HashMap<String, String>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |ok: bool, text: String| out.push(Check { ok, text });
+    let cfg = match cfg_path {
+        None => {
+            push(true, "config file: none given (defaults)".into());
+            FileConfig::default()
+        }
+        Some(p) => match FileConfig::load(p) {
+            Ok(c) => {
+                push(true, format!("config file: {} parsed", p.display()));
+                c
+            }
+            Err(e) => {
+                push(false, format!("config file: {e}"));
+                return out;
+            }
+        },
+    };
+    let env = match (&cfg.environment, cfg.environment()) {
+        (None, _) => {
+            push(false, "environment: missing (sandbox, staging or production)".into());
+            None
+        }
+        (Some(s), None) => {
+            push(false, format!("environment: {s:?} is not sandbox, staging or production"));
+            None
+        }
+        (Some(_), Some(e)) => {
+            push(true, format!("environment: {e:?}").to_ascii_lowercase());
+            Some(e)
+        }
+    };
+    let dialect = match (&cfg.dialect, cfg.dialect()) {
+        (None, _) => {
+            push(false, "dialect: missing (number, paymentsai or pay1st)".into());
+            None
+        }
+        (Some(s), None) => {
+            push(false, format!("dialect: {s:?} is not number, paymentsai or pay1st"));
+            None
+        }
+        (Some(_), Some(d)) => {
+            push(true, format!("dialect: {d}"));
+            Some(d)
+        }
+    };
+    let file = match &cfg.secrets_file {
+        None => {
+            push(true, "secrets file: none (secrets from the environment)".into());
+            HashMap::new()
+        }
+        Some(p) => {
+            let shown = p.display();
+            match group_or_world_readable(p) {
+                None => push(false, format!("secrets file {shown}: cannot be read")),
+                Some(true) => push(
+                    false,
+                    format!("secrets file {shown}: readable by group or others (refused; chmod 600)"),
+                ),
+                Some(false) => push(true, format!("secrets file {shown}: owner-only permissions")),
+            }
+            if inside_git_tree(p) {
+                push(false, format!("secrets file {shown}: inside a git work tree (refused)"));
+            } else {
+                push(true, format!("secrets file {shown}: outside any git work tree"));
+            }
+            match read_secrets_file(p) {
+                Ok(m) => m,
+                Err(_) => HashMap::new(),
+            }
+        }
+    };
+    push(
+        true,
+        format!("journal: {}", cfg.journal_path().display()),
+    );
+    push(
+        true,
+        format!(
+            "store-and-forward: {}",
+            if cfg.store_and_forward.enabled {
+                format!(
+                    "enabled (max {} minor units each, {} sales, {} minor units in total)",
+                    cfg.store_and_forward.max_amount_minor,
+                    cfg.store_and_forward.max_count,
+                    cfg.store_and_forward.max_total_minor
+                )
+            } else {
+                "disabled".into()
+            }
+        ),
+    );
+    let lookup = Lookup::new(&cfg, file, process, extra);
+    if let (Some(d), Some(e)) = (dialect, env) {
+        for (name, secret, required) in variables(d, e) {
+            match (lookup.get(name), secret, required) {
+                (Some(_), true, _) => push(true, format!("{name}: set (secret, not shown)")),
+                (Some(v), false, _) => push(true, format!("{name}: {v}")),
+                (None, _, true) => push(false, format!("{name}: missing")),
+                (None, _, false) => push(true, format!("{name}: not set (optional)")),
+            }
+        }
+        for name in webhook_variables(d) {
+            match lookup.get(name) {
+                Some(_) => push(true, format!("{name}: set (secret, not shown)")),
+                None => push(false, format!("{name}: missing (webhooks cannot be verified)")),
+            }
+        }
+        match GatewayConfig::from_lookup(d, e, &|n| lookup.get(n)) {
+            Ok(_) => push(true, "gateway configuration: complete".into()),
+            Err(err) => push(false, format!("gateway configuration: {err}")),
+        }
+    }
+    out
+}
+
+/// Arguments of `emvbridge config`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Say what is missing, without printing secrets.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs `emvbridge config …`: exit 0 when everything is in place, 1 otherwise.
+pub fn run(cmd: ConfigCommand) -> ExitCode {
+    match cmd {
+        ConfigCommand::Check { config } => {
+            let checks = check(config.as_deref(), true, HashMap::new());
+            let mut ok = true;
+            for c in &checks {
+                println!("[{}] {}", if c.ok { " ok " } else { "FAIL" }, c.text);
+                ok &= c.ok;
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let _ = mode;
+        p
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("emvb-cfg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn parses_and_refuses_unknown_keys() {
+        let c = FileConfig::parse(
+            "environment = \"staging\"\ndialect = \"pai\"\n[store_and_forward]\nenabled = true\nmax_amount_minor = 5000\nmax_count = 3\nmax_total_minor = 9000\n",
+        )
+        .unwrap();
+        assert_eq!(c.environment(), Some(Environment::Staging));
+        assert_eq!(c.dialect(), Some(Dialect::PaymentsAi));
+        assert!(c.store_and_forward.enabled);
+        assert_eq!(c.resolver.max_attempts, 10);
+        assert!(FileConfig::parse("api_key = \"x\"").is_err(), "no secrets in the toml");
+        assert!(FileConfig::parse("[journal]\npath = 3").is_err());
+    }
+
+    #[test]
+    fn secrets_lines() {
+        let m = parse_secrets("# c\nexport API_KEY=\"abc\"\nORGANIZATION_ID = org_1\n\n").unwrap();
+        assert_eq!(m.get("API_KEY").map(String::as_str), Some("abc"));
+        assert_eq!(m.get("ORGANIZATION_ID").map(String::as_str), Some("org_1"));
+        let e = parse_secrets("API_KEY=ok\nnot a pair with SECRET\n").unwrap_err();
+        assert_eq!(e.to_string(), "secrets file line 2 is not KEY=VALUE");
+        assert!(!e.to_string().contains("SECRET"));
+    }
+
+    #[test]
+    fn check_lists_missing_and_never_prints_secrets() {
+        let d = tmpdir("check");
+        let cfg = write(&d, "relay.toml", "environment = \"sandbox\"\ndialect = \"paymentsai\"\nbase_url = \"http://127.0.0.1:9\"\n", 0o644);
+        let extra: HashMap<String, String> =
+            [("API_KEY".to_owned(), "acc_TOPSECRET_key".to_owned())].into();
+        let checks = check(Some(&cfg), false, extra);
+        let text: Vec<String> = checks.iter().map(|c| format!("{} {}", c.ok, c.text)).collect();
+        let all = text.join("\n");
+        assert!(!all.contains("TOPSECRET"), "{all}");
+        assert!(all.contains("true API_KEY: set (secret, not shown)"), "{all}");
+        assert!(all.contains("true API_URL: http://127.0.0.1:9"), "{all}");
+        assert!(all.contains("false ORGANIZATION_ID: missing"), "{all}");
+        assert!(all.contains("false PAI_WEBHOOK_SECRET: missing"), "{all}");
+        assert!(all.contains("false gateway configuration: missing environment variables: ORGANIZATION_ID"), "{all}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_file_permissions_and_git_tree() {
+        // Outside any git tree: the system temp dir.
+        let d = tmpdir("perm");
+        let loose = write(&d, "loose.env", "API_KEY=abc\n", 0o644);
+        assert!(matches!(read_secrets_file(&loose), Err(ConfigError::Permissions(_))));
+        let tight = write(&d, "tight.env", "API_KEY=abc\nORGANIZATION_ID=org_1\nPAI_WEBHOOK_SECRET=w\n", 0o600);
+        if !inside_git_tree(&tight) {
+            assert_eq!(read_secrets_file(&tight).unwrap().len(), 3);
+            let cfg = write(&d, "ok.toml", &format!("environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n", tight.display().to_string()), 0o644);
+            let checks = check(Some(&cfg), false, HashMap::new());
+            assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        }
+        // Inside a git work tree.
+        let repo = d.join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        let inside = write(&repo, "secrets.env", "API_KEY=abc\n", 0o600);
+        assert!(inside_git_tree(&inside));
+        assert!(matches!(read_secrets_file(&inside), Err(ConfigError::InRepo(_))));
+        let cfg = write(&d, "bad.toml", &format!("environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n", loose.display().to_string()), 0o644);
+        let checks = check(Some(&cfg), false, HashMap::new());
+        assert!(checks.iter().any(|c| !c.ok && c.text.contains("readable by group or others")), "{checks:?}");
+    }
+}
