@@ -41,8 +41,8 @@ pub async fn run_transaction(
     config: TxnConfig,
     on_prompt: impl FnMut(&Prompt),
 ) -> Result<Outcome, TxnError> {
-    let (_never, cancel) = watch::channel(false);
-    run_transaction_cancellable(link, events, gateway, req, config, cancel, on_prompt).await
+    let mut timing = TxnTiming::default();
+    run_transaction_timed(link, events, gateway, req, config, on_prompt, &mut timing).await
 }
 
 /// [`run_transaction`] that the POS can cancel: `cancel` turning `true` reaches
@@ -58,9 +58,136 @@ pub async fn run_transaction_cancellable(
     req: TxnRequest,
     config: TxnConfig,
     cancel: watch::Receiver<bool>,
-    mut on_prompt: impl FnMut(&Prompt),
+    on_prompt: impl FnMut(&Prompt),
 ) -> Result<Outcome, TxnError> {
-    let mut cancel = Some(cancel);
+    let mut sw = Stopwatch::new();
+    run_loop(link, events, gateway, req, config, on_prompt, &mut sw, Some(cancel)).await
+}
+
+/// Resolves once when the POS asks to cancel (`true`) or its sender is gone (`false`);
+/// then never again.
+async fn cancel_requested(cancel: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(rx) = cancel.as_mut() else {
+        return std::future::pending().await;
+    };
+    let asked = rx.wait_for(|c| *c).await.is_ok();
+    *cancel = None;
+    asked
+}
+
+/// Where the time of one transaction went, as measured by [`run_transaction_timed`]: the
+/// lab's "bridge's own share" is [`TxnTiming::bridge_share`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnTiming {
+    /// From the call to the outcome.
+    pub total: Duration,
+    /// Time with at least one reader command written and not yet answered (includes the
+    /// simulated or real cardholder: inserting, typing the PIN).
+    pub reader_wait: Duration,
+    /// Time with at least one gateway call in flight.
+    pub gateway_wait: Duration,
+    /// Time with either of the above (their union: they may overlap).
+    pub external_wait: Duration,
+}
+
+impl TxnTiming {
+    /// End-to-end time minus the time spent waiting for the reader or the gateway.
+    pub fn bridge_share(&self) -> Duration {
+        self.total.saturating_sub(self.external_wait)
+    }
+}
+
+/// Accumulates [`TxnTiming`] from state changes (commands outstanding, calls in flight).
+struct Stopwatch {
+    start: Instant,
+    mark: Instant,
+    reader_pending: u32,
+    host_pending: u32,
+    t: TxnTiming,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Stopwatch {
+            start: now,
+            mark: now,
+            reader_pending: 0,
+            host_pending: 0,
+            t: TxnTiming::default(),
+        }
+    }
+
+    /// Charges the time since the last change to whoever was being waited for.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let d = now.saturating_duration_since(self.mark);
+        self.mark = now;
+        if self.reader_pending > 0 {
+            self.t.reader_wait += d;
+        }
+        if self.host_pending > 0 {
+            self.t.gateway_wait += d;
+        }
+        if self.reader_pending > 0 || self.host_pending > 0 {
+            self.t.external_wait += d;
+        }
+    }
+
+    fn reader(&mut self, delta: i32) {
+        self.tick();
+        self.reader_pending = self.reader_pending.saturating_add_signed(delta);
+    }
+
+    /// The link is gone: nothing is outstanding on it any more.
+    fn reader_lost(&mut self) {
+        self.tick();
+        self.reader_pending = 0;
+    }
+
+    fn host(&mut self, delta: i32) {
+        self.tick();
+        self.host_pending = self.host_pending.saturating_add_signed(delta);
+    }
+
+    fn finish(mut self) -> TxnTiming {
+        self.tick();
+        self.t.total = self.mark.saturating_duration_since(self.start);
+        self.t
+    }
+}
+
+/// [`run_transaction`], also measuring where the time went (reader wait: from a command
+/// written to its answer; gateway wait: from a call started to its answer reaching the loop).
+///
+/// # Errors
+/// As [`run_transaction`]; `timing` is filled in either way.
+pub async fn run_transaction_timed(
+    link: &ReaderLink,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    gateway: Arc<dyn Gateway>,
+    req: TxnRequest,
+    config: TxnConfig,
+    on_prompt: impl FnMut(&Prompt),
+    timing: &mut TxnTiming,
+) -> Result<Outcome, TxnError> {
+    let mut sw = Stopwatch::new();
+    let r = run_loop(link, events, gateway, req, config, on_prompt, &mut sw, None).await;
+    *timing = sw.finish();
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_loop(
+    link: &ReaderLink,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    gateway: Arc<dyn Gateway>,
+    req: TxnRequest,
+    config: TxnConfig,
+    mut on_prompt: impl FnMut(&Prompt),
+    sw: &mut Stopwatch,
+    mut cancel: Option<watch::Receiver<bool>>,
+) -> Result<Outcome, TxnError> {
     let timeout = link_timeout(&config);
     // Events from before this transaction (a late card event, a stale answer) are not ours.
     while events.try_recv().is_ok() {}
@@ -68,14 +195,18 @@ pub async fn run_transaction_cancellable(
     let (host_tx, mut host_rx) = mpsc::channel::<HostAnswer>(4);
     loop {
         while let Some(cmd) = txn.poll_command() {
-            if let Err(e) = link.send(cmd, timeout).await {
-                warn!(error = %e, "reader command not sent");
-                txn.handle_reader(Instant::now().into_std(), ReaderInput::Lost);
+            match link.send(cmd, timeout).await {
+                Ok(()) => sw.reader(1),
+                Err(e) => {
+                    warn!(error = %e, "reader command not sent");
+                    txn.handle_reader(Instant::now().into_std(), ReaderInput::Lost);
+                }
             }
         }
         while let Some(request) = txn.poll_host() {
             let gw = gateway.clone();
             let tx = host_tx.clone();
+            sw.host(1);
             tokio::spawn(async move {
                 let answer = match request {
                     HostRequest::Authorize(a) => HostAnswer::Auth(gw.authorize(&a).await),
@@ -103,21 +234,34 @@ pub async fn run_transaction_cancellable(
             ev = events.recv() => {
                 let now = Instant::now().into_std();
                 match ev {
-                    Some(LinkEvent::Response { payload, .. }) => txn.handle_reader(now, ReaderInput::Response(payload)),
+                    Some(LinkEvent::Response { payload, .. }) => {
+                        sw.reader(-1);
+                        txn.handle_reader(now, ReaderInput::Response(payload));
+                    }
                     Some(LinkEvent::Unsolicited(payload)) => txn.handle_reader(now, ReaderInput::Unsolicited(payload)),
                     Some(LinkEvent::Lost(reason)) => {
                         warn!(?reason, "reader lost during the transaction");
+                        sw.reader_lost();
                         txn.handle_reader(now, ReaderInput::Lost);
                     }
                     Some(LinkEvent::Corrupt(_)) | Some(LinkEvent::Ready(_)) => {}
-                    None => txn.handle_reader(now, ReaderInput::Lost),
+                    None => {
+                        sw.reader_lost();
+                        txn.handle_reader(now, ReaderInput::Lost);
+                    }
                 }
             }
             answer = host_rx.recv() => {
                 let now = Instant::now().into_std();
                 match answer {
-                    Some(HostAnswer::Auth(r)) => txn.handle_host(now, r),
-                    Some(HostAnswer::Reversal(r)) => txn.handle_reversal(now, r),
+                    Some(HostAnswer::Auth(r)) => {
+                        sw.host(-1);
+                        txn.handle_host(now, r);
+                    }
+                    Some(HostAnswer::Reversal(r)) => {
+                        sw.host(-1);
+                        txn.handle_reversal(now, r);
+                    }
                     None => {}
                 }
             }
@@ -129,17 +273,6 @@ pub async fn run_transaction_cancellable(
             }
         }
     }
-}
-
-/// Resolves once when the POS asks to cancel (`true`) or its sender is gone (`false`);
-/// then never again.
-async fn cancel_requested(cancel: &mut Option<watch::Receiver<bool>>) -> bool {
-    let Some(rx) = cancel.as_mut() else {
-        return std::future::pending().await;
-    };
-    let asked = rx.wait_for(|c| *c).await.is_ok();
-    *cancel = None;
-    asked
 }
 
 /// Today's date `YYMMDD` and time `hhmmss` in UTC, for 9A / 9F21 (the reader's own clock
@@ -169,6 +302,28 @@ pub fn utc_date_time(now: std::time::SystemTime) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stopwatch_charges_the_union_of_waits() {
+        let mut sw = Stopwatch::new();
+        std::thread::sleep(Duration::from_millis(5)); // bridge
+        sw.reader(1);
+        std::thread::sleep(Duration::from_millis(10)); // reader only
+        sw.host(1);
+        std::thread::sleep(Duration::from_millis(10)); // both
+        sw.reader(-1);
+        std::thread::sleep(Duration::from_millis(10)); // host only
+        sw.host(-1);
+        sw.reader(-1); // spurious: saturates at 0
+        std::thread::sleep(Duration::from_millis(5)); // bridge
+        let t = sw.finish();
+        assert!(t.reader_wait >= Duration::from_millis(20), "{t:?}");
+        assert!(t.gateway_wait >= Duration::from_millis(20), "{t:?}");
+        assert!(t.external_wait >= Duration::from_millis(30), "{t:?}");
+        assert!(t.external_wait < t.reader_wait + t.gateway_wait, "{t:?}");
+        assert!(t.bridge_share() >= Duration::from_millis(10), "{t:?}");
+        assert_eq!(t.bridge_share() + t.external_wait, t.total);
+    }
 
     #[test]
     fn utc_date_time_is_civil() {

@@ -63,6 +63,36 @@ pub struct LinkConfig {
     pub enable_card_status: bool,
     /// Capacity of the event channel; events that do not fit are dropped and counted.
     pub event_capacity: usize,
+    /// Sees every command written and every message reassembled (a session recorder,
+    /// `crate::record`); `None` by default.
+    pub tap: Option<Tap>,
+}
+
+/// Which way a tapped message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapDir {
+    /// Written by the bridge (a command).
+    Host,
+    /// Received from the reader (a response or an unsolicited message).
+    Terminal,
+}
+
+/// An observer of the link's messages (whole payloads, after reassembly / before framing).
+/// Called on the link task: it must be quick and must not block for long.
+pub trait MessageTap: Send + Sync + 'static {
+    /// One message. Payloads may hold card data: an implementation that stores them masks
+    /// them first.
+    fn message(&self, dir: TapDir, unsolicited: bool, payload: &[u8]);
+}
+
+/// A shared [`MessageTap`] in a [`LinkConfig`].
+#[derive(Clone)]
+pub struct Tap(pub Arc<dyn MessageTap>);
+
+impl core::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Tap")
+    }
 }
 
 impl Default for LinkConfig {
@@ -79,6 +109,7 @@ impl Default for LinkConfig {
             reset_flags: reset_flags::RETURN_SERIAL,
             enable_card_status: true,
             event_capacity: 256,
+            tap: None,
         }
     }
 }
@@ -754,6 +785,9 @@ impl<'t> Session<'t> {
             // Checked above; nothing else runs in between.
             return Err(LinkError::Busy);
         }
+        if let Some(tap) = &self.task.config.tap {
+            tap.0.message(TapDir::Host, false, &payload);
+        }
         let c = &self.task.counters;
         bump(&c.messages_out, 1);
         bump(&c.frames_out, frames as u64);
@@ -823,6 +857,9 @@ impl<'t> Session<'t> {
                 Ok(())
             }
             Inbound::Message(m) => {
+                if let Some(tap) = &self.task.config.tap {
+                    tap.0.message(TapDir::Terminal, m.unsolicited, &m.payload);
+                }
                 let c = &self.task.counters;
                 bump(&c.messages_in, 1);
                 bump(&c.frames_in, m.frames as u64);

@@ -16,7 +16,10 @@ pub mod link;
 pub mod transport;
 
 pub use device::{Reader, ReaderError};
-pub use link::{LinkConfig, LinkError, LinkEvent, LinkState, LinkStats, LostReason, ReaderLink};
+pub use link::{
+    LinkConfig, LinkError, LinkEvent, LinkState, LinkStats, LostReason, MessageTap, ReaderLink,
+    Tap, TapDir,
+};
 pub use transport::{
     AddrConnector, AddrError, BoxedIo, Connector, DeviceAddr, FlowControl, FnConnector,
     LineSettings, Parity,
