@@ -12,7 +12,6 @@ pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod gateway;
-pub mod lab;
 pub mod journal;
 pub mod lab;
 pub mod money;
