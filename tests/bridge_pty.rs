@@ -198,6 +198,12 @@ async fn sales_over_a_real_pty() {
     assert_eq!(o.card.cryptogram_type.as_deref(), Some("AAC"));
     assert!(o.gateway_id.is_none());
 
+    // Offline approval below the card's floor limit (Y1, never reaches the host).
+    sim.control(r#"{"cmd":"card","profile":"offline-approve"}"#);
+    let (o, _) = bridge.sale(1000).await;
+    assert_eq!(o.status, OutcomeStatus::ApprovedOffline, "{o:?}");
+    assert!(o.gateway_id.is_none());
+
     // PIN entered (offline PIN card).
     sim.control(r#"{"cmd":"card","profile":"offline-pin"}"#);
     let (o, prompts) = bridge.sale(1500).await;

@@ -328,6 +328,23 @@ fn offline_decline_and_expired_card() {
 }
 
 #[test]
+fn offline_approval_below_the_floor_limit() {
+    let mut p = Pair::new("offline-approve", 4999, "", 15);
+    let o = p.run();
+    assert_eq!(o.status, OutcomeStatus::ApprovedOffline, "{o:?}");
+    assert_eq!(o.card.cryptogram_type.as_deref(), Some("TC"));
+    assert_eq!(o.card.arc, Some(*b"Y1"));
+    assert_eq!(
+        p.authorizations, 0,
+        "an offline approval never reaches the host"
+    );
+    // Above the floor limit the same card goes online.
+    let mut p = Pair::new("offline-approve", 5000, "", 16);
+    assert_eq!(p.run().status, OutcomeStatus::Approved);
+    assert_eq!(p.authorizations, 1);
+}
+
+#[test]
 fn card_removed_after_approval_is_reversed() {
     let mut p = Pair::new("visa-cvn18", 1000, "", 8);
     p.remove_card_on_authorize = true;

@@ -355,6 +355,8 @@ impl Card {
             match requested {
                 _ if self.profile.offline_decline => CryptogramType::Aac,
                 CryptogramType::Aac => CryptogramType::Aac,
+                // Card risk management of an offline-capable card accepts the terminal's TC.
+                CryptogramType::Tc if self.profile.offline_capable => CryptogramType::Tc,
                 _ => CryptogramType::Arqc,
             }
         } else {

@@ -45,6 +45,10 @@ struct ProfileFile {
     #[serde(default)]
     offline_decline: bool,
     #[serde(default)]
+    offline_capable: bool,
+    #[serde(default)]
+    floor_limit: Option<u64>,
+    #[serde(default)]
     issuer_auth_fail: bool,
     #[serde(default)]
     blocked: bool,
@@ -90,6 +94,13 @@ pub struct CardProfile {
     pub pin: Option<(String, u8)>,
     /// Card risk management always declines (AAC at the first GENERATE AC).
     pub offline_decline: bool,
+    /// The card passes offline data authentication (simulated: the kernel records ODA as
+    /// performed and successful) so that, below the floor limit and with IACs that allow it,
+    /// it can be approved offline (TC at the first GENERATE AC, ARC Y1).
+    pub offline_capable: bool,
+    /// The reader's floor limit (minor units) for this card's AID, overriding the terminal's
+    /// (EMV terminal parameters are configured per AID).
+    pub floor_limit: Option<u64>,
     /// Issuer authentication always fails.
     pub issuer_auth_fail: bool,
     /// The application(s) are blocked (SELECT answers 6283).
@@ -208,6 +219,8 @@ impl CardProfile {
             atc: f.atc,
             pin,
             offline_decline: f.offline_decline,
+            offline_capable: f.offline_capable,
+            floor_limit: f.floor_limit,
             issuer_auth_fail: f.issuer_auth_fail,
             blocked: f.blocked,
             aip: hex_n(f.aip.as_deref(), [0x1C, 0x00], "aip")?,
@@ -266,6 +279,10 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
     (
         "offline-decline",
         include_str!("../../cards/offline-decline.toml"),
+    ),
+    (
+        "offline-approve",
+        include_str!("../../cards/offline-approve.toml"),
     ),
     (
         "issuer-auth-fail",

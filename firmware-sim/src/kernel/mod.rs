@@ -496,8 +496,13 @@ impl Kernel {
             }
         }
         self.processing_restrictions();
-        // Offline data authentication not performed (Book 3 §10.3; TVR byte 1 bit 8).
-        self.tvr[0] |= 0x80;
+        if self.card.profile().offline_capable {
+            // Simulated DDA: performed and successful (TSI byte 1 bit 8; no TVR bit).
+            self.tsi[0] |= 0x80;
+        } else {
+            // Offline data authentication not performed (Book 3 §10.3; TVR byte 1 bit 8).
+            self.tvr[0] |= 0x80;
+        }
         self.next_cvm()
     }
 
@@ -775,14 +780,20 @@ impl Kernel {
     /// Terminal risk management, terminal action analysis, first GENERATE AC.
     fn after_cvm(&mut self) -> Step {
         self.tsi[0] |= 0x40; // cardholder verification performed
-        if self.txn.amount >= self.config.floor_limit {
+        let floor_limit = self
+            .card
+            .profile()
+            .floor_limit
+            .unwrap_or(self.config.floor_limit);
+        if self.txn.amount >= floor_limit {
             self.tvr[3] |= 0x80;
         }
         self.tsi[0] |= 0x08; // terminal risk management performed
         let requested = if self.matches(self.config.tac_denial, self.iac(0x9F0E)) {
             CryptogramType::Aac
         } else if self.matches(self.config.tac_online, self.iac(0x9F0F))
-            || self.config.terminal_type & 0x0F != 0x03
+            // Book 4 Annex A1: an online-only terminal (type x1) always asks for an ARQC.
+            || self.config.terminal_type & 0x0F == 0x01
         {
             CryptogramType::Arqc
         } else {
