@@ -49,6 +49,13 @@ pub struct SaleArgs {
     /// Print the outcome and receipt as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The relay journal (SQLite). Default: the configured or user-data-dir journal with
+    /// `--gateway env`; none with the sandbox unless given.
+    #[arg(long)]
+    pub journal: Option<std::path::PathBuf>,
+    /// Relay configuration (TOML): journal path, store-and-forward limits, resolver policy.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -156,6 +163,44 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         terminal.gateway.clone(),
     );
     let (_sim, _sandbox) = (terminal.sim, terminal.sandbox);
+    // The relay: journal every authorization, resolve what an earlier run left open, and
+    // decide store-and-forward from the merchant's limits.
+    let cfg = match &args.config {
+        Some(p) => crate::config::FileConfig::load(p)?,
+        None => crate::config::FileConfig::default(),
+    };
+    let journal_path = args
+        .journal
+        .clone()
+        .or_else(|| (args.gateway == "env" || args.config.is_some()).then(|| cfg.journal_path()));
+    let relay = match &journal_path {
+        Some(p) => {
+            let relay = crate::journal::relay::Relay::open(
+                p,
+                gateway.clone(),
+                cfg.store_and_forward.clone(),
+                cfg.resolver.clone(),
+            )?;
+            match relay.pass().await {
+                Ok(r) if !r.escalated.is_empty() || !r.forward_declined.is_empty() => eprintln!(
+                    "WARNING: unresolved transactions in the journal: {:?} {:?} (see emvbridge report)",
+                    r.escalated, r.forward_declined
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("WARNING: resolver pass failed: {e}"),
+            }
+            Some(relay)
+        }
+        None => None,
+    };
+    let gateway: Arc<dyn crate::gateway::Gateway> = match &relay {
+        Some(r) => r.gateway.clone(),
+        None => gateway,
+    };
+    let txn_config = match &relay {
+        Some(r) => r.txn_config(TxnConfig::default(), AuthKind::Sale, amount),
+        None => TxnConfig::default(),
+    };
     let (date, time) = crate::engine::utc_date_time(std::time::SystemTime::now());
     let reference = args
         .reference
@@ -173,19 +218,18 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         original_gateway_id: None,
     };
     let json = args.json;
-    let outcome = crate::engine::run_transaction(
-        &link,
-        &mut events,
-        gateway,
-        req,
-        TxnConfig::default(),
-        |p| {
+    let outcome =
+        crate::engine::run_transaction(&link, &mut events, gateway, req, txn_config, |p| {
             if !json {
                 eprintln!("  [{}]", crate::terminal::prompt_text(p));
             }
-        },
-    )
-    .await?;
+        })
+        .await?;
+    if let Some(r) = &relay {
+        if let Err(e) = r.finish(&outcome) {
+            eprintln!("WARNING: outcome not journaled: {e}");
+        }
+    }
     link.shutdown().await;
     if json {
         println!("{}", crate::receipt::json(&outcome));
