@@ -288,8 +288,8 @@ pub fn summary(results: &[StepResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<3} {:<37} {:<16} {:>10}  {:<20} {}",
-        "#", "scenario", "card", "amount", "outcome", "as scripted"
+        "{:<3} {:<37} {:<16} {:>10}  {:<20} as scripted",
+        "#", "scenario", "card", "amount", "outcome"
     );
     for (i, r) in results.iter().enumerate() {
         let amount = Money::from_minor(r.step.amount, "USD")

@@ -1188,6 +1188,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        anyhow::bail!(
+            "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
+            args.listen
+        );
+    }
     let token_file = args.token_file.unwrap_or_else(auth::default_token_file);
     let (token, created) = auth::load_or_create(&token_file)?;
     let server = start(ApiOptions {
