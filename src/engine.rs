@@ -61,7 +61,17 @@ pub async fn run_transaction_cancellable(
     on_prompt: impl FnMut(&Prompt),
 ) -> Result<Outcome, TxnError> {
     let mut sw = Stopwatch::new();
-    run_loop(link, events, gateway, req, config, on_prompt, &mut sw, Some(cancel)).await
+    run_loop(
+        link,
+        events,
+        gateway,
+        req,
+        config,
+        on_prompt,
+        &mut sw,
+        Some(cancel),
+    )
+    .await
 }
 
 /// Resolves once when the POS asks to cancel (`true`) or its sender is gone (`false`);

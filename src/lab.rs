@@ -378,12 +378,14 @@ impl Figures {
     pub fn text(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
-        let lat = |name: &str, l: &Option<LatencySummary>| match l {
+        let lat = |name: &str, l: &Option<LatencySummary>| {
+            match l {
             Some(l) => format!(
                 "  {name:<14} p50 {:>9.3}  p95 {:>9.3}  p99 {:>9.3}  max {:>9.3}  mean {:>9.3} ms\n",
                 l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.mean_ms
             ),
             None => format!("  {name:<14} -\n"),
+        }
         };
         let _ = writeln!(
             s,
@@ -544,7 +546,9 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
     };
     for i in 0..ctx.args.sales {
         let (planned, minor) = plan_sale(ctx.args.seed, idx, i);
-        *t.planned.entry(format!("{planned:?}").to_lowercase()).or_default() += 1;
+        *t.planned
+            .entry(format!("{planned:?}").to_lowercase())
+            .or_default() += 1;
         // A link re-synchronising after a fault gets time to come back.
         let _ = lane.link.wait_ready(Duration::from_secs(30)).await;
         let amount = match Money::from_minor(minor, "USD") {
@@ -600,7 +604,10 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
         }
         if let Some(rev) = &outcome.reversal {
             t.reversals += 1;
-            if matches!(rev.result, Some(crate::txn::ReversalResult::Reversed | crate::txn::ReversalResult::NotFound)) {
+            if matches!(
+                rev.result,
+                Some(crate::txn::ReversalResult::Reversed | crate::txn::ReversalResult::NotFound)
+            ) {
                 t.reversals_confirmed += 1;
             }
         }
@@ -622,10 +629,7 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
 /// # Errors
 /// Bad `--faults`, the sandbox or the gateway adapter cannot start.
 pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
-    let faults: FaultPlan = args
-        .faults
-        .parse()
-        .map_err(|e| anyhow!("--faults: {e}"))?;
+    let faults: FaultPlan = args.faults.parse().map_err(|e| anyhow!("--faults: {e}"))?;
     if emvbridge_sim::card::profile(&args.card).is_none() {
         anyhow::bail!("unknown card profile {:?}", args.card);
     }
@@ -670,7 +674,9 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     for (idx, task) in tasks.into_iter().enumerate() {
         match task.await {
             Ok(t) => tally.merge(t),
-            Err(e) => tally.setup_failures.push(format!("lane {idx}: task failed: {e}")),
+            Err(e) => tally
+                .setup_failures
+                .push(format!("lane {idx}: task failed: {e}")),
         }
     }
     let wall = t0.elapsed().as_secs_f64();
@@ -781,7 +787,19 @@ mod tests {
         assert_eq!(g.len(), 10_001);
         assert_eq!(g.quantile_us(1.0), Some(3_600_000_000));
         // Every value maps to a bucket whose bounds contain it.
-        for v in [0, 1, 63, 64, 65, 127, 128, 1000, 123_456, u64::MAX / 3, u64::MAX] {
+        for v in [
+            0,
+            1,
+            63,
+            64,
+            65,
+            127,
+            128,
+            1000,
+            123_456,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let (lo, w) = Histogram::bounds(Histogram::index(v));
             assert!(lo <= v && v - lo < w, "{v}: {lo}+{w}");
         }

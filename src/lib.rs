@@ -13,6 +13,7 @@ pub mod driver;
 pub mod engine;
 pub mod gateway;
 pub mod journal;
+pub mod keys;
 pub mod lab;
 pub mod money;
 pub mod receipt;

@@ -40,6 +40,11 @@ enum Command {
     Resolve(emvbridge::journal::cli::ResolveArgs),
     /// Run the webhook receiver (PAI, Pay1st) that updates the journal.
     Webhooks(emvbridge::webhooks::WebhookArgs),
+    /// Lab mode: N simulated readers against the sandbox gateway at once, with figures.
+    Lab(emvbridge::lab::LabArgs),
+    /// Go-live key tools: `keys exchange --gateway paymentsai` (temporal → permanent API key).
+    #[command(subcommand)]
+    Keys(emvbridge::keys::KeysCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,5 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Report(args) => emvbridge::journal::cli::run_report(args),
         Command::Resolve(args) => emvbridge::journal::cli::run_resolve(args),
         Command::Webhooks(args) => emvbridge::webhooks::run(args),
+        Command::Lab(args) => emvbridge::lab::run(args),
+        Command::Keys(cmd) => emvbridge::keys::run(cmd),
     }
 }

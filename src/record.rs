@@ -223,7 +223,10 @@ mod tests {
         let pan = tlv::find(body, Tag::PAN).unwrap();
         assert_eq!(hex::encode_upper(pan.value()), "476173AAAAAA0010");
         let t2 = tlv::find(body, Tag::TRACK2_EQUIVALENT).unwrap();
-        assert_eq!(hex::encode_upper(t2.value()), "476173AAAAAA0010D2812201AAAAAAAAAF");
+        assert_eq!(
+            hex::encode_upper(t2.value()),
+            "476173AAAAAA0010D2812201AAAAAAAAAF"
+        );
         assert_eq!(
             tlv::find(body, Tag::CARDHOLDER_NAME).unwrap().value(),
             b"***/****"
@@ -232,7 +235,10 @@ mod tests {
             tlv::find(body, Tag(0x9F02)).unwrap().value(),
             [0, 0, 0, 0, 0x12, 0x34]
         );
-        assert_eq!(tlv::find(body, Tag(0xDFDF10)).unwrap().value(), [0xDE, 0xAD]);
+        assert_eq!(
+            tlv::find(body, Tag(0xDFDF10)).unwrap().value(),
+            [0xDE, 0xAD]
+        );
         // The clear digits are gone from the whole message.
         assert!(!hex::encode_upper(&m).contains("9001010010"));
     }
@@ -250,7 +256,10 @@ mod tests {
         assert_eq!(&m[..5], &cmd[..5]);
         assert_eq!(m.last(), Some(&0x00));
         assert_eq!(hex::encode_upper(&m[7..15]), "411111AAAAAA1111");
-        assert_eq!(mask_message(Dir::Host, &[0xD0, 0x00, 0x00, 0x01]), [0xD0, 0, 0, 1]);
+        assert_eq!(
+            mask_message(Dir::Host, &[0xD0, 0x00, 0x00, 0x01]),
+            [0xD0, 0, 0, 1]
+        );
     }
 
     #[test]
@@ -271,7 +280,9 @@ mod tests {
         r.message(
             TapDir::Terminal,
             false,
-            &[0x5A, 0x08, 0x47, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10, 0x90, 0x00],
+            &[
+                0x5A, 0x08, 0x47, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10, 0x90, 0x00,
+            ],
         );
         let text = std::fs::read_to_string(&path).unwrap();
         let rec = emvbridge_sim::replay::Recording::parse(&text).unwrap();
