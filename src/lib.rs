@@ -16,6 +16,7 @@ pub mod journal;
 pub mod keys;
 pub mod lab;
 pub mod money;
+pub mod pair;
 pub mod receipt;
 pub mod record;
 pub mod sale;

@@ -1,255 +1,8 @@
-//! The transaction state machine against the simulated reader's sans-IO core and a scripted
-//! issuer host, on one thread and a virtual clock (quinn's `Pair` style): every byte goes
-//! through the protocol crate's framing both ways, cryptograms are real (the host verifies
-//! the ARQC and answers with a real ARPC), and a stall fails loudly.
+//! The transaction state machine against the simulated reader's core and a scripted issuer
+//! (see `emvbridge::pair`).
 
-use std::time::{Duration, Instant};
-
-use bytes::{Bytes, BytesMut};
-use emvbridge::money::Money;
-use emvbridge::txn::{
-    AppChoice, AuthKind, AuthorizationResult, HostRequest, IssuerResponse, Outcome, OutcomeStatus,
-    Prompt, ReaderInput, Reference, ReversalReason, ReversalResult, Transaction, TxnConfig,
-    TxnRequest,
-};
-use emvbridge_protocol::frame::{emit_message, Deframer, Inbound};
-use emvbridge_sim::issuer;
-use emvbridge_sim::reader::{SimConfig, SimReader};
-
-/// How the scripted host answers authorizations.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum HostMode {
-    /// Verify the ARQC; approve unless the amount ends in .51 (NSF); `.91` → corrupt ARPC.
-    Issuer,
-    /// Never answer.
-    Silent,
-    /// Unreachable.
-    Down,
-}
-
-struct Pair {
-    now: Instant,
-    sim: SimReader,
-    txn: Transaction,
-    from_sim: Deframer,
-    host_mode: HostMode,
-    /// Host answers not yet delivered: (due, result).
-    host_due: Vec<(Instant, HostAnswer)>,
-    host_latency: Duration,
-    prompts: Vec<Prompt>,
-    authorizations: usize,
-    reversals: Vec<ReversalReason>,
-    corrupt_frames: usize,
-    /// Approved by the scripted host and not reversed, by reference.
-    ledger_approved: bool,
-    /// Pull the card while the host is deciding.
-    remove_card_on_authorize: bool,
-    /// ARQCs the host could not verify.
-    bad_arqc: usize,
-}
-
-enum HostAnswer {
-    Auth(AuthorizationResult),
-    Reversal(ReversalResult),
-}
-
-fn request(minor: u64) -> TxnRequest {
-    TxnRequest {
-        reference: Reference(format!("sim-{minor}")),
-        kind: AuthKind::Sale,
-        amount: Money::from_minor(minor, "USD").unwrap(),
-        amount_other: 0,
-        date: 261121,
-        time: 101500,
-        app_choice: AppChoice::CardPriority,
-        original_gateway_id: None,
-    }
-}
-
-impl Pair {
-    fn new(card: &str, minor: u64, faults: &str, seed: u64) -> Pair {
-        let now = Instant::now();
-        let config = SimConfig {
-            card: Some(card.to_owned()),
-            seed,
-            faults: faults.parse().expect("fault spec"),
-            ..SimConfig::default()
-        };
-        let mut sim = SimReader::new(config, now);
-        let txn = Transaction::start(now, request(minor), TxnConfig::default()).unwrap();
-        // Drop the power-on notification: the link layer would route it to device status.
-        while sim.poll_transmit(now).is_some() {}
-        Pair {
-            now,
-            sim,
-            txn,
-            from_sim: Deframer::new(),
-            host_mode: HostMode::Issuer,
-            host_due: Vec::new(),
-            host_latency: Duration::from_millis(80),
-            prompts: Vec::new(),
-            authorizations: 0,
-            reversals: Vec::new(),
-            corrupt_frames: 0,
-            ledger_approved: false,
-            remove_card_on_authorize: false,
-            bad_arqc: 0,
-        }
-    }
-
-    fn host_answer(&mut self, req: HostRequest) -> Option<HostAnswer> {
-        match req {
-            HostRequest::Authorize(a) => {
-                self.authorizations += 1;
-                match self.host_mode {
-                    HostMode::Silent => None,
-                    HostMode::Down => Some(HostAnswer::Auth(AuthorizationResult::Unavailable {
-                        reason: "down".into(),
-                    })),
-                    HostMode::Issuer => {
-                        if self.remove_card_on_authorize {
-                            self.sim.remove_card(self.now);
-                        }
-                        let Ok(v) = issuer::verify_arqc(&a.icc_data) else {
-                            // What a real issuer does with data it cannot verify.
-                            self.bad_arqc += 1;
-                            return Some(HostAnswer::Auth(AuthorizationResult::Declined {
-                                gateway_id: None,
-                                code: Some("05".into()),
-                                reason: "cryptogram not verified".into(),
-                                issuer: IssuerResponse {
-                                    arc: *b"05",
-                                    ..Default::default()
-                                },
-                            }));
-                        };
-                        assert_eq!(
-                            v.amount,
-                            a.amount.minor(),
-                            "9F02 matches the requested amount"
-                        );
-                        let cents = a.amount.minor() % 100;
-                        if cents == 51 {
-                            let arc = *b"51";
-                            return Some(HostAnswer::Auth(AuthorizationResult::Declined {
-                                gateway_id: Some("gw".into()),
-                                code: Some("51".into()),
-                                reason: "insufficient funds".into(),
-                                issuer: IssuerResponse {
-                                    arc,
-                                    issuer_auth_data: Some(Bytes::from(
-                                        v.issuer_auth_data(arc, false),
-                                    )),
-                                    ..Default::default()
-                                },
-                            }));
-                        }
-                        self.ledger_approved = true;
-                        Some(HostAnswer::Auth(AuthorizationResult::Approved {
-                            gateway_id: "gw".into(),
-                            approved_amount: a.amount,
-                            issuer: IssuerResponse {
-                                arc: *b"00",
-                                issuer_auth_data: Some(Bytes::from(
-                                    v.issuer_auth_data(*b"00", cents == 91),
-                                )),
-                                scripts: Bytes::new(),
-                                auth_code: Some("A1B2C3".into()),
-                            },
-                        }))
-                    }
-                }
-            }
-            HostRequest::Reverse(r) => {
-                self.reversals.push(r.reason);
-                let was = std::mem::replace(&mut self.ledger_approved, false);
-                Some(HostAnswer::Reversal(if was {
-                    ReversalResult::Reversed
-                } else {
-                    ReversalResult::NotFound
-                }))
-            }
-        }
-    }
-
-    /// Moves bytes and answers until the outcome, advancing the virtual clock; panics on a stall.
-    fn run(&mut self) -> Outcome {
-        for _ in 0..10_000 {
-            let mut progressed = true;
-            while progressed {
-                progressed = false;
-                while let Some(cmd) = self.txn.poll_command() {
-                    let mut buf = BytesMut::new();
-                    emit_message(0x01, false, &cmd, &mut buf).unwrap();
-                    self.sim.handle_input(self.now, &buf);
-                    progressed = true;
-                }
-                while let Some(bytes) = self.sim.poll_transmit(self.now) {
-                    self.from_sim.push(&bytes);
-                    progressed = true;
-                }
-                while let Some(item) = self.from_sim.poll() {
-                    match item {
-                        Inbound::Message(m) if m.unsolicited => self
-                            .txn
-                            .handle_reader(self.now, ReaderInput::Unsolicited(m.payload)),
-                        Inbound::Message(m) => self
-                            .txn
-                            .handle_reader(self.now, ReaderInput::Response(m.payload)),
-                        Inbound::Corrupt { .. } => self.corrupt_frames += 1,
-                    }
-                    progressed = true;
-                }
-                while let Some(req) = self.txn.poll_host() {
-                    if let Some(answer) = self.host_answer(req) {
-                        self.host_due.push((self.now + self.host_latency, answer));
-                    }
-                    progressed = true;
-                }
-                while let Some(p) = self.txn.poll_event() {
-                    self.prompts.push(p);
-                }
-                if let Some(o) = self.txn.poll_outcome() {
-                    return o;
-                }
-            }
-            // Advance to the next thing that can happen.
-            let next = [
-                self.sim.poll_timeout(),
-                self.txn.poll_timeout(),
-                self.host_due.iter().map(|(at, _)| *at).min(),
-                (self.from_sim.buffered() > 0).then(|| self.now + Duration::from_millis(200)),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("nothing left to happen: the transaction stalled");
-            self.now = self.now.max(next);
-            if self.from_sim.buffered() > 0 {
-                if let Some(Inbound::Corrupt { .. }) = self.from_sim.discard_stalled() {
-                    self.corrupt_frames += 1;
-                }
-            }
-            self.sim.handle_timeout(self.now);
-            self.txn.handle_timeout(self.now);
-            let due: Vec<_> = {
-                let now = self.now;
-                let (due, later) = std::mem::take(&mut self.host_due)
-                    .into_iter()
-                    .partition(|(at, _)| *at <= now);
-                self.host_due = later;
-                due
-            };
-            for (_, answer) in due {
-                match answer {
-                    HostAnswer::Auth(r) => self.txn.handle_host(self.now, r),
-                    HostAnswer::Reversal(r) => self.txn.handle_reversal(self.now, r),
-                }
-            }
-        }
-        panic!("no outcome after 10 000 steps");
-    }
-}
+use emvbridge::pair::{replay, request, HostMode, Pair};
+use emvbridge::txn::{OutcomeStatus, Prompt, ReversalReason};
 
 #[test]
 fn approved_online_with_real_cryptograms() {
@@ -443,4 +196,20 @@ fn line_noise_never_leaves_money_in_doubt() {
         outcomes.get("Approved").copied().unwrap_or(0) > 0,
         "some sales still go through"
     );
+}
+
+#[test]
+fn replaying_the_recorded_inputs_reproduces_the_outcome() {
+    // What the benchmark of the bridge's own share measures must be the same work.
+    for (card, amount) in [
+        ("visa-cvn18", 1234),
+        ("offline-pin", 1500),
+        ("visa-cvn18", 1291),
+    ] {
+        let mut p = Pair::new(card, amount, "", 21);
+        let o = p.run();
+        let r = replay(request(amount), &p.recorded, p.now);
+        assert_eq!(r.status, o.status, "{card} {amount}");
+        assert_eq!(r.card, o.card);
+    }
 }
