@@ -209,7 +209,7 @@ impl Rig {
         let ledger_state = original.map(|t| t["state"].as_str().unwrap_or("").to_owned());
         let j = self.journal.get(reference).unwrap().unwrap();
         let ok = match (j.state, ledger_state.as_deref()) {
-            (RelayState::Approved, Some("approved" | "partially_refunded")) => true,
+            (RelayState::Approved | RelayState::Forwarded, Some("approved" | "partially_refunded")) => true,
             (RelayState::Reversed, Some("voided" | "refunded")) => true,
             (RelayState::NotFound | RelayState::Unavailable, None) => true,
             (RelayState::NotFound | RelayState::Declined, Some("declined" | "error")) => true,
@@ -513,4 +513,123 @@ async fn paymentsai_outcomes() {
 #[tokio::test]
 async fn pay1st_outcomes() {
     outcomes(Dialect::Pay1st, "qo").await;
+}
+
+/// Store-and-forward replay: the stored ICC data holds the PAN masked (`5A` with `A`
+/// nibbles) and the clear data only inside the SRED `FF7F` container; the forwarder sends it
+/// with the same reference once the gateway answers, and a decline on forward is reported.
+#[tokio::test]
+async fn stored_sales_are_forwarded_and_declines_reported() {
+    use emvbridge::journal::resolver::SafLimits;
+    let mut rig = rig(Dialect::PaymentsAi, "saf").await;
+    let limits = SafLimits {
+        enabled: true,
+        max_amount_minor: 5000,
+        max_count: 2,
+        max_total_minor: 6000,
+    };
+    let usd = |m: u64| Money::from_minor(m, "USD").unwrap();
+    assert!(limits
+        .allows(&rig.journal, AuthKind::Sale, usd(2500))
+        .unwrap());
+    assert!(
+        !limits
+            .allows(&rig.journal, AuthKind::Sale, usd(5001))
+            .unwrap(),
+        "amount cap"
+    );
+    assert!(
+        !limits
+            .allows(&rig.journal, AuthKind::Refund, usd(100))
+            .unwrap(),
+        "sales only"
+    );
+    let mut enc = emvbridge_sim::sred::SredEncryptor::ansi_test();
+    let pan = emvbridge_sim::sred::Pan::new("4111111111111111").unwrap();
+    let track2 = hex::decode("4111111111111111D30122010000000000000F").unwrap();
+    let mut store = |rig: &mut Rig, reference: &str, minor: u64| {
+        let mut req = rig.request(reference, minor);
+        // As the reader sends it with SRED on: 5A masked, clear data only in FF7F.
+        let mut b = TlvBuilder::new();
+        for t in emvbridge_protocol::tlv::parse(&req.icc_data) {
+            let t = t.unwrap();
+            if t.tag() == Tag(0x5A) {
+                b.primitive(Tag(0x5A), &hex::decode("411111AAAAAA1111").unwrap());
+            } else {
+                b.raw(t.raw());
+            }
+        }
+        b.raw(&enc.encrypt(&pan, &track2, [7; 8]).unwrap());
+        req.icc_data = Bytes::from(b.as_bytes().to_vec());
+        rig.journal
+            .begin_authorization(&req, Dialect::PaymentsAi)
+            .unwrap();
+        rig.journal
+            .record_authorization(
+                &req.reference,
+                &AuthorizationResult::Unavailable {
+                    reason: "connect failed".into(),
+                },
+            )
+            .unwrap();
+        let o = Outcome {
+            reference: req.reference.clone(),
+            kind: AuthKind::Sale,
+            status: OutcomeStatus::ApprovedOffline,
+            amount: req.amount,
+            approved_amount: Some(req.amount),
+            gateway_id: None,
+            auth_code: None,
+            decline_code: None,
+            reason: None,
+            reversal: None,
+            card: CardFacts::default(),
+        };
+        let s = rig
+            .journal
+            .record_outcome(&o, Dialect::PaymentsAi, Some(&req))
+            .unwrap();
+        assert_eq!(s, RelayState::Stored);
+        let icc = rig.journal.icc_data(reference).unwrap().unwrap();
+        assert!(emvbridge::journal::icc_is_safe(&icc));
+        let clear = hex::decode("4111111111111111").unwrap();
+        assert!(
+            !icc.windows(8).any(|w| w == clear.as_slice()),
+            "no clear pan stored"
+        );
+    };
+    store(&mut rig, "saf-ok", 2500);
+    store(&mut rig, "saf-dec", 2600);
+    assert!(
+        !limits
+            .allows(&rig.journal, AuthKind::Sale, usd(100))
+            .unwrap(),
+        "count cap"
+    );
+    rig.fault(
+        json!({"match": {"client_ref": "saf-dec"}, "action": {"type": "decline", "code": "05"}}),
+    )
+    .await;
+    let r = forward_once(
+        &rig.journal,
+        rig.jg.inner().as_ref(),
+        &policy(),
+        rig.journal.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.settled,
+        vec![("saf-ok".to_owned(), RelayState::Forwarded)]
+    );
+    assert_eq!(r.forward_declined, vec!["saf-dec".to_owned()]);
+    let e = rig.journal.get("saf-ok").unwrap().unwrap();
+    assert!(!e.has_icc && e.gateway_id.is_some() && e.auth_attempts == 2);
+    rig.agree("saf-ok").await;
+    let l = rig.ledger("saf-ok").await;
+    assert_eq!((l.len(), l[0]["approved_minor"].as_i64()), (1, Some(2500)));
+    assert_eq!(rig.state("saf-dec"), RelayState::ForwardDeclined);
+    let report = emvbridge::journal::report::build(&rig.journal, 0, i64::MAX).unwrap();
+    assert!(report.unresolved.iter().any(|e| e.reference == "saf-dec"));
+    assert!(report.table().contains("forward_declined"));
 }

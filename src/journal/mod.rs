@@ -718,6 +718,7 @@ impl Journal {
         );
         let n = tx.execute(
             "UPDATE txns SET state = ?2, reason = ?3, updated_at = ?4,
+                 auth_attempts = auth_attempts + (CASE WHEN ?2 = 'forwarding' THEN 1 ELSE 0 END),
                  icc_data = CASE WHEN ?5 THEN NULL ELSE icc_data END
              WHERE reference = ?1",
             params![reference.0, state.as_str(), short(reason), now, clear_icc],
