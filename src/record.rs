@@ -25,6 +25,70 @@ use emvbridge_sim::replay::{Dir, RecordLine};
 
 use crate::driver::{MessageTap, Tap, TapDir};
 
+/// [`crate::terminal::Terminal::open`] with the reader link recorded to `path` (used by
+/// `emvbridge sale --record FILE`; `serve` can do the same). The embedded simulator and the
+/// gateway are set up exactly as `Terminal::open` does; only the link gets the tap, so the
+/// recording starts with the reset that re-synchronises the reader.
+///
+/// # Errors
+/// The recording file cannot be created, and the errors of `Terminal::open`.
+pub async fn open_terminal(
+    opts: &crate::terminal::TerminalOptions,
+    path: &Path,
+) -> anyhow::Result<crate::terminal::Terminal> {
+    use anyhow::Context;
+    let tap = Recorder::create(path)
+        .with_context(|| format!("cannot create the recording {}", path.display()))?
+        .into_tap();
+    let mut notes = Vec::new();
+    let mut sim = None;
+    let addr: crate::driver::DeviceAddr = match &opts.device {
+        Some(d) => d.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => {
+            let dev = crate::terminal::SimDevice::start(&opts.card).await?;
+            notes.push(format!(
+                "no --device given: using the simulated reader (card {}) on {}",
+                opts.card, dev.addr
+            ));
+            let a = dev.addr.clone();
+            sim = Some(dev);
+            a
+        }
+    };
+    let (gateway, sandbox) =
+        crate::terminal::open_gateway(&opts.gateway, opts.dialect, &mut notes).await?;
+    notes.push(format!(
+        "recording the reader session to {} (card data masked)",
+        path.display()
+    ));
+    let connector = crate::driver::AddrConnector::new(
+        addr,
+        crate::driver::LineSettings {
+            baud: opts.baud,
+            ..Default::default()
+        },
+    );
+    let config = crate::driver::LinkConfig {
+        max_connect_attempts: Some(5),
+        tap: Some(tap),
+        ..Default::default()
+    };
+    let (link, events) = crate::driver::ReaderLink::spawn(connector, config);
+    let info = link
+        .wait_ready(std::time::Duration::from_secs(15))
+        .await
+        .context("the reader did not become ready")?;
+    Ok(crate::terminal::Terminal {
+        link,
+        events,
+        info,
+        gateway,
+        sim,
+        sandbox,
+        notes,
+    })
+}
+
 /// How deep constructed objects are walked before the rest is zeroed.
 const MAX_DEPTH: usize = 8;
 
@@ -75,7 +139,7 @@ impl MessageTap for Recorder {
             t_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
             dir,
             unsolicited,
-            hex: hex::encode_upper(mask_message(dir, payload)),
+            hex: hex::encode_upper(mask_message(dir, unsolicited, payload)),
         };
         let Ok(text) = serde_json::to_string(&line) else {
             return;
@@ -91,8 +155,8 @@ impl MessageTap for Recorder {
 
 /// A message payload with its sensitive clear fields masked (see the module doc).
 /// Commands: `CLA INS P1 P2 [Lc data] [Le]`, the data masked; responses and unsolicited
-/// messages: `[data] SW1 SW2`, the data masked.
-pub fn mask_message(dir: Dir, payload: &[u8]) -> Vec<u8> {
+/// messages: `[data] SW1 SW2`, the data masked (unsolicited ones: TLV without a status word).
+pub fn mask_message(dir: Dir, unsolicited: bool, payload: &[u8]) -> Vec<u8> {
     match dir {
         Dir::Host => {
             let Ok(v) = CommandView::parse(payload) else {
@@ -115,12 +179,25 @@ pub fn mask_message(dir: Dir, payload: &[u8]) -> Vec<u8> {
             }
             out
         }
+        // Unsolicited messages (`E6`, `E0{48}`) carry no status word; tried whole first.
+        Dir::Terminal if unsolicited => match mask_tlv(payload, 0) {
+            Some(m) => m,
+            None => mask_message(Dir::Terminal, false, payload),
+        },
         Dir::Terminal => match payload.len().checked_sub(2) {
             Some(n) if n > 0 => {
                 let (data, sw) = payload.split_at(n);
-                let mut out = mask_data(data);
-                out.extend_from_slice(sw);
-                out
+                match mask_tlv(data, 0) {
+                    Some(mut out) => {
+                        out.extend_from_slice(sw);
+                        out
+                    }
+                    None => mask_tlv(payload, 0).unwrap_or_else(|| {
+                        let mut out = vec![0; n];
+                        out.extend_from_slice(sw);
+                        out
+                    }),
+                }
             }
             _ => payload.to_vec(),
         },
@@ -216,7 +293,7 @@ mod tests {
         });
         let mut payload = b.freeze().to_vec();
         payload.extend_from_slice(&[0x90, 0x00]);
-        let m = mask_message(Dir::Terminal, &payload);
+        let m = mask_message(Dir::Terminal, false, &payload);
         assert_eq!(m.len(), payload.len());
         let body = &m[..m.len() - 2];
         assert_eq!(&m[m.len() - 2..], [0x90, 0x00]);
@@ -251,23 +328,34 @@ mod tests {
         let mut cmd = vec![0xDE, 0xD1, 0x00, 0x00, data.len() as u8];
         cmd.extend_from_slice(&data);
         cmd.push(0x00);
-        let m = mask_message(Dir::Host, &cmd);
+        let m = mask_message(Dir::Host, false, &cmd);
         assert_eq!(m.len(), cmd.len());
         assert_eq!(&m[..5], &cmd[..5]);
         assert_eq!(m.last(), Some(&0x00));
         assert_eq!(hex::encode_upper(&m[7..15]), "411111AAAAAA1111");
         assert_eq!(
-            mask_message(Dir::Host, &[0xD0, 0x00, 0x00, 0x01]),
+            mask_message(Dir::Host, false, &[0xD0, 0x00, 0x00, 0x01]),
             [0xD0, 0, 0, 1]
         );
     }
 
     #[test]
     fn unparseable_data_is_zeroed() {
-        let m = mask_message(Dir::Terminal, &[0x5A, 0x09, 0x41, 0x11, 0x90, 0x00]);
+        let m = mask_message(Dir::Terminal, false, &[0x5A, 0x09, 0x41, 0x11, 0x90, 0x00]);
         assert_eq!(m, [0, 0, 0, 0, 0x90, 0x00]);
-        assert_eq!(mask_message(Dir::Terminal, &[0x90, 0x00]), [0x90, 0x00]);
-        assert_eq!(mask_message(Dir::Terminal, &[0x90]), [0x90]);
+        // An unsolicited E6 (no SW) is TLV whole.
+        let e6 = [0xE6, 0x05, 0xC3, 0x01, 0x00, 0x5A, 0x00];
+        assert_eq!(mask_message(Dir::Terminal, true, &e6), e6);
+        let e6 = [0xE6, 0x06, 0x5A, 0x04, 0x41, 0x11, 0x11, 0x11];
+        assert_eq!(
+            mask_message(Dir::Terminal, true, &e6),
+            [0xE6, 0x06, 0x5A, 0x04, 0xAA, 0xAA, 0xAA, 0xAA]
+        );
+        assert_eq!(
+            mask_message(Dir::Terminal, false, &[0x90, 0x00]),
+            [0x90, 0x00]
+        );
+        assert_eq!(mask_message(Dir::Terminal, false, &[0x90]), [0x90]);
     }
 
     #[test]
@@ -303,11 +391,12 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn masking_never_panics_and_keeps_sw(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let m = mask_message(Dir::Terminal, &bytes);
+            let m = mask_message(Dir::Terminal, false, &bytes);
             if bytes.len() >= 2 {
                 proptest::prop_assert_eq!(&m[m.len() - 2..], &bytes[bytes.len() - 2..]);
             }
-            let _ = mask_message(Dir::Host, &bytes);
+            let _ = mask_message(Dir::Host, false, &bytes);
+            let _ = mask_message(Dir::Terminal, true, &bytes);
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct SaleArgs {
     /// Relay configuration (TOML): journal path, store-and-forward limits, resolver policy.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Record the reader session (JSON lines, card data masked) for `vipa-sim --replay FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -141,14 +144,17 @@ pub fn run(args: SaleArgs) -> ExitCode {
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
-    let terminal = crate::terminal::Terminal::open(&crate::terminal::TerminalOptions {
+    let opts = crate::terminal::TerminalOptions {
         device: args.device.clone(),
         baud: args.baud,
         card: args.card.clone(),
         gateway: args.gateway.clone(),
         dialect: args.dialect,
-    })
-    .await?;
+    };
+    let terminal = match &args.record {
+        Some(path) => crate::record::open_terminal(&opts, path).await?,
+        None => crate::terminal::Terminal::open(&opts).await?,
+    };
     for note in &terminal.notes {
         eprintln!("note: {note}");
     }
