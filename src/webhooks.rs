@@ -91,7 +91,10 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
 ///
 /// # Errors
 /// I/O errors of the server.
-pub async fn serve(listener: tokio::net::TcpListener, receiver: Arc<Receiver>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    receiver: Arc<Receiver>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(receiver)).await
 }
 
@@ -109,7 +112,11 @@ pub fn verify_hex(key: &[u8], msg: &[u8], sig: &str) -> bool {
 }
 
 fn reply(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({"ok": status == StatusCode::OK, "message": msg}))).into_response()
+    (
+        status,
+        Json(json!({"ok": status == StatusCode::OK, "message": msg})),
+    )
+        .into_response()
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -130,7 +137,10 @@ fn text(v: &Value, path: &[&str]) -> Option<String> {
 
 async fn pai(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(secret) = &r.config.pai_secret else {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "pai webhooks not configured");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pai webhooks not configured",
+        );
     };
     let sig = header(&headers, &r.config.pai_header).unwrap_or_default();
     if !verify_hex(secret.expose().as_bytes(), &body, sig) {
@@ -160,7 +170,10 @@ async fn pai(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) ->
         .or_else(|| v.pointer("/meta/metadata/transaction"))
         .or_else(|| v.pointer("/metadata/transaction"));
     let gateway_id = txn.and_then(|t| text(t, &["id"]));
-    let reference = txn.and_then(|t| text(t, &["idempotencyKey"]));
+    // Our reference: the idempotency key, else the `metadata.reference` our adapter sets
+    // (the key may be absent from an event emitted before it was stored).
+    let reference = txn
+        .and_then(|t| text(t, &["idempotencyKey"]).or_else(|| text(t, &["metadata", "reference"])));
     let Some(event_id) = event_id else {
         return reply(StatusCode::BAD_REQUEST, "no event id");
     };
@@ -177,10 +190,16 @@ async fn pai(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) ->
 
 async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some((user, pass)) = &r.config.pay1st_auth else {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "pay1st webhooks not configured");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pay1st webhooks not configured",
+        );
     };
-    let key = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", user.expose(), pass.expose()));
+    let key = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        user.expose(),
+        pass.expose()
+    ));
     let sig = header(&headers, "X-SIGNATURE").unwrap_or_default();
     let Ok(body_text) = std::str::from_utf8(&body) else {
         return reply(StatusCode::BAD_REQUEST, "body is not utf-8");
@@ -199,7 +218,15 @@ async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
         return reply(StatusCode::BAD_REQUEST, "no reference");
     };
     let event_id = format!("{gid}:{}", status.as_deref().unwrap_or("?"));
-    act(&r, Dialect::Pay1st, &event_id, reference, gateway_id, status).await
+    act(
+        &r,
+        Dialect::Pay1st,
+        &event_id,
+        reference,
+        gateway_id,
+        status,
+    )
+    .await
 }
 
 /// Dedupe, reload, update the journal; 200 only after the write.
@@ -231,7 +258,10 @@ async fn act(
     };
     if let Some(StatusResult::Unknown { .. }) = reloaded {
         // Not recorded: the gateway retries and we try again then.
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "cannot reload the transaction");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot reload the transaction",
+        );
     }
     let first = match r.journal.record_webhook(
         event_id,
@@ -354,7 +384,11 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
     let dialects = [Dialect::PaymentsAi, Dialect::Pay1st];
     for d in dialects {
         let g = match &args.gateway {
-            Some(url) => Some(crate::sale::sandbox_gateway(d, url.trim_end_matches('/'), cfg.http())?),
+            Some(url) => Some(crate::sale::sandbox_gateway(
+                d,
+                url.trim_end_matches('/'),
+                cfg.http(),
+            )?),
             None => cfg.environment().and_then(|env| {
                 crate::gateway::GatewayConfig::from_lookup(d, env, &|n| lookup.get(n))
                     .ok()?
@@ -367,7 +401,10 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
     let config = WebhookConfig {
         pai_secret: lookup.get("PAI_WEBHOOK_SECRET").map(Secret::new),
         pai_header: cfg.webhooks.pai_signature_header.clone(),
-        pay1st_auth: match (lookup.get("PAY1ST_WEBHOOK_USER"), lookup.get("PAY1ST_WEBHOOK_PASS")) {
+        pay1st_auth: match (
+            lookup.get("PAY1ST_WEBHOOK_USER"),
+            lookup.get("PAY1ST_WEBHOOK_PASS"),
+        ) {
             (Some(u), Some(p)) => Some((Secret::new(u), Secret::new(p))),
             _ => None,
         },
