@@ -369,6 +369,7 @@ fn main() {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(20)
+        .without_plots()
         .configure_from_args();
     bench_walk_full(&mut c, &f);
     bench_walk_flat(&mut c, &f);
