@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod journal;
 pub mod keys;
 pub mod lab;
+pub mod leakscan;
 pub mod money;
 pub mod pair;
 pub mod receipt;

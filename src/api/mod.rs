@@ -593,6 +593,47 @@ struct DisplayBody {
     text: String,
 }
 
+/// The body validation the handlers run before touching any state (sale/preauth: `0`,
+/// refund: `1`, capture: `2`, display: `3`), for the fuzz targets (fuzz/api_body). Returns the
+/// validated amount, if the body has one, or the HTTP status, error code and message. Not API.
+#[doc(hidden)]
+pub fn validate_body(route: u8, body: &[u8]) -> Result<Option<Money>, (u16, &'static str, String)> {
+    let err = |e: ApiError| (e.status.as_u16(), e.code, e.message);
+    match route % 4 {
+        0 => {
+            let b: AmountBody = parse_body(body).map_err(err)?;
+            money(b.amount, &b.currency).map(Some).map_err(err)
+        }
+        1 => {
+            let b: RefundBody = parse_body(body).map_err(err)?;
+            money(b.amount, &b.currency).map(Some).map_err(err)
+        }
+        2 => {
+            let b: CaptureBody = if body.iter().all(u8::is_ascii_whitespace) {
+                CaptureBody::default()
+            } else {
+                parse_body(body).map_err(err)?
+            };
+            match b.amount {
+                None => Ok(None),
+                Some(a) => money(a, b.currency.as_deref().unwrap_or("USD"))
+                    .map(Some)
+                    .map_err(err),
+            }
+        }
+        _ => {
+            let b: DisplayBody = parse_body(body).map_err(err)?;
+            if b.text.is_empty()
+                || b.text.len() > MAX_DISPLAY_TEXT
+                || !b.text.bytes().all(|c| c == b' ' || c.is_ascii_graphic())
+            {
+                return Err((422, "invalid_text", String::new()));
+            }
+            Ok(None)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Card transactions
 
