@@ -260,6 +260,7 @@ struct Tally {
     outcomes: BTreeMap<String, u64>,
     planned: BTreeMap<String, u64>,
     unexpected: u64,
+    reasons: BTreeMap<String, u64>,
     reversals: u64,
     reversals_confirmed: u64,
     unresolved: u64,
@@ -283,6 +284,9 @@ impl Tally {
             *self.planned.entry(k).or_default() += v;
         }
         self.unexpected += o.unexpected;
+        for (k, v) in o.reasons {
+            note_reason(&mut self.reasons, k, v);
+        }
         self.reversals += o.reversals;
         self.reversals_confirmed += o.reversals_confirmed;
         self.unresolved += o.unresolved;
@@ -342,6 +346,8 @@ pub struct Figures {
     pub planned: BTreeMap<String, u64>,
     /// Sales whose outcome differs from the one their amount plans (expected with faults).
     pub unexpected: u64,
+    /// Why the unexpected outcomes ended as they did (`status: reason`), counted.
+    pub unexpected_reasons: BTreeMap<String, u64>,
     /// Corrupt reports from the links' deframers.
     pub corrupt_seen: u64,
     /// Corrupt reports during sales that still reached their planned outcome.
@@ -414,6 +420,9 @@ impl Figures {
             kv(&self.planned),
             self.unexpected
         );
+        for (k, v) in &self.unexpected_reasons {
+            let _ = writeln!(s, "    {v:>6} x {k}");
+        }
         let _ = writeln!(
             s,
             "  corrupt        seen {}, recovered {} (link timeouts {}, reconnects {})",
@@ -441,6 +450,16 @@ impl Figures {
         }
         s
     }
+}
+
+/// Counts a reason, keeping at most 32 distinct ones (the rest go under `other`).
+fn note_reason(m: &mut BTreeMap<String, u64>, k: String, n: u64) {
+    let k = if m.len() >= 32 && !m.contains_key(&k) {
+        "other".to_owned()
+    } else {
+        k
+    };
+    *m.entry(k).or_default() += n;
 }
 
 /// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), KiB.
@@ -598,7 +617,7 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", outcome.status));
-        *t.outcomes.entry(status).or_default() += 1;
+        *t.outcomes.entry(status.clone()).or_default() += 1;
         if outcome.status == OutcomeStatus::Unresolved {
             t.unresolved += 1;
         }
@@ -616,6 +635,15 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
         } else {
             t.unexpected += 1;
             t.corrupt_in_other += corrupt;
+            let why = format!(
+                "{status}: {}",
+                outcome.reason.as_deref().unwrap_or("no reason given")
+            );
+            note_reason(&mut t.reasons, why, 1);
+            // The engine leaves a command whose answer was lost pending in the link until the
+            // link's own (long) timeout; the next sale would find the link busy. Re-sync now,
+            // as a front end should after a transaction that ended in reader trouble.
+            lane.link.reconnect().await;
         }
     }
     t.link = lane.link.stats();
@@ -707,6 +735,7 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         outcomes: tally.outcomes,
         planned: tally.planned,
         unexpected: tally.unexpected,
+        unexpected_reasons: tally.reasons,
         corrupt_seen: tally.link.corrupt,
         corrupt_recovered: tally.corrupt_in_expected,
         link_timeouts: tally.link.timeouts,
