@@ -356,11 +356,7 @@ impl Lookup {
             .extra
             .get(name)
             .cloned()
-            .or_else(|| {
-                self.process
-                    .then(|| std::env::var(name).ok())
-                    .flatten()
-            })
+            .or_else(|| self.process.then(|| std::env::var(name).ok()).flatten())
             .or_else(|| self.file.get(name).cloned())
             .or_else(|| {
                 self.url_var
@@ -384,11 +380,7 @@ pub struct Check {
 
 /// Runs the checks over `cfg` (loaded from `cfg_path` when given) with `extra` variables
 /// taking precedence over the process environment (`process` reads it).
-pub fn check(
-    cfg_path: Option<&Path>,
-    process: bool,
-    extra: HashMap<String, String>,
-) -> Vec<Check> {
+pub fn check(cfg_path: Option<&Path>, process: bool, extra: HashMap<String, String>) -> Vec<Check> {
     let mut out = Vec::new();
     let mut push = |ok: bool, text: String| out.push(Check { ok, text });
     let cfg = match cfg_path {
@@ -409,11 +401,17 @@ pub fn check(
     };
     let env = match (&cfg.environment, cfg.environment()) {
         (None, _) => {
-            push(false, "environment: missing (sandbox, staging or production)".into());
+            push(
+                false,
+                "environment: missing (sandbox, staging or production)".into(),
+            );
             None
         }
         (Some(s), None) => {
-            push(false, format!("environment: {s:?} is not sandbox, staging or production"));
+            push(
+                false,
+                format!("environment: {s:?} is not sandbox, staging or production"),
+            );
             None
         }
         (Some(_), Some(e)) => {
@@ -423,11 +421,17 @@ pub fn check(
     };
     let dialect = match (&cfg.dialect, cfg.dialect()) {
         (None, _) => {
-            push(false, "dialect: missing (number, paymentsai or pay1st)".into());
+            push(
+                false,
+                "dialect: missing (number, paymentsai or pay1st)".into(),
+            );
             None
         }
         (Some(s), None) => {
-            push(false, format!("dialect: {s:?} is not number, paymentsai or pay1st"));
+            push(
+                false,
+                format!("dialect: {s:?} is not number, paymentsai or pay1st"),
+            );
             None
         }
         (Some(_), Some(d)) => {
@@ -437,7 +441,10 @@ pub fn check(
     };
     let file = match &cfg.secrets_file {
         None => {
-            push(true, "secrets file: none (secrets from the environment)".into());
+            push(
+                true,
+                "secrets file: none (secrets from the environment)".into(),
+            );
             HashMap::new()
         }
         Some(p) => {
@@ -446,25 +453,30 @@ pub fn check(
                 None => push(false, format!("secrets file {shown}: cannot be read")),
                 Some(true) => push(
                     false,
-                    format!("secrets file {shown}: readable by group or others (refused; chmod 600)"),
+                    format!(
+                        "secrets file {shown}: readable by group or others (refused; chmod 600)"
+                    ),
                 ),
-                Some(false) => push(true, format!("secrets file {shown}: owner-only permissions")),
+                Some(false) => push(
+                    true,
+                    format!("secrets file {shown}: owner-only permissions"),
+                ),
             }
             if inside_git_tree(p) {
-                push(false, format!("secrets file {shown}: inside a git work tree (refused)"));
+                push(
+                    false,
+                    format!("secrets file {shown}: inside a git work tree (refused)"),
+                );
             } else {
-                push(true, format!("secrets file {shown}: outside any git work tree"));
+                push(
+                    true,
+                    format!("secrets file {shown}: outside any git work tree"),
+                );
             }
-            match read_secrets_file(p) {
-                Ok(m) => m,
-                Err(_) => HashMap::new(),
-            }
+            read_secrets_file(p).unwrap_or_default()
         }
     };
-    push(
-        true,
-        format!("journal: {}", cfg.journal_path().display()),
-    );
+    push(true, format!("journal: {}", cfg.journal_path().display()));
     push(
         true,
         format!(
@@ -494,7 +506,10 @@ pub fn check(
         for name in webhook_variables(d) {
             match lookup.get(name) {
                 Some(_) => push(true, format!("{name}: set (secret, not shown)")),
-                None => push(false, format!("{name}: missing (webhooks cannot be verified)")),
+                None => push(
+                    false,
+                    format!("{name}: missing (webhooks cannot be verified)"),
+                ),
             }
         }
         match GatewayConfig::from_lookup(d, e, &|n| lookup.get(n)) {
@@ -567,7 +582,10 @@ mod tests {
         assert_eq!(c.dialect(), Some(Dialect::PaymentsAi));
         assert!(c.store_and_forward.enabled);
         assert_eq!(c.resolver.max_attempts, 10);
-        assert!(FileConfig::parse("api_key = \"x\"").is_err(), "no secrets in the toml");
+        assert!(
+            FileConfig::parse("api_key = \"x\"").is_err(),
+            "no secrets in the toml"
+        );
         assert!(FileConfig::parse("[journal]\npath = 3").is_err());
     }
 
@@ -588,14 +606,25 @@ mod tests {
         let extra: HashMap<String, String> =
             [("API_KEY".to_owned(), "acc_TOPSECRET_key".to_owned())].into();
         let checks = check(Some(&cfg), false, extra);
-        let text: Vec<String> = checks.iter().map(|c| format!("{} {}", c.ok, c.text)).collect();
+        let text: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{} {}", c.ok, c.text))
+            .collect();
         let all = text.join("\n");
         assert!(!all.contains("TOPSECRET"), "{all}");
-        assert!(all.contains("true API_KEY: set (secret, not shown)"), "{all}");
+        assert!(
+            all.contains("true API_KEY: set (secret, not shown)"),
+            "{all}"
+        );
         assert!(all.contains("true API_URL: http://127.0.0.1:9"), "{all}");
         assert!(all.contains("false ORGANIZATION_ID: missing"), "{all}");
         assert!(all.contains("false PAI_WEBHOOK_SECRET: missing"), "{all}");
-        assert!(all.contains("false gateway configuration: missing environment variables: ORGANIZATION_ID"), "{all}");
+        assert!(
+            all.contains(
+                "false gateway configuration: missing environment variables: ORGANIZATION_ID"
+            ),
+            "{all}"
+        );
     }
 
     #[cfg(unix)]
@@ -604,11 +633,27 @@ mod tests {
         // Outside any git tree: the system temp dir.
         let d = tmpdir("perm");
         let loose = write(&d, "loose.env", "API_KEY=abc\n", 0o644);
-        assert!(matches!(read_secrets_file(&loose), Err(ConfigError::Permissions(_))));
-        let tight = write(&d, "tight.env", "API_KEY=abc\nORGANIZATION_ID=org_1\nPAI_WEBHOOK_SECRET=w\n", 0o600);
+        assert!(matches!(
+            read_secrets_file(&loose),
+            Err(ConfigError::Permissions(_))
+        ));
+        let tight = write(
+            &d,
+            "tight.env",
+            "API_KEY=abc\nORGANIZATION_ID=org_1\nPAI_WEBHOOK_SECRET=w\n",
+            0o600,
+        );
         if !inside_git_tree(&tight) {
             assert_eq!(read_secrets_file(&tight).unwrap().len(), 3);
-            let cfg = write(&d, "ok.toml", &format!("environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n", tight.display().to_string()), 0o644);
+            let cfg = write(
+                &d,
+                "ok.toml",
+                &format!(
+                    "environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n",
+                    tight.display().to_string()
+                ),
+                0o644,
+            );
             let checks = check(Some(&cfg), false, HashMap::new());
             assert!(checks.iter().all(|c| c.ok), "{checks:?}");
         }
@@ -617,9 +662,25 @@ mod tests {
         std::fs::create_dir_all(repo.join(".git")).unwrap();
         let inside = write(&repo, "secrets.env", "API_KEY=abc\n", 0o600);
         assert!(inside_git_tree(&inside));
-        assert!(matches!(read_secrets_file(&inside), Err(ConfigError::InRepo(_))));
-        let cfg = write(&d, "bad.toml", &format!("environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n", loose.display().to_string()), 0o644);
+        assert!(matches!(
+            read_secrets_file(&inside),
+            Err(ConfigError::InRepo(_))
+        ));
+        let cfg = write(
+            &d,
+            "bad.toml",
+            &format!(
+                "environment = \"staging\"\ndialect = \"paymentsai\"\nsecrets_file = {:?}\n",
+                loose.display().to_string()
+            ),
+            0o644,
+        );
         let checks = check(Some(&cfg), false, HashMap::new());
-        assert!(checks.iter().any(|c| !c.ok && c.text.contains("readable by group or others")), "{checks:?}");
+        assert!(
+            checks
+                .iter()
+                .any(|c| !c.ok && c.text.contains("readable by group or others")),
+            "{checks:?}"
+        );
     }
 }

@@ -209,7 +209,10 @@ impl Rig {
         let ledger_state = original.map(|t| t["state"].as_str().unwrap_or("").to_owned());
         let j = self.journal.get(reference).unwrap().unwrap();
         let ok = match (j.state, ledger_state.as_deref()) {
-            (RelayState::Approved | RelayState::Forwarded, Some("approved" | "partially_refunded")) => true,
+            (
+                RelayState::Approved | RelayState::Forwarded,
+                Some("approved" | "partially_refunded"),
+            ) => true,
             (RelayState::Reversed, Some("voided" | "refunded")) => true,
             (RelayState::NotFound | RelayState::Unavailable, None) => true,
             (RelayState::NotFound | RelayState::Declined, Some("declined" | "error")) => true,
