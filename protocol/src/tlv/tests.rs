@@ -320,6 +320,17 @@ fn arb_tree() -> impl Strategy<Value = Vec<Node>> {
 }
 
 proptest! {
+    /// The fast path for common shapes and the nom grammar agree on every input they both take.
+    #[test]
+    fn fast_path_agrees_with_the_nom_grammar(data in prop::collection::vec(any::<u8>(), 0..64)) {
+        if let Some((tag, header_len, total)) = common_object(&data) {
+            let (rest, (t, h)) = data_object(&data).expect("the grammar accepts what the fast path accepts");
+            prop_assert_eq!(t, tag);
+            prop_assert_eq!(h, header_len);
+            prop_assert_eq!(data.len() - rest.len(), total);
+        }
+    }
+
     #[test]
     fn emit_then_parse_round_trips(tree in arb_tree()) {
         let mut b = TlvBuilder::new();
