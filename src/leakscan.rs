@@ -294,11 +294,20 @@ fn digit_runs(data: &[u8], out: &mut Vec<Finding>) {
             if let Some((at, tail)) = found {
                 out.push(finding(Kind::Track2, at, &String::from_utf8_lossy(tail)));
             }
-        } else if digits.len() <= 64 && card_like(&digits) {
+        } else if digits.len() <= 64 && card_like(&digits) && !hex_context(data, start, j) {
             out.push(finding(Kind::Pan, start, &text));
         }
         i = j.max(i + 1);
     }
+}
+
+/// Whether the digit run `data[start..end]` is part of a longer hex token (a hex dump of
+/// TLV or of ASCII text, where `4D415354455243415244` — "MASTERCARD" — holds a Luhn-valid
+/// 19-digit run by chance). There, only the structured rules (TLV `5A`, track 2, known PANs)
+/// apply.
+fn hex_context(data: &[u8], start: usize, end: usize) -> bool {
+    let hex_letter = |b: Option<&u8>| b.is_some_and(|b| matches!(b, b'A'..=b'F' | b'a'..=b'f'));
+    hex_letter(start.checked_sub(1).and_then(|i| data.get(i))) || hex_letter(data.get(end))
 }
 
 /// Hex text of a BER-TLV `5A` (Application PAN): `5A` + length (6–10) + BCD, `F`-padded.
@@ -494,6 +503,22 @@ mod tests {
             let f = s.scan(text);
             assert!(f.is_empty(), "{}: {f:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn hex_dumps_are_not_cards_by_chance() {
+        // Hex of "MASTERCARD" and a 9F34/5F34 neighbourhood: Luhn-valid card-like digit runs
+        // inside hex tokens (seen in recordings), not card numbers.
+        let s = Scanner::new();
+        assert!(s.scan(b"500A4D4153544552434152449F120A").is_empty());
+        assert!(s
+            .scan(b"5F2A0208405F3401005711555555AAAAAA4444D3012201")
+            .is_empty());
+        // But a real 5A inside the same kind of dump is found.
+        assert_eq!(
+            kinds(b"9F12045F34015A0841111111111111119F02"),
+            vec![Kind::BcdPan]
+        );
     }
 
     #[test]
