@@ -179,6 +179,7 @@ impl Rig {
             reason: None,
             reversal: None,
             card: CardFacts::default(),
+            final_data: None,
         };
         self.jg.record_outcome(&o).unwrap()
     }
@@ -587,6 +588,7 @@ async fn stored_sales_are_forwarded_and_declines_reported() {
             reason: None,
             reversal: None,
             card: CardFacts::default(),
+            final_data: None,
         };
         let s = rig
             .journal

@@ -621,10 +621,14 @@ impl Journal {
         saf: Option<&AuthorizationRequest>,
     ) -> Result<RelayState, JournalError> {
         let now = self.now();
-        let icc = match saf {
-            Some(r) if outcome.status == OutcomeStatus::ApprovedOffline => {
-                if icc_is_safe(&r.icc_data) {
-                    Some(r.icc_data.to_vec())
+        // Forwarded with the online data set of the authorization attempt (Y3). A Y1 offline
+        // approval's final data set (`Outcome::final_data`, a TC) is not forwarded yet: the
+        // gateways (and the sandbox) take ARQC data sets only; such rows are escalated.
+        let saf_data = saf.map(|r| &r.icc_data);
+        let icc = match saf_data {
+            Some(data) if outcome.status == OutcomeStatus::ApprovedOffline => {
+                if icc_is_safe(data) {
+                    Some(data.to_vec())
                 } else {
                     tracing::error!(reference = %outcome.reference, "icc data holds clear card data: not stored; the sale cannot be forwarded");
                     None
@@ -1096,6 +1100,7 @@ mod tests {
                 last4: Some("5439".into()),
                 ..CardFacts::default()
             },
+            final_data: None,
         }
     }
 

@@ -262,6 +262,7 @@ pub struct Transaction {
     card_present: Option<bool>,
     reversal: Option<ReversalOutcome>,
     cancel_requested: bool,
+    final_data: Option<Bytes>,
 }
 
 impl Transaction {
@@ -290,6 +291,7 @@ impl Transaction {
             card_present: None,
             reversal: None,
             cancel_requested: false,
+            final_data: None,
         };
         t.send_start(now)?;
         t.events.push_back(Prompt::PresentCard);
@@ -570,10 +572,12 @@ impl Transaction {
                     Some((TemplateKind::OnlineRequired, t)) => self.go_online(now, t),
                     Some((TemplateKind::Approved, t)) => {
                         self.card.absorb(t);
+                        self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
                         self.offline_final(now, true)
                     }
                     Some((TemplateKind::Declined, t)) => {
                         self.card.absorb(t);
+                        self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
                         self.offline_final(now, false)
                     }
                     _ => self.protocol_error(now, "unexpected answer to start transaction"),
@@ -592,10 +596,12 @@ impl Transaction {
                 match resp.template().map(|t| (t.kind(), t)) {
                     Some((TemplateKind::Approved, t)) => {
                         self.card.absorb(t);
+                        self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
                         self.online_final(now, true)
                     }
                     Some((TemplateKind::Declined, t)) => {
                         self.card.absorb(t);
+                        self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
                         self.online_final(now, false)
                     }
                     _ => self.finish_card(now, Ending::NoCardResponse),
@@ -1015,6 +1021,7 @@ impl Transaction {
             reason,
             reversal: self.reversal.clone(),
             card: self.card.clone(),
+            final_data: self.final_data.clone(),
         });
     }
 }

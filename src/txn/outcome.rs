@@ -241,6 +241,10 @@ pub struct Outcome {
     pub reversal: Option<ReversalOutcome>,
     /// Card and cryptogram facts for the receipt.
     pub card: CardFacts,
+    /// The reader's final data set (the contents of `E3`/`E5`: TC or AAC, 9F27, 9F36, 95,
+    /// 9B, the reader-masked PAN and the SRED container), when the card gave one. An offline
+    /// approval (Y1) is forwarded with it; it holds no clear PAN.
+    pub final_data: Option<bytes::Bytes>,
 }
 
 #[cfg(test)]
