@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use crate::driver::{LinkEvent, ReaderLink};
+use crate::driver::{LinkEvent, LinkState, ReaderLink};
 use crate::gateway::Gateway;
 use crate::txn::{
     AuthorizationResult, HostRequest, Outcome, Prompt, ReaderInput, ReversalResult, Transaction,
@@ -23,6 +23,24 @@ use crate::txn::{
 fn link_timeout(config: &TxnConfig) -> Duration {
     config.card_timeout.max(config.final_timeout) + Duration::from_secs(30)
 }
+
+/// Asks the link to drop and re-synchronise, and waits until it has left the connected
+/// state (the request is queued behind earlier ones), so the next transaction sees it.
+async fn resync(link: &ReaderLink) {
+    let mut state = link.watch_state();
+    link.reconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(*state.borrow_and_update(), LinkState::Connected { .. }) {
+            if state.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a transaction waits for a re-synchronising link before starting anyway.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 enum HostAnswer {
     Auth(AuthorizationResult),
@@ -199,14 +217,28 @@ async fn run_loop(
     mut cancel: Option<watch::Receiver<bool>>,
 ) -> Result<Outcome, TxnError> {
     let timeout = link_timeout(&config);
+    // A link still re-synchronising (after a lost reader or the clean-up below) gets a moment
+    // to come back before the transaction starts; if it does not, the transaction fails
+    // cleanly on its first command.
+    if !matches!(link.state(), LinkState::Connected { .. }) {
+        let _ = link.wait_ready(READY_WAIT).await;
+    }
     // Events from before this transaction (a late card event, a stale answer) are not ours.
     while events.try_recv().is_ok() {}
     let mut txn = Transaction::start(Instant::now().into_std(), req, config)?;
     let (host_tx, mut host_rx) = mpsc::channel::<HostAnswer>(4);
+    // Commands written whose answer has not come. VIPA has no retransmission: when an answer
+    // is lost on the line, the transaction gives up on it (abort, reversal), but the link
+    // would keep waiting; a transaction that ends with answers outstanding re-synchronises
+    // the link (Reset Device) so the next one starts clean.
+    let mut outstanding: u32 = 0;
     loop {
         while let Some(cmd) = txn.poll_command() {
             match link.send(cmd, timeout).await {
-                Ok(()) => sw.reader(1),
+                Ok(()) => {
+                    outstanding += 1;
+                    sw.reader(1)
+                }
                 Err(e) => {
                     warn!(error = %e, "reader command not sent");
                     txn.handle_reader(Instant::now().into_std(), ReaderInput::Lost);
@@ -230,6 +262,10 @@ async fn run_loop(
         }
         if let Some(outcome) = txn.poll_outcome() {
             info!(reference = %outcome.reference, status = ?outcome.status, "transaction finished");
+            if outstanding > 0 {
+                warn!(outstanding, "reader answers still outstanding: re-synchronising the link");
+                resync(link).await;
+            }
             return Ok(outcome);
         }
         // Drained commands may have produced more output (a failed send → Lost).
@@ -245,11 +281,13 @@ async fn run_loop(
                 let now = Instant::now().into_std();
                 match ev {
                     Some(LinkEvent::Response { payload, .. }) => {
+                        outstanding = outstanding.saturating_sub(1);
                         sw.reader(-1);
                         txn.handle_reader(now, ReaderInput::Response(payload));
                     }
                     Some(LinkEvent::Unsolicited(payload)) => txn.handle_reader(now, ReaderInput::Unsolicited(payload)),
                     Some(LinkEvent::Lost(reason)) => {
+                        outstanding = 0;
                         warn!(?reason, "reader lost during the transaction");
                         sw.reader_lost();
                         txn.handle_reader(now, ReaderInput::Lost);
