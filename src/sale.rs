@@ -59,6 +59,17 @@ pub struct SaleArgs {
     /// Record the reader session (JSON lines, card data masked) for `vipa-sim --replay FILE`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
+    /// Faults of the embedded simulated reader (no --device), as `vipa-sim --faults`
+    /// (`flip=0.001,drop=0.001,dup=0.01,split,corrupt-lrc=0.02,stall-after=9,reboot-at=e4`).
+    #[arg(long, value_name = "SPEC")]
+    pub sim_faults: Option<String>,
+    /// Seed of the embedded simulator's faults and unpredictable numbers.
+    #[arg(long, default_value_t = 1)]
+    pub sim_seed: u64,
+    /// Whole-request timeout of the gateway client, ms, for a sandbox URL (default: the
+    /// configuration's `[timeouts] request_ms`, else 30 s).
+    #[arg(long, value_name = "MS")]
+    pub gateway_timeout_ms: Option<u64>,
 }
 
 pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -171,34 +182,12 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let (_sim, _sandbox) = (terminal.sim, terminal.sandbox);
     // The relay: journal every authorization, resolve what an earlier run left open, and
     // decide store-and-forward from the merchant's limits.
-    let cfg = match &args.config {
-        Some(p) => crate::config::FileConfig::load(p)?,
-        None => crate::config::FileConfig::default(),
-    };
-    let journal_path = args
-        .journal
-        .clone()
-        .or_else(|| (args.gateway == "env" || args.config.is_some()).then(|| cfg.journal_path()));
-    let relay = match &journal_path {
-        Some(p) => {
-            let relay = crate::journal::relay::Relay::open(
-                p,
-                gateway.clone(),
-                cfg.store_and_forward.clone(),
-                cfg.resolver.clone(),
-            )?;
-            match relay.pass().await {
-                Ok(r) if !r.escalated.is_empty() || !r.forward_declined.is_empty() => eprintln!(
-                    "WARNING: unresolved transactions in the journal: {:?} {:?} (see emvbridge report)",
-                    r.escalated, r.forward_declined
-                ),
-                Ok(_) => {}
-                Err(e) => eprintln!("WARNING: resolver pass failed: {e}"),
-            }
-            Some(relay)
-        }
-        None => None,
-    };
+    let relay = crate::journal::relay::RelayOptions {
+        journal: args.journal.clone(),
+        config: args.config.clone(),
+    }
+    .open(&args.gateway, gateway.clone())
+    .await?;
     let gateway: Arc<dyn crate::gateway::Gateway> = match &relay {
         Some(r) => r.gateway.clone(),
         None => gateway,

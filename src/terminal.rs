@@ -35,6 +35,19 @@ impl SimDevice {
     /// # Errors
     /// An unknown card profile, or no loopback socket.
     pub async fn start(card: &str) -> anyhow::Result<SimDevice> {
+        Self::start_with(card, emvbridge_sim::faults::FaultPlan::default(), 1).await
+    }
+
+    /// Starts the simulator with `card`, line/flow `faults` (the `vipa-sim --faults` plan)
+    /// drawn from `seed`: what `emvbridge sale --sim-faults` and `emvbridge soak` use.
+    ///
+    /// # Errors
+    /// An unknown card profile, or no loopback socket.
+    pub async fn start_with(
+        card: &str,
+        faults: emvbridge_sim::faults::FaultPlan,
+        seed: u64,
+    ) -> anyhow::Result<SimDevice> {
         if emvbridge_sim::card::profile(card).is_none() {
             bail!(
                 "unknown card profile {:?} (try: {})",
@@ -48,7 +61,8 @@ impl SimDevice {
         let local = listener.local_addr()?;
         let config = emvbridge_sim::reader::SimConfig {
             card: Some(card.to_owned()),
-            seed: 1,
+            seed,
+            faults,
             ..Default::default()
         };
         let reader = emvbridge_sim::reader::SimReader::new(config, std::time::Instant::now());
