@@ -22,6 +22,7 @@ pub mod receipt;
 pub mod record;
 pub mod sale;
 pub mod sandbox;
+pub mod soak;
 pub mod terminal;
 pub mod txn;
 pub mod webhooks;

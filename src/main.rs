@@ -42,6 +42,9 @@ enum Command {
     Webhooks(emvbridge::webhooks::WebhookArgs),
     /// Lab mode: N simulated readers against the sandbox gateway at once, with figures.
     Lab(emvbridge::lab::LabArgs),
+    /// Resilience soak: N real `sale` processes with seeded SIGKILLs, reader and gateway
+    /// faults against one sandbox gateway; checks journal, ledger and no orphans at the end.
+    Soak(emvbridge::soak::SoakArgs),
     /// Go-live key tools: `keys exchange --gateway paymentsai` (temporal → permanent API key).
     #[command(subcommand)]
     Keys(emvbridge::keys::KeysCommand),
@@ -63,5 +66,6 @@ fn main() -> std::process::ExitCode {
         Command::Webhooks(args) => emvbridge::webhooks::run(args),
         Command::Lab(args) => emvbridge::lab::run(args),
         Command::Keys(cmd) => emvbridge::keys::run(cmd),
+        Command::Soak(args) => emvbridge::soak::run_cli(args),
     }
 }
