@@ -18,6 +18,7 @@ pub mod lab;
 pub mod leakscan;
 pub mod money;
 pub mod pair;
+pub mod preflight;
 pub mod receipt;
 pub mod record;
 pub mod sale;

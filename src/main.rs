@@ -48,6 +48,9 @@ enum Command {
     /// Go-live key tools: `keys exchange --gateway paymentsai` (temporal → permanent API key).
     #[command(subcommand)]
     Keys(emvbridge::keys::KeysCommand),
+    /// Go-live checklist against the configured environment: credentials, gateway, webhooks,
+    /// sandbox scenarios, journal; pass/fail per item, exit 0 only when all pass.
+    Preflight(emvbridge::preflight::PreflightArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Webhooks(args) => emvbridge::webhooks::run(args),
         Command::Lab(args) => emvbridge::lab::run(args),
         Command::Keys(cmd) => emvbridge::keys::run(cmd),
+        Command::Preflight(args) => emvbridge::preflight::run(args),
         Command::Soak(args) => emvbridge::soak::run_cli(args),
     }
 }

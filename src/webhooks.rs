@@ -15,7 +15,9 @@
 //!   `reference:status`.
 //!
 //! A duplicate (same event id) is answered 200 without acting again; a stale timestamp or a
-//! bad signature is 401; an unparseable body 400.
+//! bad signature is 401; an unparseable body 400. A correctly signed event of type
+//! [`TEST_EVENT_TYPE`] (`emvbridge preflight`'s self-test) is answered 200 without touching the
+//! journal or the gateway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +39,15 @@ use crate::txn::host::Reference;
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// The `type` of a self-test event (`{"type": "emvbridge.test", …}`, both dialects): verified
+/// like any delivery, then answered 200 with no journal write and no gateway call. Neither
+/// gateway documents such a type, so a real event can never be mistaken for it.
+pub const TEST_EVENT_TYPE: &str = "emvbridge.test";
+
+fn is_test_event(v: &Value) -> bool {
+    v.get("type").and_then(Value::as_str) == Some(TEST_EVENT_TYPE)
+}
 
 /// Receiver settings. Secrets are [`Secret`]s: never printed.
 #[derive(Debug, Clone)]
@@ -159,6 +170,9 @@ async fn pai(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) ->
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return reply(StatusCode::BAD_REQUEST, "body is not json");
     };
+    if is_test_event(&v) {
+        return reply(StatusCode::OK, "test event");
+    }
     // Documented envelope first, then the observed one.
     let event_id = text(&v, &["deduplicationId"])
         .or_else(|| text(&v, &["eventId"]))
@@ -211,6 +225,9 @@ async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
     let Ok(v) = serde_json::from_str::<Value>(body_text) else {
         return reply(StatusCode::BAD_REQUEST, "body is not json");
     };
+    if is_test_event(&v) {
+        return reply(StatusCode::OK, "test event");
+    }
     let gateway_id = text(&v, &["reference"]);
     let reference = text(&v, &["partnerReference"]);
     let status = text(&v, &["status"]);
