@@ -64,7 +64,9 @@ pub fn text(o: &Outcome, copy: &str) -> String {
     let verdict = match o.status {
         OutcomeStatus::Approved => "APPROVED",
         OutcomeStatus::PartiallyApproved => "PARTIALLY APPROVED",
-        OutcomeStatus::ApprovedOffline => "APPROVED (OFFLINE, STORED)",
+        // Approved by the merchant's policy (or the card offline), stored to be forwarded:
+        // never worded as an issuer approval (issue: "approved by merchant (stored)").
+        OutcomeStatus::ApprovedOffline => "APPROVED BY MERCHANT - STORED",
         OutcomeStatus::Declined => "DECLINED",
         OutcomeStatus::Cancelled => "CANCELLED",
         OutcomeStatus::Reversed => "REVERSED - NOT CHARGED",
@@ -73,6 +75,9 @@ pub fn text(o: &Outcome, copy: &str) -> String {
     };
     let _ = writeln!(s, "{}", "-".repeat(40));
     let _ = writeln!(s, "{verdict:^40}");
+    if o.status == OutcomeStatus::ApprovedOffline {
+        let _ = writeln!(s, "{:^40}", "NOT AN ISSUER APPROVAL");
+    }
     if let Some(code) = &o.decline_code {
         let _ = writeln!(s, "{:^40}", format!("CODE {code}"));
     }
@@ -114,4 +119,45 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         })),
         "card": o.card,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+    use crate::txn::{AuthKind, CardFacts, Reference};
+
+    fn outcome(status: OutcomeStatus) -> Outcome {
+        let usd = Money::from_minor(1234, "USD").unwrap();
+        Outcome {
+            reference: Reference("emvb-1".into()),
+            kind: AuthKind::Sale,
+            status,
+            amount: usd,
+            approved_amount: status.is_approved().then_some(usd),
+            gateway_id: None,
+            auth_code: None,
+            decline_code: None,
+            reason: None,
+            reversal: None,
+            card: CardFacts {
+                masked_pan: Some("401200******5439".into()),
+                ..CardFacts::default()
+            },
+            final_data: None,
+        }
+    }
+
+    #[test]
+    fn offline_approval_is_worded_as_the_merchant_s() {
+        let t = text(&outcome(OutcomeStatus::ApprovedOffline), "CUSTOMER COPY");
+        assert!(t.contains("APPROVED BY MERCHANT - STORED"), "{t}");
+        assert!(t.contains("NOT AN ISSUER APPROVAL"), "{t}");
+        // No line says a bare "APPROVED" for it.
+        assert!(!t.lines().any(|l| l.trim() == "APPROVED"), "{t}");
+        let t = text(&outcome(OutcomeStatus::Approved), "CUSTOMER COPY");
+        assert!(t.lines().any(|l| l.trim() == "APPROVED"), "{t}");
+        assert!(!t.contains("MERCHANT - STORED") && !t.contains("NOT AN ISSUER"));
+        assert!(t.contains("401200******5439"));
+    }
 }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -47,6 +47,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{LinkEvent, LinkState, Reader, ReaderLink};
 use crate::gateway::{CaptureRequest, Dialect, Gateway, OpResult, RefundRequest, VoidRequest};
+use crate::journal::relay::{Relay, RelayOptions};
+use crate::journal::resolver::PassReport;
 use crate::money::Money;
 use crate::terminal::{SimDevice, Terminal, TerminalOptions};
 use crate::txn::{
@@ -54,7 +56,7 @@ use crate::txn::{
     TxnRequest,
 };
 use auth::TokenCheck;
-pub use store::{ApiStatus, MemoryStore, Operation, Store, StoredResponse, TxnRecord};
+pub use store::{record_json, ApiStatus, MemoryStore, Operation, Store, StoredResponse, TxnRecord};
 
 /// The OpenAPI document, served by `GET /v1/openapi` and kept in the repository.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -157,6 +159,36 @@ struct Running {
 
 type Inflight = HashMap<String, ([u8; 32], watch::Receiver<()>)>;
 
+/// The request id and fingerprint of the `POST` being served (set by [`idempotency`]), so a
+/// card transaction can store a provisional answer (202 + `Location`) when it starts: after
+/// a crash, the same request id then leads to the transaction instead of charging again.
+#[derive(Clone)]
+struct Idem {
+    id: String,
+    fingerprint: [u8; 32],
+}
+
+/// What the last background resolver pass did, for `GET /v1/health`.
+#[derive(Clone, serde::Serialize)]
+struct LastPass {
+    /// Unix seconds.
+    at: u64,
+    settled: usize,
+    retry: usize,
+    escalated: usize,
+    forward_declined: usize,
+    /// API records settled by the pass.
+    records_settled: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The relay behind `serve` when journaling is on.
+struct RelayShared {
+    relay: Relay,
+    last_pass: Arc<Mutex<Option<LastPass>>>,
+}
+
 struct Shared {
     store: Arc<dyn Store>,
     token: TokenCheck,
@@ -172,6 +204,7 @@ struct Shared {
     sale_timeout: Duration,
     txn_config: TxnConfig,
     simulated: bool,
+    relay: Option<RelayShared>,
 }
 
 type AppState = Arc<Shared>;
@@ -238,8 +271,10 @@ pub struct ApiServer {
     sim: Option<SimDevice>,
     sandbox: Option<crate::sandbox::SandboxHandle>,
     link: ReaderLink,
+    state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    resolver: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl ApiServer {
@@ -253,12 +288,37 @@ impl ApiServer {
         self.sandbox.as_ref()
     }
 
-    /// Stops accepting, lets requests in progress finish, stops the link.
+    /// The journal, when journaling is on.
+    pub fn journal(&self) -> Option<&Arc<crate::journal::Journal>> {
+        self.state.relay.as_ref().map(|r| r.relay.journal())
+    }
+
+    /// Stops accepting; a card transaction still running is cancelled and allowed to end
+    /// definitely (cancelled, or reversed if the host had approved — the engine decides),
+    /// waiting up to [`SHUTDOWN_GRACE`]; then the background resolver and the link stop.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        {
+            let running = lock(&self.state.running);
+            if let Some(r) = running.as_ref() {
+                tracing::info!(transaction = %r.id, "shutdown: cancelling the running transaction");
+                let _ = r.cancel.send(true);
+            }
+        }
+        // The transaction task holds the reader until its record is saved.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.state.reader.lock())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutdown: the running transaction did not end; the resolver settles it at the next start");
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        if let Some((stop, task)) = self.resolver.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
         self.link.shutdown().await;
         if let Some(s) = self.sandbox.take() {
             s.shutdown().await;
@@ -266,12 +326,30 @@ impl ApiServer {
     }
 }
 
-/// Starts the API: sets up the reader and gateway, binds, serves in a task.
+/// How long a shutdown waits for a running card transaction to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
+
+/// Stored answers to request ids are kept this long in the journal (a POS retries within
+/// minutes; transaction records stay).
+pub const REQUEST_ID_RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+/// Starts the API without the relay (in-memory store): [`start_with_relay`] with no journal.
 ///
 /// # Errors
-/// A non-loopback address without `allow_remote`, a reader or gateway that cannot be set up,
-/// an address that cannot be bound.
+/// As [`start_with_relay`].
 pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
+    start_with_relay(opts, RelayOptions::default()).await
+}
+
+/// Starts the API: sets up the reader and gateway, and — when `relay` turns journaling on
+/// (same rule as `sale`) — the journal in front of the gateway, the journal as the API's
+/// store, the start-up resolver pass and the background resolver/forwarder; then binds and
+/// serves in a task.
+///
+/// # Errors
+/// A non-loopback address without `allow_remote`, a reader, gateway or journal that cannot
+/// be set up, an address that cannot be bound.
+pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::Result<ApiServer> {
     if !opts.listen.ip().is_loopback() && !opts.allow_remote {
         anyhow::bail!(
             "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
@@ -290,10 +368,30 @@ pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
         notes,
         ..
     } = terminal;
+    let mut notes = notes;
+    let relay = relay.open(&opts.terminal.gateway, gateway.clone()).await?;
+    let (store, gateway): (Arc<dyn Store>, Arc<dyn Gateway>) = match &relay {
+        Some(r) => {
+            let j = r.journal();
+            // Nothing runs yet: what is still in progress belongs to a process that died.
+            let interrupted = j.api_mark_interrupted()?;
+            if !interrupted.is_empty() {
+                notes.push(format!(
+                    "{} transaction(s) interrupted by an earlier stop, shown unresolved until settled: {}",
+                    interrupted.len(),
+                    interrupted.join(", ")
+                ));
+            }
+            j.api_settle()?;
+            let _ = j.prune_api_requests(REQUEST_ID_RETENTION_SECS);
+            notes.push(format!("journal: {}", r.path().display()));
+            (j.clone(), r.gateway.clone())
+        }
+        None => (Arc::new(MemoryStore::default()), gateway),
+    };
     let (ev_tx, _) = broadcast::channel(256);
     let state = Arc::new(Shared {
-        // The journal replaces this line when it lands.
-        store: Arc::new(MemoryStore::default()),
+        store,
         token: TokenCheck::new(&opts.token),
         link: link.clone(),
         reader: Arc::new(tokio::sync::Mutex::new(events)),
@@ -305,8 +403,24 @@ pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
         sale_timeout: opts.sale_timeout,
         txn_config: opts.txn_config,
         simulated: sim.is_some(),
+        relay: relay.map(|relay| RelayShared {
+            relay,
+            last_pass: Arc::new(Mutex::new(None)),
+        }),
     });
-    let app = router(state);
+    let resolver = state.relay.as_ref().map(|r| {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let last = r.last_pass.clone();
+        let task = tokio::spawn(crate::journal::resolver::run_background_observed(
+            r.relay.journal().clone(),
+            r.relay.gateway.inner().clone(),
+            r.relay.policy.clone(),
+            stop_rx,
+            move |j, report| observe_pass(j, report, &last),
+        ));
+        (stop_tx, task)
+    });
+    let app = router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -321,9 +435,48 @@ pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
         sim,
         sandbox,
         link,
+        state,
         stop: Some(stop_tx),
         task,
+        resolver,
     })
+}
+
+/// After each background pass: settle the API records whose relay rows were settled, and
+/// remember the pass for `GET /v1/health`.
+fn observe_pass(
+    journal: &crate::journal::Journal,
+    report: Result<&PassReport, String>,
+    last: &Mutex<Option<LastPass>>,
+) {
+    let (records, settle_error) = match journal.api_settle() {
+        Ok(s) => (s.len(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot settle api records");
+            (0, Some(e.to_string()))
+        }
+    };
+    let pass = match report {
+        Ok(r) => LastPass {
+            at: store::unix_now(),
+            settled: r.settled.len(),
+            retry: r.retry.len(),
+            escalated: r.escalated.len(),
+            forward_declined: r.forward_declined.len(),
+            records_settled: records,
+            error: settle_error,
+        },
+        Err(e) => LastPass {
+            at: store::unix_now(),
+            settled: 0,
+            retry: 0,
+            escalated: 0,
+            forward_declined: 0,
+            records_settled: records,
+            error: Some(e),
+        },
+    };
+    *lock(last) = Some(pass);
 }
 
 fn router(state: AppState) -> Router {
@@ -456,18 +609,20 @@ async fn idempotency(State(s): State<AppState>, req: Request, next: Next) -> Res
             )
             .into_response()
         };
-        if let Some(stored) = s.store.response(&id) {
-            if stored.fingerprint != fp {
-                return reused();
-            }
-            return replay(&stored);
-        }
         let wait = {
             let mut inflight = lock(&s.inflight);
             match inflight.get(&id) {
                 Some((f, _)) if *f != fp => return reused(),
                 Some((_, rx)) => Some(rx.clone()),
                 None => {
+                    // Checked under the lock: a copy in flight may have stored a
+                    // provisional answer, which is for after a restart, not for its twin.
+                    if let Some(stored) = s.store.response(&id) {
+                        if stored.fingerprint != fp {
+                            return reused();
+                        }
+                        return replay(&stored);
+                    }
                     let (tx, rx) = watch::channel(());
                     inflight.insert(id.clone(), (fp, rx));
                     break tx;
@@ -488,6 +643,11 @@ async fn idempotency(State(s): State<AppState>, req: Request, next: Next) -> Res
             }
         }
     };
+    let mut parts = parts;
+    parts.extensions.insert(Idem {
+        id: id.clone(),
+        fingerprint: fp,
+    });
     let req = Request::from_parts(parts, Body::from(bytes));
     let state = s.clone();
     let work = tokio::spawn(async move {
@@ -650,7 +810,7 @@ fn location(id: &str) -> String {
 }
 
 fn record_response(status: StatusCode, rec: &TxnRecord) -> Response {
-    let mut r = (status, axum::Json(rec)).into_response();
+    let mut r = (status, axum::Json(record_json(rec))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location(&rec.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -661,6 +821,7 @@ fn record_response(status: StatusCode, rec: &TxnRecord) -> Response {
 async fn card_transaction(
     s: AppState,
     headers: &HeaderMap,
+    idem: &Idem,
     kind: AuthKind,
     amount: Money,
 ) -> Result<Response, ApiError> {
@@ -669,6 +830,22 @@ async fn card_transaction(
     let id = reference.0.clone();
     let mut rec = TxnRecord::started(id.clone(), kind, amount);
     s.store.save_transaction(&rec);
+    // Provisional answer (replaced by the final one): if the process dies now, the same
+    // request id after a restart leads to this transaction, not to a second charge.
+    s.store.save_response(
+        &idem.id,
+        &StoredResponse {
+            fingerprint: idem.fingerprint,
+            status: StatusCode::ACCEPTED.as_u16(),
+            location: Some(location(&id)),
+            body: record_json(&rec).to_string(),
+        },
+    );
+    // Store-and-forward is decided per sale from the merchant's limits and what is stored.
+    let txn_config = match &s.relay {
+        Some(r) => r.relay.txn_config(s.txn_config.clone(), kind, amount),
+        None => s.txn_config.clone(),
+    };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     *lock(&s.running) = Some(Running {
         id: id.clone(),
@@ -699,7 +876,7 @@ async fn card_transaction(
             &mut reader_events,
             st.gateway.clone(),
             req,
-            st.txn_config.clone(),
+            txn_config,
             cancel_rx,
             |p| {
                 let mut data = serde_json::to_value(p).unwrap_or_else(|_| json!({}));
@@ -712,10 +889,32 @@ async fn card_transaction(
         )
         .await;
         match result {
-            Ok(outcome) => rec.finish(&outcome),
+            Ok(outcome) => {
+                // The journal first: what the POS is told is what the relay settles from.
+                if let Some(r) = &st.relay {
+                    if let Err(e) = r.relay.finish(&outcome) {
+                        tracing::error!(error = %e, transaction = %rec.id, "outcome not journaled");
+                    }
+                }
+                rec.finish(&outcome);
+            }
             Err(e) => {
                 rec.status = ApiStatus::Failed;
                 rec.reason = Some(e.to_string());
+                // An authorization the journal saw and did not settle may have moved money.
+                let open = st
+                    .relay
+                    .as_ref()
+                    .and_then(|r| r.relay.journal().get(&rec.id).ok().flatten());
+                if open.is_some_and(|e| {
+                    e.state.needs_resolution()
+                        || (e.state == crate::journal::RelayState::Approved && !e.pos_approved())
+                }) {
+                    rec.status = ApiStatus::Unresolved;
+                    rec.reason = Some(format!(
+                        "{e}; the authorization is being resolved (treat as not paid)"
+                    ));
+                }
                 rec.updated_at = store::unix_now();
             }
         }
@@ -729,7 +928,7 @@ async fn card_transaction(
         drop(reader_events);
         st.publish(
             "transaction.finished",
-            json!({"transaction_id": rec.id, "status": rec.status, "transaction": rec}),
+            json!({"transaction_id": rec.id, "status": rec.status, "transaction": record_json(&rec)}),
         );
         let _ = done_tx.send(Some(rec));
     });
@@ -754,33 +953,36 @@ async fn card_transaction(
 
 async fn sale(
     State(s): State<AppState>,
+    Extension(idem): Extension<Idem>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: AmountBody = parse_body(&body)?;
     let amount = money(b.amount, &b.currency)?;
-    card_transaction(s, &headers, AuthKind::Sale, amount).await
+    card_transaction(s, &headers, &idem, AuthKind::Sale, amount).await
 }
 
 async fn preauth(
     State(s): State<AppState>,
+    Extension(idem): Extension<Idem>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: AmountBody = parse_body(&body)?;
     let amount = money(b.amount, &b.currency)?;
-    card_transaction(s, &headers, AuthKind::PreAuth, amount).await
+    card_transaction(s, &headers, &idem, AuthKind::PreAuth, amount).await
 }
 
 async fn refund(
     State(s): State<AppState>,
+    Extension(idem): Extension<Idem>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: RefundBody = parse_body(&body)?;
     let amount = money(b.amount, &b.currency)?;
     let Some(original_id) = b.transaction_id else {
-        return card_transaction(s, &headers, AuthKind::Refund, amount).await;
+        return card_transaction(s, &headers, &idem, AuthKind::Refund, amount).await;
     };
     let original = s.record(&original_id)?;
     let gateway_id = refundable(&original, amount)?;
@@ -1161,8 +1363,31 @@ async fn health(State(s): State<AppState>) -> Response {
         LinkState::Reconnecting { .. } => "reconnecting",
         LinkState::Closed { .. } => "closed",
     };
-    axum::Json(json!({"status": "ok", "reader": reader, "version": env!("CARGO_PKG_VERSION")}))
-        .into_response()
+    let relay = match &s.relay {
+        None => json!(null),
+        Some(r) => {
+            let j = r.relay.journal();
+            let unresolved = j.unresolved().map(|v| v.len()).map_err(|e| e.to_string());
+            let open = j.api_open_count().map_err(|e| e.to_string());
+            let last = lock(&r.last_pass).clone();
+            json!({
+                "journal": r.relay.path().display().to_string(),
+                "store": "journal",
+                "unresolved": unresolved.as_ref().ok(),
+                "unresolved_transactions": open.as_ref().ok(),
+                "error": unresolved.err().or(open.err()),
+                "resolver_interval_secs": r.relay.policy.interval_secs,
+                "last_pass": last,
+            })
+        }
+    };
+    axum::Json(json!({
+        "status": "ok",
+        "reader": reader,
+        "version": env!("CARGO_PKG_VERSION"),
+        "relay": relay,
+    }))
+    .into_response()
 }
 
 async fn openapi() -> Response {
@@ -1204,6 +1429,14 @@ pub struct ServeArgs {
     /// Seconds a synchronous card transaction call waits before answering 202.
     #[arg(long, default_value_t = 180)]
     pub sale_timeout: u64,
+    /// The relay journal (SQLite), also the API's durable store of request ids and
+    /// transaction records. Default: the configured or user-data-dir journal with
+    /// `--gateway env` or `--config`; none (in-memory store) with the sandbox unless given.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Relay configuration (TOML): journal path, store-and-forward limits, resolver policy.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Runs `emvbridge serve` until Ctrl-C. Exit 2 on a setup error.
@@ -1237,20 +1470,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let token_file = args.token_file.unwrap_or_else(auth::default_token_file);
     let (token, created) = auth::load_or_create(&token_file)?;
-    let server = start(ApiOptions {
-        listen: args.listen,
-        allow_remote: args.allow_remote,
-        token,
-        terminal: TerminalOptions {
-            device: args.device,
-            baud: args.baud,
-            card: args.card,
-            gateway: args.gateway,
-            dialect: args.dialect,
+    let relay = RelayOptions {
+        journal: args.journal,
+        config: args.config,
+    };
+    let server = start_with_relay(
+        ApiOptions {
+            listen: args.listen,
+            allow_remote: args.allow_remote,
+            token,
+            terminal: TerminalOptions {
+                device: args.device,
+                baud: args.baud,
+                card: args.card,
+                gateway: args.gateway,
+                dialect: args.dialect,
+            },
+            sale_timeout: Duration::from_secs(args.sale_timeout.max(1)),
+            txn_config: TxnConfig::default(),
         },
-        sale_timeout: Duration::from_secs(args.sale_timeout.max(1)),
-        txn_config: TxnConfig::default(),
-    })
+        relay,
+    )
     .await?;
     for note in &server.notes {
         eprintln!("note: {note}");
@@ -1265,8 +1505,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.addr
     );
     let _ = tokio::signal::ctrl_c().await;
-    eprintln!("stopping");
-    server.shutdown().await;
+    eprintln!(
+        "stopping: a running transaction is cancelled and ends definitely (Ctrl-C again: stop now)"
+    );
+    tokio::select! {
+        () = server.shutdown() => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopped at once: the resolver settles an interrupted transaction at the next start");
+        }
+    }
     Ok(())
 }
 

@@ -56,6 +56,23 @@ impl From<OutcomeStatus> for ApiStatus {
 }
 
 impl ApiStatus {
+    /// What the status means, in words for the POS (`status_description`). An offline
+    /// approval is the merchant's, stored to be forwarded: never an issuer approval.
+    pub fn description(self) -> &'static str {
+        match self {
+            ApiStatus::InProgress => "the card transaction is running",
+            ApiStatus::Approved => "approved by the issuer",
+            ApiStatus::PartiallyApproved => "approved by the issuer for less than asked",
+            ApiStatus::ApprovedOffline => "approved by merchant, stored; not an issuer approval",
+            ApiStatus::Declined => "declined; no money moved",
+            ApiStatus::Cancelled => "cancelled; no money moved",
+            ApiStatus::Reversed => "approved, then reversed; no money moved",
+            ApiStatus::Voided => "voided at the gateway; no money moved",
+            ApiStatus::Unresolved => "outcome unknown, being resolved; treat as not paid",
+            ApiStatus::Failed => "failed; no money moved",
+        }
+    }
+
     /// Money stands (an approval not voided or reversed).
     pub fn is_approved(self) -> bool {
         matches!(
@@ -132,6 +149,19 @@ pub struct TxnRecord {
     pub created_at: u64,
     /// Unix seconds.
     pub updated_at: u64,
+}
+
+/// The record as the API returns it: its fields plus `status_description` (derived, so a
+/// stored record never disagrees with its status).
+pub fn record_json(rec: &TxnRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(rec).unwrap_or_else(|_| serde_json::json!({"id": rec.id}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "status_description".into(),
+            serde_json::Value::from(rec.status.description()),
+        );
+    }
+    v
 }
 
 /// Seconds since the Unix epoch.
@@ -309,6 +339,16 @@ mod tests {
         let j = serde_json::to_string(&r).unwrap();
         assert!(j.contains(r#""kind":"pre_auth""#) && j.contains(r#""status":"in_progress""#));
         let back: TxnRecord = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+        // The API form adds the description; it reads back as the same record.
+        r.status = ApiStatus::ApprovedOffline;
+        let v = record_json(&r);
+        assert_eq!(v["status"], "approved_offline");
+        assert_eq!(
+            v["status_description"],
+            "approved by merchant, stored; not an issuer approval"
+        );
+        let back: TxnRecord = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
     }
 }

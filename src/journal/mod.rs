@@ -14,6 +14,7 @@
 //! Modules: [`gateway`] (the [`JournaledGateway`] wrapper), [`resolver`] (unknown outcomes,
 //! due reversals, store-and-forward), [`report`] (reconciliation).
 
+pub mod api_store;
 pub mod cli;
 pub mod gateway;
 pub mod relay;
@@ -321,8 +322,33 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     event_type  TEXT,
     received_at INTEGER NOT NULL
 );
-PRAGMA user_version = 1;
 ";
+
+/// Schema version 2: the POS API's durable memory ([`api_store`]): stored answers to
+/// request ids and the transaction records the API serves. Bodies are the API's own JSON,
+/// which carries the PAN masked only.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS api_requests (
+    request_id  TEXT PRIMARY KEY NOT NULL,
+    fingerprint BLOB NOT NULL,
+    status      INTEGER NOT NULL,
+    location    TEXT,
+    body        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_requests_created ON api_requests(created_at);
+CREATE TABLE IF NOT EXISTS api_transactions (
+    id         TEXT PRIMARY KEY NOT NULL,
+    status     TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_transactions_status ON api_transactions(status);
+";
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const COLUMNS: &str = "reference, kind, amount_minor, currency, approved_minor, masked_pan, last4, brand, dialect, gateway_id, auth_code, decline_code, state, pos_status, reason, auth_attempts, resolve_attempts, next_attempt_at, created_at, updated_at, icc_data IS NOT NULL";
 
@@ -366,7 +392,7 @@ impl Journal {
         // written "before the request leaves" is on disk before it leaves.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Journal {
             conn: Mutex::new(conn),
             clock,
@@ -941,6 +967,19 @@ impl Journal {
         Self::event(&db, &reference.0, now, state, note)?;
         Ok(())
     }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. Every step is idempotent (`IF NOT EXISTS`), so a
+/// journal written by an older build gains the new tables and keeps its rows; a journal of a
+/// newer build is opened as it is (its extra tables are not ours to touch).
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    conn.execute_batch(SCHEMA)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 2 {
+        conn.execute_batch(SCHEMA_V2)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(())
 }
 
 fn current_state(db: &Connection, reference: &str) -> Result<RelayState, JournalError> {

@@ -355,15 +355,47 @@ pub async fn run_background(
     journal: Arc<Journal>,
     gateway: Arc<dyn Gateway>,
     policy: ResolverPolicy,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    run_background_observed(journal, gateway, policy, stop, |_, _| {}).await;
+}
+
+/// [`run_background`], calling `observe` after each pass with the journal and what the
+/// pass did (`Err` with the first failure's text when the forwarder or resolver failed).
+/// `serve` uses it to settle its transaction records and report the last pass.
+pub async fn run_background_observed(
+    journal: Arc<Journal>,
+    gateway: Arc<dyn Gateway>,
+    policy: ResolverPolicy,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut observe: impl FnMut(&Journal, Result<&PassReport, String>) + Send,
 ) {
     loop {
         let now = journal.now();
-        if let Err(e) = forward_once(&journal, gateway.as_ref(), &policy, now).await {
-            tracing::error!(error = %e, "forwarder pass failed");
+        let mut report = PassReport::default();
+        let mut failure = None;
+        match forward_once(&journal, gateway.as_ref(), &policy, now).await {
+            Ok(r) => report = r,
+            Err(e) => {
+                tracing::error!(error = %e, "forwarder pass failed");
+                failure = Some(e.to_string());
+            }
         }
-        if let Err(e) = resolve_once(&journal, gateway.as_ref(), &policy, now).await {
-            tracing::error!(error = %e, "resolver pass failed");
+        match resolve_once(&journal, gateway.as_ref(), &policy, now).await {
+            Ok(s) => {
+                report.settled.extend(s.settled);
+                report.retry.extend(s.retry);
+                report.escalated.extend(s.escalated);
+                report.forward_declined.extend(s.forward_declined);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "resolver pass failed");
+                failure.get_or_insert(e.to_string());
+            }
+        }
+        match failure {
+            None => observe(&journal, Ok(&report)),
+            Some(f) => observe(&journal, Err(f)),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(policy.interval_secs.max(1))) => {}
