@@ -155,8 +155,28 @@ pub fn run(args: SaleArgs) -> ExitCode {
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
+    // A faulty embedded reader is started here and reached like a device.
+    let faulty_sim = match (&args.sim_faults, &args.device) {
+        (Some(spec), None) => {
+            let plan: emvbridge_sim::faults::FaultPlan = spec
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--sim-faults: {e}"))?;
+            let dev =
+                crate::terminal::SimDevice::start_with(&args.card, plan, args.sim_seed).await?;
+            eprintln!(
+                "note: simulated reader (card {}) with faults {spec:?} on {}",
+                args.card, dev.addr
+            );
+            Some(dev)
+        }
+        (Some(_), Some(_)) => anyhow::bail!("--sim-faults applies to the simulated reader only"),
+        _ => None,
+    };
     let opts = crate::terminal::TerminalOptions {
-        device: args.device.clone(),
+        device: args
+            .device
+            .clone()
+            .or_else(|| faulty_sim.as_ref().map(|d| d.addr.to_string())),
         baud: args.baud,
         card: args.card.clone(),
         gateway: args.gateway.clone(),
@@ -179,7 +199,24 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         terminal.events,
         terminal.gateway.clone(),
     );
-    let (_sim, _sandbox) = (terminal.sim, terminal.sandbox);
+    let (_sim, _sandbox, _faulty_sim) = (terminal.sim, terminal.sandbox, faulty_sim);
+    // A sandbox URL gets the configured (or given) client timeouts: `Terminal::open` builds
+    // its gateway with the defaults (30 s), which a hanging gateway turns into a long sale.
+    let gateway = match args.gateway.as_str() {
+        url if (url.starts_with("http://") || url.starts_with("https://"))
+            && (args.config.is_some() || args.gateway_timeout_ms.is_some()) =>
+        {
+            let mut http = match &args.config {
+                Some(p) => crate::config::FileConfig::load(p)?.http(),
+                None => crate::gateway::http::HttpSettings::default(),
+            };
+            if let Some(ms) = args.gateway_timeout_ms {
+                http.request_timeout = std::time::Duration::from_millis(ms.max(1));
+            }
+            sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
+        }
+        _ => gateway,
+    };
     // The relay: journal every authorization, resolve what an earlier run left open, and
     // decide store-and-forward from the merchant's limits.
     let relay = crate::journal::relay::RelayOptions {
