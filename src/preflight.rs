@@ -455,7 +455,10 @@ async fn gateway_check(gw: GatewayConfig, s: &Setup, r: &mut Report) {
                 Err(e) => Err(e.to_string()),
                 Ok(client) => {
                     let ex = client
-                        .send(&c.base_url, &crate::gateway::number::authenticate_request(&c))
+                        .send(
+                            &c.base_url,
+                            &crate::gateway::number::authenticate_request(&c),
+                        )
                         .await;
                     let now = crate::gateway::Clock::unix_now(&crate::gateway::SystemClock);
                     match crate::gateway::number::parse_authenticate(&ex, now) {
@@ -523,8 +526,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
                 .lookup
                 .get("PAY1ST_WEBHOOK_PASS")
                 .ok_or("PAY1ST_WEBHOOK_PASS missing")?;
-            let text = json!({"type": TEST_EVENT_TYPE, "reference": id, "status": "TEST"})
-                .to_string();
+            let text =
+                json!({"type": TEST_EVENT_TYPE, "reference": id, "status": "TEST"}).to_string();
             let good = crate::sandbox::webhooks::sign_pay1st(&user, &pass, &text);
             let bad = crate::sandbox::webhooks::sign_pay1st(&user, &format!("{pass}-wrong"), &text);
             Ok((text.into_bytes(), "pay1st", good, bad))
@@ -759,43 +762,42 @@ async fn scenarios(s: &Setup, r: &mut Report) {
     };
     // Where: the configured sandbox, or one in-process.
     let mut embedded = None;
-    let (gateway, root, place): (Arc<dyn Gateway>, String, String) = if s.env
-        == Environment::Sandbox
-    {
-        let built = GatewayConfig::from_lookup(s.dialect, s.env, &|n| s.lookup.get(n))
-            .map_err(|e| e.to_string())
-            .and_then(|g| g.build(scenario_http()).map_err(|e| e.to_string()));
-        let base = s.lookup.get(config::url_var(s.dialect)).unwrap_or_default();
-        match built {
-            Ok(g) => {
-                let root = sandbox_root(s.dialect, &base);
-                (g, root.clone(), format!("configured sandbox {root}"))
+    let (gateway, root, place): (Arc<dyn Gateway>, String, String) =
+        if s.env == Environment::Sandbox {
+            let built = GatewayConfig::from_lookup(s.dialect, s.env, &|n| s.lookup.get(n))
+                .map_err(|e| e.to_string())
+                .and_then(|g| g.build(scenario_http()).map_err(|e| e.to_string()));
+            let base = s.lookup.get(config::url_var(s.dialect)).unwrap_or_default();
+            match built {
+                Ok(g) => {
+                    let root = sandbox_root(s.dialect, &base);
+                    (g, root.clone(), format!("configured sandbox {root}"))
+                }
+                Err(e) => {
+                    fail_all(r, format!("not run: {e}"));
+                    return;
+                }
             }
-            Err(e) => {
-                fail_all(r, format!("not run: {e}"));
-                return;
+        } else {
+            match crate::sandbox::spawn(crate::sandbox::SandboxConfig::default()).await {
+                Ok(h) => {
+                    let url = h.url();
+                    let g = match crate::sale::sandbox_gateway(s.dialect, &url, scenario_http()) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            fail_all(r, format!("not run: {e}"));
+                            return;
+                        }
+                    };
+                    embedded = Some(h);
+                    (g, url, "in-process sandbox (no real payment)".to_owned())
+                }
+                Err(e) => {
+                    fail_all(r, format!("not run: cannot start the sandbox: {e}"));
+                    return;
+                }
             }
-        }
-    } else {
-        match crate::sandbox::spawn(crate::sandbox::SandboxConfig::default()).await {
-            Ok(h) => {
-                let url = h.url();
-                let g = match crate::sale::sandbox_gateway(s.dialect, &url, scenario_http()) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        fail_all(r, format!("not run: {e}"));
-                        return;
-                    }
-                };
-                embedded = Some(h);
-                (g, url, "in-process sandbox (no real payment)".to_owned())
-            }
-            Err(e) => {
-                fail_all(r, format!("not run: cannot start the sandbox: {e}"));
-                return;
-            }
-        }
-    };
+        };
     let control = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -813,8 +815,7 @@ async fn scenarios(s: &Setup, r: &mut Report) {
             return;
         }
     };
-    let (link, mut events, _info) = match crate::terminal::connect(sim.addr.clone(), 57_600).await
-    {
+    let (link, mut events, _info) = match crate::terminal::connect(sim.addr.clone(), 57_600).await {
         Ok(x) => x,
         Err(e) => {
             fail_all(r, format!("not run: simulated reader: {e}"));
@@ -987,7 +988,10 @@ fn journal_checks(s: &Setup, r: &mut Report) {
         Ok(j) => j,
         Err(e) => {
             r.fail(items::JOURNAL_WRITABLE, format!("{shown}: {e}"));
-            r.fail(items::JOURNAL_INTEGRITY, "not run: journal cannot be opened");
+            r.fail(
+                items::JOURNAL_INTEGRITY,
+                "not run: journal cannot be opened",
+            );
             r.fail(items::UNRESOLVED, "not run: journal cannot be opened");
             return;
         }
@@ -1005,9 +1009,7 @@ fn journal_checks(s: &Setup, r: &mut Report) {
     }
     match journal.unresolved() {
         Err(e) => r.fail(items::UNRESOLVED, e.to_string()),
-        Ok(rows) if rows.is_empty() => {
-            r.ok(items::UNRESOLVED, "no unsettled row in the journal")
-        }
+        Ok(rows) if rows.is_empty() => r.ok(items::UNRESOLVED, "no unsettled row in the journal"),
         Ok(rows) => {
             let mut by_state: std::collections::BTreeMap<String, usize> = Default::default();
             for e in &rows {

@@ -76,7 +76,9 @@ fn options(cfg: PathBuf) -> Options {
 }
 
 fn status(r: &emvbridge::preflight::Report, name: &str) -> (Status, String) {
-    let i = r.item(name).unwrap_or_else(|| panic!("no item {name}: {r:?}"));
+    let i = r
+        .item(name)
+        .unwrap_or_else(|| panic!("no item {name}: {r:?}"));
     (i.status, i.detail.clone())
 }
 
@@ -85,7 +87,9 @@ fn status(r: &emvbridge::preflight::Report, name: &str) -> (Status, String) {
 #[test]
 fn sandbox_environment_passes_end_to_end() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let gw = rt.block_on(sandbox::spawn(SandboxConfig::default())).unwrap();
+    let gw = rt
+        .block_on(sandbox::spawn(SandboxConfig::default()))
+        .unwrap();
     let d = dir("pass");
     let cfg = pai_setup(&d.0, &gw, 0o600, true);
     let started = std::time::Instant::now();
@@ -178,7 +182,9 @@ async fn missing_credential_fails() {
     assert!(why.contains("not run"), "{why}");
     // Not a credentials problem elsewhere: the secrets file itself is fine.
     assert_eq!(status(&r, items::CREDENTIALS_NOT_IN_REPO).0, Status::Ok);
-    assert!(r.text().contains("[FAIL] credentials present (missing: API_KEY)"));
+    assert!(r
+        .text()
+        .contains("[FAIL] credentials present (missing: API_KEY)"));
     assert!(!r.text().contains("whsec_preflight_test"));
     gw.shutdown().await;
 }
@@ -195,7 +201,10 @@ async fn world_readable_secrets_file_fails() {
     assert!(!r.passed());
     let (s, why) = status(&r, items::CREDENTIALS_NOT_IN_REPO);
     assert_eq!(s, Status::Fail);
-    assert!(why.contains("readable by group or others (chmod 600)"), "{why}");
+    assert!(
+        why.contains("readable by group or others (chmod 600)"),
+        "{why}"
+    );
     assert_eq!(status(&r, items::CREDENTIALS_PRESENT).0, Status::Fail);
     assert!(!r.text().contains(KEY_MARK));
     gw.shutdown().await;
