@@ -398,3 +398,123 @@ async fn sigkilled_serve_leaves_an_authorization_the_restart_settles() {
     files.assert_no_clear_pan();
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_running_sale_end_definitely() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let files = Files::new("shutdown");
+    // The authorization takes 1.5 s: the shutdown comes while it is in flight.
+    assert_eq!(
+        sim_post(
+            &gw,
+            "/_sim/faults",
+            json!({"match": {"dialect": "pai", "op": "emv", "amount_minor": 1500}, "action": {"type": "delay", "ms": 1500}, "times": 1}),
+        )
+        .await,
+        201
+    );
+    let s = server(&gw, &files).await;
+    let c = Client::new(format!("http://{}", s.addr));
+    let (st, _, started) = c
+        .post(
+            "/v1/sales",
+            "pos-stop",
+            &json!({"amount": 1500, "currency": "USD"}),
+            true,
+        )
+        .await;
+    assert_eq!(st, 202, "{started}");
+    let id = serde_json::from_str::<Value>(&started).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t0 = Instant::now();
+    while relay_state(&files.journal, &id) != Some(RelayState::Sending) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.shutdown().await;
+    // Ended definitely: the record is final and the relay row settled, no money left behind.
+    let j = Journal::open(&files.journal).unwrap();
+    let rec = emvbridge::api::Store::transaction(&j, &id).expect("record");
+    assert!(
+        !matches!(
+            rec.status,
+            emvbridge::api::ApiStatus::InProgress | emvbridge::api::ApiStatus::Unresolved
+        ),
+        "{rec:?}"
+    );
+    let e = j.get(&id).unwrap().unwrap();
+    assert!(!e.state.is_unresolved(), "{e:?}");
+    assert!(e.pos_status.is_some(), "{e:?}");
+    eprintln!(
+        "shutdown mid-authorization ended {:?} (relay {})",
+        rec.status, e.state
+    );
+    assert_eq!(
+        sim_post(&gw, "/_sim/assert/no_orphans", json!({})).await,
+        200
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_approval_is_the_merchant_s_not_the_issuer_s() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let files = Files::new("offline");
+    std::fs::write(
+        &files.config,
+        format!(
+            "[journal]\npath = {:?}\n[store_and_forward]\nenabled = true\nmax_amount_minor = 10000\nmax_count = 5\nmax_total_minor = 20000\n[resolver]\nmin_age_secs = 3\ninterval_secs = 1\n",
+            files.journal.display().to_string()
+        ),
+    )
+    .unwrap();
+    let s = api::start_with_relay(
+        ApiOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            allow_remote: false,
+            token: TOKEN.into(),
+            terminal: TerminalOptions {
+                gateway: gw.url(),
+                card: "offline-approve".into(),
+                ..TerminalOptions::default()
+            },
+            sale_timeout: Duration::from_secs(30),
+            txn_config: TxnConfig::default(),
+        },
+        files.relay(),
+    )
+    .await
+    .unwrap();
+    let c = Client::new(format!("http://{}", s.addr));
+    let (st, _, body) = c
+        .post(
+            "/v1/sales",
+            "pos-off",
+            &json!({"amount": 1234, "currency": "USD"}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "approved_offline", "{v}");
+    assert_eq!(
+        v["status_description"],
+        "approved by merchant, stored; not an issuer approval"
+    );
+    for copy in ["merchant", "customer"] {
+        let text = v["receipt"][copy].as_str().unwrap();
+        assert!(text.contains("APPROVED BY MERCHANT - STORED"), "{text}");
+        assert!(text.contains("NOT AN ISSUER APPROVAL"), "{text}");
+    }
+    let id = v["id"].as_str().unwrap();
+    let e = s.journal().unwrap().get(id).unwrap().unwrap();
+    assert_eq!(
+        (e.state, e.pos_status.as_deref()),
+        (RelayState::Stored, Some("approved_offline"))
+    );
+    s.shutdown().await;
+    files.assert_no_clear_pan();
+    gw.shutdown().await;
+}
