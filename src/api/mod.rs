@@ -15,6 +15,13 @@
 //!   with another method, path or body. Non-2xx answers are not stored: retry with the same id.
 //! - **Events**: `GET /v1/events` is a Server-Sent Events stream of `transaction.started`,
 //!   `prompt` and `transaction.finished`, each with the transaction id.
+//! - **Relay** (`--journal`/`--config`, the same rule as `sale`): authorizations go through
+//!   the journal ([`crate::journal::JournaledGateway`]), every outcome is recorded,
+//!   store-and-forward is decided per sale from the merchant's limits, and the resolver and
+//!   forwarder run in the background while the server runs. The journal is then also the
+//!   store of request ids and transaction records ([`crate::journal::api_store`]): a restart
+//!   keeps both, and a transaction interrupted by a crash reads `unresolved` until the
+//!   resolver settles it. `GET /v1/health` reports the relay.
 //! - **Auth**: `Authorization: Bearer <token>` on everything but `/v1/health` and
 //!   `/v1/openapi` ([`auth`]). Bodies are at most [`MAX_BODY`] bytes; errors are
 //!   `{"error":{"code":"…","message":"…"}}`. Card data never reaches a log or an error.
