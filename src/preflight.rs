@@ -675,6 +675,8 @@ struct Scenario {
     expect: &'static [OutcomeStatus],
     /// The decline code it must carry.
     expect_code: Option<&'static str>,
+    /// Ends in a reversal of an approval (card removed, lost reply).
+    reverses: bool,
 }
 
 fn script() -> Vec<Scenario> {
@@ -687,6 +689,7 @@ fn script() -> Vec<Scenario> {
             gateway_fault: None,
             expect: &[OutcomeStatus::Approved],
             expect_code: None,
+            reverses: false,
         },
         Scenario {
             item: items::DECLINED,
@@ -696,6 +699,7 @@ fn script() -> Vec<Scenario> {
             gateway_fault: Some(json!({"type": "decline", "code": "05"})),
             expect: &[OutcomeStatus::Declined],
             expect_code: None,
+            reverses: false,
         },
         Scenario {
             item: items::NSF,
@@ -706,6 +710,7 @@ fn script() -> Vec<Scenario> {
             gateway_fault: None,
             expect: &[OutcomeStatus::Declined],
             expect_code: Some("51"),
+            reverses: false,
         },
         Scenario {
             item: items::CARD_REMOVED,
@@ -715,6 +720,7 @@ fn script() -> Vec<Scenario> {
             gateway_fault: None,
             expect: &[OutcomeStatus::Reversed, OutcomeStatus::Cancelled],
             expect_code: None,
+            reverses: true,
         },
         Scenario {
             item: items::TIMEOUT,
@@ -725,6 +731,7 @@ fn script() -> Vec<Scenario> {
             gateway_fault: Some(json!({"type": "hang", "commit": true})),
             expect: &[OutcomeStatus::Reversed],
             expect_code: None,
+            reverses: true,
         },
     ]
 }
@@ -840,11 +847,13 @@ async fn scenarios(s: &Setup, r: &mut Report) {
             &control,
             &root,
             txn_config.clone(),
+            s.dialect,
         )
         .await;
         let ms = started.elapsed().as_millis();
         match verdict {
-            Ok(d) => r.ok(sc.item, format!("{d} ({place}, {ms} ms)")),
+            Ok((Status::Ok, d)) => r.ok(sc.item, format!("{d} ({place}, {ms} ms)")),
+            Ok((st, d)) => r.push(sc.item, st, format!("{d} ({place})")),
             Err(d) => r.fail(sc.item, format!("{d} ({place})")),
         }
     }
@@ -898,7 +907,8 @@ async fn run_scenario(
     control: &reqwest::Client,
     root: &str,
     txn_config: TxnConfig,
-) -> Result<String, String> {
+    dialect: Dialect,
+) -> Result<(Status, String), String> {
     let reference = crate::terminal::new_reference();
     sim.control(Control::Card {
         profile: sc.card.into(),
@@ -928,7 +938,7 @@ async fn run_scenario(
     let amount = Money::from_minor(sc.amount, "USD").map_err(|e| e.to_string())?;
     let (date, time) = crate::engine::utc_date_time(std::time::SystemTime::now());
     let req = TxnRequest {
-        reference,
+        reference: reference.clone(),
         kind: AuthKind::Sale,
         amount,
         amount_other: 0,
@@ -961,7 +971,29 @@ async fn run_scenario(
         .expect_code
         .map_or(true, |c| o.decline_code.as_deref() == Some(c));
     if sc.expect.contains(&o.status) && code_ok {
-        Ok(format!("{amount} on {}: {got}", sc.card))
+        if sc.reverses && o.status == OutcomeStatus::Reversed {
+            // The bridge says reversed: the gateway's own ledger must agree.
+            ledger_settled(control, root, &reference).await?;
+            return Ok((
+                Status::Ok,
+                format!(
+                    "{amount} on {}: {got}, and the sandbox ledger shows it voided/refunded",
+                    sc.card
+                ),
+            ));
+        }
+        Ok((Status::Ok, format!("{amount} on {}: {got}", sc.card)))
+    } else if sc.reverses && dialect == Dialect::Pay1st && o.status == OutcomeStatus::Unresolved {
+        // gateways.md §3: Pay1st has no void or refund API, so there is no reversal to test.
+        // What can be checked is that the bridge did not pretend: the sale ends unresolved
+        // (the relay escalates it for a refund through Carry1st), never approved or reversed.
+        Ok((
+            Status::Skip,
+            format!(
+                "{amount} on {}: pay1st has no reversal api (gateways.md §3); the sale ended unresolved, as it must, and needs a refund through carry1st",
+                sc.card
+            ),
+        ))
     } else {
         Err(format!(
             "{amount} on {}: got {got}, want {}{}{}",
@@ -975,6 +1007,41 @@ async fn run_scenario(
                 .map(|r| format!("; {}", crate::gateway::short(r)))
                 .unwrap_or_default()
         ))
+    }
+}
+
+/// The sandbox ledger's rows for `reference`: the sale reached the gateway and no sale or
+/// authorization with it is left approved.
+async fn ledger_settled(
+    control: &reqwest::Client,
+    root: &str,
+    reference: &Reference,
+) -> Result<(), String> {
+    let v: Value = control
+        .get(format!("{root}/_sim/ledger"))
+        .query(&[("client_ref", reference.0.as_str())])
+        .send()
+        .await
+        .map_err(|_| "sandbox ledger: no answer".to_owned())?
+        .json()
+        .await
+        .map_err(|_| "sandbox ledger: unreadable".to_owned())?;
+    let rows = v
+        .get("transactions")
+        .and_then(Value::as_array)
+        .ok_or("sandbox ledger: unreadable")?;
+    let standing = rows.iter().any(|t| {
+        matches!(t.get("kind").and_then(Value::as_str), Some("sale" | "auth"))
+            && t.get("state").and_then(Value::as_str) == Some("approved")
+    });
+    match (rows.is_empty(), standing) {
+        (true, _) => Err(format!(
+            "reported reversed, but the sandbox ledger has no sale {reference}"
+        )),
+        (false, true) => Err(format!(
+            "reported reversed, but the sandbox ledger still shows {reference} approved"
+        )),
+        (false, false) => Ok(()),
     }
 }
 

@@ -133,7 +133,11 @@ fn sandbox_environment_passes_end_to_end() {
         "{v:#}"
     );
     assert!(detail(items::NSF).contains("declined (51)"), "{v:#}");
-    assert!(detail(items::TIMEOUT).contains("reversed"), "{v:#}");
+    assert!(
+        detail(items::TIMEOUT)
+            .contains("reversed, and the sandbox ledger shows it voided/refunded"),
+        "{v:#}"
+    );
     assert!(
         detail(items::TIMEOUT).contains(&format!("configured sandbox {}", gw.url())),
         "{v:#}"
@@ -256,5 +260,139 @@ async fn unresolved_journal_row_fails() {
         .map(|i| i.name.as_str())
         .collect();
     assert_eq!(failed, vec![items::UNRESOLVED], "{}", r.text());
+    gw.shutdown().await;
+}
+
+/// Number (no webhooks: skipped) and Pay1st (no reversal API: the two reversal scenarios are
+/// skipped after checking the sale ended unresolved, never "reversed") pass with their
+/// credentials in the environment variables and no secrets file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_and_pay1st_pass_with_their_skips() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let defaults = SandboxConfig::default();
+    let d = dir("dialects");
+    let url = gw.url();
+    let cases: Vec<(&str, Vec<(&str, String)>, Vec<&str>)> = vec![
+        (
+            "number",
+            vec![
+                (
+                    "NUMBER_API_URL",
+                    format!("{url}/number/APIcardProcNumber/v1.0.0"),
+                ),
+                ("NUMBER_ACCT_CODE", defaults.number.acct_code.clone()),
+                ("NUMBER_TOKEN", defaults.number.token.clone()),
+                ("NUMBER_HMAC_SECRET", defaults.number.hmac_secret.clone()),
+                ("NUMBER_USER_ID", defaults.number.user_id.clone()),
+            ],
+            vec![items::WEBHOOK],
+        ),
+        (
+            "pay1st",
+            vec![
+                ("PAY1ST_API_URL", format!("{url}/pay1st")),
+                ("PAY1ST_API_KEY", defaults.pay1st.api_key.clone()),
+                ("PAY1ST_API_SECRET", defaults.pay1st.api_secret.clone()),
+                ("PAY1ST_SIGNING_KEY", defaults.pay1st.signing_key.clone()),
+                ("PAY1ST_COUNTRY_CODE", "NG".into()),
+                ("PAY1ST_WEBHOOK_USER", "apiuser".into()),
+                ("PAY1ST_WEBHOOK_PASS", "preflight-pass".into()),
+            ],
+            vec![items::CARD_REMOVED, items::TIMEOUT],
+        ),
+    ];
+    for (dialect, vars, skipped) in cases {
+        let cfg = d.0.join(format!("{dialect}.toml"));
+        write(
+            &cfg,
+            &format!(
+                "environment = \"sandbox\"\ndialect = \"{dialect}\"\n[journal]\npath = {:?}\n",
+                d.0.join(format!("{dialect}.db")).display().to_string()
+            ),
+            0o644,
+        );
+        let mut o = options(cfg);
+        o.extra = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let r = preflight(&o).await;
+        assert!(r.passed(), "{dialect}:\n{}", r.text());
+        let got: Vec<&str> = r
+            .items
+            .iter()
+            .filter(|i| i.status == Status::Skip)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(got, skipped, "{dialect}:\n{}", r.text());
+        assert_eq!(r.items.len(), items::ALL.len());
+        if dialect == "pay1st" {
+            assert!(
+                status(&r, items::TIMEOUT).1.contains("ended unresolved"),
+                "{}",
+                r.text()
+            );
+        } else {
+            assert!(
+                status(&r, items::GATEWAY).1.contains("Authenticate"),
+                "{}",
+                r.text()
+            );
+        }
+    }
+    gw.shutdown().await;
+}
+
+/// `webhook_url`: the configured endpoint is tested, not an in-process one; an endpoint that
+/// holds another secret fails the item (the signed test event is refused), the right one
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_webhook_endpoint_is_tested() {
+    use emvbridge::gateway::Secret;
+    use emvbridge::webhooks::{Receiver, WebhookConfig};
+    use std::sync::Arc;
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let d = dir("hookurl");
+    let cfg = pai_setup(&d.0, &gw, 0o600, true);
+    for (secret, want) in [
+        ("whsec_someone_else", Status::Fail),
+        ("whsec_preflight_test", Status::Ok),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = Arc::new(Receiver {
+            journal: Arc::new(
+                emvbridge::journal::Journal::open(&d.0.join(format!("hooks-{secret}.db"))).unwrap(),
+            ),
+            config: WebhookConfig {
+                pai_secret: Some(Secret::new(secret)),
+                ..WebhookConfig::default()
+            },
+            gateways: Vec::new(),
+        });
+        let task = tokio::spawn(emvbridge::webhooks::serve(listener, receiver));
+        let mut o = options(cfg.clone());
+        o.webhook_url = Some(format!("http://{addr}/webhooks/pai"));
+        let r = preflight(&o).await;
+        let (s, why) = status(&r, items::WEBHOOK);
+        assert_eq!(s, want, "{why}");
+        assert!(
+            why.contains(&format!("configured endpoint http://{addr}/webhooks/pai")),
+            "{why}"
+        );
+        if want == Status::Fail {
+            assert!(
+                why.contains("signed test event 401 (want 200), bad signature 401 (want 401)"),
+                "{why}"
+            );
+            assert!(!r.passed());
+        } else {
+            assert!(r.passed(), "{}", r.text());
+            // The test event left nothing in the receiver's journal (no dedupe row either).
+            let n: i64 = rusqlite::Connection::open(d.0.join(format!("hooks-{secret}.db")))
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0);
+        }
+        task.abort();
+    }
     gw.shutdown().await;
 }
