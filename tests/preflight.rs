@@ -263,6 +263,9 @@ async fn unresolved_journal_row_fails() {
     gw.shutdown().await;
 }
 
+/// Environment variables of one case.
+type Vars = Vec<(&'static str, String)>;
+
 /// Number (no webhooks: skipped) and Pay1st (no reversal API: the two reversal scenarios are
 /// skipped after checking the sale ended unresolved, never "reversed") pass with their
 /// credentials in the environment variables and no secrets file.
@@ -272,7 +275,7 @@ async fn number_and_pay1st_pass_with_their_skips() {
     let defaults = SandboxConfig::default();
     let d = dir("dialects");
     let url = gw.url();
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<&str>)> = vec![
+    let cases: Vec<(&str, Vars, Vec<&str>)> = vec![
         (
             "number",
             vec![
