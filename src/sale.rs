@@ -70,6 +70,10 @@ pub struct SaleArgs {
     /// configuration's `[timeouts] request_ms`, else 30 s).
     #[arg(long, value_name = "MS")]
     pub gateway_timeout_ms: Option<u64>,
+    /// How long to wait for the card (and the cardholder), seconds. A reader message lost
+    /// on the line is only noticed when this runs out.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub card_timeout_secs: u64,
 }
 
 pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -229,9 +233,13 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         Some(r) => r.gateway.clone(),
         None => gateway,
     };
+    let base = TxnConfig {
+        card_timeout: std::time::Duration::from_secs(args.card_timeout_secs),
+        ..TxnConfig::default()
+    };
     let txn_config = match &relay {
-        Some(r) => r.txn_config(TxnConfig::default(), AuthKind::Sale, amount),
-        None => TxnConfig::default(),
+        Some(r) => r.txn_config(base, AuthKind::Sale, amount),
+        None => base,
     };
     let (date, time) = crate::engine::utc_date_time(std::time::SystemTime::now());
     let reference = args

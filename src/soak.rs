@@ -70,6 +70,10 @@ pub struct SoakArgs {
     /// The bridge's gateway request timeout, ms (hangs cost this much).
     #[arg(long, default_value_t = 700)]
     pub gateway_timeout_ms: u64,
+    /// The sales' card timeout, seconds (`sale --card-timeout-secs`): what a reader message
+    /// lost on the line costs.
+    #[arg(long, default_value_t = 8)]
+    pub card_timeout_secs: u64,
     /// A sale still running after this long is killed and counted as hung (a failure).
     #[arg(long, default_value_t = 90)]
     pub sale_timeout_secs: u64,
@@ -397,6 +401,8 @@ impl Harness {
             .arg(&self.config)
             .arg("--gateway-timeout-ms")
             .arg(self.args.gateway_timeout_ms.to_string())
+            .arg("--card-timeout-secs")
+            .arg(self.args.card_timeout_secs.to_string())
             .arg("--sim-seed")
             .arg(sim_seed.to_string());
         if !sim_faults.is_empty() {
