@@ -67,7 +67,7 @@ fn json_success(ex: &Exchange) -> bool {
     match ex {
         Ok(r) => {
             (200..300).contains(&r.status)
-                && serde_json::from_slice::<serde_json::de::IgnoredAny>(&r.body).is_ok()
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&r.body).is_ok()
         }
         Err(_) => false,
     }
