@@ -74,6 +74,10 @@ pub struct SaleArgs {
     /// on the line is only noticed when this runs out.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub card_timeout_secs: u64,
+    /// How long to wait for the card's final answer after the gateway's, seconds (a lost
+    /// final answer ends in a reversal after this).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub final_timeout_secs: u64,
 }
 
 pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -235,6 +239,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     };
     let base = TxnConfig {
         card_timeout: std::time::Duration::from_secs(args.card_timeout_secs),
+        final_timeout: std::time::Duration::from_secs(args.final_timeout_secs),
         ..TxnConfig::default()
     };
     let txn_config = match &relay {

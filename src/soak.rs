@@ -74,6 +74,10 @@ pub struct SoakArgs {
     /// lost on the line costs.
     #[arg(long, default_value_t = 8)]
     pub card_timeout_secs: u64,
+    /// The sales' final-answer timeout, seconds (`sale --final-timeout-secs`): what a lost
+    /// final answer (then reversed) costs.
+    #[arg(long, default_value_t = 5)]
+    pub final_timeout_secs: u64,
     /// A sale still running after this long is killed and counted as hung (a failure).
     #[arg(long, default_value_t = 90)]
     pub sale_timeout_secs: u64,
@@ -403,6 +407,8 @@ impl Harness {
             .arg(self.args.gateway_timeout_ms.to_string())
             .arg("--card-timeout-secs")
             .arg(self.args.card_timeout_secs.to_string())
+            .arg("--final-timeout-secs")
+            .arg(self.args.final_timeout_secs.to_string())
             .arg("--sim-seed")
             .arg(sim_seed.to_string());
         if !sim_faults.is_empty() {
