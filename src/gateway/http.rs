@@ -117,15 +117,30 @@ impl HttpClient {
 
     /// Sends `req` until it is answered (not 5xx, not a lost reply), at most
     /// `max_attempts` times with doubling backoff. Only for requests whose re-send is safe.
+    ///
+    /// After an attempt whose reply was lost (it may have been processed), a later attempt
+    /// that was certainly not processed — not sent, or refused for its credentials (401/403) —
+    /// says nothing about the earlier one: the lost reply is returned, so the caller reports
+    /// "unknown" and never "unavailable" for a request the gateway may have executed (found
+    /// by `emvbridge soak`: a committed Pay1st charge reported as "token refused").
     async fn send_idempotent(&self, base: &str, req: &HttpRequest, dialect: Dialect) -> Exchange {
         let mut wait = self.settings.backoff;
         let mut attempt = 1;
+        let mut lost: Option<Exchange> = None;
         loop {
             let ex = self.send(base, req).await;
-            let retry = matches!(screen(&ex), Err(Screened::Unknown(_)))
-                || matches!(&ex, Err(TransportError::NotSent(_)));
+            let unknown = matches!(screen(&ex), Err(Screened::Unknown(_)));
+            let retry = unknown || matches!(&ex, Err(TransportError::NotSent(_)));
+            let not_processed = matches!(&ex, Err(TransportError::NotSent(_)))
+                || matches!(&ex, Ok(r) if r.status == 401 || r.status == 403);
+            if unknown && lost.is_none() {
+                lost = Some(ex.clone());
+            }
             if !retry || attempt >= self.settings.max_attempts.max(1) {
-                return ex;
+                return match lost {
+                    Some(l) if not_processed => l,
+                    _ => ex,
+                };
             }
             tracing::info!(%dialect, attempt, "gateway: no usable reply, re-sending idempotent request");
             tokio::time::sleep(wait).await;

@@ -1,0 +1,125 @@
+//! Regressions found by `emvbridge soak --gateway-faults` (issue 8): an idempotent re-send
+//! whose first attempt may have been processed must not be reported "unavailable" (no money
+//! moved) because a later attempt was refused before processing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use emvbridge::gateway::http::HttpSettings;
+use emvbridge::gateway::Dialect;
+use emvbridge::money::Money;
+use emvbridge::sandbox::{self, SandboxConfig};
+use emvbridge::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
+use emvbridge_protocol::tlv::{Tag, TlvBuilder};
+use emvbridge_sim::card::{Card, CryptogramType, CDOL1};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn settings() -> HttpSettings {
+    HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        backoff: Duration::from_millis(10),
+        max_body: 1 << 20,
+    }
+}
+
+/// A lost reply after commit, then 401s on the re-sends: the charge exists, so the answer
+/// must be approved (found by lookup) or unknown — never unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay1st_lost_reply_then_token_refused_is_not_unavailable() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let reference = "chaos-p1-401";
+    for (action, times) in [
+        (json!({"type": "drop", "commit": true, "when": "before_headers"}), 1),
+        (json!({"type": "auth_expire"}), 2),
+    ] {
+        let s = http
+            .post(format!("{}/_sim/faults", gw.url()))
+            .json(&json!({"match": {"dialect": "pay1st", "op": "emv", "client_ref": reference}, "action": action, "times": times}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s.as_u16(), 201);
+    }
+    let g = emvbridge::sale::sandbox_gateway(Dialect::Pay1st, &gw.url(), settings()).unwrap();
+    let amount = Money::from_minor(1234, "USD").unwrap();
+    let req = AuthorizationRequest {
+        reference: Reference(reference.into()),
+        kind: AuthKind::Sale,
+        amount,
+        amount_other: amount.with_minor(0).unwrap(),
+        entry_mode: EntryMode::Chip,
+        icc_data: Bytes::from(icc_data(
+            &mut Card::from_profile("visa-cvn10").unwrap(),
+            1234,
+        )),
+        masked_pan: "401200******5439".into(),
+        last4: Some("5439".into()),
+        brand: Some("visa".into()),
+        original_gateway_id: None,
+    };
+    let r = g.authorize(&req).await;
+    let ledger: Value = http
+        .get(format!("{}/_sim/ledger?client_ref={reference}", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let charged = ledger["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "approved")
+        .count();
+    assert_eq!(charged, 1, "{ledger}");
+    assert!(
+        !matches!(r, AuthorizationResult::Unavailable { .. }),
+        "charged at the gateway but reported unavailable: {r:?}"
+    );
+    gw.shutdown().await;
+}
+
+/// A real ARQC data set from the simulator's `visa-cvn10` card (PAN 4111111111111111).
+fn icc_data(card: &mut Card, amount_minor: u64) -> Vec<u8> {
+    let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
+    card.select(&aid).unwrap();
+    let digits = format!("{amount_minor:012}");
+    let mut amt = [0u8; 6];
+    for (i, b) in amt.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).unwrap();
+    }
+    let vals: Vec<(u32, Vec<u8>)> = vec![
+        (0x9F02, amt.to_vec()),
+        (0x9F03, vec![0; 6]),
+        (0x9F1A, vec![0x08, 0x40]),
+        (0x95, vec![0; 5]),
+        (0x5F2A, vec![0x08, 0x40]),
+        (0x9A, vec![0x25, 0x06, 0x01]),
+        (0x9C, vec![0]),
+        (0x9F37, vec![0x12, 0x34, 0x56, 0x78]),
+        (0x9F35, vec![0x22]),
+        (0x9F34, vec![0x1E, 0x03, 0x00]),
+    ];
+    let map: BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
+    let cdol = emvbridge_sim::card::dol::build(CDOL1, &map);
+    let gac = card.generate_ac(true, CryptogramType::Arqc, &cdol).unwrap();
+    let mut b = TlvBuilder::new();
+    for (t, v) in &vals {
+        b.primitive(Tag(*t), v);
+    }
+    b.primitive(Tag(0x82), &card.profile().aip)
+        .primitive(Tag(0x9F36), &gac.atc.to_be_bytes())
+        .primitive(Tag(0x9F10), &gac.iad)
+        .primitive(Tag(0x9F26), &gac.cryptogram)
+        .primitive(Tag(0x9F27), &[gac.cid()])
+        .primitive(Tag(0x5A), &card.profile().pan.to_bcd())
+        .primitive(Tag(0x5F34), &[card.profile().psn]);
+    b.as_bytes().to_vec()
+}
+
