@@ -400,7 +400,13 @@ impl Harness {
         }
     }
 
-    fn sale(&self, reference: &str, minor: u64, sim_faults: &str, sim_seed: u64) -> anyhow::Result<Child> {
+    fn sale(
+        &self,
+        reference: &str,
+        minor: u64,
+        sim_faults: &str,
+        sim_seed: u64,
+    ) -> anyhow::Result<Child> {
         let mut c = Command::new(&self.bin);
         c.args(["sale", "--json", "--amount"])
             .arg(format!("{}.{:02}", minor / 100, minor % 100))
@@ -683,7 +689,10 @@ async fn run(h: &Harness) -> anyhow::Result<SoakFigures> {
             .and_then(|v| v["status"].as_str().map(str::to_owned));
         let kind = if end.hung {
             f.hung += 1;
-            f.fail(format!("{reference}: hung (no end within {}s)", a.sale_timeout_secs));
+            f.fail(format!(
+                "{reference}: hung (no end within {}s)",
+                a.sale_timeout_secs
+            ));
             "hung".to_owned()
         } else if let Some(at) = end.killed_at {
             *f.kills_landed.entry(at).or_default() += 1;
@@ -758,7 +767,8 @@ async fn run(h: &Harness) -> anyhow::Result<SoakFigures> {
 
 /// `PRAGMA integrity_check` on the journal file: `ok`, or SQLite's first complaint.
 fn integrity_check(path: &Path) -> anyhow::Result<String> {
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let c =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?)
 }
 
@@ -769,7 +779,11 @@ async fn check(
     shown_approved: &BTreeMap<String, bool>,
 ) -> anyhow::Result<()> {
     let (s, _) = h
-        .sim(reqwest::Method::POST, "/_sim/assert/no_orphans", Some(json!({})))
+        .sim(
+            reqwest::Method::POST,
+            "/_sim/assert/no_orphans",
+            Some(json!({})),
+        )
         .await;
     f.no_orphans = s == 200;
     if !f.no_orphans {
@@ -803,12 +817,17 @@ async fn check(
     let no_void_api = |e: &crate::journal::Entry| {
         e.dialect == "pay1st"
             && matches!(e.state, RelayState::ReversalFailed | RelayState::Escalated)
-            && e.reason.as_deref().is_some_and(|r| r.contains("no capture, void or refund api"))
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("no capture, void or refund api"))
     };
     for e in unresolved.iter().filter(|e| no_void_api(e)) {
         f.irreversible += 1;
         if charged.get(&e.reference).copied() != Some(1) {
-            f.fail(format!("{}: irreversible row without exactly one charge", e.reference));
+            f.fail(format!(
+                "{}: irreversible row without exactly one charge",
+                e.reference
+            ));
         }
     }
     for e in unresolved.iter().filter(|e| !no_void_api(e)) {

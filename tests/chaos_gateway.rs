@@ -9,7 +9,9 @@ use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::Dialect;
 use emvbridge::money::Money;
 use emvbridge::sandbox::{self, SandboxConfig};
-use emvbridge::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
+use emvbridge::txn::host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
+};
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 use emvbridge_sim::card::{Card, CryptogramType, CDOL1};
 use serde_json::{json, Value};
@@ -33,7 +35,10 @@ async fn pay1st_lost_reply_then_token_refused_is_not_unavailable() {
     let http = reqwest::Client::new();
     let reference = "chaos-p1-401";
     for (action, times) in [
-        (json!({"type": "drop", "commit": true, "when": "before_headers"}), 1),
+        (
+            json!({"type": "drop", "commit": true, "when": "before_headers"}),
+            1,
+        ),
         (json!({"type": "auth_expire"}), 2),
     ] {
         let s = http
@@ -122,4 +127,3 @@ fn icc_data(card: &mut Card, amount_minor: u64) -> Vec<u8> {
         .primitive(Tag(0x5F34), &[card.profile().psn]);
     b.as_bytes().to_vec()
 }
-
