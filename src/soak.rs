@@ -856,7 +856,7 @@ async fn check(
                 row.map(|e| e.state)
             ));
         }
-        if completed != (n >= 1) && !row.is_some_and(|e| no_void_api(e)) {
+        if completed != (n >= 1) && !row.is_some_and(&no_void_api) {
             f.disagreements += 1;
             f.fail(format!(
                 "{r}: journal {:?}/{:?} but {n} charge(s) in the ledger",
