@@ -263,7 +263,10 @@ async fn run_loop(
         if let Some(outcome) = txn.poll_outcome() {
             info!(reference = %outcome.reference, status = ?outcome.status, "transaction finished");
             if outstanding > 0 {
-                warn!(outstanding, "reader answers still outstanding: re-synchronising the link");
+                warn!(
+                    outstanding,
+                    "reader answers still outstanding: re-synchronising the link"
+                );
                 resync(link).await;
             }
             return Ok(outcome);
