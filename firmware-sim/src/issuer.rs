@@ -175,10 +175,9 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
         }
         None => 0,
     };
-    let profile = card::all_profiles()
-        .into_iter()
+    let profile = card::shipped_profiles()
         .find(|p| p.pan == pan && p.psn == psn)
-        .or_else(|| card::all_profiles().into_iter().find(|p| p.pan == pan))
+        .or_else(|| card::shipped_profiles().find(|p| p.pan == pan))
         .ok_or(IssuerError::UnknownIssuer)?;
     let arqc: [u8; 8] = get_n(&m, 0x9F26)?;
     let cid = get_n::<1>(&m, 0x9F27)?[0];

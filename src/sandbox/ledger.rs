@@ -2,6 +2,8 @@
 //!
 //! The ledger never holds a full PAN: `pan_last4` and `brand` only.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 /// Which API a transaction came through.
@@ -175,10 +177,14 @@ impl Txn {
     }
 }
 
-/// All transactions, in creation order.
+/// All transactions, in creation order, with an index by id. Every sale looks rows up by id
+/// several times under the sandbox's one state lock; a linear scan made each sale cost
+/// O(ledger size) and a long `emvbridge lab` run slow down as it went.
 #[derive(Debug, Default)]
 pub struct Ledger {
     txns: Vec<Txn>,
+    /// Id → position of the first row with that id (what a scan from the front would find).
+    by_id: HashMap<String, usize>,
 }
 
 /// An approval whose response was lost and that nobody voided or looked up.
@@ -197,17 +203,18 @@ pub struct Orphan {
 impl Ledger {
     /// Appends a row.
     pub fn push(&mut self, txn: Txn) {
+        self.by_id.entry(txn.id.clone()).or_insert(self.txns.len());
         self.txns.push(txn);
     }
 
     /// Looks up by id.
     pub fn get(&self, id: &str) -> Option<&Txn> {
-        self.txns.iter().find(|t| t.id == id)
+        self.by_id.get(id).and_then(|&i| self.txns.get(i))
     }
 
     /// Looks up by id, mutably.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Txn> {
-        self.txns.iter_mut().find(|t| t.id == id)
+        self.by_id.get(id).and_then(|&i| self.txns.get_mut(i))
     }
 
     /// Every row.
@@ -215,7 +222,7 @@ impl Ledger {
         &self.txns
     }
 
-    /// Every row, mutably.
+    /// Every row, mutably. Callers must not change a row's `id` (the index keys on it).
     pub fn all_mut(&mut self) -> &mut [Txn] {
         &mut self.txns
     }
@@ -324,5 +331,36 @@ mod tests {
         l.get_mut("1").unwrap().state = TxnState::Approved;
         l.note_lookup("1");
         assert!(l.orphans().is_empty());
+    }
+
+    #[test]
+    fn lookup_by_id_finds_the_first_row_with_that_id() {
+        let mut l = Ledger::default();
+        for i in 0..1000 {
+            l.push(Txn::new(
+                format!("t{i}"),
+                Dialect::Pai,
+                Kind::Sale,
+                i,
+                "USD",
+                0,
+            ));
+        }
+        // A second row under an existing id: lookups keep answering the first, as a scan did.
+        l.push(Txn::new(
+            "t7".into(),
+            Dialect::Pai,
+            Kind::Sale,
+            99_999,
+            "USD",
+            0,
+        ));
+        assert_eq!(l.get("t7").map(|t| t.amount_minor), Some(7));
+        assert_eq!(l.get("t999").map(|t| t.amount_minor), Some(999));
+        assert!(l.get("t1000").is_none());
+        assert!(l.get("").is_none());
+        l.get_mut("t500").unwrap().state = TxnState::Declined;
+        assert_eq!(l.get("t500").map(|t| t.state), Some(TxnState::Declined));
+        assert_eq!(l.all().len(), 1001);
     }
 }

@@ -22,8 +22,8 @@ use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 
 use crate::crypto::{self, Cvn, SecretKey};
 pub use profile::{
-    all_profiles, profile, profile_names, AppProfile, CardProfile, ProfileError, CDOL1, CDOL2,
-    PROFILE_FILES,
+    all_profiles, profile, profile_names, shipped_profiles, AppProfile, CardProfile, ProfileError,
+    CDOL1, CDOL2, PROFILE_FILES,
 };
 
 /// Status words a card command can fail with (ISO 7816-4).

@@ -296,18 +296,62 @@ pub fn profile_names() -> impl Iterator<Item = &'static str> {
     PROFILE_FILES.iter().map(|(n, _)| *n)
 }
 
+/// The shipped profiles with their names, parsed once. Parsing TOML is far dearer than a sale
+/// (the issuer looks a key up on every ARQC, the reader its card several times a
+/// transaction); doing it per call serialised `emvbridge lab` behind the sandbox gateway's
+/// state lock. Files that do not load are left out, as before.
+fn parsed() -> &'static [(&'static str, CardProfile)] {
+    static PARSED: std::sync::OnceLock<Vec<(&'static str, CardProfile)>> =
+        std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        PROFILE_FILES
+            .iter()
+            .filter_map(|(n, t)| CardProfile::load(t).ok().map(|p| (*n, p)))
+            .collect()
+    })
+}
+
+/// The shipped profiles, borrowed from the parsed-once set (no parse, no copy).
+pub fn shipped_profiles() -> impl Iterator<Item = &'static CardProfile> {
+    parsed().iter().map(|(_, p)| p)
+}
+
 /// Loads a shipped profile by name.
 pub fn profile(name: &str) -> Option<CardProfile> {
-    PROFILE_FILES
+    parsed()
         .iter()
         .find(|(n, _)| *n == name)
-        .and_then(|(_, text)| CardProfile::load(text).ok())
+        .map(|(_, p)| p.clone())
 }
 
 /// All shipped profiles (the issuer looks keys up here).
 pub fn all_profiles() -> Vec<CardProfile> {
-    PROFILE_FILES
-        .iter()
-        .filter_map(|(_, t)| CardProfile::load(t).ok())
-        .collect()
+    shipped_profiles().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parsed-once set gives what a fresh parse of each file gives, under the file's name.
+    #[test]
+    fn cached_profiles_match_a_fresh_parse() {
+        assert_eq!(shipped_profiles().count(), PROFILE_FILES.len());
+        for (name, text) in PROFILE_FILES {
+            let fresh = CardProfile::load(text).expect("shipped profile loads");
+            let cached = profile(name).expect("shipped profile is cached");
+            assert_eq!(cached.name, fresh.name);
+            assert_eq!(cached.pan, fresh.pan);
+            assert_eq!(cached.psn, fresh.psn);
+            assert_eq!(cached.cvn, fresh.cvn);
+            assert_eq!(cached.imk.expose(), fresh.imk.expose());
+            assert_eq!(cached.apps.len(), fresh.apps.len());
+        }
+        assert!(profile("no-such-card").is_none());
+        // The same allocation every time: parsed once.
+        let a = shipped_profiles().next().map(|p| p as *const CardProfile);
+        let b = shipped_profiles().next().map(|p| p as *const CardProfile);
+        assert_eq!(a, b);
+        assert_eq!(all_profiles().len(), PROFILE_FILES.len());
+    }
 }
