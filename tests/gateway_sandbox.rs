@@ -2,7 +2,8 @@
 //! (issue 5/6). ICC data comes from the simulator's card model, so the sandbox verifies real
 //! ARQCs and the card verifies the ARPC the adapter hands back.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,7 @@ use emvbridge::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
     ReversalRequest, ReversalResult,
 };
-use emvbridge_protocol::tlv::{Tag, TlvBuilder};
-use emvbridge_sim::card::{Card, CryptogramType, CDOL1};
+use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
 
 async fn spawn() -> SandboxHandle {
@@ -95,40 +95,7 @@ fn pay1st(gw: &SandboxHandle, s: HttpSettings) -> Pay1stGateway {
 
 /// A real ARQC data set from the simulator's `visa-cvn10` card (PAN 4111111111111111).
 fn icc_data(card: &mut Card, amount_minor: u64) -> Vec<u8> {
-    let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
-    card.select(&aid).unwrap();
-    let digits = format!("{amount_minor:012}");
-    let mut amt = [0u8; 6];
-    for (i, b) in amt.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).unwrap();
-    }
-    let vals: Vec<(u32, Vec<u8>)> = vec![
-        (0x9F02, amt.to_vec()),
-        (0x9F03, vec![0; 6]),
-        (0x9F1A, vec![0x08, 0x40]),
-        (0x95, vec![0; 5]),
-        (0x5F2A, vec![0x08, 0x40]),
-        (0x9A, vec![0x25, 0x06, 0x01]),
-        (0x9C, vec![0]),
-        (0x9F37, vec![0x12, 0x34, 0x56, 0x78]),
-        (0x9F35, vec![0x22]),
-        (0x9F34, vec![0x1E, 0x03, 0x00]),
-    ];
-    let map: BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
-    let cdol = emvbridge_sim::card::dol::build(CDOL1, &map);
-    let gac = card.generate_ac(true, CryptogramType::Arqc, &cdol).unwrap();
-    let mut b = TlvBuilder::new();
-    for (t, v) in &vals {
-        b.primitive(Tag(*t), v);
-    }
-    b.primitive(Tag(0x82), &card.profile().aip)
-        .primitive(Tag(0x9F36), &gac.atc.to_be_bytes())
-        .primitive(Tag(0x9F10), &gac.iad)
-        .primitive(Tag(0x9F26), &gac.cryptogram)
-        .primitive(Tag(0x9F27), &[gac.cid()])
-        .primitive(Tag(0x5A), &card.profile().pan.to_bcd())
-        .primitive(Tag(0x5F34), &[card.profile().psn]);
-    b.as_bytes().to_vec()
+    common::arqc_data(card, amount_minor, [0x12, 0x34, 0x56, 0x78])
 }
 
 fn request(card: &mut Card, reference: &str, minor: u64, currency: &str) -> AuthorizationRequest {

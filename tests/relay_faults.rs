@@ -3,7 +3,8 @@
 //! journal row the resolver settles, and afterwards `/_sim/assert/no_orphans` passes and the
 //! journal and the sandbox ledger agree (issue 6).
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use emvbridge::txn::host::{
 };
 use emvbridge::txn::{CardFacts, Outcome, OutcomeStatus};
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
-use emvbridge_sim::card::{Card, CryptogramType, CDOL1};
+use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
 
 fn fast() -> HttpSettings {
@@ -74,40 +75,7 @@ async fn rig(dialect: Dialect, name: &str) -> Rig {
 
 /// A real ARQC data set from the simulator's card model (as tests/gateway_sandbox.rs).
 fn icc_data(card: &mut Card, amount_minor: u64) -> Vec<u8> {
-    let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
-    card.select(&aid).unwrap();
-    let digits = format!("{amount_minor:012}");
-    let mut amt = [0u8; 6];
-    for (i, b) in amt.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).unwrap();
-    }
-    let vals: Vec<(u32, Vec<u8>)> = vec![
-        (0x9F02, amt.to_vec()),
-        (0x9F03, vec![0; 6]),
-        (0x9F1A, vec![0x08, 0x40]),
-        (0x95, vec![0; 5]),
-        (0x5F2A, vec![0x08, 0x40]),
-        (0x9A, vec![0x25, 0x06, 0x01]),
-        (0x9C, vec![0]),
-        (0x9F37, vec![0x12, 0x34, 0x56, 0x78]),
-        (0x9F35, vec![0x22]),
-        (0x9F34, vec![0x1E, 0x03, 0x00]),
-    ];
-    let map: BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
-    let cdol = emvbridge_sim::card::dol::build(CDOL1, &map);
-    let gac = card.generate_ac(true, CryptogramType::Arqc, &cdol).unwrap();
-    let mut b = TlvBuilder::new();
-    for (t, v) in &vals {
-        b.primitive(Tag(*t), v);
-    }
-    b.primitive(Tag(0x82), &card.profile().aip)
-        .primitive(Tag(0x9F36), &gac.atc.to_be_bytes())
-        .primitive(Tag(0x9F10), &gac.iad)
-        .primitive(Tag(0x9F26), &gac.cryptogram)
-        .primitive(Tag(0x9F27), &[gac.cid()])
-        .primitive(Tag(0x5A), &card.profile().pan.to_bcd())
-        .primitive(Tag(0x5F34), &[card.profile().psn]);
-    b.as_bytes().to_vec()
+    common::arqc_data(card, amount_minor, [0x12, 0x34, 0x56, 0x78])
 }
 
 impl Rig {

@@ -1,13 +1,14 @@
 //! Integration tests for the sandbox gateway over real HTTP on loopback (issue 4).
 //! Signatures are recomputed here with `hmac`/`sha2` directly, not with the sandbox's code.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
-use emvbridge_sim::card::{Card, CryptogramType, CDOL1};
+use emvbridge_sim::card::Card;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -40,40 +41,7 @@ async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
 
 /// A valid ARQC data set from the simulator's `visa-cvn10` card (PAN 4111111111111111).
 fn icc_data(card: &mut Card, amount_minor: u64) -> Vec<u8> {
-    let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
-    card.select(&aid).unwrap();
-    let mut amt = [0u8; 6];
-    let digits = format!("{amount_minor:012}");
-    for (i, b) in amt.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).unwrap();
-    }
-    let vals: Vec<(u32, Vec<u8>)> = vec![
-        (0x9F02, amt.to_vec()),
-        (0x9F03, vec![0; 6]),
-        (0x9F1A, vec![0x08, 0x40]),
-        (0x95, vec![0; 5]),
-        (0x5F2A, vec![0x08, 0x40]),
-        (0x9A, vec![0x25, 0x06, 0x01]),
-        (0x9C, vec![0]),
-        (0x9F37, vec![0xDE, 0xAD, 0xBE, 0xEF]),
-        (0x9F35, vec![0x22]),
-        (0x9F34, vec![0x1E, 0x03, 0x00]),
-    ];
-    let map: BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
-    let cdol = emvbridge_sim::card::dol::build(CDOL1, &map);
-    let gac = card.generate_ac(true, CryptogramType::Arqc, &cdol).unwrap();
-    let mut b = TlvBuilder::new();
-    for (t, v) in &vals {
-        b.primitive(Tag(*t), v);
-    }
-    b.primitive(Tag(0x82), &card.profile().aip)
-        .primitive(Tag(0x9F36), &gac.atc.to_be_bytes())
-        .primitive(Tag(0x9F10), &gac.iad)
-        .primitive(Tag(0x9F26), &gac.cryptogram)
-        .primitive(Tag(0x9F27), &[gac.cid()])
-        .primitive(Tag(0x5A), &card.profile().pan.to_bcd())
-        .primitive(Tag(0x5F34), &[card.profile().psn]);
-    b.as_bytes().to_vec()
+    common::arqc_data(card, amount_minor, [0xDE, 0xAD, 0xBE, 0xEF])
 }
 
 fn replace_tag(icc: &[u8], tag: u32, value: &[u8]) -> Vec<u8> {
