@@ -683,15 +683,8 @@ mod tests {
 
     #[test]
     fn captured_chained_reset_response() {
-        let hex = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/testdata/vipa/reset-response-ux300-chained.hex"
-        ));
-        let Ok(hex) = hex else {
-            eprintln!("shared testdata not present; skipping");
-            return;
-        };
-        let msgs = frames(&hex, Direction::Terminal).unwrap();
+        let hex = include_str!("../tests/data/vipa/reset-response-ux300-chained.hex");
+        let msgs = frames(hex, Direction::Terminal).unwrap();
         assert_eq!(msgs.len(), 1);
         let m = &msgs[0];
         assert_eq!(m.frames.len(), 3);

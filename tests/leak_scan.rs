@@ -279,16 +279,15 @@ fn no_card_data_or_secret_in_anything_the_bridge_writes() {
     sale_via_vipa_sim(&mut art, &dir);
 
     // Decode without --reveal: the public captures, and every hex field of the recordings.
-    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/vipa");
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vipa");
     let mut to_decode: Vec<(String, Vec<&str>)> = Vec::new();
     for (file, from) in [
         ("start-transaction-command.hex", "host"),
         ("start-transaction-e2-response.hex", "terminal"),
         ("reset-response-ux300-chained.hex", "terminal"),
     ] {
-        if let Ok(hex) = std::fs::read_to_string(captures.join(file)) {
-            to_decode.push((hex, vec!["decode", "--frame", "--from", from]));
-        }
+        let hex = std::fs::read_to_string(captures.join(file)).expect("captured frames");
+        to_decode.push((hex, vec!["decode", "--frame", "--from", from]));
     }
     // A clear (non-SRED) online data set as a reader without SRED would send it: decode must
     // mask 5A, 57 and 9F6B itself.

@@ -2,7 +2,7 @@
 //! link through tokio-serial, like a USB-CDC reader) and the in-process simulator.
 //!
 //! The fake reader in this file answers from the captured UX300 Reset response
-//! (`../shared/testdata/vipa/reset-response-ux300-chained.hex`, three chained frames) and can
+//! (`tests/data/vipa/reset-response-ux300-chained.hex`, three chained frames) and can
 //! misbehave on cue: corrupt frames, stalled partial frames, unsolicited messages, silence,
 //! closing the connection. Every wait is bounded so a stall fails loudly.
 
@@ -33,7 +33,7 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
 fn captured_reset_wire() -> Vec<u8> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/vipa/reset-response-ux300-chained.hex"
+        "/tests/data/vipa/reset-response-ux300-chained.hex"
     );
     let text = std::fs::read_to_string(path).expect("captured reset response");
     let frames: Vec<Vec<u8>> = text

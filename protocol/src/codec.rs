@@ -130,7 +130,7 @@ mod tests {
     use crate::frame::Message;
 
     const RESET_CHAINED: &str =
-        include_str!("../../../shared/testdata/vipa/reset-response-ux300-chained.hex");
+        include_str!("../../tests/data/vipa/reset-response-ux300-chained.hex");
 
     fn drain(codec: &mut VipaCodec, src: &mut BytesMut) -> Vec<Inbound> {
         let mut v = Vec::new();

@@ -243,7 +243,7 @@ mod tests {
 
     fn captured_info() -> DeviceInfo {
         let path = format!(
-            "{}/../shared/testdata/vipa/reset-response-ux300-chained.hex",
+            "{}/tests/data/vipa/reset-response-ux300-chained.hex",
             env!("CARGO_MANIFEST_DIR")
         );
         let mut payload = Vec::new();

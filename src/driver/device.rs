@@ -177,7 +177,7 @@ mod tests {
 
     fn capture(name: &str) -> Vec<Vec<u8>> {
         let path = format!(
-            "{}/../shared/testdata/vipa/{name}",
+            "{}/tests/data/vipa/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(path)

@@ -5,11 +5,11 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 
 const RESET_CHAINED: &str =
-    include_str!("../../../../shared/testdata/vipa/reset-response-ux300-chained.hex");
+    include_str!("../../../tests/data/vipa/reset-response-ux300-chained.hex");
 const START_TXN: &str =
-    include_str!("../../../../shared/testdata/vipa/start-transaction-command.hex");
+    include_str!("../../../tests/data/vipa/start-transaction-command.hex");
 const E2_RESPONSE: &str =
-    include_str!("../../../../shared/testdata/vipa/start-transaction-e2-response.hex");
+    include_str!("../../../tests/data/vipa/start-transaction-e2-response.hex");
 
 fn wire(capture: &str) -> Vec<u8> {
     capture
