@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
         "bridge share per sale: {} allocations, {} bytes allocated; Transaction is {} bytes",
         a1 - a0,
         b1 - b0,
-        std::mem::size_of::<emvbridge::txn::Transaction>()
+        std::mem::size_of::<emvbridge_core::txn::Transaction>()
     );
 
     let mut g = c.benchmark_group("txn");

@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use emvbridge_sim::scenario::Control;
 
 use crate::gateway::Dialect;
-use crate::money::Money;
-use crate::terminal::{prompt_text, Terminal, TerminalOptions};
-use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, TxnConfig, TxnRequest};
+use emvbridge_core::money::Money;
+use crate::terminal::{Terminal, TerminalOptions};
+use emvbridge_core::prompt::text as prompt_text;
+use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, TxnConfig, TxnRequest};
 
 /// Arguments of `emvbridge demo`.
 #[derive(clap::Args, Debug)]
@@ -231,7 +232,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Vec<StepResult>> {
             .await;
         let result = match outcome {
             Ok(o) => {
-                for line in crate::receipt::text(&o, "CUSTOMER COPY").lines() {
+                for line in emvbridge_core::receipt::text(&o, "CUSTOMER COPY").lines() {
                     println!("  {line}");
                 }
                 if let Some(r) = &o.reason {

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::driver::{LinkEvent, LinkState, ReaderLink};
 use crate::gateway::Gateway;
-use crate::txn::{
+use emvbridge_core::txn::{
     AuthorizationResult, HostRequest, Outcome, Prompt, ReaderInput, ReversalResult, Transaction,
     TxnConfig, TxnError, TxnRequest,
 };

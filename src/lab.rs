@@ -36,8 +36,8 @@ use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkSta
 use crate::engine::{run_transaction_timed, utc_date_time, TxnTiming};
 use crate::gateway::http::HttpSettings;
 use crate::gateway::{Dialect, Gateway};
-use crate::money::Money;
-use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 
 /// Arguments of `emvbridge lab`.
 #[derive(clap::Args, Debug, Clone)]
@@ -625,7 +625,7 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
             t.reversals += 1;
             if matches!(
                 rev.result,
-                Some(crate::txn::ReversalResult::Reversed | crate::txn::ReversalResult::NotFound)
+                Some(emvbridge_core::txn::ReversalResult::Reversed | emvbridge_core::txn::ReversalResult::NotFound)
             ) {
                 t.reversals_confirmed += 1;
             }
@@ -662,7 +662,7 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         anyhow::bail!("unknown card profile {:?}", args.card);
     }
     let fd_limit = raise_fd_limit(args.lanes);
-    let sandbox = crate::sandbox::spawn(crate::sandbox::SandboxConfig::default())
+    let sandbox = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default())
         .await
         .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
     let url = sandbox.url();

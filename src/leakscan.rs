@@ -93,7 +93,7 @@ impl Scanner {
                 }
             }
         }
-        let c = crate::sandbox::config::SandboxConfig::default();
+        let c = emvbridge_sandbox::config::SandboxConfig::default();
         for secret in [
             &c.number.token,
             &c.number.hmac_secret,

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::money::Money;
-use crate::txn::{
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{
     AppChoice, AuthKind, AuthorizationResult, HostRequest, IssuerResponse, Outcome, Prompt,
     ReaderInput, Reference, ReversalReason, ReversalResult, Transaction, TxnConfig, TxnRequest,
 };

@@ -34,8 +34,8 @@ use crate::config::{self, FileConfig, Lookup};
 use crate::gateway::http::{HttpClient, HttpSettings};
 use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig, Secret, StatusResult};
 use crate::journal::Journal;
-use crate::money::Money;
-use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 use crate::webhooks::TEST_EVENT_TYPE;
 
 /// The verdict of one item.
@@ -478,7 +478,7 @@ async fn gateway_check(gw: GatewayConfig, s: &Setup, r: &mut Report) {
                 }
                 _ => "pay1st: access token and a signed lookup by a random reference",
             };
-            match other.build(http) {
+            match crate::gateway::connect(other, http) {
                 Err(e) => Err(e.to_string()),
                 Ok(g) => match g.status(&probe_reference()).await {
                     StatusResult::NotFound => Ok(format!("{what} answered (not found)")),
@@ -513,8 +513,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
                 "organizationId": s.lookup.get("ORGANIZATION_ID").unwrap_or_default(),
             }))
             .map_err(|_| "cannot build the test event".to_owned())?;
-            let good = crate::sandbox::webhooks::sign_pai(&secret, &body);
-            let bad = crate::sandbox::webhooks::sign_pai(&format!("{secret}-wrong"), &body);
+            let good = emvbridge_sandbox::webhooks::sign_pai(&secret, &body);
+            let bad = emvbridge_sandbox::webhooks::sign_pai(&format!("{secret}-wrong"), &body);
             Ok((body, "pai", good, bad))
         }
         Dialect::Pay1st => {
@@ -528,8 +528,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
                 .ok_or("PAY1ST_WEBHOOK_PASS missing")?;
             let text =
                 json!({"type": TEST_EVENT_TYPE, "reference": id, "status": "TEST"}).to_string();
-            let good = crate::sandbox::webhooks::sign_pay1st(&user, &pass, &text);
-            let bad = crate::sandbox::webhooks::sign_pay1st(&user, &format!("{pass}-wrong"), &text);
+            let good = emvbridge_sandbox::webhooks::sign_pay1st(&user, &pass, &text);
+            let bad = emvbridge_sandbox::webhooks::sign_pay1st(&user, &format!("{pass}-wrong"), &text);
             Ok((text.into_bytes(), "pay1st", good, bad))
         }
         Dialect::Number => Err("number has no webhooks".into()),
@@ -773,7 +773,7 @@ async fn scenarios(s: &Setup, r: &mut Report) {
         if s.env == Environment::Sandbox {
             let built = GatewayConfig::from_lookup(s.dialect, s.env, &|n| s.lookup.get(n))
                 .map_err(|e| e.to_string())
-                .and_then(|g| g.build(scenario_http()).map_err(|e| e.to_string()));
+                .and_then(|g| crate::gateway::connect(g, scenario_http()).map_err(|e| e.to_string()));
             let base = s.lookup.get(config::url_var(s.dialect)).unwrap_or_default();
             match built {
                 Ok(g) => {
@@ -786,7 +786,7 @@ async fn scenarios(s: &Setup, r: &mut Report) {
                 }
             }
         } else {
-            match crate::sandbox::spawn(crate::sandbox::SandboxConfig::default()).await {
+            match emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default()).await {
                 Ok(h) => {
                     let url = h.url();
                     let g = match crate::sale::sandbox_gateway(s.dialect, &url, scenario_http()) {

@@ -14,8 +14,8 @@ use crate::gateway::number::NumberConfig;
 use crate::gateway::pay1st::Pay1stConfig;
 use crate::gateway::paymentsai::PaiConfig;
 use crate::gateway::{Dialect, Gateway, Secret, SystemClock};
-use crate::money::Money;
-use crate::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 
 /// Arguments of `emvbridge sale`.
 #[derive(clap::Args, Debug)]
@@ -97,7 +97,7 @@ pub fn sandbox_gateway(
     url: &str,
     http: HttpSettings,
 ) -> anyhow::Result<Arc<dyn Gateway>> {
-    let defaults = crate::sandbox::SandboxConfig::default();
+    let defaults = emvbridge_sandbox::SandboxConfig::default();
     Ok(match dialect {
         Dialect::PaymentsAi => Arc::new(PaiGateway::new(
             PaiConfig {
@@ -266,7 +266,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let outcome =
         crate::engine::run_transaction(&link, &mut events, gateway, req, txn_config, |p| {
             if !json {
-                eprintln!("  [{}]", crate::terminal::prompt_text(p));
+                eprintln!("  [{}]", emvbridge_core::prompt::text(p));
             }
         })
         .await?;
@@ -277,10 +277,10 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     }
     link.shutdown().await;
     if json {
-        println!("{}", crate::receipt::json(&outcome));
+        println!("{}", emvbridge_core::receipt::json(&outcome));
     } else {
-        println!("{}", crate::receipt::text(&outcome, "MERCHANT COPY"));
-        println!("{}", crate::receipt::text(&outcome, "CUSTOMER COPY"));
+        println!("{}", emvbridge_core::receipt::text(&outcome, "MERCHANT COPY"));
+        println!("{}", emvbridge_core::receipt::text(&outcome, "CUSTOMER COPY"));
         if let Some(reason) = &outcome.reason {
             println!("reason: {reason}");
         }

@@ -545,7 +545,7 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<SoakFigures> {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding this executable")?,
     };
-    let sandbox = crate::sandbox::spawn(crate::sandbox::SandboxConfig {
+    let sandbox = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig {
         seed: args.seed,
         ..Default::default()
     })
@@ -917,7 +917,7 @@ mod tests {
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..400 {
             let (name, rule) = draw_rule(&mut rng, Dialect::Number, "r-1");
-            let parsed: crate::sandbox::faults::FaultRule =
+            let parsed: emvbridge_sandbox::faults::FaultRule =
                 serde_json::from_value(rule.clone()).unwrap();
             assert!(parsed.times >= 1, "{rule}");
             if rule["match"]["op"] == "emv" {

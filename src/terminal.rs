@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkEvent, ReaderLink};
 use crate::gateway::http::HttpSettings;
 use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
-use crate::sandbox::SandboxHandle;
-use crate::txn::{Prompt, Reference};
+use emvbridge_sandbox::SandboxHandle;
+use emvbridge_core::txn::Reference;
 use emvbridge_protocol::vipa::DeviceInfo;
 use emvbridge_sim::transport::DeviceHandle;
 
@@ -197,7 +197,7 @@ pub async fn open_gateway(
     let http = HttpSettings::default();
     Ok(match spec {
         "sandbox" => {
-            let gw = crate::sandbox::spawn(crate::sandbox::SandboxConfig::default())
+            let gw = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default())
                 .await
                 .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
             notes.push(format!(
@@ -208,9 +208,11 @@ pub async fn open_gateway(
             (g, Some(gw))
         }
         "env" => (
-            GatewayConfig::from_env(dialect, Environment::Staging)
-                .map_err(|e| anyhow!("{e}"))?
-                .build(http)
+            crate::gateway::connect(
+                GatewayConfig::from_env(dialect, Environment::Staging)
+                    .map_err(|e| anyhow!("{e}"))?,
+                http,
+            )
                 .map_err(|e| anyhow!("{e}"))?,
             None,
         ),
@@ -260,26 +262,6 @@ pub fn new_reference() -> Reference {
     Reference(format!("emvb-{nanos:x}{r:04x}"))
 }
 
-/// The wording a till or PIN pad shows for a prompt.
-pub fn prompt_text(p: &Prompt) -> String {
-    match p {
-        Prompt::PresentCard => "INSERT, TAP OR SWIPE CARD".into(),
-        Prompt::CardInserted => "CARD INSERTED".into(),
-        Prompt::UseChip => "USE CHIP READER".into(),
-        Prompt::ApplicationSelected { label } => {
-            format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
-        }
-        Prompt::EnterPin => "ENTER PIN".into(),
-        Prompt::PinEntered => "PIN ENTERED".into(),
-        Prompt::Status { text } => text.clone(),
-        Prompt::Authorizing => "AUTHORIZING...".into(),
-        Prompt::Completing => "PLEASE WAIT".into(),
-        Prompt::RemoveCard => "REMOVE CARD".into(),
-        Prompt::CardRemoved => "CARD REMOVED".into(),
-        Prompt::Reversing => "REVERSING".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,15 +273,6 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.0.starts_with("emvb-") && a.0.len() <= 64);
         assert!(a.0.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
-    }
-
-    #[test]
-    fn prompts_have_till_wording() {
-        assert_eq!(prompt_text(&Prompt::EnterPin), "ENTER PIN");
-        assert_eq!(
-            prompt_text(&Prompt::ApplicationSelected { label: None }),
-            "APPLICATION SELECTED"
-        );
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ use sha2::Sha256;
 
 use crate::gateway::{Dialect, Gateway, Secret, StatusResult, TxnState};
 use crate::journal::{Journal, RelayState, WebhookRecord};
-use crate::txn::host::Reference;
+use emvbridge_core::txn::host::Reference;
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -407,9 +407,10 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
                 cfg.http(),
             )?),
             None => cfg.environment().and_then(|env| {
-                crate::gateway::GatewayConfig::from_lookup(d, env, &|n| lookup.get(n))
-                    .ok()?
-                    .build(cfg.http())
+                crate::gateway::connect(
+                    crate::gateway::GatewayConfig::from_lookup(d, env, &|n| lookup.get(n)).ok()?,
+                    cfg.http(),
+                )
                     .ok()
             }),
         };
@@ -451,7 +452,7 @@ mod tests {
 
     #[test]
     fn hmac_verification() {
-        let sig = crate::sandbox::webhooks::sign_pai("whsec", b"{\"a\":1}");
+        let sig = emvbridge_sandbox::webhooks::sign_pai("whsec", b"{\"a\":1}");
         assert!(verify_hex(b"whsec", b"{\"a\":1}", &sig));
         assert!(!verify_hex(b"whsec", b"{\"a\":2}", &sig));
         assert!(!verify_hex(b"other", b"{\"a\":1}", &sig));
@@ -459,7 +460,7 @@ mod tests {
         assert!(!verify_hex(b"whsec", b"{\"a\":1}", ""));
         assert!(!verify_hex(b"whsec", b"{\"a\":1}", &sig[..10]));
         // Pay1st: base64("user:pass") as the key, trimmed body.
-        let s = crate::sandbox::webhooks::sign_pay1st("apiuser", "apipassword", " {\"x\":1}\n");
+        let s = emvbridge_sandbox::webhooks::sign_pay1st("apiuser", "apipassword", " {\"x\":1}\n");
         let key = base64::engine::general_purpose::STANDARD.encode("apiuser:apipassword");
         assert_eq!(key, "YXBpdXNlcjphcGlwYXNzd29yZA==");
         assert!(verify_hex(key.as_bytes(), b"{\"x\":1}", &s));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use emvbridge::api::{self, ApiOptions, ApiServer};
 use emvbridge::terminal::TerminalOptions;
-use emvbridge::txn::TxnConfig;
+use emvbridge_core::txn::TxnConfig;
 use emvbridge_sim::scenario::Control;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

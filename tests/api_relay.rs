@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use emvbridge::api::{self, ApiOptions, ApiServer};
 use emvbridge::journal::relay::RelayOptions;
 use emvbridge::journal::{Journal, RelayState};
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
 use emvbridge::terminal::TerminalOptions;
-use emvbridge::txn::TxnConfig;
+use emvbridge_core::txn::TxnConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -15,9 +15,9 @@ use emvbridge::driver::{
 };
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway};
-use emvbridge::money::Money;
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
-use emvbridge::txn::{
+use emvbridge_core::money::Money;
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_core::txn::{
     AppChoice, AuthKind, Outcome, OutcomeStatus, Prompt, Reference, TxnConfig, TxnRequest,
 };
 use tokio::sync::mpsc;

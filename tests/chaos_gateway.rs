@@ -9,9 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::Dialect;
-use emvbridge::money::Money;
-use emvbridge::sandbox::{self, SandboxConfig};
-use emvbridge::txn::host::{
+use emvbridge_core::money::Money;
+use emvbridge_sandbox::{self, SandboxConfig};
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
 use emvbridge_sim::card::Card;

@@ -16,9 +16,9 @@ use emvbridge::gateway::{
     CaptureRequest, Gateway, OffsetClock, OpResult, RefundRequest, Secret, StatusResult,
     SystemClock, TxnState, VoidRequest,
 };
-use emvbridge::money::Money;
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
-use emvbridge::txn::host::{
+use emvbridge_core::money::Money;
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
     ReversalRequest, ReversalResult,
 };
@@ -157,7 +157,7 @@ async fn advance(gw: &SandboxHandle, secs: i64) {
     assert!(r.status().is_success());
 }
 
-fn approved(r: &AuthorizationResult) -> (String, u64, emvbridge::txn::host::IssuerResponse) {
+fn approved(r: &AuthorizationResult) -> (String, u64, emvbridge_core::txn::host::IssuerResponse) {
     match r {
         AuthorizationResult::Approved {
             gateway_id,

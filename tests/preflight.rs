@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use emvbridge::preflight::{items, preflight, Options, Status};
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
 use serde_json::Value;
 
 /// The key's middle part, to look for in outputs.
@@ -218,15 +218,15 @@ async fn world_readable_secrets_file_fails() {
 /// rest of the checklist still passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolved_journal_row_fails() {
-    use emvbridge::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode};
+    use emvbridge_core::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode};
     let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
     let d = dir("unresolved");
     let cfg = pai_setup(&d.0, &gw, 0o600, true);
     {
         let j = emvbridge::journal::Journal::open(&d.0.join("journal.db")).unwrap();
-        let usd = |m| emvbridge::money::Money::from_minor(m, "USD").unwrap();
+        let usd = |m| emvbridge_core::money::Money::from_minor(m, "USD").unwrap();
         let req = AuthorizationRequest {
-            reference: emvbridge::txn::Reference("left-open-1".into()),
+            reference: emvbridge_core::txn::Reference("left-open-1".into()),
             kind: AuthKind::Sale,
             amount: usd(4200),
             amount_other: usd(0),

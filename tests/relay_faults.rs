@@ -13,12 +13,12 @@ use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, OffsetClock, OpResult, RefundRequest, VoidRequest};
 use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
 use emvbridge::journal::{Journal, JournaledGateway, RelayState};
-use emvbridge::money::Money;
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
-use emvbridge::txn::host::{
+use emvbridge_core::money::Money;
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
-use emvbridge::txn::{CardFacts, Outcome, OutcomeStatus};
+use emvbridge_core::txn::{CardFacts, Outcome, OutcomeStatus};
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
@@ -392,14 +392,14 @@ async fn outcomes(dialect: Dialect, name: &str) {
             rig.fault(json!({"match": {"dialect": "number", "op": "void"}, "action": {"type": "void_decline"}}))
                 .await;
         }
-        let rv = emvbridge::txn::host::ReversalRequest {
+        let rv = emvbridge_core::txn::host::ReversalRequest {
             reference: Reference(cd.clone()),
             gateway_id: Some(cd_id),
             amount: Money::from_minor(1700, "USD").unwrap(),
-            reason: emvbridge::txn::host::ReversalReason::CardDeclinedAfterApproval,
+            reason: emvbridge_core::txn::host::ReversalReason::CardDeclinedAfterApproval,
         };
         let r = rig.jg.reverse(&rv).await;
-        let told = if r == emvbridge::txn::host::ReversalResult::Reversed {
+        let told = if r == emvbridge_core::txn::host::ReversalResult::Reversed {
             OutcomeStatus::Reversed
         } else {
             assert_eq!(dialect, Dialect::Number, "{r:?}");

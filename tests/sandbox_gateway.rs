@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emvbridge::sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_sim::card::Card;
 use hmac::{Hmac, Mac};

@@ -2,7 +2,7 @@
 //! (see `emvbridge::pair`).
 
 use emvbridge::pair::{replay, request, HostMode, Pair};
-use emvbridge::txn::{OutcomeStatus, Prompt, ReversalReason};
+use emvbridge_core::txn::{OutcomeStatus, Prompt, ReversalReason};
 
 #[test]
 fn approved_online_with_real_cryptograms() {

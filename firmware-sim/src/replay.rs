@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use emvbridge_protocol::frame::{emit_message, Deframer, Inbound, NAD_PED};
-use serde::{Deserialize, Serialize};
 
 /// Largest recording accepted (lines), so a wrong file cannot exhaust memory.
 pub const MAX_ENTRIES: usize = 200_000;
@@ -29,29 +28,7 @@ pub const MAX_PAYLOAD: usize = emvbridge_protocol::frame::MAX_MESSAGE_LEN;
 /// Longest gap replayed between a command and a message it triggered.
 pub const MAX_GAP: Duration = Duration::from_secs(120);
 
-/// Which way a recorded message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dir {
-    /// From the bridge to the reader.
-    Host,
-    /// From the reader to the bridge.
-    Terminal,
-}
-
-/// One line of a recording, as written by the bridge's recorder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordLine {
-    /// Milliseconds since the recording started.
-    pub t_ms: u64,
-    /// Direction.
-    pub dir: Dir,
-    /// PCB bit6 (terminal messages sent on the reader's own initiative).
-    #[serde(default)]
-    pub unsolicited: bool,
-    /// The message payload, hex (masked where it held clear card data).
-    pub hex: String,
-}
+pub use emvbridge_protocol::recording::{Dir, RecordLine};
 
 /// One decoded message of a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 mod common;
 
 use emvbridge::gateway::pay1st::{self, Reply};
-use emvbridge::txn::host::Reference;
+use emvbridge_core::txn::host::Reference;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

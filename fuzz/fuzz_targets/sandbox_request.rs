@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::Bytes;
-use emvbridge::sandbox::config::SandboxConfig;
-use emvbridge::sandbox::core::{Core, Reply, SimRequest};
+use emvbridge_sandbox::config::SandboxConfig;
+use emvbridge_sandbox::core::{Core, Reply, SimRequest};
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,6 +4,7 @@
 //! - [`emv`]: the EMV tag dictionary, bit-field decoders and sensitive-data wrappers.
 //! - [`frame`]: VIPA link-layer frames (`NAD PCB LEN INF LRC`), chaining and a resynchronising deframer.
 //! - [`vipa`]: VIPA commands, status words and response templates.
+//! - `recording` (feature `serde`): the JSON-lines format of a recorded reader session.
 //! - `codec` (feature `codec`): a `tokio_util::codec` Decoder/Encoder over [`frame`].
 //!
 //! Nothing here reads a clock, a socket or a file: parsers take bytes and return borrowed
@@ -16,5 +17,7 @@
 pub mod codec;
 pub mod emv;
 pub mod frame;
+#[cfg(feature = "serde")]
+pub mod recording;
 pub mod tlv;
 pub mod vipa;

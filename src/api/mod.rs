@@ -56,9 +56,9 @@ use crate::driver::{LinkEvent, LinkState, Reader, ReaderLink};
 use crate::gateway::{CaptureRequest, Dialect, Gateway, OpResult, RefundRequest, VoidRequest};
 use crate::journal::relay::{Relay, RelayOptions};
 use crate::journal::resolver::PassReport;
-use crate::money::Money;
+use emvbridge_core::money::Money;
 use crate::terminal::{SimDevice, Terminal, TerminalOptions};
-use crate::txn::{
+use emvbridge_core::txn::{
     AppChoice, AuthKind, Reference, ReversalReason, ReversalRequest, ReversalResult, TxnConfig,
     TxnRequest,
 };
@@ -276,7 +276,7 @@ pub struct ApiServer {
     /// What was set up implicitly (simulator, sandbox).
     pub notes: Vec<String>,
     sim: Option<SimDevice>,
-    sandbox: Option<crate::sandbox::SandboxHandle>,
+    sandbox: Option<emvbridge_sandbox::SandboxHandle>,
     link: ReaderLink,
     state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -291,7 +291,7 @@ impl ApiServer {
     }
 
     /// The sandbox gateway, when embedded.
-    pub fn sandbox(&self) -> Option<&crate::sandbox::SandboxHandle> {
+    pub fn sandbox(&self) -> Option<&emvbridge_sandbox::SandboxHandle> {
         self.sandbox.as_ref()
     }
 
@@ -727,7 +727,7 @@ fn money(amount: u64, currency: &str) -> Result<Money, ApiError> {
         ));
     }
     Money::from_minor(amount, currency).map_err(|e| match e {
-        crate::money::MoneyError::UnknownCurrency(_) => ApiError::unprocessable(
+        emvbridge_core::money::MoneyError::UnknownCurrency(_) => ApiError::unprocessable(
             "invalid_currency",
             format!("{} is not an ISO 4217 currency", clip(currency, 8)),
         ),
@@ -889,7 +889,7 @@ async fn card_transaction(
                 let mut data = serde_json::to_value(p).unwrap_or_else(|_| json!({}));
                 if let Some(o) = data.as_object_mut() {
                     o.insert("transaction_id".into(), json!(txn_id));
-                    o.insert("text".into(), json!(crate::terminal::prompt_text(p)));
+                    o.insert("text".into(), json!(emvbridge_core::prompt::text(p)));
                 }
                 st.publish("prompt", data);
             },
@@ -1574,7 +1574,7 @@ mod tests {
         assert_eq!(money(0, "USD").unwrap_err().code, "invalid_amount");
         assert_eq!(money(1, "XXQ").unwrap_err().code, "invalid_currency");
         assert_eq!(
-            money(crate::money::MAX_MINOR + 1, "USD").unwrap_err().code,
+            money(emvbridge_core::money::MAX_MINOR + 1, "USD").unwrap_err().code,
             "invalid_amount"
         );
         let e = parse_body::<AmountBody>(br#"{"amount": 12.34, "currency": "USD"}"#).unwrap_err();

@@ -10,8 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::Money;
-use crate::txn::{AuthKind, Outcome, OutcomeStatus};
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{AuthKind, Outcome, OutcomeStatus};
 
 /// Where a transaction stands, as the POS must show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +200,7 @@ impl TxnRecord {
 
     /// Takes the engine's outcome.
     pub fn finish(&mut self, o: &Outcome) {
-        let receipt = crate::receipt::json(o);
+        let receipt = emvbridge_core::receipt::json(o);
         self.status = o.status.into();
         self.approved_amount = o.approved_amount;
         self.gateway_id.clone_from(&o.gateway_id);
@@ -210,8 +210,8 @@ impl TxnRecord {
         self.card = receipt.get("card").cloned();
         self.reversal = receipt.get("reversal").filter(|v| !v.is_null()).cloned();
         self.receipt = Some(Receipts {
-            merchant: crate::receipt::text(o, "MERCHANT COPY"),
-            customer: crate::receipt::text(o, "CUSTOMER COPY"),
+            merchant: emvbridge_core::receipt::text(o, "MERCHANT COPY"),
+            customer: emvbridge_core::receipt::text(o, "CUSTOMER COPY"),
         });
         self.updated_at = unix_now();
     }

@@ -15,12 +15,13 @@ use tokio::sync::Mutex;
 use super::number::{self, SessionState};
 use super::pay1st::{self, Tokens};
 use super::paymentsai::{self, PaiConfig};
+use super::reversal::{Reversal, ReversalPolicy, Step, Undo};
 use super::{
     screen, BoxFuture, CaptureRequest, Clock, ConfigError, Dialect, Exchange, Gateway, HttpReply,
     HttpRequest, Method, OpResult, RefundRequest, Screened, StatusResult, TransportError, TxnState,
     VoidRequest,
 };
-use crate::txn::host::{
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
 };
 
@@ -172,7 +173,7 @@ fn transport_error(e: &reqwest::Error) -> TransportError {
 }
 
 /// A capture/void/refund result as an authorization result (card-present refunds).
-fn op_to_auth(r: OpResult, approved: crate::money::Money) -> AuthorizationResult {
+fn op_to_auth(r: OpResult, approved: emvbridge_core::money::Money) -> AuthorizationResult {
     match r {
         OpResult::Done { gateway_id } => AuthorizationResult::Approved {
             gateway_id,
@@ -218,37 +219,38 @@ fn log_auth(dialect: Dialect, reference: &Reference, r: &AuthorizationResult) {
     tracing::info!(%dialect, %reference, outcome, "gateway authorization");
 }
 
-/// What to do with a transaction that must not stand, given its looked-up state.
-enum ReverseStep {
-    Done(ReversalResult),
-    Void(String),
+/// A dialect's three reversal operations, for [`reverse`].
+trait ReversalOps {
+    /// The dialect's reversal rules.
+    const POLICY: ReversalPolicy;
+    /// Looks the transaction of `req` up, and says how the gateway could undo it.
+    async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo);
+    async fn void(&self, req: &VoidRequest) -> OpResult;
+    async fn refund(&self, req: &RefundRequest) -> OpResult;
 }
 
-fn reverse_step(s: StatusResult) -> ReverseStep {
-    match s {
-        StatusResult::NotFound => ReverseStep::Done(ReversalResult::NotFound),
-        StatusResult::Unknown { reason } => ReverseStep::Done(ReversalResult::Failed { reason }),
-        StatusResult::Found(t) => match t.state {
-            TxnState::Voided | TxnState::Refunded => ReverseStep::Done(ReversalResult::Reversed),
-            TxnState::Declined => ReverseStep::Done(ReversalResult::NotFound),
-            TxnState::Pending => ReverseStep::Done(ReversalResult::Failed {
-                reason: "transaction still pending".into(),
-            }),
-            TxnState::Approved => ReverseStep::Void(t.gateway_id),
-        },
-    }
-}
-
-fn reversal_of(r: OpResult) -> ReversalResult {
-    match r {
-        OpResult::Done { .. } => ReversalResult::Reversed,
-        OpResult::NotFound => ReversalResult::NotFound,
-        OpResult::Refused { reason, .. }
-        | OpResult::Unavailable { reason }
-        | OpResult::Unknown { reason } => ReversalResult::Failed { reason },
-        OpResult::Unsupported { reason } => ReversalResult::Failed {
-            reason: reason.into(),
-        },
+/// Runs the sans-IO reversal policy against one gateway.
+async fn reverse<G: ReversalOps>(gw: &G, dialect: Dialect, req: &ReversalRequest) -> ReversalResult {
+    let mut plan = Reversal::new(req.clone(), G::POLICY);
+    let mut step = plan.start();
+    loop {
+        step = match step {
+            Step::Done(r) => {
+                tracing::info!(%dialect, reference = %req.reference, result = ?r, "gateway reversal");
+                return r;
+            }
+            Step::LookUp => {
+                let (status, undo) = gw.lookup(req).await;
+                if let Undo::Never { reason } = &undo {
+                    if matches!(&status, StatusResult::Found(t) if t.state == TxnState::Approved) {
+                        tracing::warn!(%dialect, reference = %req.reference, reason, "approved payment cannot be reversed through the api");
+                    }
+                }
+                plan.on_status(status, undo)
+            }
+            Step::Void(v) => plan.on_undone(gw.void(&v).await),
+            Step::Refund(f) => plan.on_undone(gw.refund(&f).await),
+        };
     }
 }
 
@@ -386,29 +388,21 @@ impl NumberGateway {
         )
         .await
     }
+}
 
-    async fn do_reverse(&self, req: &ReversalRequest) -> ReversalResult {
-        let id = match &req.gateway_id {
-            Some(id) => id.clone(),
-            None => match reverse_step(self.do_status(&req.reference).await) {
-                ReverseStep::Done(r) => return r,
-                ReverseStep::Void(id) => id,
-            },
-        };
-        let v = VoidRequest {
-            reference: req.reference.clone(),
-            gateway_id: id,
-        };
-        match self.do_void(&v).await {
-            OpResult::Refused { reason, .. } => {
-                // Already voided or refunded counts as reversed.
-                match reverse_step(self.do_status(&req.reference).await) {
-                    ReverseStep::Done(ReversalResult::Reversed) => ReversalResult::Reversed,
-                    _ => ReversalResult::Failed { reason },
-                }
-            }
-            other => reversal_of(other),
-        }
+impl ReversalOps for NumberGateway {
+    const POLICY: ReversalPolicy = ReversalPolicy {
+        lookup_first: false,
+        confirm_refusal: true,
+    };
+    async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo) {
+        (self.do_status(&req.reference).await, Undo::Void)
+    }
+    async fn void(&self, req: &VoidRequest) -> OpResult {
+        self.do_void(req).await
+    }
+    async fn refund(&self, req: &RefundRequest) -> OpResult {
+        self.do_refund(req).await
     }
 }
 
@@ -464,7 +458,7 @@ impl Gateway for NumberGateway {
     }
 
     fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
-        Box::pin(self.do_reverse(req))
+        Box::pin(reverse(self, self.dialect(), req))
     }
 
     fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
@@ -526,8 +520,14 @@ impl PaiGateway {
             .await;
         paymentsai::classify_lookup(&ex, reference)
     }
+}
 
-    async fn do_reverse(&self, req: &ReversalRequest) -> ReversalResult {
+impl ReversalOps for PaiGateway {
+    const POLICY: ReversalPolicy = ReversalPolicy {
+        lookup_first: true,
+        confirm_refusal: false,
+    };
+    async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo) {
         let (status, txn) = match &req.gateway_id {
             Some(id) => {
                 let ex = self
@@ -538,30 +538,22 @@ impl PaiGateway {
             }
             None => self.lookup(&req.reference).await,
         };
-        let id = match reverse_step(status) {
-            ReverseStep::Done(r) => return r,
-            ReverseStep::Void(id) => id,
-        };
         // An uncaptured authorization is voided; a sale can only be refunded ([EXT] void
         // applies to `authorize` only, §4.4).
-        let is_auth = txn.as_ref().and_then(|t| t.kind.as_deref()) == Some("authorize");
-        let r = if is_auth {
-            self.do_void(&VoidRequest {
-                reference: req.reference.clone(),
-                gateway_id: id,
-            })
-            .await
+        let undo = if txn.as_ref().and_then(|t| t.kind.as_deref()) == Some("authorize") {
+            Undo::Void
         } else {
-            let amount = txn.as_ref().and_then(|t| t.amount()).unwrap_or(req.amount);
-            self.do_refund(&RefundRequest {
-                reference: req.reference.clone(),
-                gateway_id: id,
-                amount,
-            })
-            .await
+            Undo::Refund {
+                amount: txn.as_ref().and_then(|t| t.amount()),
+            }
         };
-        tracing::info!(dialect = %Dialect::PaymentsAi, reference = %req.reference, voided = is_auth, "gateway reversal");
-        reversal_of(r)
+        (status, undo)
+    }
+    async fn void(&self, req: &VoidRequest) -> OpResult {
+        self.do_void(req).await
+    }
+    async fn refund(&self, req: &RefundRequest) -> OpResult {
+        self.do_refund(req).await
     }
 }
 
@@ -621,7 +613,7 @@ impl Gateway for PaiGateway {
     }
 
     fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
-        Box::pin(self.do_reverse(req))
+        Box::pin(reverse(self, self.dialect(), req))
     }
 
     fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
@@ -733,6 +725,32 @@ impl Pay1stGateway {
     }
 }
 
+impl ReversalOps for Pay1stGateway {
+    const POLICY: ReversalPolicy = ReversalPolicy {
+        lookup_first: true,
+        confirm_refusal: false,
+    };
+    async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo) {
+        let status = self.lookup(&req.reference).await.0;
+        (
+            status,
+            Undo::Never {
+                reason: PAY1ST_NO_OPS,
+            },
+        )
+    }
+    async fn void(&self, _req: &VoidRequest) -> OpResult {
+        OpResult::Unsupported {
+            reason: PAY1ST_NO_OPS,
+        }
+    }
+    async fn refund(&self, _req: &RefundRequest) -> OpResult {
+        OpResult::Unsupported {
+            reason: PAY1ST_NO_OPS,
+        }
+    }
+}
+
 impl Gateway for Pay1stGateway {
     fn dialect(&self) -> Dialect {
         Dialect::Pay1st
@@ -801,17 +819,7 @@ impl Gateway for Pay1stGateway {
     }
 
     fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
-        Box::pin(async move {
-            match reverse_step(self.lookup(&req.reference).await.0) {
-                ReverseStep::Done(r) => r,
-                ReverseStep::Void(_) => {
-                    tracing::warn!(reference = %req.reference, "pay1st: approved payment cannot be reversed through the api");
-                    ReversalResult::Failed {
-                        reason: PAY1ST_NO_OPS.into(),
-                    }
-                }
-            }
-        })
+        Box::pin(reverse(self, Dialect::Pay1st, req))
     }
 
     fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {

@@ -252,7 +252,7 @@ fn settle_from(rec: &mut TxnRecord, e: &super::Entry) -> bool {
             rec.approved_amount = e
                 .approved_minor
                 .and_then(|m| u64::try_from(m).ok())
-                .and_then(|m| crate::money::Money::from_minor(m, &e.currency).ok());
+                .and_then(|m| emvbridge_core::money::Money::from_minor(m, &e.currency).ok());
         }
     } else if status == ApiStatus::Declined && rec.decline_code.is_none() {
         rec.decline_code.clone_from(&e.decline_code);
@@ -291,8 +291,8 @@ impl Store for Journal {
 mod tests {
     use super::*;
     use crate::gateway::Dialect;
-    use crate::money::Money;
-    use crate::txn::host::{AuthKind, AuthorizationRequest, EntryMode, Reference};
+    use emvbridge_core::money::Money;
+    use emvbridge_core::txn::host::{AuthKind, AuthorizationRequest, EntryMode, Reference};
 
     fn temp(name: &str) -> std::path::PathBuf {
         let nanos = std::time::SystemTime::now()

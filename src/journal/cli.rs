@@ -131,10 +131,10 @@ pub fn gateway(spec: &str, dialect: Dialect, cfg: &FileConfig) -> anyhow::Result
             let env = cfg
                 .environment()
                 .unwrap_or(crate::gateway::Environment::Staging);
-            Ok(
-                crate::gateway::GatewayConfig::from_lookup(dialect, env, &|n| lookup.get(n))?
-                    .build(http)?,
-            )
+            Ok(crate::gateway::connect(
+                crate::gateway::GatewayConfig::from_lookup(dialect, env, &|n| lookup.get(n))?,
+                http,
+            )?)
         }
         url if url.starts_with("http://") || url.starts_with("https://") => {
             crate::sale::sandbox_gateway(dialect, url.trim_end_matches('/'), http)

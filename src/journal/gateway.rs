@@ -9,10 +9,10 @@ use super::{Journal, RelayState};
 use crate::gateway::{
     BoxFuture, CaptureRequest, Dialect, Gateway, OpResult, RefundRequest, StatusResult, VoidRequest,
 };
-use crate::txn::host::{
+use emvbridge_core::txn::host::{
     AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
 };
-use crate::txn::Outcome;
+use emvbridge_core::txn::Outcome;
 
 /// Requests kept in memory for a possible offline approval (Y3); bounded.
 const MAX_HELD: usize = 64;

@@ -28,10 +28,10 @@ use emvbridge_protocol::tlv::{self, Tag};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::gateway::{Clock, Dialect, SystemClock};
-use crate::txn::host::{
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
 };
-use crate::txn::{Outcome, OutcomeStatus};
+use emvbridge_core::txn::{Outcome, OutcomeStatus};
 
 pub use gateway::JournaledGateway;
 
@@ -1089,9 +1089,9 @@ pub fn icc_is_safe(data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::gateway::OffsetClock;
-    use crate::money::Money;
-    use crate::txn::host::{EntryMode, IssuerResponse, ReversalReason};
-    use crate::txn::CardFacts;
+    use emvbridge_core::money::Money;
+    use emvbridge_core::txn::host::{EntryMode, IssuerResponse, ReversalReason};
+    use emvbridge_core::txn::CardFacts;
     use bytes::Bytes;
 
     pub(crate) fn temp_path(name: &str) -> std::path::PathBuf {

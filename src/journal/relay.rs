@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::resolver::{forward_once, resolve_once, PassReport, ResolverPolicy, SafLimits};
 use super::{Journal, JournalError, JournaledGateway, RelayState};
 use crate::gateway::Gateway;
-use crate::money::Money;
-use crate::txn::{AuthKind, Outcome, TxnConfig};
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::{AuthKind, Outcome, TxnConfig};
 
 /// A journal, the gateway behind it and the merchant's limits.
 pub struct Relay {

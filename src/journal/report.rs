@@ -71,7 +71,7 @@ pub fn build(journal: &Journal, from: i64, to: i64) -> Result<Report, JournalErr
 }
 
 fn major(minor: i64, currency: &str) -> String {
-    let exp = crate::money::Money::from_minor(0, currency)
+    let exp = emvbridge_core::money::Money::from_minor(0, currency)
         .map(|m| m.currency().exponent)
         .unwrap_or(2);
     if exp == 0 {

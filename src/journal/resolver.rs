@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::{Entry, Journal, JournalError, RelayState};
 use crate::gateway::{Gateway, StatusResult, TxnState};
-use crate::money::Money;
-use crate::txn::host::{
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
     ReversalRequest, ReversalResult,
 };

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use emvbridge::gateway::{Exchange, HttpReply, OpResult, StatusResult, TransportError};
-use emvbridge::money::Money;
-use emvbridge::txn::host::{
+use emvbridge_core::money::Money;
+use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
 
