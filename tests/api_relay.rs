@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use emvbridge::api::{self, ApiOptions, ApiServer};
 use emvbridge::journal::relay::RelayOptions;
 use emvbridge::journal::{Journal, RelayState};
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge::terminal::TerminalOptions;
 use emvbridge_core::txn::TxnConfig;
 use reqwest::StatusCode;

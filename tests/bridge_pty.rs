@@ -16,7 +16,7 @@ use emvbridge::driver::{
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::{
     AppChoice, AuthKind, Outcome, OutcomeStatus, Prompt, Reference, TxnConfig, TxnRequest,
 };

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::Dialect;
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self, SandboxConfig};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };

@@ -17,7 +17,7 @@ use emvbridge::gateway::{
     SystemClock, TxnState, VoidRequest,
 };
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
     ReversalRequest, ReversalResult,

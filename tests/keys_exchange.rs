@@ -7,7 +7,7 @@ use std::process::Command;
 
 use emvbridge::gateway::Secret;
 use emvbridge::keys::{self, KeyError};
-use emvbridge_sandbox::{self, SandboxConfig};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig};
 
 const TEMPORAL: &str = "tmp_sandbox_temporal_key";
 const ACCOUNT: &str = "acc_sandbox";

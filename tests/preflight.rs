@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use emvbridge::preflight::{items, preflight, Options, Status};
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use serde_json::Value;
 
 /// The key's middle part, to look for in outputs.

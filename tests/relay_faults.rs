@@ -14,7 +14,7 @@ use emvbridge::gateway::{Dialect, Gateway, OffsetClock, OpResult, RefundRequest,
 use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
 use emvbridge::journal::{Journal, JournaledGateway, RelayState};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };

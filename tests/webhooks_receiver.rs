@@ -9,7 +9,7 @@ use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, Secret};
 use emvbridge::journal::{Journal, JournaledGateway, RelayState};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };

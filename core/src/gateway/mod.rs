@@ -574,6 +574,7 @@ pub fn iso8601(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::txn::host::AuthorizationRequest;
 
     fn usd(minor: u64) -> Money {
         Money::from_minor(minor, "USD").unwrap()

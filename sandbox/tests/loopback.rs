@@ -1,12 +1,13 @@
 //! Integration tests for the sandbox gateway over real HTTP on loopback (issue 4).
 //! Signatures are recomputed here with `hmac`/`sha2` directly, not with the sandbox's code.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emvbridge_sandbox::{self, SandboxConfig, SandboxHandle};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_sim::card::Card;
 use hmac::{Hmac, Mac};
