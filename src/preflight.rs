@@ -513,8 +513,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
                 "organizationId": s.lookup.get("ORGANIZATION_ID").unwrap_or_default(),
             }))
             .map_err(|_| "cannot build the test event".to_owned())?;
-            let good = emvbridge_sandbox::webhooks::sign_pai(&secret, &body);
-            let bad = emvbridge_sandbox::webhooks::sign_pai(&format!("{secret}-wrong"), &body);
+            let good = crate::gateway::sign::pai_webhook_signature(&secret, &body);
+            let bad = crate::gateway::sign::pai_webhook_signature(&format!("{secret}-wrong"), &body);
             Ok((body, "pai", good, bad))
         }
         Dialect::Pay1st => {
@@ -528,8 +528,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
                 .ok_or("PAY1ST_WEBHOOK_PASS missing")?;
             let text =
                 json!({"type": TEST_EVENT_TYPE, "reference": id, "status": "TEST"}).to_string();
-            let good = emvbridge_sandbox::webhooks::sign_pay1st(&user, &pass, &text);
-            let bad = emvbridge_sandbox::webhooks::sign_pay1st(&user, &format!("{pass}-wrong"), &text);
+            let good = crate::gateway::sign::pay1st_webhook_signature(&user, &pass, &text);
+            let bad = crate::gateway::sign::pay1st_webhook_signature(&user, &format!("{pass}-wrong"), &text);
             Ok((text.into_bytes(), "pay1st", good, bad))
         }
         Dialect::Number => Err("number has no webhooks".into()),

@@ -28,11 +28,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
+use crate::gateway::sign::{pay1st_webhook_key, verify_hmac_sha256_hex};
 use crate::gateway::{Dialect, Gateway, Secret, StatusResult, TxnState};
 use crate::journal::{Journal, RelayState, WebhookRecord};
 use emvbridge_core::txn::host::Reference;
@@ -109,19 +107,6 @@ pub async fn serve(
     axum::serve(listener, router(receiver)).await
 }
 
-/// Verifies a hex HMAC-SHA256 `sig` of `msg` under `key` in constant time
-/// (`Mac::verify_slice`).
-pub fn verify_hex(key: &[u8], msg: &[u8], sig: &str) -> bool {
-    let Ok(sig) = hex::decode(sig.trim()) else {
-        return false;
-    };
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(key) else {
-        return false;
-    };
-    m.update(msg);
-    m.verify_slice(&sig).is_ok()
-}
-
 fn reply(status: StatusCode, msg: &str) -> Response {
     (
         status,
@@ -154,7 +139,7 @@ async fn pai(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) ->
         );
     };
     let sig = header(&headers, &r.config.pai_header).unwrap_or_default();
-    if !verify_hex(secret.expose().as_bytes(), &body, sig) {
+    if !verify_hmac_sha256_hex(secret.expose().as_bytes(), &body, sig) {
         tracing::warn!("pai webhook: bad signature");
         return reply(StatusCode::UNAUTHORIZED, "bad signature");
     }
@@ -209,16 +194,12 @@ async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
             "pay1st webhooks not configured",
         );
     };
-    let key = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        user.expose(),
-        pass.expose()
-    ));
+    let key = pay1st_webhook_key(user.expose(), pass.expose());
     let sig = header(&headers, "X-SIGNATURE").unwrap_or_default();
     let Ok(body_text) = std::str::from_utf8(&body) else {
         return reply(StatusCode::BAD_REQUEST, "body is not utf-8");
     };
-    if !verify_hex(key.as_bytes(), body_text.trim().as_bytes(), sig) {
+    if !verify_hmac_sha256_hex(key.as_bytes(), body_text.trim().as_bytes(), sig) {
         tracing::warn!("pay1st webhook: bad signature");
         return reply(StatusCode::UNAUTHORIZED, "bad signature");
     }
@@ -446,30 +427,3 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_verification() {
-        let sig = emvbridge_sandbox::webhooks::sign_pai("whsec", b"{\"a\":1}");
-        assert!(verify_hex(b"whsec", b"{\"a\":1}", &sig));
-        assert!(!verify_hex(b"whsec", b"{\"a\":2}", &sig));
-        assert!(!verify_hex(b"other", b"{\"a\":1}", &sig));
-        assert!(!verify_hex(b"whsec", b"{\"a\":1}", "zz"));
-        assert!(!verify_hex(b"whsec", b"{\"a\":1}", ""));
-        assert!(!verify_hex(b"whsec", b"{\"a\":1}", &sig[..10]));
-        // Pay1st: base64("user:pass") as the key, trimmed body.
-        let s = emvbridge_sandbox::webhooks::sign_pay1st("apiuser", "apipassword", " {\"x\":1}\n");
-        let key = base64::engine::general_purpose::STANDARD.encode("apiuser:apipassword");
-        assert_eq!(key, "YXBpdXNlcjphcGlwYXNzd29yZA==");
-        assert!(verify_hex(key.as_bytes(), b"{\"x\":1}", &s));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn verify_never_panics(sig in ".{0,200}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
-            proptest::prop_assert!(!verify_hex(b"k", &body, &sig) || sig.len() == 64);
-        }
-    }
-}

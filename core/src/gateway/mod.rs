@@ -16,6 +16,7 @@ pub mod number;
 pub mod pay1st;
 pub mod paymentsai;
 pub mod reversal;
+pub mod sign;
 
 use std::fmt;
 

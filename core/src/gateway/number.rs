@@ -13,11 +13,10 @@
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
 //!   resolved with `POST /Query/Transaction {"Query":"(M=<ClientRefID>)"}` and `CardSale/Void`.
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::Sha256;
 
+use super::sign::hmac_sha256_hex;
 use super::{
     arc_of, base_url, decimal_json, issuer_from_tlv, parse_decimal, screen, short, CaptureRequest,
     ConfigError, EnvReader, Environment, Exchange, HttpRequest, OpResult, RefundRequest, Screened,
@@ -271,15 +270,6 @@ pub fn sesskey_hmac(s: &Session, cfg: &NumberConfig, epoch: i64) -> String {
     let mac =
         hmac_sha256_hex(cfg.hmac_secret.expose().as_bytes(), base.as_bytes()).to_ascii_uppercase();
     format!("{base}_{mac}")
-}
-
-pub(crate) fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
-    // HMAC accepts keys of any length.
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    m.update(msg);
-    hex::encode(m.finalize().into_bytes())
 }
 
 fn with_sesskey(mut r: HttpRequest, value: String) -> HttpRequest {
@@ -911,7 +901,8 @@ mod tests {
         assert_eq!(parts[1], "1700000000");
         assert_eq!(parts[2], "1001");
         // Independent computation with the hmac crate.
-        let mut m = Hmac::<Sha256>::new_from_slice(b"sandbox-hmac-secret").unwrap();
+        use hmac::{Hmac, Mac};
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"sandbox-hmac-secret").unwrap();
         m.update(format!("{}_{}_{}", parts[0], parts[1], parts[2]).as_bytes());
         assert_eq!(parts[3], hex::encode_upper(m.finalize().into_bytes()));
     }

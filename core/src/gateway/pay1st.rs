@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::number::hmac_sha256_hex;
+use super::sign::hmac_sha256_hex;
 use super::{
     arc_of, base_url, decimal_json, iso8601, parse_decimal, screen, short, ConfigError, EnvReader,
     Environment, Exchange, HttpRequest, IssuerResponse, Screened, Secret, StatusResult, TxnState,
