@@ -666,7 +666,7 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         .await
         .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
     let url = sandbox.url();
-    let gateway = crate::sale::sandbox_gateway(args.dialect, &url, HttpSettings::default())?;
+    let gateway = crate::embedded::sandbox_gateway(args.dialect, &url, HttpSettings::default())?;
     let total = u64::from(args.lanes) * u64::from(args.sales);
     let progress = if std::io::stderr().is_terminal() {
         let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());

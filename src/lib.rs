@@ -20,6 +20,7 @@ pub mod decode;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod driver;
+pub mod embedded;
 pub mod engine;
 pub mod gateway;
 pub mod journal;

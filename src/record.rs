@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::CommandView;
-use emvbridge_sim::replay::{Dir, RecordLine};
+use emvbridge_protocol::recording::{Dir, RecordLine};
 
 use crate::driver::{MessageTap, Tap, TapDir};
 
@@ -45,7 +45,7 @@ pub async fn open_terminal(
     let addr: crate::driver::DeviceAddr = match &opts.device {
         Some(d) => d.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
         None => {
-            let dev = crate::terminal::SimDevice::start(&opts.card).await?;
+            let dev = crate::embedded::SimDevice::start(&opts.card).await?;
             notes.push(format!(
                 "no --device given: using the simulated reader (card {}) on {}",
                 opts.card, dev.addr
@@ -359,6 +359,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "sim")]
     fn recorder_writes_masked_json_lines_mode_0600() {
         let dir = std::env::temp_dir().join(format!("emvb-rec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -373,6 +374,7 @@ mod tests {
             ],
         );
         let text = std::fs::read_to_string(&path).unwrap();
+        // The simulator's replay reads what the recorder wrote.
         let rec = emvbridge_sim::replay::Recording::parse(&text).unwrap();
         let e = rec.entries();
         assert_eq!(e.len(), 2);

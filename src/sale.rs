@@ -9,11 +9,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::gateway::http::{HttpSettings, NumberGateway, PaiGateway, Pay1stGateway};
-use crate::gateway::number::NumberConfig;
-use crate::gateway::pay1st::Pay1stConfig;
-use crate::gateway::paymentsai::PaiConfig;
-use crate::gateway::{Dialect, Gateway, Secret, SystemClock};
+use crate::gateway::Dialect;
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 
@@ -91,53 +87,6 @@ pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
     }
 }
 
-/// The sandbox gateway's test credentials for `dialect` at `url`.
-pub fn sandbox_gateway(
-    dialect: Dialect,
-    url: &str,
-    http: HttpSettings,
-) -> anyhow::Result<Arc<dyn Gateway>> {
-    let defaults = emvbridge_sandbox::SandboxConfig::default();
-    Ok(match dialect {
-        Dialect::PaymentsAi => Arc::new(PaiGateway::new(
-            PaiConfig {
-                base_url: format!("{url}/pai"),
-                organization_id: defaults.pai.organization_id.clone(),
-                api_key: Secret::new(defaults.pai.stage_credential()),
-            },
-            http,
-        )?),
-        Dialect::Number => Arc::new(NumberGateway::new(
-            NumberConfig {
-                base_url: format!("{url}/number/APIcardProcNumber/v1.0.0"),
-                acct_code: defaults.number.acct_code.clone(),
-                token: Secret::new(defaults.number.token.clone()),
-                user_id: defaults.number.user_id.clone(),
-                hmac_secret: Secret::new(defaults.number.hmac_secret.clone()),
-                merch_id: None,
-                currency: "USD".into(),
-            },
-            http,
-            Arc::new(SystemClock),
-        )?),
-        Dialect::Pay1st => Arc::new(Pay1stGateway::new(
-            Pay1stConfig {
-                base_url: format!("{url}/pay1st"),
-                api_key: Secret::new(defaults.pay1st.api_key.clone()),
-                api_secret: Secret::new(defaults.pay1st.api_secret.clone()),
-                signing_key: Secret::new(defaults.pay1st.signing_key.clone()),
-                country_code: "NG".into(),
-                callback_url: None,
-                webhook_url: None,
-                emv_extension: true,
-                token_refresh_secs: 3000,
-            },
-            http,
-            Arc::new(SystemClock),
-        )?),
-    })
-}
-
 /// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.
 pub fn run(args: SaleArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -164,13 +113,14 @@ pub fn run(args: SaleArgs) -> ExitCode {
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
     // A faulty embedded reader is started here and reached like a device.
-    let faulty_sim = match (&args.sim_faults, &args.device) {
+    let faulty_sim: Option<crate::embedded::SimDevice> = match (&args.sim_faults, &args.device) {
+        #[cfg(feature = "sim")]
         (Some(spec), None) => {
             let plan: emvbridge_sim::faults::FaultPlan = spec
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--sim-faults: {e}"))?;
             let dev =
-                crate::terminal::SimDevice::start_with(&args.card, plan, args.sim_seed).await?;
+                crate::embedded::SimDevice::start_with(&args.card, plan, args.sim_seed).await?;
             eprintln!(
                 "note: simulated reader (card {}) with faults {spec:?} on {}",
                 args.card, dev.addr
@@ -178,6 +128,11 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
             Some(dev)
         }
         (Some(_), Some(_)) => anyhow::bail!("--sim-faults applies to the simulated reader only"),
+        #[cfg(not(feature = "sim"))]
+        (Some(_), None) => anyhow::bail!(
+            "--sim-faults applies to the simulated reader, which this build leaves out \
+             (build with the `sim` feature)"
+        ),
         _ => None,
     };
     let opts = crate::terminal::TerminalOptions {
@@ -221,7 +176,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
             if let Some(ms) = args.gateway_timeout_ms {
                 http.request_timeout = std::time::Duration::from_millis(ms.max(1));
             }
-            sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
+            crate::embedded::sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
         }
         _ => gateway,
     };

@@ -12,80 +12,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::mpsc;
 
+use crate::embedded::{SandboxHandle, SimDevice};
 use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkEvent, ReaderLink};
 use crate::gateway::http::HttpSettings;
 use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
-use emvbridge_sandbox::SandboxHandle;
 use emvbridge_core::txn::Reference;
 use emvbridge_protocol::vipa::DeviceInfo;
-use emvbridge_sim::transport::DeviceHandle;
-
-/// The embedded simulated reader: a `SimReader` served over TCP on loopback.
-pub struct SimDevice {
-    /// Where the bridge connects (`tcp://127.0.0.1:PORT`).
-    pub addr: DeviceAddr,
-    /// Control of the simulated device (insert/remove card, PIN, faults).
-    pub handle: DeviceHandle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SimDevice {
-    /// Starts the simulator with `card` as its auto-insert card.
-    ///
-    /// # Errors
-    /// An unknown card profile, or no loopback socket.
-    pub async fn start(card: &str) -> anyhow::Result<SimDevice> {
-        Self::start_with(card, emvbridge_sim::faults::FaultPlan::default(), 1).await
-    }
-
-    /// Starts the simulator with `card`, line/flow `faults` (the `vipa-sim --faults` plan)
-    /// drawn from `seed`: what `emvbridge sale --sim-faults` and `emvbridge soak` use.
-    ///
-    /// # Errors
-    /// An unknown card profile, or no loopback socket.
-    pub async fn start_with(
-        card: &str,
-        faults: emvbridge_sim::faults::FaultPlan,
-        seed: u64,
-    ) -> anyhow::Result<SimDevice> {
-        if emvbridge_sim::card::profile(card).is_none() {
-            bail!(
-                "unknown card profile {:?} (try: {})",
-                card,
-                emvbridge_sim::card::profile_names()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let local = listener.local_addr()?;
-        let config = emvbridge_sim::reader::SimConfig {
-            card: Some(card.to_owned()),
-            seed,
-            faults,
-            ..Default::default()
-        };
-        let reader = emvbridge_sim::reader::SimReader::new(config, std::time::Instant::now());
-        let (handle, control) = DeviceHandle::channel();
-        let task = tokio::spawn(emvbridge_sim::transport::run_tcp(
-            reader, listener, control, 0,
-        ));
-        Ok(SimDevice {
-            addr: DeviceAddr::Tcp {
-                host: local.ip().to_string(),
-                port: local.port(),
-            },
-            handle,
-            task,
-        })
-    }
-}
-
-impl Drop for SimDevice {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// Where the reader and the gateway are; `None`/`"sandbox"` are the embedded defaults.
 #[derive(Debug, Clone)]
@@ -197,14 +129,12 @@ pub async fn open_gateway(
     let http = HttpSettings::default();
     Ok(match spec {
         "sandbox" => {
-            let gw = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default())
-                .await
-                .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
+            let gw = crate::embedded::start_sandbox().await?;
             notes.push(format!(
                 "using the in-process sandbox gateway ({dialect} dialect) at {}",
                 gw.url()
             ));
-            let g = crate::sale::sandbox_gateway(dialect, &gw.url(), http)?;
+            let g = crate::embedded::sandbox_gateway(dialect, &gw.url(), http)?;
             (g, Some(gw))
         }
         "env" => (
@@ -217,7 +147,7 @@ pub async fn open_gateway(
             None,
         ),
         url if url.starts_with("http://") || url.starts_with("https://") => (
-            crate::sale::sandbox_gateway(dialect, url.trim_end_matches('/'), http)?,
+            crate::embedded::sandbox_gateway(dialect, url.trim_end_matches('/'), http)?,
             None,
         ),
         other => bail!("--gateway must be sandbox, env or a sandbox gateway URL, not {other:?}"),

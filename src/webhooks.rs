@@ -382,7 +382,7 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
     let dialects = [Dialect::PaymentsAi, Dialect::Pay1st];
     for d in dialects {
         let g = match &args.gateway {
-            Some(url) => Some(crate::sale::sandbox_gateway(
+            Some(url) => Some(crate::embedded::sandbox_gateway(
                 d,
                 url.trim_end_matches('/'),
                 cfg.http(),

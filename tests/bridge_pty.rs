@@ -100,7 +100,7 @@ impl Bridge {
             ..HttpSettings::default()
         };
         let gateway =
-            emvbridge::sale::sandbox_gateway(Dialect::PaymentsAi, &url, http).expect("gateway");
+            emvbridge::embedded::sandbox_gateway(Dialect::PaymentsAi, &url, http).expect("gateway");
         let connector =
             AddrConnector::new(DeviceAddr::Serial(pty.to_owned()), LineSettings::default());
         let config = LinkConfig {

@@ -50,7 +50,7 @@ async fn pay1st_lost_reply_then_token_refused_is_not_unavailable() {
             .status();
         assert_eq!(s.as_u16(), 201);
     }
-    let g = emvbridge::sale::sandbox_gateway(Dialect::Pay1st, &gw.url(), settings()).unwrap();
+    let g = emvbridge::embedded::sandbox_gateway(Dialect::Pay1st, &gw.url(), settings()).unwrap();
     let amount = Money::from_minor(1234, "USD").unwrap();
     let req = AuthorizationRequest {
         reference: Reference(reference.into()),

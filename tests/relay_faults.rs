@@ -57,7 +57,7 @@ async fn rig(dialect: Dialect, name: &str) -> Rig {
     })
     .await
     .unwrap();
-    let inner = emvbridge::sale::sandbox_gateway(dialect, &gw.url(), fast()).unwrap();
+    let inner = emvbridge::embedded::sandbox_gateway(dialect, &gw.url(), fast()).unwrap();
     let path = std::env::temp_dir().join(format!("emvb-relay-{name}-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let clock = OffsetClock::new();

@@ -57,9 +57,9 @@ async fn rig(name: &str) -> Rig {
     let _ = std::fs::remove_file(&path);
     let journal = Arc::new(Journal::open(&path).unwrap());
     let pai_inner =
-        emvbridge::sale::sandbox_gateway(Dialect::PaymentsAi, &gw.url(), settings()).unwrap();
+        emvbridge::embedded::sandbox_gateway(Dialect::PaymentsAi, &gw.url(), settings()).unwrap();
     let p1_inner =
-        emvbridge::sale::sandbox_gateway(Dialect::Pay1st, &gw.url(), settings()).unwrap();
+        emvbridge::embedded::sandbox_gateway(Dialect::Pay1st, &gw.url(), settings()).unwrap();
     let receiver = Arc::new(Receiver {
         journal: journal.clone(),
         config: WebhookConfig {
@@ -314,7 +314,7 @@ async fn pai_webhook_settles_an_unknown_outcome() {
 async fn pay1st_signature_checked() {
     let rig = rig("p1").await;
     let p1 = JournaledGateway::new(
-        emvbridge::sale::sandbox_gateway(Dialect::Pay1st, &rig.gw.url(), settings()).unwrap(),
+        emvbridge::embedded::sandbox_gateway(Dialect::Pay1st, &rig.gw.url(), settings()).unwrap(),
         rig.journal.clone(),
     );
     let r = p1.authorize(&request("wh-p1", 1234)).await;

@@ -57,7 +57,8 @@ use crate::gateway::{CaptureRequest, Dialect, Gateway, OpResult, RefundRequest, 
 use crate::journal::relay::{Relay, RelayOptions};
 use crate::journal::resolver::PassReport;
 use emvbridge_core::money::Money;
-use crate::terminal::{SimDevice, Terminal, TerminalOptions};
+use crate::embedded::{SandboxHandle, SimDevice};
+use crate::terminal::{Terminal, TerminalOptions};
 use emvbridge_core::txn::{
     AppChoice, AuthKind, Reference, ReversalReason, ReversalRequest, ReversalResult, TxnConfig,
     TxnRequest,
@@ -275,8 +276,9 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     /// What was set up implicitly (simulator, sandbox).
     pub notes: Vec<String>,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     sim: Option<SimDevice>,
-    sandbox: Option<emvbridge_sandbox::SandboxHandle>,
+    sandbox: Option<SandboxHandle>,
     link: ReaderLink,
     state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -286,12 +288,13 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Control of the embedded simulator, when there is one.
+    #[cfg(feature = "sim")]
     pub fn simulator(&self) -> Option<emvbridge_sim::transport::DeviceHandle> {
         self.sim.as_ref().map(|s| s.handle.clone())
     }
 
     /// The sandbox gateway, when embedded.
-    pub fn sandbox(&self) -> Option<&emvbridge_sandbox::SandboxHandle> {
+    pub fn sandbox(&self) -> Option<&SandboxHandle> {
         self.sandbox.as_ref()
     }
 

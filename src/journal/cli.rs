@@ -137,7 +137,7 @@ pub fn gateway(spec: &str, dialect: Dialect, cfg: &FileConfig) -> anyhow::Result
             )?)
         }
         url if url.starts_with("http://") || url.starts_with("https://") => {
-            crate::sale::sandbox_gateway(dialect, url.trim_end_matches('/'), http)
+            crate::embedded::sandbox_gateway(dialect, url.trim_end_matches('/'), http)
         }
         other => bail!("--gateway must be env or a sandbox gateway URL, not {other:?}"),
     }
