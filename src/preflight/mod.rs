@@ -787,25 +787,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sandbox_roots() {
-        assert_eq!(
-            sandbox_root(Dialect::PaymentsAi, "http://127.0.0.1:9/pai/"),
-            "http://127.0.0.1:9"
-        );
-        assert_eq!(
-            sandbox_root(
-                Dialect::Number,
-                "http://127.0.0.1:9/number/APIcardProcNumber/v1.0.0"
-            ),
-            "http://127.0.0.1:9"
-        );
-        assert_eq!(
-            sandbox_root(Dialect::Pay1st, "http://h:1/pay1st"),
-            "http://h:1"
-        );
-    }
-
-    #[test]
     fn text_and_json_forms() {
         let mut r = Report::default();
         r.ok("a", "fine");

@@ -396,3 +396,26 @@ async fn ledger_settled(
 // ---------------------------------------------------------------------------------------------
 // Journal
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_roots() {
+        assert_eq!(
+            sandbox_root(Dialect::PaymentsAi, "http://127.0.0.1:9/pai/"),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            sandbox_root(
+                Dialect::Number,
+                "http://127.0.0.1:9/number/APIcardProcNumber/v1.0.0"
+            ),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            sandbox_root(Dialect::Pay1st, "http://h:1/pay1st"),
+            "http://h:1"
+        );
+    }
+}
