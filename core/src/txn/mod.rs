@@ -3,7 +3,7 @@
 //!
 //! Shaped like quinn-proto: inputs arrive through `handle_*(now, …)`, outputs are drained with
 //! `poll_*`, time is passed in and timers live in a small table ([`Transaction::poll_timeout`]).
-//! The driver (`crate::driver`) owns the reader link, the gateway client and the clock.
+//! The bridge's engine (`emvbridge::engine`) owns the reader link, the gateway client and the clock.
 //!
 //! Drain outputs after every input, in this order: [`Transaction::poll_command`] (VIPA
 //! command payloads for the reader), [`Transaction::poll_host`] (authorization or reversal
