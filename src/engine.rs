@@ -327,26 +327,17 @@ async fn run_loop(
 }
 
 /// Today's date `YYMMDD` and time `hhmmss` in UTC, for 9A / 9F21 (the reader's own clock
-/// and time zone are not assumed).
+/// and time zone are not assumed). A clock before 1970 reads as the Unix epoch.
 pub fn utc_date_time(now: std::time::SystemTime) -> (u32, u32) {
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = ((y % 100) * 10_000 + m * 100 + d) as u32;
-    let time = ((rem / 3600) * 10_000 + (rem % 3600 / 60) * 100 + rem % 60) as u32;
+    let t = time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
+    let yy = t.year().rem_euclid(100).unsigned_abs();
+    let date = yy * 10_000 + u32::from(u8::from(t.month())) * 100 + u32::from(t.day());
+    let time = u32::from(t.hour()) * 10_000 + u32::from(t.minute()) * 100 + u32::from(t.second());
     (date, time)
 }
 
@@ -384,5 +375,9 @@ mod tests {
         assert_eq!(utc_date_time(t), (229, 0));
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_305_599); // 2026-11-21 23:59:59
         assert_eq!(utc_date_time(t), (261121, 235959));
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800); // 2000-01-01 00:00:00
+        assert_eq!(utc_date_time(t), (101, 0));
+        let t = std::time::UNIX_EPOCH - Duration::from_secs(1); // before the epoch
+        assert_eq!(utc_date_time(t), (700101, 0));
     }
 }

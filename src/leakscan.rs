@@ -41,7 +41,8 @@ pub struct Finding {
     pub kind: Kind,
     /// Byte offset in the scanned buffer.
     pub offset: usize,
-    /// First 6 / last 4 of a PAN, or the first 3 characters of a secret.
+    /// A PAN masked as everywhere else ([`emvbridge_protocol::emv::mask_pan_digits`]: first 6 /
+    /// last 4, only the last 4 of 12 digits or fewer), or the first 3 characters of a secret.
     pub masked: String,
 }
 
@@ -179,15 +180,7 @@ fn finding(kind: Kind, offset: usize, pan: &str) -> Finding {
     Finding {
         kind,
         offset,
-        masked: mask(pan),
-    }
-}
-
-fn mask(pan: &str) -> String {
-    let n = pan.len();
-    match (pan.get(..6), pan.get(n.saturating_sub(4)..)) {
-        (Some(a), Some(b)) if n > 10 => format!("{a}{}{b}", "*".repeat(n - 10)),
-        _ => "*".repeat(n),
+        masked: emvbridge_protocol::emv::mask_pan_digits(pan),
     }
 }
 
@@ -529,9 +522,18 @@ mod tests {
     }
 
     #[test]
-    fn mask_is_first6_last4() {
-        assert_eq!(mask("4111111111111111"), "411111******1111");
-        assert_eq!(mask("378282246310005"), "378282*****0005");
-        assert_eq!(mask("12345"), "*****");
+    fn findings_are_masked_first6_last4() {
+        let masked = |s: Scanner, data: &[u8]| -> Vec<String> {
+            s.scan(data).into_iter().map(|f| f.masked).collect()
+        };
+        assert_eq!(
+            masked(Scanner::new(), b"pan 4111111111111111 and 378282246310005"),
+            ["411111******1111", "378282*****0005"]
+        );
+        // A 12-digit known PAN shows its last 4 only (no more than half of a short number).
+        assert_eq!(
+            masked(Scanner::new().pan("123456789012"), b"id=123456789012;"),
+            ["********9012"]
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! Card data never reaches the file: before a message is written, every BER-TLV data object
 //! with a sensitive tag ([`Tag::is_sensitive`]: PAN, tracks, names, PIN blocks, manual entry)
 //! is masked in place and the TLV is rebuilt, so the recording still parses and replays. PANs
-//! keep their first 6 / last 4 digits with the rest as nibble `A` (the reader's own masking
-//! convention, which the bridge already understands); track 2 keeps expiry and service code
+//! keep the digits [`mask_pan_digits`] shows (first 6 / last 4; only the last 4 of 12 digits or
+//! fewer) with the rest as nibble `A` (the reader's own masking convention, which the bridge
+//! already understands); track 2 keeps expiry and service code
 //! and loses its discretionary data; text becomes `*`; binary values become zeros. Encrypted
 //! SRED containers are not sensitive in that sense and stay as they are (the lab's issuer can
 //! still decrypt them, so a replayed ARQC still verifies). A payload that does not parse as
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use emvbridge_protocol::emv::mask_pan_digits;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::CommandView;
 use emvbridge_protocol::recording::{Dir, RecordLine};
@@ -248,17 +250,20 @@ pub fn mask_value(tag: Tag, value: &[u8]) -> Vec<u8> {
     vec![0; value.len()]
 }
 
-/// PAN digits (up to the separator `D`/`=` or the `F` pad): first 6 and last 4 kept, the
-/// rest `A`; after the separator: 4 expiry + 3 service-code digits kept, the rest `A`.
+/// PAN digits (up to the separator `D`/`=` or the `F` pad): those [`mask_pan_digits`] shows
+/// kept, the rest `A`; after the separator: 4 expiry + 3 service-code digits kept, the rest `A`.
 fn mask_bcd_pan(value: &[u8]) -> Vec<u8> {
     let nib: Vec<u8> = value.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let pan_len = nib.iter().take_while(|&&d| d <= 9 || d == 0xA).count();
-    let keep_tail = if pan_len > 10 { 4 } else { 0 };
-    let keep_head = if pan_len > 10 { 6 } else { 0 };
+    // Which positions stay is the protocol's rule; a digit the reader already masked counts.
+    let shown: Vec<bool> = mask_pan_digits(&"0".repeat(pan_len))
+        .bytes()
+        .map(|c| c != b'*')
+        .collect();
     let mut out = nib.clone();
     for (i, d) in out.iter_mut().enumerate() {
         if i < pan_len {
-            if i >= keep_head && i + keep_tail < pan_len {
+            if !shown[i] {
                 *d = 0xA;
             }
         } else if i > pan_len && i <= pan_len + 7 {
@@ -346,10 +351,11 @@ mod tests {
         // An unsolicited E6 (no SW) is TLV whole.
         let e6 = [0xE6, 0x05, 0xC3, 0x01, 0x00, 0x5A, 0x00];
         assert_eq!(mask_message(Dir::Terminal, true, &e6), e6);
+        // A short PAN (8 digits) shows its last 4 only.
         let e6 = [0xE6, 0x06, 0x5A, 0x04, 0x41, 0x11, 0x11, 0x11];
         assert_eq!(
             mask_message(Dir::Terminal, true, &e6),
-            [0xE6, 0x06, 0x5A, 0x04, 0xAA, 0xAA, 0xAA, 0xAA]
+            [0xE6, 0x06, 0x5A, 0x04, 0xAA, 0xAA, 0x11, 0x11]
         );
         assert_eq!(
             mask_message(Dir::Terminal, false, &[0x90, 0x00]),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
 use super::relay::Relay;
 use super::report;
@@ -92,8 +92,8 @@ pub fn run_report(args: ReportArgs) -> ExitCode {
         if !path.exists() {
             bail!("no journal at {}", path.display());
         }
-        let from = report::parse_time(&args.from).ok_or_else(|| anyhow!("bad --from"))?;
-        let to = report::parse_time(&args.to).ok_or_else(|| anyhow!("bad --to"))?;
+        let from = report::parse_flag("--from", &args.from)?;
+        let to = report::parse_flag("--to", &args.to)?;
         let journal = super::Journal::open(&path)?;
         let r = report::build(&journal, from, to)?;
         if args.json {

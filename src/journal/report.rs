@@ -70,18 +70,15 @@ pub fn build(journal: &Journal, from: i64, to: i64) -> Result<Report, JournalErr
     })
 }
 
+/// Minor units as major units of the currency (`1234` USD → `12.34`); an unknown currency
+/// is shown with two decimals.
 fn major(minor: i64, currency: &str) -> String {
     let exp = emvbridge_core::money::Money::from_minor(0, currency)
         .map(|m| m.currency().exponent)
         .unwrap_or(2);
-    if exp == 0 {
-        return minor.to_string();
-    }
-    let p = 10i64.pow(u32::from(exp));
     let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    let p = p.unsigned_abs();
-    format!("{sign}{}.{:0w$}", m / p, m % p, w = usize::from(exp))
+    let digits = emvbridge_protocol::emv::numeric::format_minor_units(minor.unsigned_abs(), exp);
+    format!("{sign}{digits}")
 }
 
 impl Report {
@@ -170,40 +167,85 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` (UTC) or Unix seconds.
-pub fn parse_time(s: &str) -> Option<i64> {
+/// A `--from` / `--to` value that names no time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag} {value:?}: {reason}")]
+pub struct BadTime {
+    /// The flag (`--from`, `--to`).
+    pub flag: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Parses the value of `flag` with [`parse_time`].
+///
+/// # Errors
+/// [`BadTime`], naming the flag, the value and why (`--from "2026-02-31": no such date:
+/// February 2026 has 28 days`).
+pub fn parse_flag(flag: &'static str, value: &str) -> Result<i64, BadTime> {
+    parse_time(value).map_err(|reason| BadTime {
+        flag,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+const FORMS: &str = "expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or Unix seconds";
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` (UTC) or Unix seconds. The date must be one
+/// the calendar has (the years 1970–9999); seconds may be 60 (a leap second, counted as the
+/// next minute's first).
+///
+/// # Errors
+/// Why the text is no such time, in words.
+pub fn parse_time(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() <= 12 {
-        return s.parse().ok();
+        return s.parse().map_err(|_| FORMS.to_owned());
     }
     let (date, time) = match s.split_once('T') {
         Some((d, t)) => (d, Some(t.trim_end_matches('Z'))),
         None => (s, None),
     };
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
+    let (Some(Some(y)), Some(Some(m)), Some(Some(day))) = (d.next(), d.next(), d.next()) else {
+        return Err(FORMS.to_owned());
+    };
+    if !(1970..=9999).contains(&y) {
+        return Err(format!("year {y} is outside 1970-9999"));
     }
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or_else(|| format!("no month {m} (1-12)"))?;
+    let year = i32::try_from(y).map_err(|_| FORMS.to_owned())?;
+    let date = u8::try_from(day)
+        .ok()
+        .and_then(|day| time::Date::from_calendar_date(year, month, day).ok())
+        .ok_or_else(|| {
+            format!(
+                "no such date: {month} {year} has {} days",
+                month.length(year)
+            )
+        })?;
     let secs = match time {
         None => 0,
         Some(t) => {
             let mut p = t.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-            let (h, mi, se) = (p.next()??, p.next()??, p.next().unwrap_or(Some(0))?);
+            let (Some(Some(h)), Some(Some(mi)), Some(se)) =
+                (p.next(), p.next(), p.next().unwrap_or(Some(0)))
+            else {
+                return Err(FORMS.to_owned());
+            };
             if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..61).contains(&se) {
-                return None;
+                return Err(format!("no such time of day {t}"));
             }
             h * 3600 + mi * 60 + se
         }
     };
-    // Howard Hinnant's days_from_civil.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 + secs)
+    Ok(date.midnight().assume_utc().unix_timestamp() + secs)
 }
 
 #[cfg(test)]
@@ -212,17 +254,50 @@ mod tests {
 
     #[test]
     fn times_and_amounts() {
-        assert_eq!(parse_time("1970-01-01"), Some(0));
-        assert_eq!(parse_time("2025-03-17T08:10:52Z"), Some(1_742_199_052));
-        assert_eq!(parse_time("2000-02-29"), Some(951_782_400));
-        assert_eq!(parse_time("1742199052"), Some(1_742_199_052));
-        assert_eq!(parse_time("2025-13-01"), None);
-        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("1970-01-01"), Ok(0));
+        assert_eq!(parse_time("2025-03-17T08:10:52Z"), Ok(1_742_199_052));
+        assert_eq!(parse_time("2000-02-29"), Ok(951_782_400));
+        assert_eq!(parse_time("1742199052"), Ok(1_742_199_052));
+        assert_eq!(parse_time("2025-03-17T08:10Z"), Ok(1_742_199_000));
+        assert_eq!(parse_time("2016-12-31T23:59:60Z"), Ok(1_483_228_800));
+        assert!(parse_time("2025-13-01").is_err());
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2025-03-17T24:00:00Z").is_err());
+        assert!(parse_time("1969-12-31").is_err());
         assert_eq!(major(1234, "USD"), "12.34");
         assert_eq!(major(5, "USD"), "0.05");
         assert_eq!(major(1500, "JPY"), "1500");
         assert_eq!(major(1234, "BHD"), "1.234");
+        assert_eq!(major(-5, "USD"), "-0.05");
+        assert_eq!(major(0, "USD"), "0.00");
+        assert_eq!(major(-1500, "JPY"), "-1500");
+        assert_eq!(major(i64::MIN, "USD"), "-92233720368547758.08");
+        assert_eq!(major(1234, "XXX?"), "12.34");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn days_the_calendar_does_not_have_are_refused() {
+        let e = parse_flag("--from", "2026-02-31").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--from \"2026-02-31\": no such date: February 2026 has 28 days"
+        );
+        let e = parse_flag("--to", "2024-04-31T10:00:00Z").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--to \"2024-04-31T10:00:00Z\": no such date: April 2024 has 30 days"
+        );
+        assert!(parse_flag("--from", "2025-02-29").is_err());
+        assert_eq!(parse_flag("--from", "2024-02-29"), Ok(1_709_164_800));
+        assert_eq!(parse_flag("--to", "2026-02-28"), Ok(1_772_236_800));
+        let e = parse_flag("--to", "yesterday").unwrap_err();
+        assert_eq!(e.flag, "--to");
+        assert!(
+            e.to_string()
+                .starts_with("--to \"yesterday\": expected YYYY-MM-DD"),
+            "{e}"
+        );
     }
 
     proptest::proptest! {
@@ -233,7 +308,7 @@ mod tests {
 
         #[test]
         fn iso_round_trip(t in 0i64..253_402_300_799) {
-            proptest::prop_assert_eq!(parse_time(&crate::gateway::iso8601(t)), Some(t));
+            proptest::prop_assert_eq!(parse_time(&crate::gateway::iso8601(t)), Ok(t));
         }
     }
 }

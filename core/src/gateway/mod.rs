@@ -50,11 +50,11 @@ impl fmt::Display for Dialect {
 impl std::str::FromStr for Dialect {
     type Err = String;
 
-    /// `number`, `paymentsai` (or `pai`), `pay1st`, case-insensitive.
+    /// `number`, `paymentsai` (or `pai`, `payments-ai`), `pay1st`, case-insensitive.
     fn from_str(s: &str) -> Result<Dialect, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "number" => Ok(Dialect::Number),
-            "paymentsai" | "pai" => Ok(Dialect::PaymentsAi),
+            "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
             "pay1st" => Ok(Dialect::Pay1st),
             other => Err(format!(
                 "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
@@ -540,6 +540,20 @@ impl GatewayConfig {
     }
 }
 
+/// What [`pct`] leaves as it is: the RFC 3986 unreserved characters (ASCII letters and
+/// digits, `-`, `_`, `.`, `~`); every other byte is escaped as `%XX`, upper-case hex.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved kept), as the
+/// dialects put our references and the gateways' ids into URLs.
+pub(crate) fn pct(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// Checks a base URL: http(s), no trailing slash kept.
 pub(crate) fn base_url(raw: &str, var: &'static str) -> Result<String, ConfigError> {
     let u = raw.trim().trim_end_matches('/');
@@ -550,26 +564,22 @@ pub(crate) fn base_url(raw: &str, var: &'static str) -> Result<String, ConfigErr
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, UTC).
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, UTC). Times outside the
+/// years 0000–9999 are clamped to those bounds (the format has four year digits).
 pub fn iso8601(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    use time::macros::{datetime, format_description};
+    use time::OffsetDateTime;
+    const FIRST: OffsetDateTime = datetime!(0000-01-01 00:00:00 UTC);
+    const LAST: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
+    let t = match OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => t.clamp(FIRST, LAST),
+        Err(_) if unix < 0 => FIRST,
+        Err(_) => LAST,
+    };
+    t.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .expect("a UTC date-time of the years 0000-9999 always formats")
 }
 
 #[cfg(test)]
@@ -673,6 +683,52 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso8601(1_742_199_052), "2025-03-17T08:10:52Z");
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(iso8601(999_999_999_999), "9999-12-31T23:59:59Z");
+        assert_eq!(iso8601(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(iso8601(i64::MIN), "0000-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved() {
+        assert_eq!(pct("AZaz09-_.~"), "AZaz09-_.~");
+        assert_eq!(
+            pct("a b/c&d=e?f#g%h+i"),
+            "a%20b%2Fc%26d%3De%3Ff%23g%25h%2Bi"
+        );
+        assert_eq!(pct("é\u{7f}\n"), "%C3%A9%7F%0A");
+        // Byte for byte what the dialects sent before: unreserved kept, the rest %XX.
+        let all: String = (0u8..=0x7F).map(char::from).collect();
+        let expected: String = all
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        assert_eq!(pct(&all), expected);
+    }
+
+    #[test]
+    fn dialect_spellings() {
+        for (text, d) in [
+            ("number", Dialect::Number),
+            ("paymentsai", Dialect::PaymentsAi),
+            ("pai", Dialect::PaymentsAi),
+            ("payments-ai", Dialect::PaymentsAi),
+            ("PaymentsAI", Dialect::PaymentsAi),
+            ("Payments-AI", Dialect::PaymentsAi),
+            ("pay1st", Dialect::Pay1st),
+            (" Pay1st ", Dialect::Pay1st),
+        ] {
+            assert_eq!(text.parse::<Dialect>(), Ok(d), "{text}");
+            assert_eq!(d.to_string().parse::<Dialect>(), Ok(d));
+        }
+        let e = "payments ai".parse::<Dialect>().unwrap_err();
+        assert!(e.contains("number, paymentsai, pay1st"), "{e}");
     }
 
     #[test]

@@ -26,9 +26,9 @@ use serde_json::value::RawValue;
 
 use super::sign::hmac_sha256_hex;
 use super::{
-    arc_of, base_url, decimal_json, iso8601, parse_decimal, screen, short, ConfigError, EnvReader,
-    Environment, Exchange, HttpRequest, IssuerResponse, Screened, Secret, StatusResult, TxnState,
-    TxnStatus,
+    arc_of, base_url, decimal_json, iso8601, parse_decimal, pct, screen, short, ConfigError,
+    EnvReader, Environment, Exchange, HttpRequest, IssuerResponse, Screened, Secret, StatusResult,
+    TxnState, TxnStatus,
 };
 use crate::money::Money;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
@@ -306,18 +306,6 @@ pub fn create_request(
     let mut r = HttpRequest::post_json("/api/pay1st/payments/create", body);
     r.set_header("Content-Type", CT_PAYMENT.into());
     Ok(r)
-}
-
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// [EXT] `GET /api/pay1st/payments?partnerReference=<ours>` (unsigned; sign with [`signed`]).

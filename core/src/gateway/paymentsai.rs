@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    arc_of, base_url, decimal_json, parse_decimal, screen, short, CaptureRequest, ConfigError,
+    arc_of, base_url, decimal_json, parse_decimal, pct, screen, short, CaptureRequest, ConfigError,
     EnvReader, Environment, Exchange, HttpRequest, IssuerResponse, OpResult, RefundRequest, Secret,
     StatusResult, TxnState, TxnStatus, VoidRequest,
 };
@@ -41,7 +41,7 @@ pub struct PaiConfig {
 }
 
 impl PaiConfig {
-    /// Variables as PAI's own checklist names them (seed 001): `API_URL` (defaults to the
+    /// Variables as PAI names them (docs/gateways.md §2.2): `API_URL` (defaults to the
     /// stage or production host; required for [`Environment::Sandbox`]), `API_KEY` (the full
     /// `<accountId>_<apiKey>_<apiKeyId>`), `ORGANIZATION_ID`.
     ///
@@ -91,19 +91,6 @@ impl PaiConfig {
         r.set_header("Authorization", format!("ApiKey {}", self.api_key.expose()));
         r
     }
-}
-
-/// Percent-encodes a path segment or query value (RFC 3986 unreserved kept).
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[derive(Serialize)]
