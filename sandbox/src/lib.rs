@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let gw = emvbridge::sandbox::spawn(emvbridge::sandbox::SandboxConfig::default()).await?;
+//! let gw = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default()).await?;
 //! println!("{}", gw.url()); // http://127.0.0.1:PORT
 //! gw.shutdown().await;
 //! # Ok(()) }
