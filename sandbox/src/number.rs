@@ -829,16 +829,11 @@ impl Term {
     }
 }
 
+/// Days since 1970-01-01 of an `MM/DD/YYYY` date in a query term.
 fn mdy_days(s: &str) -> Option<i64> {
     let mut it = s.split('/');
     let (m, d, y) = (it.next()?, it.next()?, it.next()?);
-    let iso = format!(
-        "{:04}-{:02}-{:02}T00:00:00Z",
-        y.parse::<u32>().ok()?,
-        m.parse::<u32>().ok()?,
-        d.parse::<u32>().ok()?
-    );
-    clock::parse_iso8601(&iso).map(|e| e.div_euclid(86_400))
+    clock::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
 }
 
 #[cfg(test)]
