@@ -209,17 +209,17 @@ impl Faults {
         let mut fired = None;
         for (i, r) in self.rules.iter_mut().enumerate() {
             let m = &r.matcher;
-            let ok = m.dialect.map_or(true, |d| Some(d) == key.dialect)
-                && m.op.map_or(true, |o| Some(o) == key.op)
-                && m.amount_minor.map_or(true, |a| Some(a) == key.amount_minor)
+            let ok = m.dialect.is_none_or(|d| Some(d) == key.dialect)
+                && m.op.is_none_or(|o| Some(o) == key.op)
+                && m.amount_minor.is_none_or(|a| Some(a) == key.amount_minor)
                 && m.client_ref
                     .as_ref()
-                    .map_or(true, |c| key.client_ref.as_ref() == Some(c));
+                    .is_none_or(|c| key.client_ref.as_ref() == Some(c));
             if !ok {
                 continue;
             }
             r.seen = r.seen.saturating_add(1);
-            if fired.is_none() && m.nth.map_or(true, |n| r.seen >= n) {
+            if fired.is_none() && m.nth.is_none_or(|n| r.seen >= n) {
                 fired = Some(i);
             }
         }

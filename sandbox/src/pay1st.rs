@@ -170,11 +170,11 @@ pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
 fn checkout(core: &Core, req: &SimRequest) -> SimResponse {
     let reference = req.query_param("reference").unwrap_or_default();
     let tok = req.query_param("accessToken").unwrap_or_default();
-    if !core
+    if core
         .pay1st
         .access
         .get(&tok)
-        .is_some_and(|e| *e > core.now())
+        .is_none_or(|e| *e <= core.now())
     {
         return SimResponse::html(
             401,
