@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::http::Method;
+use emvbridge_core::gateway::sign::verify_hmac_sha256_hex;
+use emvbridge_protocol::emv::mask_pan_digits;
 use serde_json::{json, Value};
 
 use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
@@ -12,7 +14,6 @@ use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
 use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput};
-use super::webhooks::hmac_hex;
 use super::{clock, money};
 
 /// Sessions, failure counters and locked IPs.
@@ -229,11 +230,10 @@ fn check_sesskey(
         [_] => return Err((5051, "card data requires the hmac sesskey")),
         [k, epoch, uid, mac] => {
             let cfg = &core.cfg.number;
-            let expect = hmac_hex(
-                cfg.hmac_secret.as_bytes(),
-                format!("{k}_{epoch}_{uid}").as_bytes(),
-            );
-            if !expect.eq_ignore_ascii_case(mac) || *uid != cfg.user_id {
+            let signed = format!("{k}_{epoch}_{uid}");
+            if !verify_hmac_sha256_hex(cfg.hmac_secret.as_bytes(), signed.as_bytes(), mac)
+                || *uid != cfg.user_id
+            {
                 return Err((5051, "bad sesskey hmac"));
             }
             let epoch: i64 = epoch.parse().map_err(|_| (5051, "bad sesskey epoch"))?;
@@ -504,7 +504,7 @@ fn sale(core: &mut Core, name: &str, op: &str, body: &Value, fault: Option<&Faul
             ));
         }
     }
-    tracing::info!(txid = %id, pan = %pan.as_deref().map(super::ledger::mask_pan).unwrap_or_default(), state = ?t.state, "number sale");
+    tracing::info!(txid = %id, pan = %pan.as_deref().map(mask_pan_digits).unwrap_or_default(), state = ?t.state, "number sale");
     core.ledger.push(t);
     Exec {
         resp: envelope(name, r),

@@ -7,14 +7,16 @@ use std::collections::HashMap;
 
 use axum::http::Method;
 use base64::Engine as _;
+use emvbridge_core::gateway::pay1st::sign as request_signature;
+use emvbridge_core::gateway::sign::pay1st_webhook_signature;
 use serde_json::{json, Value};
+use subtle::ConstantTimeEq as _;
 
 use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
 use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
 use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, Forced, Outcome, ResolveInput};
-use super::webhooks::{hmac_hex, sign_pay1st};
 use super::{clock, money};
 
 const MAX_PAYMENTS: usize = 100_000;
@@ -42,12 +44,12 @@ pub fn error(status: u16, code: &str, message: &str) -> SimResponse {
     )
 }
 
-/// The request signature: lowercase hex HMAC-SHA256(key = signing key, msg = timestamp ‖ body).
-pub fn request_signature(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut msg = Vec::with_capacity(timestamp.len() + body.len());
-    msg.extend_from_slice(timestamp.as_bytes());
-    msg.extend_from_slice(body);
-    hmac_hex(signing_key.as_bytes(), &msg)
+/// Whether `sig` (`X-SIGNATURE`: hex in either case, surrounding whitespace ignored) is the
+/// request signature of `timestamp` ‖ `body` (§3.2). Compared in constant time.
+fn signature_ok(signing_key: &str, timestamp: &str, body: &[u8], sig: &str) -> bool {
+    let expect = request_signature(signing_key, timestamp, body);
+    let given = sig.trim().to_ascii_lowercase();
+    expect.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
 fn issue_tokens(core: &mut Core) -> Value {
@@ -87,18 +89,10 @@ fn check(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
     if (core.now() - when).abs() > core.cfg.pay1st.signature_skew_secs {
         return Err(error(401, "INVALID_SIGNATURE", "stale X-TIMESTAMP"));
     }
-    let expect = request_signature(&core.cfg.pay1st.signing_key, ts, &req.body);
-    if !ct_eq(
-        expect.as_bytes(),
-        sig.trim().to_ascii_lowercase().as_bytes(),
-    ) {
+    if !signature_ok(&core.cfg.pay1st.signing_key, ts, &req.body, sig) {
         return Err(error(401, "INVALID_SIGNATURE", "signature mismatch"));
     }
     Ok(tok.to_owned())
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Entry point for `/pay1st/...`.
@@ -133,7 +127,7 @@ pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
                         "{}:{}",
                         c.cfg.pay1st.api_key, c.cfg.pay1st.api_secret
                     ));
-                    if !ct_eq(basic.as_bytes(), want.as_bytes()) {
+                    if !bool::from(basic.as_bytes().ct_eq(want.as_bytes())) {
                         return Exec::reply(error(401, "UNAUTHORIZED", "bad api credentials"));
                     }
                     if !role_ok {
@@ -515,7 +509,7 @@ impl Core {
                     ("Content-Type".to_owned(), "application/json".to_owned()),
                     (
                         "X-SIGNATURE".to_owned(),
-                        sign_pay1st(&cfg.webhook_user, &pass, &b2),
+                        pay1st_webhook_signature(&cfg.webhook_user, &pass, &b2),
                     ),
                 ]
             },
@@ -578,13 +572,24 @@ mod tests {
     #[test]
     fn published_signature_vector() {
         let body = r#"{"countryCode":"NG","currencyCode":"NGN","amount":100,"partnerReference":"4a662291-2840-4bcd-aae9-553ab24601ed","callbackSuccessUrl":"<https://callback.success","callbackFailureUrl":"https://callback.failure","callbackPendingUrl":"https://callback.pending","callbackCancelUrl":"https://callback.cancel","webhookUrl":"https://webhook.success","products":[{"title":"10> Credits","sku":"12345","price":100,"quantity":1,"currencyCode":"NGN"}],"metadata":[{"key":"customerId","value":"1"}]}"#;
-        assert_eq!(
-            request_signature(
-                "hCyO_Flnu6aid-bhFYTYOowkxXRzoZkgzO32rB6Ik8Y",
-                "2025-03-17T08:10:52.544247646Z",
-                body.as_bytes()
-            ),
-            "85aa0862aa052f737d3cf4d38f92091ea7c015e782d207ea18cc5641d3e47755"
-        );
+        let key = "hCyO_Flnu6aid-bhFYTYOowkxXRzoZkgzO32rB6Ik8Y";
+        let ts = "2025-03-17T08:10:52.544247646Z";
+        let sig = "85aa0862aa052f737d3cf4d38f92091ea7c015e782d207ea18cc5641d3e47755";
+        assert!(signature_ok(key, ts, body.as_bytes(), sig));
+        assert!(signature_ok(
+            key,
+            ts,
+            body.as_bytes(),
+            &format!(" {} ", sig.to_uppercase())
+        ));
+        assert!(!signature_ok(key, ts, body.as_bytes(), &sig[..63]));
+        assert!(!signature_ok(
+            key,
+            "2025-03-17T08:10:53Z",
+            body.as_bytes(),
+            sig
+        ));
+        assert!(!signature_ok("other", ts, body.as_bytes(), sig));
+        assert!(!signature_ok(key, ts, body.as_bytes(), ""));
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use axum::http::Method;
+use emvbridge_core::gateway::sign::pai_webhook_signature;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,6 @@ use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
 use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
-use super::webhooks::sign_pai;
 use super::{clock, money};
 
 /// Longest accepted `idempotencyKey` (§2.3).
@@ -525,7 +525,10 @@ impl Core {
                     };
                     let mut h = vec![
                         ("Content-Type".to_owned(), "application/json".to_owned()),
-                        (cfg.signature_header.clone(), sign_pai(&key, b2.as_bytes())),
+                        (
+                            cfg.signature_header.clone(),
+                            pai_webhook_signature(&key, b2.as_bytes()),
+                        ),
                     ];
                     if cfg.send_timestamp {
                         h.push(("X-Sim-Timestamp".to_owned(), now.to_string()));
