@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
+use emvbridge_core::gateway::Dialect;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::clock::VirtualClock;
 use super::config::SandboxConfig;
 use super::faults::{FaultAction, FaultKey, Faults, Op, WebhookMode};
-use super::ledger::{Dialect, Ledger};
+use super::ledger::Ledger;
 use super::webhooks::{NewEvent, Outbox};
 use super::{number, pay1st, paymentsai};
 

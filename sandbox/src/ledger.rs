@@ -1,21 +1,53 @@
-//! The common transaction model (§4.3) and the ledger every dialect writes to.
+//! The common transaction model (gateways.md §4.3) and the ledger every dialect writes to,
+//! plus the sandbox's JSON names of the dialects and the PAN helpers (brand, last four).
 //!
 //! The ledger never holds a full PAN: `pan_last4` and `brand` only.
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use emvbridge_core::gateway::Dialect;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Which API a transaction came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// Number (Aspen REST).
-    Number,
-    /// PaymentsAI.
-    Pai,
-    /// Pay1st.
-    Pay1st,
+/// The dialect names in the sandbox's JSON (ledger rows, webhook deliveries, fault rules):
+/// its path prefixes, `number`, `pai`, `pay1st`.
+pub fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Number => "number",
+        Dialect::PaymentsAi => "pai",
+        Dialect::Pay1st => "pay1st",
+    }
+}
+
+/// The dialect with this sandbox JSON name (exact spelling, see [`dialect_name`]).
+pub fn dialect_from_name(name: &str) -> Option<Dialect> {
+    [Dialect::Number, Dialect::PaymentsAi, Dialect::Pay1st]
+        .into_iter()
+        .find(|d| dialect_name(*d) == name)
+}
+
+/// `serialize_with` for a [`Dialect`] field: its sandbox JSON name.
+pub fn serialize_dialect<S: Serializer>(d: &Dialect, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(dialect_name(*d))
+}
+
+/// `serialize_with` for an optional [`Dialect`] field.
+pub fn serialize_opt_dialect<S: Serializer>(d: &Option<Dialect>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(dialect_name(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `deserialize_with` for an optional [`Dialect`] field: `null` or a sandbox JSON name.
+pub fn deserialize_opt_dialect<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Dialect>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(name) => dialect_from_name(&name)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &["number", "pai", "pay1st"])),
+    }
 }
 
 /// What the transaction did.
@@ -78,6 +110,7 @@ pub struct Txn {
     /// Sandbox id (the dialect's own id: Number TxID, PAI `txn_…`, Pay1st reference).
     pub id: String,
     /// API it came through.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// What it did.
     pub kind: Kind,
@@ -193,6 +226,7 @@ pub struct Orphan {
     /// Transaction id.
     pub id: String,
     /// Dialect.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// Client reference.
     pub client_ref: Option<String>,
@@ -299,6 +333,22 @@ mod tests {
     }
 
     #[test]
+    fn dialect_json_names() {
+        let t = Txn::new("1".into(), Dialect::PaymentsAi, Kind::Sale, 1, "USD", 0);
+        assert_eq!(serde_json::to_value(&t).unwrap()["dialect"], "pai");
+        for (d, name) in [
+            (Dialect::Number, "number"),
+            (Dialect::PaymentsAi, "pai"),
+            (Dialect::Pay1st, "pay1st"),
+        ] {
+            assert_eq!(dialect_name(d), name);
+            assert_eq!(dialect_from_name(name), Some(d));
+        }
+        assert_eq!(dialect_from_name("paymentsai"), None);
+        assert_eq!(dialect_from_name("PAI"), None);
+    }
+
+    #[test]
     fn orphans_are_lost_approvals_not_voided_or_reconciled() {
         let mut l = Ledger::default();
         let mut t = Txn::new("1".into(), Dialect::Number, Kind::Sale, 100, "USD", 0);
@@ -324,7 +374,7 @@ mod tests {
         for i in 0..1000 {
             l.push(Txn::new(
                 format!("t{i}"),
-                Dialect::Pai,
+                Dialect::PaymentsAi,
                 Kind::Sale,
                 i,
                 "USD",
@@ -334,7 +384,7 @@ mod tests {
         // A second row under an existing id: lookups keep answering the first, as a scan did.
         l.push(Txn::new(
             "t7".into(),
-            Dialect::Pai,
+            Dialect::PaymentsAi,
             Kind::Sale,
             99_999,
             "USD",

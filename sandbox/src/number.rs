@@ -6,13 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use axum::http::Method;
 use emvbridge_core::gateway::sign::verify_hmac_sha256_hex;
+use emvbridge_core::gateway::Dialect;
 use emvbridge_protocol::emv::mask_pan_digits;
 use serde_json::{json, Value};
 
 use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
 use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
+use super::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput};
 use super::{clock, money};
 

@@ -9,13 +9,14 @@ use axum::http::Method;
 use base64::Engine as _;
 use emvbridge_core::gateway::pay1st::sign as request_signature;
 use emvbridge_core::gateway::sign::pay1st_webhook_signature;
+use emvbridge_core::gateway::Dialect;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq as _;
 
 use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
 use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
+use super::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, Forced, Outcome, ResolveInput};
 use super::{clock, money};
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use axum::http::Method;
 use emvbridge_core::gateway::sign::pai_webhook_signature;
+use emvbridge_core::gateway::Dialect;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -14,7 +15,7 @@ use super::config::{IdemMismatch, PaiConfig};
 use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
 use super::emv::{self, Verdict};
 use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
+use super::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
 use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
 use super::{clock, money};
 
@@ -376,7 +377,7 @@ fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Rep
                 .all()
                 .iter()
                 .filter(|t| {
-                    t.dialect == Dialect::Pai && t.idem_key.as_deref() == Some(key.as_str())
+                    t.dialect == Dialect::PaymentsAi && t.idem_key.as_deref() == Some(key.as_str())
                 })
                 .map(|t| t.id.clone())
                 .collect();
@@ -390,7 +391,7 @@ fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Rep
         (Method::GET, ["transactions", id]) => {
             let id = (*id).to_owned();
             let key = FaultKey {
-                dialect: Some(Dialect::Pai),
+                dialect: Some(Dialect::PaymentsAi),
                 op: Some(Op::Query),
                 ..Default::default()
             };
@@ -512,7 +513,7 @@ impl Core {
             let b2 = body.clone();
             let basic = d.basic.clone();
             self.queue_webhook(
-                Dialect::Pai,
+                Dialect::PaymentsAi,
                 dedup,
                 d.url.clone(),
                 body,
@@ -668,7 +669,7 @@ fn create_txn(core: &mut Core, req: &SimRequest, org: &str) -> Reply {
         Op::Sale
     };
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(op),
         amount_minor: Some(amount),
         client_ref: idem.clone(),
@@ -720,7 +721,7 @@ fn capture(
     let Some(p) = c
         .ledger
         .get(parent)
-        .filter(|t| t.dialect == Dialect::Pai)
+        .filter(|t| t.dialect == Dialect::PaymentsAi)
         .cloned()
     else {
         return Exec::reply(error(404, "Parent transaction not found", None));
@@ -739,7 +740,7 @@ fn capture(
     let now = c.now();
     let mut t = Txn::new(
         id.clone(),
-        Dialect::Pai,
+        Dialect::PaymentsAi,
         Kind::Capture,
         amount,
         currency,
@@ -858,7 +859,7 @@ fn sale(
             code: Code::new(code),
         },
         None => outcome::resolve(&ResolveInput {
-            dialect: Some(Dialect::Pai),
+            dialect: Some(Dialect::PaymentsAi),
             pan: card.as_ref().map(|c| c.pan.as_str()),
             cvv: card.as_ref().and_then(|c| c.cvv.as_deref()),
             expiry: card.as_ref().and_then(|c| c.expiry),
@@ -874,7 +875,7 @@ fn sale(
     } else {
         Kind::Sale
     };
-    let mut t = Txn::new(id.clone(), Dialect::Pai, kind, amount, currency, now);
+    let mut t = Txn::new(id.clone(), Dialect::PaymentsAi, kind, amount, currency, now);
     t.entry = entry;
     if let Some(cd) = &card {
         t.pan_last4 = Some(last4(&cd.pan));
@@ -972,7 +973,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
     };
     let id = id.to_owned();
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(Op::Refund),
         ..Default::default()
     };
@@ -983,7 +984,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
             let Some(orig) = c
                 .ledger
                 .get(&id)
-                .filter(|t| t.dialect == Dialect::Pai)
+                .filter(|t| t.dialect == Dialect::PaymentsAi)
                 .cloned()
             else {
                 return Exec::reply(error(404, "Transaction not found", None));
@@ -1015,7 +1016,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
             let rid = format!("txn_{}", c.rand_hex(10));
             let mut r = Txn::new(
                 rid.clone(),
-                Dialect::Pai,
+                Dialect::PaymentsAi,
                 Kind::Refund,
                 amount,
                 &orig.currency,
@@ -1049,7 +1050,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
 fn void(core: &mut Core, id: &str) -> Reply {
     let id = id.to_owned();
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(Op::Void),
         ..Default::default()
     };
@@ -1060,7 +1061,7 @@ fn void(core: &mut Core, id: &str) -> Reply {
             let Some(orig) = c
                 .ledger
                 .get(&id)
-                .filter(|t| t.dialect == Dialect::Pai)
+                .filter(|t| t.dialect == Dialect::PaymentsAi)
                 .cloned()
             else {
                 return Exec::reply(error(404, "Transaction not found", None));

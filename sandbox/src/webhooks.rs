@@ -3,10 +3,11 @@
 //! send and reports back with [`Outbox::record`]. Retries follow a per-dialect schedule on the
 //! virtual clock.
 
+use emvbridge_core::gateway::Dialect;
 use serde::Serialize;
 
-use super::faults::WebhookMode;
-use super::ledger::Dialect;
+use crate::faults::WebhookMode;
+use crate::ledger::serialize_dialect;
 
 /// PAI retry delays after each failed attempt (12 attempts, 15 s doubling, capped at 4 h).
 const PAI_SCHEDULE: [i64; 11] = [15, 30, 60, 120, 240, 480, 960, 1920, 3840, 7680, 14_400];
@@ -32,6 +33,7 @@ pub struct Delivery {
     /// Outbox id.
     pub id: u64,
     /// Dialect.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// Event id (PAI `deduplicationId`, Pay1st reference + status).
     pub event_id: String,
@@ -235,7 +237,7 @@ impl Outbox {
 
 fn schedule_next(d: &mut Delivery, now: i64) {
     let schedule: &[i64] = match d.dialect {
-        Dialect::Pai => &PAI_SCHEDULE,
+        Dialect::PaymentsAi => &PAI_SCHEDULE,
         _ => &PAY1ST_SCHEDULE,
     };
     match schedule.get(d.attempts.len().saturating_sub(1)) {
@@ -250,7 +252,7 @@ mod tests {
 
     fn ev(id: &str) -> NewEvent {
         NewEvent {
-            dialect: Dialect::Pai,
+            dialect: Dialect::PaymentsAi,
             event_id: id.into(),
             url: "http://x/".into(),
             body: "{}".into(),
