@@ -1,152 +1,24 @@
-//! The sans-IO heart: one [`Core`] holds all state; [`Core::handle`] turns a [`SimRequest`]
-//! into a [`Reply`]. The HTTP layer only moves bytes and performs the reply's directive.
+//! All sandbox state in one [`SimState`]: configuration, virtual clock, seeded generator,
+//! ledger, fault rules, webhook outbox and each dialect's own state. Sans-IO: the dialects
+//! ([`crate::number`], [`crate::paymentsai`], [`crate::pay1st`]) change it through
+//! [`SimState::with_faults`] and [`SimState::queue_webhook`]; [`crate::dispatch`] routes a
+//! request to them.
 
-use std::net::IpAddr;
-
-use axum::http::{HeaderMap, Method};
-use bytes::Bytes;
 use emvbridge_core::gateway::Dialect;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
-use super::clock::VirtualClock;
-use super::config::SandboxConfig;
-use super::faults::{FaultAction, FaultKey, Faults, Op, WebhookMode};
-use super::ledger::Ledger;
-use super::webhooks::{NewEvent, Outbox};
-use super::{number, pay1st, paymentsai};
-
-/// A request as the dialects see it: prefix stripped, body already size-limited.
-#[derive(Debug, Clone)]
-pub struct SimRequest {
-    /// Method.
-    pub method: Method,
-    /// Path below the dialect prefix (`/CardSale/EMV`).
-    pub path: String,
-    /// Raw query string (no `?`).
-    pub query: String,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body.
-    pub body: Bytes,
-    /// The TCP peer.
-    pub peer_ip: IpAddr,
-    /// `Host` header, for absolute URLs in answers.
-    pub host: String,
-}
-
-impl SimRequest {
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A query parameter, `+`/`%xx` decoded.
-    pub fn query_param(&self, key: &str) -> Option<String> {
-        self.query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == key).then(|| percent_decode(v))
-        })
-    }
-}
-
-/// One `application/x-www-form-urlencoded` value: `+` is a space, `%xx` a byte (`+` first, so
-/// an escaped `%2B` stays a plus sign); a `%` not followed by two hex digits stays as it is;
-/// bytes that are not UTF-8 become U+FFFD.
-pub fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// A complete response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimResponse {
-    /// Status code.
-    pub status: u16,
-    /// Content type.
-    pub content_type: &'static str,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl SimResponse {
-    /// JSON body.
-    pub fn json(status: u16, v: &serde_json::Value) -> Self {
-        SimResponse {
-            status,
-            content_type: "application/json",
-            body: v.to_string().into_bytes(),
-        }
-    }
-
-    /// Plain text body.
-    pub fn text(status: u16, s: &str) -> Self {
-        SimResponse {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: s.as_bytes().to_vec(),
-        }
-    }
-
-    /// HTML body.
-    pub fn html(status: u16, s: String) -> Self {
-        SimResponse {
-            status,
-            content_type: "text/html; charset=utf-8",
-            body: s.into_bytes(),
-        }
-    }
-
-    /// Empty body.
-    pub fn empty(status: u16) -> Self {
-        SimResponse {
-            status,
-            content_type: "application/json",
-            body: Vec::new(),
-        }
-    }
-
-    /// The body parsed as JSON (tests).
-    pub fn json_body(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// What the HTTP layer must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// Send this.
-    Respond(SimResponse),
-    /// Wait `ms`, then send.
-    Delay(u64, SimResponse),
-    /// Never answer; keep the socket open.
-    Hang,
-    /// Close the connection: before the headers (`None`) or after part of this response.
-    Drop(Option<SimResponse>),
-}
-
-/// The result of executing an operation.
-pub struct Exec {
-    /// The response.
-    pub resp: SimResponse,
-    /// Ledger ids written (to flag `lost_response` when the response is lost).
-    pub committed: Vec<String>,
-}
-
-impl Exec {
-    /// A response that wrote nothing.
-    pub fn reply(resp: SimResponse) -> Self {
-        Exec {
-            resp,
-            committed: Vec::new(),
-        }
-    }
-}
+use crate::clock::VirtualClock;
+use crate::config::SandboxConfig;
+use crate::dialect_state::{NumberState, PaiState, Pay1stState};
+use crate::exchange::{Exec, Reply, SimResponse};
+use crate::faults::{DropWhen, FaultAction, FaultKey, Faults, Op, WebhookMode};
+use crate::ledger::Ledger;
+use crate::webhooks::{NewEvent, Outbox};
 
 /// All sandbox state.
-pub struct Core {
+pub struct SimState {
     /// Configuration.
     pub cfg: SandboxConfig,
     /// Virtual clock.
@@ -160,35 +32,35 @@ pub struct Core {
     /// Webhook outbox.
     pub outbox: Outbox,
     /// Number sessions and lockouts.
-    pub number: number::NumberState,
+    pub number: NumberState,
     /// PAI keys, tokens, idempotency.
-    pub pai: paymentsai::PaiState,
+    pub pai: PaiState,
     /// Pay1st tokens and payments.
-    pub pay1st: pay1st::Pay1stState,
+    pub pay1st: Pay1stState,
 }
 
-impl Core {
+impl SimState {
     /// Fresh state.
     pub fn new(cfg: SandboxConfig) -> Self {
         let start = cfg
             .clock_start_epoch
             .unwrap_or_else(VirtualClock::wall_epoch);
-        Core {
+        SimState {
             rng: ChaCha20Rng::seed_from_u64(cfg.seed),
             clock: VirtualClock::new(start),
             ledger: Ledger::default(),
             faults: Faults::default(),
             outbox: Outbox::default(),
-            number: number::NumberState::default(),
-            pai: paymentsai::PaiState::new(&cfg.pai, start),
-            pay1st: pay1st::Pay1stState::default(),
+            number: NumberState::default(),
+            pai: PaiState::new(&cfg.pai, start),
+            pay1st: Pay1stState::default(),
             cfg,
         }
     }
 
     /// `POST /_sim/reset`: everything back to the start, same seed and config.
     pub fn reset(&mut self) {
-        *self = Core::new(self.cfg.clone());
+        *self = SimState::new(self.cfg.clone());
     }
 
     /// Virtual now, Unix seconds.
@@ -216,28 +88,18 @@ impl Core {
             .collect()
     }
 
-    /// Dispatches a dialect request (`prefix` is `number`, `pai` or `pay1st`).
-    pub fn handle(&mut self, prefix: &str, req: &SimRequest) -> Reply {
-        match prefix {
-            "number" => number::handle(self, req),
-            "pai" => paymentsai::handle(self, req),
-            "pay1st" => pay1st::handle(self, req),
-            _ => Reply::Respond(SimResponse::text(404, "not found")),
-        }
-    }
-
-    /// Runs `exec` under the fault rules matching `key` (§4.7). `error_resp(status)` is the
-    /// dialect's shape for an injected 5xx. Forced outcomes are handed to `exec`.
+    /// Runs `exec` under the fault rules matching `key` (gateways.md §4.7). `error_resp(status)`
+    /// is the dialect's shape for an injected 5xx. Forced outcomes are handed to `exec`.
     pub fn with_faults(
         &mut self,
         key: FaultKey,
         error_resp: impl Fn(u16) -> SimResponse,
-        exec: impl FnOnce(&mut Core, Option<&FaultAction>) -> Exec,
+        exec: impl FnOnce(&mut SimState, Option<&FaultAction>) -> Exec,
     ) -> Reply {
         let fault = self.faults.take(&key);
-        let lost = |core: &mut Core, e: &Exec| {
+        let lost = |state: &mut SimState, e: &Exec| {
             for id in &e.committed {
-                if let Some(t) = core.ledger.get_mut(id) {
+                if let Some(t) = state.ledger.get_mut(id) {
                     t.flag("lost_response");
                 }
             }
@@ -261,8 +123,8 @@ impl Core {
                     error_resp(200)
                 };
                 match when {
-                    super::faults::DropWhen::BeforeHeaders => Reply::Drop(None),
-                    super::faults::DropWhen::MidBody => Reply::Drop(Some(resp)),
+                    DropWhen::BeforeHeaders => Reply::Drop(None),
+                    DropWhen::MidBody => Reply::Drop(Some(resp)),
                 }
             }
             Some(FaultAction::Http {
@@ -348,10 +210,9 @@ mod tests {
 
     #[test]
     fn auth_code_is_deterministic() {
-        let c = Core::new(SandboxConfig::default());
+        let c = SimState::new(SandboxConfig::default());
         assert_eq!(c.auth_code("1"), c.auth_code("1"));
         assert_eq!(c.auth_code("1").len(), 6);
         assert_ne!(c.auth_code("1"), c.auth_code("2"));
-        assert_eq!(percent_decode("a%20b+c%zz"), "a b c%zz");
     }
 }
