@@ -1,6 +1,6 @@
-//! The EMV extension [EXT] (§4.4, §4.5): validate the ICC data the bridge forwards, verify
-//! its ARQC with the simulator's issuer keys, and build the issuer response TLV
-//! (`8A`, `91`, `71`/`72`).
+//! The EMV extension [EXT] (gateways.md §4.4, §4.5): validate the ICC data the bridge
+//! forwards, verify its ARQC with the simulator's issuer keys, and build the issuer response
+//! TLV (`8A`, `91`, `71`/`72`).
 
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_sim::issuer::{self, IssuerError, VerifiedArqc};

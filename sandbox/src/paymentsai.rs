@@ -40,7 +40,8 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// Secret policy (seed 001): 12–30 characters, at least one upper-case letter, at least one
+/// The PaymentsAI secret policy (gateways.md §2.2, with the sandbox's configurable 30-character
+/// maximum of §4.2): 12–30 characters, at least one upper-case letter, at least one
 /// alphanumeric character, not one of the last 4 secrets.
 pub fn check_secret(
     cfg: &PaiConfig,
