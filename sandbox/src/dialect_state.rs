@@ -79,7 +79,7 @@ pub(crate) struct Extra {
     pub(crate) customer_id: Option<String>,
     /// `metadata` as sent.
     pub(crate) metadata: Value,
-    /// The [EXT] `emvResponse` object.
+    /// The \[EXT\] `emvResponse` object.
     pub(crate) emv_response: Option<Value>,
     /// The 3DS flow, when the card asks for one.
     pub(crate) three_ds: Option<ThreeDs>,
@@ -144,7 +144,7 @@ pub(crate) struct Payment {
     pub(crate) country: String,
     /// `webhookUrl` as sent.
     pub(crate) webhook_url: Option<String>,
-    /// The [EXT] `emvResponse` object of a card-present payment.
+    /// The \[EXT\] `emvResponse` object of a card-present payment.
     pub(crate) emv_response: Option<Value>,
 }
 

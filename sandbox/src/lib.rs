@@ -1,5 +1,5 @@
 //! The sandbox payment gateway, as specified in docs/gateways.md §4: one HTTP server on
-//! loopback that speaks the Number, PaymentsAI and Pay1st dialects plus the [EXT] EMV
+//! loopback that speaks the Number, PaymentsAI and Pay1st dialects plus the \[EXT\] EMV
 //! extensions, keeps a ledger, sends signed webhooks and injects faults. Section numbers (§)
 //! in this crate's documentation refer to docs/gateways.md.
 //!

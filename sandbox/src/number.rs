@@ -1,6 +1,6 @@
 //! Number (Aspen REST) dialect under `/number` (gateways.md §1, §4.2, §4.4): `Authenticate` →
 //! SessKey, HMAC-form SessKey for card-data calls, 25 h sessions, IP lockout after 6 failures,
-//! `*Result` envelopes, `Bad Request` for malformed JSON, and the [EXT] `POST /CardSale/EMV`.
+//! `*Result` envelopes, `Bad Request` for malformed JSON, and the \[EXT\] `POST /CardSale/EMV`.
 //! Sessions and lockouts are kept in [`crate::dialect_state::NumberState`].
 
 use axum::http::Method;
@@ -18,7 +18,7 @@ use crate::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput};
 use crate::state::SimState;
 use crate::{clock, money};
 
-/// The caller's IP as Number sees it: `X-Sim-Client-IP` [EXT] or the TCP peer.
+/// The caller's IP as Number sees it: `X-Sim-Client-IP` \[EXT\] or the TCP peer.
 fn client_ip(req: &SimRequest) -> String {
     req.header("x-sim-client-ip")
         .map(str::to_owned)

@@ -1,7 +1,7 @@
 //! Pay1st gateway dialect under `/pay1st` (gateways.md §3, §4.2, §4.4): Basic-auth token and
 //! refresh, `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
 //! creation (unique `partnerReference`), hosted checkout and its completion ([`complete`]),
-//! fulfilments, signed webhooks, the [EXT] status lookup, and the [EXT] `emv` field for an
+//! fulfilments, signed webhooks, the \[EXT\] status lookup, and the \[EXT\] `emv` field for an
 //! immediate card-present authorisation. Tokens and payments are kept in
 //! [`crate::dialect_state::Pay1stState`].
 

@@ -1,6 +1,6 @@
 //! PaymentsAI dialect under `/pai` (gateways.md §2, §4.2, §4.4): `Authorization: ApiKey
 //! <accountId>_<apiKey>_<apiKeyId>`, organization scoping, `idempotencyKey` in the body,
-//! 201 for declines too, refund 409/422, [EXT] void and EMV instruction, the temporal →
+//! 201 for declines too, refund 409/422, \[EXT\] void and EMV instruction, the temporal →
 //! permanent key exchange with the secret policy, signed webhooks, and the end of a 3DS
 //! challenge ([`complete_3ds`]). Keys, tokens and idempotency records are kept in
 //! [`crate::dialect_state::PaiState`].

@@ -3,7 +3,7 @@
 //! into HTTP, performing the reply's directive (delay, hang, drop).
 //!
 //! The server runs its own accept loop (hyper-util) rather than `axum::serve` so that a fault
-//! can close *one* connection: each connection carries a [`ConnCtl`] whose `kill` ends it,
+//! can close *one* connection: each connection carries a `ConnCtl` whose `kill` ends it,
 //! which is how `drop` (before the headers) is done without panicking a handler; `drop`
 //! mid-body sends the headers with the full `Content-Length` and then a body error, after
 //! which hyper aborts the connection.

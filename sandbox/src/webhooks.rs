@@ -11,7 +11,7 @@ use crate::ledger::serialize_dialect;
 
 /// PAI retry delays after each failed attempt (12 attempts, 15 s doubling, capped at 4 h).
 const PAI_SCHEDULE: [i64; 11] = [15, 30, 60, 120, 240, 480, 960, 1920, 3840, 7680, 14_400];
-/// Pay1st [EXT]: 5 attempts, exponential.
+/// Pay1st \[EXT\]: 5 attempts, exponential.
 const PAY1ST_SCHEDULE: [i64; 4] = [30, 60, 120, 240];
 /// Bound on stored deliveries; the oldest delivered ones are dropped first.
 const MAX_ENTRIES: usize = 10_000;
