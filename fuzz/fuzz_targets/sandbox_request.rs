@@ -7,11 +7,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::Bytes;
 use emvbridge_sandbox::config::SandboxConfig;
-use emvbridge_sandbox::core::{Core, Reply, SimRequest};
+use emvbridge_sandbox::dispatch;
+use emvbridge_sandbox::exchange::{Reply, SimRequest};
+use emvbridge_sandbox::state::SimState;
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
-
-const PREFIXES: [&str; 3] = ["number", "pai", "pay1st"];
 
 /// One request: `[sel, path \n query \n body]`.
 fn request(part: &[u8]) -> (&'static str, SimRequest) {
@@ -36,7 +36,7 @@ fn request(part: &[u8]) -> (&'static str, SimRequest) {
             HeaderValue::from_static("ApiKey key_sandbox0001"),
         );
     }
-    let prefix = PREFIXES[(sel & 3) as usize % 3];
+    let prefix = dispatch::PREFIXES[(sel & 3) as usize % 3];
     (
         prefix,
         SimRequest {
@@ -56,10 +56,10 @@ fuzz_target!(|data: &[u8]| {
         clock_start_epoch: Some(1_700_000_000),
         ..SandboxConfig::default()
     };
-    let mut core = Core::new(cfg);
+    let mut state = SimState::new(cfg);
     for part in data.split(|b| *b == 0xFF).take(4) {
         let (prefix, req) = request(part);
-        let resp = match core.handle(prefix, &req) {
+        let resp = match dispatch::handle(&mut state, prefix, &req) {
             Reply::Respond(r) | Reply::Delay(_, r) | Reply::Drop(Some(r)) => Some(r),
             Reply::Hang | Reply::Drop(None) => None,
         };

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use tokio::io::AsyncReadExt as _;
 
-use super::SandboxConfig;
+use crate::config::SandboxConfig;
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let gw = match super::spawn_on(cfg, args.listen).await {
+        let gw = match crate::server::spawn_on(cfg, args.listen).await {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("sandbox-gateway: {e}");

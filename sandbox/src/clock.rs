@@ -1,7 +1,14 @@
-//! Virtual clock (§4.1): wall time since start plus an offset that `POST /_sim/clock` advances,
-//! so SessKey/token expiry and webhook retries can be driven in milliseconds of real time.
+//! Virtual clock (gateways.md §4.1): wall time since start plus an offset that
+//! `POST /_sim/clock` advances, so SessKey/token expiry and webhook retries can be driven in
+//! milliseconds of real time. Also the date-times the dialects read and write (RFC 3339,
+//! calendar days), done with the `time` crate.
 
 use std::time::Instant;
+
+use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::{date, format_description, time};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 /// Seconds since the Unix epoch, as the sandbox sees them.
 #[derive(Debug, Clone)]
@@ -50,91 +57,41 @@ impl VirtualClock {
     }
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+const ISO_SECONDS: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`. Instants outside years 0000–9999 are
+/// clamped to that range.
 pub fn iso8601(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let first = PrimitiveDateTime::new(date!(0000 - 01 - 01), Time::MIDNIGHT).assume_utc();
+    let last = PrimitiveDateTime::new(date!(9999 - 12 - 31), time!(23:59:59)).assume_utc();
+    let clamped = epoch.clamp(first.unix_timestamp(), last.unix_timestamp());
+    OffsetDateTime::from_unix_timestamp(clamped)
+        .ok()
+        .and_then(|t| t.format(ISO_SECONDS).ok())
+        .unwrap_or_default()
 }
 
-/// Parses an ISO-8601/RFC 3339 date-time (`2025-03-17T08:10:52.544247646Z`, `…+02:00`) into
-/// Unix seconds. Fractions are accepted and truncated. `None` for anything else.
+/// Parses an RFC 3339 date-time (`2025-03-17T08:10:52.544247646Z`, `…+02:00`) into Unix
+/// seconds. Fractions are accepted and truncated. `None` for anything else, including dates
+/// that do not exist (`2025-02-30`) and a space in place of the `T`.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b.len() > 40 {
+    if s.len() < 20 || s.len() > 40 || !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't'))
-    {
-        return None;
-    }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-    }
-    let offset = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 => {
-            let sign = match tz.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return None,
-            };
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
 }
 
-/// Howard Hinnant's days-from-civil.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Days since 1970-01-01 of a calendar date; `None` if the date does not exist.
+pub fn days_from_civil(year: i32, month: u8, day: u8) -> Option<i64> {
+    let month = Month::try_from(month).ok()?;
+    let date = Date::from_calendar_date(year, month, day).ok()?;
+    Some(i64::from(
+        date.to_julian_day() - date!(1970 - 01 - 01).to_julian_day(),
+    ))
 }
 
 #[cfg(test)]
@@ -153,16 +110,44 @@ mod tests {
             parse_iso8601("2025-03-17T10:10:52+02:00"),
             Some(1_742_199_052)
         );
+        assert_eq!(
+            parse_iso8601("2025-03-17t08:10:52.5-01:30"),
+            Some(1_742_199_052 + 5400)
+        );
+        assert_eq!(parse_iso8601("2025-03-17T08:10:52z"), Some(1_742_199_052));
+        assert_eq!(
+            parse_iso8601("2025-03-17T08:10:52.123456789123Z"),
+            Some(1_742_199_052)
+        );
         assert_eq!(iso8601(1_742_199_052), "2025-03-17T08:10:52Z");
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(iso8601(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(iso8601(i64::MIN), "0000-01-01T00:00:00Z");
+        for e in [0, 951_782_400, 1_742_199_052, 4_102_444_800] {
+            assert_eq!(parse_iso8601(&iso8601(e)), Some(e));
+        }
         for bad in [
             "",
             "2025-03-17",
             "2025-13-17T08:10:52Z",
             "2025-03-17T08:10:52",
             "2025-03-17T08:10:52.Z",
+            "2025-03-17 08:10:52Z",
+            "2025-03-17T08:10:52+0200",
         ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2025, 3, 17), Some(1_742_199_052 / 86_400));
+        assert_eq!(days_from_civil(2000, 2, 29), Some(11_016));
+        assert_eq!(days_from_civil(1969, 12, 31), Some(-1));
+        assert_eq!(days_from_civil(2025, 2, 29), None);
+        assert_eq!(days_from_civil(2025, 13, 1), None);
     }
 
     #[test]

@@ -132,9 +132,9 @@ pub struct PaiConfig {
     pub temporal_api_key: String,
     /// Temporal key lifetime (7 days, §2.2).
     pub temporal_ttl_secs: i64,
-    /// Secret policy bounds (12–30, seed 001).
+    /// Lower bound of the secret length (12, the PaymentsAI secret policy of §2.2).
     pub secret_min_len: usize,
-    /// Upper bound of the secret length.
+    /// Upper bound of the secret length (30; the sandbox's own bound, §4.2).
     pub secret_max_len: usize,
     /// Default webhook URL (a registered destination takes precedence).
     pub webhook_url: Option<String>,

@@ -1,4 +1,6 @@
-//! Control plane under `/_sim` (§4.1, §4.6, §4.7): loopback callers only, no auth.
+//! The control plane under `/_sim` (gateways.md §4.1, §4.6, §4.7): reset, virtual clock, fault
+//! rules, ledger and orphan check, lockout reset, webhook deliveries, and finishing a PaymentsAI
+//! 3DS challenge or a Pay1st hosted checkout. Loopback callers only, no auth.
 
 use std::sync::Arc;
 
@@ -11,13 +13,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::clock;
-use super::faults::FaultRule;
-use super::{deliver_due, ConnCtl, Shared};
+use crate::clock;
+use crate::faults::FaultRule;
+use crate::shared::{deliver_due, ConnCtl, Shared};
+use crate::{pay1st, paymentsai};
 
 type S = State<Arc<Shared>>;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_sim/reset", post(reset))
         .route("/_sim/clock", get(clock_get).post(clock_post))
@@ -57,7 +60,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, 
 }
 
 async fn reset(State(s): S) -> Response {
-    s.core().reset();
+    s.state().reset();
     Json(json!({"ok": true})).into_response()
 }
 
@@ -66,7 +69,7 @@ fn clock_json(now: i64) -> Value {
 }
 
 async fn clock_get(State(s): S) -> Response {
-    let now = s.core().now();
+    let now = s.state().now();
     Json(clock_json(now)).into_response()
 }
 
@@ -85,14 +88,14 @@ async fn clock_post(State(s): S, body: axum::body::Bytes) -> Response {
     if !(0..=10 * 365 * 86_400).contains(&a.advance_secs) {
         return bad("advanceSecs must be between 0 and ten years");
     }
-    s.core().clock.advance(a.advance_secs);
+    s.state().clock.advance(a.advance_secs);
     deliver_due(&s).await;
-    let now = s.core().now();
+    let now = s.state().now();
     Json(clock_json(now)).into_response()
 }
 
 async fn faults_get(State(s): S) -> Response {
-    let rules = s.core().faults.rules().to_vec();
+    let rules = s.state().faults.rules().to_vec();
     Json(json!({"rules": rules})).into_response()
 }
 
@@ -101,7 +104,7 @@ async fn faults_post(State(s): S, body: axum::body::Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return bad(&format!("invalid fault rule: {e}")),
     };
-    if s.core().faults.add(rule) {
+    if s.state().faults.add(rule) {
         (StatusCode::CREATED, Json(json!({"ok": true}))).into_response()
     } else {
         bad("too many fault rules")
@@ -109,7 +112,7 @@ async fn faults_post(State(s): S, body: axum::body::Bytes) -> Response {
 }
 
 async fn faults_delete(State(s): S) -> Response {
-    s.core().faults.clear();
+    s.state().faults.clear();
     Json(json!({"ok": true})).into_response()
 }
 
@@ -119,7 +122,7 @@ struct LedgerQuery {
 }
 
 async fn ledger(State(s): S, Query(q): Query<LedgerQuery>) -> Response {
-    let c = s.core();
+    let c = s.state();
     let rows: Vec<_> = c
         .ledger
         .all()
@@ -131,7 +134,7 @@ async fn ledger(State(s): S, Query(q): Query<LedgerQuery>) -> Response {
 }
 
 async fn no_orphans(State(s): S) -> Response {
-    let orphans = s.core().ledger.orphans();
+    let orphans = s.state().ledger.orphans();
     if orphans.is_empty() {
         Json(json!({"ok": true, "orphans": []})).into_response()
     } else {
@@ -153,12 +156,12 @@ async fn unlock(State(s): S, body: axum::body::Bytes) -> Response {
         Ok(u) => u,
         Err(e) => return bad(&e),
     };
-    s.core().number.unlock(u.ip.as_deref());
+    s.state().number.unlock(u.ip.as_deref());
     Json(json!({"ok": true})).into_response()
 }
 
 async fn webhooks(State(s): S) -> Response {
-    let list = s.core().outbox.entries().to_vec();
+    let list = s.state().outbox.entries().to_vec();
     Json(json!({"deliveries": list})).into_response()
 }
 
@@ -169,7 +172,7 @@ async fn flush(State(s): S) -> Response {
 
 async fn redeliver(State(s): S, Path(id): Path<u64>) -> Response {
     let ok = {
-        let mut c = s.core();
+        let mut c = s.state();
         let now = c.now();
         c.outbox.redeliver(id, now)
     };
@@ -200,7 +203,7 @@ async fn pai_3ds(State(s): S, body: axum::body::Bytes) -> Response {
         d.outcome.as_str(),
         "approved" | "success" | "passed" | "authenticated"
     );
-    let r = s.core().pai_complete_3ds(&d.tx_id, passed);
+    let r = paymentsai::complete_3ds(&mut s.state(), &d.tx_id, passed);
     s.wake.notify_one();
     match r {
         Some(v) => Json(json!({"data": v})).into_response(),
@@ -224,9 +227,12 @@ async fn pay1st_complete(State(s): S, body: axum::body::Bytes) -> Response {
         Ok(d) => d,
         Err(e) => return bad(&e),
     };
-    let r = s
-        .core()
-        .pay1st_complete(&d.reference, d.outcome.as_deref(), d.pan.as_deref());
+    let r = pay1st::complete(
+        &mut s.state(),
+        &d.reference,
+        d.outcome.as_deref(),
+        d.pan.as_deref(),
+    );
     s.wake.notify_one();
     match r {
         Some(v) => Json(v).into_response(),

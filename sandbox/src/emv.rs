@@ -1,6 +1,6 @@
-//! The EMV extension [EXT] (§4.4, §4.5): validate the ICC data the bridge forwards, verify
-//! its ARQC with the simulator's issuer keys, and build the issuer response TLV
-//! (`8A`, `91`, `71`/`72`).
+//! The EMV extension \[EXT\] (gateways.md §4.4, §4.5): validate the ICC data the bridge
+//! forwards, verify its ARQC with the simulator's issuer keys, and build the issuer response
+//! TLV (`8A`, `91`, `71`/`72`).
 
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_sim::issuer::{self, IssuerError, VerifiedArqc};
@@ -10,7 +10,7 @@ const REQUIRED: [u32; 13] = [
     0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37, 0x82, 0x9F36, 0x9F10, 0x9F26, 0x9F27,
 ];
 
-/// Why ICC data was refused before any cryptography; Number `ErrCode` 7001–7004 [EXT].
+/// Why ICC data was refused before any cryptography; Number `ErrCode` 7001–7004 \[EXT\].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EmvReject {
     /// Not hex, not BER-TLV, or too large.
@@ -28,7 +28,7 @@ pub enum EmvReject {
 }
 
 impl EmvReject {
-    /// The Number `ErrCode` [EXT].
+    /// The Number `ErrCode` \[EXT\].
     pub fn err_code(self) -> u32 {
         match self {
             EmvReject::NotTlv => 7001,
@@ -67,7 +67,7 @@ pub fn bcd_amount(v: &[u8]) -> Option<i64> {
     })
 }
 
-/// Structural checks in the order of the [EXT] error codes: TLV, tags, ARQC, amount.
+/// Structural checks in the order of the \[EXT\] error codes: TLV, tags, ARQC, amount.
 /// `amount_minor` is the amount of the request (`None` when the request carries none and
 /// 9F02 is authoritative).
 ///

@@ -1,9 +1,10 @@
-//! Fault rules (§4.7): `POST /_sim/faults {match, action, times}`, first match wins (FIFO),
-//! each firing consumes one of `times` (0 = until cleared).
+//! Fault rules (gateways.md §4.7): `POST /_sim/faults {match, action, times}`, first match
+//! wins (FIFO), each firing consumes one of `times` (0 = until cleared).
 
+use emvbridge_core::gateway::Dialect;
 use serde::{Deserialize, Serialize};
 
-use super::ledger::Dialect;
+use crate::ledger::{deserialize_opt_dialect, serialize_opt_dialect};
 
 /// The operation a request performs, as fault rules name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +34,11 @@ pub enum Op {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaultMatch {
-    /// Dialect.
+    /// Dialect (`number`, `pai`, `pay1st`).
+    #[serde(
+        serialize_with = "serialize_opt_dialect",
+        deserialize_with = "deserialize_opt_dialect"
+    )]
     pub dialect: Option<Dialect>,
     /// Operation.
     pub op: Option<Op>,
@@ -209,17 +214,17 @@ impl Faults {
         let mut fired = None;
         for (i, r) in self.rules.iter_mut().enumerate() {
             let m = &r.matcher;
-            let ok = m.dialect.map_or(true, |d| Some(d) == key.dialect)
-                && m.op.map_or(true, |o| Some(o) == key.op)
-                && m.amount_minor.map_or(true, |a| Some(a) == key.amount_minor)
+            let ok = m.dialect.is_none_or(|d| Some(d) == key.dialect)
+                && m.op.is_none_or(|o| Some(o) == key.op)
+                && m.amount_minor.is_none_or(|a| Some(a) == key.amount_minor)
                 && m.client_ref
                     .as_ref()
-                    .map_or(true, |c| key.client_ref.as_ref() == Some(c));
+                    .is_none_or(|c| key.client_ref.as_ref() == Some(c));
             if !ok {
                 continue;
             }
             r.seen = r.seen.saturating_add(1);
-            if fired.is_none() && m.nth.map_or(true, |n| r.seen >= n) {
+            if fired.is_none() && m.nth.is_none_or(|n| r.seen >= n) {
                 fired = Some(i);
             }
         }
@@ -295,5 +300,35 @@ mod tests {
             assert_eq!(r.times, 1);
         }
         assert!(serde_json::from_str::<FaultRule>(r#"{"action":{"type":"explode"}}"#).is_err());
+    }
+
+    #[test]
+    fn dialects_by_their_sandbox_names() {
+        for (name, d) in [
+            ("number", Dialect::Number),
+            ("pai", Dialect::PaymentsAi),
+            ("pay1st", Dialect::Pay1st),
+        ] {
+            let r = rule(&format!(
+                r#"{{"match":{{"dialect":"{name}"}},"action":{{"type":"auth_expire"}}}}"#
+            ));
+            assert_eq!(r.matcher.dialect, Some(d));
+            let back = serde_json::to_value(&r).unwrap();
+            assert_eq!(back["match"]["dialect"], name);
+        }
+        let r = rule(r#"{"match":{"dialect":null},"action":{"type":"auth_expire"}}"#);
+        assert_eq!(r.matcher.dialect, None);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["match"]["dialect"],
+            serde_json::Value::Null
+        );
+        for bad in ["paymentsai", "PAI", "other"] {
+            let json =
+                format!(r#"{{"match":{{"dialect":"{bad}"}},"action":{{"type":"auth_expire"}}}}"#);
+            let err = serde_json::from_str::<FaultRule>(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown variant"), "{err}");
+        }
     }
 }

@@ -1,21 +1,53 @@
-//! The common transaction model (§4.3) and the ledger every dialect writes to.
+//! The common transaction model (gateways.md §4.3) and the ledger every dialect writes to,
+//! plus the sandbox's JSON names of the dialects and the PAN helpers (brand, last four).
 //!
 //! The ledger never holds a full PAN: `pan_last4` and `brand` only.
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use emvbridge_core::gateway::Dialect;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Which API a transaction came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// Number (Aspen REST).
-    Number,
-    /// PaymentsAI.
-    Pai,
-    /// Pay1st.
-    Pay1st,
+/// The dialect names in the sandbox's JSON (ledger rows, webhook deliveries, fault rules):
+/// its path prefixes, `number`, `pai`, `pay1st`.
+pub fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Number => "number",
+        Dialect::PaymentsAi => "pai",
+        Dialect::Pay1st => "pay1st",
+    }
+}
+
+/// The dialect with this sandbox JSON name (exact spelling, see [`dialect_name`]).
+pub fn dialect_from_name(name: &str) -> Option<Dialect> {
+    [Dialect::Number, Dialect::PaymentsAi, Dialect::Pay1st]
+        .into_iter()
+        .find(|d| dialect_name(*d) == name)
+}
+
+/// `serialize_with` for a [`Dialect`] field: its sandbox JSON name.
+pub fn serialize_dialect<S: Serializer>(d: &Dialect, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(dialect_name(*d))
+}
+
+/// `serialize_with` for an optional [`Dialect`] field.
+pub fn serialize_opt_dialect<S: Serializer>(d: &Option<Dialect>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(dialect_name(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `deserialize_with` for an optional [`Dialect`] field: `null` or a sandbox JSON name.
+pub fn deserialize_opt_dialect<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Dialect>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(name) => dialect_from_name(&name)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &["number", "pai", "pay1st"])),
+    }
 }
 
 /// What the transaction did.
@@ -78,6 +110,7 @@ pub struct Txn {
     /// Sandbox id (the dialect's own id: Number TxID, PAI `txn_…`, Pay1st reference).
     pub id: String,
     /// API it came through.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// What it did.
     pub kind: Kind,
@@ -193,6 +226,7 @@ pub struct Orphan {
     /// Transaction id.
     pub id: String,
     /// Dialect.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// Client reference.
     pub client_ref: Option<String>,
@@ -279,19 +313,6 @@ pub fn brand_of(pan: &str) -> &'static str {
     }
 }
 
-/// First six and last four digits, the rest `*`.
-pub fn mask_pan(pan: &str) -> String {
-    let n = pan.len();
-    if n < 10 {
-        return "*".repeat(n);
-    }
-    let mut s = String::with_capacity(n);
-    s.push_str(pan.get(..6).unwrap_or_default());
-    s.push_str(&"*".repeat(n - 10));
-    s.push_str(pan.get(n - 4..).unwrap_or_default());
-    s
-}
-
 /// Last four digits.
 pub fn last4(pan: &str) -> String {
     pan.get(pan.len().saturating_sub(4)..)
@@ -304,13 +325,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_and_brands() {
-        assert_eq!(mask_pan("4111111111111111"), "411111******1111");
-        assert_eq!(mask_pan("123"), "***");
+    fn brands_and_last4() {
         assert_eq!(brand_of("371449635398431"), "amex");
         assert_eq!(brand_of("5105105105105100"), "mastercard");
         assert_eq!(brand_of("6011000990139424"), "discover");
         assert_eq!(last4("4111111111111111"), "1111");
+    }
+
+    #[test]
+    fn dialect_json_names() {
+        let t = Txn::new("1".into(), Dialect::PaymentsAi, Kind::Sale, 1, "USD", 0);
+        assert_eq!(serde_json::to_value(&t).unwrap()["dialect"], "pai");
+        for (d, name) in [
+            (Dialect::Number, "number"),
+            (Dialect::PaymentsAi, "pai"),
+            (Dialect::Pay1st, "pay1st"),
+        ] {
+            assert_eq!(dialect_name(d), name);
+            assert_eq!(dialect_from_name(name), Some(d));
+        }
+        assert_eq!(dialect_from_name("paymentsai"), None);
+        assert_eq!(dialect_from_name("PAI"), None);
     }
 
     #[test]
@@ -339,7 +374,7 @@ mod tests {
         for i in 0..1000 {
             l.push(Txn::new(
                 format!("t{i}"),
-                Dialect::Pai,
+                Dialect::PaymentsAi,
                 Kind::Sale,
                 i,
                 "USD",
@@ -349,7 +384,7 @@ mod tests {
         // A second row under an existing id: lookups keep answering the first, as a scan did.
         l.push(Txn::new(
             "t7".into(),
-            Dialect::Pai,
+            Dialect::PaymentsAi,
             Kind::Sale,
             99_999,
             "USD",

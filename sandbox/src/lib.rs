@@ -1,17 +1,20 @@
-//! The sandbox payment gateway (issue 4, gateways.md §4): one HTTP server on loopback that
-//! speaks the Number, PaymentsAI and Pay1st dialects plus the [EXT] EMV extensions, keeps a
-//! ledger, sends signed webhooks and injects faults.
+//! The sandbox payment gateway, as specified in docs/gateways.md §4: one HTTP server on
+//! loopback that speaks the Number, PaymentsAI and Pay1st dialects plus the \[EXT\] EMV
+//! extensions, keeps a ledger, sends signed webhooks and injects faults. Section numbers (§)
+//! in this crate's documentation refer to docs/gateways.md.
 //!
-//! Everything stateful is sans-IO in [`core::Core`]; this module is the I/O shell. The
-//! server runs its own accept loop (hyper-util) rather than `axum::serve` so that a fault
-//! can close *one* connection: each connection carries a [`ConnCtl`] whose `kill` ends it,
-//! which is how `drop` (before the headers) is done without panicking a handler; `drop`
-//! mid-body sends the headers with the full `Content-Length` and then a body error, after
-//! which hyper aborts the connection.
+//! Layout, each module using only those listed before it:
+//! - plain data and rules: [`exchange`] (request/reply types), [`clock`], [`config`],
+//!   [`money`], [`emv`], [`ledger`], [`faults`], [`outcome`], [`webhooks`];
+//! - state: [`dialect_state`] (what each dialect remembers), [`state`] ([`SimState`], all of
+//!   it, with the fault and webhook machinery);
+//! - the dialects: [`number`], [`paymentsai`], [`pay1st`], and [`dispatch`] above them;
+//! - the I/O shell: `shared` (lock, webhook delivery), `control` (the `/_sim` control
+//!   plane), [`server`] (listener, accept loop, HTTP ↔ [`SimRequest`]/[`Reply`]), [`cli`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let gw = emvbridge::sandbox::spawn(emvbridge::sandbox::SandboxConfig::default()).await?;
+//! let gw = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default()).await?;
 //! println!("{}", gw.url()); // http://127.0.0.1:PORT
 //! gw.shutdown().await;
 //! # Ok(()) }
@@ -21,8 +24,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod control;
-pub mod core;
+pub mod dialect_state;
+pub mod dispatch;
 pub mod emv;
+pub mod exchange;
 pub mod faults;
 pub mod ledger;
 pub mod money;
@@ -30,310 +35,12 @@ pub mod number;
 pub mod outcome;
 pub mod pay1st;
 pub mod paymentsai;
+pub mod server;
+mod shared;
+pub mod state;
 pub mod webhooks;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::extract::{Extension, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
-use bytes::Bytes;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
-
 pub use config::SandboxConfig;
-pub use core::{Core, Reply, SimRequest, SimResponse};
-
-/// Per-connection control, put into every request's extensions by the accept loop.
-#[derive(Clone)]
-pub struct ConnCtl {
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// Notify to close this connection at once (no response).
-    pub kill: Arc<Notify>,
-}
-
-/// State shared by the handlers and the webhook task.
-pub struct Shared {
-    core: Mutex<Core>,
-    wake: Notify,
-    http: reqwest::Client,
-}
-
-impl Shared {
-    /// Locks the core (a poisoned lock is recovered: the state is plain data).
-    pub fn core(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Why the sandbox could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
-    /// The control plane must stay on loopback (§4.1).
-    #[error("listen address must be a loopback address")]
-    NotLoopback,
-    /// Bind failed.
-    #[error("cannot bind: {0}")]
-    Bind(#[from] std::io::Error),
-    /// HTTP client for webhooks could not be built.
-    #[error("cannot build webhook client")]
-    Client,
-}
-
-/// A running sandbox.
-pub struct SandboxHandle {
-    /// The bound address (`127.0.0.1:PORT`).
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl SandboxHandle {
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Direct access to the state (tests, embedding).
-    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
-        f(&mut self.shared.core())
-    }
-
-    /// Stops accepting, closes every connection (hung ones included) and waits.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
-
-/// Starts the sandbox on `127.0.0.1:0`.
-///
-/// # Errors
-/// [`SpawnError`] when the socket cannot be bound.
-pub async fn spawn(cfg: SandboxConfig) -> Result<SandboxHandle, SpawnError> {
-    spawn_on(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
-}
-
-/// Starts the sandbox on `listen`, which must be a loopback address.
-///
-/// # Errors
-/// [`SpawnError`].
-pub async fn spawn_on(cfg: SandboxConfig, listen: SocketAddr) -> Result<SandboxHandle, SpawnError> {
-    if !listen.ip().is_loopback() {
-        return Err(SpawnError::NotLoopback);
-    }
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|_| SpawnError::Client)?;
-    let shared = Arc::new(Shared {
-        core: Mutex::new(Core::new(cfg)),
-        wake: Notify::new(),
-        http,
-    });
-    let (stop, stop_rx) = watch::channel(false);
-    let router = router(shared.clone());
-    let accept = tokio::spawn(accept_loop(listener, router, stop_rx.clone()));
-    let hooks = tokio::spawn(webhook_loop(shared.clone(), stop_rx));
-    tracing::info!(%addr, "sandbox gateway listening");
-    Ok(SandboxHandle {
-        addr,
-        shared,
-        stop,
-        tasks: vec![accept, hooks],
-    })
-}
-
-fn router(shared: Arc<Shared>) -> Router {
-    control::routes()
-        .fallback(dialect_handler)
-        .with_state(shared)
-}
-
-async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let kill = Arc::new(Notify::new());
-        let app = router.clone().layer(Extension(ConnCtl {
-            peer,
-            kill: kill.clone(),
-        }));
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let svc = TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = kill.notified() => {}
-                _ = stop.changed() => {}
-            }
-        });
-    }
-}
-
-async fn webhook_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = stop.changed() => return,
-        }
-        deliver_due(&shared).await;
-    }
-}
-
-/// Sends every due webhook, one after the other (order matters for the reorder mode).
-pub(crate) async fn deliver_due(shared: &Shared) {
-    let batch = {
-        let mut c = shared.core();
-        let now = c.now();
-        c.outbox.due(now)
-    };
-    for o in batch {
-        let mut rb = shared.http.post(&o.url).body(o.body.clone());
-        for (k, v) in &o.headers {
-            rb = rb.header(k.as_str(), v.as_str());
-        }
-        let res = match rb.send().await {
-            Ok(r) => Ok(r.status().as_u16()),
-            Err(e) => Err(if e.is_timeout() {
-                "timeout".to_owned()
-            } else {
-                "connect or transport error".to_owned()
-            }),
-        };
-        let mut c = shared.core();
-        let now = c.now();
-        c.outbox.record(o.id, now, res);
-    }
-}
-
-fn to_response(r: SimResponse) -> Response {
-    let mut resp = Response::new(Body::from(r.body));
-    *resp.status_mut() =
-        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(r.content_type),
-    );
-    resp
-}
-
-fn too_large(prefix: &str) -> SimResponse {
-    match prefix {
-        "pai" => paymentsai::error(413, "Payload too large", None),
-        "pay1st" => pay1st::error(413, "PAYLOAD_TOO_LARGE", "payload too large"),
-        _ => SimResponse::text(413, "Request Entity Too Large"),
-    }
-}
-
-async fn dialect_handler(
-    State(shared): State<Arc<Shared>>,
-    ctl: Option<Extension<ConnCtl>>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let trimmed = path.trim_start_matches('/');
-    let (prefix, rest) = trimmed
-        .split_once('/')
-        .map(|(p, r)| (p, format!("/{r}")))
-        .unwrap_or((trimmed, "/".to_owned()));
-    if !matches!(prefix, "number" | "pai" | "pay1st") {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
-    }
-    let limit = shared.core().cfg.max_body_bytes;
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return to_response(too_large(prefix));
-    };
-    let peer = ctl
-        .as_ref()
-        .map(|c| c.peer)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
-    let sreq = SimRequest {
-        method: parts.method,
-        path: rest,
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body,
-        peer_ip: peer.ip(),
-        host,
-    };
-    let reply = shared.core().handle(prefix, &sreq);
-    shared.wake.notify_one();
-    perform(reply, ctl.map(|c| c.0)).await
-}
-
-async fn perform(reply: Reply, ctl: Option<ConnCtl>) -> Response {
-    match reply {
-        Reply::Respond(r) => to_response(r),
-        Reply::Delay(ms, r) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            to_response(r)
-        }
-        Reply::Hang => {
-            std::future::pending::<()>().await;
-            to_response(SimResponse::empty(500))
-        }
-        Reply::Drop(None) => {
-            if let Some(c) = ctl {
-                c.kill.notify_one();
-            }
-            std::future::pending::<()>().await;
-            to_response(SimResponse::empty(500))
-        }
-        Reply::Drop(Some(r)) => {
-            let full = r.body.len();
-            let half = Bytes::from(r.body.get(..full / 2).unwrap_or_default().to_vec());
-            if let Some(c) = ctl {
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    c.kill.notify_one();
-                });
-            }
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::other("connection dropped by fault rule")),
-            ];
-            let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
-            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(r.content_type),
-            );
-            resp.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(full));
-            resp
-        }
-    }
-}
+pub use exchange::{Reply, SimRequest, SimResponse};
+pub use server::{spawn, spawn_on, SandboxHandle, SpawnError};
+pub use state::SimState;

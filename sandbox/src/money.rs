@@ -1,12 +1,16 @@
-//! Decimal amounts on the wire ↔ integer minor units inside. No floats (house rule).
+//! Decimal amounts on the wire ↔ integer minor units inside, by integer arithmetic only (an
+//! amount is never a float). Minor-unit exponents come from the ISO 4217 table of the
+//! protocol crate ([`Currency`]).
 
-/// Minor-unit exponent for an ISO 4217 code (2 unless listed).
+use emvbridge_protocol::emv::numeric::format_minor_units;
+use emvbridge_protocol::emv::Currency;
+
+/// Minor-unit exponent of an ISO 4217 alphabetic code, as spelled (upper case) in the
+/// protocol crate's table; 2 for a code the table does not have.
 pub fn exponent(currency: &str) -> u32 {
-    match currency {
-        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" | "RWF" => 0,
-        "BHD" | "KWD" | "JOD" | "OMR" | "TND" | "LYD" | "IQD" => 3,
-        _ => 2,
-    }
+    Currency::from_alpha(currency)
+        .filter(|c| c.alpha == currency)
+        .map_or(2, |c| u32::from(c.exponent))
 }
 
 /// Parses a decimal text (`"47.77"`, `"100"`, `"1e2"` is refused) into minor units.
@@ -60,18 +64,9 @@ pub fn to_json(minor: i64, exp: u32) -> serde_json::Value {
 
 /// Minor units as decimal text (`4777` → `"47.77"`).
 pub fn to_text(minor: i64, exp: u32) -> String {
-    if exp == 0 {
-        return minor.to_string();
-    }
-    let div = 10i64.pow(exp);
     let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    format!(
-        "{sign}{}.{:0w$}",
-        m / div as u64,
-        m % div as u64,
-        w = exp as usize
-    )
+    let exp = u8::try_from(exp).unwrap_or(u8::MAX);
+    format!("{sign}{}", format_minor_units(minor.unsigned_abs(), exp))
 }
 
 #[cfg(test)]
@@ -93,7 +88,17 @@ mod tests {
         assert_eq!(from_json(&serde_json::json!(2.78), 2), Some(278));
         assert_eq!(to_text(257, 2), "2.57");
         assert_eq!(to_json(4777, 2), serde_json::json!(47.77));
+        assert_eq!(to_text(5, 2), "0.05");
+        assert_eq!(to_text(-257, 2), "-2.57");
+        assert_eq!(to_text(1234, 0), "1234");
+        assert_eq!(to_text(1234, 3), "1.234");
         assert_eq!(exponent("JPY"), 0);
+        assert_eq!(exponent("BHD"), 3);
+        assert_eq!(exponent("USD"), 2);
+        assert_eq!(exponent("NGN"), 2);
+        // Codes the table lacks, and lower-case spellings, keep the default of 2.
+        assert_eq!(exponent("ZZZ"), 2);
+        assert_eq!(exponent("jpy"), 2);
     }
 
     proptest! {

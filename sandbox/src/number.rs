@@ -1,57 +1,24 @@
-//! Number (Aspen REST) dialect under `/number` (§1, §4.2, §4.4): `Authenticate` → SessKey,
-//! HMAC-form SessKey for card-data calls, 25 h sessions, IP lockout after 6 failures,
-//! `*Result` envelopes, `Bad Request` for malformed JSON, and the [EXT] `POST /CardSale/EMV`.
-
-use std::collections::{HashMap, HashSet};
+//! Number (Aspen REST) dialect under `/number` (gateways.md §1, §4.2, §4.4): `Authenticate` →
+//! SessKey, HMAC-form SessKey for card-data calls, 25 h sessions, IP lockout after 6 failures,
+//! `*Result` envelopes, `Bad Request` for malformed JSON, and the \[EXT\] `POST /CardSale/EMV`.
+//! Sessions and lockouts are kept in [`crate::dialect_state::NumberState`].
 
 use axum::http::Method;
+use emvbridge_core::gateway::sign::verify_hmac_sha256_hex;
+use emvbridge_core::gateway::Dialect;
+use emvbridge_protocol::emv::mask_pan_digits;
 use serde_json::{json, Value};
 
-use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
-use super::emv::{self, Verdict};
-use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
-use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput};
-use super::webhooks::hmac_hex;
-use super::{clock, money};
+use crate::dialect_state::Session;
+use crate::emv::{self, Verdict};
+use crate::exchange::{Exec, Reply, SimRequest, SimResponse};
+use crate::faults::{FaultAction, FaultKey, Op};
+use crate::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
+use crate::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput};
+use crate::state::SimState;
+use crate::{clock, money};
 
-/// Sessions, failure counters and locked IPs.
-#[derive(Debug, Default)]
-pub struct NumberState {
-    sessions: HashMap<String, Session>,
-    failures: HashMap<String, u32>,
-    locked: HashSet<String>,
-    next_txid: i64,
-}
-
-#[derive(Debug, Clone)]
-struct Session {
-    created: i64,
-    ip: String,
-}
-
-impl NumberState {
-    /// `POST /_sim/unlock`: clears the lockout of `ip` (all IPs when `None`).
-    pub fn unlock(&mut self, ip: Option<&str>) {
-        match ip {
-            Some(ip) => {
-                self.locked.remove(ip);
-                self.failures.remove(ip);
-            }
-            None => {
-                self.locked.clear();
-                self.failures.clear();
-            }
-        }
-    }
-
-    /// Whether `ip` is locked.
-    pub fn is_locked(&self, ip: &str) -> bool {
-        self.locked.contains(ip)
-    }
-}
-
-/// The caller's IP as Number sees it: `X-Sim-Client-IP` [EXT] or the TCP peer.
+/// The caller's IP as Number sees it: `X-Sim-Client-IP` \[EXT\] or the TCP peer.
 fn client_ip(req: &SimRequest) -> String {
     req.header("x-sim-client-ip")
         .map(str::to_owned)
@@ -88,7 +55,7 @@ fn result_name(op: &str) -> Option<&'static str> {
 }
 
 /// Entry point for `/number/...`.
-pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
+pub fn handle(core: &mut SimState, req: &SimRequest) -> Reply {
     let path = req.path.as_str();
     let op = path
         .strip_prefix("/APIcardProcNumber/v1.0.0")
@@ -172,7 +139,7 @@ pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
     )
 }
 
-fn authenticate(core: &mut Core, body: &Value, ip: &str) -> SimResponse {
+fn authenticate(core: &mut SimState, body: &Value, ip: &str) -> SimResponse {
     let cfg = &core.cfg.number;
     let acct = body
         .get("AcctCode")
@@ -217,7 +184,7 @@ fn authenticate(core: &mut Core, body: &Value, ip: &str) -> SimResponse {
 
 /// Checks the `SessKey` header; returns the session key or `(ErrCode, message)`.
 fn check_sesskey(
-    core: &mut Core,
+    core: &mut SimState,
     req: &SimRequest,
     ip: &str,
     card_op: bool,
@@ -229,11 +196,10 @@ fn check_sesskey(
         [_] => return Err((5051, "card data requires the hmac sesskey")),
         [k, epoch, uid, mac] => {
             let cfg = &core.cfg.number;
-            let expect = hmac_hex(
-                cfg.hmac_secret.as_bytes(),
-                format!("{k}_{epoch}_{uid}").as_bytes(),
-            );
-            if !expect.eq_ignore_ascii_case(mac) || *uid != cfg.user_id {
+            let signed = format!("{k}_{epoch}_{uid}");
+            if !verify_hmac_sha256_hex(cfg.hmac_secret.as_bytes(), signed.as_bytes(), mac)
+                || *uid != cfg.user_id
+            {
                 return Err((5051, "bad sesskey hmac"));
             }
             let epoch: i64 = epoch.parse().map_err(|_| (5051, "bad sesskey epoch"))?;
@@ -271,7 +237,7 @@ fn amount_of(body: &Value) -> Option<i64> {
         .and_then(|v| money::from_json(v, 2))
 }
 
-fn next_txid(core: &mut Core) -> String {
+fn next_txid(core: &mut SimState) -> String {
     core.number.next_txid += 1;
     (53_000 + core.number.next_txid).to_string()
 }
@@ -313,7 +279,13 @@ fn forced_of(fault: Option<&FaultAction>) -> Option<Forced> {
     }
 }
 
-fn sale(core: &mut Core, name: &str, op: &str, body: &Value, fault: Option<&FaultAction>) -> Exec {
+fn sale(
+    core: &mut SimState,
+    name: &str,
+    op: &str,
+    body: &Value,
+    fault: Option<&FaultAction>,
+) -> Exec {
     let Some(amount) = amount_of(body) else {
         return Exec::reply(aspen_error(
             name,
@@ -504,7 +476,7 @@ fn sale(core: &mut Core, name: &str, op: &str, body: &Value, fault: Option<&Faul
             ));
         }
     }
-    tracing::info!(txid = %id, pan = %pan.as_deref().map(super::ledger::mask_pan).unwrap_or_default(), state = ?t.state, "number sale");
+    tracing::info!(txid = %id, pan = %pan.as_deref().map(mask_pan_digits).unwrap_or_default(), state = ?t.state, "number sale");
     core.ledger.push(t);
     Exec {
         resp: envelope(name, r),
@@ -524,7 +496,7 @@ fn txid_of(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn void(core: &mut Core, name: &str, body: &Value, fault: Option<&FaultAction>) -> Exec {
+fn void(core: &mut SimState, name: &str, body: &Value, fault: Option<&FaultAction>) -> Exec {
     let txid = txid_of(body.get("TxID")).unwrap_or_default();
     let Some(orig) = core
         .ledger
@@ -584,7 +556,7 @@ fn void(core: &mut Core, name: &str, body: &Value, fault: Option<&FaultAction>) 
     }
 }
 
-fn apply_credit(core: &mut Core, name: &str, body: &Value) -> Exec {
+fn apply_credit(core: &mut SimState, name: &str, body: &Value) -> Exec {
     let txid = txid_of(body.get("TxID")).unwrap_or_default();
     let Some(orig) = core
         .ledger
@@ -642,7 +614,7 @@ fn apply_credit(core: &mut Core, name: &str, body: &Value) -> Exec {
     }
 }
 
-fn increment_auth(core: &mut Core, name: &str, body: &Value) -> Exec {
+fn increment_auth(core: &mut SimState, name: &str, body: &Value) -> Exec {
     let txid = txid_of(body.get("OrigAuthTxID")).unwrap_or_default();
     let Some(orig) = core
         .ledger
@@ -721,7 +693,7 @@ fn record(t: &Txn) -> Value {
         "OrigTxID": t.parent, "CreatedOn": clock::iso8601(t.created_at)})
 }
 
-fn query(core: &mut Core, name: &str, body: &Value) -> SimResponse {
+fn query(core: &mut SimState, name: &str, body: &Value) -> SimResponse {
     let q = body
         .get("Query")
         .and_then(Value::as_str)
@@ -829,16 +801,11 @@ impl Term {
     }
 }
 
+/// Days since 1970-01-01 of an `MM/DD/YYYY` date in a query term.
 fn mdy_days(s: &str) -> Option<i64> {
     let mut it = s.split('/');
     let (m, d, y) = (it.next()?, it.next()?, it.next()?);
-    let iso = format!(
-        "{:04}-{:02}-{:02}T00:00:00Z",
-        y.parse::<u32>().ok()?,
-        m.parse::<u32>().ok()?,
-        d.parse::<u32>().ok()?
-    );
-    clock::parse_iso8601(&iso).map(|e| e.div_euclid(86_400))
+    clock::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! The deterministic outcome resolver (§4.5): fault override → PAN rules → amount rules →
-//! approve. Pure function of its input, so every published test case is a unit test.
+//! The deterministic outcome resolver (gateways.md §4.5): fault override → PAN rules → amount
+//! rules → approve. Pure function of its input, so every published test case is a unit test.
 
 use serde::Serialize;
 
-use super::ledger::Dialect;
+use emvbridge_core::gateway::Dialect;
 
 /// What the resolver sees. `pan` is the clear PAN (SRED-decrypted, track, keyed or
 /// token-bound); it never leaves this struct.
@@ -214,7 +214,7 @@ fn pan_rule(input: &ResolveInput<'_>) -> Option<Outcome> {
     if REBILLY_DECLINE.contains(&pan) {
         return Some(declined("05"));
     }
-    if input.dialect == Some(Dialect::Pai) {
+    if input.dialect == Some(Dialect::PaymentsAi) {
         if pan == PAI_3DS_CHALLENGE {
             return Some(Outcome::ThreeDs(ThreeDs::Challenge));
         }
@@ -394,7 +394,7 @@ mod tests {
             ..Default::default()
         };
         assert!(resolve(&i).is_approved());
-        i.dialect = Some(Dialect::Pai);
+        i.dialect = Some(Dialect::PaymentsAi);
         assert_eq!(resolve(&i), Outcome::ThreeDs(ThreeDs::Challenge));
     }
 

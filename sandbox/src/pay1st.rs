@@ -1,38 +1,28 @@
-//! Pay1st gateway dialect under `/pay1st` (§3, §4.2, §4.4): Basic-auth token and refresh,
-//! `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
-//! creation (unique `partnerReference`), hosted checkout, fulfilments, the [EXT] status
-//! lookup, and the [EXT] `emv` field for an immediate card-present authorisation.
-
-use std::collections::HashMap;
+//! Pay1st gateway dialect under `/pay1st` (gateways.md §3, §4.2, §4.4): Basic-auth token and
+//! refresh, `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
+//! creation (unique `partnerReference`), hosted checkout and its completion ([`complete`]),
+//! fulfilments, signed webhooks, the \[EXT\] status lookup, and the \[EXT\] `emv` field for an
+//! immediate card-present authorisation. Tokens and payments are kept in
+//! [`crate::dialect_state::Pay1stState`].
 
 use axum::http::Method;
 use base64::Engine as _;
+use emvbridge_core::gateway::pay1st::sign as request_signature;
+use emvbridge_core::gateway::sign::pay1st_webhook_signature;
+use emvbridge_core::gateway::Dialect;
 use serde_json::{json, Value};
+use subtle::ConstantTimeEq as _;
 
-use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
-use super::emv::{self, Verdict};
-use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
-use super::outcome::{self, Code, Forced, Outcome, ResolveInput};
-use super::webhooks::{hmac_hex, sign_pay1st};
-use super::{clock, money};
+use crate::dialect_state::Payment;
+use crate::emv::{self, Verdict};
+use crate::exchange::{Exec, Reply, SimRequest, SimResponse};
+use crate::faults::{FaultAction, FaultKey, Op};
+use crate::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
+use crate::outcome::{self, Code, Forced, Outcome, ResolveInput};
+use crate::state::SimState;
+use crate::{clock, money};
 
 const MAX_PAYMENTS: usize = 100_000;
-
-#[derive(Clone)]
-struct Payment {
-    country: String,
-    webhook_url: Option<String>,
-    emv_response: Option<Value>,
-}
-
-/// Tokens and payments.
-#[derive(Default)]
-pub struct Pay1stState {
-    access: HashMap<String, i64>,
-    refresh: HashMap<String, i64>,
-    payments: HashMap<String, Payment>,
-}
 
 /// Pay1st error envelope `{errorMessage, errorCode, sessionId}` (\[I\], third-party OpenAPI).
 pub fn error(status: u16, code: &str, message: &str) -> SimResponse {
@@ -42,15 +32,15 @@ pub fn error(status: u16, code: &str, message: &str) -> SimResponse {
     )
 }
 
-/// The request signature: lowercase hex HMAC-SHA256(key = signing key, msg = timestamp ‖ body).
-pub fn request_signature(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut msg = Vec::with_capacity(timestamp.len() + body.len());
-    msg.extend_from_slice(timestamp.as_bytes());
-    msg.extend_from_slice(body);
-    hmac_hex(signing_key.as_bytes(), &msg)
+/// Whether `sig` (`X-SIGNATURE`: hex in either case, surrounding whitespace ignored) is the
+/// request signature of `timestamp` ‖ `body` (§3.2). Compared in constant time.
+fn signature_ok(signing_key: &str, timestamp: &str, body: &[u8], sig: &str) -> bool {
+    let expect = request_signature(signing_key, timestamp, body);
+    let given = sig.trim().to_ascii_lowercase();
+    expect.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
-fn issue_tokens(core: &mut Core) -> Value {
+fn issue_tokens(core: &mut SimState) -> Value {
     let b64 = base64::engine::general_purpose::STANDARD;
     let access = b64.encode(core.rand_hex(24));
     let refresh = b64.encode(core.rand_hex(24));
@@ -65,7 +55,7 @@ fn issue_tokens(core: &mut Core) -> Value {
 }
 
 /// Checks `AccessToken` and the request signature.
-fn check(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
+fn check(core: &SimState, req: &SimRequest) -> Result<String, SimResponse> {
     let tok = req
         .header("accesstoken")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -87,22 +77,14 @@ fn check(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
     if (core.now() - when).abs() > core.cfg.pay1st.signature_skew_secs {
         return Err(error(401, "INVALID_SIGNATURE", "stale X-TIMESTAMP"));
     }
-    let expect = request_signature(&core.cfg.pay1st.signing_key, ts, &req.body);
-    if !ct_eq(
-        expect.as_bytes(),
-        sig.trim().to_ascii_lowercase().as_bytes(),
-    ) {
+    if !signature_ok(&core.cfg.pay1st.signing_key, ts, &req.body, sig) {
         return Err(error(401, "INVALID_SIGNATURE", "signature mismatch"));
     }
     Ok(tok.to_owned())
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Entry point for `/pay1st/...`.
-pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
+pub fn handle(core: &mut SimState, req: &SimRequest) -> Reply {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let r = match (req.method.clone(), segs.as_slice()) {
         (Method::POST, ["api", "pay1st", "auth", "token"]) => {
@@ -133,7 +115,7 @@ pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
                         "{}:{}",
                         c.cfg.pay1st.api_key, c.cfg.pay1st.api_secret
                     ));
-                    if !ct_eq(basic.as_bytes(), want.as_bytes()) {
+                    if !bool::from(basic.as_bytes().ct_eq(want.as_bytes())) {
                         return Exec::reply(error(401, "UNAUTHORIZED", "bad api credentials"));
                     }
                     if !role_ok {
@@ -167,14 +149,14 @@ pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
     Reply::Respond(r)
 }
 
-fn checkout(core: &Core, req: &SimRequest) -> SimResponse {
+fn checkout(core: &SimState, req: &SimRequest) -> SimResponse {
     let reference = req.query_param("reference").unwrap_or_default();
     let tok = req.query_param("accessToken").unwrap_or_default();
-    if !core
+    if core
         .pay1st
         .access
         .get(&tok)
-        .is_some_and(|e| *e > core.now())
+        .is_none_or(|e| *e <= core.now())
     {
         return SimResponse::html(
             401,
@@ -205,7 +187,7 @@ fn checkout(core: &Core, req: &SimRequest) -> SimResponse {
     )
 }
 
-fn payments(core: &mut Core, req: &SimRequest, rest: &[&str], tok: String) -> Reply {
+fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -> Reply {
     let r = match (req.method.clone(), rest) {
         (Method::GET, ["methods"]) => SimResponse::json(
             200,
@@ -275,7 +257,7 @@ fn status_text(s: TxnState) -> &'static str {
     }
 }
 
-fn render(core: &Core, reference: &str) -> Option<Value> {
+fn render(core: &SimState, reference: &str) -> Option<Value> {
     let t = core
         .ledger
         .get(reference)
@@ -291,7 +273,7 @@ fn render(core: &Core, reference: &str) -> Option<Value> {
     Some(v)
 }
 
-fn create(core: &mut Core, req: &SimRequest, tok: String) -> Reply {
+fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return Reply::Respond(error(400, "BAD_REQUEST", "invalid json"));
     };
@@ -464,7 +446,7 @@ fn create(core: &mut Core, req: &SimRequest, tok: String) -> Reply {
             c.ledger.push(t);
             c.pay1st.payments.insert(reference.clone(), p);
             if final_state {
-                c.pay1st_webhook(&reference);
+                webhook(c, &reference);
             }
             let mut v = render(c, &reference).unwrap_or(Value::Null);
             v["checkoutUrl"] = json!(format!(
@@ -478,95 +460,95 @@ fn create(core: &mut Core, req: &SimRequest, tok: String) -> Reply {
     )
 }
 
-impl Core {
-    fn pay1st_webhook(&mut self, reference: &str) {
-        let Some(t) = self.ledger.get(reference).cloned() else {
-            return;
-        };
-        let Some(p) = self.pay1st.payments.get(reference).cloned() else {
-            return;
-        };
-        let Some(url) = p
-            .webhook_url
-            .clone()
-            .or_else(|| self.cfg.pay1st.webhook_url.clone())
-        else {
-            return;
-        };
-        let cfg = self.cfg.pay1st.clone();
-        let body = json!({"partnerId": cfg.partner_id, "partnerCode": cfg.partner_code, "partnerReference": t.client_ref,
-            "reference": t.id, "orderAmount": money::to_json(t.amount_minor, money::exponent(&t.currency)),
-            "currencyCode": t.currency, "countryCode": p.country, "status": status_text(t.state)})
-        .to_string();
-        let b2 = body.clone();
-        self.queue_webhook(
-            Dialect::Pay1st,
-            format!("{}:{}", t.id, status_text(t.state)),
-            url,
-            body,
-            t.client_ref.clone(),
-            move |bad| {
-                let pass = if bad {
-                    format!("{}-wrong", cfg.webhook_pass)
-                } else {
-                    cfg.webhook_pass.clone()
-                };
-                vec![
-                    ("Content-Type".to_owned(), "application/json".to_owned()),
-                    (
-                        "X-SIGNATURE".to_owned(),
-                        sign_pay1st(&cfg.webhook_user, &pass, &b2),
-                    ),
-                ]
-            },
-        );
-    }
+/// Queues the Pay1st webhook for payment `reference` to its `webhookUrl` (or the configured
+/// URL), signed with the webhook credentials (§3.4).
+fn webhook(state: &mut SimState, reference: &str) {
+    let Some(t) = state.ledger.get(reference).cloned() else {
+        return;
+    };
+    let Some(p) = state.pay1st.payments.get(reference).cloned() else {
+        return;
+    };
+    let Some(url) = p
+        .webhook_url
+        .clone()
+        .or_else(|| state.cfg.pay1st.webhook_url.clone())
+    else {
+        return;
+    };
+    let cfg = state.cfg.pay1st.clone();
+    let body = json!({"partnerId": cfg.partner_id, "partnerCode": cfg.partner_code, "partnerReference": t.client_ref,
+        "reference": t.id, "orderAmount": money::to_json(t.amount_minor, money::exponent(&t.currency)),
+        "currencyCode": t.currency, "countryCode": p.country, "status": status_text(t.state)})
+    .to_string();
+    let b2 = body.clone();
+    state.queue_webhook(
+        Dialect::Pay1st,
+        format!("{}:{}", t.id, status_text(t.state)),
+        url,
+        body,
+        t.client_ref.clone(),
+        move |bad| {
+            let pass = if bad {
+                format!("{}-wrong", cfg.webhook_pass)
+            } else {
+                cfg.webhook_pass.clone()
+            };
+            vec![
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+                (
+                    "X-SIGNATURE".to_owned(),
+                    pay1st_webhook_signature(&cfg.webhook_user, &pass, &b2),
+                ),
+            ]
+        },
+    );
+}
 
-    /// `POST /_sim/pay1st/complete {reference, outcome?, pan?}`: the customer finished the
-    /// hosted checkout. Without `outcome` the resolver decides from `pan` and the amount.
-    pub fn pay1st_complete(
-        &mut self,
-        reference: &str,
-        outcome: Option<&str>,
-        pan: Option<&str>,
-    ) -> Option<Value> {
-        let t = self
-            .ledger
-            .get(reference)
-            .filter(|t| t.dialect == Dialect::Pay1st && t.state == TxnState::Pending)?
-            .clone();
-        let (state, code, approved) = match outcome {
-            Some("SUCCESSFUL") => (TxnState::Approved, "00".to_owned(), t.amount_minor),
-            Some("CANCELLED") => (TxnState::Voided, "17".to_owned(), 0),
-            Some(_) => (TxnState::Declined, "05".to_owned(), 0),
-            None => match outcome::resolve(&ResolveInput {
-                dialect: Some(Dialect::Pay1st),
-                pan,
-                amount_minor: t.amount_minor,
-                ..Default::default()
-            }) {
-                Outcome::Approved {
-                    approved_minor,
-                    code,
-                    ..
-                } => (TxnState::Approved, code.as_str().to_owned(), approved_minor),
-                Outcome::Declined { code } => (TxnState::Declined, code.as_str().to_owned(), 0),
-                _ => (TxnState::Error, "96".to_owned(), 0),
-            },
-        };
-        let auth = (state == TxnState::Approved).then(|| self.auth_code(reference));
-        let t = self.ledger.get_mut(reference)?;
-        t.state = state;
-        t.resp_code = code;
-        t.approved_minor = approved;
-        t.auth_code = auth;
-        if let Some(p) = pan {
-            t.pan_last4 = Some(last4(p));
-            t.brand = Some(brand_of(p).to_owned());
-        }
-        self.pay1st_webhook(reference);
-        render(self, reference)
+/// `POST /_sim/pay1st/complete {reference, outcome?, pan?}`: the customer finished the
+/// hosted checkout. Without `outcome` the resolver decides from `pan` and the amount.
+pub fn complete(
+    state: &mut SimState,
+    reference: &str,
+    outcome: Option<&str>,
+    pan: Option<&str>,
+) -> Option<Value> {
+    let t = state
+        .ledger
+        .get(reference)
+        .filter(|t| t.dialect == Dialect::Pay1st && t.state == TxnState::Pending)?
+        .clone();
+    let (txn_state, code, approved) = match outcome {
+        Some("SUCCESSFUL") => (TxnState::Approved, "00".to_owned(), t.amount_minor),
+        Some("CANCELLED") => (TxnState::Voided, "17".to_owned(), 0),
+        Some(_) => (TxnState::Declined, "05".to_owned(), 0),
+        None => match outcome::resolve(&ResolveInput {
+            dialect: Some(Dialect::Pay1st),
+            pan,
+            amount_minor: t.amount_minor,
+            ..Default::default()
+        }) {
+            Outcome::Approved {
+                approved_minor,
+                code,
+                ..
+            } => (TxnState::Approved, code.as_str().to_owned(), approved_minor),
+            Outcome::Declined { code } => (TxnState::Declined, code.as_str().to_owned(), 0),
+            _ => (TxnState::Error, "96".to_owned(), 0),
+        },
+    };
+    let auth = (txn_state == TxnState::Approved).then(|| state.auth_code(reference));
+    let t = state.ledger.get_mut(reference)?;
+    t.state = txn_state;
+    t.resp_code = code;
+    t.approved_minor = approved;
+    t.auth_code = auth;
+    if let Some(p) = pan {
+        t.pan_last4 = Some(last4(p));
+        t.brand = Some(brand_of(p).to_owned());
     }
+    webhook(state, reference);
+    render(state, reference)
 }
 
 #[cfg(test)]
@@ -578,13 +560,24 @@ mod tests {
     #[test]
     fn published_signature_vector() {
         let body = r#"{"countryCode":"NG","currencyCode":"NGN","amount":100,"partnerReference":"4a662291-2840-4bcd-aae9-553ab24601ed","callbackSuccessUrl":"<https://callback.success","callbackFailureUrl":"https://callback.failure","callbackPendingUrl":"https://callback.pending","callbackCancelUrl":"https://callback.cancel","webhookUrl":"https://webhook.success","products":[{"title":"10> Credits","sku":"12345","price":100,"quantity":1,"currencyCode":"NGN"}],"metadata":[{"key":"customerId","value":"1"}]}"#;
-        assert_eq!(
-            request_signature(
-                "hCyO_Flnu6aid-bhFYTYOowkxXRzoZkgzO32rB6Ik8Y",
-                "2025-03-17T08:10:52.544247646Z",
-                body.as_bytes()
-            ),
-            "85aa0862aa052f737d3cf4d38f92091ea7c015e782d207ea18cc5641d3e47755"
-        );
+        let key = "hCyO_Flnu6aid-bhFYTYOowkxXRzoZkgzO32rB6Ik8Y";
+        let ts = "2025-03-17T08:10:52.544247646Z";
+        let sig = "85aa0862aa052f737d3cf4d38f92091ea7c015e782d207ea18cc5641d3e47755";
+        assert!(signature_ok(key, ts, body.as_bytes(), sig));
+        assert!(signature_ok(
+            key,
+            ts,
+            body.as_bytes(),
+            &format!(" {} ", sig.to_uppercase())
+        ));
+        assert!(!signature_ok(key, ts, body.as_bytes(), &sig[..63]));
+        assert!(!signature_ok(
+            key,
+            "2025-03-17T08:10:53Z",
+            body.as_bytes(),
+            sig
+        ));
+        assert!(!signature_ok("other", ts, body.as_bytes(), sig));
+        assert!(!signature_ok(key, ts, body.as_bytes(), ""));
     }
 }

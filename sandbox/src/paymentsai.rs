@@ -1,83 +1,30 @@
-//! PaymentsAI dialect under `/pai` (§2, §4.2, §4.4): `Authorization: ApiKey
+//! PaymentsAI dialect under `/pai` (gateways.md §2, §4.2, §4.4): `Authorization: ApiKey
 //! <accountId>_<apiKey>_<apiKeyId>`, organization scoping, `idempotencyKey` in the body,
-//! 201 for declines too, refund 409/422, [EXT] void and EMV instruction, and the temporal →
-//! permanent key exchange with the secret policy.
-
-use std::collections::HashMap;
+//! 201 for declines too, refund 409/422, \[EXT\] void and EMV instruction, the temporal →
+//! permanent key exchange with the secret policy, signed webhooks, and the end of a 3DS
+//! challenge ([`complete_3ds`]). Keys, tokens and idempotency records are kept in
+//! [`crate::dialect_state::PaiState`].
 
 use axum::http::Method;
+use emvbridge_core::gateway::sign::pai_webhook_signature;
+use emvbridge_core::gateway::Dialect;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::config::{IdemMismatch, PaiConfig};
-use super::core::{Core, Exec, Reply, SimRequest, SimResponse};
-use super::emv::{self, Verdict};
-use super::faults::{FaultAction, FaultKey, Op};
-use super::ledger::{brand_of, last4, Dialect, Entry, Kind, Txn, TxnState};
-use super::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
-use super::webhooks::sign_pai;
-use super::{clock, money};
+use crate::config::{IdemMismatch, PaiConfig};
+use crate::dialect_state::{Card, Destination, Extra};
+use crate::emv::{self, Verdict};
+use crate::exchange::{Exec, Reply, SimRequest, SimResponse};
+use crate::faults::{FaultAction, FaultKey, Op};
+use crate::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
+use crate::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
+use crate::state::SimState;
+use crate::{clock, money};
 
 /// Longest accepted `idempotencyKey` (§2.3).
 pub const MAX_IDEM_KEY: usize = 100;
 /// Bound on stored tokens/instruments/customers, each.
 const MAX_OBJECTS: usize = 100_000;
-
-#[derive(Clone)]
-struct Card {
-    pan: String,
-    cvv: Option<String>,
-    expiry: Option<(u32, u32)>,
-}
-
-#[derive(Clone, Default)]
-struct Extra {
-    org: String,
-    type_name: String,
-    customer_id: Option<String>,
-    metadata: Value,
-    emv_response: Option<Value>,
-    three_ds: Option<ThreeDs>,
-    approval_url: Option<String>,
-}
-
-#[derive(Clone)]
-struct Destination {
-    url: String,
-    basic: Option<(String, String)>,
-}
-
-/// Keys, tokens, idempotency records and webhook destinations.
-pub struct PaiState {
-    keys: HashMap<String, String>,
-    temporal: Option<(String, i64)>,
-    secret_history: Vec<[u8; 32]>,
-    customers: HashMap<String, Value>,
-    tokens: HashMap<String, Card>,
-    instruments: HashMap<String, Card>,
-    idem: HashMap<(String, String), ([u8; 32], SimResponse, String)>,
-    extra: HashMap<String, Extra>,
-    destinations: Vec<Destination>,
-}
-
-impl PaiState {
-    /// Initial state: the stage key is valid, the temporal key is issued at `now`.
-    pub fn new(cfg: &PaiConfig, now: i64) -> Self {
-        let mut keys = HashMap::new();
-        keys.insert(cfg.stage_credential(), cfg.organization_id.clone());
-        PaiState {
-            keys,
-            temporal: Some((cfg.temporal_api_key.clone(), now)),
-            secret_history: Vec::new(),
-            customers: HashMap::new(),
-            tokens: HashMap::new(),
-            instruments: HashMap::new(),
-            idem: HashMap::new(),
-            extra: HashMap::new(),
-            destinations: Vec::new(),
-        }
-    }
-}
 
 /// PAI error body (§2.3): `details` only on 400/422.
 pub fn error(status: u16, message: &str, details: Option<&str>) -> SimResponse {
@@ -93,7 +40,8 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// Secret policy (seed 001): 12–30 characters, at least one upper-case letter, at least one
+/// The PaymentsAI secret policy (gateways.md §2.2, with the sandbox's configurable 30-character
+/// maximum of §4.2): 12–30 characters, at least one upper-case letter, at least one
 /// alphanumeric character, not one of the last 4 secrets.
 pub fn check_secret(
     cfg: &PaiConfig,
@@ -117,7 +65,7 @@ pub fn check_secret(
     Ok(())
 }
 
-fn auth(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
+fn auth(core: &SimState, req: &SimRequest) -> Result<String, SimResponse> {
     let Some(h) = req.header("authorization") else {
         return Err(error(401, "Missing auth token", None));
     };
@@ -130,7 +78,7 @@ fn auth(core: &Core, req: &SimRequest) -> Result<String, SimResponse> {
 }
 
 /// Entry point for `/pai/...`.
-pub fn handle(core: &mut Core, req: &SimRequest) -> Reply {
+pub fn handle(core: &mut SimState, req: &SimRequest) -> Reply {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let r = match (req.method.clone(), segs.as_slice()) {
         (Method::PATCH, ["v1", "accounts", "public-api", acct]) => exchange(core, req, acct),
@@ -180,7 +128,7 @@ fn body_json(req: &SimRequest) -> Result<Value, SimResponse> {
     }
 }
 
-fn exchange(core: &mut Core, req: &SimRequest, acct: &str) -> SimResponse {
+fn exchange(core: &mut SimState, req: &SimRequest, acct: &str) -> SimResponse {
     let cred = req
         .header("authorization")
         .and_then(|h| h.strip_prefix("ApiKey "))
@@ -201,7 +149,7 @@ fn exchange(core: &mut Core, req: &SimRequest, acct: &str) -> SimResponse {
     set_secret(core, req, None)
 }
 
-fn rotate(core: &mut Core, req: &SimRequest, acct: &str, kid: &str) -> SimResponse {
+fn rotate(core: &mut SimState, req: &SimRequest, acct: &str, kid: &str) -> SimResponse {
     if let Err(e) = auth(core, req) {
         return e;
     }
@@ -219,7 +167,7 @@ fn rotate(core: &mut Core, req: &SimRequest, acct: &str, kid: &str) -> SimRespon
     set_secret(core, req, Some(cred.to_owned()))
 }
 
-fn set_secret(core: &mut Core, req: &SimRequest, replaces: Option<String>) -> SimResponse {
+fn set_secret(core: &mut SimState, req: &SimRequest, replaces: Option<String>) -> SimResponse {
     let body = match body_json(req) {
         Ok(b) => b,
         Err(e) => return e,
@@ -254,7 +202,7 @@ fn set_secret(core: &mut Core, req: &SimRequest, replaces: Option<String>) -> Si
     )
 }
 
-fn destination(core: &mut Core, req: &SimRequest) -> SimResponse {
+fn destination(core: &mut SimState, req: &SimRequest) -> SimResponse {
     if let Err(e) = auth(core, req) {
         return e;
     }
@@ -330,7 +278,7 @@ fn parse_card(v: &Value, nested: bool) -> Option<Card> {
     })
 }
 
-fn create_token(core: &mut Core, req: &SimRequest, nested: bool) -> SimResponse {
+fn create_token(core: &mut SimState, req: &SimRequest, nested: bool) -> SimResponse {
     let body = match body_json(req) {
         Ok(b) => b,
         Err(e) => return e,
@@ -351,7 +299,7 @@ fn create_token(core: &mut Core, req: &SimRequest, nested: bool) -> SimResponse 
     )
 }
 
-fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Reply {
+fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) -> Reply {
     let r = match (req.method.clone(), rest) {
         (Method::POST, ["customers"]) => match body_json(req) {
             Ok(b) => {
@@ -376,7 +324,7 @@ fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Rep
                 .all()
                 .iter()
                 .filter(|t| {
-                    t.dialect == Dialect::Pai && t.idem_key.as_deref() == Some(key.as_str())
+                    t.dialect == Dialect::PaymentsAi && t.idem_key.as_deref() == Some(key.as_str())
                 })
                 .map(|t| t.id.clone())
                 .collect();
@@ -390,7 +338,7 @@ fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Rep
         (Method::GET, ["transactions", id]) => {
             let id = (*id).to_owned();
             let key = FaultKey {
-                dialect: Some(Dialect::Pai),
+                dialect: Some(Dialect::PaymentsAi),
                 op: Some(Op::Query),
                 ..Default::default()
             };
@@ -413,11 +361,11 @@ fn org_route(core: &mut Core, req: &SimRequest, org: &str, rest: &[&str]) -> Rep
     Reply::Respond(r)
 }
 
-fn org_of(c: &Core) -> String {
+fn org_of(c: &SimState) -> String {
     c.cfg.pai.organization_id.clone()
 }
 
-fn attach(core: &mut Core, req: &SimRequest, cid: &str) -> SimResponse {
+fn attach(core: &mut SimState, req: &SimRequest, cid: &str) -> SimResponse {
     if !core.pai.customers.contains_key(cid) {
         return error(404, "Customer not found", None);
     }
@@ -444,7 +392,7 @@ fn attach(core: &mut Core, req: &SimRequest, cid: &str) -> SimResponse {
 }
 
 /// Transaction JSON (§2.3 fields).
-fn render(core: &Core, id: &str) -> Option<Value> {
+fn render(core: &SimState, id: &str) -> Option<Value> {
     let t = core.ledger.get(id)?;
     let x = core.pai.extra.get(id).cloned().unwrap_or_default();
     let exp = money::exponent(&t.currency);
@@ -490,100 +438,105 @@ fn render(core: &Core, id: &str) -> Option<Value> {
     Some(v)
 }
 
-impl Core {
-    /// Queues the PAI webhook for `id` to the registered destinations (or the configured URL).
-    fn pai_webhook(&mut self, id: &str, event: &str) {
-        let Some(meta) = render(self, id) else { return };
-        let mut targets: Vec<Destination> = self.pai.destinations.clone();
-        if targets.is_empty() {
-            if let Some(u) = &self.cfg.pai.webhook_url {
-                targets.push(Destination {
-                    url: u.clone(),
-                    basic: None,
-                });
-            }
-        }
-        let client_ref = self.ledger.get(id).and_then(|t| t.client_ref.clone());
-        for d in targets {
-            let dedup = format!("evt_{}", self.rand_hex(8));
-            let body = json!({"deduplicationId": dedup, "type": event, "organizationId": self.cfg.pai.organization_id, "metadata": meta}).to_string();
-            let cfg = self.cfg.pai.clone();
-            let now = self.now();
-            let b2 = body.clone();
-            let basic = d.basic.clone();
-            self.queue_webhook(
-                Dialect::Pai,
-                dedup,
-                d.url.clone(),
-                body,
-                client_ref.clone(),
-                move |bad| {
-                    let key = if bad {
-                        format!("{}-wrong", cfg.webhook_secret)
-                    } else {
-                        cfg.webhook_secret.clone()
-                    };
-                    let mut h = vec![
-                        ("Content-Type".to_owned(), "application/json".to_owned()),
-                        (cfg.signature_header.clone(), sign_pai(&key, b2.as_bytes())),
-                    ];
-                    if cfg.send_timestamp {
-                        h.push(("X-Sim-Timestamp".to_owned(), now.to_string()));
-                    }
-                    if let Some((u, p)) = &basic {
-                        use base64::Engine as _;
-                        h.push((
-                            "Authorization".to_owned(),
-                            format!(
-                                "Basic {}",
-                                base64::engine::general_purpose::STANDARD
-                                    .encode(format!("{u}:{p}"))
-                            ),
-                        ));
-                    }
-                    h
-                },
-            );
+/// Queues the PAI webhook for `id` to the registered destinations (or the configured URL).
+fn webhook(state: &mut SimState, id: &str, event: &str) {
+    let Some(meta) = render(state, id) else {
+        return;
+    };
+    let mut targets: Vec<Destination> = state.pai.destinations.clone();
+    if targets.is_empty() {
+        if let Some(u) = &state.cfg.pai.webhook_url {
+            targets.push(Destination {
+                url: u.clone(),
+                basic: None,
+            });
         }
     }
-
-    /// `POST /_sim/pai/3ds {txId, outcome}`: finishes a challenge. Returns the transaction.
-    pub fn pai_complete_3ds(&mut self, id: &str, passed: bool) -> Option<Value> {
-        let x = self.pai.extra.get(id)?.clone();
-        let flow = x.three_ds?;
-        let t = self.ledger.get_mut(id)?;
-        if t.state != TxnState::Pending {
-            return None;
-        }
-        let approve = passed && flow == ThreeDs::Challenge;
-        if approve {
-            t.state = TxnState::Approved;
-            t.approved_minor = t.amount_minor;
-            t.resp_code = "00".into();
-        } else {
-            t.state = TxnState::Declined;
-            t.resp_code = "05".into();
-        }
-        let id_owned = id.to_owned();
-        if approve {
-            let code = self.auth_code(&id_owned);
-            if let Some(t) = self.ledger.get_mut(&id_owned) {
-                t.auth_code = Some(code);
-            }
-        }
-        self.pai_webhook(
-            &id_owned,
-            if approve {
-                "transaction-processed"
-            } else {
-                "transaction-declined"
+    let client_ref = state.ledger.get(id).and_then(|t| t.client_ref.clone());
+    for d in targets {
+        let dedup = format!("evt_{}", state.rand_hex(8));
+        let body = json!({"deduplicationId": dedup, "type": event, "organizationId": state.cfg.pai.organization_id, "metadata": meta}).to_string();
+        let cfg = state.cfg.pai.clone();
+        let now = state.now();
+        let b2 = body.clone();
+        let basic = d.basic.clone();
+        state.queue_webhook(
+            Dialect::PaymentsAi,
+            dedup,
+            d.url.clone(),
+            body,
+            client_ref.clone(),
+            move |bad| {
+                let key = if bad {
+                    format!("{}-wrong", cfg.webhook_secret)
+                } else {
+                    cfg.webhook_secret.clone()
+                };
+                let mut h = vec![
+                    ("Content-Type".to_owned(), "application/json".to_owned()),
+                    (
+                        cfg.signature_header.clone(),
+                        pai_webhook_signature(&key, b2.as_bytes()),
+                    ),
+                ];
+                if cfg.send_timestamp {
+                    h.push(("X-Sim-Timestamp".to_owned(), now.to_string()));
+                }
+                if let Some((u, p)) = &basic {
+                    use base64::Engine as _;
+                    h.push((
+                        "Authorization".to_owned(),
+                        format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                        ),
+                    ));
+                }
+                h
             },
         );
-        render(self, &id_owned)
     }
 }
 
-fn create_txn(core: &mut Core, req: &SimRequest, org: &str) -> Reply {
+/// `POST /_sim/pai/3ds {txId, outcome}`: finishes the 3DS challenge of transaction `id`
+/// (`passed`: the customer passed it). Returns the transaction, `None` when `id` has no
+/// pending challenge.
+pub fn complete_3ds(state: &mut SimState, id: &str, passed: bool) -> Option<Value> {
+    let x = state.pai.extra.get(id)?.clone();
+    let flow = x.three_ds?;
+    let t = state.ledger.get_mut(id)?;
+    if t.state != TxnState::Pending {
+        return None;
+    }
+    let approve = passed && flow == ThreeDs::Challenge;
+    if approve {
+        t.state = TxnState::Approved;
+        t.approved_minor = t.amount_minor;
+        t.resp_code = "00".into();
+    } else {
+        t.state = TxnState::Declined;
+        t.resp_code = "05".into();
+    }
+    let id_owned = id.to_owned();
+    if approve {
+        let code = state.auth_code(&id_owned);
+        if let Some(t) = state.ledger.get_mut(&id_owned) {
+            t.auth_code = Some(code);
+        }
+    }
+    webhook(
+        state,
+        &id_owned,
+        if approve {
+            "transaction-processed"
+        } else {
+            "transaction-declined"
+        },
+    );
+    render(state, &id_owned)
+}
+
+fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     let body = match body_json(req) {
         Ok(b) => b,
         Err(e) => return Reply::Respond(e),
@@ -665,7 +618,7 @@ fn create_txn(core: &mut Core, req: &SimRequest, org: &str) -> Reply {
         Op::Sale
     };
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(op),
         amount_minor: Some(amount),
         client_ref: idem.clone(),
@@ -707,7 +660,7 @@ fn create_txn(core: &mut Core, req: &SimRequest, org: &str) -> Reply {
 }
 
 fn capture(
-    c: &mut Core,
+    c: &mut SimState,
     org: &str,
     parent: &str,
     amount: i64,
@@ -717,7 +670,7 @@ fn capture(
     let Some(p) = c
         .ledger
         .get(parent)
-        .filter(|t| t.dialect == Dialect::Pai)
+        .filter(|t| t.dialect == Dialect::PaymentsAi)
         .cloned()
     else {
         return Exec::reply(error(404, "Parent transaction not found", None));
@@ -736,7 +689,7 @@ fn capture(
     let now = c.now();
     let mut t = Txn::new(
         id.clone(),
-        Dialect::Pai,
+        Dialect::PaymentsAi,
         Kind::Capture,
         amount,
         currency,
@@ -763,7 +716,7 @@ fn capture(
             ..Default::default()
         },
     );
-    c.pai_webhook(&id, "transaction-processed");
+    webhook(c, &id, "transaction-processed");
     Exec {
         resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
         committed: vec![id],
@@ -772,7 +725,7 @@ fn capture(
 
 #[allow(clippy::too_many_arguments)]
 fn sale(
-    c: &mut Core,
+    c: &mut SimState,
     org: &str,
     type_name: &str,
     amount: i64,
@@ -855,7 +808,7 @@ fn sale(
             code: Code::new(code),
         },
         None => outcome::resolve(&ResolveInput {
-            dialect: Some(Dialect::Pai),
+            dialect: Some(Dialect::PaymentsAi),
             pan: card.as_ref().map(|c| c.pan.as_str()),
             cvv: card.as_ref().and_then(|c| c.cvv.as_deref()),
             expiry: card.as_ref().and_then(|c| c.expiry),
@@ -871,7 +824,7 @@ fn sale(
     } else {
         Kind::Sale
     };
-    let mut t = Txn::new(id.clone(), Dialect::Pai, kind, amount, currency, now);
+    let mut t = Txn::new(id.clone(), Dialect::PaymentsAi, kind, amount, currency, now);
     t.entry = entry;
     if let Some(cd) = &card {
         t.pan_last4 = Some(last4(&cd.pan));
@@ -950,7 +903,7 @@ fn sale(
     c.ledger.push(t);
     c.pai.extra.insert(id.clone(), x);
     if let Some(ev) = event {
-        c.pai_webhook(&id, ev);
+        webhook(c, &id, ev);
     }
     Exec {
         resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
@@ -958,7 +911,7 @@ fn sale(
     }
 }
 
-fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
+fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
     let body = if req.body.is_empty() {
         json!({})
     } else {
@@ -969,7 +922,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
     };
     let id = id.to_owned();
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(Op::Refund),
         ..Default::default()
     };
@@ -980,7 +933,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
             let Some(orig) = c
                 .ledger
                 .get(&id)
-                .filter(|t| t.dialect == Dialect::Pai)
+                .filter(|t| t.dialect == Dialect::PaymentsAi)
                 .cloned()
             else {
                 return Exec::reply(error(404, "Transaction not found", None));
@@ -1012,7 +965,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
             let rid = format!("txn_{}", c.rand_hex(10));
             let mut r = Txn::new(
                 rid.clone(),
-                Dialect::Pai,
+                Dialect::PaymentsAi,
                 Kind::Refund,
                 amount,
                 &orig.currency,
@@ -1034,7 +987,7 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
                     ..Default::default()
                 },
             );
-            c.pai_webhook(&rid, "transaction-processed");
+            webhook(c, &rid, "transaction-processed");
             Exec {
                 resp: SimResponse::json(201, &json!({"data": render(c, &rid)})),
                 committed: vec![rid],
@@ -1043,10 +996,10 @@ fn refund(core: &mut Core, req: &SimRequest, id: &str) -> Reply {
     )
 }
 
-fn void(core: &mut Core, id: &str) -> Reply {
+fn void(core: &mut SimState, id: &str) -> Reply {
     let id = id.to_owned();
     let key = FaultKey {
-        dialect: Some(Dialect::Pai),
+        dialect: Some(Dialect::PaymentsAi),
         op: Some(Op::Void),
         ..Default::default()
     };
@@ -1057,7 +1010,7 @@ fn void(core: &mut Core, id: &str) -> Reply {
             let Some(orig) = c
                 .ledger
                 .get(&id)
-                .filter(|t| t.dialect == Dialect::Pai)
+                .filter(|t| t.dialect == Dialect::PaymentsAi)
                 .cloned()
             else {
                 return Exec::reply(error(404, "Transaction not found", None));

@@ -1,43 +1,20 @@
-//! Outgoing webhooks (§4.6): a sans-IO outbox. Signing happens at enqueue; the server asks
-//! [`Outbox::due`] what to send and reports back with [`Outbox::record`]. Retries follow a
-//! per-dialect schedule on the virtual clock.
+//! Outgoing webhooks (gateways.md §4.6): a sans-IO outbox. The dialects sign at enqueue (with
+//! the schemes of `emvbridge_core::gateway::sign`); the server asks [`Outbox::due`] what to
+//! send and reports back with [`Outbox::record`]. Retries follow a per-dialect schedule on the
+//! virtual clock.
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use emvbridge_core::gateway::Dialect;
 use serde::Serialize;
-use sha2::Sha256;
 
-use super::faults::WebhookMode;
-use super::ledger::Dialect;
+use crate::faults::WebhookMode;
+use crate::ledger::serialize_dialect;
 
 /// PAI retry delays after each failed attempt (12 attempts, 15 s doubling, capped at 4 h).
 const PAI_SCHEDULE: [i64; 11] = [15, 30, 60, 120, 240, 480, 960, 1920, 3840, 7680, 14_400];
-/// Pay1st [EXT]: 5 attempts, exponential.
+/// Pay1st \[EXT\]: 5 attempts, exponential.
 const PAY1ST_SCHEDULE: [i64; 4] = [30, 60, 120, 240];
 /// Bound on stored deliveries; the oldest delivered ones are dropped first.
 const MAX_ENTRIES: usize = 10_000;
-
-/// Lowercase hex HMAC-SHA256.
-pub fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    m.update(msg);
-    hex::encode(m.finalize().into_bytes())
-}
-
-/// PAI: hex HMAC-SHA256 of the raw body, keyed with the webhook secret (§2.4, §4.6).
-pub fn sign_pai(secret: &str, body: &[u8]) -> String {
-    hmac_hex(secret.as_bytes(), body)
-}
-
-/// Pay1st: key = base64("user:pass") used as text, message = body with surrounding
-/// whitespace trimmed (§3.4).
-pub fn sign_pay1st(user: &str, pass: &str, body: &str) -> String {
-    let key = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    hmac_hex(key.as_bytes(), body.trim().as_bytes())
-}
 
 /// One attempt.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +33,7 @@ pub struct Delivery {
     /// Outbox id.
     pub id: u64,
     /// Dialect.
+    #[serde(serialize_with = "serialize_dialect")]
     pub dialect: Dialect,
     /// Event id (PAI `deduplicationId`, Pay1st reference + status).
     pub event_id: String,
@@ -259,7 +237,7 @@ impl Outbox {
 
 fn schedule_next(d: &mut Delivery, now: i64) {
     let schedule: &[i64] = match d.dialect {
-        Dialect::Pai => &PAI_SCHEDULE,
+        Dialect::PaymentsAi => &PAI_SCHEDULE,
         _ => &PAY1ST_SCHEDULE,
     };
     match schedule.get(d.attempts.len().saturating_sub(1)) {
@@ -274,27 +252,12 @@ mod tests {
 
     fn ev(id: &str) -> NewEvent {
         NewEvent {
-            dialect: Dialect::Pai,
+            dialect: Dialect::PaymentsAi,
             event_id: id.into(),
             url: "http://x/".into(),
             body: "{}".into(),
             headers: vec![],
         }
-    }
-
-    #[test]
-    fn signatures_match_python_hmac() {
-        // python3 -c 'import hmac,hashlib;print(hmac.new(b"whsec_sandbox",b"{\"a\":1}",hashlib.sha256).hexdigest())'
-        assert_eq!(sign_pai("whsec_sandbox", br#"{"a":1}"#).len(), 64);
-        assert_eq!(
-            sign_pai("key", b"The quick brown fox jumps over the lazy dog"),
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
-        // Key text is base64("apiuser:apipassword") = YXBpdXNlcjphcGlwYXNzd29yZA== (§3.4 example).
-        assert_eq!(
-            sign_pay1st("apiuser", "apipassword", "  {\"a\":1}\n"),
-            hmac_hex(b"YXBpdXNlcjphcGlwYXNzd29yZA==", br#"{"a":1}"#)
-        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Integration tests for the sandbox gateway over real HTTP on loopback (issue 4).
+//! Integration tests for the sandbox gateway (docs/gateways.md §4) over real HTTP on loopback.
 //! Signatures are recomputed here with `hmac`/`sha2` directly, not with the sandbox's code.
 
 #[path = "../../tests/common/mod.rs"]

@@ -1,0 +1,160 @@
+//! What each dialect remembers between requests: Number sessions, failure counters and
+//! lockouts ([`NumberState`]); PaymentsAI keys, tokens, instruments, idempotency records and
+//! webhook destinations ([`PaiState`]); Pay1st tokens and payments ([`Pay1stState`]).
+//!
+//! The types live apart from their handlers so that the state struct
+//! ([`crate::state::SimState`]) can own them and the handlers ([`crate::number`],
+//! [`crate::paymentsai`], [`crate::pay1st`]) can read them, without either importing the other.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::config::PaiConfig;
+use crate::exchange::SimResponse;
+use crate::outcome::ThreeDs;
+
+/// Number sessions, failure counters and locked IPs.
+#[derive(Debug, Default)]
+pub struct NumberState {
+    /// SessKey (upper case) → session.
+    pub(crate) sessions: HashMap<String, Session>,
+    /// Failed authentications per caller IP.
+    pub(crate) failures: HashMap<String, u32>,
+    /// Caller IPs locked out.
+    pub(crate) locked: HashSet<String>,
+    /// The last TxID handed out, as an offset from 53000.
+    pub(crate) next_txid: i64,
+}
+
+/// A Number session.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// Virtual time of `Authenticate`.
+    pub(crate) created: i64,
+    /// The IP that authenticated; the session is bound to it.
+    pub(crate) ip: String,
+}
+
+impl NumberState {
+    /// `POST /_sim/unlock`: clears the lockout of `ip` (all IPs when `None`).
+    pub fn unlock(&mut self, ip: Option<&str>) {
+        match ip {
+            Some(ip) => {
+                self.locked.remove(ip);
+                self.failures.remove(ip);
+            }
+            None => {
+                self.locked.clear();
+                self.failures.clear();
+            }
+        }
+    }
+
+    /// Whether `ip` is locked.
+    pub fn is_locked(&self, ip: &str) -> bool {
+        self.locked.contains(ip)
+    }
+}
+
+/// Card data bound to a PaymentsAI token or payment instrument.
+#[derive(Clone)]
+pub(crate) struct Card {
+    /// Clear PAN.
+    pub(crate) pan: String,
+    /// CVV as sent.
+    pub(crate) cvv: Option<String>,
+    /// Expiry (month, four-digit year).
+    pub(crate) expiry: Option<(u32, u32)>,
+}
+
+/// What a PaymentsAI transaction carries beyond the ledger row.
+#[derive(Clone, Default)]
+pub(crate) struct Extra {
+    /// Organization it belongs to.
+    pub(crate) org: String,
+    /// `sale`, `authorize`, `capture`, `refund`.
+    pub(crate) type_name: String,
+    /// `customerId` as sent.
+    pub(crate) customer_id: Option<String>,
+    /// `metadata` as sent.
+    pub(crate) metadata: Value,
+    /// The \[EXT\] `emvResponse` object.
+    pub(crate) emv_response: Option<Value>,
+    /// The 3DS flow, when the card asks for one.
+    pub(crate) three_ds: Option<ThreeDs>,
+    /// Where the customer completes 3DS.
+    pub(crate) approval_url: Option<String>,
+}
+
+/// A registered PaymentsAI webhook destination.
+#[derive(Clone)]
+pub(crate) struct Destination {
+    /// Target URL.
+    pub(crate) url: String,
+    /// Basic credentials to send, if any.
+    pub(crate) basic: Option<(String, String)>,
+}
+
+/// PaymentsAI keys, tokens, idempotency records and webhook destinations.
+pub struct PaiState {
+    /// Full `ApiKey` credential → organization id.
+    pub(crate) keys: HashMap<String, String>,
+    /// The temporal key and when it was issued, until it is exchanged.
+    pub(crate) temporal: Option<(String, i64)>,
+    /// SHA-256 of the secrets set so far, oldest first.
+    pub(crate) secret_history: Vec<[u8; 32]>,
+    /// Customers by id.
+    pub(crate) customers: HashMap<String, Value>,
+    /// Single-use card tokens.
+    pub(crate) tokens: HashMap<String, Card>,
+    /// Payment instruments attached to customers.
+    pub(crate) instruments: HashMap<String, Card>,
+    /// (organization, idempotency key) → (body digest, stored response, transaction id).
+    pub(crate) idem: HashMap<(String, String), ([u8; 32], SimResponse, String)>,
+    /// Per-transaction extras, by transaction id.
+    pub(crate) extra: HashMap<String, Extra>,
+    /// Registered webhook destinations.
+    pub(crate) destinations: Vec<Destination>,
+}
+
+impl PaiState {
+    /// Initial state: the stage key is valid, the temporal key is issued at `now`.
+    pub fn new(cfg: &PaiConfig, now: i64) -> Self {
+        let mut keys = HashMap::new();
+        keys.insert(cfg.stage_credential(), cfg.organization_id.clone());
+        PaiState {
+            keys,
+            temporal: Some((cfg.temporal_api_key.clone(), now)),
+            secret_history: Vec::new(),
+            customers: HashMap::new(),
+            tokens: HashMap::new(),
+            instruments: HashMap::new(),
+            idem: HashMap::new(),
+            extra: HashMap::new(),
+            destinations: Vec::new(),
+        }
+    }
+}
+
+/// What a Pay1st payment carries beyond the ledger row.
+#[derive(Clone)]
+pub(crate) struct Payment {
+    /// `countryCode` as sent.
+    pub(crate) country: String,
+    /// `webhookUrl` as sent.
+    pub(crate) webhook_url: Option<String>,
+    /// The \[EXT\] `emvResponse` object of a card-present payment.
+    pub(crate) emv_response: Option<Value>,
+}
+
+/// Pay1st access and refresh tokens (with their expiry) and payments.
+#[derive(Default)]
+pub struct Pay1stState {
+    /// Access token → expiry (virtual Unix seconds).
+    pub(crate) access: HashMap<String, i64>,
+    /// Refresh token → expiry.
+    pub(crate) refresh: HashMap<String, i64>,
+    /// Payments by reference.
+    pub(crate) payments: HashMap<String, Payment>,
+}
