@@ -21,7 +21,9 @@ pub use bits::{
     TerminalCapabilities, TerminalType, TransactionType, Tsi, Ttq, Tvr,
 };
 pub use dictionary::{lookup, Format, Source, TagInfo};
-pub use dol::{build_dol, build_dol_vec, parse_dol, DolEntry, DolError, DolIter, TagSource};
+pub use dol::{
+    build_dol, build_dol_vec, parse_dol, DolData, DolEntry, DolError, DolFields, DolIter, TagSource,
+};
 pub use numeric::{Country, Currency, Date, NumericError, Time};
 pub use sensitive::{
     luhn_valid, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes, Sensitive, Track2,
