@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 
 use crate::card::{self, script_mac};
-use crate::crypto::{self, Cvn, SecretKey, TagSource};
+use crate::crypto::{self, Cvn, SecretKey};
 use crate::sred::{self, Pan};
 
 /// Largest ICC data we look at.
@@ -110,14 +110,6 @@ impl VerifiedArqc {
     }
 }
 
-struct Flat(BTreeMap<u32, Vec<u8>>);
-
-impl TagSource for Flat {
-    fn tag_value(&self, tag: u32) -> Option<&[u8]> {
-        self.0.get(&tag).map(Vec::as_slice)
-    }
-}
-
 fn flatten(
     input: &[u8],
     out: &mut BTreeMap<u32, Vec<u8>>,
@@ -195,8 +187,7 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let cvn = profile.cvn;
     let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn)
         .map_err(|_| IssuerError::UnknownIssuer)?;
-    let src = Flat(m);
-    let input = crypto::cryptogram_input(cvn, &src).map_err(|e| match e {
+    let input = crypto::cryptogram_input(cvn, &m).map_err(|e| match e {
         crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => {
             IssuerError::MissingTag(t)
         }

@@ -23,6 +23,8 @@ use std::fmt;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::{Des, TdesEde2};
+use emvbridge_protocol::emv::TagSource;
+use emvbridge_protocol::tlv::Tag;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Errors from the crypto helpers. Messages never contain key or card data.
@@ -359,19 +361,6 @@ pub fn arpc_key(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4]) -> SecretKe
     }
 }
 
-/// Where [`cryptogram_input`] reads tag values from: the card's CDOL data and internal data,
-/// or the ICC data set the issuer received.
-pub trait TagSource {
-    /// The value of a primitive tag (`0x9F02`, `0x95`), or `None` if absent.
-    fn tag_value(&self, tag: u32) -> Option<&[u8]>;
-}
-
-impl TagSource for std::collections::BTreeMap<u32, Vec<u8>> {
-    fn tag_value(&self, tag: u32) -> Option<&[u8]> {
-        self.get(&tag).map(Vec::as_slice)
-    }
-}
-
 /// The terminal/card data elements of the cryptogram input, in order, with their lengths:
 /// the EMV Book 2 8.1.1 / Visa recommended minimum set.
 pub const CRYPTOGRAM_INPUT_TAGS: [(u32, usize); 10] = [
@@ -389,21 +378,23 @@ pub const CRYPTOGRAM_INPUT_TAGS: [(u32, usize); 10] = [
 
 /// Builds the cryptogram input for `cvn` from `src`: the [`CRYPTOGRAM_INPUT_TAGS`] values,
 /// then the IAD part the scheme specifies (CVN 10: `9F10[3..7]`; CVN 16: `9F10[2..8]`;
-/// CVN 18 / EmvCommon: all of `9F10`). Used by both card and issuer.
+/// CVN 18 / EmvCommon: all of `9F10`). Used by both card and issuer. The source is any
+/// [`TagSource`] of the protocol crate: the card's data chained with its CDOL data
+/// ([`emvbridge_protocol::emv::DolData`]), or the tag map of the ICC data the issuer got.
 ///
 /// # Errors
 /// [`CryptoError::MissingTag`] / [`CryptoError::BadLength`] naming the first bad tag.
 pub fn cryptogram_input<S: TagSource + ?Sized>(cvn: Cvn, src: &S) -> Result<Vec<u8>, CryptoError> {
     let mut out = Vec::with_capacity(64);
     for (tag, len) in CRYPTOGRAM_INPUT_TAGS {
-        let v = src.tag_value(tag).ok_or(CryptoError::MissingTag(tag))?;
+        let v = src.get(Tag(tag)).ok_or(CryptoError::MissingTag(tag))?;
         if v.len() != len {
             return Err(CryptoError::BadLength(tag));
         }
         out.extend_from_slice(v);
     }
     let iad = src
-        .tag_value(0x9F10)
+        .get(Tag::ISSUER_APPLICATION_DATA)
         .ok_or(CryptoError::MissingTag(0x9F10))?;
     let part = match cvn {
         Cvn::Visa10 => iad.get(3..7),

@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
+use emvbridge_protocol::emv::build_dol_vec;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
-use crate::card::{
-    dol, Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult,
-};
+use crate::card::{Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult};
 use crate::crypto;
 use crate::sred::SredEncryptor;
 
@@ -801,7 +800,7 @@ impl Kernel {
         };
         self.put(0x95, &self.tvr.clone());
         let cdol1 = self.data.get(&0x8C).cloned().unwrap_or_default();
-        let cdol_data = dol::build(&cdol1, &self.data);
+        let cdol_data = self.cdol_data(&cdol1);
         let resp = match self.card.generate_ac(true, requested, &cdol_data) {
             Ok(r) => r,
             Err(e) => return self.fail(FailReason::Card(e.sw())),
@@ -831,6 +830,12 @@ impl Kernel {
                 }
             }
         }
+    }
+
+    /// The data for a CDOL from the card's records and the terminal data (EMV Book 3 §5.4).
+    /// A CDOL that does not walk gives no data, which the card refuses (`6A80`).
+    fn cdol_data(&self, cdol: &[u8]) -> Vec<u8> {
+        build_dol_vec(cdol, &self.data).unwrap_or_default()
     }
 
     fn record_gac(&mut self, r: &GacResponse) {
@@ -919,7 +924,7 @@ impl Kernel {
         self.put(0x8A, &arc);
         self.put(0x95, &self.tvr.clone());
         let cdol2 = self.data.get(&0x8D).cloned().unwrap_or_default();
-        let cdol_data = dol::build(&cdol2, &self.data);
+        let cdol_data = self.cdol_data(&cdol2);
         let resp = match self.card.generate_ac(false, want, &cdol_data) {
             Ok(r) => r,
             Err(e) => return self.fail(FailReason::Card(e.sw())),
