@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use emvbridge_protocol::emv::{Pan, Track2};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 
 use crate::card::{self, script_mac};
 use crate::crypto::{self, Cvn, SecretKey};
-use crate::sred::{self, Pan};
+use crate::sred;
 
 /// Largest ICC data we look at.
 pub const MAX_ICC_DATA_LEN: usize = 4096;
@@ -59,9 +60,9 @@ pub struct VerifiedArqc {
 }
 
 impl VerifiedArqc {
-    /// The masked PAN (`411111******1111`).
+    /// The masked PAN (`411111******1111`), as the protocol crate masks every PAN.
     pub fn masked_pan(&self) -> String {
-        self.pan.masked()
+        self.pan.to_string()
     }
 
     /// Value of tag `91` for `arc` (method per CVN). With `corrupt`, the ARPC is deliberately
@@ -152,8 +153,12 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
             .clone(),
         None => m
             .get(&0x5A)
-            .and_then(|v| Pan::from_bcd(v))
-            .or_else(|| m.get(&0x57).and_then(|v| Pan::from_track2(v)))
+            .and_then(|v| Pan::from_bcd(v).ok())
+            .or_else(|| {
+                m.get(&0x57)
+                    .and_then(|v| Track2::from_bcd(v).ok())
+                    .map(|t| t.pan())
+            })
             .ok_or(IssuerError::MissingTag(0x5A))?,
     };
     let psn = match m.get(&0x5F34) {
@@ -185,7 +190,7 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
         .ok_or(IssuerError::MissingTag(0x9F02))?;
     let currency = get_n(&m, 0x5F2A)?;
     let cvn = profile.cvn;
-    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn)
+    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.reveal(), psn)
         .map_err(|_| IssuerError::UnknownIssuer)?;
     let input = crypto::cryptogram_input(cvn, &m).map_err(|e| match e {
         crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => {

@@ -174,7 +174,7 @@ impl Card {
     /// A fresh card for `profile` (derives its ICC master key from the issuer key).
     pub fn new(profile: CardProfile) -> Card {
         // Profiles are validated on load, so the PAN is well-formed.
-        let icc_mk = crypto::derive_icc_master_key(&profile.imk, profile.pan.expose(), profile.psn)
+        let icc_mk = crypto::derive_icc_master_key(&profile.imk, profile.pan.reveal(), profile.psn)
             .unwrap_or_else(|_| SecretKey::from_bytes([0; 16]));
         let pin_tries = profile.pin.as_ref().map_or(0, |(_, t)| *t);
         Card {

@@ -6,10 +6,10 @@
 //! has a default here that a file may override with hex. The issuer master keys are public
 //! test keys, fine to ship.
 
+use emvbridge_protocol::emv::Pan;
 use serde::Deserialize;
 
 use crate::crypto::{Cvn, SecretKey};
-use crate::sred::Pan;
 
 /// One application on a card (one AID).
 #[derive(Debug, Clone, Deserialize)]
@@ -171,7 +171,11 @@ impl CardProfile {
     pub fn load(text: &str) -> Result<CardProfile, ProfileError> {
         let f: ProfileFile =
             toml::from_str(text).map_err(|e| ProfileError::Syntax(e.message().to_owned()))?;
-        let pan = Pan::new(&f.pan).ok_or(ProfileError::Field("pan"))?;
+        // 12 to 19 digits: the ICC master key derivation (EMV Book 2 A1.4) needs at least 12.
+        let pan = Pan::parse(&f.pan)
+            .ok()
+            .filter(|p| p.len() >= 12)
+            .ok_or(ProfileError::Field("pan"))?;
         if f.psn > 99 {
             return Err(ProfileError::Field("psn"));
         }
@@ -250,7 +254,7 @@ impl CardProfile {
 
     /// Track 2 equivalent data (tag `57`): `PAN D YYMM service-code discretionary F`.
     pub fn track2(&self) -> Vec<u8> {
-        let mut digits: Vec<u8> = self.pan.expose().bytes().map(|b| b - b'0').collect();
+        let mut digits: Vec<u8> = self.pan.reveal().bytes().map(|b| b - b'0').collect();
         digits.push(0x0D);
         let exp = hex::encode(&self.expiry[..2]);
         digits.extend(exp.bytes().map(|b| b - b'0'));

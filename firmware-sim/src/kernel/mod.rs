@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use emvbridge_protocol::emv::build_dol_vec;
+use emvbridge_protocol::emv::{build_dol_vec, Pan};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
@@ -525,10 +525,7 @@ impl Kernel {
     }
 
     fn encrypt_card_data(&mut self) -> Result<(), FailReason> {
-        let pan = self
-            .data
-            .get(&0x5A)
-            .and_then(|v| crate::sred::Pan::from_bcd(v));
+        let pan = self.data.get(&0x5A).and_then(|v| Pan::from_bcd(v).ok());
         let track2 = self.data.get(&0x57).cloned().unwrap_or_default();
         let Some(pan) = pan else { return Ok(()) };
         let u = self.un;

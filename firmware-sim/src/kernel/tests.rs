@@ -62,7 +62,7 @@ fn every_profile_loads() {
         let p = CardProfile::load(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&p.name, name);
         assert!(
-            !format!("{p:?}").contains(p.pan.expose()),
+            !format!("{p:?}").contains(p.pan.reveal()),
             "Debug leaks PAN for {name}"
         );
     }

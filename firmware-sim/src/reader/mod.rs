@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use emvbridge_protocol::emv::{mask_pan_digits, Track2};
+use emvbridge_protocol::emv::Track2;
 use emvbridge_protocol::frame::{emit_message, Deframer, FrameError, Inbound, NAD_PED};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::code;
@@ -1424,7 +1424,7 @@ impl SimReader {
                 self.respond(now, &[], StatusWord::CTLS_FAILED);
                 return;
             };
-            info!(pan = %mask_pan_digits(profile.pan.expose()), "contactless msd");
+            info!(pan = %profile.pan, "contactless msd");
             let mut b = TlvBuilder::new();
             b.primitive(Tag::POS_ENTRY_MODE, &[0x91]);
             self.magstripe_data(&mut b, &profile);
