@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use emvbridge_protocol::emv::{Pan, Track2};
+use emvbridge_protocol::emv::{numeric, Pan, Track2};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 
 use crate::card::{self, script_mac};
@@ -161,15 +161,13 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
             })
             .ok_or(IssuerError::MissingTag(0x5A))?,
     };
+    // 5F34 is n2: its first byte, BCD.
     let psn = match m.get(&0x5F34) {
-        Some(v) => {
-            let b = *v.first().ok_or(IssuerError::MissingTag(0x5F34))?;
-            let (h, l) = (b >> 4, b & 0x0F);
-            if h > 9 || l > 9 {
-                return Err(IssuerError::MissingTag(0x5F34));
-            }
-            h * 10 + l
-        }
+        Some(v) => v
+            .get(..1)
+            .and_then(|b| numeric::bcd_to_u64(b).ok())
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or(IssuerError::MissingTag(0x5F34))?,
         None => 0,
     };
     let profile = card::shipped_profiles()
@@ -181,13 +179,7 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let atc = u16::from_be_bytes(get_n(&m, 0x9F36)?);
     let un: [u8; 4] = get_n(&m, 0x9F37)?;
     let amount_bcd: [u8; 6] = get_n(&m, 0x9F02)?;
-    let amount = amount_bcd
-        .iter()
-        .try_fold(0u64, |acc, b| {
-            ((b >> 4) < 10 && (b & 0x0F) < 10)
-                .then(|| acc * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0x0F))
-        })
-        .ok_or(IssuerError::MissingTag(0x9F02))?;
+    let amount = numeric::parse_amount(&amount_bcd).map_err(|_| IssuerError::MissingTag(0x9F02))?;
     let currency = get_n(&m, 0x5F2A)?;
     let cvn = profile.cvn;
     let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.reveal(), psn)

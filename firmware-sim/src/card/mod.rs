@@ -284,7 +284,7 @@ impl Card {
         b.primitive(Tag(0x5F25), &p.effective);
         b.primitive(Tag(0x5F28), &[0x08, 0x40]);
         b.primitive(Tag(0x5F30), &[0x02, 0x01]);
-        b.primitive(Tag(0x5F34), &[((p.psn / 10) << 4) | (p.psn % 10)]);
+        b.primitive(Tag(0x5F34), &p.psn_bcd());
         b.primitive(Tag(0x8C), CDOL1);
         b.primitive(Tag(0x8D), CDOL2);
         b.primitive(Tag(0x8E), &p.cvm_list);

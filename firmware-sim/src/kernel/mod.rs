@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use emvbridge_protocol::emv::{build_dol_vec, Pan};
+use emvbridge_protocol::emv::{build_dol_vec, numeric, Pan};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
@@ -123,25 +123,6 @@ pub struct TransactionData {
     pub country: Option<[u8; 2]>,
 }
 
-fn bcd_to_u64(v: &[u8]) -> Option<u64> {
-    v.iter().try_fold(0u64, |acc, b| {
-        let (h, l) = (b >> 4, b & 0x0F);
-        (h < 10 && l < 10).then(|| acc * 100 + u64::from(h) * 10 + u64::from(l))
-    })
-}
-
-fn u64_to_bcd6(mut n: u64) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for b in out.iter_mut().rev() {
-        let lo = (n % 10) as u8;
-        n /= 10;
-        let hi = (n % 10) as u8;
-        n /= 10;
-        *b = (hi << 4) | lo;
-    }
-    out
-}
-
 impl TransactionData {
     /// Reads 9C 9F02 9F03 9A 9F21 5F2A 9F1A from `E0` contents (or a whole `E0`); unknown tags
     /// (`DFA214`, `DFA218`, ...) are ignored.
@@ -175,13 +156,14 @@ impl TransactionData {
         }
         let amount_raw: [u8; 6] =
             fixed(&m, 0x9F02, "9F02")?.ok_or(TxnDataError::Missing("9F02"))?;
-        let amount = bcd_to_u64(&amount_raw).ok_or(TxnDataError::BadValue("9F02"))?;
+        let amount =
+            numeric::parse_amount(&amount_raw).map_err(|_| TxnDataError::BadValue("9F02"))?;
         let amount_other = match fixed::<6>(&m, 0x9F03, "9F03")? {
-            Some(v) => bcd_to_u64(&v).ok_or(TxnDataError::BadValue("9F03"))?,
+            Some(v) => numeric::parse_amount(&v).map_err(|_| TxnDataError::BadValue("9F03"))?,
             None => 0,
         };
         let date: [u8; 3] = fixed(&m, 0x9A, "9A")?.ok_or(TxnDataError::Missing("9A"))?;
-        if bcd_to_u64(&date).is_none() {
+        if numeric::bcd_to_u64(&date).is_err() {
             return Err(TxnDataError::BadValue("9A"));
         }
         Ok(TransactionData {
@@ -365,7 +347,7 @@ pub fn mask_nibbles(value: &[u8], track2: bool) -> Vec<u8> {
 }
 
 fn date_to_num(d: &[u8]) -> Option<u64> {
-    let n = bcd_to_u64(d)?;
+    let n = numeric::bcd_to_u64(d).ok()?;
     // YY < 50 → 20YY (EMV Book 4 §6.7.3 convention).
     Some(if n / 10000 < 50 {
         20_000_000 + n
@@ -508,8 +490,15 @@ impl Kernel {
     fn put_terminal_data(&mut self) {
         let c = self.config.clone();
         let country = self.txn.country.unwrap_or(c.terminal_country);
-        self.put(0x9F02, &u64_to_bcd6(self.txn.amount));
-        self.put(0x9F03, &u64_to_bcd6(self.txn.amount_other));
+        // Both came from six BCD bytes (`from_tlv`), so they always fit n12.
+        self.put(
+            0x9F02,
+            &numeric::encode_amount(self.txn.amount).unwrap_or_default(),
+        );
+        self.put(
+            0x9F03,
+            &numeric::encode_amount(self.txn.amount_other).unwrap_or_default(),
+        );
         self.put(0x9F1A, &country);
         self.put(0x5F2A, &self.txn.currency.clone());
         self.put(0x9A, &self.txn.date.clone());

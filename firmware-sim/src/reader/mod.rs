@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use emvbridge_protocol::emv::Track2;
+use emvbridge_protocol::emv::{numeric, Track2};
 use emvbridge_protocol::frame::{emit_message, Deframer, FrameError, Inbound, NAD_PED};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::code;
@@ -1382,13 +1382,11 @@ impl SimReader {
         let mut b = TlvBuilder::new();
         b.primitive(Tag::POS_ENTRY_MODE, &[0x90]);
         self.magstripe_data(&mut b, &profile);
-        let mut digits = [0u8; 6];
-        let mut n = data.amount;
-        for d in digits.iter_mut().rev() {
-            *d = ((n / 10 % 10) as u8) << 4 | (n % 10) as u8;
-            n /= 100;
-        }
-        b.primitive(Tag::AMOUNT_AUTHORISED, &digits);
+        // The amount came from six BCD bytes, so it always fits n12.
+        b.primitive(
+            Tag::AMOUNT_AUTHORISED,
+            &numeric::encode_amount(data.amount).unwrap_or_default(),
+        );
         b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &data.currency);
         self.respond(
             now,

@@ -410,6 +410,20 @@ impl Track2 {
             .collect()
     }
 
+    /// The `57` encoding (Track 2 Equivalent Data, format `b`): one nibble per character,
+    /// `D` for the separator, padded with a trailing `F` to whole bytes. Clear data.
+    pub fn to_bcd(&self) -> Vec<u8> {
+        let nibble = |c: u8| if c == b'D' { 0xD } else { c.wrapping_sub(b'0') & 0x0F };
+        self.as_bytes()
+            .chunks(2)
+            .map(|c| {
+                let hi = c.first().map_or(0xF, |d| nibble(*d));
+                let lo = c.get(1).map_or(0xF, |d| nibble(*d));
+                (hi << 4) | lo
+            })
+            .collect()
+    }
+
     /// Masked for display: PAN first 6 / last 4, `D`, the rest `*`.
     pub fn masked(&self) -> String {
         let pan = mask_pan_digits(self.field(0, Some(usize::from(self.sep))));
@@ -699,6 +713,15 @@ mod tests {
         assert_eq!(t.service_code().to_string(), "101");
         assert_eq!(t.reveal_discretionary(), "123450000");
         assert_eq!(t.reveal_ascii(), "4111111111111111=2812101123450000");
+        assert_eq!(t.to_bcd(), v);
+        let odd = Track2::from_ascii("378282246310005=25122010000001234").unwrap();
+        assert_eq!(
+            odd.to_bcd(),
+            [
+                0x37, 0x82, 0x82, 0x24, 0x63, 0x10, 0x00, 0x5D, 0x25, 0x12, 0x20, 0x10, 0x00,
+                0x00, 0x01, 0x23, 0x4F
+            ]
+        );
         assert_eq!(
             format!("{t:?}"),
             "Track2(411111******1111D****************)"
@@ -811,6 +834,14 @@ mod tests {
             prop_assert_eq!(&m[..6], &p[..6]);
             prop_assert_eq!(&m[p.len() - 4..], &p[p.len() - 4..]);
             prop_assert!(m[6..p.len() - 4].chars().all(|c| c == '*'));
+        }
+
+        #[test]
+        fn track2_bcd_round_trip(p in "[0-9]{8,19}", rest in "[0-9]{7,17}") {
+            let t = Track2::from_ascii(&format!("{p}={rest}")).unwrap();
+            let bcd = t.to_bcd();
+            prop_assert_eq!(bcd.len(), (p.len() + 1 + rest.len()).div_ceil(2));
+            prop_assert_eq!(Track2::from_bcd(&bcd).unwrap(), t);
         }
 
         #[test]

@@ -6,6 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{VipaError, TAG_DFA214_SUPPRESS_DISPLAY, TAG_DFA218_PIN_ENTRY_STYLE};
+use crate::emv::numeric;
 use crate::tlv::{self, Tag, TlvBuilder, TlvIter};
 
 /// The name of a command code from the §3 table, e.g. `DE D1` → `"Start Transaction"`.
@@ -273,7 +274,7 @@ impl TransactionData {
                 if v.len() > max_len {
                     return Err(VipaError::BadBcd { tag: item.tag() });
                 }
-                from_bcd(v).ok_or(VipaError::BadBcd { tag: item.tag() })
+                numeric::bcd_to_u64(v).map_err(|_| VipaError::BadBcd { tag: item.tag() })
             };
             match item.tag() {
                 Tag::TRANSACTION_TYPE => t.transaction_type = v.first().copied().unwrap_or(0),
@@ -306,28 +307,12 @@ impl TransactionData {
     }
 }
 
-/// `value` as `N` bytes of BCD, right-aligned (EMV format n). Callers check the digit count.
-fn bcd<const N: usize>(mut value: u64) -> [u8; N] {
+/// `value` as `N` bytes of format `n` ([`numeric::u64_to_bcd`]). [`TransactionData::check`]
+/// bounded the digits first; were there more, the low ones would be kept.
+fn bcd<const N: usize>(value: u64) -> [u8; N] {
     let mut out = [0u8; N];
-    for byte in out.iter_mut().rev() {
-        let lo = (value % 10) as u8;
-        value /= 10;
-        let hi = (value % 10) as u8;
-        value /= 10;
-        *byte = (hi << 4) | lo;
-    }
+    let _ = numeric::u64_to_bcd(value, &mut out);
     out
-}
-
-/// Decimal value of BCD bytes; `None` for a nibble above 9 or more than 19 digits.
-pub(crate) fn from_bcd(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() > 9 {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |acc, b| {
-        let (hi, lo) = (b >> 4, b & 0x0F);
-        (hi <= 9 && lo <= 9).then(|| acc * 100 + u64::from(hi) * 10 + u64::from(lo))
-    })
 }
 
 /// The content of a single top-level `E0`, or `data` itself when it is not exactly that.
