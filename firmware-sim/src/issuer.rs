@@ -191,12 +191,7 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
         _ => IssuerError::NotParseable,
     })?;
     let expect = crypto::application_cryptogram(cvn, &icc_mk, atc, un, &input);
-    let same = expect
-        .iter()
-        .zip(arqc.iter())
-        .fold(0u8, |a, (x, y)| a | (x ^ y))
-        == 0;
-    if !same {
+    if !crypto::ct_eq(&expect, &arqc) {
         return Err(IssuerError::BadCryptogram);
     }
     Ok(VerifiedArqc {

@@ -309,12 +309,7 @@ impl Card {
             self.cvr[1] |= 0x80;
             return PinVerify::Blocked;
         }
-        let ok = expected.len() == pin.len()
-            && expected
-                .bytes()
-                .zip(pin.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0;
+        let ok = crypto::ct_eq(expected.as_bytes(), pin.as_bytes());
         if ok {
             self.pin_tries = self.profile.pin.as_ref().map_or(0, |(_, t)| *t);
             self.cvr[0] &= !0x02;
@@ -473,7 +468,7 @@ impl Card {
         let mut hdr = body.to_vec();
         hdr[4] -= 4;
         let expect = script_mac(self.profile.cvn, &self.icc_mk, self.atc, un, arqc, &hdr);
-        if expect != mac {
+        if !crypto::ct_eq(&expect, mac) {
             return ScriptCommandResult::Failed;
         }
         match (command[0], command[1]) {

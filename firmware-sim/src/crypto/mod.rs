@@ -15,7 +15,7 @@
 //! ([`crate::card`]) and the issuer ([`crate::issuer`]), so the two can never disagree.
 //!
 //! Cross-checked against the independent Python implementation `pyemv` 1.5 (classes
-//! `VisaCVN10`, `VisaCVN18`, `MasterCardCVN16`): see the vector table in `pyemv_vectors.rs`
+//! `VisaCVN10`, `VisaCVN18`, `MasterCardCVN16`): see the vector table `pyemv_vectors.jsonl`
 //! and the live test that runs `pyemv_check.py` when `pyemv` is installed.
 
 use std::fmt;
@@ -25,6 +25,8 @@ use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::{Des, TdesEde2};
 use emvbridge_protocol::emv::TagSource;
 use emvbridge_protocol::tlv::Tag;
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Errors from the crypto helpers. Messages never contain key or card data.
@@ -291,7 +293,6 @@ pub fn derive_icc_master_key(
 /// EMV Book 2 A1.4.2 option B: SHA-1 over PAN‖PSN (BCD, left-padded to even length), then
 /// the first 16 decimal digits of the hex digest, topped up with decimalised `a..f` digits.
 fn option_b_digits(digits: &[u8]) -> [u8; 16] {
-    use sha1_lite::sha1;
     let mut nibbles: Vec<u8> = Vec::with_capacity(digits.len() + 1);
     if digits.len() % 2 == 1 {
         nibbles.push(0);
@@ -301,7 +302,7 @@ fn option_b_digits(digits: &[u8]) -> [u8; 16] {
         .chunks(2)
         .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0))
         .collect();
-    let digest = sha1(&bcd);
+    let digest = Sha1::digest(&bcd);
     let hex_nibbles: Vec<u8> = digest.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let mut out = [0u8; 16];
     let mut n = 0;
@@ -321,8 +322,6 @@ fn option_b_digits(digits: &[u8]) -> [u8; 16] {
     }
     out
 }
-
-mod sha1_lite;
 
 /// EMV common session key derivation (Book 2 A1.3.1): `SK = TDES(MK)[R with R[2]=F0] ‖
 /// TDES(MK)[R with R[2]=0F]`, parity set odd.
@@ -548,8 +547,9 @@ pub fn verify_issuer_authentication_data(
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Constant-time comparison of MACs and cryptograms; unequal lengths are simply unequal.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
