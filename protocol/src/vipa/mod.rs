@@ -6,7 +6,7 @@
 //! - [`StatusWord`] with the §2 table;
 //! - [`Response`] (data + SW) and template views ([`Template`], [`Sred`], [`Token`],
 //!   [`StatusNotification`], [`CardEvent`]);
-//! - [`DeviceInfo`] from a Reset Device response.
+//! - [`DeviceInfo`] from a Reset Device response ([`parse_reset_response`]).
 //!
 //! Unknown codes, tags and templates are preserved, never rejected.
 
@@ -18,7 +18,10 @@ mod status;
 pub use command::{
     command_name, Command, CommandError, CommandView, ContinueForm, TransactionData,
 };
-pub use device_info::{Device, DeviceInfo, LibVersion, RawField, SoftwareComponent};
+pub use device_info::{
+    parse_reset_response, Device, DeviceInfo, LibVersion, RawField, ResetResponseError,
+    SoftwareComponent,
+};
 pub use response::{
     CardEvent, CardStatus, Response, Sred, StatusNotification, Template, TemplateKind, Token,
     TransactionStatus,
