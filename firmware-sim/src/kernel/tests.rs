@@ -374,6 +374,21 @@ proptest::proptest! {
     }
 
     #[test]
+    fn card_reads_any_cdol_data_of_the_right_length(data in proptest::collection::vec(proptest::num::u8::ANY, 0..70)) {
+        let mut card = Card::from_profile("visa-cvn10").unwrap();
+        let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
+        card.select(&aid).unwrap();
+        let want = emvbridge_protocol::emv::dol::dol_data_len(crate::card::CDOL1).unwrap();
+        let r = card.generate_ac(true, CryptogramType::Arqc, &data);
+        if data.len() == want {
+            proptest::prop_assert!(r.is_ok());
+        } else {
+            proptest::prop_assert_eq!(r, Err(CardError::WrongData));
+        }
+        let _ = card.generate_ac(false, CryptogramType::Tc, &data);
+    }
+
+    #[test]
     fn verify_arqc_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
         let _ = issuer::verify_arqc(&data);
     }
