@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use emvbridge_protocol::emv::{build_dol_vec, numeric, Pan};
+use emvbridge_protocol::emv::{build_dol_vec, mask_bcd_pan, numeric, Pan};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
@@ -325,25 +325,6 @@ const FINAL_TAGS: &[u32] = &[
 
 fn tag_of(t: u32) -> Tag {
     Tag(t)
-}
-
-/// Masks PAN digits (keep first 6 / last 4) with nibble `A`, as the captured device does
-/// (vipa-protocol.md §5.1). For track 2, the discretionary data after `D`+YYMM+service code
-/// is masked too.
-pub fn mask_nibbles(value: &[u8], track2: bool) -> Vec<u8> {
-    let nibbles: Vec<u8> = value.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
-    let pan_len = nibbles.iter().position(|n| *n > 9).unwrap_or(nibbles.len());
-    let mut out = nibbles.clone();
-    for (i, n) in out.iter_mut().enumerate() {
-        let in_pan_middle = i < pan_len && i >= 6 && i + 4 < pan_len;
-        let discretionary = track2 && i > pan_len + 7 && *n <= 9;
-        if in_pan_middle || discretionary {
-            *n = 0x0A;
-        }
-    }
-    out.chunks(2)
-        .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0x0F))
-        .collect()
 }
 
 fn date_to_num(d: &[u8]) -> Option<u64> {
@@ -939,7 +920,8 @@ impl Kernel {
         for &t in tags {
             let Some(v) = self.data.get(&t) else { continue };
             if self.config.sred && (t == 0x57 || t == 0x5A) {
-                b.primitive(tag_of(t), &mask_nibbles(v, t == 0x57));
+                // As the reader sends them with SRED on (vipa-protocol.md §5.1).
+                b.primitive(tag_of(t), &mask_bcd_pan(v));
             } else {
                 b.primitive(tag_of(t), v);
             }

@@ -355,18 +355,6 @@ fn transaction_data_from_captured_start_transaction() {
     );
 }
 
-#[test]
-fn mask_matches_capture_style() {
-    // vipa-protocol.md §5.1: 5A 374245AAAAA1006F.
-    assert_eq!(
-        hex::encode_upper(mask_nibbles(
-            &hex::decode("374245001751006F").unwrap(),
-            false
-        )),
-        "374245AAAAA1006F"
-    );
-}
-
 proptest::proptest! {
     #[test]
     fn from_tlv_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {

@@ -26,7 +26,8 @@ pub use dol::{
 };
 pub use numeric::{Country, Currency, Date, NumericError, Time};
 pub use sensitive::{
-    luhn_valid, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes, Sensitive, Track2,
+    luhn_valid, mask_bcd_pan, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes,
+    Sensitive, Track2,
 };
 
 use crate::tlv::Tag;

@@ -249,24 +249,68 @@ fn cn_digit_count(bytes: &[u8]) -> Result<usize, CardDataError> {
 /// Non-digits pass through unchanged and do not count as digits.
 pub fn mask_pan_digits(s: &str) -> String {
     let n = s.bytes().filter(u8::is_ascii_digit).count();
-    let (head, tail) = match n {
-        0..=4 => (0, 0),
-        5..=12 => (0, 4),
-        _ => (6, 4),
-    };
-    let mut seen = 0;
+    let mut i = 0;
     s.chars()
         .map(|c| {
             if !c.is_ascii_digit() {
                 return c;
             }
-            seen += 1;
-            if seen <= head || seen > n - tail {
+            let shown = pan_digit_shown(i, n);
+            i += 1;
+            if shown {
                 c
             } else {
                 '*'
             }
         })
+        .collect()
+}
+
+/// The one masking rule: whether digit `i` (0-based) of an `n`-digit PAN stays clear.
+/// First 6 and last 4 from 13 digits on, only the last 4 from 5 to 12, none below.
+fn pan_digit_shown(i: usize, n: usize) -> bool {
+    let (head, tail) = match n {
+        0..=4 => (0, 0),
+        5..=12 => (0, 4),
+        _ => (6, 4),
+    };
+    i < head || i + tail >= n
+}
+
+/// Masks a BCD PAN (`5A`) or track 2 (`57`, `9F6B`) the way a VIPA reader with SRED on sends
+/// them (vipa-protocol.md §5.1: `5A` = `374245AAAAA1006F`): same length, each hidden PAN
+/// digit (by the rule of [`mask_pan_digits`]) replaced by nibble `A`; in a track, the
+/// separator, the expiry and the service code kept and every later digit `A`; `F` padding
+/// kept. Nibbles already `A` count as PAN digits, so masking twice changes nothing.
+pub fn mask_bcd_pan(value: &[u8]) -> Vec<u8> {
+    let nib = |i: usize| {
+        let b = value.get(i / 2).copied().unwrap_or(0xFF);
+        if i % 2 == 0 {
+            b >> 4
+        } else {
+            b & 0x0F
+        }
+    };
+    let count = value.len() * 2;
+    let pan_len = (0..count)
+        .take_while(|&i| nib(i) <= 9 || nib(i) == 0xA)
+        .count();
+    let masked = |i: usize| {
+        let d = nib(i);
+        let hide = if i < pan_len {
+            !pan_digit_shown(i, pan_len)
+        } else {
+            // After the separator: YYMM and the service code (7 digits), then discretionary.
+            i > pan_len + 7 && d <= 9
+        };
+        if hide {
+            0xA
+        } else {
+            d
+        }
+    };
+    (0..value.len())
+        .map(|b| (masked(2 * b) << 4) | masked(2 * b + 1))
         .collect()
 }
 
@@ -760,6 +804,33 @@ mod tests {
     }
 
     #[test]
+    fn bcd_masks_like_the_reader() {
+        // The captured E2 (vipa-protocol.md §5.1): 5A 374245AAAAA1006F.
+        let pan = [0x37, 0x42, 0x45, 0x00, 0x17, 0x51, 0x00, 0x6F];
+        let masked = [0x37, 0x42, 0x45, 0xAA, 0xAA, 0xA1, 0x00, 0x6F];
+        assert_eq!(mask_bcd_pan(&pan), masked);
+        assert_eq!(mask_bcd_pan(&masked), masked);
+        // Track 2: expiry and service code kept, discretionary data hidden, F kept.
+        let t2 = [
+            0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0xD2, 0x81, 0x22, 0x01, 0x12, 0x34,
+            0x5F,
+        ];
+        assert_eq!(
+            mask_bcd_pan(&t2),
+            [
+                0x41, 0x11, 0x11, 0xAA, 0xAA, 0xAA, 0x11, 0x11, 0xD2, 0x81, 0x22, 0x01, 0xAA, 0xAA,
+                0xAF
+            ]
+        );
+        // Short numbers follow the same rule as mask_pan_digits.
+        assert_eq!(
+            mask_bcd_pan(&[0x12, 0x34, 0x56, 0x78, 0x9F]),
+            [0xAA, 0xAA, 0xA6, 0x78, 0x9F]
+        );
+        assert_eq!(mask_bcd_pan(&[]), Vec::<u8>::new());
+    }
+
+    #[test]
     fn masked_values_by_tag() {
         let pan = [0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11];
         assert_eq!(masked_value(Tag::PAN, &pan).unwrap(), "411111******1111");
@@ -825,6 +896,25 @@ mod tests {
             for tag in [Tag::PAN, Tag::TRACK2_EQUIVALENT, Tag::TRACK1_DATA, Tag::VIPA_MASKED_TRACK2, Tag::PIN_DATA] {
                 let _ = masked_value(tag, &b);
             }
+        }
+
+        #[test]
+        fn bcd_mask_is_total_and_idempotent(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let m = mask_bcd_pan(&b);
+            prop_assert_eq!(m.len(), b.len());
+            prop_assert_eq!(mask_bcd_pan(&m), m);
+        }
+
+        #[test]
+        fn bcd_mask_agrees_with_the_digit_mask(p in "[0-9]{8,19}") {
+            let bcd = Pan::parse(&p).unwrap().to_bcd();
+            let shown: String = mask_bcd_pan(&bcd)
+                .iter()
+                .flat_map(|b| [b >> 4, b & 0x0F])
+                .take(p.len())
+                .map(|d| if d == 0xA { '*' } else { char::from(b'0' + d) })
+                .collect();
+            prop_assert_eq!(shown, mask_pan_digits(&p));
         }
 
         #[test]
