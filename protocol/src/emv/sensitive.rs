@@ -457,7 +457,13 @@ impl Track2 {
     /// The `57` encoding (Track 2 Equivalent Data, format `b`): one nibble per character,
     /// `D` for the separator, padded with a trailing `F` to whole bytes. Clear data.
     pub fn to_bcd(&self) -> Vec<u8> {
-        let nibble = |c: u8| if c == b'D' { 0xD } else { c.wrapping_sub(b'0') & 0x0F };
+        let nibble = |c: u8| {
+            if c == b'D' {
+                0xD
+            } else {
+                c.wrapping_sub(b'0') & 0x0F
+            }
+        };
         self.as_bytes()
             .chunks(2)
             .map(|c| {
@@ -762,8 +768,8 @@ mod tests {
         assert_eq!(
             odd.to_bcd(),
             [
-                0x37, 0x82, 0x82, 0x24, 0x63, 0x10, 0x00, 0x5D, 0x25, 0x12, 0x20, 0x10, 0x00,
-                0x00, 0x01, 0x23, 0x4F
+                0x37, 0x82, 0x82, 0x24, 0x63, 0x10, 0x00, 0x5D, 0x25, 0x12, 0x20, 0x10, 0x00, 0x00,
+                0x01, 0x23, 0x4F
             ]
         );
         assert_eq!(
