@@ -5,7 +5,7 @@
 //! `0123456789ABCDEFFEDCBA9876543210`, initial KSN `FFFF9876543210E00000`. Each encryption
 //! advances the KSN counter, derives the current key, applies the *data encryption variant*
 //! (X9.24-1:2009 A.4.1, `key ⊕ 0000000000FF0000 0000000000FF0000`; the device's exact variant
-//! and whether it adds the one-way step is [GAP] in the reference, so we use the plain variant)
+//! and whether it adds the one-way step is \[GAP\] in the reference, so we use the plain variant)
 //! and encrypts with TDES-CBC:
 //!
 //! ```text

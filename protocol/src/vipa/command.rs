@@ -1,7 +1,7 @@
 //! Host → terminal commands (vipa-protocol.md §3): typed builders and a tolerant view.
 //!
 //! A command payload is `CLA INS P1 P2 [Lc data] [Le]` (§1). Payloads longer than one frame are
-//! chained by [`crate::frame::emit_message`]; their Lc is `FF` ("capped at 0xFF", [S2]).
+//! chained by [`crate::frame::emit_message`]; their Lc is `FF` ("capped at 0xFF", \[S2\]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -133,9 +133,9 @@ pub mod reset_flags {
     pub const VOS_COMPONENTS: u8 = 0x80;
 }
 
-/// Whether Continue Transaction data is wrapped in `E0`. [GAP] §5.3 / §7 item 2: [S3] says
-/// `E0` carries host responses, [S5] sends bare TLVs; a sender picks one (default `E0`, the
-/// [I] preference), a receiver accepts both ([`CommandView::continue_data`]).
+/// Whether Continue Transaction data is wrapped in `E0`. \[GAP\] §5.3 / §7 item 2: \[S3\] says
+/// `E0` carries host responses, \[S5\] sends bare TLVs; a sender picks one (default `E0`, the
+/// \[I\] preference), a receiver accepts both ([`CommandView::continue_data`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ContinueForm {
     /// `E0 { tlvs }`.
@@ -316,7 +316,7 @@ fn bcd<const N: usize>(value: u64) -> [u8; N] {
 }
 
 /// The content of a single top-level `E0`, or `data` itself when it is not exactly that.
-/// Tolerant of both Continue forms ([GAP] §7 item 2).
+/// Tolerant of both Continue forms (\[GAP\] §7 item 2).
 fn unwrap_e0(data: &[u8]) -> Result<&[u8], VipaError> {
     let mut it = tlv::parse(data);
     match (it.next(), it.next()) {
@@ -345,7 +345,7 @@ pub enum Command<'a> {
         /// P2 flag bits.
         flags: u8,
     },
-    /// `D0 60`: `01 01` enables card detection ([S5]); bit meanings [GAP].
+    /// `D0 60`: `01 01` enables card detection (\[S5\]); bit meanings \[GAP\].
     CardStatus {
         /// P1.
         p1: u8,
@@ -363,7 +363,7 @@ pub enum Command<'a> {
         /// Custom text (the data field).
         text: Option<&'a str>,
     },
-    /// `D2 02 00 01` with `E0 { DF8104 text }` ([S2]/[S5]).
+    /// `D2 02 00 01` with `E0 { DF8104 text }` (\[S2\]/\[S5\]).
     DisplayText {
         /// The text.
         text: &'a str,
@@ -374,26 +374,26 @@ pub enum Command<'a> {
     ContinueTransaction {
         /// Encoded TLVs.
         tlvs: &'a [u8],
-        /// Wrapping ([GAP]).
+        /// Wrapping (\[GAP\]).
         form: ContinueForm,
     },
-    /// `DE D5 00 00` with the given data (content [GAP]; passed through).
+    /// `DE D5 00 00` with the given data (content \[GAP\]; passed through).
     VerifyPin {
         /// Data field.
         data: &'a [u8],
     },
-    /// `DE D6 00 00` with the given data (content [GAP]; passed through).
+    /// `DE D6 00 00` with the given data (content \[GAP\]; passed through).
     OnlinePin {
         /// Data field.
         data: &'a [u8],
     },
-    /// `C0 A0 00 00` with `E0 { transaction data }` ([I]: same template as `DE D1`).
+    /// `C0 A0 00 00` with `E0 { transaction data }` (\[I\]: same template as `DE D1`).
     StartContactless(&'a TransactionData),
     /// `C0 A1 00 00` with the host's TLVs.
     ContinueContactless {
         /// Encoded TLVs.
         tlvs: &'a [u8],
-        /// Wrapping ([GAP]).
+        /// Wrapping (\[GAP\]).
         form: ContinueForm,
     },
     /// `C0 C0 00 00`.
@@ -540,8 +540,8 @@ pub struct CommandView<'a> {
 
 impl<'a> CommandView<'a> {
     /// Splits a command payload. After the header: nothing (no data); one byte (Le only);
-    /// otherwise Lc, then `Lc` data bytes and an optional Le. When Lc is `FF` (chained, [S2])
-    /// or disagrees with the length, the data is everything after Lc ([I]: Lc is not a
+    /// otherwise Lc, then `Lc` data bytes and an optional Le. When Lc is `FF` (chained, \[S2\])
+    /// or disagrees with the length, the data is everything after Lc (\[I\]: Lc is not a
     /// reliable length, §1; the chain's reassembled length is).
     ///
     /// # Errors
@@ -592,7 +592,7 @@ impl<'a> CommandView<'a> {
         tlv::parse(self.data)
     }
 
-    /// The TLVs of a Continue Transaction, whether wrapped in `E0` or bare ([GAP] §7 item 2).
+    /// The TLVs of a Continue Transaction, whether wrapped in `E0` or bare (\[GAP\] §7 item 2).
     ///
     /// # Errors
     /// [`VipaError::Tlv`] if the data does not start with a well-formed TLV.

@@ -36,7 +36,7 @@ pub const TAG_DFA214_SUPPRESS_DISPLAY: Tag = Tag(0xDFA214);
 pub const TAG_DFA218_PIN_ENTRY_STYLE: Tag = Tag(0xDFA218);
 /// `DFDB0F` SRED encryption status.
 pub const TAG_DFDB0F_SRED_STATUS: Tag = Tag(0xDFDB0F);
-/// `DFDB0E`: next to `DFDB0F`, meaning [GAP].
+/// `DFDB0E`: next to `DFDB0F`, meaning \[GAP\].
 pub const TAG_DFDB0E: Tag = Tag(0xDFDB0E);
 /// `DF837F` token, inside `FF7C`.
 pub const TAG_DF837F_TOKEN: Tag = Tag(0xDF837F);
