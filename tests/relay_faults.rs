@@ -517,7 +517,7 @@ async fn stored_sales_are_forwarded_and_declines_reported() {
         "sales only"
     );
     let mut enc = emvbridge_sim::sred::SredEncryptor::ansi_test();
-    let pan = emvbridge_sim::sred::Pan::new("4111111111111111").unwrap();
+    let pan = emvbridge_protocol::emv::Pan::parse("4111111111111111").unwrap();
     let track2 = hex::decode("4111111111111111D30122010000000000000F").unwrap();
     let mut store = |rig: &mut Rig, reference: &str, minor: u64| {
         let mut req = rig.request(reference, minor);

@@ -103,7 +103,7 @@ fn request(reference: &str, minor: u64) -> AuthorizationRequest {
         (0x9F34, vec![0x1E, 0x03, 0x00]),
     ];
     let map: std::collections::BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
-    let cdol = emvbridge_sim::card::dol::build(emvbridge_sim::card::CDOL1, &map);
+    let cdol = emvbridge_protocol::emv::build_dol_vec(emvbridge_sim::card::CDOL1, &map).unwrap();
     let gac = card
         .generate_ac(true, emvbridge_sim::card::CryptogramType::Arqc, &cdol)
         .unwrap();

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use emvbridge_protocol::emv::{numeric, Pan, Track2};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 
 use crate::card::{self, script_mac};
-use crate::crypto::{self, Cvn, SecretKey, TagSource};
-use crate::sred::{self, Pan};
+use crate::crypto::{self, Cvn, SecretKey};
+use crate::sred;
 
 /// Largest ICC data we look at.
 pub const MAX_ICC_DATA_LEN: usize = 4096;
@@ -59,9 +60,9 @@ pub struct VerifiedArqc {
 }
 
 impl VerifiedArqc {
-    /// The masked PAN (`411111******1111`).
+    /// The masked PAN (`411111******1111`), as the protocol crate masks every PAN.
     pub fn masked_pan(&self) -> String {
-        self.pan.masked()
+        self.pan.to_string()
     }
 
     /// Value of tag `91` for `arc` (method per CVN). With `corrupt`, the ARPC is deliberately
@@ -110,14 +111,6 @@ impl VerifiedArqc {
     }
 }
 
-struct Flat(BTreeMap<u32, Vec<u8>>);
-
-impl TagSource for Flat {
-    fn tag_value(&self, tag: u32) -> Option<&[u8]> {
-        self.0.get(&tag).map(Vec::as_slice)
-    }
-}
-
 fn flatten(
     input: &[u8],
     out: &mut BTreeMap<u32, Vec<u8>>,
@@ -160,19 +153,21 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
             .clone(),
         None => m
             .get(&0x5A)
-            .and_then(|v| Pan::from_bcd(v))
-            .or_else(|| m.get(&0x57).and_then(|v| Pan::from_track2(v)))
+            .and_then(|v| Pan::from_bcd(v).ok())
+            .or_else(|| {
+                m.get(&0x57)
+                    .and_then(|v| Track2::from_bcd(v).ok())
+                    .map(|t| t.pan())
+            })
             .ok_or(IssuerError::MissingTag(0x5A))?,
     };
+    // 5F34 is n2: its first byte, BCD.
     let psn = match m.get(&0x5F34) {
-        Some(v) => {
-            let b = *v.first().ok_or(IssuerError::MissingTag(0x5F34))?;
-            let (h, l) = (b >> 4, b & 0x0F);
-            if h > 9 || l > 9 {
-                return Err(IssuerError::MissingTag(0x5F34));
-            }
-            h * 10 + l
-        }
+        Some(v) => v
+            .get(..1)
+            .and_then(|b| numeric::bcd_to_u64(b).ok())
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or(IssuerError::MissingTag(0x5F34))?,
         None => 0,
     };
     let profile = card::shipped_profiles()
@@ -184,31 +179,19 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let atc = u16::from_be_bytes(get_n(&m, 0x9F36)?);
     let un: [u8; 4] = get_n(&m, 0x9F37)?;
     let amount_bcd: [u8; 6] = get_n(&m, 0x9F02)?;
-    let amount = amount_bcd
-        .iter()
-        .try_fold(0u64, |acc, b| {
-            ((b >> 4) < 10 && (b & 0x0F) < 10)
-                .then(|| acc * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0x0F))
-        })
-        .ok_or(IssuerError::MissingTag(0x9F02))?;
+    let amount = numeric::parse_amount(&amount_bcd).map_err(|_| IssuerError::MissingTag(0x9F02))?;
     let currency = get_n(&m, 0x5F2A)?;
     let cvn = profile.cvn;
-    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.expose(), psn)
+    let icc_mk = crypto::derive_icc_master_key(&profile.imk, pan.reveal(), psn)
         .map_err(|_| IssuerError::UnknownIssuer)?;
-    let src = Flat(m);
-    let input = crypto::cryptogram_input(cvn, &src).map_err(|e| match e {
+    let input = crypto::cryptogram_input(cvn, &m).map_err(|e| match e {
         crypto::CryptoError::MissingTag(t) | crypto::CryptoError::BadLength(t) => {
             IssuerError::MissingTag(t)
         }
         _ => IssuerError::NotParseable,
     })?;
     let expect = crypto::application_cryptogram(cvn, &icc_mk, atc, un, &input);
-    let same = expect
-        .iter()
-        .zip(arqc.iter())
-        .fold(0u8, |a, (x, y)| a | (x ^ y))
-        == 0;
-    if !same {
+    if !crypto::ct_eq(&expect, &arqc) {
         return Err(IssuerError::BadCryptogram);
     }
     Ok(VerifiedArqc {

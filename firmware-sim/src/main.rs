@@ -83,7 +83,7 @@ struct Args {
     /// End a Start Transaction waiting for a card after DUR (default: wait forever).
     #[arg(long, value_name = "DUR")]
     card_timeout: Option<String>,
-    /// Status word for the card-wait timeout, hex ([GAP]: undocumented; default 9F41).
+    /// Status word for the card-wait timeout, hex (undocumented; default 9F41).
     #[arg(long, default_value = "9F41", value_name = "SW")]
     card_timeout_sw: String,
     /// List the card profiles and exit.

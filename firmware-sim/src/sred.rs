@@ -5,7 +5,7 @@
 //! `0123456789ABCDEFFEDCBA9876543210`, initial KSN `FFFF9876543210E00000`. Each encryption
 //! advances the KSN counter, derives the current key, applies the *data encryption variant*
 //! (X9.24-1:2009 A.4.1, `key ⊕ 0000000000FF0000 0000000000FF0000`; the device's exact variant
-//! and whether it adds the one-way step is [GAP] in the reference, so we use the plain variant)
+//! and whether it adds the one-way step is \[GAP\] in the reference, so we use the plain variant)
 //! and encrypts with TDES-CBC:
 //!
 //! ```text
@@ -15,12 +15,12 @@
 //! The plaintext is `57 track2 ‖ 5A PAN` as BER-TLV, zero-padded to the block size (EMV Book 3
 //! Annex B3 lets a TLV reader skip `00` padding). The IV is an argument: no randomness here.
 //!
-//! `Pan` is our own small masking, zeroizing wrapper (the protocol crate had no `emv::Pan`
-//! when this was written).
+//! The PAN travels as the protocol crate's [`Pan`] (masked in `Debug`, zeroized on drop).
 
 use std::fmt;
 
 use bytes::Bytes;
+use emvbridge_protocol::emv::{Pan, Track2};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -66,84 +66,6 @@ pub enum SredError {
     /// Clear data too large to encrypt.
     #[error("clear data too long")]
     TooLong,
-}
-
-/// A primary account number: decimal digits, masked in `Debug`, zeroized on drop.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct Pan(String);
-
-impl Pan {
-    /// Accepts 12..=19 decimal digits.
-    pub fn new(digits: &str) -> Option<Pan> {
-        ((12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| Pan(digits.to_owned()))
-    }
-
-    /// From the BCD of tag `5A` (trailing `F` padding allowed).
-    pub fn from_bcd(bcd: &[u8]) -> Option<Pan> {
-        let mut s = String::with_capacity(bcd.len() * 2);
-        for nib in bcd.iter().flat_map(|b| [b >> 4, b & 0x0F]) {
-            match nib {
-                0..=9 => s.push(char::from(b'0' + nib)),
-                0x0F => break,
-                _ => {
-                    s.zeroize();
-                    return None;
-                }
-            }
-        }
-        let pan = Pan::new(&s);
-        s.zeroize();
-        pan
-    }
-
-    /// From track 2 equivalent data (tag `57`): the digits before the `D` separator.
-    pub fn from_track2(track2: &[u8]) -> Option<Pan> {
-        let mut s = String::with_capacity(19);
-        for nib in track2.iter().flat_map(|b| [b >> 4, b & 0x0F]) {
-            match nib {
-                0..=9 if s.len() < 19 => s.push(char::from(b'0' + nib)),
-                0x0D => break,
-                _ => {
-                    s.zeroize();
-                    return None;
-                }
-            }
-        }
-        let pan = Pan::new(&s);
-        s.zeroize();
-        pan
-    }
-
-    /// The clear digits. Never log them.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// BCD for tag `5A`, `F`-padded to whole bytes.
-    pub fn to_bcd(&self) -> Vec<u8> {
-        let d = self.0.as_bytes();
-        d.chunks(2)
-            .map(|c| ((c[0] - b'0') << 4) | c.get(1).map_or(0x0F, |x| x - b'0'))
-            .collect()
-    }
-
-    /// First 6 / last 4 with `*` in between, e.g. `411111******1111`.
-    pub fn masked(&self) -> String {
-        let n = self.0.len();
-        format!("{}{}{}", &self.0[..6], "*".repeat(n - 10), &self.0[n - 4..])
-    }
-
-    /// The last four digits (safe to show).
-    pub fn last4(&self) -> &str {
-        &self.0[self.0.len() - 4..]
-    }
-}
-
-impl fmt::Debug for Pan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pan({})", self.masked())
-    }
 }
 
 /// What the gateway recovers from `FF7F`.
@@ -409,13 +331,13 @@ fn extract(clear: &[u8], ksn: [u8; 10]) -> Result<ClearCardData, SredError> {
     // Padding and garbage after the last object end the walk; what was read so far counts.
     for t in tlv::parse(clear).map_while(Result::ok) {
         match t.tag() {
-            TAG_PAN => pan = Pan::from_bcd(t.value()),
+            TAG_PAN => pan = Pan::from_bcd(t.value()).ok(),
             TAG_TRACK2 if t.value().len() <= 19 => track2 = t.value().to_vec(),
             _ => {}
         }
     }
     let pan = pan
-        .or_else(|| Pan::from_track2(&track2))
+        .or_else(|| Track2::from_bcd(&track2).ok().map(|t| t.pan()))
         .ok_or(SredError::NoPan)?;
     Ok(ClearCardData { pan, track2, ksn })
 }
@@ -466,7 +388,7 @@ mod tests {
     #[test]
     fn encrypt_then_decrypt_round_trip() {
         let mut e = SredEncryptor::ansi_test();
-        let pan = Pan::new("4111111111111111").unwrap();
+        let pan = Pan::parse("4111111111111111").unwrap();
         let track2 = h("4111111111111111D2512201123456789F");
         let iv = [1, 2, 3, 4, 5, 6, 7, 8];
         let ff7f = e.encrypt(&pan, &track2, iv).unwrap();
@@ -477,11 +399,12 @@ mod tests {
         let ct = tlv::find(&ff7f, TAG_CIPHERTEXT).unwrap();
         assert_eq!(ct.value().len() % 8, 0);
         let whole = decrypt(&ff7f).unwrap();
-        assert_eq!(whole.pan.expose(), "4111111111111111");
+        assert_eq!(whole.pan.reveal(), "4111111111111111");
+        assert!(!format!("{whole:?}").contains("4111111111111111"));
         assert_eq!(whole.track2, track2);
         assert_eq!(whole.ksn, e.ksn());
         let content = tlv::find(&ff7f, TAG_SRED).unwrap().value().to_vec();
-        assert_eq!(decrypt(&content).unwrap().pan.expose(), "4111111111111111");
+        assert_eq!(decrypt(&content).unwrap().pan.reveal(), "4111111111111111");
         // A second encryption uses a new KSN and so a different ciphertext.
         let second = e.encrypt(&pan, &track2, iv).unwrap();
         assert_ne!(
@@ -491,7 +414,7 @@ mod tests {
         // A wrong BDK yields garbage without a PAN (or a different one), never a panic.
         let other = decrypt_with(&SecretKey::from_bytes([0x11; 16]), &ff7f);
         assert!(other
-            .map(|c| c.pan.expose() != "4111111111111111")
+            .map(|c| c.pan.reveal() != "4111111111111111")
             .unwrap_or(true));
     }
 
@@ -510,16 +433,6 @@ mod tests {
             decrypt(&b.freeze()).unwrap_err(),
             SredError::BadElement("ciphertext")
         );
-    }
-
-    #[test]
-    fn pan_masks_in_debug() {
-        let pan = Pan::new("378282246310005").unwrap();
-        assert_eq!(format!("{pan:?}"), "Pan(378282*****0005)");
-        assert_eq!(pan.to_bcd(), h("378282246310005F"));
-        assert_eq!(Pan::from_bcd(&h("378282246310005F")).unwrap(), pan);
-        assert_eq!(Pan::from_track2(&h("378282246310005D2512")).unwrap(), pan);
-        assert!(Pan::from_bcd(&h("37828A")).is_none());
     }
 
     proptest::proptest! {

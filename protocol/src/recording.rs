@@ -26,4 +26,3 @@ pub struct RecordLine {
     /// The message payload, hex (masked where it held clear card data).
     pub hex: String,
 }
-

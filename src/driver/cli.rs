@@ -253,7 +253,7 @@ mod tests {
                 payload.extend_from_slice(&f[3..f.len() - 1]);
             }
         }
-        super::super::device::parse_reset_response(&payload).unwrap()
+        emvbridge_protocol::vipa::parse_reset_response(&payload).unwrap()
     }
 
     #[test]

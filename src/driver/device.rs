@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use emvbridge_protocol::vipa::command::{display, reset_flags};
 use emvbridge_protocol::vipa::{
-    Command, CommandError, DeviceInfo, Response, StatusWord, VipaError,
+    parse_reset_response, Command, CommandError, DeviceInfo, ResetResponseError, Response,
+    StatusWord, VipaError,
 };
 
 use super::link::{LinkError, ReaderLink};
@@ -30,6 +31,15 @@ pub enum ReaderError {
     Command(#[from] CommandError),
 }
 
+impl From<ResetResponseError> for ReaderError {
+    fn from(e: ResetResponseError) -> Self {
+        match e {
+            ResetResponseError::Status(sw) => ReaderError::Status(sw),
+            ResetResponseError::Malformed(e) => ReaderError::Malformed(e),
+        }
+    }
+}
+
 impl ReaderError {
     /// Whether the reader did not answer in time.
     pub fn is_timeout(&self) -> bool {
@@ -48,15 +58,6 @@ pub fn check_response(payload: &[u8]) -> Result<&[u8], ReaderError> {
     } else {
         Err(ReaderError::Status(r.sw()))
     }
-}
-
-/// Parses the (reassembled, possibly chained) answer to Reset Device into [`DeviceInfo`].
-///
-/// # Errors
-/// As [`check_response`], or [`ReaderError::Malformed`] for malformed TLV data.
-pub fn parse_reset_response(payload: &[u8]) -> Result<DeviceInfo, ReaderError> {
-    let data = check_response(payload)?;
-    DeviceInfo::parse(data).map_err(|e| ReaderError::Malformed(VipaError::Tlv(e)))
 }
 
 /// Out-of-transaction commands with timeouts. Cheap to clone.
@@ -108,7 +109,8 @@ impl Reader {
         Ok(payload)
     }
 
-    /// Reset Device `D0 00 00 01` (return serial / PTID) and the device information.
+    /// Reset Device `D0 00 00 01` (return serial / PTID) and the device information, read by
+    /// the protocol crate's [`parse_reset_response`].
     ///
     /// # Errors
     /// As [`Reader::command`].
@@ -119,7 +121,7 @@ impl Reader {
                 flags: reset_flags::RETURN_SERIAL,
             })
             .await?;
-        parse_reset_response(&payload)
+        Ok(parse_reset_response(&payload)?)
     }
 
     /// Card Status `D0 60 01 01`: card insert/swipe events then arrive unsolicited (§3, [S5]).
@@ -175,38 +177,6 @@ impl Reader {
 mod tests {
     use super::*;
 
-    fn capture(name: &str) -> Vec<Vec<u8>> {
-        let path = format!(
-            "{}/tests/data/vipa/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| hex::decode(l.trim()).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn parses_the_captured_chained_reset_response() {
-        let frames = capture("reset-response-ux300-chained.hex");
-        assert_eq!(frames.len(), 3);
-        let mut d = emvbridge_protocol::frame::Deframer::new();
-        for f in &frames {
-            d.push(f);
-        }
-        let Some(emvbridge_protocol::frame::Inbound::Message(m)) = d.poll() else {
-            panic!("no message")
-        };
-        let info = parse_reset_response(&m.payload).unwrap();
-        assert_eq!(info.terminal_id.as_deref(), Some("32434278"));
-        let models: Vec<_> = info.devices.iter().map(|d| d.model.as_deref()).collect();
-        assert_eq!(models, [Some("UX300"), Some("UX100")]);
-        assert_eq!(info.devices[0].serial.as_deref(), Some("986227287"));
-        assert_eq!(info.component_version("VIPA"), Some("6.8.2.24"));
-    }
-
     #[test]
     fn status_words_are_errors_unless_success() {
         assert_eq!(
@@ -224,12 +194,13 @@ mod tests {
                 len: 1
             }))
         ));
+        // What the protocol crate's reset-response parser refuses maps onto the same errors.
         assert!(matches!(
-            parse_reset_response(&[0xEE, 0x05, 0x01, 0x90, 0x00]),
-            Err(ReaderError::Malformed(_))
+            parse_reset_response(&[0xEE, 0x05, 0x01, 0x90, 0x00]).map_err(ReaderError::from),
+            Err(ReaderError::Malformed(VipaError::Tlv(_)))
         ));
         assert_eq!(
-            parse_reset_response(&[0x9F, 0x24]),
+            parse_reset_response(&[0x9F, 0x24]).map_err(ReaderError::from),
             Err(ReaderError::Status(StatusWord::UNKNOWN_9F24))
         );
         assert!(ReaderError::Link(LinkError::Timeout).is_timeout());

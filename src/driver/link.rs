@@ -25,7 +25,10 @@ use bytes::{Bytes, BytesMut};
 use emvbridge_protocol::codec::VipaCodec;
 use emvbridge_protocol::frame::{emit_message, FrameError, Inbound, Message, NAD_PED};
 use emvbridge_protocol::vipa::command::reset_flags;
-use emvbridge_protocol::vipa::{command_name, Command, DeviceInfo, Response, StatusWord};
+use emvbridge_protocol::vipa::{
+    command_name, parse_reset_response, Command, DeviceInfo, ResetResponseError, Response,
+    StatusWord,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -912,11 +915,9 @@ impl<'t> Session<'t> {
     async fn on_setup(&mut self, step: Step, payload: &[u8]) -> Flow {
         match step {
             Step::Reset => {
-                let info = match super::device::parse_reset_response(payload) {
+                let info = match parse_reset_response(payload) {
                     Ok(info) => info,
-                    Err(super::device::ReaderError::Status(sw)) => {
-                        return Err(LostReason::ResetFailed(sw))
-                    }
+                    Err(ResetResponseError::Status(sw)) => return Err(LostReason::ResetFailed(sw)),
                     Err(e) => {
                         // [I] tolerant: an unparsable device-info block does not stop the link.
                         warn!(error = %e, "reset response not understood; device info empty");

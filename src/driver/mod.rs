@@ -8,6 +8,11 @@
 //! - [`exchange`]: the sans-IO bookkeeping of commands in flight, used by the link.
 //! - [`device`]: [`Reader`], typed out-of-transaction commands with timeouts.
 //! - [`cli`]: `emvbridge device …`.
+//!
+//! Imports go one way: `cli` and `device` use `link`; `link` uses `exchange` and `transport`.
+//! What a Reset Device answer says is read by the protocol crate
+//! ([`emvbridge_protocol::vipa::parse_reset_response`]), for the link's start-up and for
+//! [`Reader::reset`] alike.
 
 pub mod cli;
 pub mod device;

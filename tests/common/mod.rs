@@ -70,7 +70,7 @@ pub fn arqc_data(card: &mut Card, amount_minor: u64, un: [u8; 4]) -> Vec<u8> {
         (0x9F34, vec![0x1E, 0x03, 0x00]),
     ];
     let map: BTreeMap<u32, Vec<u8>> = vals.iter().cloned().collect();
-    let cdol = emvbridge_sim::card::dol::build(CDOL1, &map);
+    let cdol = emvbridge_protocol::emv::build_dol_vec(CDOL1, &map).unwrap();
     let gac = card.generate_ac(true, CryptogramType::Arqc, &cdol).unwrap();
     let mut b = TlvBuilder::new();
     for (t, v) in &vals {

@@ -15,9 +15,8 @@
 
 pub mod profile;
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
+use emvbridge_protocol::emv::DolData;
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
 
 use crate::crypto::{self, Cvn, SecretKey};
@@ -175,7 +174,7 @@ impl Card {
     /// A fresh card for `profile` (derives its ICC master key from the issuer key).
     pub fn new(profile: CardProfile) -> Card {
         // Profiles are validated on load, so the PAN is well-formed.
-        let icc_mk = crypto::derive_icc_master_key(&profile.imk, profile.pan.expose(), profile.psn)
+        let icc_mk = crypto::derive_icc_master_key(&profile.imk, profile.pan.reveal(), profile.psn)
             .unwrap_or_else(|_| SecretKey::from_bytes([0; 16]));
         let pin_tries = profile.pin.as_ref().map_or(0, |(_, t)| *t);
         Card {
@@ -285,7 +284,7 @@ impl Card {
         b.primitive(Tag(0x5F25), &p.effective);
         b.primitive(Tag(0x5F28), &[0x08, 0x40]);
         b.primitive(Tag(0x5F30), &[0x02, 0x01]);
-        b.primitive(Tag(0x5F34), &[((p.psn / 10) << 4) | (p.psn % 10)]);
+        b.primitive(Tag(0x5F34), &p.psn_bcd());
         b.primitive(Tag(0x8C), CDOL1);
         b.primitive(Tag(0x8D), CDOL2);
         b.primitive(Tag(0x8E), &p.cvm_list);
@@ -310,12 +309,7 @@ impl Card {
             self.cvr[1] |= 0x80;
             return PinVerify::Blocked;
         }
-        let ok = expected.len() == pin.len()
-            && expected
-                .bytes()
-                .zip(pin.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0;
+        let ok = crypto::ct_eq(expected.as_bytes(), pin.as_bytes());
         if ok {
             self.pin_tries = self.profile.pin.as_ref().map_or(0, |(_, t)| *t);
             self.cvr[0] &= !0x02;
@@ -346,7 +340,8 @@ impl Card {
     ) -> Result<GacResponse, CardError> {
         self.selected.ok_or(CardError::ConditionsNotSatisfied)?;
         let dol = if first { CDOL1 } else { CDOL2 };
-        let mut src = dol::values(dol, cdol_data).ok_or(CardError::WrongData)?;
+        // The terminal built the data from our CDOL (EMV Book 3 §5.4): one field per entry.
+        let cdol = DolData::new(dol, cdol_data).map_err(|_| CardError::WrongData)?;
         let result = if first {
             self.atc = self
                 .atc
@@ -360,9 +355,9 @@ impl Card {
                 _ => CryptogramType::Arqc,
             }
         } else {
-            let arc = src
-                .get(&0x8A)
-                .and_then(|v| <[u8; 2]>::try_from(v.as_slice()).ok())
+            let arc = cdol
+                .value(Tag::AUTHORISATION_RESPONSE_CODE)
+                .and_then(|v| <[u8; 2]>::try_from(v).ok())
                 .unwrap_or(*b"Z3");
             if self.last_arqc.is_none() {
                 return Err(CardError::ConditionsNotSatisfied);
@@ -390,15 +385,21 @@ impl Card {
         }
         self.cvr[2] = (self.cvr[2] & 0x0F) | (self.script_counter.min(15) << 4);
         let iad = self.profile.cvn.issuer_application_data(self.cvr);
-        src.insert(0x82, self.profile.aip.to_vec());
-        src.insert(0x9F36, self.atc.to_be_bytes().to_vec());
-        src.insert(0x9F10, iad.clone());
-        // CDOL2 has no 9F03 etc. of its own only if a profile changes it; ours carry them all.
+        let aip = self.profile.aip;
+        let atc = self.atc.to_be_bytes();
+        // The card's own data first, then the terminal data of the CDOL (CDOL2 has no 9F03
+        // etc. of its own only if a profile changes it; ours carry them all).
+        let card_data: [(Tag, &[u8]); 3] = [
+            (Tag::AIP, &aip),
+            (Tag::ATC, &atc),
+            (Tag::ISSUER_APPLICATION_DATA, &iad),
+        ];
+        let src = (&card_data[..], cdol);
         let input =
             crypto::cryptogram_input(self.profile.cvn, &src).map_err(|_| CardError::WrongData)?;
-        let un: [u8; 4] = src
-            .get(&0x9F37)
-            .and_then(|v| v.as_slice().try_into().ok())
+        let un: [u8; 4] = cdol
+            .value(Tag::UNPREDICTABLE_NUMBER)
+            .and_then(|v| v.try_into().ok())
             .ok_or(CardError::WrongData)?;
         let ac =
             crypto::application_cryptogram(self.profile.cvn, &self.icc_mk, self.atc, un, &input);
@@ -467,7 +468,7 @@ impl Card {
         let mut hdr = body.to_vec();
         hdr[4] -= 4;
         let expect = script_mac(self.profile.cvn, &self.icc_mk, self.atc, un, arqc, &hdr);
-        if expect != mac {
+        if !crypto::ct_eq(&expect, mac) {
             return ScriptCommandResult::Failed;
         }
         match (command[0], command[1]) {
@@ -485,60 +486,5 @@ impl Card {
             }
             _ => ScriptCommandResult::Failed,
         }
-    }
-}
-
-/// Data object list (DOL) handling, EMV Book 3 §5.4.
-pub mod dol {
-    use super::*;
-
-    /// Iterates `(tag, length)` entries of a DOL; stops at malformed input.
-    pub fn entries(dol: &[u8]) -> Vec<(u32, usize)> {
-        let mut out = Vec::new();
-        let mut rest = dol;
-        while !rest.is_empty() && out.len() < 64 {
-            let mut tag_len = 1;
-            if rest[0] & 0x1F == 0x1F {
-                while tag_len < rest.len() && tag_len < 4 && rest[tag_len] & 0x80 != 0 {
-                    tag_len += 1;
-                }
-                tag_len += 1;
-            }
-            if rest.len() <= tag_len {
-                break;
-            }
-            let tag = rest[..tag_len]
-                .iter()
-                .fold(0u32, |a, b| (a << 8) | u32::from(*b));
-            out.push((tag, usize::from(rest[tag_len])));
-            rest = &rest[tag_len + 1..];
-        }
-        out
-    }
-
-    /// Builds DOL data from a source (Book 3 §5.4: absent → zeros, longer numeric → left
-    /// truncated is not needed here; we pad/truncate on the right).
-    pub fn build(dol: &[u8], src: &BTreeMap<u32, Vec<u8>>) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (tag, len) in entries(dol) {
-            let v = src.get(&tag).map(Vec::as_slice).unwrap_or(&[]);
-            let mut field = vec![0u8; len];
-            let n = v.len().min(len);
-            field[..n].copy_from_slice(&v[..n]);
-            out.extend_from_slice(&field);
-        }
-        out
-    }
-
-    /// Splits DOL data back into tag values; `None` if the length does not match.
-    pub fn values(dol: &[u8], data: &[u8]) -> Option<BTreeMap<u32, Vec<u8>>> {
-        let mut map = BTreeMap::new();
-        let mut rest = data;
-        for (tag, len) in entries(dol) {
-            let (v, r) = (rest.get(..len)?, rest.get(len..)?);
-            map.insert(tag, v.to_vec());
-            rest = r;
-        }
-        rest.is_empty().then_some(map)
     }
 }

@@ -6,10 +6,10 @@
 //! has a default here that a file may override with hex. The issuer master keys are public
 //! test keys, fine to ship.
 
+use emvbridge_protocol::emv::{numeric, Pan, Track2};
 use serde::Deserialize;
 
 use crate::crypto::{Cvn, SecretKey};
-use crate::sred::Pan;
 
 /// One application on a card (one AID).
 #[derive(Debug, Clone, Deserialize)]
@@ -156,11 +156,15 @@ fn hex_n<const N: usize>(
     }
 }
 
+/// A `YYMMDD` text field as the `n6` value of `5F24`/`5F25`.
 fn bcd_date(s: &str, field: &'static str) -> Result<[u8; 3], ProfileError> {
     if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ProfileError::Field(field));
     }
-    hex_n(Some(s), [0; 3], field)
+    let mut out = [0u8; 3];
+    let n: u64 = s.parse().map_err(|_| ProfileError::Field(field))?;
+    numeric::u64_to_bcd(n, &mut out).map_err(|_| ProfileError::Field(field))?;
+    Ok(out)
 }
 
 impl CardProfile {
@@ -171,7 +175,11 @@ impl CardProfile {
     pub fn load(text: &str) -> Result<CardProfile, ProfileError> {
         let f: ProfileFile =
             toml::from_str(text).map_err(|e| ProfileError::Syntax(e.message().to_owned()))?;
-        let pan = Pan::new(&f.pan).ok_or(ProfileError::Field("pan"))?;
+        // 12 to 19 digits: the ICC master key derivation (EMV Book 2 A1.4) needs at least 12.
+        let pan = Pan::parse(&f.pan)
+            .ok()
+            .filter(|p| p.len() >= 12)
+            .ok_or(ProfileError::Field("pan"))?;
         if f.psn > 99 {
             return Err(ProfileError::Field("psn"));
         }
@@ -250,17 +258,25 @@ impl CardProfile {
 
     /// Track 2 equivalent data (tag `57`): `PAN D YYMM service-code discretionary F`.
     pub fn track2(&self) -> Vec<u8> {
-        let mut digits: Vec<u8> = self.pan.expose().bytes().map(|b| b - b'0').collect();
-        digits.push(0x0D);
-        let exp = hex::encode(&self.expiry[..2]);
-        digits.extend(exp.bytes().map(|b| b - b'0'));
-        digits.extend(self.service_code.bytes().map(|b| b - b'0'));
-        digits.extend([0, 0, 0, 0, 0, 1, 2, 3, 4]);
-        if digits.len() % 2 == 1 {
-            digits.push(0x0F);
-        }
-        let out = digits.chunks(2).map(|c| (c[0] << 4) | c[1]).collect();
-        zeroize::Zeroize::zeroize(&mut digits);
+        let mut text = format!(
+            "{}D{}{}000001234",
+            self.pan.reveal(),
+            hex::encode(&self.expiry[..2]),
+            self.service_code
+        );
+        // `load` checked every part, so the track always reads.
+        let out = Track2::from_ascii(&text)
+            .map(|t| t.to_bcd())
+            .unwrap_or_default();
+        zeroize::Zeroize::zeroize(&mut text);
+        out
+    }
+
+    /// The PAN sequence number as the `n2` value of `5F34`.
+    pub fn psn_bcd(&self) -> [u8; 1] {
+        let mut out = [0u8; 1];
+        // `load` keeps the PSN within 0..=99, which always fits.
+        let _ = numeric::u64_to_bcd(u64::from(self.psn), &mut out);
         out
     }
 }

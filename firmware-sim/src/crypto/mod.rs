@@ -15,7 +15,7 @@
 //! ([`crate::card`]) and the issuer ([`crate::issuer`]), so the two can never disagree.
 //!
 //! Cross-checked against the independent Python implementation `pyemv` 1.5 (classes
-//! `VisaCVN10`, `VisaCVN18`, `MasterCardCVN16`): see the vector table in `pyemv_vectors.rs`
+//! `VisaCVN10`, `VisaCVN18`, `MasterCardCVN16`): see the vector table `pyemv_vectors.jsonl`
 //! and the live test that runs `pyemv_check.py` when `pyemv` is installed.
 
 use std::fmt;
@@ -23,6 +23,10 @@ use std::fmt;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::{Des, TdesEde2};
+use emvbridge_protocol::emv::TagSource;
+use emvbridge_protocol::tlv::Tag;
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Errors from the crypto helpers. Messages never contain key or card data.
@@ -289,7 +293,6 @@ pub fn derive_icc_master_key(
 /// EMV Book 2 A1.4.2 option B: SHA-1 over PAN‖PSN (BCD, left-padded to even length), then
 /// the first 16 decimal digits of the hex digest, topped up with decimalised `a..f` digits.
 fn option_b_digits(digits: &[u8]) -> [u8; 16] {
-    use sha1_lite::sha1;
     let mut nibbles: Vec<u8> = Vec::with_capacity(digits.len() + 1);
     if digits.len() % 2 == 1 {
         nibbles.push(0);
@@ -299,7 +302,7 @@ fn option_b_digits(digits: &[u8]) -> [u8; 16] {
         .chunks(2)
         .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0))
         .collect();
-    let digest = sha1(&bcd);
+    let digest = Sha1::digest(&bcd);
     let hex_nibbles: Vec<u8> = digest.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let mut out = [0u8; 16];
     let mut n = 0;
@@ -319,8 +322,6 @@ fn option_b_digits(digits: &[u8]) -> [u8; 16] {
     }
     out
 }
-
-mod sha1_lite;
 
 /// EMV common session key derivation (Book 2 A1.3.1): `SK = TDES(MK)[R with R[2]=F0] ‖
 /// TDES(MK)[R with R[2]=0F]`, parity set odd.
@@ -359,19 +360,6 @@ pub fn arpc_key(cvn: Cvn, icc_mk: &SecretKey, atc: u16, un: [u8; 4]) -> SecretKe
     }
 }
 
-/// Where [`cryptogram_input`] reads tag values from: the card's CDOL data and internal data,
-/// or the ICC data set the issuer received.
-pub trait TagSource {
-    /// The value of a primitive tag (`0x9F02`, `0x95`), or `None` if absent.
-    fn tag_value(&self, tag: u32) -> Option<&[u8]>;
-}
-
-impl TagSource for std::collections::BTreeMap<u32, Vec<u8>> {
-    fn tag_value(&self, tag: u32) -> Option<&[u8]> {
-        self.get(&tag).map(Vec::as_slice)
-    }
-}
-
 /// The terminal/card data elements of the cryptogram input, in order, with their lengths:
 /// the EMV Book 2 8.1.1 / Visa recommended minimum set.
 pub const CRYPTOGRAM_INPUT_TAGS: [(u32, usize); 10] = [
@@ -389,21 +377,23 @@ pub const CRYPTOGRAM_INPUT_TAGS: [(u32, usize); 10] = [
 
 /// Builds the cryptogram input for `cvn` from `src`: the [`CRYPTOGRAM_INPUT_TAGS`] values,
 /// then the IAD part the scheme specifies (CVN 10: `9F10[3..7]`; CVN 16: `9F10[2..8]`;
-/// CVN 18 / EmvCommon: all of `9F10`). Used by both card and issuer.
+/// CVN 18 / EmvCommon: all of `9F10`). Used by both card and issuer. The source is any
+/// [`TagSource`] of the protocol crate: the card's data chained with its CDOL data
+/// ([`emvbridge_protocol::emv::DolData`]), or the tag map of the ICC data the issuer got.
 ///
 /// # Errors
 /// [`CryptoError::MissingTag`] / [`CryptoError::BadLength`] naming the first bad tag.
 pub fn cryptogram_input<S: TagSource + ?Sized>(cvn: Cvn, src: &S) -> Result<Vec<u8>, CryptoError> {
     let mut out = Vec::with_capacity(64);
     for (tag, len) in CRYPTOGRAM_INPUT_TAGS {
-        let v = src.tag_value(tag).ok_or(CryptoError::MissingTag(tag))?;
+        let v = src.get(Tag(tag)).ok_or(CryptoError::MissingTag(tag))?;
         if v.len() != len {
             return Err(CryptoError::BadLength(tag));
         }
         out.extend_from_slice(v);
     }
     let iad = src
-        .tag_value(0x9F10)
+        .get(Tag::ISSUER_APPLICATION_DATA)
         .ok_or(CryptoError::MissingTag(0x9F10))?;
     let part = match cvn {
         Cvn::Visa10 => iad.get(3..7),
@@ -557,8 +547,9 @@ pub fn verify_issuer_authentication_data(
     }
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Constant-time comparison of MACs and cryptograms; unequal lengths are simply unequal.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
+use emvbridge_protocol::emv::{build_dol_vec, mask_bcd_pan, numeric, Pan};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use zeroize::Zeroize;
 
-use crate::card::{
-    dol, Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult,
-};
+use crate::card::{Card, CardError, CryptogramType, GacResponse, PinVerify, ScriptCommandResult};
 use crate::crypto;
 use crate::sred::SredEncryptor;
 
@@ -124,25 +123,6 @@ pub struct TransactionData {
     pub country: Option<[u8; 2]>,
 }
 
-fn bcd_to_u64(v: &[u8]) -> Option<u64> {
-    v.iter().try_fold(0u64, |acc, b| {
-        let (h, l) = (b >> 4, b & 0x0F);
-        (h < 10 && l < 10).then(|| acc * 100 + u64::from(h) * 10 + u64::from(l))
-    })
-}
-
-fn u64_to_bcd6(mut n: u64) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for b in out.iter_mut().rev() {
-        let lo = (n % 10) as u8;
-        n /= 10;
-        let hi = (n % 10) as u8;
-        n /= 10;
-        *b = (hi << 4) | lo;
-    }
-    out
-}
-
 impl TransactionData {
     /// Reads 9C 9F02 9F03 9A 9F21 5F2A 9F1A from `E0` contents (or a whole `E0`); unknown tags
     /// (`DFA214`, `DFA218`, ...) are ignored.
@@ -176,13 +156,14 @@ impl TransactionData {
         }
         let amount_raw: [u8; 6] =
             fixed(&m, 0x9F02, "9F02")?.ok_or(TxnDataError::Missing("9F02"))?;
-        let amount = bcd_to_u64(&amount_raw).ok_or(TxnDataError::BadValue("9F02"))?;
+        let amount =
+            numeric::parse_amount(&amount_raw).map_err(|_| TxnDataError::BadValue("9F02"))?;
         let amount_other = match fixed::<6>(&m, 0x9F03, "9F03")? {
-            Some(v) => bcd_to_u64(&v).ok_or(TxnDataError::BadValue("9F03"))?,
+            Some(v) => numeric::parse_amount(&v).map_err(|_| TxnDataError::BadValue("9F03"))?,
             None => 0,
         };
         let date: [u8; 3] = fixed(&m, 0x9A, "9A")?.ok_or(TxnDataError::Missing("9A"))?;
-        if bcd_to_u64(&date).is_none() {
+        if numeric::bcd_to_u64(&date).is_err() {
             return Err(TxnDataError::BadValue("9A"));
         }
         Ok(TransactionData {
@@ -346,27 +327,8 @@ fn tag_of(t: u32) -> Tag {
     Tag(t)
 }
 
-/// Masks PAN digits (keep first 6 / last 4) with nibble `A`, as the captured device does
-/// (vipa-protocol.md §5.1). For track 2, the discretionary data after `D`+YYMM+service code
-/// is masked too.
-pub fn mask_nibbles(value: &[u8], track2: bool) -> Vec<u8> {
-    let nibbles: Vec<u8> = value.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
-    let pan_len = nibbles.iter().position(|n| *n > 9).unwrap_or(nibbles.len());
-    let mut out = nibbles.clone();
-    for (i, n) in out.iter_mut().enumerate() {
-        let in_pan_middle = i < pan_len && i >= 6 && i + 4 < pan_len;
-        let discretionary = track2 && i > pan_len + 7 && *n <= 9;
-        if in_pan_middle || discretionary {
-            *n = 0x0A;
-        }
-    }
-    out.chunks(2)
-        .map(|c| (c[0] << 4) | c.get(1).copied().unwrap_or(0x0F))
-        .collect()
-}
-
 fn date_to_num(d: &[u8]) -> Option<u64> {
-    let n = bcd_to_u64(d)?;
+    let n = numeric::bcd_to_u64(d).ok()?;
     // YY < 50 → 20YY (EMV Book 4 §6.7.3 convention).
     Some(if n / 10000 < 50 {
         20_000_000 + n
@@ -509,8 +471,15 @@ impl Kernel {
     fn put_terminal_data(&mut self) {
         let c = self.config.clone();
         let country = self.txn.country.unwrap_or(c.terminal_country);
-        self.put(0x9F02, &u64_to_bcd6(self.txn.amount));
-        self.put(0x9F03, &u64_to_bcd6(self.txn.amount_other));
+        // Both came from six BCD bytes (`from_tlv`), so they always fit n12.
+        self.put(
+            0x9F02,
+            &numeric::encode_amount(self.txn.amount).unwrap_or_default(),
+        );
+        self.put(
+            0x9F03,
+            &numeric::encode_amount(self.txn.amount_other).unwrap_or_default(),
+        );
         self.put(0x9F1A, &country);
         self.put(0x5F2A, &self.txn.currency.clone());
         self.put(0x9A, &self.txn.date.clone());
@@ -526,10 +495,7 @@ impl Kernel {
     }
 
     fn encrypt_card_data(&mut self) -> Result<(), FailReason> {
-        let pan = self
-            .data
-            .get(&0x5A)
-            .and_then(|v| crate::sred::Pan::from_bcd(v));
+        let pan = self.data.get(&0x5A).and_then(|v| Pan::from_bcd(v).ok());
         let track2 = self.data.get(&0x57).cloned().unwrap_or_default();
         let Some(pan) = pan else { return Ok(()) };
         let u = self.un;
@@ -801,7 +767,7 @@ impl Kernel {
         };
         self.put(0x95, &self.tvr.clone());
         let cdol1 = self.data.get(&0x8C).cloned().unwrap_or_default();
-        let cdol_data = dol::build(&cdol1, &self.data);
+        let cdol_data = self.cdol_data(&cdol1);
         let resp = match self.card.generate_ac(true, requested, &cdol_data) {
             Ok(r) => r,
             Err(e) => return self.fail(FailReason::Card(e.sw())),
@@ -831,6 +797,12 @@ impl Kernel {
                 }
             }
         }
+    }
+
+    /// The data for a CDOL from the card's records and the terminal data (EMV Book 3 §5.4).
+    /// A CDOL that does not walk gives no data, which the card refuses (`6A80`).
+    fn cdol_data(&self, cdol: &[u8]) -> Vec<u8> {
+        build_dol_vec(cdol, &self.data).unwrap_or_default()
     }
 
     fn record_gac(&mut self, r: &GacResponse) {
@@ -919,7 +891,7 @@ impl Kernel {
         self.put(0x8A, &arc);
         self.put(0x95, &self.tvr.clone());
         let cdol2 = self.data.get(&0x8D).cloned().unwrap_or_default();
-        let cdol_data = dol::build(&cdol2, &self.data);
+        let cdol_data = self.cdol_data(&cdol2);
         let resp = match self.card.generate_ac(false, want, &cdol_data) {
             Ok(r) => r,
             Err(e) => return self.fail(FailReason::Card(e.sw())),
@@ -948,7 +920,8 @@ impl Kernel {
         for &t in tags {
             let Some(v) = self.data.get(&t) else { continue };
             if self.config.sred && (t == 0x57 || t == 0x5A) {
-                b.primitive(tag_of(t), &mask_nibbles(v, t == 0x57));
+                // As the reader sends them with SRED on (vipa-protocol.md §5.1).
+                b.primitive(tag_of(t), &mask_bcd_pan(v));
             } else {
                 b.primitive(tag_of(t), v);
             }

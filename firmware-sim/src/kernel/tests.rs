@@ -62,7 +62,7 @@ fn every_profile_loads() {
         let p = CardProfile::load(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&p.name, name);
         assert!(
-            !format!("{p:?}").contains(p.pan.expose()),
+            !format!("{p:?}").contains(p.pan.reveal()),
             "Debug leaks PAN for {name}"
         );
     }
@@ -355,22 +355,25 @@ fn transaction_data_from_captured_start_transaction() {
     );
 }
 
-#[test]
-fn mask_matches_capture_style() {
-    // vipa-protocol.md §5.1: 5A 374245AAAAA1006F.
-    assert_eq!(
-        hex::encode_upper(mask_nibbles(
-            &hex::decode("374245001751006F").unwrap(),
-            false
-        )),
-        "374245AAAAA1006F"
-    );
-}
-
 proptest::proptest! {
     #[test]
     fn from_tlv_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
         let _ = TransactionData::from_tlv(&data);
+    }
+
+    #[test]
+    fn card_reads_any_cdol_data_of_the_right_length(data in proptest::collection::vec(proptest::num::u8::ANY, 0..70)) {
+        let mut card = Card::from_profile("visa-cvn10").unwrap();
+        let aid = hex::decode(&card.profile().apps[0].aid).unwrap();
+        card.select(&aid).unwrap();
+        let want = emvbridge_protocol::emv::dol::dol_data_len(crate::card::CDOL1).unwrap();
+        let r = card.generate_ac(true, CryptogramType::Arqc, &data);
+        if data.len() == want {
+            proptest::prop_assert!(r.is_ok());
+        } else {
+            proptest::prop_assert_eq!(r, Err(CardError::WrongData));
+        }
+        let _ = card.generate_ac(false, CryptogramType::Tc, &data);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The Reset Device response, modelled on the UX300 capture
-//! (`testdata/vipa/reset-response-ux300-chained.hex`): top-level `9F1C` and `DFA242`, an `EE`
+//! (`tests/data/vipa/reset-response-ux300-chained.hex`): top-level `9F1C` and `DFA242`, an `EE`
 //! for the reader and one for the PIN pad, `F0 { DF8111 }`, then `EF` software components
 //! including `MAPP` whose libraries list `VIPA`. About 760 bytes, so it always takes three
 //! chained frames, as the capture does.

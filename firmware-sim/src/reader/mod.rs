@@ -7,7 +7,7 @@
 //! tests). `now` is always passed in; the only randomness is two ChaCha8 streams seeded from
 //! [`SimConfig::seed`] (one for the EMV unpredictable numbers, one for faults).
 //!
-//! Protocol behaviour (vipa-protocol.md; [I]/[GAP] choices are marked where they are made):
+//! Protocol behaviour (vipa-protocol.md; \[I\]/\[GAP\] choices are marked where they are made):
 //! - power-on and reboot send an unsolicited `E6 { C3, C4 "DEVICE POWERED ON", 9F1C }`;
 //! - Reset Device answers the UX300-style device info (three chained frames);
 //! - Card Status enables card events `E0 { 48 }` (PCB `40`);
@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use emvbridge_protocol::emv::{mask_pan_digits, Track2};
+use emvbridge_protocol::emv::{numeric, Track2};
 use emvbridge_protocol::frame::{emit_message, Deframer, FrameError, Inbound, NAD_PED};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::code;
@@ -53,11 +53,11 @@ pub const MAX_EVENTS: usize = 4096;
 /// Outgoing writes kept while the host does not read; older ones are dropped.
 pub const MAX_QUEUED_WRITES: usize = 4096;
 
-/// `C1` in `E2`: the decision asked for. [GAP] the capture only shows `00` (card data for a
+/// `C1` in `E2`: the decision asked for. \[GAP\] the capture only shows `00` (card data for a
 /// host decision); the simulator uses `01` for application selection.
 pub const DECISION_APPLICATION_SELECTION: u8 = 0x01;
-/// `48` status byte 1 bit 2 for a contactless card in the field. [GAP] the tag-48 bits are
-/// unknown beyond [S6]'s best-effort decoding; chosen here, documented here.
+/// `48` status byte 1 bit 2 for a contactless card in the field. \[GAP\] the tag-48 bits are
+/// unknown beyond \[S6\]'s best-effort decoding; chosen here, documented here.
 pub const CARD_STATUS_CTLS: u8 = 0x04;
 
 /// Simulator settings.
@@ -78,7 +78,7 @@ pub struct SimConfig {
     pub pin_delay: Duration,
     /// End a Start Transaction that waits for a card after this long, `None` = wait forever.
     pub card_timeout: Option<Duration>,
-    /// SW for the card-wait timeout. [GAP] no documented code; default `9F41`.
+    /// SW for the card-wait timeout. \[GAP\] no documented code; default `9F41`.
     pub card_timeout_sw: StatusWord,
     /// From reboot to the power-on `E6`.
     pub boot_delay: Duration,
@@ -478,7 +478,7 @@ impl SimReader {
 
     /// A new host connection: output not yet sent is dropped (it was meant for the previous
     /// peer) and the power-on `E6` is queued now. A TCP transport calls this for each
-    /// connection: [S5] reads an `E6` first after connecting (§1.4).
+    /// connection: \[S5\] reads an `E6` first after connecting (§1.4).
     pub fn announce(&mut self, now: Instant) {
         self.out.clear();
         self.power_on_at = Some(now);
@@ -1018,7 +1018,7 @@ impl SimReader {
         }
     }
 
-    /// A transaction command while another is pending: the old one ends with `9F41` [I].
+    /// A transaction command while another is pending: the old one ends with `9F41` \[I\].
     fn supersede(&mut self, now: Instant) {
         if self.pending.is_some() {
             self.drop_txn();
@@ -1382,13 +1382,11 @@ impl SimReader {
         let mut b = TlvBuilder::new();
         b.primitive(Tag::POS_ENTRY_MODE, &[0x90]);
         self.magstripe_data(&mut b, &profile);
-        let mut digits = [0u8; 6];
-        let mut n = data.amount;
-        for d in digits.iter_mut().rev() {
-            *d = ((n / 10 % 10) as u8) << 4 | (n % 10) as u8;
-            n /= 100;
-        }
-        b.primitive(Tag::AMOUNT_AUTHORISED, &digits);
+        // The amount came from six BCD bytes, so it always fits n12.
+        b.primitive(
+            Tag::AMOUNT_AUTHORISED,
+            &numeric::encode_amount(data.amount).unwrap_or_default(),
+        );
         b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &data.currency);
         self.respond(
             now,
@@ -1424,7 +1422,7 @@ impl SimReader {
                 self.respond(now, &[], StatusWord::CTLS_FAILED);
                 return;
             };
-            info!(pan = %mask_pan_digits(profile.pan.expose()), "contactless msd");
+            info!(pan = %profile.pan, "contactless msd");
             let mut b = TlvBuilder::new();
             b.primitive(Tag::POS_ENTRY_MODE, &[0x91]);
             self.magstripe_data(&mut b, &profile);
@@ -1471,7 +1469,7 @@ fn check_profile(name: &str) -> Result<(), ControlError> {
     }
 }
 
-/// The application choice in a Continue after `E2`. Accepted encodings ([GAP] §7; the
+/// The application choice in a Continue after `E2`. Accepted encodings (\[GAP\] §7; the
 /// simulator's choice, documented): an AID in `4F`, `9F06` or `84` matching a candidate
 /// exactly; or `DFA204` holding either a candidate AID (5+ bytes) or a one-byte 0-based index
 /// into the `E2` list.

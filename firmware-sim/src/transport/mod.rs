@@ -153,7 +153,7 @@ async fn run_unconnected(
 }
 
 /// Serves `reader` on `listener`, one host connection at a time; each new connection first
-/// gets the power-on `E6` ([S5] expects it, §1.4). Returns when the control channel closes.
+/// gets the power-on `E6` (\[S5\] expects it, §1.4). Returns when the control channel closes.
 pub async fn run_tcp(
     mut reader: SimReader,
     listener: TcpListener,

@@ -3,7 +3,10 @@
 //!
 //! A DOL is a list of (tag, length) pairs with no values. [`parse_dol`] walks it without
 //! allocating; [`build_dol`] concatenates, for each entry, the value found in a
-//! [`TagSource`], fitted to the requested length by the §5.4 rules.
+//! [`TagSource`], fitted to the requested length by the §5.4 rules; [`DolData`] is the card's
+//! side, the built data read back field by field against its DOL.
+
+use std::collections::BTreeMap;
 
 use bytes::{BufMut, BytesMut};
 
@@ -38,6 +41,14 @@ pub enum DolError {
     /// The built data would exceed [`MAX_DOL_DATA_LEN`].
     #[error("dol data longer than 1024 bytes")]
     TooLong,
+    /// DOL data read back ([`DolData::new`]) is not as long as its DOL asks for.
+    #[error("dol data of {found} bytes where the dol asks for {expected}")]
+    LengthMismatch {
+        /// The sum of the entries' lengths.
+        expected: usize,
+        /// The length of the data.
+        found: usize,
+    },
 }
 
 /// One DOL entry: the tag wanted and the length the card wants it in.
@@ -178,6 +189,21 @@ impl TagSource for Vec<u8> {
     }
 }
 
+/// A data set kept as a map from tag to value.
+impl<V: AsRef<[u8]>> TagSource for BTreeMap<Tag, V> {
+    fn get(&self, tag: Tag) -> Option<&[u8]> {
+        BTreeMap::get(self, &tag).map(AsRef::as_ref)
+    }
+}
+
+/// A data set kept as a map from tag number (`Tag.0`) to value, as the simulator's kernel and
+/// the cryptogram tools keep it.
+impl<V: AsRef<[u8]>> TagSource for BTreeMap<u32, V> {
+    fn get(&self, tag: Tag) -> Option<&[u8]> {
+        BTreeMap::get(self, &tag.0).map(AsRef::as_ref)
+    }
+}
+
 /// Two sources: `A` first (e.g. terminal data), then `B` (e.g. card data).
 impl<A: TagSource, B: TagSource> TagSource for (A, B) {
     fn get(&self, tag: Tag) -> Option<&[u8]> {
@@ -238,6 +264,97 @@ pub fn build_dol_vec<S: TagSource + ?Sized>(dol: &[u8], source: &S) -> Result<Ve
     build_dol(dol, source, &mut out)?;
     Ok(out.to_vec())
 }
+
+/// DOL data read back against its DOL: what a card does with the data of GENERATE AC or GET
+/// PROCESSING OPTIONS. Per EMV Book 3 §5.4 the data is the concatenation, in DOL order, of
+/// one field per entry of exactly the entry's length, with no tags or lengths of its own; so
+/// once the total length checks out, every field is found by position.
+///
+/// A zero-copy view: [`DolData::value`] and [`DolData::iter`] borrow from the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DolData<'a> {
+    dol: &'a [u8],
+    data: &'a [u8],
+}
+
+impl<'a> DolData<'a> {
+    /// Checks that `dol` walks and that `data` is exactly as long as it asks for.
+    ///
+    /// # Errors
+    /// The first [`DolError`] of the walk, [`DolError::TooLong`], or
+    /// [`DolError::LengthMismatch`].
+    pub fn new(dol: &'a [u8], data: &'a [u8]) -> Result<DolData<'a>, DolError> {
+        let expected = dol_data_len(dol)?;
+        if expected != data.len() {
+            return Err(DolError::LengthMismatch {
+                expected,
+                found: data.len(),
+            });
+        }
+        Ok(DolData { dol, data })
+    }
+
+    /// The DOL.
+    pub fn dol(&self) -> &'a [u8] {
+        self.dol
+    }
+
+    /// The data.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The entries with their fields, in DOL order.
+    pub fn iter(&self) -> DolFields<'a> {
+        DolFields {
+            entries: parse_dol(self.dol),
+            data: self.data,
+        }
+    }
+
+    /// The field of the first entry that asks for `tag`.
+    pub fn value(&self, tag: Tag) -> Option<&'a [u8]> {
+        self.iter().find(|(e, _)| e.tag == tag).map(|(_, v)| v)
+    }
+}
+
+impl<'a> IntoIterator for DolData<'a> {
+    type Item = (DolEntry, &'a [u8]);
+    type IntoIter = DolFields<'a>;
+
+    fn into_iter(self) -> DolFields<'a> {
+        self.iter()
+    }
+}
+
+/// The field of the first entry for the tag; a tag the DOL does not list is absent.
+impl TagSource for DolData<'_> {
+    fn get(&self, tag: Tag) -> Option<&[u8]> {
+        self.value(tag)
+    }
+}
+
+/// Iterator over the `(entry, field)` pairs of a [`DolData`].
+#[derive(Debug, Clone)]
+pub struct DolFields<'a> {
+    entries: DolIter<'a>,
+    data: &'a [u8],
+}
+
+impl<'a> Iterator for DolFields<'a> {
+    type Item = (DolEntry, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // `DolData::new` checked the walk and the total length; stopping at the first
+        // surprise keeps this total anyway.
+        let entry = self.entries.next()?.ok()?;
+        let field = self.data.get(..entry.len)?;
+        self.data = self.data.get(entry.len..).unwrap_or_default();
+        Some((entry, field))
+    }
+}
+
+impl core::iter::FusedIterator for DolFields<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -410,7 +527,101 @@ mod tests {
         );
     }
 
+    #[test]
+    fn map_sources() {
+        let by_tag: BTreeMap<Tag, Vec<u8>> = [(Tag::TVR, vec![1, 2, 3, 4, 5])].into();
+        let by_number: BTreeMap<u32, &[u8]> = [(0x9F37, &[9u8, 8, 7, 6][..])].into();
+        assert_eq!(
+            build_dol_vec(&[0x95, 0x05, 0x9F, 0x37, 0x04], &(&by_tag, &by_number)).unwrap(),
+            [1, 2, 3, 4, 5, 9, 8, 7, 6]
+        );
+        assert_eq!(TagSource::get(&by_number, Tag::TVR), None);
+    }
+
+    #[test]
+    fn reads_back_what_was_built() {
+        let terminal: &[(Tag, &[u8])] = &[
+            (Tag::AMOUNT_AUTHORISED, &[0, 0, 0, 0, 0x32, 0x50]),
+            (Tag::TVR, &[0, 0, 0, 0x80, 0]),
+            (Tag::UNPREDICTABLE_NUMBER, &[0xDE, 0xAD, 0xBE, 0xEF]),
+        ];
+        let data = build_dol_vec(PDOL, terminal).unwrap();
+        let back = DolData::new(PDOL, &data).unwrap();
+        assert_eq!(back.iter().count(), 9);
+        assert_eq!(back.value(Tag::TTQ), Some(&[0u8; 4][..]));
+        assert_eq!(
+            back.value(Tag::AMOUNT_AUTHORISED),
+            Some(&[0, 0, 0, 0, 0x32, 0x50][..])
+        );
+        assert_eq!(
+            TagSource::get(&back, Tag::TVR),
+            Some(&[0, 0, 0, 0x80, 0][..])
+        );
+        assert_eq!(
+            back.value(Tag::UNPREDICTABLE_NUMBER),
+            Some(&[0xDE, 0xAD, 0xBE, 0xEF][..])
+        );
+        // A tag the DOL does not list is absent, even if the data happens to hold its bytes.
+        assert_eq!(back.value(Tag::PAN), None);
+        let fields: Vec<u8> = back.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        assert_eq!(fields, data);
+        // The card's data first, then the CDOL data: a chained source.
+        let card: &[(Tag, &[u8])] = &[(Tag::TVR, &[9; 5])];
+        assert_eq!(TagSource::get(&(card, back), Tag::TVR), Some(&[9u8; 5][..]));
+    }
+
+    #[test]
+    fn read_back_errors() {
+        assert_eq!(
+            DolData::new(PDOL, &[0; 32]),
+            Err(DolError::LengthMismatch {
+                expected: 33,
+                found: 32
+            })
+        );
+        assert_eq!(
+            DolData::new(PDOL, &[0; 34]),
+            Err(DolError::LengthMismatch {
+                expected: 33,
+                found: 34
+            })
+        );
+        assert_eq!(
+            DolData::new(&[0x9F, 0x02], &[]),
+            Err(DolError::Truncated { offset: 0 })
+        );
+        let empty = DolData::new(&[], &[]).unwrap();
+        assert_eq!(empty.iter().next(), None);
+        // Zero-length entries read back as empty fields.
+        let z = DolData::new(&[0x9F, 0x37, 0x00, 0x95, 0x01], &[7]).unwrap();
+        assert_eq!(z.value(Tag::UNPREDICTABLE_NUMBER), Some(&[][..]));
+        assert_eq!(z.value(Tag::TVR), Some(&[7][..]));
+    }
+
     proptest! {
+        #[test]
+        fn read_back_never_panics(dol in proptest::collection::vec(any::<u8>(), 0..64),
+                                  data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(d) = DolData::new(&dol, &data) {
+                let fields: Vec<u8> = d.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+                prop_assert_eq!(&fields, &data);
+                for (e, v) in d.iter() {
+                    prop_assert_eq!(v.len(), e.len);
+                    prop_assert!(d.value(e.tag).is_some());
+                }
+            }
+        }
+
+        #[test]
+        fn built_data_reads_back(dol in proptest::collection::vec(any::<u8>(), 0..64),
+                                 src in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(data) = build_dol_vec(&dol, src.as_slice()) {
+                let d = DolData::new(&dol, &data);
+                prop_assert!(d.is_ok());
+                prop_assert_eq!(d.map(|d| d.iter().count()), Ok(parse_dol(&dol).count()));
+            }
+        }
+
         #[test]
         fn arbitrary_dols_never_panic(dol in proptest::collection::vec(any::<u8>(), 0..64),
                                       src in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -21,10 +21,13 @@ pub use bits::{
     TerminalCapabilities, TerminalType, TransactionType, Tsi, Ttq, Tvr,
 };
 pub use dictionary::{lookup, Format, Source, TagInfo};
-pub use dol::{build_dol, build_dol_vec, parse_dol, DolEntry, DolError, DolIter, TagSource};
+pub use dol::{
+    build_dol, build_dol_vec, parse_dol, DolData, DolEntry, DolError, DolFields, DolIter, TagSource,
+};
 pub use numeric::{Country, Currency, Date, NumericError, Time};
 pub use sensitive::{
-    luhn_valid, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes, Sensitive, Track2,
+    luhn_valid, mask_bcd_pan, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes,
+    Sensitive, Track2,
 };
 
 use crate::tlv::Tag;
@@ -483,12 +486,7 @@ mod tests {
         fn describe_never_shows_a_clear_pan(p in "[0-9]{13,19}", exp in "[0-9]{4}", sc in "[0-9]{3}", dd in "[0-9]{0,8}") {
             let pan = Pan::parse(&p).unwrap();
             let t2 = Track2::from_ascii(&format!("{p}={exp}{sc}{dd}")).unwrap();
-            let mut t2_bcd = Vec::new();
-            let nib: Vec<u8> = format!("{p}D{exp}{sc}{dd}").bytes()
-                .map(|c| if c == b'D' { 0xD } else { c - b'0' }).collect();
-            for c in nib.chunks(2) {
-                t2_bcd.push((c[0] << 4) | c.get(1).copied().unwrap_or(0xF));
-            }
+            let t2_bcd = t2.to_bcd();
             prop_assert_eq!(Track2::from_bcd(&t2_bcd).unwrap(), t2.clone());
             let mid = &p[6..p.len() - 4];
             for (tag, v) in [(Tag::PAN, pan.to_bcd()), (Tag::TRACK2_EQUIVALENT, t2_bcd.clone()), (Tag::TRACK2_DATA, t2_bcd)] {

@@ -110,6 +110,12 @@ impl Pan {
         self.reveal()
     }
 
+    /// Alias of [`Pan::reveal`], under the name the project's other secret wrappers use for
+    /// their clear value (the simulator's keys, the bridge's credentials).
+    pub fn expose(&self) -> &str {
+        self.reveal()
+    }
+
     /// Number of digits.
     pub fn len(&self) -> usize {
         usize::from(self.len)
@@ -243,24 +249,68 @@ fn cn_digit_count(bytes: &[u8]) -> Result<usize, CardDataError> {
 /// Non-digits pass through unchanged and do not count as digits.
 pub fn mask_pan_digits(s: &str) -> String {
     let n = s.bytes().filter(u8::is_ascii_digit).count();
-    let (head, tail) = match n {
-        0..=4 => (0, 0),
-        5..=12 => (0, 4),
-        _ => (6, 4),
-    };
-    let mut seen = 0;
+    let mut i = 0;
     s.chars()
         .map(|c| {
             if !c.is_ascii_digit() {
                 return c;
             }
-            seen += 1;
-            if seen <= head || seen > n - tail {
+            let shown = pan_digit_shown(i, n);
+            i += 1;
+            if shown {
                 c
             } else {
                 '*'
             }
         })
+        .collect()
+}
+
+/// The one masking rule: whether digit `i` (0-based) of an `n`-digit PAN stays clear.
+/// First 6 and last 4 from 13 digits on, only the last 4 from 5 to 12, none below.
+fn pan_digit_shown(i: usize, n: usize) -> bool {
+    let (head, tail) = match n {
+        0..=4 => (0, 0),
+        5..=12 => (0, 4),
+        _ => (6, 4),
+    };
+    i < head || i + tail >= n
+}
+
+/// Masks a BCD PAN (`5A`) or track 2 (`57`, `9F6B`) the way a VIPA reader with SRED on sends
+/// them (vipa-protocol.md §5.1: `5A` = `374245AAAAA1006F`): same length, each hidden PAN
+/// digit (by the rule of [`mask_pan_digits`]) replaced by nibble `A`; in a track, the
+/// separator, the expiry and the service code kept and every later digit `A`; `F` padding
+/// kept. Nibbles already `A` count as PAN digits, so masking twice changes nothing.
+pub fn mask_bcd_pan(value: &[u8]) -> Vec<u8> {
+    let nib = |i: usize| {
+        let b = value.get(i / 2).copied().unwrap_or(0xFF);
+        if i % 2 == 0 {
+            b >> 4
+        } else {
+            b & 0x0F
+        }
+    };
+    let count = value.len() * 2;
+    let pan_len = (0..count)
+        .take_while(|&i| nib(i) <= 9 || nib(i) == 0xA)
+        .count();
+    let masked = |i: usize| {
+        let d = nib(i);
+        let hide = if i < pan_len {
+            !pan_digit_shown(i, pan_len)
+        } else {
+            // After the separator: YYMM and the service code (7 digits), then discretionary.
+            i > pan_len + 7 && d <= 9
+        };
+        if hide {
+            0xA
+        } else {
+            d
+        }
+    };
+    (0..value.len())
+        .map(|b| (masked(2 * b) << 4) | masked(2 * b + 1))
         .collect()
 }
 
@@ -401,6 +451,26 @@ impl Track2 {
         self.as_bytes()
             .iter()
             .map(|c| if *c == b'D' { '=' } else { char::from(*c) })
+            .collect()
+    }
+
+    /// The `57` encoding (Track 2 Equivalent Data, format `b`): one nibble per character,
+    /// `D` for the separator, padded with a trailing `F` to whole bytes. Clear data.
+    pub fn to_bcd(&self) -> Vec<u8> {
+        let nibble = |c: u8| {
+            if c == b'D' {
+                0xD
+            } else {
+                c.wrapping_sub(b'0') & 0x0F
+            }
+        };
+        self.as_bytes()
+            .chunks(2)
+            .map(|c| {
+                let hi = c.first().map_or(0xF, |d| nibble(*d));
+                let lo = c.get(1).map_or(0xF, |d| nibble(*d));
+                (hi << 4) | lo
+            })
             .collect()
     }
 
@@ -634,9 +704,11 @@ mod tests {
         assert_eq!(pan.last4(), "1111");
         assert_eq!(pan.bin(), "411111");
         assert_eq!(pan.reveal(), "4111111111111111");
+        assert_eq!(pan.expose(), pan.reveal());
         assert_eq!(pan.brand(), Some("Visa"));
         let amex = Pan::parse("378282246310005").unwrap();
         assert_eq!(amex.to_string(), "378282*****0005");
+        assert_eq!(format!("{amex:?}"), "Pan(378282*****0005)");
         assert_eq!(amex.brand(), Some("American Express"));
         assert_eq!(
             Pan::parse("5555555555554444").unwrap().brand(),
@@ -691,6 +763,15 @@ mod tests {
         assert_eq!(t.service_code().to_string(), "101");
         assert_eq!(t.reveal_discretionary(), "123450000");
         assert_eq!(t.reveal_ascii(), "4111111111111111=2812101123450000");
+        assert_eq!(t.to_bcd(), v);
+        let odd = Track2::from_ascii("378282246310005=25122010000001234").unwrap();
+        assert_eq!(
+            odd.to_bcd(),
+            [
+                0x37, 0x82, 0x82, 0x24, 0x63, 0x10, 0x00, 0x5D, 0x25, 0x12, 0x20, 0x10, 0x00, 0x00,
+                0x01, 0x23, 0x4F
+            ]
+        );
         assert_eq!(
             format!("{t:?}"),
             "Track2(411111******1111D****************)"
@@ -726,6 +807,33 @@ mod tests {
         assert_eq!(mask_pan_digits("123456789"), "*****6789");
         assert_eq!(mask_pan_digits("1234"), "****");
         assert_eq!(mask_pan_digits(""), "");
+    }
+
+    #[test]
+    fn bcd_masks_like_the_reader() {
+        // The captured E2 (vipa-protocol.md §5.1): 5A 374245AAAAA1006F.
+        let pan = [0x37, 0x42, 0x45, 0x00, 0x17, 0x51, 0x00, 0x6F];
+        let masked = [0x37, 0x42, 0x45, 0xAA, 0xAA, 0xA1, 0x00, 0x6F];
+        assert_eq!(mask_bcd_pan(&pan), masked);
+        assert_eq!(mask_bcd_pan(&masked), masked);
+        // Track 2: expiry and service code kept, discretionary data hidden, F kept.
+        let t2 = [
+            0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0xD2, 0x81, 0x22, 0x01, 0x12, 0x34,
+            0x5F,
+        ];
+        assert_eq!(
+            mask_bcd_pan(&t2),
+            [
+                0x41, 0x11, 0x11, 0xAA, 0xAA, 0xAA, 0x11, 0x11, 0xD2, 0x81, 0x22, 0x01, 0xAA, 0xAA,
+                0xAF
+            ]
+        );
+        // Short numbers follow the same rule as mask_pan_digits.
+        assert_eq!(
+            mask_bcd_pan(&[0x12, 0x34, 0x56, 0x78, 0x9F]),
+            [0xAA, 0xAA, 0xA6, 0x78, 0x9F]
+        );
+        assert_eq!(mask_bcd_pan(&[]), Vec::<u8>::new());
     }
 
     #[test]
@@ -797,12 +905,39 @@ mod tests {
         }
 
         #[test]
+        fn bcd_mask_is_total_and_idempotent(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let m = mask_bcd_pan(&b);
+            prop_assert_eq!(m.len(), b.len());
+            prop_assert_eq!(mask_bcd_pan(&m), m);
+        }
+
+        #[test]
+        fn bcd_mask_agrees_with_the_digit_mask(p in "[0-9]{8,19}") {
+            let bcd = Pan::parse(&p).unwrap().to_bcd();
+            let shown: String = mask_bcd_pan(&bcd)
+                .iter()
+                .flat_map(|b| [b >> 4, b & 0x0F])
+                .take(p.len())
+                .map(|d| if d == 0xA { '*' } else { char::from(b'0' + d) })
+                .collect();
+            prop_assert_eq!(shown, mask_pan_digits(&p));
+        }
+
+        #[test]
         fn masked_pan_never_shows_middle(p in "[0-9]{13,19}") {
             let m = mask_pan_digits(&p);
             prop_assert_eq!(m.len(), p.len());
             prop_assert_eq!(&m[..6], &p[..6]);
             prop_assert_eq!(&m[p.len() - 4..], &p[p.len() - 4..]);
             prop_assert!(m[6..p.len() - 4].chars().all(|c| c == '*'));
+        }
+
+        #[test]
+        fn track2_bcd_round_trip(p in "[0-9]{8,19}", rest in "[0-9]{7,17}") {
+            let t = Track2::from_ascii(&format!("{p}={rest}")).unwrap();
+            let bcd = t.to_bcd();
+            prop_assert_eq!(bcd.len(), (p.len() + 1 + rest.len()).div_ceil(2));
+            prop_assert_eq!(Track2::from_bcd(&bcd).unwrap(), t);
         }
 
         #[test]

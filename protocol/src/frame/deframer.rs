@@ -70,7 +70,7 @@ struct Chain {
 /// `src`, or [`Deframer`]'s). Keeps two partial chains, solicited and unsolicited (PCB bit6),
 /// so an unsolicited event in the middle of a chained response does not disturb it (§1.2).
 ///
-/// Resynchronisation (§1.4 [I]): a byte that cannot start a frame (NAD not accepted, LEN not
+/// Resynchronisation (§1.4 \[I\]): a byte that cannot start a frame (NAD not accepted, LEN not
 /// 2..=254) is skipped together with every following byte up to the next position that is a
 /// valid complete frame or could still become one. A complete frame whose LRC fails is skipped
 /// whole when a valid frame follows it, else byte by byte as above. An incomplete frame at the

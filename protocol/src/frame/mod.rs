@@ -28,12 +28,12 @@ pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_INF_LEN + 1;
 
 /// NAD `01`: the main device (PED). Every capture uses it in both directions (§1).
 pub const NAD_PED: u8 = 0x01;
-/// NAD `02`: a second node in Miura MPI; accepted by the [S2] parser. Meaning for VIPA [GAP].
+/// NAD `02`: a second node in Miura MPI; accepted by the \[S2\] parser. Meaning for VIPA \[GAP\].
 pub const NAD_SECONDARY: u8 = 0x02;
-/// NAD `11`: accepted by the [S2] parser; meaning [GAP].
+/// NAD `11`: accepted by the \[S2\] parser; meaning \[GAP\].
 pub const NAD_11: u8 = 0x11;
-/// The NAD values a receiver accepts. [I]/[GAP]: we are tolerant and take every value the
-/// [S2] parser takes; anything else cannot start a frame (which is what resynchronisation uses).
+/// The NAD values a receiver accepts. \[I\]/\[GAP\]: we are tolerant and take every value the
+/// \[S2\] parser takes; anything else cannot start a frame (which is what resynchronisation uses).
 pub const ACCEPTED_NADS: [u8; 3] = [NAD_PED, NAD_SECONDARY, NAD_11];
 
 /// Whether `nad` is one of [`ACCEPTED_NADS`].
@@ -43,7 +43,7 @@ pub const fn nad_accepted(nad: u8) -> bool {
 }
 
 /// The protocol control byte. Only bit0 (chained) and bit6 (unsolicited) have a known meaning
-/// (§1); other bits (bit1 is [GAP]) are ignored but kept, so a view or a log shows them.
+/// (§1); other bits (bit1 is \[GAP\]) are ignored but kept, so a view or a log shows them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Pcb(pub u8);

@@ -4,8 +4,7 @@ use proptest::prelude::*;
 
 const RESET_CHAINED: &str =
     include_str!("../../../tests/data/vipa/reset-response-ux300-chained.hex");
-const START_TXN: &str =
-    include_str!("../../../tests/data/vipa/start-transaction-command.hex");
+const START_TXN: &str = include_str!("../../../tests/data/vipa/start-transaction-command.hex");
 const E2_RESPONSE: &str =
     include_str!("../../../tests/data/vipa/start-transaction-e2-response.hex");
 

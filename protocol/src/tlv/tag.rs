@@ -360,7 +360,7 @@ tags! {
     VIPA_DEVICE_INFO = 0xEE;
     /// `EF` Software component versions
     VIPA_SOFTWARE_COMPONENT = 0xEF;
-    /// `F0` Seen in the Reset response, holds `DF8111` (meaning [GAP])
+    /// `F0` Seen in the Reset response, holds `DF8111` (meaning \[GAP\])
     VIPA_F0 = 0xF0;
     /// `FF7F` SRED (P2PE) encrypted data container
     VIPA_SRED = 0xFF7F;
@@ -370,7 +370,7 @@ tags! {
     // --- VIPA proprietary data objects (vipa-protocol.md §4.2, §4.4) ---
     /// `48` Card status (in `E0` card events)
     VIPA_CARD_STATUS = 0x48;
-    /// `C1` First tag of the captured `E2` (meaning [GAP])
+    /// `C1` First tag of the captured `E2` (meaning \[GAP\])
     VIPA_C1 = 0xC1;
     /// `C3` Transaction status (in `E6`)
     VIPA_TRANSACTION_STATUS = 0xC3;

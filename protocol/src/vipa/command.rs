@@ -1,11 +1,12 @@
 //! Host → terminal commands (vipa-protocol.md §3): typed builders and a tolerant view.
 //!
 //! A command payload is `CLA INS P1 P2 [Lc data] [Le]` (§1). Payloads longer than one frame are
-//! chained by [`crate::frame::emit_message`]; their Lc is `FF` ("capped at 0xFF", [S2]).
+//! chained by [`crate::frame::emit_message`]; their Lc is `FF` ("capped at 0xFF", \[S2\]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{VipaError, TAG_DFA214_SUPPRESS_DISPLAY, TAG_DFA218_PIN_ENTRY_STYLE};
+use crate::emv::numeric;
 use crate::tlv::{self, Tag, TlvBuilder, TlvIter};
 
 /// The name of a command code from the §3 table, e.g. `DE D1` → `"Start Transaction"`.
@@ -132,9 +133,9 @@ pub mod reset_flags {
     pub const VOS_COMPONENTS: u8 = 0x80;
 }
 
-/// Whether Continue Transaction data is wrapped in `E0`. [GAP] §5.3 / §7 item 2: [S3] says
-/// `E0` carries host responses, [S5] sends bare TLVs; a sender picks one (default `E0`, the
-/// [I] preference), a receiver accepts both ([`CommandView::continue_data`]).
+/// Whether Continue Transaction data is wrapped in `E0`. \[GAP\] §5.3 / §7 item 2: \[S3\] says
+/// `E0` carries host responses, \[S5\] sends bare TLVs; a sender picks one (default `E0`, the
+/// \[I\] preference), a receiver accepts both ([`CommandView::continue_data`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ContinueForm {
     /// `E0 { tlvs }`.
@@ -273,7 +274,7 @@ impl TransactionData {
                 if v.len() > max_len {
                     return Err(VipaError::BadBcd { tag: item.tag() });
                 }
-                from_bcd(v).ok_or(VipaError::BadBcd { tag: item.tag() })
+                numeric::bcd_to_u64(v).map_err(|_| VipaError::BadBcd { tag: item.tag() })
             };
             match item.tag() {
                 Tag::TRANSACTION_TYPE => t.transaction_type = v.first().copied().unwrap_or(0),
@@ -306,32 +307,16 @@ impl TransactionData {
     }
 }
 
-/// `value` as `N` bytes of BCD, right-aligned (EMV format n). Callers check the digit count.
-fn bcd<const N: usize>(mut value: u64) -> [u8; N] {
+/// `value` as `N` bytes of format `n` ([`numeric::u64_to_bcd`]). [`TransactionData::check`]
+/// bounded the digits first; were there more, the low ones would be kept.
+fn bcd<const N: usize>(value: u64) -> [u8; N] {
     let mut out = [0u8; N];
-    for byte in out.iter_mut().rev() {
-        let lo = (value % 10) as u8;
-        value /= 10;
-        let hi = (value % 10) as u8;
-        value /= 10;
-        *byte = (hi << 4) | lo;
-    }
+    let _ = numeric::u64_to_bcd(value, &mut out);
     out
 }
 
-/// Decimal value of BCD bytes; `None` for a nibble above 9 or more than 19 digits.
-pub(crate) fn from_bcd(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() > 9 {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |acc, b| {
-        let (hi, lo) = (b >> 4, b & 0x0F);
-        (hi <= 9 && lo <= 9).then(|| acc * 100 + u64::from(hi) * 10 + u64::from(lo))
-    })
-}
-
 /// The content of a single top-level `E0`, or `data` itself when it is not exactly that.
-/// Tolerant of both Continue forms ([GAP] §7 item 2).
+/// Tolerant of both Continue forms (\[GAP\] §7 item 2).
 fn unwrap_e0(data: &[u8]) -> Result<&[u8], VipaError> {
     let mut it = tlv::parse(data);
     match (it.next(), it.next()) {
@@ -360,7 +345,7 @@ pub enum Command<'a> {
         /// P2 flag bits.
         flags: u8,
     },
-    /// `D0 60`: `01 01` enables card detection ([S5]); bit meanings [GAP].
+    /// `D0 60`: `01 01` enables card detection (\[S5\]); bit meanings \[GAP\].
     CardStatus {
         /// P1.
         p1: u8,
@@ -378,7 +363,7 @@ pub enum Command<'a> {
         /// Custom text (the data field).
         text: Option<&'a str>,
     },
-    /// `D2 02 00 01` with `E0 { DF8104 text }` ([S2]/[S5]).
+    /// `D2 02 00 01` with `E0 { DF8104 text }` (\[S2\]/\[S5\]).
     DisplayText {
         /// The text.
         text: &'a str,
@@ -389,26 +374,26 @@ pub enum Command<'a> {
     ContinueTransaction {
         /// Encoded TLVs.
         tlvs: &'a [u8],
-        /// Wrapping ([GAP]).
+        /// Wrapping (\[GAP\]).
         form: ContinueForm,
     },
-    /// `DE D5 00 00` with the given data (content [GAP]; passed through).
+    /// `DE D5 00 00` with the given data (content \[GAP\]; passed through).
     VerifyPin {
         /// Data field.
         data: &'a [u8],
     },
-    /// `DE D6 00 00` with the given data (content [GAP]; passed through).
+    /// `DE D6 00 00` with the given data (content \[GAP\]; passed through).
     OnlinePin {
         /// Data field.
         data: &'a [u8],
     },
-    /// `C0 A0 00 00` with `E0 { transaction data }` ([I]: same template as `DE D1`).
+    /// `C0 A0 00 00` with `E0 { transaction data }` (\[I\]: same template as `DE D1`).
     StartContactless(&'a TransactionData),
     /// `C0 A1 00 00` with the host's TLVs.
     ContinueContactless {
         /// Encoded TLVs.
         tlvs: &'a [u8],
-        /// Wrapping ([GAP]).
+        /// Wrapping (\[GAP\]).
         form: ContinueForm,
     },
     /// `C0 C0 00 00`.
@@ -555,8 +540,8 @@ pub struct CommandView<'a> {
 
 impl<'a> CommandView<'a> {
     /// Splits a command payload. After the header: nothing (no data); one byte (Le only);
-    /// otherwise Lc, then `Lc` data bytes and an optional Le. When Lc is `FF` (chained, [S2])
-    /// or disagrees with the length, the data is everything after Lc ([I]: Lc is not a
+    /// otherwise Lc, then `Lc` data bytes and an optional Le. When Lc is `FF` (chained, \[S2\])
+    /// or disagrees with the length, the data is everything after Lc (\[I\]: Lc is not a
     /// reliable length, §1; the chain's reassembled length is).
     ///
     /// # Errors
@@ -607,7 +592,7 @@ impl<'a> CommandView<'a> {
         tlv::parse(self.data)
     }
 
-    /// The TLVs of a Continue Transaction, whether wrapped in `E0` or bare ([GAP] §7 item 2).
+    /// The TLVs of a Continue Transaction, whether wrapped in `E0` or bare (\[GAP\] §7 item 2).
     ///
     /// # Errors
     /// [`VipaError::Tlv`] if the data does not start with a well-formed TLV.

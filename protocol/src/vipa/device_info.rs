@@ -1,6 +1,34 @@
-//! Device information from a Reset Device response (§3 `D0 00`, §4.1 `EE`/`EF`).
+//! Device information from a Reset Device response (vipa-protocol.md §3 `D0 00`, §4.1
+//! `EE`/`EF`): [`parse_reset_response`] on the whole answer, [`DeviceInfo::parse`] on its data.
 
+use super::{Response, StatusWord, VipaError};
 use crate::tlv::{self, Tag, Tlv, TlvError};
+
+/// Why a Reset Device answer gave no [`DeviceInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResetResponseError {
+    /// The reader answered with an error status word (§2), e.g. `9F 24`.
+    #[error("reader answered {0}")]
+    Status(StatusWord),
+    /// Not a response (no SW1 SW2), or malformed TLV data.
+    #[error("malformed response: {0}")]
+    Malformed(#[from] VipaError),
+}
+
+/// Parses the answer to Reset Device: the reassembled message payload, `data SW1 SW2`, however
+/// many chained frames it came in (the UX300 capture `reset-response-ux300-chained.hex` in
+/// `tests/data/vipa/` takes three). The status word must be a success (`90 00` / `90 15`).
+///
+/// # Errors
+/// [`ResetResponseError::Malformed`] without a status word or for malformed TLV data;
+/// [`ResetResponseError::Status`] for any other status word.
+pub fn parse_reset_response(payload: &[u8]) -> Result<DeviceInfo, ResetResponseError> {
+    let r = Response::parse(payload)?;
+    if !r.sw().is_success() {
+        return Err(ResetResponseError::Status(r.sw()));
+    }
+    DeviceInfo::parse(r.data()).map_err(|e| ResetResponseError::Malformed(VipaError::Tlv(e)))
+}
 
 /// A data object kept as hex, for tags this module does not name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,5 +185,83 @@ impl DeviceInfo {
                     .find(|l| l.name == name)
                     .map(|l| l.version.as_str())
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Deframer, Inbound};
+    use proptest::prelude::*;
+
+    const RESET_CHAINED: &str =
+        include_str!("../../../tests/data/vipa/reset-response-ux300-chained.hex");
+
+    /// The capture's frames, reassembled by the deframer into one message payload.
+    fn captured_payload() -> Vec<u8> {
+        let frames: Vec<Vec<u8>> = RESET_CHAINED
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| hex::decode(l.trim()).unwrap())
+            .collect();
+        assert_eq!(frames.len(), 3);
+        let mut d = Deframer::new();
+        for f in &frames {
+            d.push(f);
+        }
+        let Some(Inbound::Message(m)) = d.poll() else {
+            panic!("no message")
+        };
+        m.payload.to_vec()
+    }
+
+    #[test]
+    fn parses_the_captured_chained_reset_response() {
+        let info = parse_reset_response(&captured_payload()).unwrap();
+        assert_eq!(info.terminal_id.as_deref(), Some("32434278"));
+        let models: Vec<_> = info.devices.iter().map(|d| d.model.as_deref()).collect();
+        assert_eq!(models, [Some("UX300"), Some("UX100")]);
+        assert_eq!(info.devices[0].serial.as_deref(), Some("986227287"));
+        assert_eq!(info.component_version("VIPA"), Some("6.8.2.24"));
+    }
+
+    #[test]
+    fn status_words_and_malformed_data_are_errors() {
+        assert_eq!(
+            parse_reset_response(&[0x90, 0x15]),
+            Ok(DeviceInfo::default())
+        );
+        assert_eq!(
+            parse_reset_response(&[0x9F, 0x24]),
+            Err(ResetResponseError::Status(StatusWord::UNKNOWN_9F24))
+        );
+        assert_eq!(
+            parse_reset_response(&[0x90]),
+            Err(ResetResponseError::Malformed(VipaError::ResponseTooShort {
+                len: 1
+            }))
+        );
+        assert!(matches!(
+            parse_reset_response(&[0xEE, 0x05, 0x01, 0x90, 0x00]),
+            Err(ResetResponseError::Malformed(VipaError::Tlv(_)))
+        ));
+        // The error names the status word, never the data.
+        assert_eq!(
+            ResetResponseError::Status(StatusWord::UNKNOWN_9F24).to_string(),
+            format!("reader answered {}", StatusWord::UNKNOWN_9F24)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn reset_responses_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_reset_response(&b);
+        }
+
+        #[test]
+        fn truncated_captures_never_panic(cut in 0usize..800) {
+            let p = captured_payload();
+            let _ = parse_reset_response(p.get(..cut.min(p.len())).unwrap_or_default());
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! - [`StatusWord`] with the §2 table;
 //! - [`Response`] (data + SW) and template views ([`Template`], [`Sred`], [`Token`],
 //!   [`StatusNotification`], [`CardEvent`]);
-//! - [`DeviceInfo`] from a Reset Device response.
+//! - [`DeviceInfo`] from a Reset Device response ([`parse_reset_response`]).
 //!
 //! Unknown codes, tags and templates are preserved, never rejected.
 
@@ -18,7 +18,10 @@ mod status;
 pub use command::{
     command_name, Command, CommandError, CommandView, ContinueForm, TransactionData,
 };
-pub use device_info::{Device, DeviceInfo, LibVersion, RawField, SoftwareComponent};
+pub use device_info::{
+    parse_reset_response, Device, DeviceInfo, LibVersion, RawField, ResetResponseError,
+    SoftwareComponent,
+};
 pub use response::{
     CardEvent, CardStatus, Response, Sred, StatusNotification, Template, TemplateKind, Token,
     TransactionStatus,
@@ -33,7 +36,7 @@ pub const TAG_DFA214_SUPPRESS_DISPLAY: Tag = Tag(0xDFA214);
 pub const TAG_DFA218_PIN_ENTRY_STYLE: Tag = Tag(0xDFA218);
 /// `DFDB0F` SRED encryption status.
 pub const TAG_DFDB0F_SRED_STATUS: Tag = Tag(0xDFDB0F);
-/// `DFDB0E`: next to `DFDB0F`, meaning [GAP].
+/// `DFDB0E`: next to `DFDB0F`, meaning \[GAP\].
 pub const TAG_DFDB0E: Tag = Tag(0xDFDB0E);
 /// `DF837F` token, inside `FF7C`.
 pub const TAG_DF837F_TOKEN: Tag = Tag(0xDF837F);

@@ -113,7 +113,7 @@ pub enum TemplateKind {
     DeviceInfo,
     /// `EF`: software component.
     SoftwareComponent,
-    /// `F0`: seen in the Reset response, meaning [GAP].
+    /// `F0`: seen in the Reset response, meaning \[GAP\].
     F0,
     /// Anything else.
     Unknown(Tag),
@@ -336,26 +336,26 @@ impl<'a> StatusNotification<'a> {
     }
 }
 
-/// Tag `48`, two bytes. Bit meanings are [GAP] for VIPA; the helpers follow the Miura MPI
-/// decoding [S6] (byte 1 insert status, byte 2 swipe status) and are best effort [I].
+/// Tag `48`, two bytes. Bit meanings are \[GAP\] for VIPA; the helpers follow the Miura MPI
+/// decoding \[S6\] (byte 1 insert status, byte 2 swipe status) and are best effort \[I\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CardStatus(pub [u8; 2]);
 
 impl CardStatus {
-    /// Byte 1 bit 0: a card is in the slot [I].
+    /// Byte 1 bit 0: a card is in the slot \[I\].
     pub const fn card_present(self) -> bool {
         self.0[0] & 0x01 != 0
     }
-    /// Byte 1 bit 1: the inserted card has a chip (EMV compatible) [I].
+    /// Byte 1 bit 1: the inserted card has a chip (EMV compatible) \[I\].
     pub const fn emv_compatible(self) -> bool {
         self.0[0] & 0x02 != 0
     }
-    /// Byte 2 bit 0: swipe data available [I].
+    /// Byte 2 bit 0: swipe data available \[I\].
     pub const fn msr_data_available(self) -> bool {
         self.0[1] & 0x01 != 0
     }
-    /// Byte 2 bits 1..3: track 1/2/3 data available [I].
+    /// Byte 2 bits 1..3: track 1/2/3 data available \[I\].
     pub const fn track_available(self, track: u8) -> bool {
         matches!(track, 1..=3) && self.0[1] & (1 << track) != 0
     }

@@ -34,7 +34,7 @@ status_words! {
     INVALID_DATA = 0x9F21, "invalid data";
     /// `9F 23` card removed.
     CARD_REMOVED = 0x9F23, "card removed";
-    /// `9F 24`: seen as a bare response in a capture; meaning [GAP].
+    /// `9F 24`: seen as a bare response in a capture; meaning \[GAP\].
     UNKNOWN_9F24 = 0x9F24, "unknown (9f24)";
     /// `9F 25` bad card.
     BAD_CARD = 0x9F25, "bad card";
