@@ -6,7 +6,7 @@
 //! Card data never reaches the file: before a message is written, every BER-TLV data object
 //! with a sensitive tag ([`Tag::is_sensitive`]: PAN, tracks, names, PIN blocks, manual entry)
 //! is masked in place and the TLV is rebuilt, so the recording still parses and replays. PANs
-//! keep the digits [`mask_pan_digits`] shows (first 6 / last 4; only the last 4 of 12 digits or
+//! keep the digits [`emvbridge_protocol::emv::mask_pan_digits`] shows (first 6 / last 4; only the last 4 of 12 digits or
 //! fewer) with the rest as nibble `A` (the reader's own masking convention, which the bridge
 //! already understands); track 2 keeps expiry and service code
 //! and loses its discretionary data; text becomes `*`; binary values become zeros. Encrypted
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use emvbridge_protocol::emv::mask_pan_digits;
+use emvbridge_protocol::emv::mask_bcd_pan;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::CommandView;
 use emvbridge_protocol::recording::{Dir, RecordLine};
@@ -248,33 +248,6 @@ pub fn mask_value(tag: Tag, value: &[u8]) -> Vec<u8> {
             .collect();
     }
     vec![0; value.len()]
-}
-
-/// PAN digits (up to the separator `D`/`=` or the `F` pad): those [`mask_pan_digits`] shows
-/// kept, the rest `A`; after the separator: 4 expiry + 3 service-code digits kept, the rest `A`.
-fn mask_bcd_pan(value: &[u8]) -> Vec<u8> {
-    let nib: Vec<u8> = value.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
-    let pan_len = nib.iter().take_while(|&&d| d <= 9 || d == 0xA).count();
-    // Which positions stay is the protocol's rule; a digit the reader already masked counts.
-    let shown: Vec<bool> = mask_pan_digits(&"0".repeat(pan_len))
-        .bytes()
-        .map(|c| c != b'*')
-        .collect();
-    let mut out = nib.clone();
-    for (i, d) in out.iter_mut().enumerate() {
-        if i < pan_len {
-            if !shown[i] {
-                *d = 0xA;
-            }
-        } else if i > pan_len && i <= pan_len + 7 {
-            // expiry YYMM and service code: kept
-        } else if i > pan_len + 7 && *d != 0xF {
-            *d = 0xA;
-        }
-    }
-    out.chunks(2)
-        .map(|c| (c.first().copied().unwrap_or(0) << 4) | c.get(1).copied().unwrap_or(0))
-        .collect()
 }
 
 #[cfg(test)]

@@ -316,7 +316,7 @@ fn sale(
             };
             match emv::verify(&icc) {
                 Verdict::Verified(v) => {
-                    pan = Some(v.pan.expose().to_owned());
+                    pan = Some(v.pan.reveal().to_owned());
                     verified = Some(v);
                 }
                 Verdict::Declined { code, message } => emv_decline = Some((code, message)),

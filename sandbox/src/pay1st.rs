@@ -381,11 +381,11 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                 };
                 let (o, v) = match emv::verify(&icc) {
                     Verdict::Verified(v) => {
-                        t.pan_last4 = Some(last4(v.pan.expose()));
-                        t.brand = Some(brand_of(v.pan.expose()).to_owned());
+                        t.pan_last4 = Some(last4(v.pan.reveal()));
+                        t.brand = Some(brand_of(v.pan.reveal()).to_owned());
                         let o = outcome::resolve(&ResolveInput {
                             dialect: Some(Dialect::Pay1st),
-                            pan: Some(v.pan.expose()),
+                            pan: Some(v.pan.reveal()),
                             amount_minor: amount,
                             emv: true,
                             forced,

@@ -759,7 +759,7 @@ fn sale(
         match emv::verify(&icc) {
             Verdict::Verified(v) => {
                 card = Some(Card {
-                    pan: v.pan.expose().to_owned(),
+                    pan: v.pan.reveal().to_owned(),
                     cvv: None,
                     expiry: None,
                 });

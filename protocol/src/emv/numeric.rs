@@ -294,6 +294,7 @@ static CURRENCIES: &[Currency] = &[
     c(608, "PHP", 2),
     c(634, "QAR", 2),
     c(643, "RUB", 2),
+    c(646, "RWF", 0),
     c(682, "SAR", 2),
     c(702, "SGD", 2),
     c(704, "VND", 0),

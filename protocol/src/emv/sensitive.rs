@@ -110,12 +110,6 @@ impl Pan {
         self.reveal()
     }
 
-    /// Alias of [`Pan::reveal`], under the name the project's other secret wrappers use for
-    /// their clear value (the simulator's keys, the bridge's credentials).
-    pub fn expose(&self) -> &str {
-        self.reveal()
-    }
-
     /// Number of digits.
     pub fn len(&self) -> usize {
         usize::from(self.len)
@@ -704,7 +698,6 @@ mod tests {
         assert_eq!(pan.last4(), "1111");
         assert_eq!(pan.bin(), "411111");
         assert_eq!(pan.reveal(), "4111111111111111");
-        assert_eq!(pan.expose(), pan.reveal());
         assert_eq!(pan.brand(), Some("Visa"));
         let amex = Pan::parse("378282246310005").unwrap();
         assert_eq!(amex.to_string(), "378282*****0005");
