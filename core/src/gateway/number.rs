@@ -17,11 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sign::hmac_sha256_hex;
-use super::{
-    arc_of, base_url, decimal_json, issuer_from_tlv, parse_decimal, screen, short, CaptureRequest,
-    ConfigError, EnvReader, Environment, Exchange, HttpRequest, OpResult, RefundRequest, Screened,
-    Secret, StatusResult, TxnState, TxnStatus, VoidRequest,
-};
+use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
+use super::ops::{CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest};
+use super::wire::{Exchange, HttpRequest, Screened, arc_of, decimal_json, issuer_from_tlv, parse_decimal, screen, short};
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
 
 /// Production REST base (§1.2). Number documents no separate sandbox host: a sandbox is an
@@ -596,7 +594,7 @@ pub fn classify_sale(ex: &Exchange, req: &AuthorizationRequest) -> Reply<Authori
             gateway_id: txid,
             code: Some(code.to_string()),
             reason: format!("aspen error {code}: {msg}"),
-            issuer: issuer.unwrap_or_else(|| super::arc_only(*b"05")),
+            issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"05")),
         });
     }
     let code = r.txn_code.clone().unwrap_or_default();
@@ -614,7 +612,7 @@ pub fn classify_sale(ex: &Exchange, req: &AuthorizationRequest) -> Reply<Authori
                 .and_then(|a| parse_decimal(a.get(), cur))
                 .filter(|a| a.minor() > 0 && a.minor() <= req.amount.minor())
                 .unwrap_or(req.amount);
-            let mut issuer = issuer.unwrap_or_else(|| super::arc_only(*b"00"));
+            let mut issuer = issuer.unwrap_or_else(|| super::wire::arc_only(*b"00"));
             if issuer.auth_code.is_none()
                 && code.len() == 6
                 && code.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -631,7 +629,7 @@ pub fn classify_sale(ex: &Exchange, req: &AuthorizationRequest) -> Reply<Authori
             gateway_id: txid,
             code: (!code.is_empty()).then(|| short(&code)),
             reason: short(r.resp_msg.as_deref().unwrap_or("declined")),
-            issuer: issuer.unwrap_or_else(|| super::arc_only(arc_of(&code).unwrap_or(*b"05"))),
+            issuer: issuer.unwrap_or_else(|| super::wire::arc_only(arc_of(&code).unwrap_or(*b"05"))),
         }),
         None => Reply::Done(A::Unknown {
             reason: "number: sale result without TxApproved".into(),

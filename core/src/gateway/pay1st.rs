@@ -25,11 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sign::hmac_sha256_hex;
-use super::{
-    arc_of, base_url, decimal_json, iso8601, parse_decimal, pct, screen, short, ConfigError,
-    EnvReader, Environment, Exchange, HttpRequest, IssuerResponse, Screened, Secret, StatusResult,
-    TxnState, TxnStatus,
-};
+use crate::txn::host::IssuerResponse;
+use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
+use super::ops::{StatusResult, TxnState, TxnStatus};
+use super::wire::{Exchange, HttpRequest, Screened, arc_of, decimal_json, iso8601, parse_decimal, pct, screen, short};
 use crate::money::Money;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
 
@@ -461,7 +460,7 @@ pub fn payment_result(p: &Payment, req: &AuthorizationRequest) -> AuthorizationR
                     .filter(|a| a.minor() > 0 && a.minor() <= req.amount.minor())
                     .unwrap_or(req.amount),
                 // No EMV response from the real API: the card decides on the ARC alone.
-                issuer: issuer.unwrap_or_else(|| super::arc_only(*b"00")),
+                issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"00")),
             }
         }
         Some(TxnState::Declined | TxnState::Voided) => A::Declined {
@@ -470,7 +469,7 @@ pub fn payment_result(p: &Payment, req: &AuthorizationRequest) -> AuthorizationR
                 .as_ref()
                 .map(|i| String::from_utf8_lossy(&i.arc).into_owned()),
             reason: format!("pay1st: {}", short(p.status.as_deref().unwrap_or("failed"))),
-            issuer: issuer.unwrap_or_else(|| super::arc_only(*b"05")),
+            issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"05")),
         },
         // PENDING: a hosted checkout nobody will complete at the terminal.
         _ => A::Unknown {

@@ -14,11 +14,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
-    arc_of, base_url, decimal_json, parse_decimal, pct, screen, short, CaptureRequest, ConfigError,
-    EnvReader, Environment, Exchange, HttpRequest, IssuerResponse, OpResult, RefundRequest, Secret,
-    StatusResult, TxnState, TxnStatus, VoidRequest,
-};
+use crate::txn::host::IssuerResponse;
+use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
+use super::ops::{CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest};
+use super::wire::{Exchange, HttpRequest, arc_of, decimal_json, parse_decimal, pct, screen, short};
 use crate::money::Money;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
 
@@ -398,7 +397,7 @@ pub fn classify_authorize(ex: &Exchange, req: &AuthorizationRequest) -> Authoriz
             A::Approved {
                 gateway_id,
                 approved_amount,
-                issuer: issuer.unwrap_or_else(|| super::arc_only(*b"00")),
+                issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"00")),
             }
         }
         Some(TxnState::Declined) => {
@@ -413,7 +412,7 @@ pub fn classify_authorize(ex: &Exchange, req: &AuthorizationRequest) -> Authoriz
                     "paymentsai: {}",
                     short(t.result.as_deref().unwrap_or("declined"))
                 ),
-                issuer: issuer.unwrap_or_else(|| super::arc_only(*b"05")),
+                issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"05")),
             }
         }
         // Pending (3DS/offsite), or a state that makes no sense for a new sale.

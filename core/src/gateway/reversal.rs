@@ -16,7 +16,7 @@
 use crate::money::Money;
 use crate::txn::host::{ReversalRequest, ReversalResult};
 
-use super::{OpResult, RefundRequest, StatusResult, TxnState, VoidRequest};
+use super::ops::{OpResult, RefundRequest, StatusResult, TxnState, VoidRequest};
 
 /// What differs per dialect in the reversal flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
