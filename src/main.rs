@@ -77,7 +77,13 @@ fn main() -> std::process::ExitCode {
         Command::SandboxGateway(args) => emvbridge_sandbox::cli::run(args),
         Command::Device(cmd) => emvbridge::driver::cli::run(cmd),
         Command::Sale(args) => emvbridge::sale::run(args),
-        Command::Serve(args) => emvbridge::api::run(args),
+        Command::Serve(args) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(emvbridge::api::run(args)),
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                std::process::ExitCode::from(2)
+            }
+        },
         #[cfg(feature = "sim")]
         Command::Demo(args) => emvbridge::demo::run(args),
         Command::Config(cmd) => emvbridge::config::run(cmd),

@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 /// Why the token file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -160,14 +161,10 @@ impl TokenCheck {
         }
     }
 
-    /// Whether `presented` is the token: both are hashed, then compared without an early exit.
+    /// Whether `presented` is the token: both are hashed, then compared in constant time.
     pub fn verify(&self, presented: &[u8]) -> bool {
         let d: [u8; 32] = Sha256::digest(presented).into();
-        let diff = d
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        d[..].ct_eq(&self.digest[..]).into()
     }
 
     /// Checks an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).

@@ -1,0 +1,259 @@
+//! The server: sets up the reader, the gateway and, with journaling on, the relay in front of
+//! the gateway and its background resolver; binds, serves in a task, and shuts down so that
+//! a running card transaction ends definitely.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use super::auth::TokenCheck;
+use super::router::router;
+use super::state::{lock, AppState, LastPass, RelayShared, Shared};
+use super::store::{self, MemoryStore, Store};
+use crate::driver::ReaderLink;
+use crate::embedded::{SandboxHandle, SimDevice};
+use crate::gateway::Gateway;
+use crate::journal::relay::RelayOptions;
+use crate::journal::resolver::PassReport;
+use crate::terminal::{Terminal, TerminalOptions};
+use emvbridge_core::txn::TxnConfig;
+
+/// How to run the API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen`.
+    pub allow_remote: bool,
+    /// The bearer token.
+    pub token: String,
+    /// Reader and gateway.
+    pub terminal: TerminalOptions,
+    /// How long a synchronous card transaction call waits before answering 202.
+    pub sale_timeout: Duration,
+    /// Transaction timeouts and policy.
+    pub txn_config: TxnConfig,
+}
+
+/// A running API server.
+pub struct ApiServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// What was set up implicitly (simulator, sandbox).
+    pub notes: Vec<String>,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    sim: Option<SimDevice>,
+    sandbox: Option<SandboxHandle>,
+    link: ReaderLink,
+    state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    resolver: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+impl ApiServer {
+    /// Control of the embedded simulator, when there is one.
+    #[cfg(feature = "sim")]
+    pub fn simulator(&self) -> Option<emvbridge_sim::transport::DeviceHandle> {
+        self.sim.as_ref().map(|s| s.handle.clone())
+    }
+
+    /// The sandbox gateway, when embedded.
+    pub fn sandbox(&self) -> Option<&SandboxHandle> {
+        self.sandbox.as_ref()
+    }
+
+    /// The journal, when journaling is on.
+    pub fn journal(&self) -> Option<&Arc<crate::journal::Journal>> {
+        self.state.relay.as_ref().map(|r| r.relay.journal())
+    }
+
+    /// Stops accepting; a card transaction still running is cancelled and allowed to end
+    /// definitely (cancelled, or reversed if the host had approved — the engine decides),
+    /// waiting up to [`SHUTDOWN_GRACE`]; then the background resolver and the link stop.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        {
+            let running = lock(&self.state.running);
+            if let Some(r) = running.as_ref() {
+                tracing::info!(transaction = %r.id, "shutdown: cancelling the running transaction");
+                let _ = r.cancel.send(true);
+            }
+        }
+        // The transaction task holds the reader until its record is saved.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.state.reader.lock())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutdown: the running transaction did not end; the resolver settles it at the next start");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        if let Some((stop, task)) = self.resolver.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.link.shutdown().await;
+        if let Some(s) = self.sandbox.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// How long a shutdown waits for a running card transaction to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
+
+/// Stored answers to request ids are kept this long in the journal (a POS retries within
+/// minutes; transaction records stay).
+pub const REQUEST_ID_RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+/// Starts the API without the relay (in-memory store): [`start_with_relay`] with no journal.
+///
+/// # Errors
+/// As [`start_with_relay`].
+pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
+    start_with_relay(opts, RelayOptions::default()).await
+}
+
+/// Starts the API: sets up the reader and gateway, and — when `relay` turns journaling on
+/// (same rule as `sale`) — the journal in front of the gateway, the journal as the API's
+/// store, the start-up resolver pass and the background resolver/forwarder; then binds and
+/// serves in a task.
+///
+/// # Errors
+/// A non-loopback address without `allow_remote`, a reader, gateway or journal that cannot
+/// be set up, an address that cannot be bound.
+pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::Result<ApiServer> {
+    if !opts.listen.ip().is_loopback() && !opts.allow_remote {
+        anyhow::bail!(
+            "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
+            opts.listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    let terminal = Terminal::open(&opts.terminal).await?;
+    let Terminal {
+        link,
+        events,
+        gateway,
+        sim,
+        sandbox,
+        notes,
+        ..
+    } = terminal;
+    let mut notes = notes;
+    let relay = relay.open(&opts.terminal.gateway, gateway.clone()).await?;
+    let (store, gateway): (Arc<dyn Store>, Arc<dyn Gateway>) = match &relay {
+        Some(r) => {
+            let j = r.journal();
+            // Nothing runs yet: what is still in progress belongs to a process that died.
+            let interrupted = j.api_mark_interrupted()?;
+            if !interrupted.is_empty() {
+                notes.push(format!(
+                    "{} transaction(s) interrupted by an earlier stop, shown unresolved until settled: {}",
+                    interrupted.len(),
+                    interrupted.join(", ")
+                ));
+            }
+            j.api_settle()?;
+            let _ = j.prune_api_requests(REQUEST_ID_RETENTION_SECS);
+            notes.push(format!("journal: {}", r.path().display()));
+            (j.clone(), r.gateway.clone())
+        }
+        None => (Arc::new(MemoryStore::default()), gateway),
+    };
+    let (ev_tx, _) = broadcast::channel(256);
+    let state = Arc::new(Shared {
+        store,
+        token: TokenCheck::new(&opts.token),
+        link: link.clone(),
+        reader: Arc::new(tokio::sync::Mutex::new(events)),
+        gateway,
+        running: Mutex::new(None),
+        events: ev_tx,
+        seq: AtomicU64::new(1),
+        inflight: Mutex::new(HashMap::new()),
+        sale_timeout: opts.sale_timeout,
+        txn_config: opts.txn_config,
+        simulated: sim.is_some(),
+        relay: relay.map(|relay| RelayShared {
+            relay,
+            last_pass: Arc::new(Mutex::new(None)),
+        }),
+    });
+    let resolver = state.relay.as_ref().map(|r| {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let last = r.last_pass.clone();
+        let task = tokio::spawn(crate::journal::resolver::run_background_observed(
+            r.relay.journal().clone(),
+            r.relay.gateway.inner().clone(),
+            r.relay.policy.clone(),
+            stop_rx,
+            move |j, report| observe_pass(j, report, &last),
+        ));
+        (stop_tx, task)
+    });
+    let app = router(state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    Ok(ApiServer {
+        addr,
+        notes,
+        sim,
+        sandbox,
+        link,
+        state,
+        stop: Some(stop_tx),
+        task,
+        resolver,
+    })
+}
+
+/// After each background pass: settle the API records whose relay rows were settled, and
+/// remember the pass for `GET /v1/health`.
+fn observe_pass(
+    journal: &crate::journal::Journal,
+    report: Result<&PassReport, String>,
+    last: &Mutex<Option<LastPass>>,
+) {
+    let (records, settle_error) = match journal.api_settle() {
+        Ok(s) => (s.len(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot settle api records");
+            (0, Some(e.to_string()))
+        }
+    };
+    let pass = match report {
+        Ok(r) => LastPass {
+            at: store::unix_now(),
+            settled: r.settled.len(),
+            retry: r.retry.len(),
+            escalated: r.escalated.len(),
+            forward_declined: r.forward_declined.len(),
+            records_settled: records,
+            error: settle_error,
+        },
+        Err(e) => LastPass {
+            at: store::unix_now(),
+            settled: 0,
+            retry: 0,
+            escalated: 0,
+            forward_declined: 0,
+            records_settled: records,
+            error: Some(e),
+        },
+    };
+    *lock(last) = Some(pass);
+}
