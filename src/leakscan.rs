@@ -207,7 +207,7 @@ pub fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Starts like a payment card number (ISO/IEC 7812 major industry 2–6 as issued by the

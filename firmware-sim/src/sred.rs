@@ -265,7 +265,7 @@ impl SredEncryptor {
         clear.primitive(TAG_PAN, &pan_bcd);
         pan_bcd.zeroize();
         let mut data = clear.into_inner().to_vec();
-        while data.len() % 8 != 0 {
+        while !data.len().is_multiple_of(8) {
             data.push(0);
         }
         let key = data_key_variant(&transaction_key(&self.bdk, &self.ksn));

@@ -215,7 +215,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Nibbles of `bytes`, high first, with their index.
@@ -279,7 +279,7 @@ fn pan_digit_shown(i: usize, n: usize) -> bool {
 pub fn mask_bcd_pan(value: &[u8]) -> Vec<u8> {
     let nib = |i: usize| {
         let b = value.get(i / 2).copied().unwrap_or(0xFF);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             b >> 4
         } else {
             b & 0x0F

@@ -137,7 +137,7 @@ impl FromStr for Tag {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
         let digits = digits.strip_prefix("0x").unwrap_or(&digits);
-        if digits.is_empty() || digits.len() > 8 || digits.len() % 2 != 0 {
+        if digits.is_empty() || digits.len() > 8 || !digits.len().is_multiple_of(2) {
             return Err(ParseTagError);
         }
         u32::from_str_radix(digits, 16)
