@@ -161,7 +161,7 @@ impl FileConfig {
 
     /// The dialect, parsed.
     pub fn dialect(&self) -> Option<Dialect> {
-        crate::sale::parse_dialect(self.dialect.as_deref()?).ok()
+        self.dialect.as_deref()?.parse().ok()
     }
 
     /// HTTP settings from the timeouts.

@@ -23,7 +23,7 @@ use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, TxnConfig,
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Gateway dialect the sandbox speaks.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
 }
 

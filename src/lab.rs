@@ -56,7 +56,7 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Gateway dialect spoken to the sandbox.
-    #[arg(long, value_parser = parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Simulated card (a profile of `vipa-sim --list-cards`).
     #[arg(long, default_value = "visa-cvn18")]
@@ -64,17 +64,6 @@ pub struct LabArgs {
     /// Print the figures as JSON on standard output.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "number" => Ok(Dialect::Number),
-        "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
-        "pay1st" => Ok(Dialect::Pay1st),
-        other => Err(format!(
-            "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
-        )),
-    }
 }
 
 /// What a planned sale should exercise (from its amount, §4.5).

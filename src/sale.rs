@@ -37,7 +37,7 @@ pub struct SaleArgs {
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
     /// Gateway dialect.
-    #[arg(long, value_parser = parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// The bridge's reference for this sale (idempotency key); generated when absent.
     #[arg(long)]
@@ -74,17 +74,6 @@ pub struct SaleArgs {
     /// final answer ends in a reversal after this).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub final_timeout_secs: u64,
-}
-
-pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "number" => Ok(Dialect::Number),
-        "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
-        "pay1st" => Ok(Dialect::Pay1st),
-        other => Err(format!(
-            "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
-        )),
-    }
 }
 
 /// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.

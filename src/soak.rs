@@ -52,7 +52,7 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Gateway dialect.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Fraction of the sales SIGKILLed (0..=1).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]

@@ -1434,7 +1434,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
     /// Gateway dialect.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Seconds a synchronous card transaction call waits before answering 202.
     #[arg(long, default_value_t = 180)]

@@ -47,7 +47,7 @@ pub struct ResolveArgs {
     #[arg(long, default_value = "env")]
     pub gateway: String,
     /// Gateway dialect (rows of other dialects are left alone).
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Leave rows touched more recently than this alone (a sale may be in flight on them).
     #[arg(long)]

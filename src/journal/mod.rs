@@ -189,16 +189,6 @@ pub fn dialect_str(d: Dialect) -> &'static str {
     }
 }
 
-/// Parses a stored dialect name.
-pub fn parse_dialect(s: &str) -> Option<Dialect> {
-    match s {
-        "number" => Some(Dialect::Number),
-        "paymentsai" => Some(Dialect::PaymentsAi),
-        "pay1st" => Some(Dialect::Pay1st),
-        _ => None,
-    }
-}
-
 fn pos_str(s: OutcomeStatus) -> &'static str {
     match s {
         OutcomeStatus::Approved => "approved",

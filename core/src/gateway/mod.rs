@@ -50,11 +50,11 @@ impl fmt::Display for Dialect {
 impl std::str::FromStr for Dialect {
     type Err = String;
 
-    /// `number`, `paymentsai` (or `pai`), `pay1st`, case-insensitive.
+    /// `number`, `paymentsai` (or `pai`, `payments-ai`), `pay1st`, case-insensitive.
     fn from_str(s: &str) -> Result<Dialect, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "number" => Ok(Dialect::Number),
-            "paymentsai" | "pai" => Ok(Dialect::PaymentsAi),
+            "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
             "pay1st" => Ok(Dialect::Pay1st),
             other => Err(format!(
                 "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
