@@ -171,7 +171,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     };
     // The relay: journal every authorization, resolve what an earlier run left open, and
     // decide store-and-forward from the merchant's limits.
-    let relay = crate::journal::relay::RelayOptions {
+    let relay = crate::config::RelayOptions {
         journal: args.journal.clone(),
         config: args.config.clone(),
     }

@@ -54,7 +54,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{LinkEvent, LinkState, Reader, ReaderLink};
 use crate::gateway::{CaptureRequest, Dialect, Gateway, OpResult, RefundRequest, VoidRequest};
-use crate::journal::relay::{Relay, RelayOptions};
+use crate::config::RelayOptions;
+use crate::journal::relay::Relay;
 use crate::journal::resolver::PassReport;
 use emvbridge_core::money::Money;
 use crate::embedded::{SandboxHandle, SimDevice};
