@@ -12,7 +12,8 @@ use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, OffsetClock, OpResult, RefundRequest, VoidRequest};
 use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
-use emvbridge::journal::{Journal, JournaledGateway, RelayState};
+use emvbridge::journal::gateway::JournaledGateway;
+use emvbridge::journal::{Journal, RelayState};
 use emvbridge_core::money::Money;
 use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
