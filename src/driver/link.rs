@@ -25,7 +25,9 @@ use bytes::{Bytes, BytesMut};
 use emvbridge_protocol::codec::VipaCodec;
 use emvbridge_protocol::frame::{emit_message, FrameError, Inbound, Message, NAD_PED};
 use emvbridge_protocol::vipa::command::reset_flags;
-use emvbridge_protocol::vipa::{command_name, Command, DeviceInfo, Response, StatusWord};
+use emvbridge_protocol::vipa::{
+    command_name, Command, DeviceInfo, Response, StatusWord, VipaError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -912,14 +914,24 @@ impl<'t> Session<'t> {
     async fn on_setup(&mut self, step: Step, payload: &[u8]) -> Flow {
         match step {
             Step::Reset => {
-                let info = match super::device::parse_reset_response(payload) {
-                    Ok(info) => info,
-                    Err(super::device::ReaderError::Status(sw)) => {
-                        return Err(LostReason::ResetFailed(sw))
+                // The answer checked as `device::parse_reset_response` checks it, here so that
+                // the link does not import the typed commands built on top of it.
+                let parsed = Response::parse(payload).and_then(|r| {
+                    if r.sw().is_success() {
+                        DeviceInfo::parse(r.data()).map(Ok).map_err(VipaError::Tlv)
+                    } else {
+                        Ok(Err(r.sw()))
                     }
+                });
+                let info = match parsed {
+                    Ok(Ok(info)) => info,
+                    Ok(Err(sw)) => return Err(LostReason::ResetFailed(sw)),
                     Err(e) => {
                         // [I] tolerant: an unparsable device-info block does not stop the link.
-                        warn!(error = %e, "reset response not understood; device info empty");
+                        warn!(
+                            error = %format_args!("malformed response: {e}"),
+                            "reset response not understood; device info empty"
+                        );
                         DeviceInfo::default()
                     }
                 };
