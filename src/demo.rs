@@ -241,11 +241,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Vec<StepResult>> {
                 let ok = o.status == step.expect
                     && step
                         .expect_code
-                        .map_or(true, |c| o.decline_code.as_deref() == Some(c))
+                        .is_none_or(|c| o.decline_code.as_deref() == Some(c))
                     && step
                         .expect_prompt
                         .as_ref()
-                        .map_or(true, |p| seen.contains(p));
+                        .is_none_or(|p| seen.contains(p));
                 StepResult {
                     got: Ok(o.status),
                     code: o.decline_code.clone(),

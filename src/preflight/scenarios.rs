@@ -324,7 +324,7 @@ async fn run_scenario(
     let want: Vec<&str> = sc.expect.iter().map(|s| status_text(*s)).collect();
     let code_ok = sc
         .expect_code
-        .map_or(true, |c| o.decline_code.as_deref() == Some(c));
+        .is_none_or(|c| o.decline_code.as_deref() == Some(c));
     if sc.expect.contains(&o.status) && code_ok {
         if sc.reverses && o.status == OutcomeStatus::Reversed {
             // The bridge says reversed: the gateway's own ledger must agree.
