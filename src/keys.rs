@@ -584,19 +584,9 @@ pub async fn run_exchange(args: &ExchangeArgs) -> Result<(PermanentKey, PathBuf)
 }
 
 /// Runs `emvbridge keys …`. Exit 0 on success, 1 when the gateway refused, 2 otherwise.
-pub fn run(cmd: KeysCommand) -> ExitCode {
+pub async fn run(cmd: KeysCommand) -> ExitCode {
     let KeysCommand::Exchange(args) = cmd;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(run_exchange(&args)) {
+    match run_exchange(&args).await {
         Ok((key, path)) => {
             println!(
                 "permanent API key stored in {} (key id {}, fingerprint {})",

@@ -740,42 +740,28 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     })
 }
 
-/// Runs `emvbridge lab`. Exit 0 when the run passes ([`Figures::passed`]), 1 when it does
-/// not, 2 on a usage or setup error.
-pub fn run(args: LabArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `emvbridge lab` and prints the figures: exit 0 when the run passes
+/// ([`Figures::passed`]), 1 when it does not. An error is a usage or setup error (exit 2).
+///
+/// # Errors
+/// Bad arguments, a sandbox gateway that cannot be started.
+pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let json = args.json;
-    match rt.block_on(lab(args)) {
-        Ok(f) => {
-            if json {
-                match serde_json::to_string_pretty(&f) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                print!("{}", f.text());
-            }
-            if f.passed() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("lab: FAILED (unresolved sales, orphans or lanes that did not start)");
-                ExitCode::from(1)
-            }
+    let f = lab(args).await?;
+    if json {
+        match serde_json::to_string_pretty(&f) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+    } else {
+        print!("{}", f.text());
     }
+    Ok(if f.passed() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("lab: FAILED (unresolved sales, orphans or lanes that did not start)");
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]

@@ -76,27 +76,17 @@ pub struct SaleArgs {
     pub final_timeout_secs: u64,
 }
 
-/// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.
-pub fn run(args: SaleArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(sale(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+/// Runs `emvbridge sale`: exit 0 when approved, 1 when not approved. An error is a usage or
+/// setup error (exit 2).
+///
+/// # Errors
+/// Bad arguments, a reader, gateway or journal that cannot be set up.
+pub async fn run(args: SaleArgs) -> anyhow::Result<ExitCode> {
+    Ok(if sale(args).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {

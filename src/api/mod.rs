@@ -1451,19 +1451,8 @@ pub struct ServeArgs {
 }
 
 /// Runs `emvbridge serve` until Ctrl-C. Exit 2 on a setup error.
-pub fn run(args: ServeArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(serve(args)) {
+pub async fn run(args: ServeArgs) -> ExitCode {
+    match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

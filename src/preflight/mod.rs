@@ -72,26 +72,16 @@ pub struct PreflightArgs {
     pub json: bool,
 }
 
-/// Runs `emvbridge preflight`: exit 0 when every item passed, 1 otherwise, 2 on a setup error.
-pub fn run(args: PreflightArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `emvbridge preflight`: exit 0 when every item passed, 1 otherwise (a configuration
+/// that cannot be read is a failed item).
+pub async fn run(args: PreflightArgs) -> ExitCode {
     let opts = Options {
         config: args.config,
         process_env: true,
         extra: HashMap::new(),
         webhook_url: args.webhook_url,
     };
-    let report = rt.block_on(preflight(&opts));
+    let report = preflight(&opts).await;
     if args.json {
         println!("{}", report.json());
     } else {
