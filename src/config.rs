@@ -1,6 +1,6 @@
 //! Relay configuration: non-secret settings in a TOML file, secrets from the environment or
 //! from a secrets file outside the repository with owner-only permissions
-//! (issue 6, seed 001's `API_URL`/`API_KEY`/`ORGANIZATION_ID`).
+//! (the integrators' `API_URL`/`API_KEY`/`ORGANIZATION_ID` of gateways.md §2.2).
 //!
 //! ```toml
 //! environment = "staging"            # sandbox | staging | production

@@ -1,5 +1,5 @@
 //! `emvbridge lab`: N simulated readers against the sandbox gateway, concurrently, with
-//! figures at the end (issue 7).
+//! figures at the end.
 //!
 //! Each lane is a whole terminal: its own [`SimReader`] served on its own loopback TCP port
 //! (a real socket, as in the store), its own [`ReaderLink`], and the shared in-process sandbox

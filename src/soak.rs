@@ -1,4 +1,4 @@
-//! `emvbridge soak`: the resilience harness of issue 8 ("Under fire").
+//! `emvbridge soak`: the reliability soak (the README's resilience section).
 //!
 //! Runs `--sales` real `emvbridge sale` processes one after another against ONE long-lived
 //! sandbox gateway (in this process, on loopback) and one journal file, with seeded trouble:

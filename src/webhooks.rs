@@ -1,4 +1,4 @@
-//! The webhook receiver (issue 6; gateways.md §2.4, §3.4, §4.6): `POST /webhooks/pai` and
+//! The webhook receiver (gateways.md §2.4, §3.4, §4.6): `POST /webhooks/pai` and
 //! `POST /webhooks/pay1st`. Each delivery is verified (HMAC-SHA256 compared in constant
 //! time), checked for a stale timestamp, deduplicated on its event id in the journal, and
 //! acted on only after the transaction was reloaded from the gateway; `200` is returned only

@@ -1,7 +1,7 @@
 //! The relay against the sandbox gateway, in process over loopback HTTP: every authorization
 //! goes through the [`JournaledGateway`], every fault action of the sandbox (§4.7) leaves a
 //! journal row the resolver settles, and afterwards `/_sim/assert/no_orphans` passes and the
-//! journal and the sandbox ledger agree (issue 6).
+//! journal and the sandbox ledger agree.
 
 mod common;
 

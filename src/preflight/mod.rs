@@ -1,7 +1,7 @@
-//! `emvbridge preflight` (issue 7): the final technical checklist of seed 001 ("Final
-//! technical checklist": webhooks live and answering 200, HMAC verification tested, API keys in
-//! backend environment variables and not in source control) and seed 002 (token, end-to-end
-//! test payment in the sandbox), run against the configured environment:
+//! `emvbridge preflight`: the final technical checklist of the PaymentsAI go-live runbook
+//! (webhooks live and answering 200, HMAC verification tested, API keys in backend environment
+//! variables and not in source control) and the go-live's end-to-end steps (a token, a test
+//! payment in the sandbox), run against the configured environment:
 //!
 //! | item | how |
 //! |---|---|
