@@ -1,6 +1,6 @@
 //! Relay configuration: non-secret settings in a TOML file, secrets from the environment or
 //! from a secrets file outside the repository with owner-only permissions
-//! (issue 6, seed 001's `API_URL`/`API_KEY`/`ORGANIZATION_ID`).
+//! (the integrators' `API_URL`/`API_KEY`/`ORGANIZATION_ID` of gateways.md §2.2).
 //!
 //! ```toml
 //! environment = "staging"            # sandbox | staging | production
@@ -31,10 +31,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gateway::http::HttpSettings;
-use crate::gateway::{Dialect, Environment, GatewayConfig};
+use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
+use crate::journal::relay::Relay;
 use crate::journal::resolver::{ResolverPolicy, SafLimits};
 
 /// Largest configuration or secrets file read.
@@ -161,7 +163,7 @@ impl FileConfig {
 
     /// The dialect, parsed.
     pub fn dialect(&self) -> Option<Dialect> {
-        crate::sale::parse_dialect(self.dialect.as_deref()?).ok()
+        self.dialect.as_deref()?.parse().ok()
     }
 
     /// HTTP settings from the timeouts.
@@ -518,6 +520,61 @@ pub fn check(cfg_path: Option<&Path>, process: bool, extra: HashMap<String, Stri
         }
     }
     out
+}
+
+/// `--journal` / `--config` as `sale` and `serve` take them.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOptions {
+    /// `--journal PATH`.
+    pub journal: Option<PathBuf>,
+    /// `--config FILE` (TOML: journal path, store-and-forward limits, resolver policy).
+    pub config: Option<PathBuf>,
+}
+
+impl RelayOptions {
+    /// The configuration (defaults without `--config`) and the journal path, if journaling
+    /// is on: `--journal` when given; else, with `--gateway env` or a `--config`, the
+    /// configured journal (or the default path). The sandbox without either journals nothing.
+    ///
+    /// # Errors
+    /// The configuration file cannot be read or parsed.
+    pub fn resolve(
+        &self,
+        gateway_spec: &str,
+    ) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+        let cfg = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let path = self.journal.clone().or_else(|| {
+            (gateway_spec == "env" || self.config.is_some()).then(|| cfg.journal_path())
+        });
+        Ok((cfg, path))
+    }
+
+    /// Opens the relay in front of `inner` when journaling is on, and runs the start-up
+    /// resolver pass. `None` when journaling is off.
+    ///
+    /// # Errors
+    /// Bad configuration, a journal that cannot be opened.
+    pub async fn open(
+        &self,
+        gateway_spec: &str,
+        inner: Arc<dyn Gateway>,
+    ) -> anyhow::Result<Option<Relay>> {
+        let (cfg, path) = self.resolve(gateway_spec)?;
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let relay = Relay::open(
+            &path,
+            inner,
+            cfg.store_and_forward.clone(),
+            cfg.resolver.clone(),
+        )?;
+        relay.start_up_pass().await;
+        Ok(Some(relay))
+    }
 }
 
 /// Arguments of `emvbridge config`.

@@ -23,7 +23,7 @@ use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, TxnConfig,
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Gateway dialect the sandbox speaks.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
 }
 
@@ -132,28 +132,18 @@ fn status_text(s: OutcomeStatus) -> &'static str {
     }
 }
 
-/// Runs `emvbridge demo`: exit 0 when every sale ended as scripted, 1 when one did not, 2 on
-/// a setup error.
-pub fn run(args: DemoArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(demo(args)) {
-        Ok(results) if results.iter().all(|r| r.ok) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+/// Runs `emvbridge demo`: exit 0 when every sale ended as scripted, 1 when one did not. An
+/// error is a setup error (exit 2).
+///
+/// # Errors
+/// The simulated reader or the sandbox gateway cannot be started.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let results = demo(args).await?;
+    Ok(if results.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<Vec<StepResult>> {

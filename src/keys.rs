@@ -1,14 +1,15 @@
-//! `emvbridge keys exchange --gateway paymentsai`: the go-live step of seed 001 / gateways.md
-//! §2.2 — the production temporal API key is used once, with an account secret of the
-//! merchant's choosing, to obtain the permanent API key
+//! `emvbridge keys exchange --gateway paymentsai`: the key exchange of the PaymentsAI go-live
+//! runbook (gateways.md §2.2) — the production temporal API key is used once, with an account
+//! secret of the merchant's choosing, to obtain the permanent API key
 //! (`PATCH {base}/v1/accounts/public-api/{ACCOUNT_ID}`, `Authorization: ApiKey {TEMPORAL}`,
 //! body `{"secret":"…"}`). The temporal key is deleted by the gateway on success and PAI keeps
 //! neither the secret nor the permanent key, so everything that could stop the result from
 //! being stored is checked *before* the request is sent:
 //!
-//! - the secret policy: 12–30 characters (the 30 maximum is seed 001's; §2.2 marks it
-//!   [GAP]), at least one upper-case letter, at least one alphanumeric character, not one of
-//!   the last 4 secrets (kept locally as salted PBKDF2-HMAC-SHA256 hashes, never in clear);
+//! - the secret policy: 12–30 characters (the 30 maximum is the go-live runbook's; §2.2
+//!   marks it [GAP]), at least one upper-case letter, at least one alphanumeric character,
+//!   not one of the last 4 secrets (kept locally as salted PBKDF2-HMAC-SHA256 hashes, never
+//!   in clear);
 //! - the output file: not inside a git work tree, not already there (unless `--force`),
 //!   created 0600 in a 0700 directory before the request leaves.
 //!
@@ -29,9 +30,9 @@ use sha2::{Digest, Sha256};
 
 use crate::gateway::Secret;
 
-/// Production API host (seed 001, Stage 5).
+/// Production API host (the go-live runbook's production step; gateways.md §2.2).
 pub const PAI_PRODUCTION_URL: &str = "https://api.payments.ai";
-/// How many previous secrets may not be reused (seed 001).
+/// How many previous secrets may not be reused (gateways.md §2.2: "must differ from the last 4").
 pub const HISTORY_LEN: usize = 4;
 /// PBKDF2 iterations for a stored secret hash (stored per entry, so it can be raised).
 pub const PBKDF2_ITERATIONS: u32 = 20_000;
@@ -122,7 +123,7 @@ pub enum KeyError {
     Io(String),
 }
 
-/// Checks the secret policy (seed 001) against the local history.
+/// Checks the secret policy (gateways.md §2.2) against the local history.
 ///
 /// # Errors
 /// The first rule broken.
@@ -584,19 +585,9 @@ pub async fn run_exchange(args: &ExchangeArgs) -> Result<(PermanentKey, PathBuf)
 }
 
 /// Runs `emvbridge keys …`. Exit 0 on success, 1 when the gateway refused, 2 otherwise.
-pub fn run(cmd: KeysCommand) -> ExitCode {
+pub async fn run(cmd: KeysCommand) -> ExitCode {
     let KeysCommand::Exchange(args) = cmd;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(run_exchange(&args)) {
+    match run_exchange(&args).await {
         Ok((key, path)) => {
             println!(
                 "permanent API key stored in {} (key id {}, fingerprint {})",

@@ -1,5 +1,5 @@
 //! `emvbridge lab`: N simulated readers against the sandbox gateway, concurrently, with
-//! figures at the end (issue 7).
+//! figures at the end.
 //!
 //! Each lane is a whole terminal: its own [`SimReader`] served on its own loopback TCP port
 //! (a real socket, as in the store), its own [`ReaderLink`], and the shared in-process sandbox
@@ -56,7 +56,7 @@ pub struct LabArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Gateway dialect spoken to the sandbox.
-    #[arg(long, value_parser = parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Simulated card (a profile of `vipa-sim --list-cards`).
     #[arg(long, default_value = "visa-cvn18")]
@@ -64,17 +64,6 @@ pub struct LabArgs {
     /// Print the figures as JSON on standard output.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "number" => Ok(Dialect::Number),
-        "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
-        "pay1st" => Ok(Dialect::Pay1st),
-        other => Err(format!(
-            "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
-        )),
-    }
 }
 
 /// What a planned sale should exercise (from its amount, §4.5).
@@ -751,42 +740,28 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     })
 }
 
-/// Runs `emvbridge lab`. Exit 0 when the run passes ([`Figures::passed`]), 1 when it does
-/// not, 2 on a usage or setup error.
-pub fn run(args: LabArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `emvbridge lab` and prints the figures: exit 0 when the run passes
+/// ([`Figures::passed`]), 1 when it does not. An error is a usage or setup error (exit 2).
+///
+/// # Errors
+/// Bad arguments, a sandbox gateway that cannot be started.
+pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let json = args.json;
-    match rt.block_on(lab(args)) {
-        Ok(f) => {
-            if json {
-                match serde_json::to_string_pretty(&f) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                print!("{}", f.text());
-            }
-            if f.passed() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("lab: FAILED (unresolved sales, orphans or lanes that did not start)");
-                ExitCode::from(1)
-            }
+    let f = lab(args).await?;
+    if json {
+        match serde_json::to_string_pretty(&f) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+    } else {
+        print!("{}", f.text());
     }
+    Ok(if f.passed() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("lab: FAILED (unresolved sales, orphans or lanes that did not start)");
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! The `emvbridge` command: CLI parsing, tracing set-up and the runtime; the work is in the library.
+//! The `emvbridge` command: CLI (clap), the tokio runtime, and dispatch; nothing else. The
+//! commands are in the library.
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -67,35 +70,67 @@ enum Command {
 #[cfg(not(feature = "sim"))]
 const SIM_COMMANDS: [&str; 5] = ["demo", "lab", "soak", "crypto", "sandbox-gateway"];
 
-fn main() -> std::process::ExitCode {
+/// Parses the command line and runs the command on the one runtime of the process.
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Decode(args) => emvbridge::decode::run(args),
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads(&cli.command) {
+        runtime.worker_threads(n);
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(dispatch(cli.command)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Worker threads of the runtime: two carry a sale, a server or a tool; `lab` drives many
+/// simulated lanes at once and takes the runtime's default, one per core.
+fn worker_threads(command: &Command) -> Option<usize> {
+    match command {
+        #[cfg(feature = "sim")]
+        Command::Lab(_) => None,
+        _ => Some(2),
+    }
+}
+
+/// The exit code of a command that reports its own codes and leaves errors to the caller:
+/// the error on standard error and exit 2 (usage, configuration, setup).
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs one command. Each says what its exit codes mean (`sale`: 0 approved, 1 not approved;
+/// `preflight`: 0 only when every item passed; …); `decode`, `crypto`, `config` and `report`
+/// are synchronous and just called.
+async fn dispatch(command: Command) -> ExitCode {
+    use emvbridge::{api, config, decode, driver, journal, keys, preflight, sale, webhooks};
+    match command {
+        Command::Decode(args) => decode::run(args),
         #[cfg(feature = "sim")]
         Command::Crypto(cmd) => emvbridge::cryptogram::run(cmd),
         #[cfg(feature = "sim")]
-        Command::SandboxGateway(args) => emvbridge_sandbox::cli::run(args),
-        Command::Device(cmd) => emvbridge::driver::cli::run(cmd),
-        Command::Sale(args) => emvbridge::sale::run(args),
-        Command::Serve(args) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(emvbridge::api::run(args)),
-            Err(e) => {
-                eprintln!("error: cannot start the runtime: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
+        Command::SandboxGateway(args) => emvbridge_sandbox::cli::run(args).await,
+        Command::Device(cmd) => driver::cli::run(cmd).await,
+        Command::Sale(args) => exit_code(sale::run(args).await),
+        Command::Serve(args) => api::run(args).await,
         #[cfg(feature = "sim")]
-        Command::Demo(args) => emvbridge::demo::run(args),
-        Command::Config(cmd) => emvbridge::config::run(cmd),
-        Command::Report(args) => emvbridge::journal::cli::run_report(args),
-        Command::Resolve(args) => emvbridge::journal::cli::run_resolve(args),
-        Command::Webhooks(args) => emvbridge::webhooks::run(args),
+        Command::Demo(args) => exit_code(emvbridge::demo::run(args).await),
+        Command::Config(cmd) => config::run(cmd),
+        Command::Report(args) => exit_code(journal::cli::run_report(args)),
+        Command::Resolve(args) => exit_code(journal::cli::run_resolve(args).await),
+        Command::Webhooks(args) => exit_code(webhooks::run(args).await),
         #[cfg(feature = "sim")]
-        Command::Lab(args) => emvbridge::lab::run(args),
-        Command::Keys(cmd) => emvbridge::keys::run(cmd),
-        Command::Preflight(args) => emvbridge::preflight::run(args),
+        Command::Lab(args) => exit_code(emvbridge::lab::run(args).await),
+        Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Preflight(args) => preflight::run(args).await,
         #[cfg(feature = "sim")]
-        Command::Soak(args) => emvbridge::soak::run_cli(args),
+        Command::Soak(args) => exit_code(emvbridge::soak::run(args).await),
         #[cfg(not(feature = "sim"))]
         Command::SimOnly(args) => {
             let name = args.first().map(String::as_str).unwrap_or_default();
@@ -108,7 +143,7 @@ fn main() -> std::process::ExitCode {
             } else {
                 eprintln!("error: unrecognized subcommand '{name}' (see --help)");
             }
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }

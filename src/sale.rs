@@ -37,7 +37,7 @@ pub struct SaleArgs {
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
     /// Gateway dialect.
-    #[arg(long, value_parser = parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// The bridge's reference for this sale (idempotency key); generated when absent.
     #[arg(long)]
@@ -76,38 +76,17 @@ pub struct SaleArgs {
     pub final_timeout_secs: u64,
 }
 
-pub fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "number" => Ok(Dialect::Number),
-        "paymentsai" | "pai" | "payments-ai" => Ok(Dialect::PaymentsAi),
-        "pay1st" => Ok(Dialect::Pay1st),
-        other => Err(format!(
-            "unknown gateway dialect {other:?} (number, paymentsai, pay1st)"
-        )),
-    }
-}
-
-/// Runs `emvbridge sale`. Exit 0 when approved, 1 when not approved, 2 on a usage or setup error.
-pub fn run(args: SaleArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(sale(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+/// Runs `emvbridge sale`: exit 0 when approved, 1 when not approved. An error is a usage or
+/// setup error (exit 2).
+///
+/// # Errors
+/// Bad arguments, a reader, gateway or journal that cannot be set up.
+pub async fn run(args: SaleArgs) -> anyhow::Result<ExitCode> {
+    Ok(if sale(args).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
@@ -182,7 +161,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     };
     // The relay: journal every authorization, resolve what an earlier run left open, and
     // decide store-and-forward from the merchant's limits.
-    let relay = crate::journal::relay::RelayOptions {
+    let relay = crate::config::RelayOptions {
         journal: args.journal.clone(),
         config: args.config.clone(),
     }

@@ -1,4 +1,4 @@
-//! `emvbridge soak`: the resilience harness of issue 8 ("Under fire").
+//! `emvbridge soak`: the reliability soak (the README's resilience section).
 //!
 //! Runs `--sales` real `emvbridge sale` processes one after another against ONE long-lived
 //! sandbox gateway (in this process, on loopback) and one journal file, with seeded trouble:
@@ -52,7 +52,7 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Gateway dialect.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Fraction of the sales SIGKILLed (0..=1).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
@@ -581,7 +581,7 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<SoakFigures> {
         config,
         args: args.clone(),
     };
-    let r = run(&h).await;
+    let r = run_sales(&h).await;
     sandbox.shutdown().await;
     let f = r?;
     if f.passed() && args.journal.is_none() {
@@ -592,7 +592,7 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<SoakFigures> {
     Ok(f)
 }
 
-async fn run(h: &Harness) -> anyhow::Result<SoakFigures> {
+async fn run_sales(h: &Harness) -> anyhow::Result<SoakFigures> {
     let a = &h.args;
     let mut f = SoakFigures {
         sales: a.sales,
@@ -868,43 +868,28 @@ async fn check(
     Ok(())
 }
 
-/// Runs `emvbridge soak`: exit 0 when every invariant holds, 1 when one does not, 2 on a
-/// usage or setup error.
-pub fn run_cli(args: SoakArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `emvbridge soak` and prints the figures: exit 0 when every invariant holds, 1 when
+/// one does not. An error is a usage or setup error (exit 2).
+///
+/// # Errors
+/// Bad arguments, a sandbox gateway or scratch directory that cannot be set up.
+pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let json = args.json;
-    match rt.block_on(soak(args)) {
-        Ok(f) => {
-            if json {
-                match serde_json::to_string_pretty(&f) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                print!("{}", f.text());
-            }
-            if f.passed() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("soak: FAILED");
-                ExitCode::from(1)
-            }
+    let f = soak(args).await?;
+    if json {
+        match serde_json::to_string_pretty(&f) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+    } else {
+        print!("{}", f.text());
     }
+    Ok(if f.passed() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("soak: FAILED");
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]

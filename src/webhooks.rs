@@ -1,4 +1,4 @@
-//! The webhook receiver (issue 6; gateways.md §2.4, §3.4, §4.6): `POST /webhooks/pai` and
+//! The webhook receiver (gateways.md §2.4, §3.4, §4.6): `POST /webhooks/pai` and
 //! `POST /webhooks/pay1st`. Each delivery is verified (HMAC-SHA256 compared in constant
 //! time), checked for a stale timestamp, deduplicated on its event id in the journal, and
 //! acted on only after the transaction was reloaded from the gateway; `200` is returned only
@@ -342,29 +342,12 @@ pub struct WebhookArgs {
     pub gateway: Option<String>,
 }
 
-/// Runs `emvbridge webhooks`.
-pub fn run(args: WebhookArgs) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match rt.block_on(serve_cli(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}
-
-async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
+/// Runs `emvbridge webhooks` until the receiver stops: exit 0. An error is a setup error
+/// (exit 2).
+///
+/// # Errors
+/// Bad configuration, a journal or listen address that cannot be opened.
+pub async fn run(args: WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
     use crate::config::{FileConfig, Lookup};
     let cfg = match &args.config {
         Some(p) => FileConfig::load(p)?,
@@ -424,6 +407,6 @@ async fn serve_cli(args: WebhookArgs) -> anyhow::Result<()> {
         }),
     )
     .await?;
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 

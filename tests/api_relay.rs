@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use emvbridge::api::{self, ApiOptions, ApiServer};
-use emvbridge::journal::relay::RelayOptions;
+use emvbridge::config::RelayOptions;
 use emvbridge::journal::{Journal, RelayState};
 use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge::terminal::TerminalOptions;

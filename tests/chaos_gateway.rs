@@ -1,6 +1,6 @@
-//! Regressions found by `emvbridge soak --gateway-faults` (issue 8): an idempotent re-send
-//! whose first attempt may have been processed must not be reported "unavailable" (no money
-//! moved) because a later attempt was refused before processing.
+//! Regressions found by the reliability soak (`emvbridge soak --gateway-faults`): an
+//! idempotent re-send whose first attempt may have been processed must not be reported
+//! "unavailable" (no money moved) because a later attempt was refused before processing.
 
 mod common;
 

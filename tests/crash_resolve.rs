@@ -1,4 +1,4 @@
-//! The crash test of issue 6: `emvbridge sale --journal` is SIGKILLed between sending the
+//! The relay's crash test: `emvbridge sale --journal` is SIGKILLed between sending the
 //! authorization and recording its answer (the sandbox hangs the authorization after
 //! committing it); `emvbridge resolve` then settles the row and the sandbox's `no_orphans`
 //! passes. Also: `sale --journal` in every dialect, and store-and-forward end to end

@@ -1,5 +1,5 @@
 //! The gateway adapters against the sandbox gateway, in process, over real loopback HTTP
-//! (issue 5/6). ICC data comes from the simulator's card model, so the sandbox verifies real
+//! (gateways.md §4). ICC data comes from the simulator's card model, so the sandbox verifies real
 //! ARQCs and the card verifies the ARPC the adapter hands back.
 
 mod common;

@@ -1,6 +1,7 @@
 //! `emvbridge keys exchange --gateway paymentsai` against the in-process sandbox gateway
-//! (seed 001 Stage 5): policy enforced before sending, result stored 0600 without echo,
-//! refusal inside a git work tree, the temporal key used once.
+//! (the key exchange of the PaymentsAI go-live runbook, gateways.md §2.2): policy enforced
+//! before sending, result stored 0600 without echo, refusal inside a git work tree, the
+//! temporal key used once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! `emvbridge preflight` (issue 7) against the sandbox environment: the real binary with the
+//! `emvbridge preflight` against the sandbox environment: the real binary with the
 //! configuration and environment variables pointing at an in-process sandbox gateway passes
 //! every item and exits 0; a missing credential, a world-readable secrets file and an
 //! unresolved journal row each fail their item clearly (and the exit code says so), without

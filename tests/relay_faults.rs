@@ -1,7 +1,7 @@
 //! The relay against the sandbox gateway, in process over loopback HTTP: every authorization
 //! goes through the [`JournaledGateway`], every fault action of the sandbox (§4.7) leaves a
 //! journal row the resolver settles, and afterwards `/_sim/assert/no_orphans` passes and the
-//! journal and the sandbox ledger agree (issue 6).
+//! journal and the sandbox ledger agree.
 
 mod common;
 
@@ -12,7 +12,8 @@ use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, OffsetClock, OpResult, RefundRequest, VoidRequest};
 use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
-use emvbridge::journal::{Journal, JournaledGateway, RelayState};
+use emvbridge::journal::gateway::JournaledGateway;
+use emvbridge::journal::{Journal, RelayState};
 use emvbridge_core::money::Money;
 use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{

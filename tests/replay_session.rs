@@ -1,4 +1,4 @@
-//! Record and replay (issue 7): a sale recorded with `emvbridge sale --record FILE` against the
+//! Record and replay: a sale recorded with `emvbridge sale --record FILE` against the
 //! simulator is played back by `vipa-sim --replay FILE --tcp` to a fresh bridge and sandbox,
 //! and the bridge reaches the same outcome with the same card facts; the recording holds no
 //! clear PAN.

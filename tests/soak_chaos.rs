@@ -1,9 +1,9 @@
-//! Issue 8 ("Under fire") in CI: `emvbridge soak` runs real `emvbridge sale` processes
+//! The reliability soak in CI: `emvbridge soak` runs real `emvbridge sale` processes
 //! against one sandbox gateway and one journal, with seeded SIGKILLs (crash anywhere),
 //! sandbox fault mixes (gateway chaos, every dialect) and simulated-reader faults (line
 //! noise); each run must end with every sale in a definite state, the journal settled and
 //! intact, `/_sim/assert/no_orphans` passing and the journal and the ledger agreeing.
-//! Longer runs: see the README ("Under fire").
+//! Longer runs: see the README's resilience section.
 
 use std::process::Command;
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, Secret};
-use emvbridge::journal::{Journal, JournaledGateway, RelayState};
+use emvbridge::journal::gateway::JournaledGateway;
+use emvbridge::journal::{Journal, RelayState};
 use emvbridge_core::money::Money;
 use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{

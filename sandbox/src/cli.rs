@@ -49,8 +49,9 @@ fn load(args: &Args) -> Result<SandboxConfig, String> {
     Ok(cfg)
 }
 
-/// Runs until killed, Ctrl-C, or (unless `--ignore-stdin`) standard input closes.
-pub fn run(args: Args) -> ExitCode {
+/// Runs until killed, Ctrl-C, or (unless `--ignore-stdin`) standard input closes, on the
+/// caller's runtime.
+pub async fn run(args: Args) -> ExitCode {
     let cfg = match load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -58,43 +59,30 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let gw = match crate::server::spawn_on(cfg, args.listen).await {
+        Ok(g) => g,
         Err(e) => {
-            eprintln!("sandbox-gateway: cannot start runtime: {e}");
+            eprintln!("sandbox-gateway: {e}");
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
-        let gw = match crate::server::spawn_on(cfg, args.listen).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("sandbox-gateway: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let line = serde_json::json!({"listen": gw.addr.to_string()}).to_string();
-        let mut out = std::io::stdout();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            return ExitCode::FAILURE;
+    let line = serde_json::json!({"listen": gw.addr.to_string()}).to_string();
+    let mut out = std::io::stdout();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    let stdin_closed = async {
+        if args.ignore_stdin {
+            std::future::pending::<()>().await;
         }
-        let stdin_closed = async {
-            if args.ignore_stdin {
-                std::future::pending::<()>().await;
-            }
-            let mut stdin = tokio::io::stdin();
-            let mut buf = [0u8; 256];
-            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = stdin_closed => {}
-        }
-        gw.shutdown().await;
-        ExitCode::SUCCESS
-    })
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stdin_closed => {}
+    }
+    gw.shutdown().await;
+    ExitCode::SUCCESS
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::auth;
 use super::server::{start_with_relay, ApiOptions};
 use crate::gateway::Dialect;
-use crate::journal::relay::RelayOptions;
+use crate::config::RelayOptions;
 use crate::terminal::TerminalOptions;
 use emvbridge_core::txn::TxnConfig;
 
@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
     /// Gateway dialect.
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Seconds a synchronous card transaction call waits before answering 202.
     #[arg(long, default_value_t = 180)]

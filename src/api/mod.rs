@@ -16,7 +16,7 @@
 //! - **Events**: `GET /v1/events` is a Server-Sent Events stream of `transaction.started`,
 //!   `prompt` and `transaction.finished`, each with the transaction id.
 //! - **Relay** (`--journal`/`--config`, the same rule as `sale`): authorizations go through
-//!   the journal ([`crate::journal::JournaledGateway`]), every outcome is recorded,
+//!   the journal ([`crate::journal::gateway::JournaledGateway`]), every outcome is recorded,
 //!   store-and-forward is decided per sale from the merchant's limits, and the resolver and
 //!   forwarder run in the background while the server runs. The journal is then also the
 //!   store of request ids and transaction records ([`crate::journal::api_store`]): a restart

@@ -17,7 +17,7 @@ use super::store::{self, MemoryStore, Store};
 use crate::driver::ReaderLink;
 use crate::embedded::{SandboxHandle, SimDevice};
 use crate::gateway::Gateway;
-use crate::journal::relay::RelayOptions;
+use crate::config::RelayOptions;
 use crate::journal::resolver::PassReport;
 use crate::terminal::{Terminal, TerminalOptions};
 use emvbridge_core::txn::TxnConfig;

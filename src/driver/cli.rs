@@ -42,21 +42,14 @@ pub struct InfoArgs {
 }
 
 /// Runs a `device` command.
-pub fn run(cmd: DeviceCommand) -> ExitCode {
+pub async fn run(cmd: DeviceCommand) -> ExitCode {
     match cmd {
-        DeviceCommand::Info(args) => run_info(&args),
+        DeviceCommand::Info(args) => run_info(&args).await,
     }
 }
 
-fn run_info(args: &InfoArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start runtime: {e}")),
-    };
-    match rt.block_on(fetch_info(args)) {
+async fn run_info(args: &InfoArgs) -> ExitCode {
+    match fetch_info(args).await {
         Ok(info) => {
             let out = if args.json {
                 let j = InfoJson::new(&args.device, &info);

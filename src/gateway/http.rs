@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::number::{self, SessionState};
-use super::pay1st::{self, Tokens};
-use super::paymentsai::{self, PaiConfig};
-use super::reversal::{Reversal, ReversalPolicy, Step, Undo};
-use super::{
-    screen, BoxFuture, CaptureRequest, Clock, ConfigError, Dialect, Exchange, Gateway, HttpReply,
-    HttpRequest, Method, OpResult, RefundRequest, Screened, StatusResult, TransportError, TxnState,
-    VoidRequest,
+use super::adapter::{BoxFuture, Gateway};
+use super::clock::Clock;
+use emvbridge_core::gateway::number::{self, SessionState};
+use emvbridge_core::gateway::pay1st::{self, Tokens};
+use emvbridge_core::gateway::paymentsai::{self, PaiConfig};
+use emvbridge_core::gateway::reversal::{Reversal, ReversalPolicy, Step, Undo};
+use emvbridge_core::gateway::{
+    arc_only, screen, CaptureRequest, ConfigError, Dialect, Exchange, HttpReply, HttpRequest,
+    Method, OpResult, RefundRequest, Screened, StatusResult, TransportError, TxnState, VoidRequest,
 };
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
@@ -178,19 +179,19 @@ fn op_to_auth(r: OpResult, approved: emvbridge_core::money::Money) -> Authorizat
         OpResult::Done { gateway_id } => AuthorizationResult::Approved {
             gateway_id,
             approved_amount: approved,
-            issuer: super::arc_only(*b"00"),
+            issuer: arc_only(*b"00"),
         },
         OpResult::Refused { code, reason } => AuthorizationResult::Declined {
             gateway_id: None,
             code,
             reason,
-            issuer: super::arc_only(*b"05"),
+            issuer: arc_only(*b"05"),
         },
         OpResult::NotFound => AuthorizationResult::Declined {
             gateway_id: None,
             code: None,
             reason: "original transaction not found".into(),
-            issuer: super::arc_only(*b"05"),
+            issuer: arc_only(*b"05"),
         },
         OpResult::Unavailable { reason } => AuthorizationResult::Unavailable { reason },
         OpResult::Unsupported { reason } => AuthorizationResult::Unavailable {

@@ -47,7 +47,7 @@ pub struct ResolveArgs {
     #[arg(long, default_value = "env")]
     pub gateway: String,
     /// Gateway dialect (rows of other dialects are left alone).
-    #[arg(long, value_parser = crate::sale::parse_dialect, default_value = "paymentsai")]
+    #[arg(long, default_value = "paymentsai")]
     pub dialect: Dialect,
     /// Leave rows touched more recently than this alone (a sale may be in flight on them).
     #[arg(long)]
@@ -67,51 +67,31 @@ fn load(config: &Option<PathBuf>) -> anyhow::Result<FileConfig> {
     })
 }
 
-fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(f).unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }),
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            ExitCode::from(2)
-        }
+/// Runs `emvbridge report`: exit 0, or 3 when something is unresolved. An error is exit 2.
+///
+/// # Errors
+/// Bad configuration or times, no journal, a journal that cannot be read.
+pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load(&args.config)?;
+    let path = args.journal.clone().unwrap_or_else(|| cfg.journal_path());
+    if !path.exists() {
+        bail!("no journal at {}", path.display());
     }
-}
-
-/// Runs `emvbridge report`: exit 0, or 3 when something is unresolved, 2 on errors.
-pub fn run_report(args: ReportArgs) -> ExitCode {
-    let go = || -> anyhow::Result<ExitCode> {
-        let cfg = load(&args.config)?;
-        let path = args.journal.clone().unwrap_or_else(|| cfg.journal_path());
-        if !path.exists() {
-            bail!("no journal at {}", path.display());
-        }
-        let from = report::parse_flag("--from", &args.from)?;
-        let to = report::parse_flag("--to", &args.to)?;
-        let journal = super::Journal::open(&path)?;
-        let r = report::build(&journal, from, to)?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-        } else if args.csv {
-            print!("{}", r.csv());
-        } else {
-            print!("{}", r.table());
-        }
-        Ok(if r.unresolved.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(3)
-        })
-    };
-    go().unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::from(2)
+    let from = report::parse_flag("--from", &args.from)?;
+    let to = report::parse_flag("--to", &args.to)?;
+    let journal = super::Journal::open(&path)?;
+    let r = report::build(&journal, from, to)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if args.csv {
+        print!("{}", r.csv());
+    } else {
+        print!("{}", r.table());
+    }
+    Ok(if r.unresolved.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     })
 }
 
@@ -144,47 +124,48 @@ pub fn gateway(spec: &str, dialect: Dialect, cfg: &FileConfig) -> anyhow::Result
 }
 
 /// Runs `emvbridge resolve`: one forwarder and resolver pass. Exit 0 when nothing is left
-/// unresolved for this dialect, 3 when rows remain (listed on stderr), 2 on errors.
-pub fn run_resolve(args: ResolveArgs) -> ExitCode {
-    block_on(async move {
-        let mut cfg = load(&args.config)?;
-        if let Some(ms) = args.timeout_ms {
-            cfg.timeouts.request_ms = ms;
-        }
-        let mut policy = cfg.resolver.clone();
-        if let Some(a) = args.min_age_secs {
-            policy.min_age_secs = a;
-        }
-        if let Some(m) = args.max_attempts {
-            policy.max_attempts = m;
-        }
-        let path = args.journal.clone().unwrap_or_else(|| cfg.journal_path());
-        let gw = gateway(&args.gateway, args.dialect, &cfg)?;
-        let relay = Relay::open(&path, gw, cfg.store_and_forward.clone(), policy)?;
-        let pass = relay.pass().await?;
-        for (r, s) in &pass.settled {
-            println!("settled {r}: {s}");
-        }
-        let dialect = super::dialect_str(args.dialect);
-        let left: Vec<_> = relay
-            .journal()
-            .unresolved()?
-            .into_iter()
-            .filter(|e| e.dialect == dialect)
-            .collect();
-        for e in &left {
-            eprintln!(
-                "UNRESOLVED {} {} attempts={} {}",
-                e.reference,
-                e.state,
-                e.resolve_attempts,
-                e.reason.as_deref().unwrap_or("")
-            );
-        }
-        Ok(if left.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(3)
-        })
+/// unresolved for this dialect, 3 when rows remain (listed on stderr). An error is exit 2.
+///
+/// # Errors
+/// Bad configuration, a gateway or journal that cannot be set up, a failed pass.
+pub async fn run_resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = load(&args.config)?;
+    if let Some(ms) = args.timeout_ms {
+        cfg.timeouts.request_ms = ms;
+    }
+    let mut policy = cfg.resolver.clone();
+    if let Some(a) = args.min_age_secs {
+        policy.min_age_secs = a;
+    }
+    if let Some(m) = args.max_attempts {
+        policy.max_attempts = m;
+    }
+    let path = args.journal.clone().unwrap_or_else(|| cfg.journal_path());
+    let gw = gateway(&args.gateway, args.dialect, &cfg)?;
+    let relay = Relay::open(&path, gw, cfg.store_and_forward.clone(), policy)?;
+    let pass = relay.pass().await?;
+    for (r, s) in &pass.settled {
+        println!("settled {r}: {s}");
+    }
+    let dialect = super::dialect_str(args.dialect);
+    let left: Vec<_> = relay
+        .journal()
+        .unresolved()?
+        .into_iter()
+        .filter(|e| e.dialect == dialect)
+        .collect();
+    for e in &left {
+        eprintln!(
+            "UNRESOLVED {} {} attempts={} {}",
+            e.reference,
+            e.state,
+            e.resolve_attempts,
+            e.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     })
 }

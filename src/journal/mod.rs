@@ -1,4 +1,4 @@
-//! The durable journal of the gateway relay (issue 6): one SQLite file (bundled SQLite, WAL,
+//! The durable journal of the gateway relay: one SQLite file (bundled SQLite, WAL,
 //! `synchronous=FULL`) that records every authorization *before* the request leaves and
 //! again after each answer, so that a crash between send and receive leaves a row the
 //! [`resolver`] settles on the next start.
@@ -11,8 +11,12 @@
 //! it (the reader masks `5A`/`57` and hands clear data only inside the SRED `FF7F`
 //! container). No PIN data ever reaches the relay.
 //!
-//! Modules: [`gateway`] (the [`JournaledGateway`] wrapper), [`resolver`] (unknown outcomes,
-//! due reversals, store-and-forward), [`report`] (reconciliation).
+//! Modules: [`gateway`] (the [`gateway::JournaledGateway`] wrapper), [`resolver`] (unknown
+//! outcomes, due reversals, store-and-forward), [`relay`] (the journal, the journaled gateway
+//! and the resolver as a command uses them), [`report`] (reconciliation), [`api_store`] (the
+//! POS API's records), [`cli`] (`emvbridge report` and `emvbridge resolve`).
+//!
+//! This file is the journal itself; the modules build on it and it uses none of them.
 
 pub mod api_store;
 pub mod cli;
@@ -32,8 +36,6 @@ use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
 };
 use emvbridge_core::txn::{Outcome, OutcomeStatus};
-
-pub use gateway::JournaledGateway;
 
 /// Why a journal operation failed. Messages carry no card data.
 #[derive(Debug, thiserror::Error)]
@@ -186,16 +188,6 @@ pub fn dialect_str(d: Dialect) -> &'static str {
         Dialect::Number => "number",
         Dialect::PaymentsAi => "paymentsai",
         Dialect::Pay1st => "pay1st",
-    }
-}
-
-/// Parses a stored dialect name.
-pub fn parse_dialect(s: &str) -> Option<Dialect> {
-    match s {
-        "number" => Some(Dialect::Number),
-        "paymentsai" => Some(Dialect::PaymentsAi),
-        "pay1st" => Some(Dialect::Pay1st),
-        _ => None,
     }
 }
 

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::resolver::{forward_once, resolve_once, PassReport, ResolverPolicy, SafLimits};
-use super::{Journal, JournalError, JournaledGateway, RelayState};
+use super::gateway::JournaledGateway;
+use super::{Journal, JournalError, RelayState};
 use crate::gateway::Gateway;
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::{AuthKind, Outcome, TxnConfig};
@@ -112,61 +113,6 @@ impl Relay {
     /// [`JournalError`].
     pub fn finish(&self, outcome: &Outcome) -> Result<RelayState, JournalError> {
         self.gateway.record_outcome(outcome)
-    }
-}
-
-/// `--journal` / `--config` as `sale` and `serve` take them.
-#[derive(Debug, Clone, Default)]
-pub struct RelayOptions {
-    /// `--journal PATH`.
-    pub journal: Option<PathBuf>,
-    /// `--config FILE` (TOML: journal path, store-and-forward limits, resolver policy).
-    pub config: Option<PathBuf>,
-}
-
-impl RelayOptions {
-    /// The configuration (defaults without `--config`) and the journal path, if journaling
-    /// is on: `--journal` when given; else, with `--gateway env` or a `--config`, the
-    /// configured journal (or the default path). The sandbox without either journals nothing.
-    ///
-    /// # Errors
-    /// The configuration file cannot be read or parsed.
-    pub fn resolve(
-        &self,
-        gateway_spec: &str,
-    ) -> Result<(crate::config::FileConfig, Option<PathBuf>), crate::config::ConfigError> {
-        let cfg = match &self.config {
-            Some(p) => crate::config::FileConfig::load(p)?,
-            None => crate::config::FileConfig::default(),
-        };
-        let path = self.journal.clone().or_else(|| {
-            (gateway_spec == "env" || self.config.is_some()).then(|| cfg.journal_path())
-        });
-        Ok((cfg, path))
-    }
-
-    /// Opens the relay in front of `inner` when journaling is on, and runs the start-up
-    /// resolver pass. `None` when journaling is off.
-    ///
-    /// # Errors
-    /// Bad configuration, a journal that cannot be opened.
-    pub async fn open(
-        &self,
-        gateway_spec: &str,
-        inner: Arc<dyn Gateway>,
-    ) -> anyhow::Result<Option<Relay>> {
-        let (cfg, path) = self.resolve(gateway_spec)?;
-        let Some(path) = path else {
-            return Ok(None);
-        };
-        let relay = Relay::open(
-            &path,
-            inner,
-            cfg.store_and_forward.clone(),
-            cfg.resolver.clone(),
-        )?;
-        relay.start_up_pass().await;
-        Ok(Some(relay))
     }
 }
 

@@ -1,7 +1,7 @@
-//! `emvbridge preflight` (issue 7): the final technical checklist of seed 001 ("Final
-//! technical checklist": webhooks live and answering 200, HMAC verification tested, API keys in
-//! backend environment variables and not in source control) and seed 002 (token, end-to-end
-//! test payment in the sandbox), run against the configured environment:
+//! `emvbridge preflight`: the final technical checklist of the PaymentsAI go-live runbook
+//! (webhooks live and answering 200, HMAC verification tested, API keys in backend environment
+//! variables and not in source control) and the go-live's end-to-end steps (a token, a test
+//! payment in the sandbox), run against the configured environment:
 //!
 //! | item | how |
 //! |---|---|
@@ -21,8 +21,12 @@
 //!
 //! Exit 0 only when every item passed; `[skip]` is used only for items that do not apply.
 
+mod checklist;
 #[cfg(feature = "sim")]
 mod scenarios;
+
+pub use checklist::{items, Item, Report, Status};
+use checklist::Setup;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::{self, FileConfig, Lookup};
 use crate::gateway::http::{HttpClient, HttpSettings};
@@ -38,147 +42,6 @@ use crate::gateway::{Dialect, Environment, GatewayConfig, Secret, StatusResult};
 use crate::journal::Journal;
 use emvbridge_core::txn::Reference;
 use crate::webhooks::TEST_EVENT_TYPE;
-
-/// The verdict of one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Passed.
-    Ok,
-    /// Failed: must be fixed before go-live.
-    Fail,
-    /// Does not apply to this environment or dialect.
-    Skip,
-}
-
-/// One line of the checklist. `detail` never holds a secret value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Item {
-    /// What was checked.
-    pub name: String,
-    /// The verdict.
-    pub status: Status,
-    /// How it was checked, or why it failed / was skipped.
-    pub detail: String,
-}
-
-/// The checklist.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Report {
-    /// The items, in order.
-    pub items: Vec<Item>,
-}
-
-impl Report {
-    fn push(&mut self, name: &str, status: Status, detail: impl Into<String>) {
-        self.items.push(Item {
-            name: name.to_owned(),
-            status,
-            detail: detail.into(),
-        });
-    }
-
-    fn ok(&mut self, name: &str, detail: impl Into<String>) {
-        self.push(name, Status::Ok, detail);
-    }
-
-    fn fail(&mut self, name: &str, detail: impl Into<String>) {
-        self.push(name, Status::Fail, detail);
-    }
-
-    /// True when no item failed (skips are only emitted for items that do not apply).
-    pub fn passed(&self) -> bool {
-        self.items.iter().all(|i| i.status != Status::Fail)
-    }
-
-    /// The item called `name`.
-    pub fn item(&self, name: &str) -> Option<&Item> {
-        self.items.iter().find(|i| i.name == name)
-    }
-
-    /// `[ ok ] name: detail` lines.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        for i in &self.items {
-            let tag = match i.status {
-                Status::Ok => "[ ok ]",
-                Status::Fail => "[FAIL]",
-                Status::Skip => "[skip]",
-            };
-            let detail = match i.status {
-                Status::Ok => format!(": {}", i.detail),
-                _ => format!(" ({})", i.detail),
-            };
-            s.push_str(&format!("{tag} {}{detail}\n", i.name));
-        }
-        let failed = self
-            .items
-            .iter()
-            .filter(|i| i.status == Status::Fail)
-            .count();
-        if failed == 0 {
-            s.push_str("preflight: every item passed\n");
-        } else {
-            s.push_str(&format!("preflight: {failed} item(s) failed\n"));
-        }
-        s
-    }
-
-    /// `{"passed": bool, "items": [{name, status, detail}]}`.
-    pub fn json(&self) -> Value {
-        json!({"passed": self.passed(), "items": self.items})
-    }
-}
-
-/// Item names (stable: tools match on them).
-pub mod items {
-    /// The TOML, environment and dialect.
-    pub const CONFIGURATION: &str = "configuration";
-    /// Required variables set.
-    pub const CREDENTIALS_PRESENT: &str = "credentials present";
-    /// Secrets file permissions and location.
-    pub const CREDENTIALS_NOT_IN_REPO: &str = "credentials not in the repository";
-    /// An authenticated call.
-    pub const GATEWAY: &str = "gateway reachable and authenticated";
-    /// Signed and badly signed test events.
-    pub const WEBHOOK: &str = "webhook endpoint answers 200 and verifies signatures";
-    /// Scenario: approved.
-    pub const APPROVED: &str = "scenario: approved";
-    /// Scenario: declined by the issuer.
-    pub const DECLINED: &str = "scenario: declined";
-    /// Scenario: insufficient funds.
-    pub const NSF: &str = "scenario: insufficient funds";
-    /// Scenario: card removed before the final answer.
-    pub const CARD_REMOVED: &str = "scenario: card removed";
-    /// Scenario: lost gateway reply, then reversal.
-    pub const TIMEOUT: &str = "scenario: timeout -> reversal";
-    /// The sandbox ledger has nothing left standing.
-    pub const NO_ORPHANS: &str = "scenario: sandbox has no orphans";
-    /// Probe write.
-    pub const JOURNAL_WRITABLE: &str = "journal writable";
-    /// Integrity and durability settings.
-    pub const JOURNAL_INTEGRITY: &str = "journal integrity";
-    /// No unsettled rows.
-    pub const UNRESOLVED: &str = "nothing unresolved";
-
-    /// Every item, in order.
-    pub const ALL: [&str; 14] = [
-        CONFIGURATION,
-        CREDENTIALS_PRESENT,
-        CREDENTIALS_NOT_IN_REPO,
-        GATEWAY,
-        WEBHOOK,
-        APPROVED,
-        DECLINED,
-        NSF,
-        CARD_REMOVED,
-        TIMEOUT,
-        NO_ORPHANS,
-        JOURNAL_WRITABLE,
-        JOURNAL_INTEGRITY,
-        UNRESOLVED,
-    ];
-}
 
 /// What to run against.
 #[derive(Debug, Clone, Default)]
@@ -209,26 +72,16 @@ pub struct PreflightArgs {
     pub json: bool,
 }
 
-/// Runs `emvbridge preflight`: exit 0 when every item passed, 1 otherwise, 2 on a setup error.
-pub fn run(args: PreflightArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `emvbridge preflight`: exit 0 when every item passed, 1 otherwise (a configuration
+/// that cannot be read is a failed item).
+pub async fn run(args: PreflightArgs) -> ExitCode {
     let opts = Options {
         config: args.config,
         process_env: true,
         extra: HashMap::new(),
         webhook_url: args.webhook_url,
     };
-    let report = rt.block_on(preflight(&opts));
+    let report = preflight(&opts).await;
     if args.json {
         println!("{}", report.json());
     } else {
@@ -239,14 +92,6 @@ pub fn run(args: PreflightArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
-}
-
-/// Everything the checks share once the configuration is read.
-struct Setup {
-    cfg: FileConfig,
-    env: Environment,
-    dialect: Dialect,
-    lookup: Lookup,
 }
 
 /// Runs every item.

@@ -6,9 +6,16 @@ use emvbridge_core::money::Money;
 use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, TxnConfig, TxnRequest};
 use emvbridge_sim::scenario::Control;
 
-use crate::gateway::Gateway;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::*;
+use serde_json::{json, Value};
+
+use super::checklist::{items, Report, Setup, Status};
+use crate::config;
+use crate::gateway::http::HttpSettings;
+use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
+use emvbridge_core::txn::Reference;
 
 /// One scripted sale.
 struct Scenario {
