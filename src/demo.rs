@@ -14,8 +14,8 @@ use anyhow::Context as _;
 use emvbridge_sim::scenario::Control;
 
 use crate::gateway::Dialect;
-use emvbridge_core::money::Money;
 use crate::terminal::{Terminal, TerminalOptions};
+use emvbridge_core::money::Money;
 use emvbridge_core::prompt::text as prompt_text;
 use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Prompt, TxnConfig, TxnRequest};
 

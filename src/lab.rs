@@ -614,7 +614,10 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
             t.reversals += 1;
             if matches!(
                 rev.result,
-                Some(emvbridge_core::txn::ReversalResult::Reversed | emvbridge_core::txn::ReversalResult::NotFound)
+                Some(
+                    emvbridge_core::txn::ReversalResult::Reversed
+                        | emvbridge_core::txn::ReversalResult::NotFound
+                )
             ) {
                 t.reversals_confirmed += 1;
             }

@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::{
     AppChoice, AuthKind, AuthorizationResult, HostRequest, IssuerResponse, Outcome, Prompt,
     ReaderInput, Reference, ReversalReason, ReversalResult, Transaction, TxnConfig, TxnRequest,
 };
-use bytes::{Bytes, BytesMut};
 use emvbridge_protocol::frame::{emit_message, Deframer, Inbound};
 use emvbridge_sim::issuer;
 use emvbridge_sim::reader::{SimConfig, SimReader};

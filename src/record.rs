@@ -21,9 +21,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use emvbridge_protocol::emv::mask_bcd_pan;
+use emvbridge_protocol::recording::{Dir, RecordLine};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::CommandView;
-use emvbridge_protocol::recording::{Dir, RecordLine};
 
 use crate::driver::{MessageTap, Tap, TapDir};
 

@@ -213,8 +213,14 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     if json {
         println!("{}", emvbridge_core::receipt::json(&outcome));
     } else {
-        println!("{}", emvbridge_core::receipt::text(&outcome, "MERCHANT COPY"));
-        println!("{}", emvbridge_core::receipt::text(&outcome, "CUSTOMER COPY"));
+        println!(
+            "{}",
+            emvbridge_core::receipt::text(&outcome, "MERCHANT COPY")
+        );
+        println!(
+            "{}",
+            emvbridge_core::receipt::text(&outcome, "CUSTOMER COPY")
+        );
         if let Some(reason) = &outcome.reason {
             println!("reason: {reason}");
         }

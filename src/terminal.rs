@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::mpsc;
 
-use crate::embedded::{SandboxHandle, SimDevice};
 use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkEvent, ReaderLink};
+use crate::embedded::{SandboxHandle, SimDevice};
 use crate::gateway::http::HttpSettings;
 use crate::gateway::{Dialect, Environment, Gateway, GatewayConfig};
 use emvbridge_core::txn::Reference;
@@ -143,7 +143,7 @@ pub async fn open_gateway(
                     .map_err(|e| anyhow!("{e}"))?,
                 http,
             )
-                .map_err(|e| anyhow!("{e}"))?,
+            .map_err(|e| anyhow!("{e}"))?,
             None,
         ),
         url if url.starts_with("http://") || url.starts_with("https://") => (

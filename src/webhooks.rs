@@ -375,7 +375,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
                     crate::gateway::GatewayConfig::from_lookup(d, env, &|n| lookup.get(n)).ok()?,
                     cfg.http(),
                 )
-                    .ok()
+                .ok()
             }),
         };
         gateways.extend(g);
@@ -409,4 +409,3 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
     .await?;
     Ok(std::process::ExitCode::SUCCESS)
 }
-

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use emvbridge::api::{self, ApiOptions, ApiServer};
 use emvbridge::config::RelayOptions;
 use emvbridge::journal::{Journal, RelayState};
-use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge::terminal::TerminalOptions;
 use emvbridge_core::txn::TxnConfig;
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -16,10 +16,10 @@ use emvbridge::driver::{
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::{
     AppChoice, AuthKind, Outcome, OutcomeStatus, Prompt, Reference, TxnConfig, TxnRequest,
 };
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use tokio::sync::mpsc;
 
 struct Sim {

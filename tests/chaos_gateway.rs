@@ -10,10 +10,10 @@ use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::Dialect;
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self as sandbox, SandboxConfig};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
+use emvbridge_sandbox::{self as sandbox, SandboxConfig};
 use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
 

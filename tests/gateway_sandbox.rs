@@ -17,11 +17,11 @@ use emvbridge::gateway::{
     SystemClock, TxnState, VoidRequest,
 };
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
     ReversalRequest, ReversalResult,
 };
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
 

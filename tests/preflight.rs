@@ -218,7 +218,9 @@ async fn world_readable_secrets_file_fails() {
 /// rest of the checklist still passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolved_journal_row_fails() {
-    use emvbridge_core::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode};
+    use emvbridge_core::txn::host::{
+        AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode,
+    };
     let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
     let d = dir("unresolved");
     let cfg = pai_setup(&d.0, &gw, 0o600, true);

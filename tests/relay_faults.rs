@@ -11,16 +11,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, OffsetClock, OpResult, RefundRequest, VoidRequest};
-use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
 use emvbridge::journal::gateway::JournaledGateway;
+use emvbridge::journal::resolver::{forward_once, resolve_once, ResolverPolicy};
 use emvbridge::journal::{Journal, RelayState};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
 use emvbridge_core::txn::{CardFacts, Outcome, OutcomeStatus};
 use emvbridge_protocol::tlv::{Tag, TlvBuilder};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
 

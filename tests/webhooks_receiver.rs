@@ -9,12 +9,12 @@ use emvbridge::gateway::http::HttpSettings;
 use emvbridge::gateway::{Dialect, Gateway, Secret};
 use emvbridge::journal::gateway::JournaledGateway;
 use emvbridge::journal::{Journal, RelayState};
+use emvbridge::webhooks::{Receiver, WebhookConfig};
 use emvbridge_core::money::Money;
-use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference,
 };
-use emvbridge::webhooks::{Receiver, WebhookConfig};
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use serde_json::{json, Value};
 
 struct Rig {
@@ -255,7 +255,8 @@ async fn pai_good_bad_duplicate_reordered_and_replayed() {
         .find(|x| x["body"].as_str().unwrap().contains("wh-ok"))
         .unwrap();
     let body = ok["body"].as_str().unwrap().to_owned();
-    let sig = emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", body.as_bytes());
+    let sig =
+        emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", body.as_bytes());
     let now = rig.journal.now();
     let post = |ts: i64, sig: String, body: String| {
         let url = format!("{}/webhooks/pai", rig.url);
@@ -283,13 +284,15 @@ async fn pai_good_bad_duplicate_reordered_and_replayed() {
     // The observed envelope (id/eventId, meta.metadata.transaction) is accepted too; the
     // state comes from the reloaded transaction.
     let observed = json!({"id": "ev_obs_1", "eventId": "ev_obs_1", "meta": {"eventType": "transaction-processed", "metadata": {"transaction": {"id": "x", "idempotencyKey": "wh-r2", "amount": 1600}}}}).to_string();
-    let sig = emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", observed.as_bytes());
+    let sig =
+        emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", observed.as_bytes());
     let r = post(now, sig, observed).await;
     assert_eq!(r.status(), 200);
     assert_eq!(rig.webhook_notes("wh-r2"), 2);
     // Garbage with a good signature: 400, not a panic.
     let junk = "{not json".to_owned();
-    let sig = emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", junk.as_bytes());
+    let sig =
+        emvbridge_core::gateway::sign::pai_webhook_signature("whsec_sandbox", junk.as_bytes());
     assert_eq!(post(now, sig, junk).await.status(), 400);
 }
 

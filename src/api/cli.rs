@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::auth;
 use super::server::{start_with_relay, ApiOptions};
-use crate::gateway::Dialect;
 use crate::config::RelayOptions;
+use crate::gateway::Dialect;
 use crate::terminal::TerminalOptions;
 use emvbridge_core::txn::TxnConfig;
 

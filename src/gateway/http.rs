@@ -231,7 +231,11 @@ trait ReversalOps {
 }
 
 /// Runs the sans-IO reversal policy against one gateway.
-async fn reverse<G: ReversalOps>(gw: &G, dialect: Dialect, req: &ReversalRequest) -> ReversalResult {
+async fn reverse<G: ReversalOps>(
+    gw: &G,
+    dialect: Dialect,
+    req: &ReversalRequest,
+) -> ReversalResult {
     let mut plan = Reversal::new(req.clone(), G::POLICY);
     let mut step = plan.start();
     loop {

@@ -21,7 +21,10 @@ use std::sync::Arc;
 ///
 /// # Errors
 /// [`ConfigError::Client`] when the HTTP client cannot be built.
-pub fn connect(cfg: GatewayConfig, http: http::HttpSettings) -> Result<Arc<dyn Gateway>, ConfigError> {
+pub fn connect(
+    cfg: GatewayConfig,
+    http: http::HttpSettings,
+) -> Result<Arc<dyn Gateway>, ConfigError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Ok(match cfg {
         GatewayConfig::Number(c) => Arc::new(http::NumberGateway::new(c, http, clock)?),

@@ -1081,10 +1081,10 @@ pub fn icc_is_safe(data: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::gateway::OffsetClock;
+    use bytes::Bytes;
     use emvbridge_core::money::Money;
     use emvbridge_core::txn::host::{EntryMode, IssuerResponse, ReversalReason};
     use emvbridge_core::txn::CardFacts;
-    use bytes::Bytes;
 
     pub(crate) fn temp_path(name: &str) -> std::path::PathBuf {
         let nanos = std::time::SystemTime::now()

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::resolver::{forward_once, resolve_once, PassReport, ResolverPolicy, SafLimits};
 use super::gateway::JournaledGateway;
+use super::resolver::{forward_once, resolve_once, PassReport, ResolverPolicy, SafLimits};
 use super::{Journal, JournalError, RelayState};
 use crate::gateway::Gateway;
 use emvbridge_core::money::Money;

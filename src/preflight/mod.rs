@@ -25,8 +25,8 @@ mod checklist;
 #[cfg(feature = "sim")]
 mod scenarios;
 
-pub use checklist::{items, Item, Report, Status};
 use checklist::Setup;
+pub use checklist::{items, Item, Report, Status};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,8 +40,8 @@ use crate::config::{self, FileConfig, Lookup};
 use crate::gateway::http::{HttpClient, HttpSettings};
 use crate::gateway::{Dialect, Environment, GatewayConfig, Secret, StatusResult};
 use crate::journal::Journal;
-use emvbridge_core::txn::Reference;
 use crate::webhooks::TEST_EVENT_TYPE;
+use emvbridge_core::txn::Reference;
 
 /// What to run against.
 #[derive(Debug, Clone, Default)]
@@ -363,7 +363,8 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
             }))
             .map_err(|_| "cannot build the test event".to_owned())?;
             let good = crate::gateway::sign::pai_webhook_signature(&secret, &body);
-            let bad = crate::gateway::sign::pai_webhook_signature(&format!("{secret}-wrong"), &body);
+            let bad =
+                crate::gateway::sign::pai_webhook_signature(&format!("{secret}-wrong"), &body);
             Ok((body, "pai", good, bad))
         }
         Dialect::Pay1st => {
@@ -378,7 +379,11 @@ fn test_event(s: &Setup) -> Result<(Vec<u8>, &'static str, String, String), Stri
             let text =
                 json!({"type": TEST_EVENT_TYPE, "reference": id, "status": "TEST"}).to_string();
             let good = crate::gateway::sign::pay1st_webhook_signature(&user, &pass, &text);
-            let bad = crate::gateway::sign::pay1st_webhook_signature(&user, &format!("{pass}-wrong"), &text);
+            let bad = crate::gateway::sign::pay1st_webhook_signature(
+                &user,
+                &format!("{pass}-wrong"),
+                &text,
+            );
             Ok((text.into_bytes(), "pay1st", good, bad))
         }
         Dialect::Number => Err("number has no webhooks".into()),
@@ -521,7 +526,6 @@ async fn scenarios(_s: &Setup, r: &mut Report) {
             name,
             "not run: the sandbox scenarios drive the simulated reader, which this build leaves \
              out (run preflight from a build with the `sim` feature)",
-        
         );
     }
 }

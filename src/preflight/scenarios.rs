@@ -124,42 +124,43 @@ pub(super) async fn scenarios(s: &Setup, r: &mut Report) {
     };
     // Where: the configured sandbox, or one in-process.
     let mut embedded = None;
-    let (gateway, root, place): (Arc<dyn Gateway>, String, String) =
-        if s.env == Environment::Sandbox {
-            let built = GatewayConfig::from_lookup(s.dialect, s.env, &|n| s.lookup.get(n))
-                .map_err(|e| e.to_string())
-                .and_then(|g| crate::gateway::connect(g, scenario_http()).map_err(|e| e.to_string()));
-            let base = s.lookup.get(config::url_var(s.dialect)).unwrap_or_default();
-            match built {
-                Ok(g) => {
-                    let root = sandbox_root(s.dialect, &base);
-                    (g, root.clone(), format!("configured sandbox {root}"))
-                }
-                Err(e) => {
-                    fail_all(r, format!("not run: {e}"));
-                    return;
-                }
+    let (gateway, root, place): (Arc<dyn Gateway>, String, String) = if s.env
+        == Environment::Sandbox
+    {
+        let built = GatewayConfig::from_lookup(s.dialect, s.env, &|n| s.lookup.get(n))
+            .map_err(|e| e.to_string())
+            .and_then(|g| crate::gateway::connect(g, scenario_http()).map_err(|e| e.to_string()));
+        let base = s.lookup.get(config::url_var(s.dialect)).unwrap_or_default();
+        match built {
+            Ok(g) => {
+                let root = sandbox_root(s.dialect, &base);
+                (g, root.clone(), format!("configured sandbox {root}"))
             }
-        } else {
-            match emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default()).await {
-                Ok(h) => {
-                    let url = h.url();
-                    let g = match crate::embedded::sandbox_gateway(s.dialect, &url, scenario_http()) {
-                        Ok(g) => g,
-                        Err(e) => {
-                            fail_all(r, format!("not run: {e}"));
-                            return;
-                        }
-                    };
-                    embedded = Some(h);
-                    (g, url, "in-process sandbox (no real payment)".to_owned())
-                }
-                Err(e) => {
-                    fail_all(r, format!("not run: cannot start the sandbox: {e}"));
-                    return;
-                }
+            Err(e) => {
+                fail_all(r, format!("not run: {e}"));
+                return;
             }
-        };
+        }
+    } else {
+        match emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default()).await {
+            Ok(h) => {
+                let url = h.url();
+                let g = match crate::embedded::sandbox_gateway(s.dialect, &url, scenario_http()) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        fail_all(r, format!("not run: {e}"));
+                        return;
+                    }
+                };
+                embedded = Some(h);
+                (g, url, "in-process sandbox (no real payment)".to_owned())
+            }
+            Err(e) => {
+                fail_all(r, format!("not run: cannot start the sandbox: {e}"));
+                return;
+            }
+        }
+    };
     let control = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -29,7 +29,7 @@ pub mod wire;
 pub use config::{process_env, ConfigError, Environment, Secret};
 pub use ops::*;
 pub use wire::{
-    arc_of, arc_only, decimal_json, issuer_from_tlv, iso8601, parse_decimal, screen, short,
+    arc_of, arc_only, decimal_json, iso8601, issuer_from_tlv, parse_decimal, screen, short,
     Exchange, HttpReply, HttpRequest, Method, Screened, TransportError,
 };
 
@@ -78,9 +78,9 @@ impl GatewayConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::config::EnvReader;
     use super::wire::pct;
+    use super::*;
     use crate::money::Money;
     use crate::txn::host::{AuthorizationRequest, AuthorizationResult, Reference};
     use bytes::Bytes;

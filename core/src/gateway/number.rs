@@ -16,10 +16,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
+use super::ops::{
+    CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest,
+};
 use super::sign::hmac_sha256_hex;
-use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
-use super::ops::{CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest};
-use super::wire::{Exchange, HttpRequest, Screened, arc_of, decimal_json, issuer_from_tlv, parse_decimal, screen, short};
+use super::wire::{
+    arc_of, decimal_json, issuer_from_tlv, parse_decimal, screen, short, Exchange, HttpRequest,
+    Screened,
+};
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
 
 /// Production REST base (§1.2). Number documents no separate sandbox host: a sandbox is an
@@ -629,7 +634,8 @@ pub fn classify_sale(ex: &Exchange, req: &AuthorizationRequest) -> Reply<Authori
             gateway_id: txid,
             code: (!code.is_empty()).then(|| short(&code)),
             reason: short(r.resp_msg.as_deref().unwrap_or("declined")),
-            issuer: issuer.unwrap_or_else(|| super::wire::arc_only(arc_of(&code).unwrap_or(*b"05"))),
+            issuer: issuer
+                .unwrap_or_else(|| super::wire::arc_only(arc_of(&code).unwrap_or(*b"05"))),
         }),
         None => Reply::Done(A::Unknown {
             reason: "number: sale result without TxApproved".into(),
@@ -788,7 +794,7 @@ pub fn classify_query(ex: &Exchange, reference: &Reference, currency: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{HttpReply, TransportError};
+    use crate::gateway::wire::{HttpReply, TransportError};
     use crate::money::Money;
     use crate::txn::host::EntryMode;
     use bytes::Bytes;

@@ -24,12 +24,15 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sign::hmac_sha256_hex;
-use crate::txn::host::IssuerResponse;
-use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
+use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
 use super::ops::{StatusResult, TxnState, TxnStatus};
-use super::wire::{Exchange, HttpRequest, Screened, arc_of, decimal_json, iso8601, parse_decimal, pct, screen, short};
+use super::sign::hmac_sha256_hex;
+use super::wire::{
+    arc_of, decimal_json, iso8601, parse_decimal, pct, screen, short, Exchange, HttpRequest,
+    Screened,
+};
 use crate::money::Money;
+use crate::txn::host::IssuerResponse;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
 
 const CT_AUTH: &str = "application/vnd.carry1st.payments.partnerauthentication+json";
@@ -544,7 +547,7 @@ pub fn classify_lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{HttpReply, TransportError};
+    use crate::gateway::wire::{HttpReply, TransportError};
     use bytes::Bytes;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;

@@ -14,11 +14,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::txn::host::IssuerResponse;
-use super::config::{ConfigError, EnvReader, Environment, Secret, base_url};
-use super::ops::{CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest};
-use super::wire::{Exchange, HttpRequest, arc_of, decimal_json, parse_decimal, pct, screen, short};
+use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
+use super::ops::{
+    CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest,
+};
+use super::wire::{arc_of, decimal_json, parse_decimal, pct, screen, short, Exchange, HttpRequest};
 use crate::money::Money;
+use crate::txn::host::IssuerResponse;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
 
 /// Stage API host (§2.1).
@@ -542,7 +544,7 @@ pub fn classify_lookup(ex: &Exchange, reference: &Reference) -> (StatusResult, O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{HttpReply, TransportError};
+    use crate::gateway::wire::{HttpReply, TransportError};
     use bytes::Bytes;
 
     fn cfg() -> PaiConfig {

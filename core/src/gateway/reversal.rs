@@ -69,7 +69,9 @@ enum Phase {
     LookingUp,
     Undoing,
     /// A void was refused for `reason`; a second lookup tells whether it was already undone.
-    Confirming { reason: String },
+    Confirming {
+        reason: String,
+    },
     Done,
 }
 
@@ -196,7 +198,7 @@ fn settled(status: &StatusResult) -> Option<ReversalResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::TxnStatus;
+    use crate::gateway::ops::TxnStatus;
     use crate::txn::host::{Reference, ReversalReason};
 
     fn req(id: Option<&str>) -> ReversalRequest {
@@ -230,7 +232,9 @@ mod tests {
         let mut r = Reversal::new(req(Some("g9")), VOID_FIRST);
         assert!(matches!(r.start(), Step::Void(v) if v.gateway_id == "g9"));
         assert_eq!(
-            r.on_undone(OpResult::Done { gateway_id: "g9".into() }),
+            r.on_undone(OpResult::Done {
+                gateway_id: "g9".into()
+            }),
             Step::Done(ReversalResult::Reversed)
         );
         let mut r = Reversal::new(req(Some("g9")), LOOKUP_FIRST);

@@ -40,7 +40,10 @@ pub fn pay1st_webhook_key(user: &str, pass: &str) -> String {
 
 /// The Pay1st webhook signature of `body` (see [`pay1st_webhook_key`]).
 pub fn pay1st_webhook_signature(user: &str, pass: &str, body: &str) -> String {
-    hmac_sha256_hex(pay1st_webhook_key(user, pass).as_bytes(), body.trim().as_bytes())
+    hmac_sha256_hex(
+        pay1st_webhook_key(user, pass).as_bytes(),
+        body.trim().as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -60,7 +63,11 @@ mod tests {
     fn verification_is_exact() {
         let sig = pai_webhook_signature("whsec", b"{\"a\":1}");
         assert!(verify_hmac_sha256_hex(b"whsec", b"{\"a\":1}", &sig));
-        assert!(verify_hmac_sha256_hex(b"whsec", b"{\"a\":1}", &sig.to_uppercase()));
+        assert!(verify_hmac_sha256_hex(
+            b"whsec",
+            b"{\"a\":1}",
+            &sig.to_uppercase()
+        ));
         assert!(!verify_hmac_sha256_hex(b"whsec", b"{\"a\":2}", &sig));
         assert!(!verify_hmac_sha256_hex(b"other", b"{\"a\":1}", &sig));
         assert!(!verify_hmac_sha256_hex(b"whsec", b"{\"a\":1}", "zz"));

@@ -4,11 +4,10 @@ use core::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{nad_accepted, FrameError, Pcb, HEADER_LEN, MAX_FRAME_LEN, MAX_INF_LEN, MIN_INF_LEN};
-
-/// Default bound on a reassembled message. The largest known VIPA messages (Reset with every
-/// component, file chunks) are a few kilobytes; anything beyond this is dropped as corrupt.
-pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+use super::view::{
+    lrc, nad_accepted, FrameError, Pcb, HEADER_LEN, MAX_FRAME_LEN, MAX_INF_LEN, MAX_MESSAGE_LEN,
+    MIN_INF_LEN,
+};
 
 /// A complete application message: the concatenated INF fields of one frame or one chain.
 #[derive(Clone, PartialEq, Eq)]
@@ -121,7 +120,7 @@ fn classify(b: &[u8]) -> Class {
         return Class::Incomplete;
     };
     let (body, last) = frame.split_at(need - 1);
-    let computed = super::lrc(body);
+    let computed = lrc(body);
     let found = last.first().copied().unwrap_or(0);
     if computed == found {
         Class::Frame(need)
