@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{run_stream, ControlRequest, SessionEnd};
+use super::stream::{run_stream, ControlRequest, SessionEnd};
 use crate::reader::SimReader;
 
 /// An open pty pair: the async master and the slave kept open.

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Tag, Tlv};
+use super::tag::Tag;
 
 /// The longest value the builder can encode: a three-byte long-form length (`83 xx xx xx`),
 /// the largest EMV Book 3 Annex B allows and the parser accepts.
@@ -148,11 +148,6 @@ impl TlvBuilder {
     pub fn raw(&mut self, encoded: &[u8]) -> &mut Self {
         self.buf.put_slice(encoded);
         self
-    }
-
-    /// Appends a copy of a parsed object, byte for byte.
-    pub fn tlv(&mut self, tlv: &Tlv<'_>) -> &mut Self {
-        self.raw(tlv.raw())
     }
 
     /// Bytes written so far.

@@ -27,6 +27,13 @@ use nom::error::{ErrorKind, ParseError};
 use nom::number::complete::{be_u16, be_u24, be_u8};
 use nom::{IResult, Parser};
 
+impl TlvBuilder {
+    /// Appends a copy of a parsed object, byte for byte.
+    pub fn tlv(&mut self, tlv: &Tlv<'_>) -> &mut Self {
+        self.raw(tlv.raw())
+    }
+}
+
 /// The deepest nesting a walk will descend into.
 ///
 /// EMV data nests three or four levels (`E4` › `FF7F` › value; `6F` › `A5` › `BF0C` › `61`);

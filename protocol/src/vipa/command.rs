@@ -5,7 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{VipaError, TAG_DFA214_SUPPRESS_DISPLAY, TAG_DFA218_PIN_ENTRY_STYLE};
+use super::error::VipaError;
+use super::tags::{TAG_DFA214_SUPPRESS_DISPLAY, TAG_DFA218_PIN_ENTRY_STYLE};
 use crate::emv::numeric;
 use crate::tlv::{self, Tag, TlvBuilder, TlvIter};
 

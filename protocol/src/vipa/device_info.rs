@@ -1,7 +1,9 @@
 //! Device information from a Reset Device response (vipa-protocol.md §3 `D0 00`, §4.1
 //! `EE`/`EF`): [`parse_reset_response`] on the whole answer, [`DeviceInfo::parse`] on its data.
 
-use super::{Response, StatusWord, VipaError};
+use super::error::VipaError;
+use super::response::Response;
+use super::status::StatusWord;
 use crate::tlv::{self, Tag, Tlv, TlvError};
 
 /// Why a Reset Device answer gave no [`DeviceInfo`].

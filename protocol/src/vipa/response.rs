@@ -5,9 +5,11 @@
 
 use core::fmt;
 
-use super::{
-    StatusWord, VipaError, TAG_DF836F_ENCRYPTED_BLOCK, TAG_DF837E_KCV, TAG_DF837F_TOKEN,
-    TAG_DFCC45_PIN_ENTRY_STATUS, TAG_DFDB0F_SRED_STATUS,
+use super::error::VipaError;
+use super::status::StatusWord;
+use super::tags::{
+    TAG_DF836F_ENCRYPTED_BLOCK, TAG_DF837E_KCV, TAG_DF837F_TOKEN, TAG_DFCC45_PIN_ENTRY_STATUS,
+    TAG_DFDB0F_SRED_STATUS,
 };
 use crate::tlv::{self, Tag, Tlv, TlvIter};
 
