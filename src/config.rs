@@ -101,7 +101,7 @@ pub struct WebhookSettings {
     pub listen: String,
     /// Largest accepted clock skew of a signed timestamp, seconds.
     pub max_skew_secs: i64,
-    /// The PAI signature header ([GAP] in the docs: configurable).
+    /// The PAI signature header (\[GAP\] in the docs: configurable).
     pub pai_signature_header: String,
 }
 

@@ -65,7 +65,7 @@ pub enum DecodeError {
     /// Nothing to decode.
     #[error("no input at byte offset 0")]
     Empty,
-    /// Standard input larger than [`MAX_INPUT`].
+    /// Standard input larger than the input limit (`MAX_INPUT`).
     #[error("input larger than {MAX_INPUT} bytes at byte offset {MAX_INPUT}")]
     TooLarge,
     /// Reading standard input failed.

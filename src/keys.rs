@@ -7,7 +7,7 @@
 //! being stored is checked *before* the request is sent:
 //!
 //! - the secret policy: 12–30 characters (the 30 maximum is the go-live runbook's; §2.2
-//!   marks it [GAP]), at least one upper-case letter, at least one alphanumeric character,
+//!   marks it \[GAP\]), at least one upper-case letter, at least one alphanumeric character,
 //!   not one of the last 4 secrets (kept locally as salted PBKDF2-HMAC-SHA256 hashes, never
 //!   in clear);
 //! - the output file: not inside a git work tree, not already there (unless `--force`),
@@ -457,7 +457,7 @@ pub async fn exchange(
     parse_key(&v, account_id)
 }
 
-/// The key from the exchange reply. The reply's shape is not published ([GAP] §2.2): accepted
+/// The key from the exchange reply. The reply's shape is not published (\[GAP\] §2.2): accepted
 /// are `{data:{accountId?, apiKey, apiKeyId}}`, the same at the top level, or an
 /// `authorization: "ApiKey <acct>_<key>_<kid>"` field.
 fn parse_key(v: &serde_json::Value, account_id: &str) -> Result<PermanentKey, KeyError> {

@@ -57,7 +57,7 @@ pub struct Pair {
     pub remove_card_on_authorize: bool,
     /// ARQCs the host could not verify.
     pub bad_arqc: usize,
-    /// Everything the bridge side received, in order, for replay (see [`Pair::replay`]).
+    /// Everything the bridge side received, in order, for replay (see [`replay`]).
     pub recorded: Vec<Recorded>,
 }
 

@@ -4,14 +4,14 @@
 //! acted on only after the transaction was reloaded from the gateway; `200` is returned only
 //! after the journal write (PAI counts only 200 as delivered).
 //!
-//! - PAI: `X-Signature` (configurable; the real name is [GAP]) = hex HMAC-SHA256 of the raw
-//!   body keyed with the webhook secret; optional `X-Sim-Timestamp` (Unix seconds, [EXT]);
+//! - PAI: `X-Signature` (configurable; the real name is \[GAP\]) = hex HMAC-SHA256 of the raw
+//!   body keyed with the webhook secret; optional `X-Sim-Timestamp` (Unix seconds, \[EXT\]);
 //!   dedupe on `deduplicationId`. The documented envelope (`{deduplicationId, type,
 //!   metadata: Transaction}`) and the observed one (`{id|eventId, meta: {eventType,
 //!   metadata: {transaction}}}`, amount possibly in minor units) are both accepted — the
 //!   body is only used to find the transaction; its state comes from the gateway.
 //! - Pay1st: `X-SIGNATURE` = hex HMAC-SHA256 with key = base64("user:pass") as text over the
-//!   trimmed body; no timestamp or event id is documented ([GAP]): the event id is
+//!   trimmed body; no timestamp or event id is documented (\[GAP\]): the event id is
 //!   `reference:status`.
 //!
 //! A duplicate (same event id) is answered 200 without acting again; a stale timestamp or a

@@ -68,7 +68,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Default time for an answer: the [S2] host's 15 s (§1.2).
+    /// Default time for an answer: the \[S2\] host's 15 s (§1.2).
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
     /// Commands over `link` with [`Reader::DEFAULT_TIMEOUT`].
@@ -124,7 +124,7 @@ impl Reader {
         Ok(parse_reset_response(&payload)?)
     }
 
-    /// Card Status `D0 60 01 01`: card insert/swipe events then arrive unsolicited (§3, [S5]).
+    /// Card Status `D0 60 01 01`: card insert/swipe events then arrive unsolicited (§3, \[S5\]).
     ///
     /// # Errors
     /// As [`Reader::command`].

@@ -3,9 +3,9 @@
 //!
 //! VIPA is strictly request/response (vipa-protocol.md §1.2) with no sequence numbers, so at most
 //! one command is in flight, except Abort `D0 FF`, which may follow a pending command; the
-//! pending command then completes with `9F 41` ([I] §3, from the SW label).
+//! pending command then completes with `9F 41` (\[I\] §3, from the SW label).
 //!
-//! [I]/[GAP] the order of the two answers after an Abort is not documented. While a command and
+//! \[I\]/\[GAP\] the order of the two answers after an Abort is not documented. While a command and
 //! an Abort are both pending: a response with SW `9F 41` completes the command, a bare `90 00`
 //! completes the Abort, and anything else completes whichever was sent first.
 
@@ -56,7 +56,7 @@ pub enum Expiry<R> {
     /// A command got no answer in time: the reader is unresponsive.
     Command(Pending<R>),
     /// An Abort got no answer, but the command it aborted did answer (or there was none):
-    /// [I] a terminal may not answer an Abort; forget it.
+    /// \[I\] a terminal may not answer an Abort; forget it.
     Abort(Pending<R>),
 }
 

@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use super::exchange::{command_code, Exchange, Expiry, Refusal};
 use super::transport::{BoxedIo, Connector};
 
-/// Tuning of a link. The defaults follow the [S2] host where it says something (§1.2: 15 s
+/// Tuning of a link. The defaults follow the \[S2\] host where it says something (§1.2: 15 s
 /// for a device result); the rest are implementation choices.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -62,7 +62,7 @@ pub struct LinkConfig {
     pub max_connect_attempts: Option<u32>,
     /// Reset Device P2 flags used to re-synchronise (§3; default: return serial / PTID).
     pub reset_flags: u8,
-    /// Send Card Status `D0 60 01 01` after the reset, so card events arrive (§3, [S5]).
+    /// Send Card Status `D0 60 01 01` after the reset, so card events arrive (§3, \[S5\]).
     pub enable_card_status: bool,
     /// Capacity of the event channel; events that do not fit are dropped and counted.
     pub event_capacity: usize,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Default baud rate: the [S2] host default (§1.3). USB CDC-ACM readers ignore it [I].
+/// Default baud rate: the \[S2\] host default (§1.3). USB CDC-ACM readers ignore it \[I\].
 pub const DEFAULT_BAUD: u32 = 57_600;
 
 /// Bound on opening a port or connecting a socket, so a dead host cannot stall a reconnect.
@@ -30,7 +30,7 @@ pub enum DeviceAddr {
     Tcp {
         /// Host name or IP literal (IPv6 without brackets).
         host: String,
-        /// Port ([GAP]: no default is known, so it is required).
+        /// Port (\[GAP\]: no default is known, so it is required).
         port: u16,
     },
 }
@@ -108,7 +108,7 @@ pub enum FlowControl {
     /// None (default: what most hosts and USB CDC readers use).
     #[default]
     None,
-    /// RTS/CTS: the [S2] host default (§1.3); needs a cable that wires it.
+    /// RTS/CTS: the \[S2\] host default (§1.3); needs a cable that wires it.
     RtsCts,
 }
 
@@ -124,9 +124,9 @@ pub enum Parity {
     Odd,
 }
 
-/// Serial line settings. Default 57600 8N1 without flow control (§1.3: the [S2] default speed;
+/// Serial line settings. Default 57600 8N1 without flow control (§1.3: the \[S2\] default speed;
 /// its RTS/CTS is opt-in here because an older version of the same host and most cables do
-/// without). Ignored for TCP; USB CDC-ACM devices ignore them as well [I].
+/// without). Ignored for TCP; USB CDC-ACM devices ignore them as well \[I\].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineSettings {
     /// Bits per second.

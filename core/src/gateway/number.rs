@@ -7,7 +7,7 @@
 //!   [`SessionState::reset_failures`], far from the 6-failure IP lockout.
 //! - Card-data calls (`CardSale/EMV`) send the PCI-mode HMAC SessKey
 //!   `<SessKey>_<epoch>_<UserID>_<HEX(HMAC-SHA256(secret, "<SessKey>_<epoch>_<UserID>"))>`.
-//! - Sale: [EXT] `POST /CardSale/EMV {EmvTags, Amounts, MerchID, PurchItems{ClientRefID}}` →
+//! - Sale: \[EXT\] `POST /CardSale/EMV {EmvTags, Amounts, MerchID, PurchItems{ClientRefID}}` →
 //!   `CreditCardSale_EMVResult`, checked in the documented order: transport, body,
 //!   `FunctionOk` (Aspen error), `TxApproved` (issuer decline) (§1.5).
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
@@ -323,7 +323,7 @@ pub fn query_safe(r: &Reference) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// [EXT] `POST /CardSale/EMV` for a sale or pre-authorization (`IsAuthOnly`, the
+/// \[EXT\] `POST /CardSale/EMV` for a sale or pre-authorization (`IsAuthOnly`, the
 /// `api_Purchase` field, §1.6), with the HMAC SessKey. A refund goes to
 /// [`apply_credit_request`] instead.
 ///

@@ -111,7 +111,7 @@ pub enum OpResult {
     },
 }
 
-/// State of a transaction found by [`Gateway::status`].
+/// State of a transaction as a status lookup finds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnState {
     /// Approved and standing (open or settled).

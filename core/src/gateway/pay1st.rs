@@ -3,7 +3,7 @@
 //! - Token: `POST /api/pay1st/auth/token` with `Authorization: Basic base64(API_KEY:API_SECRET)`,
 //!   `Content-Type: application/vnd.carry1st.payments.partnerauthentication+json`, body
 //!   `{"role":"API_USER"}`; refresh with `POST /api/pay1st/auth/refresh` (§3.2). The token
-//!   lifetime is [GAP]: the edge refreshes after [`Pay1stConfig::token_refresh_secs`] and on a
+//!   lifetime is \[GAP\]: the edge refreshes after [`Pay1stConfig::token_refresh_secs`] and on a
 //!   401, once per call.
 //! - Every other call: `AccessToken: Bearer <token>`, `X-TIMESTAMP` (ISO-8601) and
 //!   `X-SIGNATURE` = lowercase hex HMAC-SHA256(key = signing key, msg = timestamp ‖ the exact
@@ -14,9 +14,9 @@
 //!
 //! What Pay1st cannot do (§3.3, §3.5): it has no card-present API, no capture, void or refund
 //! API (refunds go through Carry1st as Merchant of Record) and no status lookup in the
-//! public docs. The adapter uses the sandbox's [EXT] `emv` field and [EXT] lookups
+//! public docs. The adapter uses the sandbox's \[EXT\] `emv` field and \[EXT\] lookups
 //! (`GET /api/pay1st/payments/{reference}`, `?partnerReference=`); against the real gateway a
-//! payment is a hosted checkout that stays `PENDING` (→ `Unknown`). Without an [EXT] EMV
+//! payment is a hosted checkout that stays `PENDING` (→ `Unknown`). Without an \[EXT\] EMV
 //! response the card gets only an ARC derived from the result (`00`/`05`): no issuer
 //! authentication data (`91`), no scripts.
 
@@ -57,16 +57,16 @@ pub struct Pay1stConfig {
     pub callback_url: Option<String>,
     /// Backend webhook URL, if any.
     pub webhook_url: Option<String>,
-    /// Send the card's ICC data in the [EXT] `emv` field (sandbox only).
+    /// Send the card's ICC data in the \[EXT\] `emv` field (sandbox only).
     pub emv_extension: bool,
-    /// Refresh the access token after this many seconds ([I]: the lifetime is [GAP]).
+    /// Refresh the access token after this many seconds (\[I\]: the lifetime is \[GAP\]).
     pub token_refresh_secs: i64,
 }
 
 impl Pay1stConfig {
     /// Variables: `PAY1ST_API_URL` (always required: hosts are not published),
     /// `PAY1ST_API_KEY`, `PAY1ST_API_SECRET`, `PAY1ST_SIGNING_KEY`, `PAY1ST_COUNTRY_CODE`;
-    /// optional `PAY1ST_CALLBACK_URL`, `PAY1ST_WEBHOOK_URL`. The [EXT] EMV field is on only
+    /// optional `PAY1ST_CALLBACK_URL`, `PAY1ST_WEBHOOK_URL`. The \[EXT\] EMV field is on only
     /// for [`Environment::Sandbox`].
     ///
     /// # Errors
@@ -310,7 +310,7 @@ pub fn create_request(
     Ok(r)
 }
 
-/// [EXT] `GET /api/pay1st/payments?partnerReference=<ours>` (unsigned; sign with [`signed`]).
+/// \[EXT\] `GET /api/pay1st/payments?partnerReference=<ours>` (unsigned; sign with [`signed`]).
 pub fn lookup_request(reference: &Reference) -> HttpRequest {
     let mut r = HttpRequest::get(format!(
         "/api/pay1st/payments?partnerReference={}",
@@ -320,7 +320,7 @@ pub fn lookup_request(reference: &Reference) -> HttpRequest {
     r
 }
 
-/// [EXT] `GET /api/pay1st/payments/{reference}` by Pay1st's own reference.
+/// \[EXT\] `GET /api/pay1st/payments/{reference}` by Pay1st's own reference.
 pub fn get_request(gateway_reference: &str) -> HttpRequest {
     let mut r = HttpRequest::get(format!("/api/pay1st/payments/{}", pct(gateway_reference)));
     r.set_header("Content-Type", CT_PAYMENT.into());

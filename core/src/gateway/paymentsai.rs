@@ -3,12 +3,12 @@
 //! - Auth: `Authorization: ApiKey <accountId>_<apiKey>_<apiKeyId>` (§2.2) on every call; all
 //!   paths are organization scoped: `/v1/public-api/organizations/{organizationId}/…`.
 //! - Sale / pre-auth: `POST …/transactions {type, currency, amount, idempotencyKey,
-//!   paymentInstruction:{emv:{iccData, entryMode}} [EXT], metadata}` → **201 even when
-//!   declined** (§2.3): `result` decides. `emvResponse:{arc, issuerAuthData?, scripts?}` [EXT].
+//!   paymentInstruction:{emv:{iccData, entryMode}} \[EXT\], metadata}` → **201 even when
+//!   declined** (§2.3): `result` decides. `emvResponse:{arc, issuerAuthData?, scripts?}` \[EXT\].
 //! - `idempotencyKey` = our [`Reference`]: a repeat returns the original transaction, so a
 //!   sale whose outcome is unknown may be re-sent with the same key (the edge does, bounded).
 //! - Amounts are decimal major units (`47.77`), written and read as exact text.
-//! - Decline reasons are not exposed (§2.3): a decline has no code unless the [EXT] EMV
+//! - Decline reasons are not exposed (§2.3): a decline has no code unless the \[EXT\] EMV
 //!   response carries an ARC.
 
 use serde::{Deserialize, Serialize};
@@ -137,7 +137,7 @@ fn valid_key(r: &Reference) -> bool {
     !r.0.is_empty() && r.0.chars().count() <= MAX_IDEMPOTENCY_KEY
 }
 
-/// `POST …/transactions` for a sale or pre-authorization with the [EXT] EMV instruction.
+/// `POST …/transactions` for a sale or pre-authorization with the \[EXT\] EMV instruction.
 /// Rebuilding it for a retry gives the same bytes, so the idempotent repeat matches.
 ///
 /// # Errors
@@ -183,7 +183,7 @@ pub fn authorize_request(
     Ok(cfg.authed(HttpRequest::post_json(cfg.org_path("/transactions"), body)))
 }
 
-/// Capture: a second transaction `type:"sale"` linked by `parentTransactionId` ([I] field,
+/// Capture: a second transaction `type:"sale"` linked by `parentTransactionId` (\[I\] field,
 /// §2.3), keyed by the capture's own reference.
 ///
 /// # Errors
@@ -222,7 +222,7 @@ pub fn refund_request(cfg: &PaiConfig, req: &RefundRequest) -> HttpRequest {
     ))
 }
 
-/// [I]/[EXT] `POST …/transactions/{id}/void` (no void endpoint is documented, §2.3).
+/// \[I\]/\[EXT\] `POST …/transactions/{id}/void` (no void endpoint is documented, §2.3).
 pub fn void_request(cfg: &PaiConfig, req: &VoidRequest) -> HttpRequest {
     cfg.authed(HttpRequest::post_json(
         cfg.org_path(&format!("/transactions/{}/void", pct(&req.gateway_id))),
@@ -237,8 +237,8 @@ pub fn get_request(cfg: &PaiConfig, gateway_id: &str) -> HttpRequest {
     ))
 }
 
-/// [I] `GET …/transactions?idempotencyKey=<reference>`: lookup by our reference. The real
-/// API's list filter syntax is [GAP]; the sandbox serves this form.
+/// \[I\] `GET …/transactions?idempotencyKey=<reference>`: lookup by our reference. The real
+/// API's list filter syntax is \[GAP\]; the sandbox serves this form.
 pub fn lookup_request(cfg: &PaiConfig, reference: &Reference) -> HttpRequest {
     cfg.authed(HttpRequest::get(cfg.org_path(&format!(
         "/transactions?idempotencyKey={}",
@@ -271,7 +271,7 @@ pub struct PaiTxn {
     amount: Option<Box<RawValue>>,
     /// Currency.
     pub currency: Option<String>,
-    /// The key it was created with (sandbox; [I] upstream).
+    /// The key it was created with (sandbox; \[I\] upstream).
     #[serde(rename = "idempotencyKey")]
     pub idempotency_key: Option<String>,
     #[serde(rename = "emvResponse")]

@@ -199,7 +199,7 @@ pub fn parse_decimal(raw: &str, currency: &str) -> Option<Money> {
 }
 
 /// Reads the issuer's EMV response from a BER-TLV buffer (`8A`, `91`, `71`/`72`, `89`), as
-/// Number's `AcquirerResponseEMV` carries it (§4.4 [EXT]). `None` when the buffer does not
+/// Number's `AcquirerResponseEMV` carries it (§4.4 \[EXT\]). `None` when the buffer does not
 /// parse or has no `8A` of two bytes.
 pub fn issuer_from_tlv(data: &[u8]) -> Option<IssuerResponse> {
     let mut out = IssuerResponse::default();

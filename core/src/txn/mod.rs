@@ -55,7 +55,7 @@ pub struct TxnConfig {
     /// sale is stored and forwarded), `false` sends `Z3` (decline). Store-and-forward limits
     /// are the relay's business; the default declines.
     pub offline_fallback: bool,
-    /// How Continue Transaction data is sent ([GAP] in the VIPA notes: `E0` or bare).
+    /// How Continue Transaction data is sent (\[GAP\] in the VIPA notes: `E0` or bare).
     pub continue_form: ContinueForm,
     /// Terminal country (9F1A), ISO 3166 numeric.
     pub country_code: u16,
@@ -79,7 +79,7 @@ impl Default for TxnConfig {
     }
 }
 
-/// How the application is chosen when the card has several ([GAP] in the notes: the
+/// How the application is chosen when the card has several (\[GAP\] in the notes: the
 /// decision is sent back as `E0{84 AID}`; the simulator also accepts an index).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AppChoice {

@@ -1,4 +1,4 @@
-//! Thin tokio drivers around the sans-IO [`SimReader`]: they own the clock and the I/O and do
+//! Thin tokio drivers around the sans-IO [`SimReader`](crate::reader::SimReader): they own the clock and the I/O and do
 //! nothing but move bytes, fire timers and forward control commands.
 //!
 //! - [`run_pty`]: a pseudo-terminal the bridge opens like a USB-serial reader ([`pty`]);

@@ -11,8 +11,8 @@
 //! The link layer has no ACK/NAK, no sequence bit and no retransmission (§1.2): a bad frame is
 //! reported and dropped; recovery (Abort / Reset) belongs to the layer above.
 //!
-//! [`view`] holds one frame's wire rules; [`deframer`] builds on them; this module only
-//! re-exports both.
+//! The `view` module holds one frame's wire rules; the `deframer` builds on them; this module
+//! only re-exports both.
 
 mod deframer;
 mod view;

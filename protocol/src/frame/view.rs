@@ -75,7 +75,7 @@ impl Pcb {
 }
 
 /// Why bytes are not a valid frame or message. Offsets are from the first byte of the frame
-/// (for [`Inbound::Corrupt`], of the first skipped byte).
+/// (for [`Inbound::Corrupt`](super::Inbound::Corrupt), of the first skipped byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// Fewer bytes than the header or than LEN announces.
