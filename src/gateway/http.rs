@@ -241,7 +241,14 @@ async fn reverse<G: ReversalOps>(
     loop {
         step = match step {
             Step::Done(r) => {
-                tracing::info!(%dialect, reference = %req.reference, result = ?r, "gateway reversal");
+                match &r {
+                    ReversalResult::Failed { reason } => {
+                        tracing::warn!(%dialect, reference = %req.reference, reason = %reason, "gateway reversal failed; still due")
+                    }
+                    done => {
+                        tracing::info!(%dialect, reference = %req.reference, result = ?done, "gateway reversal")
+                    }
+                }
                 return r;
             }
             Step::LookUp => {

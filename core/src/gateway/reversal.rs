@@ -16,7 +16,7 @@
 use crate::money::Money;
 use crate::txn::host::{ReversalRequest, ReversalResult};
 
-use super::ops::{OpResult, RefundRequest, StatusResult, TxnState, VoidRequest};
+use super::ops::{OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest};
 
 /// What differs per dialect in the reversal flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,16 +121,14 @@ impl Reversal {
     pub fn on_status(&mut self, status: StatusResult, undo: Undo) -> Step {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         if let Phase::Confirming { reason } = phase {
-            return Step::Done(match settled(&status) {
-                Some(ReversalResult::Reversed) => ReversalResult::Reversed,
+            return Step::Done(match approved(status) {
+                Err(ReversalResult::Reversed) => ReversalResult::Reversed,
                 _ => ReversalResult::Failed { reason },
             });
         }
-        if let Some(done) = settled(&status) {
-            return Step::Done(done);
-        }
-        let StatusResult::Found(t) = status else {
-            unreachable!("settled() decides every status but an approved one")
+        let t = match approved(status) {
+            Ok(t) => t,
+            Err(done) => return Step::Done(done),
         };
         let gateway_id = t.gateway_id;
         let reference = self.req.reference.clone();
@@ -176,21 +174,19 @@ impl Reversal {
     }
 }
 
-/// The result a looked-up state settles by itself; `None` for an approved transaction, which
-/// must be undone.
-fn settled(status: &StatusResult) -> Option<ReversalResult> {
+/// The approved transaction a lookup found, which must be undone; or the result the looked-up
+/// state settles by itself.
+fn approved(status: StatusResult) -> Result<TxnStatus, ReversalResult> {
     match status {
-        StatusResult::NotFound => Some(ReversalResult::NotFound),
-        StatusResult::Unknown { reason } => Some(ReversalResult::Failed {
-            reason: reason.clone(),
-        }),
+        StatusResult::NotFound => Err(ReversalResult::NotFound),
+        StatusResult::Unknown { reason } => Err(ReversalResult::Failed { reason }),
         StatusResult::Found(t) => match t.state {
-            TxnState::Voided | TxnState::Refunded => Some(ReversalResult::Reversed),
-            TxnState::Declined => Some(ReversalResult::NotFound),
-            TxnState::Pending => Some(ReversalResult::Failed {
+            TxnState::Voided | TxnState::Refunded => Err(ReversalResult::Reversed),
+            TxnState::Declined => Err(ReversalResult::NotFound),
+            TxnState::Pending => Err(ReversalResult::Failed {
                 reason: "transaction still pending".into(),
             }),
-            TxnState::Approved => None,
+            TxnState::Approved => Ok(t),
         },
     }
 }
@@ -198,7 +194,6 @@ fn settled(status: &StatusResult) -> Option<ReversalResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::ops::TxnStatus;
     use crate::txn::host::{Reference, ReversalReason};
 
     fn req(id: Option<&str>) -> ReversalRequest {

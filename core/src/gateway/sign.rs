@@ -7,7 +7,9 @@ use sha2::Sha256;
 
 /// Lowercase hex HMAC-SHA256 of `msg` under `key`.
 pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
-    hex::encode(mac(key, msg).finalize().into_bytes())
+    mac(key, msg)
+        .map(|m| hex::encode(m.finalize().into_bytes()))
+        .unwrap_or_default()
 }
 
 /// Whether `sig` (hex, either case, surrounding whitespace ignored) is the HMAC-SHA256 of
@@ -16,14 +18,15 @@ pub fn verify_hmac_sha256_hex(key: &[u8], msg: &[u8], sig: &str) -> bool {
     let Ok(sig) = hex::decode(sig.trim()) else {
         return false;
     };
-    mac(key, msg).verify_slice(&sig).is_ok()
+    mac(key, msg).is_some_and(|m| m.verify_slice(&sig).is_ok())
 }
 
-fn mac(key: &[u8], msg: &[u8]) -> Hmac<Sha256> {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail for HMAC-SHA256.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+/// The MAC of `msg` under `key`. HMAC takes keys of any length, so `None` never happens with
+/// HMAC-SHA256; it is handled (empty signature, failed check) rather than unwrapped.
+fn mac(key: &[u8], msg: &[u8]) -> Option<Hmac<Sha256>> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
     m.update(msg);
-    m
+    Some(m)
 }
 
 /// The PaymentsAI webhook signature: hex HMAC-SHA256 of the raw body, keyed with the webhook

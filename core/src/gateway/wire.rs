@@ -259,7 +259,7 @@ pub(crate) fn pct(s: &str) -> String {
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, UTC). Times outside the
 /// years 0000–9999 are clamped to those bounds (the format has four year digits).
 pub fn iso8601(unix: i64) -> String {
-    use time::macros::{datetime, format_description};
+    use time::macros::datetime;
     use time::OffsetDateTime;
     const FIRST: OffsetDateTime = datetime!(0000-01-01 00:00:00 UTC);
     const LAST: OffsetDateTime = datetime!(9999-12-31 23:59:59 UTC);
@@ -268,8 +268,13 @@ pub fn iso8601(unix: i64) -> String {
         Err(_) if unix < 0 => FIRST,
         Err(_) => LAST,
     };
-    t.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .expect("a UTC date-time of the years 0000-9999 always formats")
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
