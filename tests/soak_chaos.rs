@@ -50,7 +50,9 @@ fn invariants(f: &Value, sales: u64) {
 
 #[test]
 fn crash_anywhere_200_sales_with_sigkill() {
-    let f = soak(&["--sales", "200", "--seed", "11", "--kill", "0.4"]);
+    // 45 % aimed: a kill aimed after the outcome races the sale's own exit, so some miss, more
+    // so on a loaded machine; this rate keeps well over 50 landed (62–67 measured alone).
+    let f = soak(&["--sales", "200", "--seed", "11", "--kill", "0.45"]);
     invariants(&f, 200);
     let landed = f["kills_landed"].as_object().unwrap();
     let kills: u64 = landed.values().map(|v| v.as_u64().unwrap()).sum();
