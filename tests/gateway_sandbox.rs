@@ -53,6 +53,7 @@ fn number_cfg(gw: &SandboxHandle, token: &str) -> NumberConfig {
         hmac_secret: Secret::new("sandbox-hmac-secret"),
         merch_id: None,
         currency: "USD".into(),
+        emv_extension: true,
     }
 }
 
@@ -68,6 +69,9 @@ fn pai(gw: &SandboxHandle, s: HttpSettings) -> PaiGateway {
             base_url: format!("{}/pai", gw.url()),
             organization_id: "org_sandbox".into(),
             api_key: Secret::new("acc_sandbox_key_sandbox0001_kid_sandbox0001"),
+            website_id: "web_sandbox".into(),
+            customer_id: "cus_sandbox".into(),
+            emv_extension: true,
         },
         s,
     )
@@ -224,15 +228,15 @@ async fn number_sale_decline_nsf_refund_void_status() {
 
     // Status by our reference.
     assert_eq!(
-        found(&g.status(&Reference("n-ok".into())).await),
+        found(&g.status(&Reference("n-ok".into()), None).await),
         (id.clone(), TxnState::Approved)
     );
     assert_eq!(
-        found(&g.status(&Reference("n-nsf".into())).await).1,
+        found(&g.status(&Reference("n-nsf".into()), None).await).1,
         TxnState::Declined
     );
     assert_eq!(
-        g.status(&Reference("n-none".into())).await,
+        g.status(&Reference("n-none".into()), None).await,
         StatusResult::NotFound
     );
 
@@ -260,7 +264,7 @@ async fn number_sale_decline_nsf_refund_void_status() {
         .await;
     assert_eq!(v, OpResult::Done { gateway_id: id2 });
     assert_eq!(
-        found(&g.status(&Reference("n-void".into())).await).1,
+        found(&g.status(&Reference("n-void".into()), None).await).1,
         TxnState::Voided
     );
     let v = g
@@ -316,7 +320,7 @@ async fn number_faults_hang_drop_5xx() {
     // An orphan until the bridge looks it up (a lookup counts as reconciling, §4.7).
     assert_eq!(no_orphans(&gw).await, 409);
     assert_eq!(
-        found(&g.status(&Reference("n-lost".into())).await).1,
+        found(&g.status(&Reference("n-lost".into()), None).await).1,
         TxnState::Approved
     );
     let rv = g.reverse(&reversal("n-lost", None, 2500, "USD")).await;
@@ -341,7 +345,7 @@ async fn number_faults_hang_drop_5xx() {
     assert!(matches!(r, AuthorizationResult::Unknown { .. }), "{r:?}");
     assert!(ledger(&gw, "n-503").await.is_empty(), "no re-send");
     assert_eq!(
-        g.status(&Reference("n-503".into())).await,
+        g.status(&Reference("n-503".into()), None).await,
         StatusResult::NotFound
     );
     assert_eq!(
@@ -443,15 +447,15 @@ async fn pai_sale_decline_nsf_refund_void_status() {
     assert_eq!(&arc, b"51");
 
     assert_eq!(
-        found(&g.status(&Reference("p-ok".into())).await),
+        found(&g.status(&Reference("p-ok".into()), None).await),
         (id.clone(), TxnState::Approved)
     );
     assert_eq!(
-        found(&g.status(&Reference("p-nsf".into())).await).1,
+        found(&g.status(&Reference("p-nsf".into()), None).await).1,
         TxnState::Declined
     );
     assert_eq!(
-        g.status(&Reference("p-none".into())).await,
+        g.status(&Reference("p-none".into()), None).await,
         StatusResult::NotFound
     );
 
@@ -478,7 +482,7 @@ async fn pai_sale_decline_nsf_refund_void_status() {
         .await;
     assert!(matches!(v, OpResult::Done { .. }), "{v:?}");
     assert_eq!(
-        found(&g.status(&Reference("p-pre".into())).await).1,
+        found(&g.status(&Reference("p-pre".into()), None).await).1,
         TxnState::Voided
     );
     let mut pre2 = request(&mut c, "p-pre2", 1000, "USD");
@@ -549,7 +553,7 @@ async fn pai_faults_idempotent_retry_and_reconcile() {
         .await;
     assert!(matches!(r, AuthorizationResult::Unknown { .. }), "{r:?}");
     assert_eq!(
-        found(&once.status(&Reference("p-lost2".into())).await).1,
+        found(&once.status(&Reference("p-lost2".into()), None).await).1,
         TxnState::Approved
     );
     assert_eq!(
@@ -588,15 +592,15 @@ async fn pay1st_sale_decline_nsf_status_and_limits() {
     );
 
     assert_eq!(
-        found(&g.status(&Reference("q-ok".into())).await),
+        found(&g.status(&Reference("q-ok".into()), None).await),
         (id.clone(), TxnState::Approved)
     );
     assert_eq!(
-        found(&g.status(&Reference("q-nsf".into())).await).1,
+        found(&g.status(&Reference("q-nsf".into()), None).await).1,
         TxnState::Declined
     );
     assert_eq!(
-        g.status(&Reference("q-none".into())).await,
+        g.status(&Reference("q-none".into()), None).await,
         StatusResult::NotFound
     );
 
@@ -675,7 +679,7 @@ async fn pay1st_faults_duplicate_reference_resolves() {
     assert!(matches!(r, AuthorizationResult::Unknown { .. }), "{r:?}");
     assert!(t0.elapsed() < Duration::from_millis(2500));
     assert_eq!(
-        once.status(&Reference("q-hang".into())).await,
+        once.status(&Reference("q-hang".into()), None).await,
         StatusResult::NotFound
     );
     gw.shutdown().await;

@@ -329,7 +329,7 @@ async fn gateway_check(gw: GatewayConfig, s: &Setup, r: &mut Report) {
             };
             match crate::gateway::connect(other, http) {
                 Err(e) => Err(e.to_string()),
-                Ok(g) => match g.status(&probe_reference()).await {
+                Ok(g) => match g.status(&probe_reference(), None).await {
                     StatusResult::NotFound => Ok(format!("{what} answered (not found)")),
                     StatusResult::Found(_) => Ok(format!("{what} answered")),
                     StatusResult::Unknown { reason } => Err(format!("{what} failed: {reason}")),
