@@ -76,7 +76,7 @@ pub struct NumberConfig {
     pub acct_code: String,
     /// The 32-hex `Token` accepted by `/Authenticate`.
     pub token: String,
-    /// `ThisUser.UserID`, the third part of the PCI-mode SessKey.
+    /// `ThisUser.ID` (an integer in the definition), the third part of the PCI-mode SessKey.
     pub user_id: String,
     /// HMAC secret of the PCI-mode SessKey.
     pub hmac_secret: String,

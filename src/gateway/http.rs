@@ -510,15 +510,30 @@ impl PaiGateway {
         paymentsai::classify_op(&ex)
     }
 
+    /// A void is a refund of the whole amount (Rebilly has no void): read the amount first.
     async fn do_void(&self, req: &VoidRequest) -> OpResult {
-        let ex = self
-            .http
-            .send(
-                &self.cfg.base_url,
-                &paymentsai::void_request(&self.cfg, req),
-            )
-            .await;
-        paymentsai::classify_op(&ex)
+        let txn = match self.find(&req.reference, Some(&req.gateway_id)).await {
+            (_, Some(t)) => t,
+            (StatusResult::NotFound, None) => return OpResult::NotFound,
+            (StatusResult::Unknown { reason }, None) => {
+                tracing::warn!(reason = %reason, "paymentsai: transaction unreadable before void");
+                return OpResult::Unavailable { reason };
+            }
+            (StatusResult::Found(_), None) => {
+                return OpResult::Unavailable {
+                    reason: "paymentsai: transaction unreadable".into(),
+                }
+            }
+        };
+        match paymentsai::void_request(&self.cfg, req, &txn) {
+            Err(reason) => OpResult::Unavailable {
+                reason: reason.into(),
+            },
+            Ok(http) => {
+                let ex = self.http.send(&self.cfg.base_url, &http).await;
+                paymentsai::classify_op(&ex)
+            }
+        }
     }
 
     async fn lookup(&self, reference: &Reference) -> (StatusResult, Option<paymentsai::PaiTxn>) {

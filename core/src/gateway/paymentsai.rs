@@ -305,12 +305,31 @@ pub fn refund_request(cfg: &PaiConfig, req: &RefundRequest) -> HttpRequest {
     ))
 }
 
-/// A void, as Rebilly defines one: `POST …/transactions/{id}/refund {}` — without an amount
-/// the whole refundable amount goes back (PAI's refund page: "If you omit this field…").
-pub fn void_request(cfg: &PaiConfig, req: &VoidRequest) -> HttpRequest {
-    cfg.authed(HttpRequest::post_json(
-        cfg.org_path(&format!("/transactions/{}/refund", pct(&req.gateway_id))),
-        b"{}".to_vec(),
+/// A void, as Rebilly defines one: `POST …/transactions/{id}/refund {amount}` of the whole
+/// amount of `txn` (the transaction as [`get_request`] returned it). PAI's page makes the
+/// amount optional, Rebilly's `PostTransactionRefund` requires it: it is always sent.
+///
+/// # Errors
+/// A reason (nothing sent) when `txn` is not the transaction or has no readable amount.
+pub fn void_request(
+    cfg: &PaiConfig,
+    req: &VoidRequest,
+    txn: &PaiTxn,
+) -> Result<HttpRequest, &'static str> {
+    if txn.id.as_deref() != Some(req.gateway_id.as_str()) {
+        return Err("paymentsai: void of another transaction");
+    }
+    let amount = txn
+        .amount()
+        .filter(|a| a.minor() > 0)
+        .ok_or("paymentsai: transaction without a readable amount")?;
+    Ok(refund_request(
+        cfg,
+        &RefundRequest {
+            reference: req.reference.clone(),
+            gateway_id: req.gateway_id.clone(),
+            amount,
+        },
     ))
 }
 
@@ -344,6 +363,10 @@ fn unwrapped(body: &[u8]) -> &[u8] {
     struct Wrapped<'a> {
         #[serde(borrow)]
         data: &'a RawValue,
+    }
+    // Only an object can be a wrapper (serde would read an array as a struct's fields).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return body;
     }
     match serde_json::from_slice::<Wrapped>(body) {
         Ok(w) => w.data.get().as_bytes(),
@@ -889,21 +912,6 @@ mod tests {
                 gateway_id: "txn_9".into()
             }
         );
-        // Void = refund without an amount (Rebilly has no void).
-        let v = void_request(
-            &c,
-            &VoidRequest {
-                reference: Reference("r".into()),
-                gateway_id: "txn_1".into(),
-            },
-        );
-        assert_eq!(
-            (v.path.as_str(), &v.body[..]),
-            (
-                "/v1/public-api/organizations/org_sandbox/transactions/txn_1/refund",
-                &b"{}"[..]
-            )
-        );
         let auth = parse_txn(br#"{"id":"txn_1","type":"authorize","status":"waiting-capture","result":"approved","amount":10,"currency":"EUR","customerId":"cus_9","paymentInstrument":{"method":"payment-card","paymentInstrumentId":"inst_1"}}"#).unwrap();
         let capture = CaptureRequest {
             reference: Reference("cap-1".into()),
@@ -927,7 +935,12 @@ mod tests {
             "/v1/public-api/organizations/org_sandbox/transactions?filter=requestId%3Aref-9_x&limit=100"
         );
         assert!(lookup_request(&c, &Reference("a b/c".into())).is_none());
-        // Rebilly answers a list as a bare array.
+        // Rebilly answers a list as a bare array (one element: never mistaken for a wrapper).
+        let one = r#"[{"id":"txn_s","type":"sale","requestId":"k","amount":1,"currency":"USD","status":"completed","result":"approved"}]"#;
+        assert!(matches!(
+            classify_lookup(&reply(200, one), &Reference("k".into())).0,
+            StatusResult::Found(_)
+        ));
         let list = r#"[{"id":"txn_r","type":"refund","requestId":"k"},{"id":"txn_s","type":"sale","requestId":"k","amount":12.34,"currency":"USD","status":"voided","result":"approved"}]"#;
         let (s, t) = classify_lookup(&reply(200, list), &Reference("k".into()));
         assert_eq!(
