@@ -375,7 +375,6 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
         amount_minor: Some(amount),
         client_ref: Some(pref.clone()),
     };
-    let host = req.host.clone();
     core.with_faults(
         key,
         |s| error(s, "INTERNAL_ERROR", "server error"),
@@ -517,12 +516,21 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             if final_state {
                 webhook(c, &reference);
             }
-            let mut v = render(c, &reference).unwrap_or(Value::Null);
-            // [EXT] the sandbox's hosted checkout page (the create reply's redirect is not in
-            // the official excerpts).
-            v["checkoutUrl"] = json!(format!(
-                "http://{host}/pay1st/checkout?reference={reference}"
-            ));
+            // "returns payment identification information": the identifying fields the
+            // status query echoes (the full echo is the query's). The hosted checkout page is
+            // the sandbox's: `GET /pay1st/checkout?reference=…`.
+            let full = render(c, &reference).unwrap_or(Value::Null);
+            let mut v = json!({});
+            for k in [
+                "reference",
+                "partnerReference",
+                "countryCode",
+                "currencyCode",
+                "amount",
+                "status",
+            ] {
+                v[k] = full[k].clone();
+            }
             Exec {
                 resp: SimResponse::json(201, &v),
                 committed: vec![reference],
