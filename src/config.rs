@@ -703,11 +703,11 @@ mod tests {
         let tight = write(
             &d,
             "tight.env",
-            "API_KEY=abc\nORGANIZATION_ID=org_1\nPAI_WEBHOOK_SECRET=w\n",
+            "API_KEY=abc\nORGANIZATION_ID=org_1\nWEBSITE_ID=web_1\nCUSTOMER_ID=cus_1\nPAI_WEBHOOK_SECRET=w\n",
             0o600,
         );
         if !inside_git_tree(&tight) {
-            assert_eq!(read_secrets_file(&tight).unwrap().len(), 3);
+            assert_eq!(read_secrets_file(&tight).unwrap().len(), 5);
             let cfg = write(
                 &d,
                 "ok.toml",

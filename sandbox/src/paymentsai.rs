@@ -530,7 +530,10 @@ fn render(core: &SimState, id: &str) -> Option<Value> {
     Some(v)
 }
 
-/// Queues the PAI webhook for `id` to the registered destinations (or the configured URL).
+/// Queues the PAI webhook for `id` to the registered destinations (or the configured URL),
+/// signed with hex HMAC-SHA256 of the raw body under the webhook secret. The scheme is
+/// inferred (gateways.md §2.4): Rebilly's webhook schemas define no signature header (none /
+/// basic / digest), while PaymentsAI's go-live runbook requires HMAC verification.
 fn webhook(state: &mut SimState, id: &str, event: &str) {
     let Some(meta) = render(state, id) else {
         return;
