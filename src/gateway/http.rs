@@ -525,6 +525,16 @@ impl PaiGateway {
                 }
             }
         };
+        // Rebilly's refund voids an open authorization; on a sale it would be a refund, which
+        // is not what a void asks for.
+        if txn.kind.as_deref() != Some("authorize") {
+            return OpResult::Refused {
+                code: None,
+                reason:
+                    "paymentsai: only an uncaptured authorization can be voided; a sale is refunded"
+                        .into(),
+            };
+        }
         match paymentsai::void_request(&self.cfg, req, &txn) {
             Err(reason) => OpResult::Unavailable {
                 reason: reason.into(),
