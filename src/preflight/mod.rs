@@ -8,8 +8,8 @@
 //! | configuration | the TOML parses, environment and dialect are set |
 //! | credentials present | every required variable of the dialect (and its webhook secrets) is set; values never printed |
 //! | credentials not in the repository | the secrets file (if any) is owner-only and outside any git work tree |
-//! | gateway reachable and authenticated | an authenticated call that creates nothing: Number `Authenticate`; PAI a transaction lookup by a random reference; Pay1st a token and a signed lookup (not found = pass) |
-//! | gateway replies match the official definitions | per dialect, the money-free operations exercised above (and Number's query, Pay1st's refresh) and whether each reply had the shape its official definition gives ([`contract`]) |
+//! | gateway reachable and authenticated | an authenticated call that creates nothing: Number `Authenticate`; PAI a transaction lookup by a random reference; Pay1st a token and a signed lookup by a Pay1st-style reference (not found = pass) |
+//! | gateway replies match the official definitions | per dialect, the money-free operations exercised above (and Number's query, Pay1st's refresh) and whether each reply had the shape its official definition gives (`preflight::contract`) |
 //! | webhook endpoint | a signed [`TEST_EVENT_TYPE`] event must get 200, a badly signed one 401 (the configured URL, else the receiver in-process on loopback); Number has no webhooks |
 //! | scenario: … | simulated reader + sandbox gateway with the configured dialect: approved, declined, insufficient funds, card removed, timeout → reversal, then `/_sim/assert/no_orphans` |
 //! | journal writable / integrity | a probe row written and deleted in one transaction; `PRAGMA integrity_check`, WAL + `synchronous=FULL` |
