@@ -1166,3 +1166,71 @@ fn invented_shapes_fail_the_contract() {
     let refresh = "/paths/~1api~1pay1st~1auth~1refresh/post/x-headers/Accept";
     assert!(!violations(&pay1st, refresh, &json!("application/json"), &[]).is_empty());
 }
+
+/// The key exchange (`emvbridge keys exchange`) as PaymentsAI's api-key-generation page
+/// defines it: `PATCH /v1/accounts/public-api/{accountId}` with the temporal key and
+/// `{"secret"}` under the secrets policy. The request is captured on loopback as sent.
+#[tokio::test]
+async fn paymentsai_key_exchange_request_follows_the_pages() {
+    use std::sync::{Arc, Mutex};
+    let pai = spec("paymentsai/paymentsai-public-api.transcribed.yaml");
+    type Seen = Arc<Mutex<Option<(String, String, axum::http::HeaderMap, Bytes)>>>;
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: Bytes| {
+            let s2 = s2.clone();
+            async move {
+                *s2.lock().unwrap() =
+                    Some((method.to_string(), uri.path().to_owned(), headers, body));
+                (axum::http::StatusCode::UNAUTHORIZED, "{}")
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let _ = emvbridge::keys::exchange(
+        &reqwest::Client::new(),
+        &format!("http://{addr}"),
+        "acc_contract",
+        &Secret::new("tmp_contract_key"),
+        &Secret::new("ContractSecret2026"),
+    )
+    .await;
+    server.abort();
+    let (method, path, headers, body) = seen.lock().unwrap().take().expect("a request");
+    let template = "/v1/accounts/public-api/{accountId}";
+    assert_eq!(method, "PATCH");
+    assert_eq!(path, template.replace("{accountId}", "acc_contract"));
+    let op_ptr = format!("/paths/{}/patch", tok(template));
+    let op = pai.pointer(&op_ptr).unwrap();
+    let scheme = op["security"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let pattern = pai["components"]["securitySchemes"][&scheme]["x-value-pattern"]
+        .as_str()
+        .unwrap();
+    let auth = headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(
+        regex_match(pattern, auth),
+        "Authorization does not match {pattern}"
+    );
+    assert!(headers
+        .get("content-type")
+        .is_some_and(|c| c.to_str().unwrap().starts_with("application/json")));
+    let b: Value = serde_json::from_slice(&body).unwrap();
+    check(
+        &pai,
+        &format!("{op_ptr}/requestBody/content/application~1json/schema"),
+        &b,
+        "key exchange request",
+    );
+}
