@@ -291,6 +291,9 @@ pub fn variables(d: Dialect, env: Environment) -> Vec<(&'static str, bool, bool)
             ("API_URL", false, sandbox),
             ("API_KEY", true, true),
             ("ORGANIZATION_ID", false, true),
+            ("WEBSITE_ID", false, true),
+            ("CUSTOMER_ID", false, true),
+            ("PAI_EMV_EXTENSION", false, false),
         ],
         Dialect::Number => vec![
             ("NUMBER_API_URL", false, sandbox),
@@ -300,6 +303,8 @@ pub fn variables(d: Dialect, env: Environment) -> Vec<(&'static str, bool, bool)
             ("NUMBER_USER_ID", false, true),
             ("NUMBER_MERCH_ID", false, false),
             ("NUMBER_CURRENCY", false, false),
+            ("NUMBER_BASE_PATH", false, false),
+            ("NUMBER_EMV_EXTENSION", false, false),
         ],
         Dialect::Pay1st => vec![
             ("PAY1ST_API_URL", false, true),
@@ -309,6 +314,7 @@ pub fn variables(d: Dialect, env: Environment) -> Vec<(&'static str, bool, bool)
             ("PAY1ST_COUNTRY_CODE", false, true),
             ("PAY1ST_CALLBACK_URL", false, false),
             ("PAY1ST_WEBHOOK_URL", false, false),
+            ("PAY1ST_EMV_EXTENSION", false, false),
         ],
     }
 }
@@ -697,11 +703,11 @@ mod tests {
         let tight = write(
             &d,
             "tight.env",
-            "API_KEY=abc\nORGANIZATION_ID=org_1\nPAI_WEBHOOK_SECRET=w\n",
+            "API_KEY=abc\nORGANIZATION_ID=org_1\nWEBSITE_ID=web_1\nCUSTOMER_ID=cus_1\nPAI_WEBHOOK_SECRET=w\n",
             0o600,
         );
         if !inside_git_tree(&tight) {
-            assert_eq!(read_secrets_file(&tight).unwrap().len(), 3);
+            assert_eq!(read_secrets_file(&tight).unwrap().len(), 5);
             let cfg = write(
                 &d,
                 "ok.toml",

@@ -251,7 +251,13 @@ async fn act(
     };
     // Reload before acting: the event's own body may be stale or reordered.
     let reloaded = match (&entry, r.gateway(dialect)) {
-        (Some(e), Some(g)) => Some(g.status(&Reference(e.reference.clone())).await),
+        (Some(e), Some(g)) => Some(
+            g.status(
+                &Reference(e.reference.clone()),
+                e.gateway_id.as_deref().or(gateway_id.as_deref()),
+            )
+            .await,
+        ),
         _ => None,
     };
     if let Some(StatusResult::Unknown { .. }) = reloaded {

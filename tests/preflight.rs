@@ -45,8 +45,8 @@ fn write(path: &Path, text: &str, mode: u32) {
 fn pai_setup(d: &Path, gw: &SandboxHandle, secrets_mode: u32, with_key: bool) -> PathBuf {
     let defaults = SandboxConfig::default();
     let mut secrets = format!(
-        "ORGANIZATION_ID={}\nPAI_WEBHOOK_SECRET=whsec_preflight_test\n",
-        defaults.pai.organization_id
+        "ORGANIZATION_ID={}\nWEBSITE_ID={}\nCUSTOMER_ID={}\nPAI_WEBHOOK_SECRET=whsec_preflight_test\n",
+        defaults.pai.organization_id, defaults.pai.website_id, defaults.pai.customer_id
     );
     if with_key {
         secrets.push_str(&format!("API_KEY={}\n", defaults.pai.stage_credential()));
@@ -128,6 +128,12 @@ fn sandbox_environment_passes_end_to_end() {
             .unwrap()
     };
     assert!(detail(items::GATEWAY).contains("(not found)"), "{v:#}");
+    // The operation exercised, and that its reply had the definition's shape.
+    assert!(
+        detail(items::CONTRACT)
+            .contains("GET transactions?filter=requestId: matched (a bare array"),
+        "{v:#}"
+    );
     assert!(
         detail(items::WEBHOOK).contains("signed test event 200, bad signature 401"),
         "{v:#}"
@@ -334,9 +340,23 @@ async fn number_and_pay1st_pass_with_their_skips() {
                 "{}",
                 r.text()
             );
+            assert!(
+                status(&r, items::CONTRACT).1.contains(
+                    "auth/refresh: matched (accessToken, refreshToken); payments?reference (Query Payment Status): matched"
+                ),
+                "{}",
+                r.text()
+            );
         } else {
             assert!(
                 status(&r, items::GATEWAY).1.contains("Authenticate"),
+                "{}",
+                r.text()
+            );
+            assert!(
+                status(&r, items::CONTRACT).1.contains(
+                    "Authenticate: matched (AuthenticateResult, ThisUser.ID); Query/Transaction: matched (Transaction_QueryResult, NumRecords 0)"
+                ),
                 "{}",
                 r.text()
             );

@@ -189,6 +189,8 @@ impl Rig {
             (RelayState::Declined, None) => true,
             // Pay1st cannot reverse through its API: escalated, and the ledger shows why.
             (RelayState::Escalated, Some("approved")) => true,
+            // Pay1st, a lost reply before anything was charged: no lookup could tell.
+            (RelayState::Escalated, None) => true,
             _ => false,
         };
         assert!(
@@ -270,8 +272,11 @@ async fn fault_matrix(dialect: Dialect, name: &str) {
         let s = rig.state(reference);
         let committed = !reference.ends_with("-n");
         let expect = match (dialect, committed) {
+            // Pay1st is queried by its own reference, which a lost reply never brought: the
+            // crashed sale (its reply came) is found and escalated (no reversal API); a lost
+            // reply cannot be looked up at all and goes to an operator, committed or not.
+            (Dialect::Pay1st, _) => RelayState::Escalated,
             (_, false) => RelayState::NotFound,
-            (Dialect::Pay1st, true) => RelayState::Escalated,
             (_, true) => RelayState::Reversed,
         };
         assert_eq!(
@@ -282,7 +287,9 @@ async fn fault_matrix(dialect: Dialect, name: &str) {
         );
         rig.agree(reference).await;
     }
-    assert_eq!(rig.no_orphans().await, 200);
+    // Pay1st: the committed payments whose reply was lost stand for the operator.
+    let orphans = if dialect == Dialect::Pay1st { 409 } else { 200 };
+    assert_eq!(rig.no_orphans().await, orphans);
     // Nothing left for the resolver; the report lists only what cannot be settled.
     let unresolved: Vec<String> = rig
         .journal
@@ -292,7 +299,7 @@ async fn fault_matrix(dialect: Dialect, name: &str) {
         .map(|e| e.reference)
         .collect();
     if dialect == Dialect::Pay1st {
-        assert_eq!(unresolved.len(), 6, "{unresolved:?}");
+        assert_eq!(unresolved.len(), 9, "{unresolved:?}");
     } else {
         assert!(unresolved.is_empty(), "{unresolved:?}");
     }

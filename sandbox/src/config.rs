@@ -76,7 +76,7 @@ pub struct NumberConfig {
     pub acct_code: String,
     /// The 32-hex `Token` accepted by `/Authenticate`.
     pub token: String,
-    /// `ThisUser.UserID`, the third part of the PCI-mode SessKey.
+    /// `ThisUser.ID` (an integer in the definition), the third part of the PCI-mode SessKey.
     pub user_id: String,
     /// HMAC secret of the PCI-mode SessKey.
     pub hmac_secret: String,
@@ -122,6 +122,10 @@ pub enum IdemMismatch {
 pub struct PaiConfig {
     /// Organization the API key belongs to (`org_…`).
     pub organization_id: String,
+    /// The `websiteId` transactions must name (Rebilly `PostTransaction`).
+    pub website_id: String,
+    /// The `customerId` the terminal's transactions belong to.
+    pub customer_id: String,
     /// Account id, first part of the key.
     pub account_id: String,
     /// Stage API key (ready to use, no exchange).
@@ -152,6 +156,8 @@ impl Default for PaiConfig {
     fn default() -> Self {
         PaiConfig {
             organization_id: "org_sandbox".into(),
+            website_id: "web_sandbox".into(),
+            customer_id: "cus_sandbox".into(),
             account_id: "acc_sandbox".into(),
             api_key: "key_sandbox0001".into(),
             api_key_id: "kid_sandbox0001".into(),

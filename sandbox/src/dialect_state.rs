@@ -77,6 +77,12 @@ pub(crate) struct Extra {
     pub(crate) type_name: String,
     /// `customerId` as sent.
     pub(crate) customer_id: Option<String>,
+    /// `websiteId` as sent.
+    pub(crate) website_id: Option<String>,
+    /// `requestId` as sent (Rebilly's de-duplication field, filterable).
+    pub(crate) request_id: Option<String>,
+    /// The vaulted payment instrument the transaction was made on.
+    pub(crate) instrument_id: Option<String>,
     /// `metadata` as sent.
     pub(crate) metadata: Value,
     /// The \[EXT\] `emvResponse` object.
@@ -146,6 +152,14 @@ pub(crate) struct Payment {
     pub(crate) webhook_url: Option<String>,
     /// The \[EXT\] `emvResponse` object of a card-present payment.
     pub(crate) emv_response: Option<Value>,
+    /// `products` and `metadata` as sent (the status query echoes the create request).
+    pub(crate) products: Value,
+    pub(crate) metadata: Value,
+    /// Status queries answered so far: a payment is shown `NEW`, then `PENDING`, then its
+    /// final status (see `crate::pay1st`).
+    pub(crate) queries: u32,
+    /// A final status the ledger state does not name (`CANCELLED`, `ABANDONED`).
+    pub(crate) final_status: Option<&'static str>,
 }
 
 /// Pay1st access and refresh tokens (with their expiry) and payments.

@@ -2,6 +2,14 @@
 //! SessKey, HMAC-form SessKey for card-data calls, 25 h sessions, IP lockout after 6 failures,
 //! `*Result` envelopes, `Bad Request` for malformed JSON, and the \[EXT\] `POST /CardSale/EMV`.
 //! Sessions and lockouts are kept in [`crate::dialect_state::NumberState`].
+//!
+//! Replies follow Number's OpenAPI (`docs/gateway-specs/number/master-openapi-rest.yaml`):
+//! `AuthenticateResult` with `MerchantList[].TermID` a string and `ThisUser.ID` an integer;
+//! `Transaction_QueryResult {NumRecords, Transactions:[Transaction]}` with the schema's field
+//! names (`ID`, `AMOUNT`, `TxSTATUS` names, `TxType` enum); the Incremental Auth page's
+//! `CreditCardSale_IncrementalResult`. Both base paths are served (the pages'
+//! `/APIcardProcNumber/v1.0.0` and the OpenAPI's `/APIcardProcREST/v1.0.0`). Where the
+//! definition is silent (the EMV operation, error replies' extra fields) the sandbox says so.
 
 use axum::http::Method;
 use emvbridge_core::gateway::sign::verify_hmac_sha256_hex;
@@ -47,9 +55,9 @@ fn result_name(op: &str) -> Option<&'static str> {
         "/CardSale/EMV" => "CreditCardSale_EMVResult",
         "/CardSale/Void" => "Transaction_VoidResult",
         "/CardSale/ApplyCredit" => "Transaction_ApplyCreditResult",
-        // [I] the REST result name of IncrementAuth and Query is not in the public docs.
-        "/CardSale/IncrementAuth" => "CreditCardSale_IncrementAuthResult",
-        "/Query/Transaction" => "Query_TransactionResult",
+        // The Incremental Auth page's sample response; the OpenAPI's `queryTransactions`.
+        "/CardSale/IncrementAuth" => "CreditCardSale_IncrementalResult",
+        "/Query/Transaction" => "Transaction_QueryResult",
         _ => return None,
     })
 }
@@ -156,14 +164,16 @@ fn authenticate(core: &mut SimState, body: &Value, ip: &str) -> SimResponse {
             core.number.locked.insert(ip.to_owned());
         }
         tracing::info!(failures = *n, "number: failed authentication");
+        // The definition shows only the success; a refusal keeps its types (no nulls).
         return envelope(
             "AuthenticateResult",
             json!({"FunctionOk": true, "AuthSuccess": false, "ErrCode": 5010, "ErrMsg": "ERROR:5010:HIGH:Invalid credentials",
-                   "RespMsg": "Authentication failed", "SessKey": "", "MerchantList": [], "ThisUser": null}),
+                   "RespMsg": "Authentication failed", "SessKey": "", "MerchantList": []}),
         );
     }
     core.number.failures.remove(ip);
     let (merch, user, ttl) = (cfg.merch_id, cfg.user_id.clone(), cfg.session_ttl_secs);
+    let acct_code = cfg.acct_code.clone();
     let key = core.rand_hex(21).to_ascii_uppercase();
     let now = core.now();
     core.number.sessions.insert(
@@ -177,8 +187,11 @@ fn authenticate(core: &mut SimState, body: &Value, ip: &str) -> SimResponse {
         "AuthenticateResult",
         json!({"FunctionOk": true, "AuthSuccess": true, "ErrCode": 0, "ErrMsg": "",
                "RespMsg": format!("SessKey Expires|{}", clock::iso8601(now + ttl)), "SessKey": key,
-               "MerchantList": [{"ID": merch, "TermID": 1, "MerchantName": "Sandbox Merchant"}],
-               "ThisUser": {"UserID": user, "UserName": "sandbox"}}),
+               "MerchantList": [{"ID": merch, "TermID": "001", "Descrip": "Sandbox Merchant", "Location": "Sandbox", "Address": "1 Loopback Way"}],
+               // `ID` is an integer in the definition; a non-numeric configured user id
+               // (never the default) is sent as 0.
+               "ThisUser": {"ID": user.parse::<i64>().unwrap_or(0), "AccountCode": acct_code, "Alias": "sandbox",
+                            "IsExpired": false, "IsLockedOut": false}}),
     )
 }
 
@@ -666,31 +679,85 @@ fn increment_auth(core: &mut SimState, name: &str, body: &Value) -> Exec {
     Exec {
         resp: envelope(
             name,
+            // The Incremental Auth page's sample response, field for field.
             json!({"FunctionOk": true, "TxApproved": true, "TxID": orig.id.parse::<i64>().unwrap_or(0),
-            "RespMsg": if finalize { "FINALIZED" } else { "INCREMENTED" }, "ResponseAuthorizedAmount": dec(total), "ErrCode": 0, "ErrMsg": ""}),
+            "TxnCode": orig.auth_code.clone().unwrap_or_default(), "AVSresult": "", "CVVresult": "",
+            "AcquirerResponseEMV": Value::Null, "IsPartialApproval": false,
+            "Amts": {"OrigAuthAmt": dec(orig.approved_minor), "ThisAuthAmt": dec(add), "TotalAuthAmt": dec(total)},
+            "RespMsg": if finalize { "FINALIZED" } else { "INCREMENTED" }, "ErrCode": 0, "ErrMsg": ""}),
         ),
         committed,
     }
 }
 
-/// Number `TxSTATUS` codes (§1.4).
+/// The query grammar's numbered statuses (term `B`: 1 OPEN, 2 SETTLED, 3 FAILED, 4 RETURNED,
+/// 5 VOID).
 fn status_code(t: &Txn) -> i64 {
     match t.state {
         TxnState::Approved | TxnState::Pending => 1,
         TxnState::Declined | TxnState::Error => 3,
-        TxnState::Refunded | TxnState::PartiallyRefunded => 4,
+        TxnState::Refunded | TxnState::PartiallyRefunded => 2,
         TxnState::Voided => 5,
     }
 }
 
-fn record(t: &Txn) -> Value {
-    json!({"TxID": t.id.parse::<i64>().unwrap_or(0), "TxSTATUS": status_code(t),
-        "TxType": match t.kind { Kind::Auth => "CCAUTHONLY", Kind::Refund => "CCCREDIT", Kind::Void => "CCVOID", Kind::Capture => "CCCAPTURE", Kind::Sale => "CCSALE" },
-        "TxApproved": t.state != TxnState::Declined && t.state != TxnState::Error,
-        "TxnCode": t.auth_code.clone().unwrap_or_else(|| t.resp_code.clone()), "RespCode": t.resp_code,
-        "REF_ID": t.client_ref, "RPGUID": t.rpguid, "Amount": dec(t.amount_minor), "ApprovedAmt": dec(t.approved_minor),
-        "LastFour": t.pan_last4, "CardType": t.brand, "EMVPresent": t.entry == Entry::Emv, "EMVRecTags": t.emv_resp,
-        "OrigTxID": t.parent, "CreatedOn": clock::iso8601(t.created_at)})
+/// The record's `TxSTATUS` (schema `TxStatus`: OPEN AUTHOK AUTHFAILED SETTLED FAILED LOCKED
+/// VOID HOST). A credited sale is shown settled with its `Credits`.
+fn status_name(t: &Txn) -> &'static str {
+    match (t.state, t.kind) {
+        (TxnState::Approved, Kind::Auth) if !t.captured => "AUTHOK",
+        (TxnState::Approved, _) => "OPEN",
+        (TxnState::Pending, _) => "HOST",
+        (TxnState::Declined | TxnState::Error, Kind::Auth) => "AUTHFAILED",
+        (TxnState::Declined | TxnState::Error, _) => "FAILED",
+        (TxnState::Refunded | TxnState::PartiallyRefunded, _) => "SETTLED",
+        (TxnState::Voided, _) => "VOID",
+    }
+}
+
+/// The schema's `CARD_TYPE` (VI MC AE DS), when the brand is one of them.
+fn card_type(brand: Option<&str>) -> Option<&'static str> {
+    Some(match brand? {
+        "visa" => "VI",
+        "mastercard" => "MC",
+        "amex" => "AE",
+        "discover" => "DS",
+        _ => return None,
+    })
+}
+
+/// A `Transaction` record as the OpenAPI's schema names and types its fields; `None` for the
+/// sandbox's own bookkeeping rows (a void or a capture changes the original, Number keeps no
+/// separate record of them: the `TxType` enum has no such type).
+fn record(t: &Txn) -> Option<Value> {
+    let tx_type = match t.kind {
+        Kind::Auth => "CCAUTHONLY",
+        Kind::Sale => "CCSALE",
+        Kind::Refund => "CCCREDIT",
+        Kind::Void | Kind::Capture => return None,
+    };
+    let mut r = json!({"ID": t.id.parse::<i64>().unwrap_or(0), "TxSTATUS": status_name(t), "TxType": tx_type,
+        "AMOUNT": dec(if t.approved_minor > 0 { t.approved_minor } else { t.amount_minor }),
+        "Credits": dec(t.refunded_minor), "CASHBACK": dec(0), "TIP": dec(0), "SALE_TAX": dec(0), "SURCHARGE": dec(0),
+        "TXN_CODE": t.auth_code.clone().unwrap_or_else(|| t.resp_code.clone()),
+        "IsPartialApproval": t.state == TxnState::Approved && t.approved_minor < t.amount_minor,
+        "CardPresent": matches!(t.entry, Entry::Emv | Entry::Swipe), "EMVPresent": t.entry == Entry::Emv,
+        "EMVRecTags": t.emv_resp.clone().unwrap_or_default(), "Origin": "API",
+        "RefTxID": t.parent.as_deref().and_then(|p| p.parse::<i64>().ok()).unwrap_or(0),
+        "CreatedOn": clock::iso8601(t.created_at)});
+    if let Some(v) = &t.client_ref {
+        r["REF_ID"] = json!(v);
+    }
+    if let Some(v) = &t.rpguid {
+        r["RPGUID"] = json!(v);
+    }
+    if let Some(l4) = &t.pan_last4 {
+        r["ACCT_NO"] = json!(format!("XXXXXXXXXXXX{l4}"));
+    }
+    if let Some(c) = card_type(t.brand.as_deref()) {
+        r["CARD_TYPE"] = json!(c);
+    }
+    Some(r)
 }
 
 fn query(core: &mut SimState, name: &str, body: &Value) -> SimResponse {
@@ -714,13 +781,14 @@ fn query(core: &mut SimState, name: &str, body: &Value) -> SimResponse {
     let mut recs = Vec::new();
     for id in &ids {
         core.ledger.note_lookup(id);
-        if let Some(t) = core.ledger.get(id) {
-            recs.push(record(t));
+        if let Some(r) = core.ledger.get(id).and_then(record) {
+            recs.push(r);
         }
     }
     envelope(
         name,
-        json!({"FunctionOk": true, "ErrCode": 0, "ErrMsg": "", "TxnCount": recs.len(), "Transactions": recs}),
+        json!({"FunctionOk": true, "ErrCode": 0, "ErrMsg": "", "NumRecords": recs.len(),
+               "RespMsg": format!("Successfully Returned Transaction Records : {}", recs.len()), "Transactions": recs}),
     )
 }
 
@@ -755,12 +823,14 @@ pub fn parse_query(q: &str) -> Option<Vec<Vec<Term>>> {
                     let op = ["<=", ">=", "!=", "<>", "=", "<", ">"]
                         .into_iter()
                         .find(|o| rest.starts_with(o))?;
-                    let value = rest
-                        .get(op.len()..)?
-                        .trim()
-                        .trim_matches('\'')
-                        .trim_matches('"')
-                        .to_owned();
+                    let raw = rest.get(op.len()..)?.trim();
+                    // "Use single quotes for text and date values": the text terms (client
+                    // reference, RPGUID) and dates must be quoted, numbers must not be.
+                    let value = match raw.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                        Some(v) if "MNC".contains(key) && !v.contains('\'') => v.to_owned(),
+                        None if !"MNC".contains(key) => raw.to_owned(),
+                        _ => return None,
+                    };
                     Some(Term { key, op, value })
                 })
                 .collect::<Option<Vec<_>>>()
@@ -827,6 +897,8 @@ mod tests {
 
     #[test]
     fn queries() {
+        assert!(parse_query("(M=abc)").is_none(), "text values are quoted");
+        assert!(parse_query("(H='1')").is_none(), "numbers are not");
         let q = parse_query("(H=53001) || (M='abc') && (B=1)").unwrap();
         assert_eq!(q.len(), 2);
         assert_eq!(q[1].len(), 2);
@@ -836,6 +908,6 @@ mod tests {
         t.state = TxnState::Approved;
         assert!(q[0][0].eval(&t));
         assert!(parse_query("(H>53000)").unwrap()[0][0].eval(&t));
-        assert!(parse_query("(C=01/01/1970)").unwrap()[0][0].eval(&t));
+        assert!(parse_query("(C='01/01/1970')").unwrap()[0][0].eval(&t));
     }
 }

@@ -1,9 +1,20 @@
 //! Pay1st gateway dialect under `/pay1st` (gateways.md §3, §4.2, §4.4): Basic-auth token and
 //! refresh, `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
 //! creation (unique `partnerReference`), hosted checkout and its completion ([`complete`]),
-//! fulfilments, signed webhooks, the \[EXT\] status lookup, and the \[EXT\] `emv` field for an
-//! immediate card-present authorisation. Tokens and payments are kept in
+//! fulfilments, signed webhooks, "Query Payment Status", and the \[EXT\] `emv` field for a
+//! card-present authorisation. Tokens and payments are kept in
 //! [`crate::dialect_state::Pay1stState`].
+//!
+//! As the reference pages say (`docs/gateway-specs/pay1st/`): the token and refresh calls
+//! take the vendor media type (the refresh as `Accept` too); a payment is identified by
+//! Pay1st's `reference`; "Query Payment Status" is `GET api/pay1st/payments?reference=` and
+//! answers one payment echoing the create request with its `status` from the list `NEW`,
+//! `PENDING`, `SUCCESSFUL`, `FAILED`, `CANCELLED`, `ABANDONED`. The create reply's status code
+//! and body are not in the official excerpts: the sandbox answers 201 with the payment `NEW`,
+//! as the third-party derived definition says. The life cycle's timing is not documented
+//! either: a card-present (\[EXT\]) payment is authorised when created but shown `NEW` in the
+//! create reply, `PENDING` to the first status query and final from the second on; a hosted
+//! payment stays `NEW` until the checkout completes. There is no query by `partnerReference`.
 
 use axum::http::Method;
 use base64::Engine as _;
@@ -23,6 +34,10 @@ use crate::state::SimState;
 use crate::{clock, money};
 
 const MAX_PAYMENTS: usize = 100_000;
+/// The authentication calls' media type.
+const CT_AUTH: &str = "application/vnd.carry1st.payments.partnerauthentication+json";
+/// The payment calls' media type.
+const CT_PAYMENT: &str = "application/vnd.carry1st.payments.payment+json";
 
 /// Pay1st error envelope `{errorMessage, errorCode, sessionId}` (\[I\], third-party OpenAPI).
 pub fn error(status: u16, code: &str, message: &str) -> SimResponse {
@@ -126,6 +141,24 @@ pub fn handle(core: &mut SimState, req: &SimRequest) -> Reply {
             );
         }
         (Method::POST, ["api", "pay1st", "auth", "refresh"]) => {
+            // The refresh page's header table: the vendor type as Content-Type and Accept.
+            if !req.header("accept").is_some_and(|a| a.contains(CT_AUTH)) {
+                return Reply::Respond(error(
+                    406,
+                    "NOT_ACCEPTABLE",
+                    "Accept must be the partnerauthentication type",
+                ));
+            }
+            if !req
+                .header("content-type")
+                .is_some_and(|a| a.starts_with(CT_AUTH))
+            {
+                return Reply::Respond(error(
+                    415,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "Content-Type must be the partnerauthentication type",
+                ));
+            }
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
             let rt = body
                 .get("refreshToken")
@@ -209,22 +242,10 @@ fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -
             Err(_) => error(400, "BAD_REQUEST", "invalid json"),
         },
         (Method::GET, []) => {
-            let pr = req.query_param("partnerReference").unwrap_or_default();
-            let ids: Vec<String> = core
-                .ledger
-                .by_client_ref(&pr)
-                .filter(|t| t.dialect == Dialect::Pay1st)
-                .map(|t| t.id.clone())
-                .collect();
-            let mut data = Vec::new();
-            for id in ids {
-                core.ledger.note_lookup(&id);
-                data.extend(render(core, &id));
-            }
-            SimResponse::json(200, &json!({"data": data}))
-        }
-        (Method::GET, [reference]) => {
-            let reference = (*reference).to_owned();
+            // "Query Payment Status": by the reference the create reply returned.
+            let Some(reference) = req.query_param("reference").filter(|r| !r.is_empty()) else {
+                return Reply::Respond(error(400, "BAD_REQUEST", "reference is required"));
+            };
             let key = FaultKey {
                 dialect: Some(Dialect::Pay1st),
                 op: Some(Op::Query),
@@ -233,12 +254,16 @@ fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -
             return core.with_faults(
                 key,
                 |s| error(s, "INTERNAL_ERROR", "server error"),
-                move |c, _| match render(c, &reference) {
-                    Some(v) => {
-                        c.ledger.note_lookup(&reference);
-                        Exec::reply(SimResponse::json(200, &v))
+                move |c, _| {
+                    let Some(p) = c.pay1st.payments.get_mut(&reference) else {
+                        return Exec::reply(error(404, "NOT_FOUND", "unknown reference"));
+                    };
+                    p.queries = p.queries.saturating_add(1);
+                    c.ledger.note_lookup(&reference);
+                    match render(c, &reference) {
+                        Some(v) => Exec::reply(SimResponse::json(200, &v)),
+                        None => Exec::reply(error(404, "NOT_FOUND", "unknown reference")),
                     }
-                    None => Exec::reply(error(404, "NOT_FOUND", "unknown reference")),
                 },
             );
         }
@@ -247,16 +272,31 @@ fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -
     Reply::Respond(r)
 }
 
-fn status_text(s: TxnState) -> &'static str {
+/// The final status of a payment in the ledger state `s`. Pay1st has no refunds: a refunded
+/// row cannot come from this dialect and is shown as the success it was.
+fn final_text(s: TxnState) -> &'static str {
     match s {
-        TxnState::Approved => "SUCCESSFUL",
+        TxnState::Approved | TxnState::Refunded | TxnState::PartiallyRefunded => "SUCCESSFUL",
         TxnState::Declined | TxnState::Error => "FAILED",
         TxnState::Voided => "CANCELLED",
-        TxnState::Refunded | TxnState::PartiallyRefunded => "REFUNDED",
-        TxnState::Pending => "PENDING",
+        TxnState::Pending => "NEW",
     }
 }
 
+/// The status a payment shows now (see the module docs for the life cycle).
+fn status_text(t: &Txn, p: &Payment) -> &'static str {
+    if t.state == TxnState::Pending {
+        return "NEW";
+    }
+    match (t.entry, p.queries) {
+        (Entry::Emv, 0) => "NEW",
+        (Entry::Emv, 1) => "PENDING",
+        _ => p.final_status.unwrap_or_else(|| final_text(t.state)),
+    }
+}
+
+/// One payment as "Query Payment Status" shows it: the create request echoed, plus
+/// `reference`, `partnerSettings` and `status`.
 fn render(core: &SimState, reference: &str) -> Option<Value> {
     let t = core
         .ledger
@@ -264,16 +304,35 @@ fn render(core: &SimState, reference: &str) -> Option<Value> {
         .filter(|t| t.dialect == Dialect::Pay1st)?;
     let p = core.pay1st.payments.get(reference)?;
     let exp = money::exponent(&t.currency);
-    let mut v = json!({"reference": t.id, "partnerReference": t.client_ref, "status": status_text(t.state),
-        "amount": money::to_json(t.amount_minor, exp), "currencyCode": t.currency, "countryCode": p.country,
-        "createdAt": clock::iso8601(t.created_at)});
-    if let Some(e) = &p.emv_response {
+    let cfg = &core.cfg.pay1st;
+    let mut settings = json!({"partnerId": cfg.partner_id});
+    if let Some(u) = p.webhook_url.as_ref().or(cfg.webhook_url.as_ref()) {
+        settings["webhookUrl"] = json!(u);
+    }
+    let mut v = json!({"countryCode": p.country, "currencyCode": t.currency, "amount": money::to_json(t.amount_minor, exp),
+        "reference": t.id, "partnerReference": t.client_ref.clone().unwrap_or_default(), "partnerSettings": settings,
+        "products": p.products, "metadata": p.metadata, "status": status_text(t, p)});
+    // [EXT] the card-present answer, only once the status is final.
+    if let (Some(e), false) = (
+        &p.emv_response,
+        matches!(v["status"].as_str(), Some("NEW" | "PENDING")),
+    ) {
         v["emvResponse"] = e.clone();
     }
     Some(v)
 }
 
 fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
+    if !req
+        .header("content-type")
+        .is_some_and(|a| a.starts_with(CT_PAYMENT))
+    {
+        return Reply::Respond(error(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be the payment type",
+        ));
+    }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return Reply::Respond(error(400, "BAD_REQUEST", "invalid json"));
     };
@@ -316,7 +375,6 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
         amount_minor: Some(amount),
         client_ref: Some(pref.clone()),
     };
-    let host = req.host.clone();
     core.with_faults(
         key,
         |s| error(s, "INTERNAL_ERROR", "server error"),
@@ -338,7 +396,13 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             if c.pay1st.payments.len() >= MAX_PAYMENTS {
                 return Exec::reply(error(429, "TOO_MANY", "payment store full"));
             }
-            let reference = format!("P1{}", c.rand_hex(8).to_ascii_uppercase());
+            // The form of the page's example reference (`C-142710055596150-P`).
+            let digits: String = c
+                .rand_hex(8)
+                .bytes()
+                .map(|b| char::from(b'0' + b % 10))
+                .collect();
+            let reference = format!("C-{digits}{}-P", c.now().rem_euclid(10_000_000));
             let now = c.now();
             let mut t = Txn::new(
                 reference.clone(),
@@ -357,6 +421,10 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     .and_then(Value::as_str)
                     .map(str::to_owned),
                 emv_response: None,
+                products: body.get("products").cloned().unwrap_or(json!([])),
+                metadata: body.get("metadata").cloned().unwrap_or(json!([])),
+                queries: 0,
+                final_status: None,
             };
             let mut final_state = false;
             if let Some(hex) = &emv_hex {
@@ -448,12 +516,23 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             if final_state {
                 webhook(c, &reference);
             }
-            let mut v = render(c, &reference).unwrap_or(Value::Null);
-            v["checkoutUrl"] = json!(format!(
-                "http://{host}/pay1st/checkout?reference={reference}"
-            ));
+            // "returns payment identification information": the identifying fields the
+            // status query echoes (the full echo is the query's). The hosted checkout page is
+            // the sandbox's: `GET /pay1st/checkout?reference=…`.
+            let full = render(c, &reference).unwrap_or(Value::Null);
+            let mut v = json!({});
+            for k in [
+                "reference",
+                "partnerReference",
+                "countryCode",
+                "currencyCode",
+                "amount",
+                "status",
+            ] {
+                v[k] = full[k].clone();
+            }
             Exec {
-                resp: SimResponse::json(200, &v),
+                resp: SimResponse::json(201, &v),
                 committed: vec![reference],
             }
         },
@@ -477,14 +556,16 @@ fn webhook(state: &mut SimState, reference: &str) {
         return;
     };
     let cfg = state.cfg.pay1st.clone();
+    // A webhook reports the final status (it is sent when the payment becomes final).
+    let status = p.final_status.unwrap_or_else(|| final_text(t.state));
     let body = json!({"partnerId": cfg.partner_id, "partnerCode": cfg.partner_code, "partnerReference": t.client_ref,
         "reference": t.id, "orderAmount": money::to_json(t.amount_minor, money::exponent(&t.currency)),
-        "currencyCode": t.currency, "countryCode": p.country, "status": status_text(t.state)})
+        "currencyCode": t.currency, "countryCode": p.country, "status": status})
     .to_string();
     let b2 = body.clone();
     state.queue_webhook(
         Dialect::Pay1st,
-        format!("{}:{}", t.id, status_text(t.state)),
+        format!("{}:{status}", t.id),
         url,
         body,
         t.client_ref.clone(),
@@ -518,9 +599,14 @@ pub fn complete(
         .get(reference)
         .filter(|t| t.dialect == Dialect::Pay1st && t.state == TxnState::Pending)?
         .clone();
+    let mut final_status = None;
     let (txn_state, code, approved) = match outcome {
         Some("SUCCESSFUL") => (TxnState::Approved, "00".to_owned(), t.amount_minor),
         Some("CANCELLED") => (TxnState::Voided, "17".to_owned(), 0),
+        Some("ABANDONED") => {
+            final_status = Some("ABANDONED");
+            (TxnState::Declined, "05".to_owned(), 0)
+        }
         Some(_) => (TxnState::Declined, "05".to_owned(), 0),
         None => match outcome::resolve(&ResolveInput {
             dialect: Some(Dialect::Pay1st),
@@ -546,6 +632,9 @@ pub fn complete(
     if let Some(p) = pan {
         t.pan_last4 = Some(last4(p));
         t.brand = Some(brand_of(p).to_owned());
+    }
+    if let Some(p) = state.pay1st.payments.get_mut(reference) {
+        p.final_status = final_status;
     }
     webhook(state, reference);
     render(state, reference)

@@ -1,9 +1,23 @@
 //! PaymentsAI dialect under `/pai` (gateways.md §2, §4.2, §4.4): `Authorization: ApiKey
 //! <accountId>_<apiKey>_<apiKeyId>`, organization scoping, `idempotencyKey` in the body,
-//! 201 for declines too, refund 409/422, \[EXT\] void and EMV instruction, the temporal →
+//! 201 for declines too, refund 409/422, the \[EXT\] EMV instruction, the temporal →
 //! permanent key exchange with the secret policy, signed webhooks, and the end of a 3DS
 //! challenge ([`complete_3ds`]). Keys, tokens and idempotency records are kept in
 //! [`crate::dialect_state::PaiState`].
+//!
+//! Transactions answer as Rebilly's definition says (`docs/gateway-specs/rebilly/`), which
+//! PaymentsAI is built on: the resource itself (no envelope), a list as a bare array;
+//! `PostTransaction`'s required `type, websiteId, customerId, currency, amount`; `status` and
+//! `result` from Rebilly's enums; `paymentInstrument` as a vaulted instrument
+//! (`method: payment-card`, `paymentInstrumentId`: an EMV card is vaulted on first use);
+//! `GET /transactions` takes Rebilly's `filter` (`field:value[,value];field:value`), `limit`,
+//! `offset`. There is no void endpoint: refunding an uncaptured authorization voids it. A
+//! capture is a second `sale` on the authorization's instrument (PAI's authorize-and-capture
+//! page); the definitions are silent on how that second sale releases the hold: the sandbox
+//! links it to the newest open authorization on the instrument when the amount fits.
+//! The customer, instrument and token endpoints keep the sandbox's `{"data": …}` form (the
+//! `{type, data}` envelope PaymentsAI's stage tokenization is reported to use); the bridge
+//! does not call them.
 
 use axum::http::Method;
 use emvbridge_core::gateway::sign::pai_webhook_signature;
@@ -317,24 +331,7 @@ fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) ->
         (Method::POST, ["payment-instruments", "tokens"]) => create_token(core, req, false),
         (Method::POST, ["customers", cid, "payment-instruments"]) => attach(core, req, cid),
         (Method::POST, ["transactions"]) => return create_txn(core, req, org),
-        (Method::GET, ["transactions"]) => {
-            let key = req.query_param("idempotencyKey").unwrap_or_default();
-            let ids: Vec<String> = core
-                .ledger
-                .all()
-                .iter()
-                .filter(|t| {
-                    t.dialect == Dialect::PaymentsAi && t.idem_key.as_deref() == Some(key.as_str())
-                })
-                .map(|t| t.id.clone())
-                .collect();
-            let mut data = Vec::new();
-            for id in ids {
-                core.ledger.note_lookup(&id);
-                data.extend(render(core, &id));
-            }
-            SimResponse::json(200, &json!({"data": data}))
-        }
+        (Method::GET, ["transactions"]) => list(core, req),
         (Method::GET, ["transactions", id]) => {
             let id = (*id).to_owned();
             let key = FaultKey {
@@ -348,14 +345,13 @@ fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) ->
                 move |c, _| match c.pai.extra.get(&id).filter(|e| e.org == org_of(c)) {
                     Some(_) => {
                         c.ledger.note_lookup(&id);
-                        Exec::reply(SimResponse::json(200, &json!({"data": render(c, &id)})))
+                        Exec::reply(SimResponse::json(200, &render(c, &id).unwrap_or_default()))
                     }
                     None => Exec::reply(error(404, "Transaction not found", None)),
                 },
             );
         }
         (Method::POST, ["transactions", id, "refund"]) => return refund(core, req, id),
-        (Method::POST, ["transactions", id, "void"]) => return void(core, id),
         _ => error(404, "Not found", None),
     };
     Reply::Respond(r)
@@ -391,24 +387,108 @@ fn attach(core: &mut SimState, req: &SimRequest, cid: &str) -> SimResponse {
     )
 }
 
-/// Transaction JSON (§2.3 fields).
+/// One term of Rebilly's list `filter`: `field:value[,value…]`, terms joined by `;`.
+fn filter_terms(filter: &str) -> Option<Vec<(&str, Vec<&str>)>> {
+    filter
+        .split(';')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (k, v) = t.split_once(':')?;
+            Some((k.trim(), v.split(',').map(str::trim).collect()))
+        })
+        .collect()
+}
+
+/// `GET …/transactions?filter=…&limit=…&offset=…` (Rebilly `GetTransactionCollection`): the
+/// organization's transactions, newest first, as a bare array.
+fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
+    let filter = req.query_param("filter").unwrap_or_default();
+    let Some(terms) = filter_terms(&filter) else {
+        return error(
+            422,
+            "Validation error",
+            Some("filter must be field:value[;field:value]"),
+        );
+    };
+    const FIELDS: [&str; 7] = [
+        "id",
+        "requestId",
+        "customerId",
+        "websiteId",
+        "type",
+        "status",
+        "result",
+    ];
+    if let Some((k, _)) = terms.iter().find(|(k, _)| !FIELDS.contains(k)) {
+        return error(
+            422,
+            "Validation error",
+            Some(&format!("cannot filter by {k}")),
+        );
+    }
+    let limit = req
+        .query_param("limit")
+        .map(|l| l.parse::<usize>().ok().filter(|l| *l <= 1000))
+        .unwrap_or(Some(100));
+    let offset = req
+        .query_param("offset")
+        .map(|o| o.parse::<usize>().ok())
+        .unwrap_or(Some(0));
+    let (Some(limit), Some(offset)) = (limit, offset) else {
+        return error(
+            422,
+            "Validation error",
+            Some("limit is 0..1000, offset a number"),
+        );
+    };
+    let org = org_of(core);
+    let mut hits = Vec::new();
+    for t in core.ledger.all().iter().rev() {
+        if t.dialect != Dialect::PaymentsAi
+            || core.pai.extra.get(&t.id).is_none_or(|x| x.org != org)
+        {
+            continue;
+        }
+        let Some(v) = render(core, &t.id) else {
+            continue;
+        };
+        let ok = terms.iter().all(|(k, vals)| {
+            v.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|x| vals.contains(&x))
+        });
+        if ok {
+            hits.push((t.id.clone(), v));
+        }
+    }
+    let page: Vec<(String, Value)> = hits.into_iter().skip(offset).take(limit).collect();
+    for (id, _) in &page {
+        core.ledger.note_lookup(id);
+    }
+    SimResponse::json(
+        200,
+        &Value::Array(page.into_iter().map(|(_, v)| v).collect()),
+    )
+}
+
+/// A transaction as Rebilly's `Transaction` schema names and types it.
 fn render(core: &SimState, id: &str) -> Option<Value> {
     let t = core.ledger.get(id)?;
     let x = core.pai.extra.get(id).cloned().unwrap_or_default();
     let exp = money::exponent(&t.currency);
+    // Rebilly's `status` and `result` enums. A gateway error never reached the processor
+    // in the sandbox's model: `never-sent`.
     let (status, result) = match t.state {
+        TxnState::Approved if t.kind == Kind::Auth && !t.captured => {
+            ("waiting-capture", "approved")
+        }
         TxnState::Approved => ("completed", "approved"),
         TxnState::Declined => ("completed", "declined"),
-        TxnState::Error => ("not-sent", "unknown"),
+        TxnState::Error => ("never-sent", "unknown"),
         TxnState::Voided => ("voided", "approved"),
         TxnState::Refunded => ("refunded", "approved"),
         TxnState::PartiallyRefunded => ("partially-refunded", "approved"),
         TxnState::Pending => ("offsite", "unknown"),
-    };
-    let combined = match (t.state, result) {
-        (TxnState::Approved, _) => "approved".to_owned(),
-        (_, "declined") => "declined".to_owned(),
-        _ => status.to_owned(),
     };
     let amount = if t.state == TxnState::Declined || t.state == TxnState::Pending {
         t.amount_minor
@@ -416,29 +496,44 @@ fn render(core: &SimState, id: &str) -> Option<Value> {
         t.approved_minor
     };
     let mut v = json!({"id": t.id, "type": x.type_name, "amount": money::to_json(amount, exp), "currency": t.currency,
-        "status": status, "result": result, "combinedStatus": combined, "customerId": x.customer_id,
-        "parentTransactionId": t.parent, "refundableAmount": money::to_json(t.refundable_minor(), exp),
-        "paymentInstrument": {"method": if t.entry == Entry::Emv { "payment-card-present" } else { "payment-card" }, "last4": t.pan_last4, "brand": t.brand},
-        "gatewayName": "sandbox", "idempotencyKey": t.idem_key, "metadata": x.metadata,
-        "createdTime": clock::iso8601(t.created_at)});
-    if t.approved_minor > 0 && t.approved_minor < t.amount_minor && t.kind != Kind::Refund {
-        v["requestedAmount"] = money::to_json(t.amount_minor, exp);
+        "requestAmount": money::to_json(t.amount_minor, exp), "requestCurrency": t.currency,
+        "status": status, "result": result, "parentTransactionId": t.parent,
+        "createdTime": clock::iso8601(t.created_at), "updatedTime": clock::iso8601(t.created_at),
+        "isProcessedOutside": false, "isMerchantInitiated": false, "isRebill": false, "has3ds": x.three_ds.is_some(),
+        // PAI's refund page names the transaction's `refundableAmount`; Rebilly's schema does not.
+        "refundableAmount": money::to_json(t.refundable_minor(), exp)});
+    if let Some(c) = &x.customer_id {
+        v["customerId"] = json!(c);
+    }
+    if let Some(w) = &x.website_id {
+        v["websiteId"] = json!(w);
+    }
+    if let Some(r) = &x.request_id {
+        v["requestId"] = json!(r);
+    }
+    if let Some(i) = &x.instrument_id {
+        v["paymentInstrument"] = json!({"method": "payment-card", "paymentInstrumentId": i});
+    }
+    if x.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        // PAI's documented `metadata` (Rebilly calls it `customFields`).
+        v["metadata"] = x.metadata.clone();
     }
     if let Some(e) = x.emv_response {
         v["emvResponse"] = e;
     }
     if let Some(u) = x.approval_url {
         if t.state == TxnState::Pending {
-            v["approvalUrl"] = json!(u);
+            // Rebilly's `_links` carries the offsite approval URL.
+            v["_links"] = json!([{"rel": "approvalUrl", "href": u}]);
         }
-    }
-    if x.three_ds.is_some() {
-        v["data3ds"] = json!({"flow": "challenge"});
     }
     Some(v)
 }
 
-/// Queues the PAI webhook for `id` to the registered destinations (or the configured URL).
+/// Queues the PAI webhook for `id` to the registered destinations (or the configured URL),
+/// signed with hex HMAC-SHA256 of the raw body under the webhook secret. The scheme is
+/// inferred (gateways.md §2.4): Rebilly's webhook schemas define no signature header (none /
+/// basic / digest), while PaymentsAI's go-live runbook requires HMAC verification.
 fn webhook(state: &mut SimState, id: &str, event: &str) {
     let Some(meta) = render(state, id) else {
         return;
@@ -596,20 +691,57 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     let type_name = body
         .get("type")
         .and_then(Value::as_str)
-        .unwrap_or("sale")
+        .unwrap_or_default()
         .to_owned();
     if type_name != "sale" && type_name != "authorize" {
         return Reply::Respond(error(
-            400,
-            "Invalid request",
+            422,
+            "Validation error",
             Some("type must be sale or authorize"),
         ));
     }
-    let parent = body
-        .get("parentTransactionId")
+    // Rebilly `PostTransaction`: websiteId and customerId are required; requestId, when
+    // given, matches `^[\-\w]+$` and is at most 50 characters.
+    let id_field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && v.len() <= 50)
+    };
+    if id_field("websiteId").is_none() || id_field("customerId").is_none() {
+        return Reply::Respond(error(
+            422,
+            "Validation error",
+            Some("websiteId and customerId are required"),
+        ));
+    }
+    if id_field("websiteId") != Some(core.cfg.pai.website_id.as_str()) {
+        return Reply::Respond(error(422, "Validation error", Some("unknown websiteId")));
+    }
+    match body.get("requestId") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(r))
+            if !r.is_empty()
+                && r.len() <= 50
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {}
+        Some(_) => {
+            return Reply::Respond(error(
+                422,
+                "Validation error",
+                Some("requestId must match ^[-\\w]+$, at most 50 characters"),
+            ))
+        }
+    }
+    let emv_instr = body.pointer("/paymentInstruction/emv").cloned();
+    let instrument = body
+        .pointer("/paymentInstruction/paymentInstrumentId")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let emv_instr = body.pointer("/paymentInstruction/emv").cloned();
+    // A sale on the instrument of an open authorization captures it (see the module docs).
+    let parent = match (&instrument, type_name.as_str()) {
+        (Some(inst), "sale") => open_auth(core, inst, amount, &currency),
+        _ => None,
+    };
     let op = if parent.is_some() {
         Op::Capture
     } else if emv_instr.is_some() {
@@ -642,7 +774,7 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
                     t.client_ref = Some(k.clone());
                 }
                 let resp = if exec.resp.status == 201 {
-                    SimResponse::json(201, &json!({"data": render(c, id)}))
+                    SimResponse::json(201, &render(c, id).unwrap_or_default())
                 } else {
                     exec.resp.clone()
                 };
@@ -657,6 +789,29 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
             exec
         },
     )
+}
+
+/// The newest open (approved, uncaptured) authorization on instrument `inst` that `amount`
+/// of `currency` can capture.
+fn open_auth(core: &SimState, inst: &str, amount: i64, currency: &str) -> Option<String> {
+    core.ledger
+        .all()
+        .iter()
+        .rev()
+        .find(|t| {
+            t.dialect == Dialect::PaymentsAi
+                && t.kind == Kind::Auth
+                && t.state == TxnState::Approved
+                && !t.captured
+                && t.currency == currency
+                && amount <= t.approved_minor
+                && core
+                    .pai
+                    .extra
+                    .get(&t.id)
+                    .is_some_and(|x| x.instrument_id.as_deref() == Some(inst))
+        })
+        .map(|t| t.id.clone())
 }
 
 fn capture(
@@ -707,18 +862,33 @@ fn capture(
     if let Some(pp) = c.ledger.get_mut(parent) {
         pp.captured = true;
     }
+    let parent_extra = c.pai.extra.get(parent).cloned().unwrap_or_default();
     c.pai.extra.insert(
         id.clone(),
         Extra {
             org: org.to_owned(),
-            type_name: "capture".into(),
+            // Rebilly's type of the second sale; the ledger knows it as the capture.
+            type_name: "sale".into(),
+            customer_id: body
+                .get("customerId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            website_id: body
+                .get("websiteId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            request_id: body
+                .get("requestId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            instrument_id: parent_extra.instrument_id,
             metadata: body.get("metadata").cloned().unwrap_or(json!({})),
             ..Default::default()
         },
     );
     webhook(c, &id, "transaction-processed");
     Exec {
-        resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
+        resp: SimResponse::json(201, &render(c, &id).unwrap_or_default()),
         committed: vec![id],
     }
 }
@@ -830,6 +1000,16 @@ fn sale(
         t.pan_last4 = Some(last4(&cd.pan));
         t.brand = Some(brand_of(&cd.pan).to_owned());
     }
+    // The card is vaulted: a token or EMV card gets an instrument id (what a capture names).
+    let instrument_id = match (pi.get("paymentInstrumentId").and_then(Value::as_str), &card) {
+        (Some(i), _) => Some(i.to_owned()),
+        (None, Some(cd)) if c.pai.instruments.len() < MAX_OBJECTS => {
+            let i = format!("inst_{}", c.rand_hex(8));
+            c.pai.instruments.insert(i.clone(), cd.clone());
+            Some(i)
+        }
+        _ => None,
+    };
     let mut x = Extra {
         org: org.to_owned(),
         type_name: type_name.to_owned(),
@@ -837,6 +1017,15 @@ fn sale(
             .get("customerId")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        website_id: body
+            .get("websiteId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        request_id: body
+            .get("requestId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        instrument_id,
         metadata: body.get("metadata").cloned().unwrap_or(json!({})),
         ..Default::default()
     };
@@ -906,7 +1095,7 @@ fn sale(
         webhook(c, &id, ev);
     }
     Exec {
-        resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
+        resp: SimResponse::json(201, &render(c, &id).unwrap_or_default()),
         committed: vec![id],
     }
 }
@@ -929,7 +1118,7 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
     core.with_faults(
         key,
         |s| error(s, "Internal server error", None),
-        move |c, _| {
+        move |c, fault| {
             let Some(orig) = c
                 .ledger
                 .get(&id)
@@ -938,6 +1127,11 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
             else {
                 return Exec::reply(error(404, "Transaction not found", None));
             };
+            // Rebilly has no void: "To refund or void, see Refund a transaction". Refunding an
+            // open authorization voids it (a `void` transaction).
+            if orig.kind == Kind::Auth && orig.state == TxnState::Approved && !orig.captured {
+                return void_auth(c, &orig, &body, fault);
+            }
             let refundable = orig.refundable_minor();
             if refundable == 0 {
                 return Exec::reply(error(409, "Transaction cannot be refunded", None));
@@ -989,49 +1183,67 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
             );
             webhook(c, &rid, "transaction-processed");
             Exec {
-                resp: SimResponse::json(201, &json!({"data": render(c, &rid)})),
+                resp: SimResponse::json(201, &render(c, &rid).unwrap_or_default()),
                 committed: vec![rid],
             }
         },
     )
 }
 
-fn void(core: &mut SimState, id: &str) -> Reply {
-    let id = id.to_owned();
-    let key = FaultKey {
-        dialect: Some(Dialect::PaymentsAi),
-        op: Some(Op::Void),
-        ..Default::default()
-    };
-    core.with_faults(
-        key,
-        |s| error(s, "Internal server error", None),
-        move |c, fault| {
-            let Some(orig) = c
-                .ledger
-                .get(&id)
-                .filter(|t| t.dialect == Dialect::PaymentsAi)
-                .cloned()
-            else {
-                return Exec::reply(error(404, "Transaction not found", None));
-            };
-            // [EXT] §4.4: only an uncaptured authorize can be voided.
-            if orig.kind != Kind::Auth
-                || orig.state != TxnState::Approved
-                || orig.captured
-                || matches!(fault, Some(FaultAction::VoidDecline))
-            {
-                return Exec::reply(error(409, "Transaction cannot be voided", None));
-            }
-            if let Some(t) = c.ledger.get_mut(&id) {
-                t.state = TxnState::Voided;
-            }
-            Exec {
-                resp: SimResponse::json(201, &json!({"data": render(c, &id)})),
-                committed: vec![],
-            }
+/// Voids the open authorization `orig` (a refund of it): the authorization becomes `voided`
+/// and a `void` transaction is created. The amount, when given, must be the whole amount.
+fn void_auth(c: &mut SimState, orig: &Txn, body: &Value, fault: Option<&FaultAction>) -> Exec {
+    if matches!(fault, Some(FaultAction::VoidDecline)) {
+        return Exec::reply(error(409, "Transaction cannot be voided", None));
+    }
+    match body.get("amount") {
+        None | Some(Value::Null) => {}
+        Some(a)
+            if money::from_json(a, money::exponent(&orig.currency))
+                == Some(orig.approved_minor) => {}
+        Some(_) => {
+            return Exec::reply(error(
+                422,
+                "Validation error",
+                Some("an authorization is voided whole"),
+            ))
+        }
+    }
+    if let Some(t) = c.ledger.get_mut(&orig.id) {
+        t.state = TxnState::Voided;
+    }
+    let vid = format!("txn_{}", c.rand_hex(10));
+    let mut v = Txn::new(
+        vid.clone(),
+        Dialect::PaymentsAi,
+        Kind::Void,
+        orig.approved_minor,
+        &orig.currency,
+        c.now(),
+    );
+    v.parent = Some(orig.id.clone());
+    v.state = TxnState::Approved;
+    v.approved_minor = orig.approved_minor;
+    v.resp_code = "00".into();
+    c.ledger.push(v);
+    let x = c.pai.extra.get(&orig.id).cloned().unwrap_or_default();
+    c.pai.extra.insert(
+        vid.clone(),
+        Extra {
+            org: org_of(c),
+            type_name: "void".into(),
+            customer_id: x.customer_id,
+            website_id: x.website_id,
+            instrument_id: x.instrument_id,
+            metadata: json!({}),
+            ..Default::default()
         },
-    )
+    );
+    webhook(c, &vid, "transaction-processed");
+    Exec {
+        resp: SimResponse::json(201, &render(c, &vid).unwrap_or_default()),
+        committed: vec![vid],
+    }
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ async fn number_auth_lockout_hmac_and_expiry() {
         .await
         .unwrap();
     let r: Value = r.json().await.unwrap();
-    assert_eq!(r["Query_TransactionResult"]["ErrCode"], 5050);
+    assert_eq!(r["Transaction_QueryResult"]["ErrCode"], 5050);
     // 25 h later → 5030.
     post(
         &c,
@@ -188,7 +188,7 @@ async fn number_auth_lockout_hmac_and_expiry() {
     let r = n
         .call(&c, "Query/Transaction", &n.sess, json!({"Query": "(H=1)"}))
         .await;
-    assert_eq!(r["Query_TransactionResult"]["ErrCode"], 5030);
+    assert_eq!(r["Transaction_QueryResult"]["ErrCode"], 5030);
     gw.shutdown().await;
 }
 
@@ -231,7 +231,7 @@ async fn number_emv_sale_arpc_tamper_void_query() {
             json!({"Query": "(M='emv-1')"}),
         )
         .await;
-    let txid = r["Query_TransactionResult"]["Transactions"][0]["TxID"]
+    let txid = r["Transaction_QueryResult"]["Transactions"][0]["ID"]
         .as_i64()
         .unwrap();
     assert_eq!(txid, res["TxID"].as_i64().unwrap());
@@ -243,8 +243,8 @@ async fn number_emv_sale_arpc_tamper_void_query() {
             json!({"Query": format!("(H={txid})")}),
         )
         .await;
-    assert_eq!(r["Query_TransactionResult"]["TxnCount"], 1);
-    // Void, then the query shows status 5.
+    assert_eq!(r["Transaction_QueryResult"]["NumRecords"], 1);
+    // Void, then the query shows the record VOID (schema `TxStatus`).
     let r = n
         .call(&c, "CardSale/Void", &n.sess, json!({"TxID": txid}))
         .await;
@@ -258,8 +258,8 @@ async fn number_emv_sale_arpc_tamper_void_query() {
         )
         .await;
     assert_eq!(
-        r["Query_TransactionResult"]["Transactions"][0]["TxSTATUS"],
-        5
+        r["Transaction_QueryResult"]["Transactions"][0]["TxSTATUS"],
+        "VOID"
     );
     let r = n
         .call(&c, "CardSale/Void", &n.sess, json!({"TxID": 1}))
@@ -420,7 +420,7 @@ async fn number_outcomes_table() {
         )
         .await;
     assert_eq!(
-        r["CreditCardSale_IncrementAuthResult"]["ResponseAuthorizedAmount"],
+        r["CreditCardSale_IncrementalResult"]["Amts"]["TotalAuthAmt"],
         25.0
     );
     let r = n
@@ -630,12 +630,12 @@ async fn faults_and_no_orphans() {
     let r = n
         .call(&c, "Query/Transaction", &n.sess, json!({"Query": "(H=1)"}))
         .await;
-    assert_eq!(r["Query_TransactionResult"]["ErrCode"], 5030);
+    assert_eq!(r["Transaction_QueryResult"]["ErrCode"], 5030);
     let r = n
         .call(&c, "Query/Transaction", &n.sess, json!({"Query": "(H=1)"}))
         .await;
     assert_eq!(
-        r["Query_TransactionResult"]["ErrCode"], 5020,
+        r["Transaction_QueryResult"]["ErrCode"], 5020,
         "the session is gone: re-authenticate"
     );
     // The orphans from the faults above are listed; DELETE clears rules.
@@ -790,9 +790,12 @@ async fn pai_auth_key_exchange_operations_webhooks() {
             r["data"]["id"].as_str().unwrap().to_owned()
         }
     };
-    let txn = |body: Value| {
+    // Every transaction names the website and customer (Rebilly `PostTransaction`).
+    let txn = |mut body: Value| {
         let c = c.clone();
         let org = org.clone();
+        body["websiteId"] = json!("web_sandbox");
+        body["customerId"] = json!("cus_sandbox");
         async move {
             let r = c
                 .post(format!("{org}/transactions"))
@@ -815,15 +818,15 @@ async fn pai_auth_key_exchange_operations_webhooks() {
         let t = token(pan).await;
         let (s, v) = txn(json!({"type": "sale", "currency": "USD", "amount": amount, "paymentInstruction": {"token": t}})).await;
         assert_eq!(s, 201, "{v}");
-        assert_eq!(v["data"]["result"], result, "{pan} {amount}");
+        assert_eq!(v["result"], result, "{pan} {amount}");
     }
     let t = token("4111111111111111").await;
     let (_, v) = txn(json!({"type": "sale", "currency": "USD", "amount": 2.78, "paymentInstruction": {"token": t}})).await;
-    assert_eq!(v["data"]["amount"], 2.57);
+    assert_eq!(v["amount"], 2.57);
 
     // Idempotency: same key → the stored original; > 100 chars → 400.
     let t = token("4111111111111111").await;
-    let body = json!({"type": "sale", "currency": "USD", "amount": 12.0, "idempotencyKey": "idem-1", "paymentInstruction": {"token": t}});
+    let body = json!({"type": "sale", "currency": "USD", "amount": 12.0, "idempotencyKey": "idem-1", "requestId": "idem-1", "paymentInstruction": {"token": t}});
     let (_, first) = txn(body.clone()).await;
     let (s, again) = txn(body).await;
     assert_eq!(s, 201);
@@ -831,7 +834,7 @@ async fn pai_auth_key_exchange_operations_webhooks() {
     let (s, _) = txn(json!({"type": "sale", "currency": "USD", "amount": 1.0, "idempotencyKey": "x".repeat(101), "paymentInstruction": {"token": "t"}})).await;
     assert_eq!(s, 400);
     let list: Value = c
-        .get(format!("{org}/transactions?idempotencyKey=idem-1"))
+        .get(format!("{org}/transactions?filter=requestId%3Aidem-1"))
         .header("Authorization", PAI_KEY)
         .send()
         .await
@@ -839,10 +842,21 @@ async fn pai_auth_key_exchange_operations_webhooks() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["data"][0]["id"], first["data"]["id"]);
+    // Rebilly's list: a bare array, filtered by `requestId`.
+    assert_eq!(list[0]["id"], first["id"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    let r = c
+        .get(format!("{org}/transactions?filter=idempotencyKey%3Aidem-1"))
+        .header("Authorization", PAI_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "not a filterable field");
+    let (s, _) = txn(json!({"type": "sale", "currency": "USD", "amount": 1.0, "requestId": "no spaces", "paymentInstruction": {"token": "t"}})).await;
+    assert_eq!(s, 422, "requestId pattern");
 
     // Refund: 422 over the refundable amount, then full, then 409.
-    let id = first["data"]["id"].as_str().unwrap();
+    let id = first["id"].as_str().unwrap();
     let r = c
         .post(format!("{org}/transactions/{id}/refund"))
         .header("Authorization", PAI_KEY)
@@ -876,47 +890,71 @@ async fn pai_auth_key_exchange_operations_webhooks() {
         .json()
         .await
         .unwrap();
-    assert_eq!(st["data"]["status"], "refunded");
+    assert_eq!(st["status"], "refunded");
 
-    // Authorize → capture via parentTransactionId; a second authorize → void; void of a sale → 409.
+    // Authorize → capture as a second sale on its payment instrument; refunding a second
+    // authorize voids it; refunding the captured one → 409.
     let t = token("4111111111111111").await;
     let (_, a) = txn(json!({"type": "authorize", "currency": "USD", "amount": 20.0, "paymentInstruction": {"token": t}})).await;
-    let aid = a["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(a["status"], "waiting-capture", "{a}");
+    let aid = a["id"].as_str().unwrap().to_owned();
+    let inst = a["paymentInstrument"]["paymentInstrumentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (s, cap) =
-        txn(json!({"type": "sale", "currency": "USD", "amount": 20.0, "parentTransactionId": aid}))
+        txn(json!({"type": "sale", "currency": "USD", "amount": 20.0, "paymentInstruction": {"paymentInstrumentId": inst}}))
             .await;
     assert_eq!(s, 201, "{cap}");
-    assert_eq!(cap["data"]["type"], "capture");
+    assert_eq!(
+        (cap["type"].as_str(), cap["parentTransactionId"].as_str()),
+        (Some("sale"), Some(aid.as_str()))
+    );
     let r = c
-        .post(format!("{org}/transactions/{aid}/void"))
+        .post(format!("{org}/transactions/{aid}/refund"))
         .header("Authorization", PAI_KEY)
+        .json(&json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
     let t = token("4111111111111111").await;
     let (_, a2) = txn(json!({"type": "authorize", "currency": "USD", "amount": 5.0, "paymentInstruction": {"token": t}})).await;
-    let a2 = a2["data"]["id"].as_str().unwrap().to_owned();
+    let a2 = a2["id"].as_str().unwrap().to_owned();
     let r = c
         .post(format!("{org}/transactions/{a2}/void"))
         .header("Authorization", PAI_KEY)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 404, "no void endpoint");
+    let r = c
+        .post(format!("{org}/transactions/{a2}/refund"))
+        .header("Authorization", PAI_KEY)
+        .json(&json!({"amount": 5.0}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["parentTransactionId"].as_str()),
+        (Some("void"), Some(a2.as_str()))
+    );
 
     // 3DS challenge → offsite, then approved by /_sim/pai/3ds; the decline card declines.
     let t = token("4000000000003220").await;
     let (_, v) = txn(json!({"type": "sale", "currency": "EUR", "amount": 9.0, "paymentInstruction": {"token": t}})).await;
-    assert_eq!(v["data"]["status"], "offsite");
-    assert!(v["data"]["approvalUrl"]
+    assert_eq!(v["status"], "offsite");
+    assert_eq!(v["_links"][0]["rel"], "approvalUrl");
+    assert!(v["_links"][0]["href"]
         .as_str()
         .unwrap()
         .contains("/pai/3ds/"));
     let (_, done) = post(
         &c,
         format!("{}/_sim/pai/3ds", gw.url()),
-        json!({"txId": v["data"]["id"], "outcome": "approved"}),
+        json!({"txId": v["id"], "outcome": "approved"}),
     )
     .await;
     assert_eq!(done["data"]["result"], "approved");
@@ -925,7 +963,7 @@ async fn pai_auth_key_exchange_operations_webhooks() {
     let (_, done) = post(
         &c,
         format!("{}/_sim/pai/3ds", gw.url()),
-        json!({"txId": v["data"]["id"], "outcome": "approved"}),
+        json!({"txId": v["id"], "outcome": "approved"}),
     )
     .await;
     assert_eq!(done["data"]["result"], "declined");
@@ -935,8 +973,8 @@ async fn pai_auth_key_exchange_operations_webhooks() {
     let icc = icc_data(&mut card, 1500);
     let (s, v) = txn(json!({"type": "sale", "currency": "USD", "amount": 15.0, "paymentInstruction": {"emv": {"iccData": hex::encode(&icc), "entryMode": "chip"}}})).await;
     assert_eq!(s, 201, "{v}");
-    assert_eq!(v["data"]["emvResponse"]["arc"], "00");
-    let iad = hex::decode(v["data"]["emvResponse"]["issuerAuthData"].as_str().unwrap()).unwrap();
+    assert_eq!(v["emvResponse"]["arc"], "00");
+    let iad = hex::decode(v["emvResponse"]["issuerAuthData"].as_str().unwrap()).unwrap();
     card.external_authenticate(&iad, *b"00").unwrap();
     let tc = replace_tag(&icc_data(&mut card, 100), 0x9F27, &[0x40]);
     let (s, _) = txn(json!({"type": "sale", "currency": "USD", "amount": 1.0, "paymentInstruction": {"emv": {"iccData": hex::encode(tc)}}})).await;
@@ -1027,7 +1065,7 @@ async fn pai_webhook_reorder_and_retries_on_virtual_clock() {
             let t: Value = c.post(format!("{org}/payment-instruments/tokens")).header("Authorization", PAI_KEY)
                 .json(&json!({"primaryAccountNumber": "4111111111111111", "expirationMonth": 1, "expirationYear": 2031})).send().await.unwrap().json().await.unwrap();
             c.post(format!("{org}/transactions")).header("Authorization", PAI_KEY)
-                .json(&json!({"type": "sale", "currency": "USD", "amount": amount, "paymentInstruction": {"token": t["data"]["id"]}})).send().await.unwrap();
+                .json(&json!({"type": "sale", "websiteId": "web_sandbox", "customerId": "cus_sandbox", "currency": "USD", "amount": amount, "paymentInstruction": {"token": t["data"]["id"]}})).send().await.unwrap();
         }
     };
     fault(
@@ -1132,9 +1170,26 @@ async fn pay1st_auth_signatures_payments_webhook() {
         .unwrap();
     assert_eq!(r.status(), 401);
     let tok = p1_token(&c, &base).await;
+    let refresh = json!({"role": "API_USER", "refreshToken": tok["refreshToken"]}).to_string();
     let r = c
         .post(format!("{base}/api/pay1st/auth/refresh"))
-        .json(&json!({"role": "API_USER", "refreshToken": tok["refreshToken"]}))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(refresh.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        406,
+        "the refresh page requires the vendor Accept type"
+    );
+    let auth_type = "application/vnd.carry1st.payments.partnerauthentication+json";
+    let r = c
+        .post(format!("{base}/api/pay1st/auth/refresh"))
+        .header("Content-Type", auth_type)
+        .header("Accept", auth_type)
+        .body(refresh)
         .send()
         .await
         .unwrap();
@@ -1189,9 +1244,9 @@ async fn pay1st_auth_signatures_payments_webhook() {
     let r = create(ts.clone(), sign(&ts, &body), body.clone())
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 201);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["status"], "PENDING");
+    assert_eq!(p["status"], "NEW", "the life cycle starts at NEW");
     let reference = p["reference"].as_str().unwrap().to_owned();
     assert_eq!(
         create(ts.clone(), sign(&ts, &body), body.clone())
@@ -1200,7 +1255,7 @@ async fn pay1st_auth_signatures_payments_webhook() {
             .status(),
         409
     );
-    // Checkout page and status lookup [EXT].
+    // Checkout page and "Query Payment Status" by Pay1st's reference.
     let r = c
         .get(format!(
             "{base}/checkout?reference={reference}&accessToken={}",
@@ -1210,15 +1265,34 @@ async fn pay1st_auth_signatures_payments_webhook() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let get = c
-        .get(format!("{base}/api/pay1st/payments/{reference}"))
-        .header("AccessToken", format!("Bearer {access}"))
-        .header("X-TIMESTAMP", &ts)
-        .header("X-SIGNATURE", sign(&ts, ""))
-        .send()
-        .await
-        .unwrap();
+    let query = |q: String| {
+        c.get(format!("{base}/api/pay1st/payments?{q}"))
+            .header("AccessToken", format!("Bearer {access}"))
+            .header(
+                "Content-Type",
+                "application/vnd.carry1st.payments.payment+json",
+            )
+            .header("X-TIMESTAMP", &ts)
+            .header("X-SIGNATURE", sign(&ts, ""))
+            .send()
+    };
+    let get = query(format!("reference={reference}")).await.unwrap();
     assert_eq!(get.status(), 200);
+    let one: Value = get.json().await.unwrap();
+    assert_eq!(
+        (one["reference"].as_str(), one["status"].as_str()),
+        (Some(reference.as_str()), Some("NEW"))
+    );
+    assert_eq!(one["partnerReference"], "order-1");
+    assert_eq!(
+        query("partnerReference=order-1".into())
+            .await
+            .unwrap()
+            .status(),
+        400,
+        "no query by partnerReference"
+    );
+    assert_eq!(query("reference=C-0-P".into()).await.unwrap().status(), 404);
     // Complete → SUCCESSFUL webhook signed with base64("apiuser:apipassword") as the key.
     let (s, _) = post(
         &c,
@@ -1243,6 +1317,13 @@ async fn pay1st_auth_signatures_payments_webhook() {
         assert_eq!(v["status"], "SUCCESSFUL");
         assert_eq!(v["partnerReference"], "order-1");
     }
+    let done: Value = query(format!("reference={reference}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "SUCCESSFUL");
     // Token expiry on the virtual clock.
     post(
         &c,

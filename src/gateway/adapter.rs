@@ -38,7 +38,13 @@ pub trait Gateway: Send + Sync {
     /// response…). Looks the transaction up first when the gateway id is not known.
     fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult>;
 
-    /// Looks a transaction up by the bridge's own reference (the client reference /
-    /// idempotency key / partner reference it was sent with).
-    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult>;
+    /// Looks a transaction up by the bridge's own reference (Number's `ClientRefID`,
+    /// PaymentsAI's `requestId`) or, where the gateway indexes only its own id (Pay1st's
+    /// `reference`), by `gateway_id` when a reply brought one. Without the key a dialect
+    /// needs, the answer is `Unknown`, never `NotFound`.
+    fn status<'a>(
+        &'a self,
+        reference: &'a Reference,
+        gateway_id: Option<&'a str>,
+    ) -> BoxFuture<'a, StatusResult>;
 }

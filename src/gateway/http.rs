@@ -2,8 +2,9 @@
 //! and one [`Gateway`] implementation per dialect that drives the sans-IO mapping.
 //!
 //! Retries: only where the dialect makes a re-send safe — PaymentsAI's `idempotencyKey`
-//! (sale, capture) and Pay1st's unique `partnerReference` (a re-sent create is answered 409 and
-//! looked up). Number has no idempotency: a sale is sent once, and an unknown outcome is
+//! (sale, capture). Pay1st's create is sent once (the answer to a duplicate `partnerReference`
+//! is not documented, and no query takes it); a created payment is followed by its Pay1st
+//! reference until final. Number has no idempotency: a sale is sent once, and an unknown outcome is
 //! left to [`Gateway::status`] / [`Gateway::reverse`]. The only re-send on Number is after a
 //! 5030/5050 session rejection, which the gateway returns before processing.
 
@@ -377,7 +378,7 @@ impl NumberGateway {
         let id = req.gateway_id.clone();
         self.call(
             |s, _| number::void_request(s, req).ok_or("not a number TxID"),
-            |ex| number::classify_op(ex, "Transaction_VoidResult", &id, false),
+            |ex| number::classify_op(ex, number::VOID_RESULT, &id, false),
             |reason| OpResult::Unavailable { reason },
         )
         .await
@@ -386,7 +387,7 @@ impl NumberGateway {
     async fn do_refund(&self, req: &RefundRequest) -> OpResult {
         self.call(
             |s, _| number::apply_credit_request(s, req).ok_or("not a number TxID"),
-            |ex| number::classify_op(ex, "Transaction_ApplyCreditResult", &req.gateway_id, true),
+            |ex| number::classify_op(ex, number::APPLY_CREDIT_RESULT, &req.gateway_id, true),
             |reason| OpResult::Unavailable { reason },
         )
         .await
@@ -447,14 +448,7 @@ impl Gateway for NumberGateway {
         Box::pin(async move {
             self.call(
                 |s, _| number::capture_request(s, req),
-                |ex| {
-                    number::classify_op(
-                        ex,
-                        "CreditCardSale_IncrementAuthResult",
-                        &req.gateway_id,
-                        false,
-                    )
-                },
+                |ex| number::classify_op(ex, number::INCREMENTAL_RESULT, &req.gateway_id, false),
                 |reason| OpResult::Unavailable { reason },
             )
             .await
@@ -473,7 +467,12 @@ impl Gateway for NumberGateway {
         Box::pin(reverse(self, self.dialect(), req))
     }
 
-    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
+    fn status<'a>(
+        &'a self,
+        reference: &'a Reference,
+        _gateway_id: Option<&'a str>,
+    ) -> BoxFuture<'a, StatusResult> {
+        // Number's query grammar finds a sale by our `ClientRefID` (term `M`).
         Box::pin(self.do_status(reference))
     }
 }
@@ -511,26 +510,67 @@ impl PaiGateway {
         paymentsai::classify_op(&ex)
     }
 
+    /// A void is a refund of the whole amount (Rebilly has no void): read the amount first.
     async fn do_void(&self, req: &VoidRequest) -> OpResult {
-        let ex = self
-            .http
-            .send(
-                &self.cfg.base_url,
-                &paymentsai::void_request(&self.cfg, req),
-            )
-            .await;
-        paymentsai::classify_op(&ex)
+        let txn = match self.find(&req.reference, Some(&req.gateway_id)).await {
+            (_, Some(t)) => t,
+            (StatusResult::NotFound, None) => return OpResult::NotFound,
+            (StatusResult::Unknown { reason }, None) => {
+                tracing::warn!(reason = %reason, "paymentsai: transaction unreadable before void");
+                return OpResult::Unavailable { reason };
+            }
+            (StatusResult::Found(_), None) => {
+                return OpResult::Unavailable {
+                    reason: "paymentsai: transaction unreadable".into(),
+                }
+            }
+        };
+        // Rebilly's refund voids an open authorization; on a sale it would be a refund, which
+        // is not what a void asks for.
+        if txn.kind.as_deref() != Some("authorize") {
+            return OpResult::Refused {
+                code: None,
+                reason:
+                    "paymentsai: only an uncaptured authorization can be voided; a sale is refunded"
+                        .into(),
+            };
+        }
+        match paymentsai::void_request(&self.cfg, req, &txn) {
+            Err(reason) => OpResult::Unavailable {
+                reason: reason.into(),
+            },
+            Ok(http) => {
+                let ex = self.http.send(&self.cfg.base_url, &http).await;
+                paymentsai::classify_op(&ex)
+            }
+        }
     }
 
     async fn lookup(&self, reference: &Reference) -> (StatusResult, Option<paymentsai::PaiTxn>) {
-        let ex = self
-            .http
-            .send(
-                &self.cfg.base_url,
-                &paymentsai::lookup_request(&self.cfg, reference),
-            )
-            .await;
+        let Some(req) = paymentsai::lookup_request(&self.cfg, reference) else {
+            // Never sent as a requestId (authorize refuses such a reference): nothing to find.
+            return (StatusResult::NotFound, None);
+        };
+        let ex = self.http.send(&self.cfg.base_url, &req).await;
         paymentsai::classify_lookup(&ex, reference)
+    }
+
+    /// By the gateway id when a reply brought one, else by our reference.
+    async fn find(
+        &self,
+        reference: &Reference,
+        gateway_id: Option<&str>,
+    ) -> (StatusResult, Option<paymentsai::PaiTxn>) {
+        match gateway_id {
+            Some(id) => {
+                let ex = self
+                    .http
+                    .send(&self.cfg.base_url, &paymentsai::get_request(&self.cfg, id))
+                    .await;
+                paymentsai::classify_get(&ex)
+            }
+            None => self.lookup(reference).await,
+        }
     }
 }
 
@@ -540,18 +580,9 @@ impl ReversalOps for PaiGateway {
         confirm_refusal: false,
     };
     async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo) {
-        let (status, txn) = match &req.gateway_id {
-            Some(id) => {
-                let ex = self
-                    .http
-                    .send(&self.cfg.base_url, &paymentsai::get_request(&self.cfg, id))
-                    .await;
-                paymentsai::classify_get(&ex)
-            }
-            None => self.lookup(&req.reference).await,
-        };
-        // An uncaptured authorization is voided; a sale can only be refunded ([EXT] void
-        // applies to `authorize` only, §4.4).
+        let (status, txn) = self.find(&req.reference, req.gateway_id.as_deref()).await;
+        // An uncaptured authorization is voided (Rebilly: a refund without an amount); a
+        // sale is refunded by its amount.
         let undo = if txn.as_ref().and_then(|t| t.kind.as_deref()) == Some("authorize") {
             Undo::Void
         } else {
@@ -603,7 +634,21 @@ impl Gateway for PaiGateway {
 
     fn capture<'a>(&'a self, req: &'a CaptureRequest) -> BoxFuture<'a, OpResult> {
         Box::pin(async move {
-            match paymentsai::capture_request(&self.cfg, req) {
+            // A capture is a second sale on the authorization's payment instrument: read it.
+            let auth = match self.find(&req.reference, Some(&req.gateway_id)).await {
+                (_, Some(t)) => t,
+                (StatusResult::NotFound, None) => return OpResult::NotFound,
+                (StatusResult::Unknown { reason }, None) => {
+                    tracing::warn!(reason = %reason, "paymentsai: authorization unreadable before capture");
+                    return OpResult::Unavailable { reason };
+                }
+                (StatusResult::Found(_), None) => {
+                    return OpResult::Unavailable {
+                        reason: "paymentsai: authorization unreadable".into(),
+                    }
+                }
+            };
+            match paymentsai::capture_request(&self.cfg, req, &auth) {
                 Err(reason) => OpResult::Unsupported { reason },
                 Ok(http) => {
                     let ex = self
@@ -628,8 +673,12 @@ impl Gateway for PaiGateway {
         Box::pin(reverse(self, self.dialect(), req))
     }
 
-    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
-        Box::pin(async move { self.lookup(reference).await.0 })
+    fn status<'a>(
+        &'a self,
+        reference: &'a Reference,
+        gateway_id: Option<&'a str>,
+    ) -> BoxFuture<'a, StatusResult> {
+        Box::pin(async move { self.find(reference, gateway_id).await.0 })
     }
 }
 
@@ -642,7 +691,19 @@ pub struct Pay1stGateway {
     http: HttpClient,
     clock: Arc<dyn Clock>,
     tokens: Mutex<Option<Tokens>>,
+    /// Pay1st references of the payments this process created, by our reference: Pay1st is
+    /// queried by its own reference only, and an authorization still `NEW`/`PENDING` after
+    /// [`PAY1ST_FOLLOW_POLLS`] comes back unknown without a gateway id. Bounded; after a
+    /// restart the journal's gateway id (when the create reply brought it) is the key.
+    created: Mutex<std::collections::VecDeque<(Reference, String)>>,
 }
+
+/// How many status queries follow a payment created `NEW`/`PENDING` (spaced by the backoff).
+const PAY1ST_FOLLOW_POLLS: u32 = 5;
+/// How many created payments [`Pay1stGateway`] remembers.
+const PAY1ST_REMEMBERED: usize = 4096;
+/// Why a Pay1st payment cannot be looked up.
+const PAY1ST_NO_KEY: &str = "pay1st: no Pay1st reference (create reply lost) and no query by partnerReference: an operator must find the payment by its partner reference";
 
 /// What Pay1st cannot do.
 const PAY1ST_NO_OPS: &str =
@@ -663,7 +724,63 @@ impl Pay1stGateway {
             http: HttpClient::new(settings)?,
             clock,
             tokens: Mutex::new(None),
+            created: Mutex::new(std::collections::VecDeque::new()),
         })
+    }
+
+    async fn remember(&self, reference: &Reference, gateway_reference: &str) {
+        let mut c = self.created.lock().await;
+        if c.len() >= PAY1ST_REMEMBERED {
+            c.pop_front();
+        }
+        c.push_back((reference.clone(), gateway_reference.to_owned()));
+    }
+
+    async fn remembered(&self, reference: &Reference) -> Option<String> {
+        let c = self.created.lock().await;
+        c.iter()
+            .rev()
+            .find(|(r, _)| r == reference)
+            .map(|(_, g)| g.clone())
+    }
+
+    /// The Pay1st reference to query for `reference`: the given one, else a remembered one.
+    async fn key(&self, reference: &Reference, gateway_id: Option<&str>) -> Option<String> {
+        match gateway_id {
+            Some(g) => Some(g.to_owned()),
+            None => self.remembered(reference).await,
+        }
+    }
+
+    /// Follows a created payment until it is final, at most [`PAY1ST_FOLLOW_POLLS`] queries.
+    async fn follow(
+        &self,
+        req: &AuthorizationRequest,
+        gateway_reference: &str,
+    ) -> AuthorizationResult {
+        let mut wait = self.http.settings().backoff;
+        for _ in 0..PAY1ST_FOLLOW_POLLS {
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2).min(Duration::from_secs(5));
+            match self.lookup(gateway_reference).await {
+                (StatusResult::Found(s), Some(p)) if s.state != TxnState::Pending => {
+                    return pay1st::payment_result(&p, req)
+                }
+                (StatusResult::Found(_), _) => {}
+                (StatusResult::NotFound, _) => {
+                    tracing::warn!(reference = %req.reference, "pay1st: created payment not found by its reference");
+                    return AuthorizationResult::Unknown {
+                        reason: "pay1st: created payment not found".into(),
+                    };
+                }
+                (StatusResult::Unknown { reason }, _) => {
+                    tracing::info!(reference = %req.reference, reason = %reason, "pay1st: status query failed; asking again");
+                }
+            }
+        }
+        AuthorizationResult::Unknown {
+            reason: "pay1st: payment not final".into(),
+        }
     }
 
     /// A usable access token: the cached one, a refreshed one, or a new one.
@@ -718,10 +835,11 @@ impl Pay1stGateway {
         }
     }
 
-    async fn lookup(&self, reference: &Reference) -> (StatusResult, Option<pay1st::Payment>) {
+    /// "Query Payment Status" by Pay1st's reference.
+    async fn lookup(&self, gateway_reference: &str) -> (StatusResult, Option<pay1st::Payment>) {
         let r = self
-            .signed_call(&pay1st::lookup_request(reference), true, |ex| {
-                pay1st::classify_lookup(ex, reference)
+            .signed_call(&pay1st::lookup_request(gateway_reference), true, |ex| {
+                pay1st::classify_lookup(ex, gateway_reference)
             })
             .await;
         match r {
@@ -735,6 +853,18 @@ impl Pay1stGateway {
             Err(reason) => (StatusResult::Unknown { reason }, None),
         }
     }
+
+    async fn status_of(&self, reference: &Reference, gateway_id: Option<&str>) -> StatusResult {
+        match self.key(reference, gateway_id).await {
+            Some(g) => self.lookup(&g).await.0,
+            None => {
+                tracing::warn!(%reference, "{PAY1ST_NO_KEY}");
+                StatusResult::Unknown {
+                    reason: PAY1ST_NO_KEY.into(),
+                }
+            }
+        }
+    }
 }
 
 impl ReversalOps for Pay1stGateway {
@@ -743,7 +873,9 @@ impl ReversalOps for Pay1stGateway {
         confirm_refusal: false,
     };
     async fn lookup(&self, req: &ReversalRequest) -> (StatusResult, Undo) {
-        let status = self.lookup(&req.reference).await.0;
+        let status = self
+            .status_of(&req.reference, req.gateway_id.as_deref())
+            .await;
         (
             status,
             Undo::Never {
@@ -778,26 +910,38 @@ impl Gateway for Pay1stGateway {
                     reason: reason.into(),
                 },
                 Ok(http) => {
-                    // partnerReference is unique: a re-send after a lost reply is answered
-                    // 409 and resolved by lookup, never charged twice.
+                    // Sent once: a lost reply leaves the Pay1st reference unknown, and a
+                    // re-sent partnerReference has no documented answer.
                     match self
-                        .signed_call(&http, true, |ex| pay1st::classify_create(ex, req))
+                        .signed_call(&http, false, |ex| pay1st::classify_create(ex, req))
                         .await
                     {
                         Err(reason) => AuthorizationResult::Unavailable { reason },
-                        Ok(pay1st::Reply::Done(r)) => r,
+                        Ok(pay1st::Reply::Done(r)) => {
+                            if let AuthorizationResult::Approved { gateway_id, .. }
+                            | AuthorizationResult::Declined {
+                                gateway_id: Some(gateway_id),
+                                ..
+                            } = &r
+                            {
+                                self.remember(&req.reference, gateway_id).await;
+                            }
+                            r
+                        }
+                        Ok(pay1st::Reply::Pending(gateway_reference)) => {
+                            self.remember(&req.reference, &gateway_reference).await;
+                            self.follow(req, &gateway_reference).await
+                        }
                         Ok(pay1st::Reply::TokenRejected) => AuthorizationResult::Unavailable {
                             reason: "pay1st: token refused".into(),
                         },
-                        Ok(pay1st::Reply::Duplicate) => match self.lookup(&req.reference).await {
-                            (_, Some(p)) => pay1st::payment_result(&p, req),
-                            (StatusResult::NotFound, None) => AuthorizationResult::Unknown {
-                                reason: "pay1st: duplicate reference not found".into(),
-                            },
-                            (_, None) => AuthorizationResult::Unknown {
-                                reason: "pay1st: duplicate reference, lookup failed".into(),
-                            },
-                        },
+                        Ok(pay1st::Reply::Duplicate) => {
+                            tracing::warn!(reference = %req.reference, "pay1st: partnerReference already used");
+                            AuthorizationResult::Unknown {
+                                reason: "pay1st: partnerReference already used; no query by it"
+                                    .into(),
+                            }
+                        }
                     }
                 }
             };
@@ -834,7 +978,11 @@ impl Gateway for Pay1stGateway {
         Box::pin(reverse(self, Dialect::Pay1st, req))
     }
 
-    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
-        Box::pin(async move { self.lookup(reference).await.0 })
+    fn status<'a>(
+        &'a self,
+        reference: &'a Reference,
+        gateway_id: Option<&'a str>,
+    ) -> BoxFuture<'a, StatusResult> {
+        Box::pin(self.status_of(reference, gateway_id))
     }
 }

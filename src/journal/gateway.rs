@@ -158,8 +158,12 @@ impl Gateway for JournaledGateway {
         })
     }
 
-    fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
-        self.inner.status(reference)
+    fn status<'a>(
+        &'a self,
+        reference: &'a Reference,
+        gateway_id: Option<&'a str>,
+    ) -> BoxFuture<'a, StatusResult> {
+        self.inner.status(reference, gateway_id)
     }
 }
 

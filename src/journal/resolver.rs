@@ -190,7 +190,7 @@ async fn resolve_unknown(
     e: &Entry,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
-    match gateway.status(&r).await {
+    match gateway.status(&r, e.gateway_id.as_deref()).await {
         StatusResult::NotFound => {
             journal.set_state(&r, RelayState::NotFound, "status: not found")?;
             Ok(Some(RelayState::NotFound))
@@ -258,7 +258,7 @@ async fn resolve_forwarding(
     e: &Entry,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
-    match gateway.status(&r).await {
+    match gateway.status(&r, e.gateway_id.as_deref()).await {
         StatusResult::NotFound => {
             journal.set_state(&r, RelayState::Stored, "forward not received; stored again")?;
             Ok(Some(RelayState::Stored))

@@ -107,6 +107,8 @@ pub mod items {
     pub const CREDENTIALS_NOT_IN_REPO: &str = "credentials not in the repository";
     /// An authenticated call.
     pub const GATEWAY: &str = "gateway reachable and authenticated";
+    /// The money-free operations' replies against the official definitions.
+    pub const CONTRACT: &str = "gateway replies match the official definitions";
     /// Signed and badly signed test events.
     pub const WEBHOOK: &str = "webhook endpoint answers 200 and verifies signatures";
     /// Scenario: approved.
@@ -129,11 +131,12 @@ pub mod items {
     pub const UNRESOLVED: &str = "nothing unresolved";
 
     /// Every item, in order.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         CONFIGURATION,
         CREDENTIALS_PRESENT,
         CREDENTIALS_NOT_IN_REPO,
         GATEWAY,
+        CONTRACT,
         WEBHOOK,
         APPROVED,
         DECLINED,

@@ -8,7 +8,8 @@
 //! | configuration | the TOML parses, environment and dialect are set |
 //! | credentials present | every required variable of the dialect (and its webhook secrets) is set; values never printed |
 //! | credentials not in the repository | the secrets file (if any) is owner-only and outside any git work tree |
-//! | gateway reachable and authenticated | an authenticated call that creates nothing: Number `Authenticate`; PAI a transaction lookup by a random reference; Pay1st a token and a signed lookup (not found = pass) |
+//! | gateway reachable and authenticated | an authenticated call that creates nothing: Number `Authenticate`; PAI a transaction lookup by a random reference; Pay1st a token and a signed lookup by a Pay1st-style reference (not found = pass) |
+//! | gateway replies match the official definitions | per dialect, the money-free operations exercised above (and Number's query, Pay1st's refresh) and whether each reply had the shape its official definition gives (`preflight::contract`) |
 //! | webhook endpoint | a signed [`TEST_EVENT_TYPE`] event must get 200, a badly signed one 401 (the configured URL, else the receiver in-process on loopback); Number has no webhooks |
 //! | scenario: … | simulated reader + sandbox gateway with the configured dialect: approved, declined, insufficient funds, card removed, timeout → reversal, then `/_sim/assert/no_orphans` |
 //! | journal writable / integrity | a probe row written and deleted in one transaction; `PRAGMA integrity_check`, WAL + `synchronous=FULL` |
@@ -22,6 +23,7 @@
 //! Exit 0 only when every item passed; `[skip]` is used only for items that do not apply.
 
 mod checklist;
+mod contract;
 #[cfg(feature = "sim")]
 mod scenarios;
 
@@ -37,11 +39,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::{self, FileConfig, Lookup};
-use crate::gateway::http::{HttpClient, HttpSettings};
-use crate::gateway::{Dialect, Environment, GatewayConfig, Secret, StatusResult};
+use crate::gateway::http::HttpSettings;
+use crate::gateway::{Dialect, Environment, GatewayConfig, Secret};
 use crate::journal::Journal;
 use crate::webhooks::TEST_EVENT_TYPE;
-use emvbridge_core::txn::Reference;
+use contract::probe_reference;
 
 /// What to run against.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +106,10 @@ pub async fn preflight(opts: &Options) -> Report {
     let gateway_cfg = credentials(&setup, &mut r);
     match &gateway_cfg {
         Some(g) => gateway_check(g.clone(), &setup, &mut r).await,
-        None => r.fail(items::GATEWAY, "not run: gateway configuration incomplete"),
+        None => {
+            r.fail(items::GATEWAY, "not run: gateway configuration incomplete");
+            r.fail(items::CONTRACT, "not run: gateway configuration incomplete");
+        }
     }
     webhook_check(&setup, opts, &mut r).await;
     #[cfg(feature = "sim")]
@@ -278,11 +283,6 @@ fn credentials(s: &Setup, r: &mut Report) -> Option<GatewayConfig> {
 }
 
 /// A random reference no gateway can know.
-fn probe_reference() -> Reference {
-    let n: u64 = rand::random();
-    Reference(format!("preflight-{n:016x}"))
-}
-
 /// Short timeouts: a check must not hang the checklist.
 fn check_http(cfg: &FileConfig) -> HttpSettings {
     let base = cfg.http();
@@ -296,51 +296,28 @@ fn check_http(cfg: &FileConfig) -> HttpSettings {
 
 async fn gateway_check(gw: GatewayConfig, s: &Setup, r: &mut Report) {
     let started = Instant::now();
-    let http = check_http(&s.cfg);
-    let verdict: Result<String, String> = match gw {
-        GatewayConfig::Number(c) => {
-            // Authenticate only: it opens a session and moves no money.
-            match HttpClient::new(http) {
-                Err(e) => Err(e.to_string()),
-                Ok(client) => {
-                    let ex = client
-                        .send(
-                            &c.base_url,
-                            &crate::gateway::number::authenticate_request(&c),
-                        )
-                        .await;
-                    let now = crate::gateway::Clock::unix_now(&crate::gateway::SystemClock);
-                    match crate::gateway::number::parse_authenticate(&ex, now) {
-                        Ok(_) => Ok("number: Authenticate answered with a session key".into()),
-                        Err(crate::gateway::number::LoginFailure::NotSent(why))
-                        | Err(crate::gateway::number::LoginFailure::Failed(why)) => {
-                            Err(format!("number: Authenticate failed: {why}"))
-                        }
-                    }
-                }
-            }
-        }
-        other => {
-            let what = match &other {
-                GatewayConfig::PaymentsAi(_) => {
-                    "paymentsai: transaction lookup by a random reference"
-                }
-                _ => "pay1st: access token and a signed lookup by a random reference",
-            };
-            match crate::gateway::connect(other, http) {
-                Err(e) => Err(e.to_string()),
-                Ok(g) => match g.status(&probe_reference()).await {
-                    StatusResult::NotFound => Ok(format!("{what} answered (not found)")),
-                    StatusResult::Found(_) => Ok(format!("{what} answered")),
-                    StatusResult::Unknown { reason } => Err(format!("{what} failed: {reason}")),
-                },
-            }
-        }
-    };
+    let out = contract::exercise(gw, check_http(&s.cfg)).await;
     let ms = started.elapsed().as_millis();
-    match verdict {
+    match &out.reachable {
         Ok(d) => r.ok(items::GATEWAY, format!("{d} in {ms} ms")),
-        Err(d) => r.fail(items::GATEWAY, d),
+        Err(d) => r.fail(items::GATEWAY, d.clone()),
+    }
+    let lines: Vec<String> = out
+        .ops
+        .iter()
+        .map(|e| match &e.verdict {
+            Ok(what) => format!("{}: matched ({what})", e.op),
+            Err(why) => format!("{}: DID NOT MATCH ({why})", e.op),
+        })
+        .collect();
+    let all = !out.ops.is_empty() && out.ops.iter().all(|e| e.verdict.is_ok());
+    match (all, out.reachable.is_ok()) {
+        (true, true) => r.ok(items::CONTRACT, lines.join("; ")),
+        (_, false) if lines.is_empty() => r.fail(items::CONTRACT, "not run: gateway not reached"),
+        _ => {
+            tracing::warn!(detail = %lines.join("; "), "preflight: gateway replies do not match the definitions");
+            r.fail(items::CONTRACT, lines.join("; "))
+        }
     }
 }
 

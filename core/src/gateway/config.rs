@@ -103,3 +103,12 @@ pub(crate) fn base_url(raw: &str, var: &'static str) -> Result<String, ConfigErr
         Err(ConfigError::Invalid(var))
     }
 }
+
+/// Reads an on/off switch (`on`, `true`, `1`, `yes` / `off`, `false`, `0`, `no`).
+pub(crate) fn switch(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Some(true),
+        "off" | "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}

@@ -286,7 +286,7 @@ mod tests {
             let _ = paymentsai::classify_op(&ex);
             let _ = paymentsai::classify_lookup(&ex, &r);
             let _ = paymentsai::classify_get(&ex);
-            let _ = pay1st::classify_lookup(&ex, &r);
+            let _ = pay1st::classify_lookup(&ex, "r");
             let _ = number::parse_authenticate(&ex, 0);
             let _ = pay1st::parse_tokens(&ex, 0);
             let _ = issuer_from_tlv(&body);

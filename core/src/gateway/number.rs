@@ -6,12 +6,19 @@
 //!   [`MAX_AUTH_FAILURES`] consecutive failed logins it stops trying until
 //!   [`SessionState::reset_failures`], far from the 6-failure IP lockout.
 //! - Card-data calls (`CardSale/EMV`) send the PCI-mode HMAC SessKey
-//!   `<SessKey>_<epoch>_<UserID>_<HEX(HMAC-SHA256(secret, "<SessKey>_<epoch>_<UserID>"))>`.
+//!   `<SessKey>_<epoch>_<UserID>_<HEX(HMAC-SHA256(secret, "<SessKey>_<epoch>_<UserID>"))>`,
+//!   where `UserID` is the login's `ThisUser.ID` (an integer in the OpenAPI).
 //! - Sale: \[EXT\] `POST /CardSale/EMV {EmvTags, Amounts, MerchID, PurchItems{ClientRefID}}` →
 //!   `CreditCardSale_EMVResult`, checked in the documented order: transport, body,
-//!   `FunctionOk` (Aspen error), `TxApproved` (issuer decline) (§1.5).
+//!   `FunctionOk` (Aspen error), `TxApproved` (issuer decline) (§1.5). No public definition
+//!   has a REST EMV operation: the call is the project's extension, sent only when
+//!   [`NumberConfig::emv_extension`] is on (the sandbox; production only by contract).
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
-//!   resolved with `POST /Query/Transaction {"Query":"(M=<ClientRefID>)"}` and `CardSale/Void`.
+//!   resolved with `POST /Query/Transaction {"Query":"(M='<ClientRefID>')"}` (the query
+//!   grammar quotes text values), answered as `Transaction_QueryResult {NumRecords,
+//!   Transactions:[{ID, AMOUNT, TxSTATUS, TxType, REF_ID}]}`, and `CardSale/Void`.
+//! - Base path: the OpenAPI's servers say `/APIcardProcREST/v1.0.0`, the documentation
+//!   pages' examples `/APIcardProcNumber/v1.0.0`; configurable, defaulting to the pages'.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -27,8 +34,14 @@ use super::wire::{
 };
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
 
-/// Production REST base (§1.2). Number documents no separate sandbox host: a sandbox is an
-/// account type on the same host.
+/// Production host (the OpenAPI's `servers`). Number documents no separate sandbox host: a
+/// sandbox is an account type on the same host.
+pub const PRODUCTION_HOST: &str = "https://easypay5.com";
+/// The REST base path of the documentation pages' examples (the default).
+pub const PAGES_BASE_PATH: &str = "/APIcardProcNumber/v1.0.0";
+/// The REST base path of the OpenAPI definition (`master-openapi-rest.yaml`).
+pub const OPENAPI_BASE_PATH: &str = "/APIcardProcREST/v1.0.0";
+/// Production REST base: [`PRODUCTION_HOST`] and [`PAGES_BASE_PATH`].
 pub const PRODUCTION_URL: &str = "https://easypay5.com/APIcardProcNumber/v1.0.0";
 
 /// Renew the SessKey after 24 h although it lives 25 h (§1.3).
@@ -62,12 +75,19 @@ pub struct NumberConfig {
     pub merch_id: Option<i64>,
     /// The account's currency: Number requests carry no currency field.
     pub currency: String,
+    /// Send card-present sales through the \[EXT\] `CardSale/EMV` operation, which no public
+    /// definition has. Off unless configured (on for the sandbox); without it the adapter
+    /// refuses card-present sales before sending anything.
+    pub emv_extension: bool,
 }
 
 impl NumberConfig {
     /// Variables: `NUMBER_API_URL` (required for [`Environment::Sandbox`], else defaults to
-    /// [`PRODUCTION_URL`]), `NUMBER_ACCT_CODE`, `NUMBER_TOKEN`, `NUMBER_HMAC_SECRET`,
-    /// `NUMBER_USER_ID`, optional `NUMBER_MERCH_ID` and `NUMBER_CURRENCY` (default `USD`).
+    /// [`PRODUCTION_HOST`]; a URL with a path is taken whole as the REST base, a bare host gets
+    /// `NUMBER_BASE_PATH`, default [`PAGES_BASE_PATH`]), `NUMBER_ACCT_CODE`, `NUMBER_TOKEN`,
+    /// `NUMBER_HMAC_SECRET`, `NUMBER_USER_ID`, optional `NUMBER_MERCH_ID`, `NUMBER_CURRENCY`
+    /// (default `USD`) and `NUMBER_EMV_EXTENSION` (`on`/`off`; default on only for the
+    /// sandbox).
     ///
     /// # Errors
     /// [`ConfigError::Missing`] naming every missing variable; [`ConfigError::Invalid`].
@@ -80,8 +100,12 @@ impl NumberConfig {
             Environment::Sandbox => r.required("NUMBER_API_URL"),
             _ => r
                 .optional("NUMBER_API_URL")
-                .unwrap_or_else(|| PRODUCTION_URL.to_owned()),
+                .unwrap_or_else(|| PRODUCTION_HOST.to_owned()),
         };
+        let base_path = r
+            .optional("NUMBER_BASE_PATH")
+            .unwrap_or_else(|| PAGES_BASE_PATH.to_owned());
+        let emv = r.optional("NUMBER_EMV_EXTENSION");
         let acct_code = r.required("NUMBER_ACCT_CODE");
         let token = Secret::new(r.required("NUMBER_TOKEN"));
         let hmac_secret = Secret::new(r.required("NUMBER_HMAC_SECRET"));
@@ -98,14 +122,33 @@ impl NumberConfig {
             ),
             None => None,
         };
+        let emv_extension = match emv {
+            None => env == Environment::Sandbox,
+            Some(v) => {
+                super::config::switch(&v).ok_or(ConfigError::Invalid("NUMBER_EMV_EXTENSION"))?
+            }
+        };
+        let base = base_url(&url, "NUMBER_API_URL")?;
+        // A bare host gets the base path; a URL with a path is the REST base already.
+        let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
+        let base = if has_path {
+            base
+        } else {
+            let path = base_path.trim_end_matches('/');
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid("NUMBER_BASE_PATH"));
+            }
+            format!("{base}{path}")
+        };
         Ok(NumberConfig {
-            base_url: base_url(&url, "NUMBER_API_URL")?,
+            base_url: base,
             acct_code,
             token,
             user_id,
             hmac_secret,
             merch_id,
             currency: currency.to_ascii_uppercase(),
+            emv_extension,
         })
     }
 }
@@ -122,7 +165,7 @@ pub struct Session {
     pub issued_at: i64,
     /// First `MerchantList[].ID`.
     pub merch_id: Option<i64>,
-    /// `ThisUser.UserID`.
+    /// `ThisUser.ID` (the official user object's id).
     pub user_id: Option<String>,
 }
 
@@ -222,8 +265,9 @@ struct MerchantEntry {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ThisUser {
-    #[serde(rename = "UserID")]
-    user_id: Option<Box<RawValue>>,
+    /// The OpenAPI's user object names its id `ID` (integer).
+    #[serde(rename = "ID")]
+    id: Option<Box<RawValue>>,
 }
 
 /// Classifies the `/Authenticate` exchange.
@@ -255,7 +299,7 @@ pub fn parse_authenticate(ex: &Exchange, now: i64) -> Result<Session, LoginFailu
             .and_then(|m| raw_int(m.id.as_deref())),
         user_id: r
             .this_user
-            .and_then(|u| u.user_id)
+            .and_then(|u| u.id)
             .and_then(|u| raw_text(&u))
             .filter(|u| !u.is_empty() && !u.contains('_')),
     })
@@ -313,8 +357,9 @@ struct EmvSale<'a> {
     is_auth_only: bool,
 }
 
-/// References go into a Number query term unquoted (`(M=ref)`, like the documented
-/// `(H=<TxID>)`), so only characters that cannot close the term are allowed.
+/// Whether a reference can be a `ClientRefID` and a quoted query value: the query grammar
+/// quotes text values (`(M='ABC 888')`, "Use single quotes for text and date values") and
+/// documents no escape for a quote, so only characters that cannot close the value are allowed.
 pub fn query_safe(r: &Reference) -> bool {
     !r.0.is_empty()
         && r.0.len() <= 64
@@ -343,6 +388,11 @@ pub fn emv_sale_request(
     if req.kind == AuthKind::Refund {
         return Err(refuse(
             "number: card-present refund needs the original TxID",
+        ));
+    }
+    if !cfg.emv_extension {
+        return Err(refuse(
+            "number: no card-present operation without the EMV extension (NUMBER_EMV_EXTENSION)",
         ));
     }
     if !query_safe(&req.reference) {
@@ -459,14 +509,15 @@ struct QueryBody {
     query: String,
 }
 
-/// `POST /Query/Transaction {"Query":"(M=<ClientRefID>)"}` (§1.4). `None` for a reference
-/// that cannot be put in a query term.
+/// `POST /Query/Transaction {"Query":"(M='<ClientRefID>')"}`: term `M` is the client
+/// reference id, a text value, so it is quoted (`QueryTransaction` schema; the pages' example
+/// `(M='ABC 888')`). `None` for a reference that cannot be put in a query value.
 pub fn query_request(s: &Session, reference: &Reference) -> Option<HttpRequest> {
     if !query_safe(reference) {
         return None;
     }
     let body = serde_json::to_vec(&QueryBody {
-        query: format!("(M={})", reference.0),
+        query: format!("(M='{}')", reference.0),
     })
     .ok()?;
     Some(with_sesskey(
@@ -699,6 +750,15 @@ pub fn classify_op(ex: &Exchange, name: &str, original: &str, new_id: bool) -> R
     }
 }
 
+/// The envelope of a `Query/Transaction` reply (OpenAPI `queryTransactions`).
+pub const QUERY_RESULT: &str = "Transaction_QueryResult";
+/// The envelope of an `IncrementAuth` reply (the Incremental Auth page's sample).
+pub const INCREMENTAL_RESULT: &str = "CreditCardSale_IncrementalResult";
+/// The envelope of a `CardSale/Void` reply.
+pub const VOID_RESULT: &str = "Transaction_VoidResult";
+/// The envelope of a `CardSale/ApplyCredit` reply.
+pub const APPLY_CREDIT_RESULT: &str = "Transaction_ApplyCreditResult";
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct QueryResult {
@@ -706,32 +766,49 @@ struct QueryResult {
     function_ok: Option<bool>,
     #[serde(rename = "ErrCode")]
     err_code: Option<Box<RawValue>>,
-    // [I] the REST name of the record list is not in the public docs; the sandbox uses
-    // `Transactions`.
+    #[serde(rename = "NumRecords")]
+    num_records: Option<Box<RawValue>>,
     #[serde(rename = "Transactions")]
     transactions: Vec<QueryRecord>,
 }
 
+/// The fields of the OpenAPI's `Transaction` record the bridge reads.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct QueryRecord {
-    #[serde(rename = "TxID")]
-    txid: Option<Box<RawValue>>,
+    #[serde(rename = "ID")]
+    id: Option<Box<RawValue>>,
+    /// `OPEN AUTHOK AUTHFAILED SETTLED FAILED LOCKED VOID HOST` (schema `TxStatus`).
     #[serde(rename = "TxSTATUS")]
     status: Option<Box<RawValue>>,
     #[serde(rename = "TxType")]
     tx_type: Option<String>,
-    #[serde(rename = "TxApproved")]
-    tx_approved: Option<bool>,
     #[serde(rename = "REF_ID")]
     ref_id: Option<String>,
-    #[serde(rename = "ApprovedAmt")]
-    approved: Option<Box<RawValue>>,
+    #[serde(rename = "AMOUNT")]
+    amount: Option<Box<RawValue>>,
+    /// Amount credited back so far (`Credits`).
+    #[serde(rename = "Credits")]
+    credits: Option<Box<RawValue>>,
 }
 
-/// Classifies a `Query/Transaction` result for `reference`: the sale or auth-only record
-/// whose `REF_ID` is the reference (void and credit records may carry it too).
-/// `TxSTATUS`: 1 OPEN, 2 SETTLED, 3 FAILED, 4 RETURNED, 5 VOID (§1.4).
+/// A record's `TxSTATUS`. The record schema gives the status names; the query grammar's term
+/// `B` numbers them (1 OPEN, 2 SETTLED, 3 FAILED, 4 RETURNED, 5 VOID): both are read.
+fn record_state(status: &RawValue, credited: bool) -> Option<TxnState> {
+    let text = raw_text(status)?;
+    Some(match text.to_ascii_uppercase().as_str() {
+        "OPEN" | "AUTHOK" | "SETTLED" | "LOCKED" | "1" | "2" if credited => TxnState::Refunded,
+        "OPEN" | "AUTHOK" | "SETTLED" | "LOCKED" | "1" | "2" => TxnState::Approved,
+        "AUTHFAILED" | "FAILED" | "3" => TxnState::Declined,
+        "RETURNED" | "4" => TxnState::Refunded,
+        "VOID" | "5" => TxnState::Voided,
+        "HOST" => TxnState::Pending,
+        _ => return None,
+    })
+}
+
+/// Classifies a `Transaction_QueryResult` for `reference`: the sale or auth-only record
+/// whose `REF_ID` is the reference (credit records may carry it too).
 pub fn classify_query(ex: &Exchange, reference: &Reference, currency: &str) -> Reply<StatusResult> {
     let reply = match screen(ex) {
         Ok(r) => r,
@@ -745,15 +822,8 @@ pub fn classify_query(ex: &Exchange, reference: &Reference, currency: &str) -> R
     if reply.status != 200 {
         return unknown("number: query refused");
     }
-    let outer: Option<std::collections::HashMap<String, Box<RawValue>>> =
-        serde_json::from_slice(&reply.body).ok();
-    // [I] the envelope name of the Query result is undocumented: take the one `*Result`.
-    let Some(r) = outer
-        .as_ref()
-        .and_then(|o| o.iter().find(|(k, _)| k.ends_with("Result")))
-        .and_then(|(_, v)| serde_json::from_str::<QueryResult>(v.get()).ok())
-    else {
-        return unknown("number: unreadable query result");
+    let Some(r) = envelope::<QueryResult>(&reply.body, QUERY_RESULT) else {
+        return unknown("number: unreadable Transaction_QueryResult");
     };
     if r.function_ok != Some(true) {
         let code = raw_int(r.err_code.as_deref()).unwrap_or(0);
@@ -764,6 +834,11 @@ pub fn classify_query(ex: &Exchange, reference: &Reference, currency: &str) -> R
             reason: format!("number: query ErrCode {code}"),
         });
     }
+    // NumRecords counts what came back; a count beyond the records means a cut-off list.
+    let count = raw_int(r.num_records.as_deref());
+    if count.is_some_and(|n| usize::try_from(n).map_or(true, |n| n > r.transactions.len())) {
+        return unknown("number: query returned fewer records than NumRecords");
+    }
     let rec = r.transactions.iter().find(|t| {
         t.ref_id.as_deref() == Some(reference.0.as_str())
             && matches!(t.tx_type.as_deref(), Some("CCSALE" | "CCAUTHONLY") | None)
@@ -771,21 +846,22 @@ pub fn classify_query(ex: &Exchange, reference: &Reference, currency: &str) -> R
     let Some(t) = rec else {
         return Reply::Done(StatusResult::NotFound);
     };
-    let Some(gateway_id) = t.txid.as_deref().and_then(raw_text) else {
-        return unknown("number: query record without TxID");
+    let Some(gateway_id) = t.id.as_deref().and_then(raw_text).filter(|i| i != "0") else {
+        return unknown("number: query record without ID");
     };
-    let state = match raw_int(t.status.as_deref()) {
-        Some(1 | 2) if t.tx_approved != Some(false) => TxnState::Approved,
-        Some(1..=3) => TxnState::Declined,
-        Some(4) => TxnState::Refunded,
-        Some(5) => TxnState::Voided,
-        _ => return unknown("number: unknown TxSTATUS"),
+    let credited = t
+        .credits
+        .as_deref()
+        .and_then(|c| parse_decimal(c.get(), currency))
+        .is_some_and(|c| c.minor() > 0);
+    let Some(state) = t.status.as_deref().and_then(|s| record_state(s, credited)) else {
+        return unknown("number: unknown TxSTATUS");
     };
     Reply::Done(StatusResult::Found(TxnStatus {
         gateway_id,
         state,
         amount: t
-            .approved
+            .amount
             .as_deref()
             .and_then(|a| parse_decimal(a.get(), currency)),
     }))
@@ -808,6 +884,7 @@ mod tests {
             hmac_secret: Secret::new("sandbox-hmac-secret"),
             merch_id: None,
             currency: "USD".into(),
+            emv_extension: true,
         }
     }
 
@@ -850,7 +927,7 @@ mod tests {
         assert_eq!(v["AcctCode"], "EP9000001");
         assert_eq!(v["Token"], "0123456789ABCDEF0123456789ABCDEF");
         let s = parse_authenticate(
-            &ok(r#"{"AuthenticateResult":{"FunctionOk":true,"AuthSuccess":true,"ErrCode":0,"ErrMsg":"","RespMsg":"SessKey Expires|2026-01-02T00:00:00Z","SessKey":"ABCDEF","MerchantList":[{"ID":12,"TermID":1}],"ThisUser":{"UserID":"1001"}}}"#),
+            &ok(r#"{"AuthenticateResult":{"FunctionOk":true,"AuthSuccess":true,"ErrCode":0,"ErrMsg":"","RespMsg":"SessKey Expires|2026-01-02T00:00:00Z","SessKey":"ABCDEF","MerchantList":[{"ID":12,"TermID":"006"}],"ThisUser":{"ID":1001,"AccountCode":"EP9000001"}}}"#),
             50,
         )
         .unwrap();
@@ -1161,10 +1238,12 @@ mod tests {
     #[test]
     fn query_lookup() {
         let r = query_request(&session(), &Reference("ref-1".into())).unwrap();
-        assert_eq!(&r.body[..], br#"{"Query":"(M=ref-1)"}"#);
-        let body = r#"{"Query_TransactionResult":{"FunctionOk":true,"TxnCount":2,"Transactions":[
-            {"TxID":53002,"TxSTATUS":1,"TxType":"CCVOID","TxApproved":true,"REF_ID":"ref-1"},
-            {"TxID":53001,"TxSTATUS":5,"TxType":"CCSALE","TxApproved":true,"REF_ID":"ref-1","ApprovedAmt":12.34}]}}"#;
+        assert_eq!(r.path, "/Query/Transaction");
+        assert_eq!(&r.body[..], br#"{"Query":"(M='ref-1')"}"#);
+        // The official envelope and record fields (OpenAPI `queryTransactions`, `Transaction`).
+        let body = r#"{"Transaction_QueryResult":{"ErrCode":0,"ErrMsg":"","FunctionOk":true,"NumRecords":2,"RespMsg":"Successfully Returned Transaction Records : 2","Transactions":[
+            {"ID":53002,"TxSTATUS":"OPEN","TxType":"CCCREDIT","REF_ID":"ref-1","AMOUNT":12.34},
+            {"ID":53001,"TxSTATUS":"VOID","TxType":"CCSALE","REF_ID":"ref-1","AMOUNT":12.34}]}}"#;
         let found = classify_query(&ok(body), &Reference("ref-1".into()), "USD");
         assert_eq!(
             found,
@@ -1175,24 +1254,63 @@ mod tests {
             }))
         );
         let empty =
-            r#"{"Query_TransactionResult":{"FunctionOk":true,"TxnCount":0,"Transactions":[]}}"#;
+            r#"{"Transaction_QueryResult":{"FunctionOk":true,"NumRecords":0,"Transactions":[]}}"#;
         assert_eq!(
             classify_query(&ok(empty), &Reference("ref-1".into()), "USD"),
             Reply::Done(StatusResult::NotFound)
         );
+        // The shape the bridge once invented is not the official one: never "not found".
+        let invented =
+            r#"{"Query_TransactionResult":{"FunctionOk":true,"TxnCount":0,"Transactions":[]}}"#;
+        assert!(matches!(
+            classify_query(&ok(invented), &Reference("ref-1".into()), "USD"),
+            Reply::Done(StatusResult::Unknown { .. })
+        ));
+        // A record without the official `ID` is unusable, not absent.
+        let no_id = r#"{"Transaction_QueryResult":{"FunctionOk":true,"NumRecords":1,"Transactions":[{"TxID":1,"TxSTATUS":"OPEN","TxType":"CCSALE","REF_ID":"r"}]}}"#;
+        assert!(matches!(
+            classify_query(&ok(no_id), &Reference("r".into()), "USD"),
+            Reply::Done(StatusResult::Unknown { .. })
+        ));
+        // More records counted than returned: the list was cut, the answer unknown.
+        let cut =
+            r#"{"Transaction_QueryResult":{"FunctionOk":true,"NumRecords":3,"Transactions":[]}}"#;
+        assert!(matches!(
+            classify_query(&ok(cut), &Reference("r".into()), "USD"),
+            Reply::Done(StatusResult::Unknown { .. })
+        ));
         assert!(matches!(
             classify_query(&ok("{"), &Reference("x".into()), "USD"),
             Reply::Done(StatusResult::Unknown { .. })
         ));
-        let declined = r#"{"Query_TransactionResult":{"FunctionOk":true,"Transactions":[{"TxID":1,"TxSTATUS":3,"TxType":"CCSALE","TxApproved":false,"REF_ID":"r"}]}}"#;
+        for (status, state) in [
+            ("FAILED", TxnState::Declined),
+            ("AUTHFAILED", TxnState::Declined),
+            ("AUTHOK", TxnState::Approved),
+            ("SETTLED", TxnState::Approved),
+            ("HOST", TxnState::Pending),
+        ] {
+            let b = format!(
+                r#"{{"Transaction_QueryResult":{{"FunctionOk":true,"NumRecords":1,"Transactions":[{{"ID":1,"TxSTATUS":"{status}","TxType":"CCSALE","REF_ID":"r","AMOUNT":1}}]}}}}"#
+            );
+            assert!(
+                matches!(
+                    classify_query(&ok(&b), &Reference("r".into()), "USD"),
+                    Reply::Done(StatusResult::Found(TxnStatus { state: s, .. })) if s == state
+                ),
+                "{status}"
+            );
+        }
+        let credited = r#"{"Transaction_QueryResult":{"FunctionOk":true,"NumRecords":1,"Transactions":[{"ID":1,"TxSTATUS":"SETTLED","TxType":"CCSALE","REF_ID":"r","AMOUNT":5,"Credits":5}]}}"#;
         assert!(matches!(
-            classify_query(&ok(declined), &Reference("r".into()), "USD"),
+            classify_query(&ok(credited), &Reference("r".into()), "USD"),
             Reply::Done(StatusResult::Found(TxnStatus {
-                state: TxnState::Declined,
+                state: TxnState::Refunded,
                 ..
             }))
         ));
-        assert!(query_request(&session(), &Reference("x) || (B=1".into())).is_none());
+        assert!(query_request(&session(), &Reference("x') || (B=1".into())).is_none());
+        assert!(query_request(&session(), &Reference("it's".into())).is_none());
     }
 
     #[test]
@@ -1210,7 +1328,12 @@ mod tests {
             e,
             ConfigError::Missing(vec!["NUMBER_HMAC_SECRET", "NUMBER_USER_ID"])
         );
-        let all = |n: &str| vars(n).or_else(|| Some(format!("v-{n}")));
+        let all = |n: &str| {
+            vars(n).or_else(|| {
+                (!matches!(n, "NUMBER_EMV_EXTENSION" | "NUMBER_BASE_PATH"))
+                    .then(|| format!("v-{n}"))
+            })
+        };
         let c = NumberConfig::from_lookup(Environment::Sandbox, &|n| {
             if n == "NUMBER_MERCH_ID" || n == "NUMBER_CURRENCY" {
                 None
@@ -1231,6 +1354,41 @@ mod tests {
                 all(n)
             }
         });
-        assert_eq!(p.unwrap().base_url, PRODUCTION_URL);
+        let p = p.unwrap();
+        assert_eq!(p.base_url, PRODUCTION_URL);
+        assert!(
+            !p.emv_extension,
+            "the [EXT] operation is off by default in production"
+        );
+        assert!(c.emv_extension, "and on for the sandbox");
+        // A bare host gets the configured base path (the OpenAPI's, here).
+        let rest = NumberConfig::from_lookup(Environment::Production, &|n| match n {
+            "NUMBER_API_URL" => Some("https://easypay5.com/".into()),
+            "NUMBER_BASE_PATH" => Some(OPENAPI_BASE_PATH.into()),
+            "NUMBER_EMV_EXTENSION" => Some("on".into()),
+            "NUMBER_MERCH_ID" => None,
+            n => all(n),
+        })
+        .unwrap();
+        assert_eq!(rest.base_url, "https://easypay5.com/APIcardProcREST/v1.0.0");
+        assert!(rest.emv_extension);
+        assert_eq!(
+            NumberConfig::from_lookup(Environment::Production, &|n| match n {
+                "NUMBER_EMV_EXTENSION" => Some("maybe".into()),
+                "NUMBER_MERCH_ID" | "NUMBER_API_URL" => None,
+                n => all(n),
+            })
+            .unwrap_err(),
+            ConfigError::Invalid("NUMBER_EMV_EXTENSION")
+        );
+    }
+
+    #[test]
+    fn no_card_present_sale_without_the_extension() {
+        let mut c = cfg();
+        c.emv_extension = false;
+        assert!(emv_sale_request(&c, &session(), 0, &req(100))
+            .unwrap_err()
+            .contains("EMV extension"));
     }
 }

@@ -1,24 +1,32 @@
-//! Pay1st (Carry1st) gateway dialect, sans-IO (gateways.md §3, §4.4).
+//! Pay1st (Carry1st) gateway dialect, sans-IO (gateways.md §3, §4.4), following the official
+//! reference pages (`docs/gateway-specs/pay1st/`).
 //!
 //! - Token: `POST /api/pay1st/auth/token` with `Authorization: Basic base64(API_KEY:API_SECRET)`,
 //!   `Content-Type: application/vnd.carry1st.payments.partnerauthentication+json`, body
-//!   `{"role":"API_USER"}`; refresh with `POST /api/pay1st/auth/refresh` (§3.2). The token
-//!   lifetime is \[GAP\]: the edge refreshes after [`Pay1stConfig::token_refresh_secs`] and on a
-//!   401, once per call.
+//!   `{"role":"API_USER"}`; refresh with `POST /api/pay1st/auth/refresh {role, refreshToken}`,
+//!   whose page requires the same vendor type as `Accept` too. The token lifetime is not
+//!   published: the edge refreshes after [`Pay1stConfig::token_refresh_secs`] and on a 401,
+//!   once per call.
 //! - Every other call: `AccessToken: Bearer <token>`, `X-TIMESTAMP` (ISO-8601) and
 //!   `X-SIGNATURE` = lowercase hex HMAC-SHA256(key = signing key, msg = timestamp ‖ the exact
 //!   body bytes sent) — [`sign`] runs over the very `Bytes` that go on the wire.
-//! - Authorize = "create payment" `POST /api/pay1st/payments/create` with our reference as
-//!   `partnerReference` (unique for the integration's lifetime, so a re-send is answered 409
-//!   and never charges twice) and the amount as a decimal.
+//! - Authorize = "Create Payment Request" `POST /api/pay1st/payments/create` with our reference
+//!   as `partnerReference` and the amount as a decimal. The reply identifies the payment by
+//!   Pay1st's own `reference`; a new payment is `NEW` (the status list: `NEW`, `PENDING`,
+//!   `SUCCESSFUL`, `FAILED`, `CANCELLED`, `ABANDONED`), so the edge follows it with
+//!   "Query Payment Status" `GET /api/pay1st/payments?reference=<Pay1st reference>` (one
+//!   payment object) until it is final.
+//! - Lookups need Pay1st's reference: no documented query takes our `partnerReference`. When
+//!   the create reply is lost, the reference is unknown and nothing can be looked up: the
+//!   create is never re-sent (the answer to a duplicate `partnerReference` is not documented),
+//!   the sale stays unknown and the journal escalates it to an operator, who finds the
+//!   payment in Carry1st's portal by its partner reference.
 //!
-//! What Pay1st cannot do (§3.3, §3.5): it has no card-present API, no capture, void or refund
-//! API (refunds go through Carry1st as Merchant of Record) and no status lookup in the
-//! public docs. The adapter uses the sandbox's \[EXT\] `emv` field and \[EXT\] lookups
-//! (`GET /api/pay1st/payments/{reference}`, `?partnerReference=`); against the real gateway a
-//! payment is a hosted checkout that stays `PENDING` (→ `Unknown`). Without an \[EXT\] EMV
-//! response the card gets only an ARC derived from the result (`00`/`05`): no issuer
-//! authentication data (`91`), no scripts.
+//! What Pay1st cannot do: it has no card-present API, no capture, void or refund API (refunds
+//! go through Carry1st as Merchant of Record). The \[EXT\] `emv` field (reply `emvResponse`) is
+//! sent only when [`Pay1stConfig::emv_extension`] is on (the sandbox, or by contract); without
+//! it a payment is a hosted checkout that stays `NEW`/`PENDING` at the terminal (→ unknown),
+//! and without an EMV response the card gets only an ARC derived from the result (`00`/`05`).
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -33,7 +41,7 @@ use super::wire::{
 };
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
-use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
+use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode};
 
 const CT_AUTH: &str = "application/vnd.carry1st.payments.partnerauthentication+json";
 const CT_PAYMENT: &str = "application/vnd.carry1st.payments.payment+json";
@@ -57,7 +65,8 @@ pub struct Pay1stConfig {
     pub callback_url: Option<String>,
     /// Backend webhook URL, if any.
     pub webhook_url: Option<String>,
-    /// Send the card's ICC data in the \[EXT\] `emv` field (sandbox only).
+    /// Send the card's ICC data in the \[EXT\] `emv` field (on for the sandbox; elsewhere
+    /// only when `PAY1ST_EMV_EXTENSION` says so).
     pub emv_extension: bool,
     /// Refresh the access token after this many seconds (\[I\]: the lifetime is \[GAP\]).
     pub token_refresh_secs: i64,
@@ -66,8 +75,8 @@ pub struct Pay1stConfig {
 impl Pay1stConfig {
     /// Variables: `PAY1ST_API_URL` (always required: hosts are not published),
     /// `PAY1ST_API_KEY`, `PAY1ST_API_SECRET`, `PAY1ST_SIGNING_KEY`, `PAY1ST_COUNTRY_CODE`;
-    /// optional `PAY1ST_CALLBACK_URL`, `PAY1ST_WEBHOOK_URL`. The \[EXT\] EMV field is on only
-    /// for [`Environment::Sandbox`].
+    /// optional `PAY1ST_CALLBACK_URL`, `PAY1ST_WEBHOOK_URL`, `PAY1ST_EMV_EXTENSION` (`on`/`off`;
+    /// default on only for [`Environment::Sandbox`]).
     ///
     /// # Errors
     /// [`ConfigError::Missing`] naming every missing variable; [`ConfigError::Invalid`].
@@ -83,7 +92,14 @@ impl Pay1stConfig {
         let country = r.required("PAY1ST_COUNTRY_CODE");
         let callback = r.optional("PAY1ST_CALLBACK_URL");
         let webhook = r.optional("PAY1ST_WEBHOOK_URL");
+        let emv = r.optional("PAY1ST_EMV_EXTENSION");
         r.finish()?;
+        let emv_extension = match emv {
+            None => env == Environment::Sandbox,
+            Some(v) => {
+                super::config::switch(&v).ok_or(ConfigError::Invalid("PAY1ST_EMV_EXTENSION"))?
+            }
+        };
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(ConfigError::Invalid("PAY1ST_COUNTRY_CODE"));
         }
@@ -99,7 +115,7 @@ impl Pay1stConfig {
             webhook_url: webhook
                 .map(|c| base_url(&c, "PAY1ST_WEBHOOK_URL"))
                 .transpose()?,
-            emv_extension: env == Environment::Sandbox,
+            emv_extension,
             token_refresh_secs: 50 * 60,
         })
     }
@@ -159,7 +175,8 @@ struct RefreshBody<'a> {
     refresh_token: &'a str,
 }
 
-/// `POST /api/pay1st/auth/refresh {role, refreshToken}`.
+/// `POST /api/pay1st/auth/refresh {role, refreshToken}`, with the vendor type as both
+/// `Content-Type` and `Accept` (the refresh page's header table).
 pub fn refresh_request(t: &Tokens) -> HttpRequest {
     let body = serde_json::to_vec(&RefreshBody {
         role: "API_USER",
@@ -168,6 +185,7 @@ pub fn refresh_request(t: &Tokens) -> HttpRequest {
     .unwrap_or_default();
     let mut r = HttpRequest::post_json("/api/pay1st/auth/refresh", body);
     r.set_header("Content-Type", CT_AUTH.into());
+    r.set_header("Accept", CT_AUTH.into());
     r
 }
 
@@ -310,19 +328,13 @@ pub fn create_request(
     Ok(r)
 }
 
-/// \[EXT\] `GET /api/pay1st/payments?partnerReference=<ours>` (unsigned; sign with [`signed`]).
-pub fn lookup_request(reference: &Reference) -> HttpRequest {
+/// "Query Payment Status": `GET /api/pay1st/payments?reference=<reference>`, where the
+/// reference is the one the create reply returned (unsigned; sign with [`signed`]).
+pub fn lookup_request(gateway_reference: &str) -> HttpRequest {
     let mut r = HttpRequest::get(format!(
-        "/api/pay1st/payments?partnerReference={}",
-        pct(&reference.0)
+        "/api/pay1st/payments?reference={}",
+        pct(gateway_reference)
     ));
-    r.set_header("Content-Type", CT_PAYMENT.into());
-    r
-}
-
-/// \[EXT\] `GET /api/pay1st/payments/{reference}` by Pay1st's own reference.
-pub fn get_request(gateway_reference: &str) -> HttpRequest {
-    let mut r = HttpRequest::get(format!("/api/pay1st/payments/{}", pct(gateway_reference)));
     r.set_header("Content-Type", CT_PAYMENT.into());
     r
 }
@@ -334,8 +346,12 @@ pub enum Reply<T> {
     Done(T),
     /// 401: the token was refused before processing; get a new one and re-send once.
     TokenRejected,
-    /// 409: `partnerReference` already used — the payment exists; look it up.
+    /// 409: `partnerReference` already used (the answer to a duplicate is not documented;
+    /// a 409 is read as "the payment exists"). Pay1st offers no lookup by our reference.
     Duplicate,
+    /// Created and not final yet (`NEW`, `PENDING`): follow it with [`lookup_request`] by
+    /// this Pay1st reference.
+    Pending(String),
 }
 
 /// A payment as Pay1st (or the sandbox) renders it.
@@ -347,7 +363,7 @@ pub struct Payment {
     /// Ours.
     #[serde(rename = "partnerReference")]
     pub partner_reference: Option<String>,
-    /// `SUCCESSFUL`, `FAILED`, `PENDING`, `CANCELLED`, `REFUNDED`.
+    /// `NEW`, `PENDING`, `SUCCESSFUL`, `FAILED`, `CANCELLED`, `ABANDONED`.
     pub status: Option<String>,
     amount: Option<Box<RawValue>>,
     /// Currency.
@@ -375,13 +391,14 @@ impl Payment {
         )
     }
 
-    fn state(&self) -> Option<TxnState> {
+    /// The status list of "Query Payment Status": `NEW` (created, not processed) and
+    /// `PENDING` (processing) are not final; `FAILED`, `CANCELLED` (by the customer) and
+    /// `ABANDONED` (session expired) moved no money. Any other value is unknown.
+    pub fn state(&self) -> Option<TxnState> {
         Some(match self.status.as_deref()? {
-            "SUCCESSFUL" | "SUCCESS" | "COMPLETED" => TxnState::Approved,
-            "FAILED" | "DECLINED" | "EXPIRED" => TxnState::Declined,
-            "CANCELLED" | "CANCELED" => TxnState::Voided,
-            "REFUNDED" | "PARTIALLY_REFUNDED" => TxnState::Refunded,
-            "PENDING" | "CREATED" | "PROCESSING" => TxnState::Pending,
+            "SUCCESSFUL" => TxnState::Approved,
+            "FAILED" | "CANCELLED" | "ABANDONED" => TxnState::Declined,
+            "NEW" | "PENDING" => TxnState::Pending,
             _ => return None,
         })
     }
@@ -411,7 +428,8 @@ impl Payment {
     }
 }
 
-/// Classifies the reply to [`create_request`] (also used for a payment found after a 409).
+/// Classifies the reply to [`create_request`]: a final payment is decided; a `NEW` or
+/// `PENDING` one is [`Reply::Pending`] with its reference.
 pub fn classify_create(ex: &Exchange, req: &AuthorizationRequest) -> Reply<AuthorizationResult> {
     use AuthorizationResult as A;
     let reply = match screen(ex) {
@@ -429,7 +447,19 @@ pub fn classify_create(ex: &Exchange, req: &AuthorizationRequest) -> Reply<Autho
         }
     }
     match serde_json::from_slice::<Payment>(&reply.body) {
-        Ok(p) => Reply::Done(payment_result(&p, req)),
+        Ok(p)
+            if p.partner_reference
+                .as_deref()
+                .is_some_and(|r| r != req.reference.0) =>
+        {
+            Reply::Done(A::Unknown {
+                reason: "pay1st: create answered another partnerReference".into(),
+            })
+        }
+        Ok(p) => match (p.state(), p.reference.as_deref().filter(|r| !r.is_empty())) {
+            (Some(TxnState::Pending), Some(reference)) => Reply::Pending(reference.to_owned()),
+            _ => Reply::Done(payment_result(&p, req)),
+        },
         Err(_) => Reply::Done(A::Unknown {
             reason: "pay1st: unreadable payment".into(),
         }),
@@ -466,7 +496,7 @@ pub fn payment_result(p: &Payment, req: &AuthorizationRequest) -> AuthorizationR
                 issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"00")),
             }
         }
-        Some(TxnState::Declined | TxnState::Voided) => A::Declined {
+        Some(TxnState::Declined | TxnState::Voided | TxnState::Refunded) => A::Declined {
             gateway_id: Some(gateway_id),
             code: issuer
                 .as_ref()
@@ -474,7 +504,7 @@ pub fn payment_result(p: &Payment, req: &AuthorizationRequest) -> AuthorizationR
             reason: format!("pay1st: {}", short(p.status.as_deref().unwrap_or("failed"))),
             issuer: issuer.unwrap_or_else(|| super::wire::arc_only(*b"05")),
         },
-        // PENDING: a hosted checkout nobody will complete at the terminal.
+        // NEW/PENDING after following it: not final (a hosted checkout without the [EXT]).
         _ => A::Unknown {
             reason: format!(
                 "pay1st: payment {}",
@@ -497,10 +527,11 @@ fn status_of(p: &Payment) -> StatusResult {
     }
 }
 
-/// Classifies a lookup (by partner reference: `{data:[…]}`; by gateway reference: one payment).
+/// Classifies "Query Payment Status" for the payment with Pay1st reference
+/// `gateway_reference`: one payment object.
 pub fn classify_lookup(
     ex: &Exchange,
-    reference: &Reference,
+    gateway_reference: &str,
 ) -> Reply<(StatusResult, Option<Payment>)> {
     let reply = match screen(ex) {
         Ok(r) => r,
@@ -509,6 +540,7 @@ pub fn classify_lookup(
     match reply.status {
         200 => {}
         401 => return Reply::TokenRejected,
+        // The page lists 404 among the failure responses.
         404 => return Reply::Done((StatusResult::NotFound, None)),
         s => {
             return Reply::Done((
@@ -519,25 +551,19 @@ pub fn classify_lookup(
             ))
         }
     }
-    #[derive(Deserialize)]
-    struct List {
-        data: Vec<Payment>,
-    }
-    if let Ok(list) = serde_json::from_slice::<List>(&reply.body) {
-        let hit = list
-            .data
-            .into_iter()
-            .find(|p| p.partner_reference.as_deref() == Some(reference.0.as_str()));
-        return Reply::Done(match hit {
-            Some(p) => (status_of(&p), Some(p)),
-            None => (StatusResult::NotFound, None),
-        });
-    }
     match serde_json::from_slice::<Payment>(&reply.body) {
-        Ok(p) if p.reference.is_some() => Reply::Done((status_of(&p), Some(p))),
-        _ => Reply::Done((
+        Ok(p) if p.reference.as_deref() == Some(gateway_reference) => {
+            Reply::Done((status_of(&p), Some(p)))
+        }
+        Ok(_) => Reply::Done((
             StatusResult::Unknown {
-                reason: "pay1st: unreadable lookup".into(),
+                reason: "pay1st: lookup answered another payment".into(),
+            },
+            None,
+        )),
+        Err(_) => Reply::Done((
+            StatusResult::Unknown {
+                reason: "pay1st: unreadable payment".into(),
             },
             None,
         )),
@@ -548,6 +574,7 @@ pub fn classify_lookup(
 mod tests {
     use super::*;
     use crate::gateway::wire::{HttpReply, TransportError};
+    use crate::txn::host::Reference;
     use bytes::Bytes;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
@@ -660,11 +687,25 @@ mod tests {
         assert!(parse_tokens(&reply(200, r#"{"accessToken":""}"#), 0).is_err());
         let r = refresh_request(&tok);
         assert_eq!(&r.body[..], br#"{"role":"API_USER","refreshToken":"ZGVm"}"#);
+        assert_eq!(r.header("Content-Type"), Some(CT_AUTH));
+        assert_eq!(r.header("Accept"), Some(CT_AUTH));
     }
 
     #[test]
     fn create_outcomes() {
         let r = |s, b: &str| classify_create(&reply(s, b), &req(1234, "NGN"));
+        // A new payment is NEW (the status life cycle starts there): follow its reference.
+        assert_eq!(
+            r(
+                201,
+                r#"{"reference":"C-1-P","partnerReference":"4a662291","countryCode":"NG","currencyCode":"NGN","amount":12.34,"status":"NEW"}"#
+            ),
+            Reply::Pending("C-1-P".into())
+        );
+        assert_eq!(
+            r(200, r#"{"reference":"C-1-P","status":"PENDING"}"#),
+            Reply::Pending("C-1-P".into())
+        );
         match r(
             200,
             r#"{"reference":"P1AB","partnerReference":"4a662291","status":"SUCCESSFUL","amount":12.34,"currencyCode":"NGN","emvResponse":{"arc":"00","issuerAuthData":"11223344556677883030"}}"#,
@@ -687,17 +728,27 @@ mod tests {
             matches!(r(200, r#"{"reference":"P1","status":"SUCCESSFUL","amount":12.34,"currencyCode":"NGN"}"#),
             Reply::Done(AuthorizationResult::Approved { issuer, .. }) if &issuer.arc == b"00" && issuer.issuer_auth_data.is_none())
         );
-        assert!(
-            matches!(r(200, r#"{"reference":"P1","status":"FAILED","amount":12.34,"currencyCode":"NGN"}"#),
-            Reply::Done(AuthorizationResult::Declined { issuer, code: None, .. }) if &issuer.arc == b"05")
-        );
-        assert!(matches!(
-            r(
-                200,
-                r#"{"reference":"P1","status":"PENDING","amount":12.34,"currencyCode":"NGN"}"#
-            ),
-            Reply::Done(AuthorizationResult::Unknown { .. })
-        ));
+        for end in ["FAILED", "CANCELLED", "ABANDONED"] {
+            let b = format!(
+                r#"{{"reference":"P1","status":"{end}","amount":12.34,"currencyCode":"NGN"}}"#
+            );
+            assert!(
+                matches!(r(200, &b),
+                Reply::Done(AuthorizationResult::Declined { issuer, code: None, .. }) if &issuer.arc == b"05"),
+                "{end}"
+            );
+        }
+        // Statuses outside the official list, and a NEW payment without a reference.
+        for b in [
+            r#"{"reference":"P1","status":"REFUNDED","amount":12.34,"currencyCode":"NGN"}"#,
+            r#"{"status":"NEW"}"#,
+            r#"{"reference":"P1","partnerReference":"other","status":"SUCCESSFUL","amount":12.34,"currencyCode":"NGN"}"#,
+        ] {
+            assert!(
+                matches!(r(201, b), Reply::Done(AuthorizationResult::Unknown { .. })),
+                "{b}"
+            );
+        }
         assert!(matches!(
             r(200, r#"{"reference":"P1","status":"SUCC"#),
             Reply::Done(AuthorizationResult::Unknown { .. })
@@ -726,26 +777,25 @@ mod tests {
 
     #[test]
     fn lookups() {
-        let me = Reference("4a662291".into());
-        let list = r#"{"data":[{"reference":"P1X","partnerReference":"4a662291","status":"CANCELLED","amount":1500,"currencyCode":"JPY"}]}"#;
-        match classify_lookup(&reply(200, list), &me) {
+        let l = lookup_request("C-142710055596150-P");
+        assert_eq!(l.path, "/api/pay1st/payments?reference=C-142710055596150-P");
+        assert_eq!(l.header("Content-Type"), Some(CT_PAYMENT));
+        assert_eq!(
+            lookup_request("a&b").path,
+            "/api/pay1st/payments?reference=a%26b"
+        );
+        // The page's example answer: one payment, not a list.
+        let one = r#"{"countryCode":"NG","currencyCode":"NGN","amount":100,"reference":"C-142710055596150-P","partnerReference":"0e9c0b41","partnerSettings":{"partnerId":9},"products":[],"metadata":[],"status":"NEW"}"#;
+        match classify_lookup(&reply(200, one), "C-142710055596150-P") {
             Reply::Done((StatusResult::Found(s), Some(_))) => {
-                assert_eq!(s.state, TxnState::Voided);
-                assert_eq!(s.amount.map(|a| a.minor()), Some(1500));
+                assert_eq!(s.state, TxnState::Pending);
+                assert_eq!(s.amount.map(|a| a.minor()), Some(10_000));
             }
             other => panic!("{other:?}"),
         }
+        let ok = r#"{"reference":"P1X","partnerReference":"4a662291","status":"SUCCESSFUL","amount":12.34,"currencyCode":"USD"}"#;
         assert!(matches!(
-            classify_lookup(&reply(200, r#"{"data":[]}"#), &me),
-            Reply::Done((StatusResult::NotFound, None))
-        ));
-        assert!(matches!(
-            classify_lookup(&reply(404, "{}"), &me),
-            Reply::Done((StatusResult::NotFound, None))
-        ));
-        let one = r#"{"reference":"P1X","partnerReference":"4a662291","status":"SUCCESSFUL","amount":12.34,"currencyCode":"USD"}"#;
-        assert!(matches!(
-            classify_lookup(&reply(200, one), &me),
+            classify_lookup(&reply(200, ok), "P1X"),
             Reply::Done((
                 StatusResult::Found(TxnStatus {
                     state: TxnState::Approved,
@@ -754,14 +804,35 @@ mod tests {
                 _
             ))
         ));
+        let abandoned =
+            r#"{"reference":"P1X","status":"ABANDONED","amount":1500,"currencyCode":"JPY"}"#;
         assert!(matches!(
-            classify_lookup(&reply(200, "{"), &me),
+            classify_lookup(&reply(200, abandoned), "P1X"),
+            Reply::Done((
+                StatusResult::Found(TxnStatus {
+                    state: TxnState::Declined,
+                    ..
+                }),
+                _
+            ))
+        ));
+        // Another payment than asked for, or a list: never taken as ours.
+        assert!(matches!(
+            classify_lookup(&reply(200, ok), "P2"),
+            Reply::Done((StatusResult::Unknown { .. }, None))
+        ));
+        assert!(matches!(
+            classify_lookup(&reply(200, r#"{"data":[]}"#), "P1X"),
+            Reply::Done((StatusResult::Unknown { .. }, None))
+        ));
+        assert!(matches!(
+            classify_lookup(&reply(404, "{}"), "P1X"),
+            Reply::Done((StatusResult::NotFound, None))
+        ));
+        assert!(matches!(
+            classify_lookup(&reply(200, "{"), "P1X"),
             Reply::Done((StatusResult::Unknown { .. }, _))
         ));
-        assert_eq!(
-            lookup_request(&Reference("a&b".into())).path,
-            "/api/pay1st/payments?partnerReference=a%26b"
-        );
     }
 
     #[test]
@@ -783,7 +854,9 @@ mod tests {
             Some(match n {
                 "PAY1ST_API_URL" => "https://payments.example".to_owned(),
                 "PAY1ST_COUNTRY_CODE" => "ng".to_owned(),
-                "PAY1ST_CALLBACK_URL" | "PAY1ST_WEBHOOK_URL" => return None,
+                "PAY1ST_CALLBACK_URL" | "PAY1ST_WEBHOOK_URL" | "PAY1ST_EMV_EXTENSION" => {
+                    return None
+                }
                 _ => format!("secret-{n}"),
             })
         };
@@ -795,5 +868,11 @@ mod tests {
                 .unwrap()
                 .emv_extension
         );
+        let on = Pay1stConfig::from_lookup(Environment::Production, &|n| match n {
+            "PAY1ST_EMV_EXTENSION" => Some("on".into()),
+            n => vars(n),
+        })
+        .unwrap();
+        assert!(on.emv_extension, "by the merchant's contract");
     }
 }

@@ -1,15 +1,29 @@
-//! PaymentsAI dialect, sans-IO (gateways.md §2, §4.4).
+//! PaymentsAI dialect, sans-IO (gateways.md §2, §4.4), following PaymentsAI's pages and the
+//! Rebilly API definition PaymentsAI is built on (`docs/gateway-specs/paymentsai/`,
+//! `docs/gateway-specs/rebilly/`).
 //!
-//! - Auth: `Authorization: ApiKey <accountId>_<apiKey>_<apiKeyId>` (§2.2) on every call; all
-//!   paths are organization scoped: `/v1/public-api/organizations/{organizationId}/…`.
-//! - Sale / pre-auth: `POST …/transactions {type, currency, amount, idempotencyKey,
-//!   paymentInstruction:{emv:{iccData, entryMode}} \[EXT\], metadata}` → **201 even when
-//!   declined** (§2.3): `result` decides. `emvResponse:{arc, issuerAuthData?, scripts?}` \[EXT\].
-//! - `idempotencyKey` = our [`Reference`]: a repeat returns the original transaction, so a
-//!   sale whose outcome is unknown may be re-sent with the same key (the edge does, bounded).
+//! - Auth: `Authorization: ApiKey <accountId>_<apiKey>_<apiKeyId>` on every call; all paths
+//!   are organization scoped: `/v1/public-api/organizations/{organizationId}/…`.
+//! - Sale / pre-auth: `POST …/transactions` with Rebilly's required `type`, `websiteId`,
+//!   `customerId`, `currency`, `amount`, plus `requestId` (Rebilly's de-duplication field,
+//!   returned on the transaction and so filterable) and PAI's `idempotencyKey` (≤ 100), both
+//!   our [`Reference`]. **201 even when declined**: `result` decides.
+//! - Card data: no public definition carries card-present EMV data. The \[EXT\]
+//!   `paymentInstruction.emv {iccData, entryMode}` (reply `emvResponse`) is sent only when
+//!   [`PaiConfig::emv_extension`] is on (the sandbox; production only by contract). Without
+//!   it a card-present sale is refused before sending: a `POST /transactions` without an
+//!   instruction would charge the customer's default instrument.
+//! - Capture: a second `sale` on the authorization's `paymentInstrumentId` (PAI's
+//!   authorize-and-capture page; Rebilly's `PostTransaction` has no parent field).
+//! - Void: Rebilly has none ("To refund or void, see Refund a transaction"): a void is a
+//!   `POST …/transactions/{id}/refund` without an amount (the whole refundable amount).
+//! - Lookup by our reference: `GET …/transactions?filter=requestId:<reference>` (Rebilly's
+//!   list takes `limit, offset, filter, q, sort, expand`; no `idempotencyKey` parameter).
+//! - Replies: Rebilly returns the resource itself (a transaction, or an array for a list);
+//!   PaymentsAI's pages show no envelope. A `{"data": …}` wrapper is accepted too.
 //! - Amounts are decimal major units (`47.77`), written and read as exact text.
-//! - Decline reasons are not exposed (§2.3): a decline has no code unless the \[EXT\] EMV
-//!   response carries an ARC.
+//! - Decline reasons are not exposed: a decline has no code unless the \[EXT\] EMV response
+//!   carries an ARC.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -27,8 +41,10 @@ use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Entr
 pub const STAGING_URL: &str = "https://staging-api.payments.ai";
 /// Production API host (§2.1).
 pub const PRODUCTION_URL: &str = "https://api.payments.ai";
-/// Longest `idempotencyKey` (§2.3).
+/// Longest `idempotencyKey` (PAI's idempotency page).
 pub const MAX_IDEMPOTENCY_KEY: usize = 100;
+/// Longest `requestId` (Rebilly `PostTransaction`: `maxLength: 50`, pattern `^[\-\w]+$`).
+pub const MAX_REQUEST_ID: usize = 50;
 
 /// PaymentsAI adapter configuration.
 #[derive(Debug, Clone)]
@@ -39,12 +55,20 @@ pub struct PaiConfig {
     pub organization_id: String,
     /// The full credential `<accountId>_<apiKey>_<apiKeyId>` sent after `ApiKey `.
     pub api_key: Secret,
+    /// `websiteId` of every transaction (required by Rebilly's `PostTransaction`).
+    pub website_id: String,
+    /// `customerId` of every transaction: the customer the terminal's sales belong to.
+    pub customer_id: String,
+    /// Send the \[EXT\] EMV instruction (see the module docs). On for the sandbox only,
+    /// unless configured.
+    pub emv_extension: bool,
 }
 
 impl PaiConfig {
     /// Variables as PAI names them (docs/gateways.md §2.2): `API_URL` (defaults to the
     /// stage or production host; required for [`Environment::Sandbox`]), `API_KEY` (the full
-    /// `<accountId>_<apiKey>_<apiKeyId>`), `ORGANIZATION_ID`.
+    /// `<accountId>_<apiKey>_<apiKeyId>`), `ORGANIZATION_ID`, `WEBSITE_ID`, `CUSTOMER_ID`;
+    /// optional `PAI_EMV_EXTENSION` (`on`/`off`, default on only for the sandbox).
     ///
     /// # Errors
     /// [`ConfigError::Missing`] naming every missing variable; [`ConfigError::Invalid`].
@@ -62,7 +86,29 @@ impl PaiConfig {
         };
         let key = r.required("API_KEY");
         let org = r.required("ORGANIZATION_ID");
+        let website = r.required("WEBSITE_ID");
+        let customer = r.required("CUSTOMER_ID");
+        let emv = r.optional("PAI_EMV_EXTENSION");
         r.finish()?;
+        let emv_extension = match emv {
+            None => env == Environment::Sandbox,
+            Some(v) => {
+                super::config::switch(&v).ok_or(ConfigError::Invalid("PAI_EMV_EXTENSION"))?
+            }
+        };
+        // Rebilly ids: at most 50 characters (`websiteId`, `customerId` schemas).
+        let id_ok = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 50
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !id_ok(&website) {
+            return Err(ConfigError::Invalid("WEBSITE_ID"));
+        }
+        if !id_ok(&customer) {
+            return Err(ConfigError::Invalid("CUSTOMER_ID"));
+        }
         let key = key.strip_prefix("ApiKey ").unwrap_or(&key).to_owned();
         if key.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid("API_KEY"));
@@ -78,6 +124,9 @@ impl PaiConfig {
             base_url: base_url(&url, "API_URL")?,
             organization_id: org,
             api_key: Secret::new(key),
+            website_id: website,
+            customer_id: customer,
+            emv_extension,
         })
     }
 
@@ -102,106 +151,139 @@ struct Emv<'a> {
     entry_mode: &'a str,
 }
 
+/// `paymentInstruction`: Rebilly's "Payment instrument" form, or the \[EXT\] EMV data.
 #[derive(Serialize)]
-struct Instruction<'a> {
-    emv: Emv<'a>,
+enum Instruction<'a> {
+    #[serde(rename = "emv")]
+    Emv(Emv<'a>),
+    #[serde(rename = "paymentInstrumentId")]
+    Instrument(&'a str),
 }
 
 #[derive(Serialize)]
 struct Metadata<'a> {
     reference: &'a str,
-    #[serde(rename = "maskedPan")]
+    #[serde(rename = "maskedPan", skip_serializing_if = "str::is_empty")]
     masked_pan: &'a str,
 }
 
+/// Rebilly's `PostTransaction` (required: `type, websiteId, customerId, currency, amount`)
+/// with PAI's `idempotencyKey` and `metadata`.
 #[derive(Serialize)]
 struct TxnBody<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
+    #[serde(rename = "websiteId")]
+    website_id: &'a str,
+    #[serde(rename = "customerId")]
+    customer_id: &'a str,
     currency: &'a str,
     amount: Box<RawValue>,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
     #[serde(rename = "idempotencyKey")]
     idempotency_key: &'a str,
-    #[serde(
-        rename = "parentTransactionId",
-        skip_serializing_if = "Option::is_none"
-    )]
-    parent: Option<&'a str>,
-    #[serde(rename = "paymentInstruction", skip_serializing_if = "Option::is_none")]
-    instruction: Option<Instruction<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata<'a>>,
+    #[serde(rename = "paymentInstruction")]
+    instruction: Instruction<'a>,
+    metadata: Metadata<'a>,
 }
 
+/// Whether our reference can be both `requestId` (Rebilly: `^[\-\w]+$`, ≤ 50) and
+/// `idempotencyKey` (≤ 100), and stand unquoted in a `filter` value.
 fn valid_key(r: &Reference) -> bool {
-    !r.0.is_empty() && r.0.chars().count() <= MAX_IDEMPOTENCY_KEY
+    !r.0.is_empty()
+        && r.0.len() <= MAX_REQUEST_ID
+        && r.0
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `POST …/transactions` for a sale or pre-authorization with the \[EXT\] EMV instruction.
 /// Rebuilding it for a retry gives the same bytes, so the idempotent repeat matches.
 ///
 /// # Errors
-/// `Unavailable` (nothing sent) for a refund (use [`refund_request`]) or an unusable key.
+/// A reason (nothing sent) for a refund (use [`refund_request`]), an unusable key, or a
+/// card-present sale without the EMV extension.
 pub fn authorize_request(
     cfg: &PaiConfig,
     req: &AuthorizationRequest,
 ) -> Result<HttpRequest, &'static str> {
-    let refuse = |reason: &'static str| reason;
     let kind = match req.kind {
         AuthKind::Sale => "sale",
         AuthKind::PreAuth => "authorize",
-        AuthKind::Refund => {
-            return Err(refuse("paymentsai: refund needs the original transaction"))
-        }
+        AuthKind::Refund => return Err("paymentsai: refund needs the original transaction"),
     };
     if !valid_key(&req.reference) {
-        return Err(refuse("paymentsai: reference unusable as idempotencyKey"));
+        return Err("paymentsai: reference unusable as requestId/idempotencyKey");
+    }
+    if !cfg.emv_extension {
+        return Err(
+            "paymentsai: no card-present instruction without the EMV extension (PAI_EMV_EXTENSION)",
+        );
     }
     let body = TxnBody {
         kind,
+        website_id: &cfg.website_id,
+        customer_id: &cfg.customer_id,
         currency: req.amount.currency().alpha,
         amount: decimal_json(&req.amount),
+        request_id: &req.reference.0,
         idempotency_key: &req.reference.0,
-        parent: None,
-        instruction: Some(Instruction {
-            emv: Emv {
-                icc_data: hex::encode_upper(&req.icc_data),
-                entry_mode: match req.entry_mode {
-                    EntryMode::Chip => "chip",
-                    EntryMode::Contactless => "contactless",
-                    // [EXT] the extension defines chip and contactless only.
-                    EntryMode::Swipe => "swipe",
-                },
+        instruction: Instruction::Emv(Emv {
+            icc_data: hex::encode_upper(&req.icc_data),
+            entry_mode: match req.entry_mode {
+                EntryMode::Chip => "chip",
+                EntryMode::Contactless => "contactless",
+                // [EXT] the extension defines chip and contactless only.
+                EntryMode::Swipe => "swipe",
             },
         }),
-        metadata: Some(Metadata {
+        metadata: Metadata {
             reference: &req.reference.0,
             masked_pan: &req.masked_pan,
-        }),
+        },
     };
-    let body = serde_json::to_vec(&body).map_err(|_| refuse("paymentsai: cannot encode"))?;
+    let body = serde_json::to_vec(&body).map_err(|_| "paymentsai: cannot encode")?;
     Ok(cfg.authed(HttpRequest::post_json(cfg.org_path("/transactions"), body)))
 }
 
-/// Capture: a second transaction `type:"sale"` linked by `parentTransactionId` (\[I\] field,
-/// §2.3), keyed by the capture's own reference.
+/// Capture: a second transaction `type:"sale"` on the authorization's payment instrument
+/// (PAI's authorize-and-capture page), keyed by the capture's own reference. `auth` is the
+/// authorization as [`get_request`] returned it.
 ///
 /// # Errors
-/// `Unsupported` for an unusable key.
-pub fn capture_request(cfg: &PaiConfig, req: &CaptureRequest) -> Result<HttpRequest, &'static str> {
+/// A reason (nothing sent) for an unusable key or an authorization without an instrument.
+pub fn capture_request(
+    cfg: &PaiConfig,
+    req: &CaptureRequest,
+    auth: &PaiTxn,
+) -> Result<HttpRequest, &'static str> {
     if !valid_key(&req.reference) {
-        return Err("reference unusable as idempotencyKey");
+        return Err("paymentsai: reference unusable as requestId/idempotencyKey");
     }
+    if auth.id.as_deref() != Some(req.gateway_id.as_str())
+        || auth.kind.as_deref() != Some("authorize")
+    {
+        return Err("paymentsai: capture of a transaction that is not the authorization");
+    }
+    let Some(instrument) = auth.payment_instrument_id() else {
+        return Err("paymentsai: the authorization names no payment instrument");
+    };
     let body = TxnBody {
         kind: "sale",
+        website_id: &cfg.website_id,
+        customer_id: auth.customer_id.as_deref().unwrap_or(&cfg.customer_id),
         currency: req.amount.currency().alpha,
         amount: decimal_json(&req.amount),
+        request_id: &req.reference.0,
         idempotency_key: &req.reference.0,
-        parent: Some(&req.gateway_id),
-        instruction: None,
-        metadata: None,
+        instruction: Instruction::Instrument(instrument),
+        metadata: Metadata {
+            reference: &req.reference.0,
+            masked_pan: "",
+        },
     };
-    let body = serde_json::to_vec(&body).map_err(|_| "cannot encode")?;
+    let body = serde_json::to_vec(&body).map_err(|_| "paymentsai: cannot encode")?;
     Ok(cfg.authed(HttpRequest::post_json(cfg.org_path("/transactions"), body)))
 }
 
@@ -210,7 +292,8 @@ struct RefundBody {
     amount: Box<RawValue>,
 }
 
-/// `POST …/transactions/{id}/refund {amount}` (§2.3). Not idempotent: never retried.
+/// `POST …/transactions/{id}/refund {amount}` (PAI's refund page). Not idempotent: never
+/// retried.
 pub fn refund_request(cfg: &PaiConfig, req: &RefundRequest) -> HttpRequest {
     let body = serde_json::to_vec(&RefundBody {
         amount: decimal_json(&req.amount),
@@ -222,11 +305,31 @@ pub fn refund_request(cfg: &PaiConfig, req: &RefundRequest) -> HttpRequest {
     ))
 }
 
-/// \[I\]/\[EXT\] `POST …/transactions/{id}/void` (no void endpoint is documented, §2.3).
-pub fn void_request(cfg: &PaiConfig, req: &VoidRequest) -> HttpRequest {
-    cfg.authed(HttpRequest::post_json(
-        cfg.org_path(&format!("/transactions/{}/void", pct(&req.gateway_id))),
-        b"{}".to_vec(),
+/// A void, as Rebilly defines one: `POST …/transactions/{id}/refund {amount}` of the whole
+/// amount of `txn` (the transaction as [`get_request`] returned it). PAI's page makes the
+/// amount optional, Rebilly's `PostTransactionRefund` requires it: it is always sent.
+///
+/// # Errors
+/// A reason (nothing sent) when `txn` is not the transaction or has no readable amount.
+pub fn void_request(
+    cfg: &PaiConfig,
+    req: &VoidRequest,
+    txn: &PaiTxn,
+) -> Result<HttpRequest, &'static str> {
+    if txn.id.as_deref() != Some(req.gateway_id.as_str()) {
+        return Err("paymentsai: void of another transaction");
+    }
+    let amount = txn
+        .amount()
+        .filter(|a| a.minor() > 0)
+        .ok_or("paymentsai: transaction without a readable amount")?;
+    Ok(refund_request(
+        cfg,
+        &RefundRequest {
+            reference: req.reference.clone(),
+            gateway_id: req.gateway_id.clone(),
+            amount,
+        },
     ))
 }
 
@@ -237,33 +340,50 @@ pub fn get_request(cfg: &PaiConfig, gateway_id: &str) -> HttpRequest {
     ))
 }
 
-/// \[I\] `GET …/transactions?idempotencyKey=<reference>`: lookup by our reference. The real
-/// API's list filter syntax is \[GAP\]; the sandbox serves this form.
-pub fn lookup_request(cfg: &PaiConfig, reference: &Reference) -> HttpRequest {
-    cfg.authed(HttpRequest::get(cfg.org_path(&format!(
-        "/transactions?idempotencyKey={}",
-        pct(&reference.0)
-    ))))
+/// `GET …/transactions?filter=requestId:<reference>&limit=100`: Rebilly's list filter on the
+/// `requestId` every request of ours carries. `None` for a reference that is not a valid
+/// `requestId` (it was then never sent).
+pub fn lookup_request(cfg: &PaiConfig, reference: &Reference) -> Option<HttpRequest> {
+    valid_key(reference).then(|| {
+        cfg.authed(HttpRequest::get(cfg.org_path(&format!(
+            "/transactions?filter={}&limit=100",
+            pct(&format!("requestId:{}", reference.0))
+        ))))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Replies
 
-#[derive(Deserialize)]
-struct Data<T> {
-    data: T,
+/// The resource in a reply body: Rebilly returns the resource itself; PaymentsAI's pages
+/// show no envelope, so a `{"data": …}` wrapper (seen only on PAI's stage tokenization
+/// endpoint) is accepted too. (No Rebilly transaction has a `data` field.)
+fn unwrapped(body: &[u8]) -> &[u8] {
+    #[derive(Deserialize)]
+    struct Wrapped<'a> {
+        #[serde(borrow)]
+        data: &'a RawValue,
+    }
+    // Only an object can be a wrapper (serde would read an array as a struct's fields).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return body;
+    }
+    match serde_json::from_slice::<Wrapped>(body) {
+        Ok(w) => w.data.get().as_bytes(),
+        Err(_) => body,
+    }
 }
 
-/// The fields of a PAI transaction the bridge reads (§2.3).
+/// The fields of a Rebilly `Transaction` the bridge reads.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct PaiTxn {
     /// Id.
     pub id: Option<String>,
-    /// `sale`, `authorize`, `capture`, `refund`.
+    /// `sale`, `authorize`, `refund`, … (Rebilly's `type` enum).
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// `waiting … voided …`.
+    /// `completed`, `waiting-capture`, `voided`, `refunded`, … (Rebilly's `status` enum).
     pub status: Option<String>,
     /// `approved`, `declined`, `canceled`, `abandoned`, `unknown`.
     pub result: Option<String>,
@@ -271,17 +391,38 @@ pub struct PaiTxn {
     amount: Option<Box<RawValue>>,
     /// Currency.
     pub currency: Option<String>,
-    /// The key it was created with (sandbox; \[I\] upstream).
-    #[serde(rename = "idempotencyKey")]
-    pub idempotency_key: Option<String>,
+    /// The `requestId` it was created with (our reference).
+    #[serde(rename = "requestId")]
+    pub request_id: Option<String>,
+    /// Its customer.
+    #[serde(rename = "customerId")]
+    pub customer_id: Option<String>,
+    #[serde(rename = "paymentInstrument")]
+    payment_instrument: Option<Instrument>,
     #[serde(rename = "emvResponse")]
     emv_response: Option<EmvResponse>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct Instrument {
+    #[serde(rename = "paymentInstrumentId")]
+    id: Option<String>,
 }
 
 impl PaiTxn {
     /// The amount in minor units, exact.
     pub fn amount(&self) -> Option<Money> {
         parse_decimal(self.amount.as_deref()?.get(), self.currency.as_deref()?)
+    }
+
+    /// The vaulted instrument it was charged on, if any.
+    pub fn payment_instrument_id(&self) -> Option<&str> {
+        self.payment_instrument
+            .as_ref()?
+            .id
+            .as_deref()
+            .filter(|i| !i.is_empty())
     }
 }
 
@@ -319,13 +460,12 @@ impl EmvResponse {
 }
 
 fn parse_txn(body: &[u8]) -> Option<PaiTxn> {
-    serde_json::from_slice::<Data<PaiTxn>>(body)
+    serde_json::from_slice::<PaiTxn>(unwrapped(body))
         .ok()
-        .map(|d| d.data)
         .filter(|t| t.id.as_deref().is_some_and(|i| !i.is_empty()))
 }
 
-/// What the `status`/`result` pair means for the bridge.
+/// What Rebilly's `status`/`result` pair means for the bridge.
 pub fn state_of(t: &PaiTxn) -> Option<TxnState> {
     Some(
         match (
@@ -333,13 +473,16 @@ pub fn state_of(t: &PaiTxn) -> Option<TxnState> {
             t.result.as_deref().unwrap_or("unknown"),
         ) {
             ("voided", _) => TxnState::Voided,
-            ("refunded" | "partially-refunded", _) => TxnState::Refunded,
+            ("refunded" | "partially-refunded" | "waiting-refund", _) => TxnState::Refunded,
             (_, "declined" | "canceled" | "abandoned") => TxnState::Declined,
-            ("not-sent", _) => TxnState::Declined,
-            ("completed" | "disputed" | "suspended", "approved") => TxnState::Approved,
-            ("waiting" | "sending" | "offsite" | "timeout", _) | (_, "unknown") => {
-                TxnState::Pending
-            }
+            ("never-sent", _) => TxnState::Declined,
+            ("completed" | "disputed" | "waiting-capture", "approved") => TxnState::Approved,
+            (
+                "pending" | "sending" | "offsite" | "timeout" | "conn-error" | "waiting-approval"
+                | "waiting-gateway",
+                _,
+            )
+            | (_, "unknown") => TxnState::Pending,
             _ => return None,
         },
     )
@@ -508,7 +651,8 @@ fn found(t: &PaiTxn) -> StatusResult {
     }
 }
 
-/// Classifies the [`lookup_request`] list: the sale/authorize created with our key.
+/// Classifies the [`lookup_request`] list (an array of transactions): the sale or
+/// authorization whose `requestId` is our reference.
 pub fn classify_lookup(ex: &Exchange, reference: &Reference) -> (StatusResult, Option<PaiTxn>) {
     let reply = match screen(ex) {
         Ok(r) => r,
@@ -522,7 +666,7 @@ pub fn classify_lookup(ex: &Exchange, reference: &Reference) -> (StatusResult, O
             None,
         );
     }
-    let Ok(list) = serde_json::from_slice::<Data<Vec<PaiTxn>>>(&reply.body) else {
+    let Ok(list) = serde_json::from_slice::<Vec<PaiTxn>>(unwrapped(&reply.body)) else {
         return (
             StatusResult::Unknown {
                 reason: "paymentsai: unreadable list".into(),
@@ -530,8 +674,8 @@ pub fn classify_lookup(ex: &Exchange, reference: &Reference) -> (StatusResult, O
             None,
         );
     };
-    let hit = list.data.into_iter().find(|t| {
-        t.idempotency_key.as_deref() == Some(reference.0.as_str())
+    let hit = list.into_iter().find(|t| {
+        t.request_id.as_deref() == Some(reference.0.as_str())
             && matches!(t.kind.as_deref(), Some("sale" | "authorize"))
             && t.id.is_some()
     });
@@ -552,6 +696,9 @@ mod tests {
             base_url: "http://127.0.0.1:1/pai".into(),
             organization_id: "org_sandbox".into(),
             api_key: Secret::new("acc_sandbox_key_sandbox0001_kid_sandbox0001"),
+            website_id: "web_sandbox".into(),
+            customer_id: "cus_sandbox".into(),
+            emv_extension: true,
         }
     }
 
@@ -590,7 +737,7 @@ mod tests {
         );
         assert_eq!(
             std::str::from_utf8(&r.body).unwrap(),
-            r#"{"type":"sale","currency":"USD","amount":12.34,"idempotencyKey":"ref-7","paymentInstruction":{"emv":{"iccData":"9F270180","entryMode":"contactless"}},"metadata":{"reference":"ref-7","maskedPan":"476173******0010"}}"#
+            r#"{"type":"sale","websiteId":"web_sandbox","customerId":"cus_sandbox","currency":"USD","amount":12.34,"requestId":"ref-7","idempotencyKey":"ref-7","paymentInstruction":{"emv":{"iccData":"9F270180","entryMode":"contactless"}},"metadata":{"reference":"ref-7","maskedPan":"476173******0010"}}"#
         );
         // JPY: no decimals.
         let j = authorize_request(&cfg(), &req(1500, "JPY")).unwrap();
@@ -600,14 +747,27 @@ mod tests {
         // Same request twice → same bytes (safe idempotent retry).
         assert_eq!(r, authorize_request(&cfg(), &req(1234, "USD")).unwrap());
         let mut long = req(1, "USD");
-        long.reference = Reference("x".repeat(101));
-        assert!(authorize_request(&cfg(), &long).is_err());
+        long.reference = Reference("x".repeat(51));
+        assert!(
+            authorize_request(&cfg(), &long).is_err(),
+            "requestId: at most 50"
+        );
+        long.reference = Reference("a.b".into());
+        assert!(
+            authorize_request(&cfg(), &long).is_err(),
+            "requestId: ^[-\\w]+$"
+        );
+        let mut off = cfg();
+        off.emv_extension = false;
+        assert!(authorize_request(&off, &req(1, "USD"))
+            .unwrap_err()
+            .contains("EMV extension"));
         let mut pre = req(1, "USD");
         pre.kind = AuthKind::PreAuth;
         assert!(
             std::str::from_utf8(&authorize_request(&cfg(), &pre).unwrap().body)
                 .unwrap()
-                .starts_with(r#"{"type":"authorize""#)
+                .starts_with(r#"{"type":"authorize","websiteId""#)
         );
     }
 
@@ -629,7 +789,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Without the [EXT] EMV response: no code, ARC 05.
-        let plain = r#"{"data":{"id":"txn_2","amount":1,"currency":"USD","status":"completed","result":"declined"}}"#;
+        let plain = r#"{"id":"txn_2","amount":1,"currency":"USD","status":"completed","result":"declined"}"#;
         assert!(
             matches!(classify_authorize(&reply(201, plain), &req(100, "USD")),
             AuthorizationResult::Declined { code: None, issuer, .. } if &issuer.arc == b"05")
@@ -638,7 +798,7 @@ mod tests {
 
     #[test]
     fn approved_with_scripts_and_exact_amounts() {
-        let body = r#"{"data":{"id":"txn_3","type":"sale","amount":12.34,"currency":"USD","status":"completed","result":"approved","emvResponse":{"arc":"00","issuerAuthData":"AABBCCDDEEFF00113030","scripts":["720A9F180400000001860100"]}}}"#;
+        let body = r#"{"id":"txn_3","type":"sale","amount":12.34,"currency":"USD","status":"completed","result":"approved","emvResponse":{"arc":"00","issuerAuthData":"AABBCCDDEEFF00113030","scripts":["720A9F180400000001860100"]}}"#;
         match classify_authorize(&reply(201, body), &req(1234, "USD")) {
             AuthorizationResult::Approved {
                 gateway_id,
@@ -653,12 +813,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let jpy = r#"{"data":{"id":"t","amount":1500,"currency":"JPY","status":"completed","result":"approved"}}"#;
+        let jpy =
+            r#"{"id":"t","amount":1500,"currency":"JPY","status":"completed","result":"approved"}"#;
         assert!(
             matches!(classify_authorize(&reply(201, jpy), &req(1500, "JPY")),
             AuthorizationResult::Approved { approved_amount, .. } if approved_amount.minor() == 1500)
         );
-        let partial = r#"{"data":{"id":"t","amount":2.57,"currency":"USD","status":"completed","result":"approved"}}"#;
+        let partial =
+            r#"{"id":"t","amount":2.57,"currency":"USD","status":"completed","result":"approved"}"#;
         assert!(
             matches!(classify_authorize(&reply(201, partial), &req(278, "USD")),
             AuthorizationResult::Approved { approved_amount, .. } if approved_amount.minor() == 257)
@@ -684,21 +846,18 @@ mod tests {
             r#"{"errorCode":"x","statusCode":500,"message":"Internal"}"#
         )));
         assert!(unknown(reply(504, "")));
-        assert!(unknown(reply(201, r#"{"data":{"id":"t","status":"compl"#)));
+        assert!(unknown(reply(201, r#"{"id":"t","status":"compl"#)));
         assert!(
-            unknown(reply(
-                201,
-                r#"{"data":{"status":"completed","result":"approved"}}"#
-            )),
+            unknown(reply(201, r#"{"status":"completed","result":"approved"}"#)),
             "no id"
         );
         assert!(unknown(reply(
             201,
-            r#"{"data":{"id":"t","amount":1,"currency":"USD","status":"offsite","result":"unknown"}}"#
+            r#"{"id":"t","amount":1,"currency":"USD","status":"offsite","result":"unknown"}"#
         )));
         assert!(unknown(reply(
             201,
-            r#"{"data":{"id":"t","amount":1,"currency":"USD","status":"completed","result":"approved","emvResponse":{"arc":"0"}}}"#
+            r#"{"id":"t","amount":1,"currency":"USD","status":"completed","result":"approved","emvResponse":{"arc":"0"}}"#
         )));
         assert!(unknown(reply(409, "{}")));
         assert!(unknown(Err(TransportError::NoReply("reset".into()))));
@@ -747,29 +906,42 @@ mod tests {
         assert_eq!(
             classify_op(&reply(
                 201,
-                r#"{"data":{"id":"txn_9","status":"completed","result":"approved"}}"#
+                r#"{"id":"txn_9","status":"completed","result":"approved"}"#
             )),
             OpResult::Done {
                 gateway_id: "txn_9".into()
             }
         );
-        let cap = capture_request(
-            &c,
-            &CaptureRequest {
-                reference: Reference("cap-1".into()),
-                gateway_id: "txn_1".into(),
-                authorized: Money::from_minor(1000, "EUR").unwrap(),
-                amount: Money::from_minor(900, "EUR").unwrap(),
-            },
+        let auth = parse_txn(br#"{"id":"txn_1","type":"authorize","status":"waiting-capture","result":"approved","amount":10,"currency":"EUR","customerId":"cus_9","paymentInstrument":{"method":"payment-card","paymentInstrumentId":"inst_1"}}"#).unwrap();
+        let capture = CaptureRequest {
+            reference: Reference("cap-1".into()),
+            gateway_id: "txn_1".into(),
+            authorized: Money::from_minor(1000, "EUR").unwrap(),
+            amount: Money::from_minor(900, "EUR").unwrap(),
+        };
+        let cap = capture_request(&c, &capture, &auth).unwrap();
+        assert_eq!(&cap.body[..], br#"{"type":"sale","websiteId":"web_sandbox","customerId":"cus_9","currency":"EUR","amount":9.00,"requestId":"cap-1","idempotencyKey":"cap-1","paymentInstruction":{"paymentInstrumentId":"inst_1"},"metadata":{"reference":"cap-1"}}"#);
+        let bare = parse_txn(
+            br#"{"id":"txn_1","type":"authorize","status":"waiting-capture","result":"approved"}"#,
         )
         .unwrap();
-        assert_eq!(&cap.body[..], br#"{"type":"sale","currency":"EUR","amount":9.00,"idempotencyKey":"cap-1","parentTransactionId":"txn_1"}"#);
-        let l = lookup_request(&c, &Reference("a b/c".into()));
+        assert!(
+            capture_request(&c, &capture, &bare).is_err(),
+            "no instrument"
+        );
+        let l = lookup_request(&c, &Reference("ref-9_x".into())).unwrap();
         assert_eq!(
             l.path,
-            "/v1/public-api/organizations/org_sandbox/transactions?idempotencyKey=a%20b%2Fc"
+            "/v1/public-api/organizations/org_sandbox/transactions?filter=requestId%3Aref-9_x&limit=100"
         );
-        let list = r#"{"data":[{"id":"txn_r","type":"refund","idempotencyKey":"k"},{"id":"txn_s","type":"sale","idempotencyKey":"k","amount":12.34,"currency":"USD","status":"voided","result":"approved"}]}"#;
+        assert!(lookup_request(&c, &Reference("a b/c".into())).is_none());
+        // Rebilly answers a list as a bare array (one element: never mistaken for a wrapper).
+        let one = r#"[{"id":"txn_s","type":"sale","requestId":"k","amount":1,"currency":"USD","status":"completed","result":"approved"}]"#;
+        assert!(matches!(
+            classify_lookup(&reply(200, one), &Reference("k".into())).0,
+            StatusResult::Found(_)
+        ));
+        let list = r#"[{"id":"txn_r","type":"refund","requestId":"k"},{"id":"txn_s","type":"sale","requestId":"k","amount":12.34,"currency":"USD","status":"voided","result":"approved"}]"#;
         let (s, t) = classify_lookup(&reply(200, list), &Reference("k".into()));
         assert_eq!(
             s,
@@ -780,6 +952,11 @@ mod tests {
             })
         );
         assert_eq!(t.unwrap().kind.as_deref(), Some("sale"));
+        assert_eq!(
+            classify_lookup(&reply(200, "[]"), &Reference("k".into())).0,
+            StatusResult::NotFound
+        );
+        // Tolerated: the `{"data": …}` wrapper.
         assert_eq!(
             classify_lookup(&reply(200, r#"{"data":[]}"#), &Reference("k".into())).0,
             StatusResult::NotFound
@@ -796,15 +973,27 @@ mod tests {
         let e = PaiConfig::from_lookup(Environment::Sandbox, &|_| None).unwrap_err();
         assert_eq!(
             e,
-            ConfigError::Missing(vec!["API_URL", "API_KEY", "ORGANIZATION_ID"])
+            ConfigError::Missing(vec![
+                "API_URL",
+                "API_KEY",
+                "ORGANIZATION_ID",
+                "WEBSITE_ID",
+                "CUSTOMER_ID"
+            ])
         );
         let vars = |n: &str| match n {
             "API_KEY" => Some("acc_1_key_2_kid_3".to_owned()),
             "ORGANIZATION_ID" => Some("org_x".to_owned()),
+            "WEBSITE_ID" => Some("web_1".to_owned()),
+            "CUSTOMER_ID" => Some("cus_1".to_owned()),
             _ => None,
         };
         let c = PaiConfig::from_lookup(Environment::Staging, &vars).unwrap();
         assert_eq!(c.base_url, STAGING_URL);
+        assert!(
+            !c.emv_extension,
+            "the [EXT] field is off outside the sandbox by default"
+        );
         assert!(!format!("{c:?}").contains("key_2"));
         assert_eq!(
             PaiConfig::from_lookup(Environment::Production, &vars)
