@@ -1116,7 +1116,7 @@ impl SimReader {
                 if self.config.device.card_status_unsolicited_only() {
                     // The logged M400 answers `D0 60 3F 03` with an unsolicited `E0{48}`
                     // only, even when card events are off.
-                    let status = if inserted { [0x03, 0x00] } else { [0x02, 0x00] };
+                    let status = if inserted { [0x03, 0x00] } else { [0x00, 0x00] };
                     let mut b = TlvBuilder::new();
                     b.constructed(Tag::VIPA_E0, |b| {
                         b.primitive(Tag::VIPA_CARD_STATUS, &status);
