@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use emvbridge_sim::card;
 use emvbridge_sim::faults::{parse_duration, FaultPlan};
-use emvbridge_sim::reader::{Control, Scenario, SimConfig, SimReader};
+use emvbridge_sim::reader::{Control, Presentation, Scenario, SimConfig, SimReader};
 use emvbridge_sim::transport::{run_pty, run_tcp, DeviceHandle, Pty};
 use tokio::io::AsyncBufReadExt;
 
@@ -68,8 +68,20 @@ struct Args {
     /// Fault plan (see FAULTS below).
     #[arg(long, default_value = "")]
     faults: String,
-    /// Do not insert the --card automatically on Start Transaction.
-    #[arg(long)]
+    /// Present the --card by itself once the reader is armed (Card Status with P1 bit 0;
+    /// `C0 A0` for --present tap), after DUR. Without it, as a real reader, no card is
+    /// present until one comes by the control channel or a scenario.
+    #[arg(long, value_name = "DUR")]
+    insert_after: Option<String>,
+    /// How --insert-after presents the card: insert, tap, tap-msd or swipe.
+    #[arg(long, default_value = "insert", value_name = "HOW")]
+    present: String,
+    /// The logged reader to behave like: generic, ux300, ux301, m400 (Card Status answered
+    /// unsolicited only), p400 (captured reset answers).
+    #[arg(long, default_value = "generic", value_name = "MODEL")]
+    device: String,
+    /// Accepted for older scripts; no card is inserted by itself unless --insert-after.
+    #[arg(long, hide = true)]
     no_auto_insert: bool,
     /// Leave the card inserted after E3/E5.
     #[arg(long)]
@@ -98,7 +110,25 @@ struct Args {
 fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         card: args.card.clone(),
-        auto_insert: !args.no_auto_insert,
+        auto_insert: args.insert_after.is_some() && !args.no_auto_insert,
+        insert_delay: args
+            .insert_after
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--insert-after: {e}"))?
+            .unwrap_or_default(),
+        auto_present: match args.present.as_str() {
+            "insert" => Presentation::Insert,
+            "tap" => Presentation::Tap,
+            "tap-msd" => Presentation::TapMsd,
+            "swipe" => Presentation::Swipe,
+            other => bail!("--present: {other:?} (insert, tap, tap-msd, swipe)"),
+        },
+        device: args
+            .device
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--device: {e}"))?,
         auto_remove: !args.no_auto_remove,
         auto_pin: !args.no_auto_pin,
         seed: args.seed.wrapping_add(u64::from(index)),

@@ -545,7 +545,10 @@ fn logged_decision_flow_stops_with_e2_then_e0_then_e4() {
     let m = h.raw_response();
     assert!(is_decision(&m));
     let e2 = expect_template(&m, 0xE2);
-    assert_eq!(hex::encode_upper(tag(&e2, 0x5A).unwrap()), "401200AAAAAA5439");
+    assert_eq!(
+        hex::encode_upper(tag(&e2, 0x5A).unwrap()),
+        "401200AAAAAA5439"
+    );
     assert!(tag(&e2, 0x9F06).is_some() && tag(&e2, 0x50).is_some());
     assert!(tag(&e2, 0xFF7F).is_some(), "SRED data");
     assert!(tag(&e2, 0x9F26).is_none(), "no cryptogram yet");
@@ -576,7 +579,10 @@ fn c0_00_declines_even_an_approval_code() {
     h.start(3250);
     let e4 = expect_template(&h.response(), 0xE4);
     let mut answer = host_answer(&e4, *b"00", false);
-    let c0 = answer.windows(3).position(|w| w == [0xC0, 0x01, 0x01]).unwrap();
+    let c0 = answer
+        .windows(3)
+        .position(|w| w == [0xC0, 0x01, 0x01])
+        .unwrap();
     answer[c0 + 2] = 0x00;
     h.continue_with(&answer, true);
     let e5 = expect_template(&h.response(), 0xE5);
@@ -605,7 +611,11 @@ fn device_profiles_answer_the_captured_reset_and_the_m400_card_status() {
         if device == DeviceProfile::M400 {
             h.no_response();
             let m = h.unsolicited();
-            assert_eq!(hex::encode_upper(&m.payload), "E004480200009000", "as logged");
+            assert_eq!(
+                hex::encode_upper(&m.payload),
+                "E004480200009000",
+                "as logged"
+            );
         } else {
             assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
         }
@@ -705,7 +715,12 @@ fn contactless_emv_tap_goes_online_with_entry_mode_07() {
     // P1 = 00 arms nothing: a tap then gives no result.
     let mut h = Host::new(SimConfig::default());
     let data = WireTxn::purchase(1500, 840, 840, 250303, 101010);
-    let p = Command::StartContactless { kinds: 0, data: &data }.to_payload().unwrap();
+    let p = Command::StartContactless {
+        kinds: 0,
+        data: &data,
+    }
+    .to_payload()
+    .unwrap();
     h.send(&p);
     assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
     h.unsolicited.clear();
