@@ -68,11 +68,11 @@ struct Args {
     /// Fault plan (see FAULTS below).
     #[arg(long, default_value = "")]
     faults: String,
-    /// Present the --card by itself once the reader is armed (Card Status with P1 bit 0;
-    /// `C0 A0` for --present tap), after DUR. Without it, as a real reader, no card is
-    /// present until one comes by the control channel or a scenario.
-    #[arg(long, value_name = "DUR")]
-    insert_after: Option<String>,
+    /// Delay from arming the reader (Card Status with P1 bit 0; `C0 A0` for --present tap)
+    /// to the --card being presented. Until then, as on a real reader, no card is present
+    /// and Start Transaction answers 9F23.
+    #[arg(long, default_value = "0ms", value_name = "DUR")]
+    insert_after: String,
     /// How --insert-after presents the card: insert, tap, tap-msd or swipe.
     #[arg(long, default_value = "insert", value_name = "HOW")]
     present: String,
@@ -80,8 +80,9 @@ struct Args {
     /// unsolicited only), p400 (captured reset answers).
     #[arg(long, default_value = "generic", value_name = "MODEL")]
     device: String,
-    /// Accepted for older scripts; no card is inserted by itself unless --insert-after.
-    #[arg(long, hide = true)]
+    /// Never present the --card by itself: cards come only by the control channel or a
+    /// scenario.
+    #[arg(long)]
     no_auto_insert: bool,
     /// Leave the card inserted after E3/E5.
     #[arg(long)]
@@ -110,14 +111,9 @@ struct Args {
 fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         card: args.card.clone(),
-        auto_insert: args.insert_after.is_some() && !args.no_auto_insert,
-        insert_delay: args
-            .insert_after
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--insert-after: {e}"))?
-            .unwrap_or_default(),
+        auto_insert: !args.no_auto_insert,
+        insert_delay: parse_duration(&args.insert_after)
+            .map_err(|e| anyhow::anyhow!("--insert-after: {e}"))?,
         auto_present: match args.present.as_str() {
             "insert" => Presentation::Insert,
             "tap" => Presentation::Tap,

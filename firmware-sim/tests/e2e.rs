@@ -219,7 +219,7 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
     link.send_raw(&[0x01, 0x00, 0x04, 0xD0, 0x60, 0x01, 0x01, 0xB5]);
     assert_eq!(sw(&link.response(&mut unsolicited)), StatusWord::SUCCESS);
 
-    // The armed reader presents its card by itself (--insert-after): the E0{48 0300} event
+    // The armed reader presents its --card by itself: the E0{48 0300} event
     // comes before the Start, as on the logged UX301.
     while !unsolicited
         .iter()
@@ -279,7 +279,7 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
 
 #[test]
 fn pty_full_online_sale() {
-    let mut sim = Sim::spawn(&["--pty", "--card", "visa-cvn18", "--insert-after", "0ms"]);
+    let mut sim = Sim::spawn(&["--pty", "--card", "visa-cvn18"]);
     let first = sim.line();
     let path = first["pty"]
         .as_str()
@@ -323,8 +323,6 @@ fn tcp_full_online_sale_and_many_devices() {
         "2",
         "--card",
         "visa-cvn18",
-        "--insert-after",
-        "0ms",
     ]);
     let addrs: Vec<String> = (0..2)
         .map(|_| sim.line()["tcp"].as_str().expect("tcp line").to_owned())
@@ -359,8 +357,6 @@ fn tcp_sale_survives_split_and_slow_writes() {
         "127.0.0.1:0",
         "--card",
         "visa-cvn18",
-        "--insert-after",
-        "0ms",
         "--seed",
         "3",
         "--faults",
