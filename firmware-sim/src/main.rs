@@ -102,8 +102,9 @@ struct Args {
     /// List the card profiles and exit.
     #[arg(long)]
     list_cards: bool,
-    /// Play a session recorded by `emvbridge sale --record FILE` back to the bridge (one
-    /// device; answers each command with the recorded messages, matched on CLA INS).
+    /// Play a session recorded by `emvbridge sale --record FILE`, or a wire capture
+    /// (`host HEX` / `terminal HEX` lines), back to the bridge (one device; answers each
+    /// command with the recorded messages, matched on CLA INS).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["scenario", "card"])]
     replay: Option<PathBuf>,
 }
@@ -249,7 +250,7 @@ async fn replay(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let rec = Recording::parse(&text).with_context(|| format!("{}", path.display()))?;
+    let rec = Recording::parse_any(&text).with_context(|| format!("{}", path.display()))?;
     let entries = rec.entries().len();
     let reader = ReplayReader::new(rec);
     if let Some(addr) = args.tcp {
