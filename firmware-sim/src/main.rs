@@ -115,13 +115,10 @@ fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
         auto_insert: !args.no_auto_insert,
         insert_delay: parse_duration(&args.insert_after)
             .map_err(|e| anyhow::anyhow!("--insert-after: {e}"))?,
-        auto_present: match args.present.as_str() {
-            "insert" => Presentation::Insert,
-            "tap" => Presentation::Tap,
-            "tap-msd" => Presentation::TapMsd,
-            "swipe" => Presentation::Swipe,
-            other => bail!("--present: {other:?} (insert, tap, tap-msd, swipe)"),
-        },
+        auto_present: args
+            .present
+            .parse::<Presentation>()
+            .map_err(|e| anyhow::anyhow!("--present: {e}"))?,
         device: args
             .device
             .parse()

@@ -139,6 +139,10 @@ pub enum Prompt {
     PresentCard,
     /// A card is in the reader.
     CardInserted,
+    /// A card was tapped and read (contactless).
+    CardTapped,
+    /// A card was swiped.
+    CardSwiped,
     /// The swipe was refused: the card has a chip.
     UseChip,
     /// The customer is choosing the application (or the bridge chose for them).
@@ -691,7 +695,11 @@ impl Transaction {
                 self.events.push_back(Prompt::CardRemoved);
             }
             self.card_present = Some(false);
-            status.swiped().then_some(CardIn::Swipe)
+            let swiped = status.swiped();
+            if swiped {
+                self.events.push_back(Prompt::CardSwiped);
+            }
+            swiped.then_some(CardIn::Swipe)
         };
         let Some(card) = card else { return };
         match &mut self.state {
@@ -717,7 +725,7 @@ impl Transaction {
         self.contactless_path = true;
         self.disarm(Timer::Retry);
         self.card.entry_mode = Some(EntryMode::Contactless);
-        self.events.push_back(Prompt::CardInserted);
+        self.events.push_back(Prompt::CardTapped);
         match t.kind() {
             TemplateKind::Approved | TemplateKind::Declined => {
                 self.card.absorb(t);

@@ -188,6 +188,19 @@ pub enum Presentation {
     Swipe,
 }
 
+impl std::str::FromStr for Presentation {
+    type Err = ControlError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "insert" => Ok(Presentation::Insert),
+            "tap" => Ok(Presentation::Tap),
+            "tap-msd" => Ok(Presentation::TapMsd),
+            "swipe" => Ok(Presentation::Swipe),
+            _ => Err(ControlError::BadPresentation),
+        }
+    }
+}
+
 /// What the reader did, for tests and logs. No card data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -272,6 +285,9 @@ pub enum ControlError {
     /// A bad fault spec.
     #[error("faults: {0}")]
     Faults(#[from] crate::faults::FaultSpecError),
+    /// An `auto` presentation other than insert, tap, tap-msd or swipe.
+    #[error("present: insert, tap, tap-msd or swipe")]
+    BadPresentation,
     /// A scenario-only command on the control channel.
     #[error("only valid in a scenario")]
     ScenarioOnly,
@@ -386,6 +402,8 @@ pub struct SimReader {
     stop_after_cvm: bool,
     /// A tap's results go out unsolicited (the arming `C0 A0` was already answered).
     ctls_unsolicited: bool,
+    /// The next automatic presentation is an insertion (after "use chip").
+    insert_next: bool,
 }
 
 fn sw_payload(data: &[u8], sw: StatusWord) -> Vec<u8> {
@@ -441,6 +459,7 @@ impl SimReader {
             decision_due: false,
             stop_after_cvm: false,
             ctls_unsolicited: false,
+            insert_next: false,
         }
     }
 
@@ -550,7 +569,11 @@ impl SimReader {
         if self.present_at.is_some_and(|t| now >= t) {
             self.present_at = None;
             if self.slot.is_none() {
-                let how = self.config.auto_present;
+                let how = if std::mem::take(&mut self.insert_next) {
+                    Presentation::Insert
+                } else {
+                    self.config.auto_present
+                };
                 if let Err(e) = self.present(now, None, how) {
                     warn!(%e, "automatic presentation failed");
                 }
@@ -649,6 +672,10 @@ impl SimReader {
             }
             Control::Faults { spec } => {
                 self.set_faults(spec.parse()?);
+                Ok(())
+            }
+            Control::Present { how } => {
+                self.config.auto_present = how.parse()?;
                 Ok(())
             }
             Control::Auto {
@@ -1614,6 +1641,11 @@ impl SimReader {
         if matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6')) {
             info!("chip card swiped: use chip");
             self.respond(now, &[], StatusWord::USE_CHIP);
+            if self.config.auto_insert && self.card_detection {
+                // The simulated cardholder follows the prompt and inserts the card.
+                self.insert_next = true;
+                self.present_at = Some(now + self.config.insert_delay);
+            }
             return;
         }
         let mut b = TlvBuilder::new();
