@@ -122,6 +122,12 @@ pub enum Control {
         /// The presentation.
         how: String,
     },
+    /// Behave like this logged reader from now on: `generic`, `ux300`, `ux301`, `m400`,
+    /// `p400` (its Reset answer; the M400 answers Card Status unsolicited only).
+    Device {
+        /// The model.
+        model: String,
+    },
     /// Report the state.
     Status,
     /// Scenario only: wait.
@@ -165,6 +171,7 @@ impl fmt::Debug for Control {
                 write!(f, "Auto(insert={insert:?}, remove={remove:?}, pin={pin:?})")
             }
             Control::Present { how } => write!(f, "Present({how})"),
+            Control::Device { model } => write!(f, "Device({model})"),
             Control::Status => f.write_str("Status"),
             Control::Wait { ms } => write!(f, "Wait({ms}ms)"),
             Control::WaitFor { point } => write!(f, "WaitFor({point})"),
@@ -194,6 +201,7 @@ impl Control {
             Control::Faults { .. } => "faults",
             Control::Auto { .. } => "auto",
             Control::Present { .. } => "present",
+            Control::Device { .. } => "device",
             Control::Status => "status",
             Control::Wait { .. } => "wait",
             Control::WaitFor { .. } => "wait-for",

@@ -285,6 +285,9 @@ pub enum ControlError {
     /// A bad fault spec.
     #[error("faults: {0}")]
     Faults(#[from] crate::faults::FaultSpecError),
+    /// A device model other than generic, ux300, ux301, m400 or p400.
+    #[error("device: generic, ux300, ux301, m400 or p400")]
+    BadDevice,
     /// An `auto` presentation other than insert, tap, tap-msd or swipe.
     #[error("present: insert, tap, tap-msd or swipe")]
     BadPresentation,
@@ -672,6 +675,10 @@ impl SimReader {
             }
             Control::Faults { spec } => {
                 self.set_faults(spec.parse()?);
+                Ok(())
+            }
+            Control::Device { model } => {
+                self.config.device = model.parse().map_err(|_| ControlError::BadDevice)?;
                 Ok(())
             }
             Control::Present { how } => {
