@@ -35,8 +35,8 @@ use emvbridge_protocol::vipa::{
 
 use crate::money::Money;
 pub use host::{
-    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, Reference,
-    ReversalReason, ReversalRequest, ReversalResult,
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, OnlinePin,
+    Reference, ReversalReason, ReversalRequest, ReversalResult,
 };
 pub use outcome::{CardFacts, Outcome, OutcomeStatus, ReversalOutcome};
 
@@ -76,6 +76,11 @@ pub struct TxnConfig {
     /// Continue Transaction P1 bit 0 after `E2`: the reader stops again after cardholder
     /// verification and answers `E0` (as in the UX301 log); the machine accepts both answers.
     pub stop_after_cvm: bool,
+    /// Online PIN `DE D6` P1: the host id whose key enciphers the PIN (\[GAP\]: site
+    /// configuration on the reader; 00 by default).
+    pub pin_host_id: u8,
+    /// Online PIN `DE D6` P2: the key slot (\[GAP\]; 00 by default).
+    pub pin_key_slot: u8,
 }
 
 impl Default for TxnConfig {
@@ -94,6 +99,8 @@ impl Default for TxnConfig {
             card_status_p2: 0x00,
             contactless: true,
             stop_after_cvm: true,
+            pin_host_id: 0x00,
+            pin_key_slot: 0x00,
         }
     }
 }
@@ -207,6 +214,15 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(300);
 /// Most `E2` / `E0` stops the reader may make before `E4`/`E3`/`E5` (the log shows two).
 const MAX_CARD_STOPS: u8 = 4;
 
+/// What follows the online PIN entry.
+#[derive(Debug)]
+enum AfterPin {
+    /// Ask the reader for the ARQC (`DE D2 01 00`), as after any post-CVM `E0`.
+    Continue,
+    /// Go online with this `E4` answer (the reader did not stop after CVM).
+    Online(Bytes),
+}
+
 /// How the card reached the reader, as the card events said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CardIn {
@@ -260,6 +276,9 @@ enum State {
     /// Continue sent after `E2` (amount confirmation) or `E0` (post-CVM); waiting for
     /// E0/E4/E3/E5.
     AwaitAfterSelection,
+    /// Online PIN `DE D6` sent because the card's CVM is an enciphered online PIN; then
+    /// `then`.
+    AwaitPin { then: AfterPin },
     /// The ARQC went to the host; the reader holds the card until Continue Transaction.
     /// `card_gone` is set when the card path ended meanwhile (cancel, removal, reader lost):
     /// the host's answer then only decides whether to reverse.
@@ -321,6 +340,9 @@ pub struct Transaction {
     contactless_path: bool,
     /// `E2` / `E0` stops seen in this card session.
     card_stops: u8,
+    /// The online PIN the reader returned (or `Some(None)` once entry ended without one:
+    /// bypassed).
+    online_pin: Option<Option<OnlinePin>>,
 }
 
 impl Transaction {
@@ -353,6 +375,7 @@ impl Transaction {
             contactless_armed: false,
             contactless_path: false,
             card_stops: 0,
+            online_pin: None,
         };
         // The amount must fit the reader's fields before the reader is armed.
         Command::StartTransaction(&t.transaction_data())
@@ -543,6 +566,7 @@ impl Transaction {
             | State::CancellingContactless
             | State::AwaitCard
             | State::AwaitAfterSelection
+            | State::AwaitPin { .. }
             | State::AwaitFinal => {
                 self.abort(now, Ending::Cancelled("cancelled by the POS".into()));
             }
@@ -594,7 +618,8 @@ impl Transaction {
             | State::AwaitCardIn
             | State::CancellingContactless
             | State::AwaitCard
-            | State::AwaitAfterSelection => {
+            | State::AwaitAfterSelection
+            | State::AwaitPin { .. } => {
                 self.abort(
                     now,
                     Ending::Cancelled("timed out waiting for the card".into()),
@@ -624,6 +649,7 @@ impl Transaction {
             | State::CancellingContactless
             | State::AwaitCard
             | State::AwaitAfterSelection
+            | State::AwaitPin { .. }
             | State::AwaitFinal => self.finish_card(now, lost),
         }
     }
@@ -665,7 +691,18 @@ impl Transaction {
                         | TransactionStatus::PIN_ENTRY_HANDOFF,
                     ),
                     None,
-                ) => self.events.push_back(Prompt::EnterPin),
+                ) => {
+                    // While `DE D6` runs, the prompt was already given.
+                    if !matches!(self.state, State::AwaitPin { .. }) {
+                        self.events.push_back(Prompt::EnterPin)
+                    }
+                }
+                (Some(TransactionStatus::PIN_BYPASS_CONFIRMATION), _) => {
+                    // `E6{C3 0E}`: the reader reports a PIN bypass (§0, §4.2).
+                    self.events.push_back(Prompt::Status {
+                        text: "PIN BYPASSED".into(),
+                    })
+                }
                 _ => match status.message_text() {
                     Some(text) if !text.is_empty() => {
                         self.events.push_back(Prompt::Status { text })
@@ -790,6 +827,12 @@ impl Transaction {
                     self.card_in(now, card);
                 }
             }
+            State::AwaitPin { .. } => {
+                self.disarm(Timer::Reader);
+                if let State::AwaitPin { then } = std::mem::replace(&mut self.state, State::Done) {
+                    self.pin_answered(now, &resp, then);
+                }
+            }
             State::CancellingContactless => {
                 // Any answer ends the cancel (the reader follows it with a bare `DFDF30`).
                 self.start_card(now);
@@ -805,6 +848,12 @@ impl Transaction {
                 match resp.template().map(|t| (t.kind(), t)) {
                     Some((TemplateKind::DecisionRequired, t)) => self.confirm_amount(now, t),
                     Some((TemplateKind::Data, t)) => self.after_cvm(now, t),
+                    Some((TemplateKind::OnlineRequired, t))
+                        if self.online_pin.is_none() && needs_online_pin(t) =>
+                    {
+                        self.card.absorb(t);
+                        self.ask_pin(now, AfterPin::Online(payload.clone()))
+                    }
                     Some((TemplateKind::OnlineRequired, t)) => self.go_online(now, t),
                     Some((TemplateKind::Approved, t)) => {
                         self.card.absorb(t);
@@ -944,9 +993,77 @@ impl Transaction {
             return self.protocol_error(now, "reader keeps stopping before the cryptogram");
         }
         self.card.absorb(e0);
+        if self.online_pin.is_none() && needs_online_pin(e0) {
+            return self.ask_pin(now, AfterPin::Continue);
+        }
         self.send_continue(continue_flags::STOP_AFTER_CVM, &[]);
         self.state = State::AwaitAfterSelection;
         self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// Online PIN: `DE D6 host-id key-slot E0{DFED0D}` (§0). \[GAP\] the `DFED0D` flags
+    /// are not in any log; `00 00` asks for the default entry.
+    fn ask_pin(&mut self, now: Instant, then: AfterPin) {
+        let mut b = TlvBuilder::new();
+        b.constructed(Tag::VIPA_E0, |b| {
+            b.primitive(emvbridge_protocol::vipa::TAG_DFED0D, &[0x00, 0x00]);
+        });
+        let data = b.freeze();
+        let cmd = Command::OnlinePin {
+            host_id: self.config.pin_host_id,
+            key_slot: self.config.pin_key_slot,
+            data: &data,
+        };
+        self.send(cmd.to_payload().unwrap_or_default());
+        self.events.push_back(Prompt::EnterPin);
+        self.state = State::AwaitPin { then };
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// The answer to `DE D6`: the PIN block and KSN, a bypass (`9015`), or the end.
+    fn pin_answered(&mut self, now: Instant, resp: &Response<'_>, then: AfterPin) {
+        let sw = resp.sw();
+        if sw == StatusWord::PIN_BYPASSED {
+            self.online_pin = Some(None);
+            self.events.push_back(Prompt::Status {
+                text: "PIN BYPASSED".into(),
+            });
+        } else if sw.is_success() {
+            let t = resp.template();
+            let block = t.and_then(|t| t.value(Tag::VIPA_PIN_BLOCK));
+            let ksn = t.and_then(|t| t.value(emvbridge_protocol::vipa::TAG_DFED03_PIN_KSN));
+            let Some(block) = block else {
+                // `DFDF30` instead of a block: the entry was cancelled at the PIN pad.
+                return self.abort(now, Ending::Cancelled("PIN entry cancelled".into()));
+            };
+            self.online_pin = Some(Some(OnlinePin {
+                block: emvbridge_protocol::emv::SecretBytes::from_slice(block),
+                ksn: ksn.unwrap_or_default().to_vec(),
+            }));
+            self.events.push_back(Prompt::PinEntered);
+        } else {
+            let ending = match sw {
+                StatusWord::USER_CANCELLED | StatusWord::COMMAND_CANCELLED => {
+                    Ending::Cancelled("PIN entry cancelled".into())
+                }
+                StatusWord::CARD_REMOVED => Ending::CardRemoved,
+                other => Ending::ReaderError(other),
+            };
+            return self.abort(now, ending);
+        }
+        match then {
+            AfterPin::Continue => {
+                self.send_continue(continue_flags::STOP_AFTER_CVM, &[]);
+                self.state = State::AwaitAfterSelection;
+                self.arm(Timer::Reader, now + self.config.card_timeout);
+            }
+            AfterPin::Online(payload) => {
+                match Response::parse(&payload).ok().and_then(|r| r.template()) {
+                    Some(e4) => self.go_online(now, e4),
+                    None => self.protocol_error(now, "online answer lost"),
+                }
+            }
+        }
     }
 
     /// `9F02` and `5F2A` as the reader expects them back (n12, n3).
@@ -1041,6 +1158,7 @@ impl Transaction {
             last4: self.card.last4.clone(),
             brand: self.card.brand.clone(),
             original_gateway_id: self.req.original_gateway_id.clone(),
+            online_pin: self.online_pin.clone().flatten(),
         };
         self.money = HostState::InFlight;
         self.host.push_back(HostRequest::Authorize(request));
@@ -1356,6 +1474,14 @@ impl Transaction {
             final_data: self.final_data.clone(),
         });
     }
+}
+
+/// Whether the card's CVM results (`9F34`) ask for an enciphered PIN verified online
+/// (EMV Book 3, Annex C3: CVM code `02`, ignoring the "apply next" bit).
+fn needs_online_pin(t: Template<'_>) -> bool {
+    t.value(Tag::CVM_RESULTS)
+        .and_then(|v| v.first())
+        .is_some_and(|b| b & 0x3F == 0x02)
 }
 
 /// Whether a TLV tree walks cleanly to the end at every level.

@@ -35,6 +35,11 @@ fn sw(sw: u16) -> Bytes {
 }
 
 fn e4() -> Bytes {
+    e4_with_cvm([0x1E, 0x03, 0x00])
+}
+
+/// An `E4` whose CVM results (`9F34`) are `cvm`.
+fn e4_with_cvm(cvm: [u8; 3]) -> Bytes {
     response(
         Tag::VIPA_E4,
         |b| {
@@ -44,7 +49,7 @@ fn e4() -> Bytes {
             b.primitive(Tag::APPLICATION_CRYPTOGRAM, &[1, 2, 3, 4, 5, 6, 7, 8]);
             b.primitive(Tag::CRYPTOGRAM_INFORMATION_DATA, &[0x80]);
             b.primitive(Tag::TVR, &[0x80, 0, 0, 0, 0]);
-            b.primitive(Tag::CVM_RESULTS, &[0x42, 0x03, 0x00]);
+            b.primitive(Tag::CVM_RESULTS, &cvm);
             b.primitive(Tag::ATC, &[0, 7]);
             b.constructed(Tag::VIPA_SRED, |b| {
                 b.primitive(Tag::VIPA_SRED_DATA, &[0x55; 16]);
@@ -225,7 +230,7 @@ fn approved_online_sale() {
     assert_eq!(o.card.cryptogram.as_deref(), Some("0909090909090909"));
     assert_eq!(o.card.app_label.as_deref(), Some("VISA CREDIT"));
     assert_eq!(o.card.aid.as_deref(), Some("A0000000031010"));
-    assert_eq!(o.card.cvm.as_deref(), Some("ONLINE PIN"));
+    assert_eq!(o.card.cvm.as_deref(), Some("SIGNATURE"));
     assert_eq!(o.card.arc, Some(*b"00"));
     assert!(t.is_done());
     assert_eq!(t.poll_timeout(), None);
@@ -982,4 +987,94 @@ fn tap_results_arrive_unsolicited_and_continue_with_c0_a1() {
     );
     t.handle_reader(now, ReaderInput::Response(final_template(true)));
     assert_eq!(t.poll_outcome().unwrap().status, OutcomeStatus::Approved);
+}
+
+#[test]
+fn online_pin_is_asked_with_de_d6_and_reaches_the_gateway_unlogged() {
+    let now = t0();
+    let mut t = begin(now, request(700), TxnConfig::default());
+    // The E0 stop after cardholder verification says: enciphered PIN verified online.
+    let e0 = response(
+        Tag::VIPA_E0,
+        |b| {
+            b.primitive(Tag::CVM_RESULTS, &[0x42, 0x03, 0x00]);
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(e0));
+    let (c, _, p) = drain(&mut t);
+    let v = CommandView::parse(&c[0]).unwrap();
+    assert_eq!((v.code(), v.p1, v.p2), ([0xDE, 0xD6], 0x00, 0x00));
+    assert!(tlv::find(
+        tlv::find(v.data, Tag::VIPA_E0).unwrap().value(),
+        emvbridge_protocol::vipa::TAG_DFED0D
+    )
+    .is_some());
+    assert_eq!(p, [Prompt::EnterPin]);
+    let block = [0x5A, 0x17, 0x33, 0x4C, 0x01, 0x99, 0xE2, 0x0B];
+    let pin = response(
+        Tag::VIPA_E0,
+        |b| {
+            b.primitive(Tag::VIPA_PIN_BLOCK, &block);
+            b.primitive(
+                emvbridge_protocol::vipa::TAG_DFED03_PIN_KSN,
+                &[0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x02],
+            );
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(pin));
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(&c[0][..], &[0xDE, 0xD2, 0x01, 0x00]);
+    assert_eq!(p, [Prompt::PinEntered]);
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x42, 0x03, 0x00])));
+    let (c, h, _) = drain(&mut t);
+    assert!(c.is_empty(), "one PIN entry: {c:?}");
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    let pin = a.online_pin.as_ref().expect("PIN block for the gateway");
+    assert_eq!(pin.block.reveal(), &block.to_vec());
+    assert_eq!(pin.ksn.len(), 10);
+    let shown = format!("{a:?}");
+    assert!(
+        !shown.contains("5A17334C") && !shown.contains("90, 23, 51"),
+        "{shown}"
+    );
+    assert!(!format!("{pin:?}").contains("90"), "{pin:?}");
+
+    // Without the post-CVM stop: the E4 itself asks for the PIN; cancelled at the pad.
+    let config = TxnConfig {
+        stop_after_cvm: false,
+        ..TxnConfig::default()
+    };
+    let mut t = begin(now, request(700), config);
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x02, 0x03, 0x00])));
+    let (c, h, _) = drain(&mut t);
+    assert!(h.is_empty());
+    assert_eq!(code(&c[0]), [0xDE, 0xD6]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F43)));
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xD0, 0xFF]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    let o = t.poll_outcome().unwrap();
+    assert_eq!(o.status, OutcomeStatus::Cancelled);
+
+    // A bypass (9015) goes online without a PIN.
+    let mut t = begin(now, request(700), config_no_stop());
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x02, 0x03, 0x00])));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9015)));
+    let (_, h, _) = drain(&mut t);
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert!(a.online_pin.is_none());
+}
+
+fn config_no_stop() -> TxnConfig {
+    TxnConfig {
+        stop_after_cvm: false,
+        ..TxnConfig::default()
+    }
 }

@@ -40,10 +40,12 @@ use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::code;
 use emvbridge_protocol::vipa::{
     CommandView, StatusWord, TransactionStatus, HOST_DECISION_TC, TAG_C0_HOST_DECISION, TAG_DFDF30,
+    TAG_DFED03_PIN_KSN,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{debug, info, warn};
+use zeroize::Zeroize;
 
 pub use device_info::{reset_response, VIPA_VERSION};
 
@@ -407,6 +409,9 @@ pub struct SimReader {
     ctls_unsolicited: bool,
     /// The next automatic presentation is an insertion (after "use chip").
     insert_next: bool,
+    /// An online PIN entry asked by `DE D6`: `Some(due)` while it runs (`due`: when the
+    /// simulated cardholder has typed it; `None` waits for the control channel).
+    pin_request: Option<Option<Instant>>,
 }
 
 fn sw_payload(data: &[u8], sw: StatusWord) -> Vec<u8> {
@@ -463,6 +468,7 @@ impl SimReader {
             stop_after_cvm: false,
             ctls_unsolicited: false,
             insert_next: false,
+            pin_request: None,
         }
     }
 
@@ -529,6 +535,7 @@ impl SimReader {
             txn,
             self.scenario_wait,
             self.present_at,
+            self.pin_request.flatten(),
         ]
         .into_iter()
         .flatten()
@@ -568,6 +575,13 @@ impl SimReader {
                 self.pin_input(now, action);
             }
             _ => {}
+        }
+        if self.pin_request.flatten().is_some_and(|t| now >= t) {
+            self.pin_request = Some(None);
+            let action = self.pin_queue.pop_front().unwrap_or_else(|| {
+                PinAction::Digits(self.default_pin().unwrap_or_else(|| "1234".into()))
+            });
+            self.online_pin_entered(now, action);
         }
         if self.present_at.is_some_and(|t| now >= t) {
             self.present_at = None;
@@ -881,7 +895,9 @@ impl SimReader {
 
     /// A PIN for the current prompt, or for the next one if none is showing.
     pub fn enter_pin(&mut self, now: Instant, action: PinAction) {
-        if matches!(self.txn, Txn::Pin { .. }) {
+        if self.pin_request.is_some() {
+            self.online_pin_entered(now, action);
+        } else if matches!(self.txn, Txn::Pin { .. }) {
             self.pin_input(now, action);
         } else if action == PinAction::Cancel {
             self.cancel(now);
@@ -1167,6 +1183,14 @@ impl SimReader {
                     self.armed(now, false);
                 }
             }
+            code::ONLINE_PIN => self.online_pin(now, &cmd),
+            code::VERIFY_PIN if cmd.p1 == 0xFF && cmd.p2 == 0x01 => {
+                // §0: `DE D5 FF 01` bypasses the PIN entry in progress.
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+                if self.pin_request.is_some() || matches!(self.txn, Txn::Pin { .. }) {
+                    self.enter_pin(now, PinAction::Bypass);
+                }
+            }
             code::CONTACTLESS_STATUS => {
                 // §0: the answer is a raw count byte, not TLV [I: the count of readers].
                 self.reply(now, code, &[0x01], StatusWord::SUCCESS);
@@ -1343,8 +1367,89 @@ impl SimReader {
         self.drive(now, kernel, step, contactless);
     }
 
+    /// `DE D6 host-id key-slot E0{DFED0D}`: online PIN entry. \[I\] the host asks for it when
+    /// the CVM results call for an enciphered online PIN; the answer is `E0{DFED6C block,
+    /// DFED03 KSN}` (§0), `9F43` when cancelled, `9015` when bypassed.
+    fn online_pin(&mut self, now: Instant, cmd: &CommandView<'_>) {
+        if self.slot.is_none() {
+            self.reply(now, cmd.code(), &[], StatusWord::CARD_REMOVED);
+            return;
+        }
+        info!(host_id = cmd.p1, key_slot = cmd.p2, "online pin requested");
+        self.pending = Some(cmd.code());
+        self.event(Event::PinPrompt { online: true });
+        let mut b = TlvBuilder::new();
+        b.primitive(
+            Tag::VIPA_TRANSACTION_STATUS,
+            &[TransactionStatus::PIN_ENTRY_REQUESTED.0],
+        );
+        b.primitive(Tag::VIPA_STATUS_MESSAGE, b"ENTER PIN");
+        self.unsolicited_status(now, b.as_bytes());
+        let due = (self.config.auto_pin || !self.pin_queue.is_empty())
+            .then(|| now + self.config.pin_delay);
+        self.pin_request = Some(due);
+    }
+
+    fn online_pin_entered(&mut self, now: Instant, action: PinAction) {
+        if self.pin_request.take().is_none() {
+            return;
+        }
+        let pan = self
+            .slot
+            .as_ref()
+            .and_then(|s| card::profile(&s.profile))
+            .map(|p| p.pan);
+        match (action, pan) {
+            (PinAction::Digits(mut d), Some(pan)) => {
+                self.event(Event::PinEntered { digits: d.len() });
+                let mut engine = self.sred.take().unwrap_or_else(SredEncryptor::ansi_test);
+                let r = engine.pin_block(&d, &pan);
+                d.zeroize();
+                self.sred = Some(engine);
+                match r {
+                    Ok((block, ksn)) => {
+                        let mut b = TlvBuilder::new();
+                        b.constructed(Tag::VIPA_E0, |b| {
+                            b.primitive(Tag::VIPA_PIN_BLOCK, &block);
+                            b.primitive(TAG_DFED03_PIN_KSN, &ksn);
+                        });
+                        self.respond(now, b.as_bytes(), StatusWord::SUCCESS);
+                    }
+                    Err(e) => {
+                        warn!(%e, "no pin block");
+                        self.respond(now, &[], StatusWord::INVALID_DATA);
+                    }
+                }
+            }
+            (PinAction::Bypass, _) => {
+                self.event(Event::PinBypassed);
+                // The unsolicited bypass notification as the harness quotes it (§0).
+                let mut b = TlvBuilder::new();
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_BYPASS_CONFIRMATION.0],
+                );
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, &[0x00]);
+                self.unsolicited_status(now, b.as_bytes());
+                self.respond(now, &[], StatusWord::PIN_BYPASSED);
+            }
+            _ => {
+                self.event(Event::PinCancelled);
+                self.respond(now, &[], StatusWord::USER_CANCELLED);
+            }
+        }
+    }
+
     /// Feeds kernel steps to the wire until the kernel waits for an input.
     fn drive(&mut self, now: Instant, mut kernel: Kernel, step: Step, contactless: bool) {
+        if let (Step::PinEntry { online: true, .. }, false) = (&step, contactless) {
+            if !self.decision_due {
+                // [I] VIPA: the online PIN is entered when the host asks for it (`DE D6`),
+                // not inside the card flow; the card only records the CVM.
+                let next = kernel.pin_entered(PinInput::Digits(String::new()));
+                return self.drive(now, kernel, next, contactless);
+            }
+        }
         let stop =
             !contactless && !matches!(step, Step::SelectApplication { .. } | Step::Failed(_));
         if stop && std::mem::take(&mut self.decision_due) {

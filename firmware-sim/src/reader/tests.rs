@@ -942,3 +942,73 @@ proptest! {
         prop_assert!(!h.responses.is_empty());
     }
 }
+
+#[test]
+fn online_pin_de_d6_gives_a_dukpt_pin_block_and_de_d5_ff_01_bypasses() {
+    // The online-PIN card: the card flow records the CVM only; the PIN comes by `DE D6`.
+    let mut h = Host::with_card("online-pin");
+    h.start(1500);
+    let e4 = expect_template(&h.response(), 0xE4);
+    assert_eq!(
+        tag(&e4, 0x9F34).map(|v| v[0] & 0x3F),
+        Some(0x02),
+        "online PIN CVM"
+    );
+    h.unsolicited.clear();
+    h.send(&[
+        0xDE, 0xD6, 0x00, 0x00, 0x06, 0xE0, 0x04, 0xDF, 0xED, 0x0D, 0x00,
+    ]);
+    let m = h.response();
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_ENTRY_REQUESTED));
+    let e0 = expect_template(&m, 0xE0);
+    let block: [u8; 8] = tag(&e0, 0xDFED6C).unwrap().try_into().unwrap();
+    let ksn: [u8; 10] = tag(&e0, 0xDFED03).unwrap().try_into().unwrap();
+    // Decrypt under the ANSI test BDK's PIN variant and undo ISO 9564 format 0.
+    let mut key = *crate::sred::transaction_key(
+        &crate::crypto::SecretKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap(),
+        &ksn,
+    )
+    .expose();
+    key[7] ^= 0xFF;
+    key[15] ^= 0xFF;
+    let clear = crate::crypto::tdes_decrypt(&crate::crypto::SecretKey::from_bytes(key), block);
+    let pan = card::profile("online-pin").unwrap().pan;
+    let digits = pan.reveal();
+    let body = &digits[..digits.len() - 1];
+    let tail = &body[body.len() - 12..];
+    let mut pan_field = [0u8; 8];
+    for (i, d) in tail.bytes().enumerate() {
+        let n = 4 + i;
+        pan_field[n / 2] |= (d - b'0') << if n % 2 == 0 { 4 } else { 0 };
+    }
+    let field: Vec<u8> = clear.iter().zip(pan_field).map(|(c, p)| c ^ p).collect();
+    let pin = card::profile("online-pin")
+        .unwrap()
+        .pin
+        .map(|(p, _)| p)
+        .unwrap_or_else(|| "1234".into());
+    assert_eq!(field[0], pin.len() as u8, "format 0, PIN length");
+    let digits_hex = hex::encode_upper(&field[1..]);
+    assert!(digits_hex.starts_with(&pin), "{digits_hex}");
+
+    // Bypass: `DE D5 FF 01` while the PIN pad waits → the DE D6 ends 9015, E6{C3 0E} said so.
+    let mut h = Host::new(SimConfig {
+        card: Some("online-pin".into()),
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.start(1500);
+    expect_template(&h.response(), 0xE4);
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    h.unsolicited.clear();
+    h.send(&[0xDE, 0xD5, 0xFF, 0x01]);
+    let codes: Vec<StatusWord> = (0..2).map(|_| sw(&h.response())).collect();
+    assert!(
+        codes.contains(&StatusWord::SUCCESS) && codes.contains(&StatusWord::PIN_BYPASSED),
+        "{codes:?}"
+    );
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_BYPASS_CONFIRMATION));
+}
