@@ -17,7 +17,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 
 fn tls_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tls")
+        .join(name)
 }
 
 /// `vipa-sim --tcp 127.0.0.1:0`, killed on drop.
@@ -56,7 +58,15 @@ async fn device_info(device: &str) -> (i32, String, String) {
     let device = device.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_emvbridge"))
-            .args(["device", "info", "--json", "--timeout", "5", "--device", &device])
+            .args([
+                "device",
+                "info",
+                "--json",
+                "--timeout",
+                "5",
+                "--device",
+                &device,
+            ])
             .output()
     });
     let out = tokio::time::timeout(Duration::from_secs(60), out)
@@ -92,12 +102,16 @@ async fn device_info_over_tls_checks_the_readers_certificate() {
     let upstream = sim.addr.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = front.accept().await else { return };
+            let Ok((tcp, _)) = front.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let upstream = upstream.clone();
             tokio::spawn(async move {
                 // A handshake refused by the client simply ends here.
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut plain = tokio::net::TcpStream::connect(upstream).await.unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });

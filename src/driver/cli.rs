@@ -1,7 +1,7 @@
 //! `emvbridge device …`: talk to a reader from the command line.
 //!
-//! `emvbridge device info --device PATH|tcp://HOST[:PORT]|tls://…|tcp-listen://… [--json]
-//! [--baud N] [--flow-control rtscts|none]`
+//! `emvbridge device info --device PATH|tcp://HOST:PORT|tls://…|tcp-listen://… [--json]
+//! [--baud N] [--flow-control rtscts|none]` (a TCP port may be left out: 16107).
 //! opens the link (which resets the reader and reads its device information), prints it and
 //! exits: 0 on success, 2 with `error: …` on standard error otherwise.
 
@@ -25,9 +25,9 @@ pub enum DeviceCommand {
 /// Arguments of `device info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The reader: a serial device (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N), tcp://HOST[:PORT]
-    /// (port 16107 by default), tls://HOST[:PORT]?ca=FILE, or tcp-listen://ADDR[:PORT] for a
-    /// reader that connects out.
+    /// The reader: a serial device (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N), tcp://HOST:PORT,
+    /// tls://HOST:PORT?ca=FILE, or tcp-listen://ADDR:PORT for a reader that connects out (the
+    /// port may be left out: 16107).
     #[arg(long, env = "EMVBRIDGE_DEVICE")]
     pub device: DeviceAddr,
     /// Print JSON instead of a table.
@@ -82,7 +82,11 @@ async fn fetch_info(args: &InfoArgs) -> Result<DeviceInfo, String> {
         .map_err(|e| format!("--flow-control: {e}"))?;
     let line = LineSettings {
         baud: args.baud,
-        flow_control: if args.rtscts { FlowControl::RtsCts } else { flow },
+        flow_control: if args.rtscts {
+            FlowControl::RtsCts
+        } else {
+            flow
+        },
         ..LineSettings::default()
     };
     let timeout = Duration::from_secs(args.timeout.max(1));

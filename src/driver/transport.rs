@@ -95,9 +95,7 @@ fn host_port(rest: &str) -> Result<(String, u16), AddrError> {
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         // A bare IPv6 literal in brackets, or a host with a port.
-        Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => {
-            (h, Some(p))
-        }
+        Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => (h, Some(p)),
         _ => (rest, None),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -338,18 +336,23 @@ impl Connector for AddrConnector {
         Box::pin(async move {
             let open = async {
                 match &addr {
-                    DeviceAddr::Serial(path) => open_serial(DeviceAddr::serial_parts(path).0, &line),
+                    DeviceAddr::Serial(path) => {
+                        open_serial(DeviceAddr::serial_parts(path).0, &line)
+                    }
                     DeviceAddr::Tcp { host, port } => {
                         let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                         // Frames are small and latency matters more than batching.
                         s.set_nodelay(true)?;
                         Ok(Box::new(s) as BoxedIo)
                     }
-                    DeviceAddr::Tls { host, port, ca } => super::tls::connect(host, *port, ca).await,
+                    DeviceAddr::Tls { host, port, ca } => {
+                        super::tls::connect(host, *port, ca).await
+                    }
                     DeviceAddr::TcpListen { host, port } => {
                         let mut slot = listener.lock().await;
                         if slot.is_none() {
-                            *slot = Some(tokio::net::TcpListener::bind((host.as_str(), *port)).await?);
+                            *slot =
+                                Some(tokio::net::TcpListener::bind((host.as_str(), *port)).await?);
                         }
                         let Some(l) = slot.as_ref() else {
                             return Err(io::Error::other("listener gone"));
@@ -536,7 +539,10 @@ mod tests {
                 ca: "/etc/emvbridge/reader.pem".into()
             })
         );
-        assert_eq!("tls://reader:1".parse::<DeviceAddr>(), Err(AddrError::MissingCa));
+        assert_eq!(
+            "tls://reader:1".parse::<DeviceAddr>(),
+            Err(AddrError::MissingCa)
+        );
         assert_eq!(
             "tcp://h?x=1".parse::<DeviceAddr>(),
             Err(AddrError::BadOption("x".into()))
@@ -545,7 +551,11 @@ mod tests {
             "/dev/ttyS0?flow=maybe".parse::<DeviceAddr>(),
             Err(AddrError::BadOption("flow=maybe".into()))
         );
-        for s in ["tls://r:5?ca=/x.pem", "tcp-listen://0.0.0.0:16107", "/dev/ttyS0?flow=none"] {
+        for s in [
+            "tls://r:5?ca=/x.pem",
+            "tcp-listen://0.0.0.0:16107",
+            "/dev/ttyS0?flow=none",
+        ] {
             assert_eq!(s.parse::<DeviceAddr>().unwrap().to_string(), s);
         }
     }
@@ -572,7 +582,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(reader.is_some(), "the bridge listens");
-        accept.await.unwrap().expect("the connection is the transport");
+        accept
+            .await
+            .unwrap()
+            .expect("the connection is the transport");
     }
 
     #[tokio::test]
