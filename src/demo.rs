@@ -311,7 +311,7 @@ pub fn summary(results: &[StepResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<3} {:<37} {:<16} {:>10}  {:<20} as scripted",
+        "{:<3} {:<42} {:<16} {:>10}  {:<20} as scripted",
         "#", "scenario", "card", "amount", "outcome"
     );
     for (i, r) in results.iter().enumerate() {
@@ -327,7 +327,7 @@ pub fn summary(results: &[StepResult]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<3} {:<37} {:<16} {:>10}  {:<20} {}",
+            "{:<3} {:<42} {:<16} {:>10}  {:<20} {}",
             i + 1,
             r.step.title,
             r.step.card,
@@ -374,7 +374,11 @@ mod tests {
                 ok: true,
             },
             StepResult {
-                step: steps[2].clone(),
+                step: steps
+                    .iter()
+                    .find(|s| s.title == "insufficient funds")
+                    .unwrap()
+                    .clone(),
                 got: Ok(OutcomeStatus::Approved),
                 code: None,
                 ok: false,

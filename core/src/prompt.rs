@@ -10,6 +10,7 @@ pub fn text(p: &Prompt) -> String {
         Prompt::CardTapped => "CARD READ".into(),
         Prompt::CardSwiped => "CARD SWIPED".into(),
         Prompt::UseChip => "USE CHIP READER".into(),
+        Prompt::SwipeCard => "CHIP ERROR: SWIPE CARD".into(),
         Prompt::ApplicationSelected { label } => {
             format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
         }

@@ -271,7 +271,10 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
     // Auto-remove: the removal event follows.
     let removed = link.message();
     assert!(removed.unsolicited);
-    assert_eq!(&removed.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &removed.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     for pcb in link.check_frames() {
         assert!([0x00, 0x01, 0x40].contains(&pcb), "PCB {pcb:02X}");
     }

@@ -344,6 +344,10 @@ enum Step {
     CardStatus,
 }
 
+/// How long a pending Card Status waits for its own answer after an unsolicited card event
+/// came first; then the event counts as the answer (the M400 sends no other, §0). \[I\]
+const CARD_STATUS_GRACE: Duration = Duration::from_millis(300);
+
 /// How long the link waits for the reset answer that may follow a `9F24`.
 const RESET_AGAIN_AFTER: Duration = Duration::from_millis(500);
 /// Resets sent in one re-synchronisation before it counts as refused.
@@ -648,6 +652,9 @@ struct Session<'t> {
     exchange: Exchange<Reply>,
     /// When buffered bytes count as stalled.
     stall_at: Option<Instant>,
+    /// An unsolicited card event that came while Card Status was pending, and when it becomes
+    /// that command's answer if no answer of its own comes first.
+    card_status_event: Option<(Instant, Message)>,
     ready: bool,
     device_info: Option<Arc<DeviceInfo>>,
     /// Reset Device commands written in this session.
@@ -667,6 +674,7 @@ impl<'t> Session<'t> {
             wbuf: BytesMut::with_capacity(512),
             exchange: Exchange::new(),
             stall_at: None,
+            card_status_event: None,
             ready: false,
             device_info: None,
             resets: 0,
@@ -679,10 +687,14 @@ impl<'t> Session<'t> {
         }
         loop {
             let next = self.exchange.next_deadline().map(Instant::from_std);
-            let deadline = match (next, self.stall_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                next,
+                self.stall_at,
+                self.card_status_event.as_ref().map(|e| e.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let flow = tokio::select! {
                 r = self.io.read_buf(&mut self.rbuf) => match r {
                     Ok(0) => Err(LostReason::Eof),
@@ -838,6 +850,15 @@ impl<'t> Session<'t> {
 
     async fn on_deadline(&mut self) -> Flow {
         let now = Instant::now();
+        if self.card_status_event.as_ref().is_some_and(|e| e.0 <= now) {
+            if let Some((_, m)) = self.card_status_event.take() {
+                if self.exchange.command() == Some(code::CARD_STATUS) {
+                    // §0: the M400 answers Card Status only with the unsolicited event.
+                    debug!("card status answered by an unsolicited card event");
+                    self.on_response(m).await?;
+                }
+            }
+        }
         if self.stall_at.is_some_and(|t| t <= now) {
             self.stall_at = None;
             if let Some(item) = self.codec.discard_stalled(&mut self.rbuf) {
@@ -909,10 +930,10 @@ impl<'t> Session<'t> {
                 bump(&c.messages_in, 1);
                 bump(&c.frames_in, m.frames as u64);
                 if m.unsolicited && self.answers_card_status(&m.payload) {
-                    // §0: the M400 answers Card Status only with an unsolicited `E0{48}`;
-                    // that frame is the answer (a later solicited answer, if any, is stray).
-                    debug!("card status answered by an unsolicited card event");
-                    return self.on_response(m).await;
+                    // §0: the M400 answers Card Status only with an unsolicited `E0{48}`; a
+                    // UX answers `90 00` and may send the event first. The event goes out as
+                    // an event now, and becomes the answer if none of its own follows soon.
+                    self.card_status_event = Some((Instant::now() + CARD_STATUS_GRACE, m.clone()));
                 }
                 if m.unsolicited {
                     bump(&c.unsolicited, 1);
@@ -941,6 +962,10 @@ impl<'t> Session<'t> {
     }
 
     async fn on_response(&mut self, m: Message) -> Flow {
+        if !m.unsolicited {
+            // Card Status answered by its own answer: a card event before it was only an event.
+            self.card_status_event = None;
+        }
         let sw = Response::parse(&m.payload).map(|r| r.sw()).ok();
         let Some(p) = self.exchange.on_response(&m.payload) else {
             bump(&self.task.counters.stray, 1);

@@ -152,6 +152,8 @@ pub enum Prompt {
     CardSwiped,
     /// The swipe was refused: the card has a chip.
     UseChip,
+    /// The chip could not be read: swipe the card instead (fallback).
+    SwipeCard,
     /// The customer is choosing the application (or the bridge chose for them).
     ApplicationSelected {
         /// The chosen application's label, when the reader gave one.
@@ -917,6 +919,12 @@ impl Transaction {
                 // The customer swiped a chip card: ask for the chip.
                 StatusWord::USE_CHIP => {
                     self.events.push_back(Prompt::UseChip);
+                    true
+                }
+                // The chip could not be read: the stripe may be used (fallback, entry mode 80);
+                // the reader decides whether it accepts the swipe.
+                StatusWord::BAD_CARD if self.card.entry_mode == Some(EntryMode::Chip) => {
+                    self.events.push_back(Prompt::SwipeCard);
                     true
                 }
                 // No card (the card event was stale, or the card left): wait for one.

@@ -514,7 +514,7 @@ fn reader_status_words_at_start() {
     for (word, status) in [
         (0x9F41, OutcomeStatus::Cancelled),
         (0x9F43, OutcomeStatus::Cancelled),
-        (0x9F25, OutcomeStatus::Failed),
+        (0x9F28, OutcomeStatus::Failed),
         (0x6A81, OutcomeStatus::Failed),
     ] {
         let mut t = begin(now, request(100), TxnConfig::default());
@@ -1077,4 +1077,35 @@ fn config_no_stop() -> TxnConfig {
         stop_after_cvm: false,
         ..TxnConfig::default()
     }
+}
+
+#[test]
+fn chip_failure_asks_for_a_swipe_and_the_fallback_goes_online() {
+    let now = t0();
+    let mut t = begin(now, request(900), TxnConfig::default());
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F25)));
+    let (c, _, p) = drain(&mut t);
+    assert!(c.is_empty(), "{c:?}");
+    assert!(p.contains(&Prompt::SwipeCard), "{p:?}");
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x00, 0x00])));
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x00, 0x05])));
+    let (c, _, p) = drain(&mut t);
+    assert!(p.contains(&Prompt::CardSwiped), "{p:?}");
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+    let fallback = response(
+        Tag::VIPA_E4,
+        |b| {
+            b.primitive(Tag::POS_ENTRY_MODE, &[0x80]);
+            b.primitive(Tag::VIPA_MASKED_TRACK2, b"401200******5439D3012");
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(fallback));
+    let (_, h, _) = drain(&mut t);
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert_eq!(a.entry_mode, EntryMode::Swipe);
+    assert_eq!(a.masked_pan, "401200******5439");
+    assert_eq!(a.last4.as_deref(), Some("5439"));
 }

@@ -409,6 +409,10 @@ pub struct SimReader {
     ctls_unsolicited: bool,
     /// The next automatic presentation is an insertion (after "use chip").
     insert_next: bool,
+    /// The next automatic presentation is a swipe (after a chip failure).
+    swipe_next: bool,
+    /// The chip failed: a swipe of a chip card is accepted as a fallback (entry mode 80).
+    fallback_allowed: bool,
     /// An online PIN entry asked by `DE D6`: `Some(due)` while it runs (`due`: when the
     /// simulated cardholder has typed it; `None` waits for the control channel).
     pin_request: Option<Option<Instant>>,
@@ -468,6 +472,8 @@ impl SimReader {
             stop_after_cvm: false,
             ctls_unsolicited: false,
             insert_next: false,
+            swipe_next: false,
+            fallback_allowed: false,
             pin_request: None,
         }
     }
@@ -588,6 +594,8 @@ impl SimReader {
             if self.slot.is_none() {
                 let how = if std::mem::take(&mut self.insert_next) {
                     Presentation::Insert
+                } else if std::mem::take(&mut self.swipe_next) {
+                    Presentation::Swipe
                 } else {
                     self.config.auto_present
                 };
@@ -858,7 +866,8 @@ impl SimReader {
                 }
             }
         });
-        self.send(now, true, &b.freeze());
+        // As logged, unsolicited messages end with SW 9000 (`E0 04 48 02 03 00 90 00`).
+        self.send(now, true, &sw_payload(b.as_bytes(), StatusWord::SUCCESS));
         self.event(Event::Unsolicited { template: 0xE0 });
     }
 
@@ -1015,7 +1024,12 @@ impl SimReader {
     }
 
     fn unsolicited_status(&mut self, now: Instant, content: &[u8]) {
-        self.send(now, true, &template(Tag::VIPA_E6, content));
+        // With SW 9000, as the logged `E6{C3 0E, C4 00}` (§0).
+        self.send(
+            now,
+            true,
+            &sw_payload(&template(Tag::VIPA_E6, content), StatusWord::SUCCESS),
+        );
         self.event(Event::Unsolicited { template: 0xE6 });
     }
 
@@ -1110,6 +1124,8 @@ impl SimReader {
                 FlowFault::Reboot => self.reboot(now),
                 FlowFault::Remove => self.remove_card(now),
                 FlowFault::Cancel => self.cancel(now),
+                // Acted on where the chip is read (`start`).
+                FlowFault::ChipFail => {}
             }
         }
     }
@@ -1276,6 +1292,23 @@ impl SimReader {
         let Some(data) = self.transaction_data(now, cmd) else {
             return;
         };
+        let inserted = self
+            .slot
+            .as_ref()
+            .is_some_and(|s| s.how == Presentation::Insert);
+        if inserted && faults.contains(&FlowFault::ChipFail) {
+            // The chip does not answer: bad card; a swipe of this card is now a fallback.
+            info!("chip failure: fallback to the stripe allowed");
+            self.fallback_allowed = true;
+            self.respond(now, &[], StatusWord::BAD_CARD);
+            if self.config.auto_insert && self.card_detection {
+                // The simulated cardholder pulls the card and swipes it.
+                self.remove_card(now);
+                self.swipe_next = true;
+                self.present_at = Some(now + self.config.insert_delay);
+            }
+            return;
+        }
         match self.slot.as_ref().map(|s| s.how) {
             Some(Presentation::Insert) => self.run_kernel(now, data, false),
             Some(Presentation::Swipe) => self.run_swipe(now, data),
@@ -1290,11 +1323,8 @@ impl SimReader {
 
     /// `C0 A0`: answered at once; P1 bit 0 arms payment cards, whose result comes unsolicited.
     fn start_contactless(&mut self, now: Instant, cmd: &CommandView<'_>) {
-        let faults = self.point(Point::Start);
-        if faults.contains(&FlowFault::Reboot) {
-            self.reboot(now);
-            return;
-        }
+        // Not a `start` flow point: a host arms contactless before every contact start, and
+        // the `start` faults (reboot, chip failure) aim at the card being read.
         self.drop_txn();
         self.pending = Some(cmd.code());
         let Some(data) = self.transaction_data(now, cmd) else {
@@ -1321,7 +1351,6 @@ impl SimReader {
                 self.armed(now, true);
             }
         }
-        self.after_point(now, &faults);
     }
 
     /// The transaction data of a start command, or the error answer already sent.
@@ -1750,7 +1779,9 @@ impl SimReader {
             self.respond(now, &[], StatusWord::BAD_CARD);
             return;
         };
-        if matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6')) {
+        let chip = matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6'));
+        let fallback = chip && std::mem::take(&mut self.fallback_allowed);
+        if chip && !fallback {
             info!("chip card swiped: use chip");
             self.respond(now, &[], StatusWord::USE_CHIP);
             if self.config.auto_insert && self.card_detection {
@@ -1761,7 +1792,8 @@ impl SimReader {
             return;
         }
         let mut b = TlvBuilder::new();
-        b.primitive(Tag::POS_ENTRY_MODE, &[0x90]);
+        // 80: fallback from a failed chip read; 90: a magnetic-stripe card.
+        b.primitive(Tag::POS_ENTRY_MODE, &[if fallback { 0x80 } else { 0x90 }]);
         self.magstripe_data(&mut b, &profile);
         // The amount came from six BCD bytes, so it always fits n12.
         b.primitive(

@@ -290,11 +290,17 @@ fn card_status_events_on_insert_and_remove() {
     h.reader.insert_card(h.now, "visa-cvn18").unwrap();
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00, 0x90, 0x00]
+    );
     h.reader.remove_card(h.now);
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     // Swipe: MSR data + track 2 bits and a masked track.
     h.reader.swipe_card(h.now, "visa-cvn18").unwrap();
     h.pump();
@@ -530,7 +536,10 @@ fn a_card_set_after_arming_is_presented_and_the_start_proceeds() {
         .unwrap();
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00, 0x90, 0x00]
+    );
     h.start(100);
     expect_template(&h.response(), 0xE4);
 }
@@ -633,7 +642,10 @@ fn card_removed_mid_transaction_gives_9f23() {
     h.reader.remove_card(h.now);
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
 }
 
