@@ -11,8 +11,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::transport::BoxedIo;
-
 /// The client configuration trusting the certificates in `ca_pem`.
 ///
 /// # Errors
@@ -47,7 +45,11 @@ pub fn client_config(ca_pem: &str) -> io::Result<ClientConfig> {
 /// # Errors
 /// Connection, configuration or handshake failures (a certificate that does not verify is
 /// `InvalidData`).
-pub async fn connect(host: &str, port: u16, ca_pem: &str) -> io::Result<BoxedIo> {
+pub async fn connect(
+    host: &str,
+    port: u16,
+    ca_pem: &str,
+) -> io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let config = client_config(ca_pem)?;
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -60,5 +62,5 @@ pub async fn connect(host: &str, port: u16, ca_pem: &str) -> io::Result<BoxedIo>
             tracing::warn!(error = %e, "tls handshake with the reader failed");
             e
         })?;
-    Ok(Box::new(tls))
+    Ok(tls)
 }

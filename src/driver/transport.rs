@@ -346,7 +346,7 @@ impl Connector for AddrConnector {
                         Ok(Box::new(s) as BoxedIo)
                     }
                     DeviceAddr::Tls { host, port, ca } => {
-                        super::tls::connect(host, *port, ca).await
+                        Ok(Box::new(super::tls::connect(host, *port, ca).await?) as BoxedIo)
                     }
                     DeviceAddr::TcpListen { host, port } => {
                         let mut slot = listener.lock().await;

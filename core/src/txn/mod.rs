@@ -979,9 +979,13 @@ impl Transaction {
             // [GAP] only when the E2 offers several applications (not in any log).
             b.primitive(Tag::DF_NAME, aid);
         }
-        self.events.push_back(Prompt::ApplicationSelected {
-            label: label.or_else(|| self.card.app_label.clone()),
-        });
+        // The bridge chose among several; a reader that selected by itself (the logged `E2`)
+        // needs no prompt.
+        if chosen.is_some() {
+            self.events.push_back(Prompt::ApplicationSelected {
+                label: label.or_else(|| self.card.app_label.clone()),
+            });
+        }
         let p1 = if self.config.stop_after_cvm {
             continue_flags::STOP_AFTER_CVM
         } else {
@@ -1123,6 +1127,18 @@ impl Transaction {
                 _ => {}
             }
         }
+        // The same AID may come twice (`9F06` and `4F` of one application).
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        candidates.retain(|(aid, _)| {
+            let new = !seen.contains(aid);
+            if new {
+                seen.push(aid.clone());
+            }
+            new
+        });
+        if candidates.len() < 2 {
+            return (None, label);
+        }
         let chosen = match &self.req.app_choice {
             AppChoice::Aid(want) => candidates
                 .iter()
@@ -1130,9 +1146,6 @@ impl Transaction {
                 .or(candidates.first()),
             AppChoice::CardPriority => candidates.first(),
         };
-        if candidates.len() < 2 {
-            return (None, label);
-        }
         match chosen {
             Some((aid, l)) => (Some(aid.clone()), l.clone().or(label)),
             None => (None, label),

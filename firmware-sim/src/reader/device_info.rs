@@ -105,16 +105,15 @@ pub fn reset_response(terminal_id: &[u8], serial: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// The captured Reset Device answer data (without SW) of a logged reader, or `None` for the
-/// generic profile, whose answer [`reset_response`] builds from the configuration.
-pub fn captured_reset(device: super::DeviceProfile) -> Option<Bytes> {
-    use super::DeviceProfile;
-    let text = match device {
-        DeviceProfile::Generic => return None,
-        DeviceProfile::Ux300 => include_str!("captured/ux300-reset.hex"),
-        DeviceProfile::Ux301 => include_str!("captured/ux301-reset.hex"),
-        DeviceProfile::M400 => include_str!("captured/m400-reset.hex"),
-        DeviceProfile::P400Plus => include_str!("captured/p400plus-reset.hex"),
+/// The captured Reset Device answer data (without SW) of a logged reader: `ux300`, `ux301`,
+/// `m400` or `p400plus`; `None` for another name.
+pub fn captured_reset(model: &str) -> Option<Bytes> {
+    let text = match model {
+        "ux300" => include_str!("captured/ux300-reset.hex"),
+        "ux301" => include_str!("captured/ux301-reset.hex"),
+        "m400" => include_str!("captured/m400-reset.hex"),
+        "p400plus" => include_str!("captured/p400plus-reset.hex"),
+        _ => return None,
     };
     let hex_line = text.lines().find(|l| !l.starts_with('#'))?;
     hex::decode(hex_line.trim()).ok().map(Bytes::from)

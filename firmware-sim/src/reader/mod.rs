@@ -159,6 +159,17 @@ impl DeviceProfile {
         ("p400", DeviceProfile::P400Plus),
     ];
 
+    /// The name of its captured reset answer, `None` for the generic profile.
+    pub fn capture(self) -> Option<&'static str> {
+        match self {
+            DeviceProfile::Generic => None,
+            DeviceProfile::Ux300 => Some("ux300"),
+            DeviceProfile::Ux301 => Some("ux301"),
+            DeviceProfile::M400 => Some("m400"),
+            DeviceProfile::P400Plus => Some("p400plus"),
+        }
+    }
+
     /// Whether Card Status gets no solicited answer, only the unsolicited card event (M400).
     pub fn card_status_unsolicited_only(self) -> bool {
         self == DeviceProfile::M400
@@ -411,6 +422,8 @@ pub struct SimReader {
     insert_next: bool,
     /// The next automatic presentation is a swipe (after a chip failure).
     swipe_next: bool,
+    /// The card in the slot was presented automatically and no transaction has read it yet.
+    auto_presented: bool,
     /// The chip failed: a swipe of a chip card is accepted as a fallback (entry mode 80).
     fallback_allowed: bool,
     /// An online PIN entry asked by `DE D6`: `Some(due)` while it runs (`due`: when the
@@ -473,6 +486,7 @@ impl SimReader {
             ctls_unsolicited: false,
             insert_next: false,
             swipe_next: false,
+            auto_presented: false,
             fallback_allowed: false,
             pin_request: None,
         }
@@ -599,8 +613,9 @@ impl SimReader {
                 } else {
                     self.config.auto_present
                 };
-                if let Err(e) = self.present(now, None, how) {
-                    warn!(%e, "automatic presentation failed");
+                match self.present(now, None, how) {
+                    Ok(()) => self.auto_presented = self.slot.is_some(),
+                    Err(e) => warn!(%e, "automatic presentation failed"),
                 }
             }
         }
@@ -714,6 +729,14 @@ impl SimReader {
             } => {
                 if let Some(v) = insert {
                     self.config.auto_insert = v;
+                    if !v {
+                        self.present_at = None;
+                        // The simulated cardholder is gone: a card it presented by itself that
+                        // no transaction has used yet goes with it.
+                        if self.auto_presented && matches!(self.txn, Txn::Idle) {
+                            self.remove_card(now);
+                        }
+                    }
                 }
                 if let Some(v) = remove {
                     self.config.auto_remove = v;
@@ -1218,7 +1241,12 @@ impl SimReader {
                 self.drop_txn();
                 self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
                 self.card_detection = false;
-                let data = match device_info::captured_reset(self.config.device) {
+                let data = match self
+                    .config
+                    .device
+                    .capture()
+                    .and_then(device_info::captured_reset)
+                {
                     Some(captured) => captured,
                     None => reset_response(
                         &self.config.terminal.terminal_id,
@@ -1380,6 +1408,7 @@ impl SimReader {
     }
 
     fn run_kernel(&mut self, now: Instant, data: TransactionData, contactless: bool) {
+        self.auto_presented = false;
         let Some(profile) = self.slot.as_ref().map(|s| s.profile.clone()) else {
             return;
         };
@@ -1775,6 +1804,7 @@ impl SimReader {
     /// A swipe for Start Transaction: chip cards must be inserted (`9F34`); a magstripe-only
     /// card gives an `E4` with entry mode 90, masked track 2 and SRED data.
     fn run_swipe(&mut self, now: Instant, data: TransactionData) {
+        self.auto_presented = false;
         let Some(profile) = self.slot.take().and_then(|s| card::profile(&s.profile)) else {
             self.respond(now, &[], StatusWord::BAD_CARD);
             return;
