@@ -34,6 +34,9 @@ pub struct Step {
     pub title: &'static str,
     /// The simulated card.
     pub card: &'static str,
+    /// How the simulated cardholder presents it once the reader is armed: `insert`, `tap`
+    /// or `swipe` (a swiped chip card is refused with "use chip" and then inserted).
+    pub how: &'static str,
     /// Amount in minor units (USD).
     pub amount: u64,
     /// Simulator faults for this sale (`--faults` syntax), cleared afterwards.
@@ -52,6 +55,7 @@ pub fn script() -> Vec<Step> {
         Step {
             title: "approved online",
             card: "visa-cvn18",
+            how: "insert",
             amount: 1234,
             faults: "",
             expect: OutcomeStatus::Approved,
@@ -59,8 +63,29 @@ pub fn script() -> Vec<Step> {
             expect_prompt: Some(Prompt::Authorizing),
         },
         Step {
+            title: "approved by a tap",
+            card: "visa-cvn18",
+            how: "tap",
+            amount: 1890,
+            faults: "",
+            expect: OutcomeStatus::Approved,
+            expect_code: None,
+            expect_prompt: Some(Prompt::Authorizing),
+        },
+        Step {
+            title: "chip card swiped: use chip, then inserted",
+            card: "mc-cvn16",
+            how: "swipe",
+            amount: 2500,
+            faults: "",
+            expect: OutcomeStatus::Approved,
+            expect_code: None,
+            expect_prompt: Some(Prompt::UseChip),
+        },
+        Step {
             title: "declined by the card",
             card: "offline-decline",
+            how: "insert",
             amount: 2000,
             faults: "",
             expect: OutcomeStatus::Declined,
@@ -70,6 +95,7 @@ pub fn script() -> Vec<Step> {
         Step {
             title: "insufficient funds",
             card: "visa-cvn18",
+            how: "insert",
             amount: 1051,
             faults: "",
             expect: OutcomeStatus::Declined,
@@ -79,6 +105,7 @@ pub fn script() -> Vec<Step> {
         Step {
             title: "offline PIN",
             card: "offline-pin",
+            how: "insert",
             amount: 500,
             faults: "",
             expect: OutcomeStatus::Approved,
@@ -88,6 +115,7 @@ pub fn script() -> Vec<Step> {
         Step {
             title: "card removed while the host decides",
             card: "visa-cvn18",
+            how: "insert",
             amount: 1500,
             faults: "remove-at=e4",
             expect: OutcomeStatus::Reversed,
@@ -97,6 +125,7 @@ pub fn script() -> Vec<Step> {
         Step {
             title: "card rejects the issuer (bad ARPC)",
             card: "visa-cvn18",
+            how: "insert",
             amount: 1291,
             faults: "",
             expect: OutcomeStatus::Reversed,
@@ -175,12 +204,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Vec<StepResult>> {
         let amount = Money::from_minor(step.amount, "USD")?;
         println!();
         println!(
-            "== {}/{}: {} ({}, {amount})",
+            "== {}/{}: {} ({} by {}, {amount})",
             i + 1,
             script().len(),
             step.title,
-            step.card
+            step.card,
+            step.how
         );
+        sim.control(Control::Present {
+            how: step.how.into(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("simulator: {e}"))?;
         sim.control(Control::Card {
             profile: step.card.into(),
         })
@@ -276,7 +311,7 @@ pub fn summary(results: &[StepResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<3} {:<37} {:<16} {:>10}  {:<20} as scripted",
+        "{:<3} {:<42} {:<16} {:>10}  {:<20} as scripted",
         "#", "scenario", "card", "amount", "outcome"
     );
     for (i, r) in results.iter().enumerate() {
@@ -292,7 +327,7 @@ pub fn summary(results: &[StepResult]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<3} {:<37} {:<16} {:>10}  {:<20} {}",
+            "{:<3} {:<42} {:<16} {:>10}  {:<20} {}",
             i + 1,
             r.step.title,
             r.step.card,
@@ -339,7 +374,11 @@ mod tests {
                 ok: true,
             },
             StepResult {
-                step: steps[2].clone(),
+                step: steps
+                    .iter()
+                    .find(|s| s.title == "insufficient funds")
+                    .unwrap()
+                    .clone(),
                 got: Ok(OutcomeStatus::Approved),
                 code: None,
                 ok: false,

@@ -223,9 +223,21 @@ async fn run_loop(
     if !matches!(link.state(), LinkState::Connected { .. }) {
         let _ = link.wait_ready(READY_WAIT).await;
     }
-    // Events from before this transaction (a late card event, a stale answer) are not ours.
-    while events.try_recv().is_ok() {}
+    // Events from before this transaction (a stale answer) are not ours, except the last card
+    // event: a card inserted before the sale began is in the reader now ([GAP] whether a
+    // reader re-reports the current card state when armed again; the M400 log shows it does).
+    let mut last_card_event = None;
+    while let Ok(ev) = events.try_recv() {
+        if let LinkEvent::Unsolicited(p) = ev {
+            if is_card_event(&p) {
+                last_card_event = Some(p);
+            }
+        }
+    }
     let mut txn = Transaction::start(Instant::now().into_std(), req, config)?;
+    if let Some(p) = last_card_event {
+        txn.handle_reader(Instant::now().into_std(), ReaderInput::Unsolicited(p));
+    }
     let (host_tx, mut host_rx) = mpsc::channel::<HostAnswer>(4);
     // Commands written whose answer has not come. VIPA has no retransmission: when an answer
     // is lost on the line, the transaction gives up on it (abort, reversal), but the link
@@ -324,6 +336,23 @@ async fn run_loop(
             }
         }
     }
+}
+
+/// Whether an unsolicited payload is a card event `E0{48 …}`.
+/// Unsolicited messages come with or without a trailing SW (the logged ones carry `90 00`).
+fn is_card_event(payload: &[u8]) -> bool {
+    use emvbridge_protocol::tlv;
+    use emvbridge_protocol::vipa::{Response, Template};
+    let with_sw = Response::parse(payload).ok().and_then(|r| r.template());
+    let bare = || {
+        tlv::parse(payload)
+            .next()
+            .and_then(Result::ok)
+            .map(Template::new)
+    };
+    with_sw
+        .or_else(bare)
+        .is_some_and(|t| t.card_event().is_some())
 }
 
 /// Today's date `YYMMDD` and time `hhmmss` in UTC, for 9A / 9F21 (the reader's own clock

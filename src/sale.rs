@@ -32,6 +32,15 @@ pub struct SaleArgs {
     /// The simulated card (with no --device): a profile of `vipa-sim --list-cards`.
     #[arg(long, default_value = "visa-cvn18")]
     pub card: String,
+    /// How the simulated cardholder presents the card once the reader is armed (with no
+    /// --device): `insert`, `tap`, `tap-msd` or `swipe` (a swiped chip card is refused
+    /// with "use chip" and then inserted).
+    #[arg(long, default_value = "insert", value_name = "HOW")]
+    pub present: String,
+    /// The logged reader the simulated one behaves like (with no --device): `generic`,
+    /// `ux300`, `ux301`, `m400` (Card Status answered unsolicited only) or `p400`.
+    #[arg(long, default_value = "generic", value_name = "MODEL")]
+    pub sim_device: String,
     /// `sandbox` (in-process sandbox gateway), a sandbox gateway's URL (`http://127.0.0.1:PORT`),
     /// or `env` (a real gateway configured by environment variables; see `emvbridge config`).
     #[arg(long, default_value = "sandbox")]
@@ -76,6 +85,25 @@ pub struct SaleArgs {
     pub final_timeout_secs: u64,
 }
 
+/// Tells the simulated reader how its cardholder presents the card once armed.
+#[cfg(feature = "sim")]
+async fn present(args: &SaleArgs, sim: &crate::embedded::SimDevice) -> anyhow::Result<()> {
+    use emvbridge_sim::reader::Control;
+    sim.handle
+        .control(Control::Present {
+            how: args.present.clone(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("--present: {e}"))?;
+    sim.handle
+        .control(Control::Device {
+            model: args.sim_device.clone(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("--sim-device: {e}"))?;
+    Ok(())
+}
+
 /// Runs `emvbridge sale`: exit 0 when approved, 1 when not approved. An error is a usage or
 /// setup error (exit 2).
 ///
@@ -92,23 +120,31 @@ pub async fn run(args: SaleArgs) -> anyhow::Result<ExitCode> {
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
     // A faulty embedded reader is started here and reached like a device.
+    // So is one whose cardholder taps or swipes (told before the link arms the reader).
+    let custom_sim =
+        args.sim_faults.is_some() || args.present != "insert" || args.sim_device != "generic";
     let faulty_sim: Option<crate::embedded::SimDevice> = match (&args.sim_faults, &args.device) {
         #[cfg(feature = "sim")]
-        (Some(spec), None) => {
+        (_, None) if custom_sim => {
+            let spec = args.sim_faults.clone().unwrap_or_default();
             let plan: emvbridge_sim::faults::FaultPlan = spec
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--sim-faults: {e}"))?;
             let dev =
                 crate::embedded::SimDevice::start_with(&args.card, plan, args.sim_seed).await?;
+            present(&args, &dev).await?;
             eprintln!(
-                "note: simulated reader (card {}) with faults {spec:?} on {}",
-                args.card, dev.addr
+                "note: simulated reader (card {}, {}) with faults {spec:?} on {}",
+                args.card, args.present, dev.addr
             );
             Some(dev)
         }
         (Some(_), Some(_)) => anyhow::bail!("--sim-faults applies to the simulated reader only"),
+        (None, Some(_)) if custom_sim => {
+            anyhow::bail!("--present and --sim-device apply to the simulated reader only")
+        }
         #[cfg(not(feature = "sim"))]
-        (Some(_), None) => anyhow::bail!(
+        (_, None) if custom_sim => anyhow::bail!(
             "--sim-faults applies to the simulated reader, which this build leaves out \
              (build with the `sim` feature)"
         ),

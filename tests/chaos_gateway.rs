@@ -66,6 +66,7 @@ async fn pay1st_lost_reply_then_token_refused_is_not_unavailable() {
         last4: Some("5439".into()),
         brand: Some("visa".into()),
         original_gateway_id: None,
+        online_pin: None,
     };
     let r = g.authorize(&req).await;
     let ledger: Value = http

@@ -26,21 +26,30 @@ fn demo_runs_every_scripted_sale_as_expected() {
         "CODE 51",
         "REVERSED - NOT CHARGED",
         "declined offline by the card",
+        "approved by a tap",
+        "CONTACTLESS",
+        "[CARD SWIPED]",
+        "[USE CHIP READER]",
     ] {
         assert!(stdout.contains(want), "missing {want:?}:\n{stdout}");
     }
     // The summary table, every row as scripted.
-    assert!(stdout.contains("6/6 sales ended as scripted"), "{stdout}");
+    assert!(stdout.contains("8/8 sales ended as scripted"), "{stdout}");
     let table: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("#   scenario"))
         .collect();
-    assert_eq!(table.len(), 8, "{stdout}");
-    for row in &table[1..7] {
+    assert_eq!(table.len(), 10, "{stdout}");
+    for row in &table[1..9] {
         assert!(row.ends_with("yes"), "{row}");
     }
-    assert!(table[3].contains("declined (51)"), "{}", table[3]);
-    assert!(table[5].contains("reversed"), "{}", table[5]);
+    assert!(
+        table[2].contains("tap") && table[2].contains("approved"),
+        "{}",
+        table[2]
+    );
+    assert!(table[5].contains("declined (51)"), "{}", table[5]);
+    assert!(table[7].contains("reversed"), "{}", table[7]);
     // Masked PANs only.
     for pan in ["4012000098765439", "5454545454545454", "4000000000000002"] {
         assert!(!stdout.contains(pan) && !stderr.contains(pan), "{pan}");

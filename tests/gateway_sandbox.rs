@@ -114,6 +114,7 @@ fn request(card: &mut Card, reference: &str, minor: u64, currency: &str) -> Auth
         last4: Some("1111".into()),
         brand: Some("visa".into()),
         original_gateway_id: None,
+        online_pin: None,
     }
 }
 

@@ -244,6 +244,7 @@ async fn unresolved_journal_row_fails() {
             last4: Some("5439".into()),
             brand: None,
             original_gateway_id: None,
+            online_pin: None,
         };
         j.begin_authorization(&req, emvbridge::gateway::Dialect::PaymentsAi)
             .unwrap();

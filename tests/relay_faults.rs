@@ -92,6 +92,7 @@ impl Rig {
             last4: Some("1111".into()),
             brand: Some("visa".into()),
             original_gateway_id: None,
+            online_pin: None,
         }
     }
 

@@ -131,6 +131,7 @@ fn request(reference: &str, minor: u64) -> AuthorizationRequest {
         last4: Some("1111".into()),
         brand: Some("visa".into()),
         original_gateway_id: None,
+        online_pin: None,
     }
 }
 

@@ -7,7 +7,10 @@ pub fn text(p: &Prompt) -> String {
     match p {
         Prompt::PresentCard => "INSERT, TAP OR SWIPE CARD".into(),
         Prompt::CardInserted => "CARD INSERTED".into(),
+        Prompt::CardTapped => "CARD READ".into(),
+        Prompt::CardSwiped => "CARD SWIPED".into(),
         Prompt::UseChip => "USE CHIP READER".into(),
+        Prompt::SwipeCard => "CHIP ERROR: SWIPE CARD".into(),
         Prompt::ApplicationSelected { label } => {
             format!("APPLICATION {}", label.as_deref().unwrap_or("SELECTED"))
         }

@@ -14,8 +14,9 @@
 //! | `reboot-at=POINT[:K]` | the device reboots at the `K`th (default 1st) occurrence of `POINT` |
 //! | `remove-at=POINT[:K]` | the card is pulled at that point |
 //! | `cancel-at=POINT[:K]` | the cardholder presses cancel at that point |
+//! | `chip-fail-at=start[:K]` | the chip does not answer: the Start gets `9F25` and the card may then be swiped (fallback) |
 //!
-//! `POINT` is one of `start` (Start Transaction received), `pin` (PIN prompt shown), `e2`,
+//! `POINT` is one of `start` (Start Transaction `DE D1` received), `pin` (PIN prompt shown), `e2`,
 //! `e4`, `final` (`E3`/`E5`; also `e3`, `e5`), `continue` (Continue Transaction received). A
 //! trigger fires once. `reboot-at=e4` reboots *instead of* sending the `E4`; `remove-at=e4`
 //! and `cancel-at=e4` act right after it is sent.
@@ -34,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 /// A point in the transaction flow where a scripted fault can fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Point {
-    /// Start Transaction (or contactless start) received.
+    /// Start Transaction (`DE D1`) received.
     Start,
     /// PIN prompt shown.
     Pin,
@@ -127,6 +128,8 @@ pub enum FlowFault {
     Remove,
     /// The cardholder presses cancel.
     Cancel,
+    /// The chip does not answer.
+    ChipFail,
 }
 
 /// Why a `--faults` spec was refused.
@@ -172,6 +175,8 @@ pub struct FaultPlan {
     pub remove_at: Option<Trigger>,
     /// Cardholder cancel at a flow point.
     pub cancel_at: Option<Trigger>,
+    /// The chip fails at a flow point (`start`).
+    pub chip_fail_at: Option<Trigger>,
 }
 
 fn probability(v: &str) -> Result<f64, FaultSpecError> {
@@ -216,6 +221,7 @@ impl FromStr for FaultPlan {
                 "reboot-at" => p.reboot_at = Some(v.parse()?),
                 "remove-at" => p.remove_at = Some(v.parse()?),
                 "cancel-at" => p.cancel_at = Some(v.parse()?),
+                "chip-fail-at" => p.chip_fail_at = Some(v.parse()?),
                 _ => return Err(FaultSpecError::UnknownItem),
             }
         }
@@ -250,6 +256,7 @@ impl fmt::Display for FaultPlan {
             ("reboot-at", self.reboot_at),
             ("remove-at", self.remove_at),
             ("cancel-at", self.cancel_at),
+            ("chip-fail-at", self.chip_fail_at),
         ] {
             if let Some(t) = t {
                 items.push(format!("{name}={}:{}", t.point.name(), t.nth));
@@ -329,6 +336,7 @@ impl FaultInjector {
             (self.plan.reboot_at, FlowFault::Reboot),
             (self.plan.remove_at, FlowFault::Remove),
             (self.plan.cancel_at, FlowFault::Cancel),
+            (self.plan.chip_fail_at, FlowFault::ChipFail),
         ] {
             if t.is_some_and(|t| t.point == point && t.nth == n) {
                 out.push(f);

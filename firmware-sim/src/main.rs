@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use emvbridge_sim::card;
 use emvbridge_sim::faults::{parse_duration, FaultPlan};
-use emvbridge_sim::reader::{Control, Scenario, SimConfig, SimReader};
+use emvbridge_sim::reader::{Control, Presentation, Scenario, SimConfig, SimReader};
 use emvbridge_sim::transport::{run_pty, run_tcp, DeviceHandle, Pty};
 use tokio::io::AsyncBufReadExt;
 
@@ -68,7 +68,20 @@ struct Args {
     /// Fault plan (see FAULTS below).
     #[arg(long, default_value = "")]
     faults: String,
-    /// Do not insert the --card automatically on Start Transaction.
+    /// Delay from arming the reader (Card Status with P1 bit 0; `C0 A0` for --present tap)
+    /// to the --card being presented. Until then, as on a real reader, no card is present
+    /// and Start Transaction answers 9F23.
+    #[arg(long, default_value = "0ms", value_name = "DUR")]
+    insert_after: String,
+    /// How --insert-after presents the card: insert, tap, tap-msd or swipe.
+    #[arg(long, default_value = "insert", value_name = "HOW")]
+    present: String,
+    /// The logged reader to behave like: generic, ux300, ux301, m400 (Card Status answered
+    /// unsolicited only), p400 (captured reset answers).
+    #[arg(long, default_value = "generic", value_name = "MODEL")]
+    device: String,
+    /// Never present the --card by itself: cards come only by the control channel or a
+    /// scenario.
     #[arg(long)]
     no_auto_insert: bool,
     /// Leave the card inserted after E3/E5.
@@ -89,8 +102,9 @@ struct Args {
     /// List the card profiles and exit.
     #[arg(long)]
     list_cards: bool,
-    /// Play a session recorded by `emvbridge sale --record FILE` back to the bridge (one
-    /// device; answers each command with the recorded messages, matched on CLA INS).
+    /// Play a session recorded by `emvbridge sale --record FILE`, or a wire capture
+    /// (`host HEX` / `terminal HEX` lines), back to the bridge (one device; answers each
+    /// command with the recorded messages, matched on CLA INS).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["scenario", "card"])]
     replay: Option<PathBuf>,
 }
@@ -99,6 +113,16 @@ fn config(args: &Args, index: u16) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         card: args.card.clone(),
         auto_insert: !args.no_auto_insert,
+        insert_delay: parse_duration(&args.insert_after)
+            .map_err(|e| anyhow::anyhow!("--insert-after: {e}"))?,
+        auto_present: args
+            .present
+            .parse::<Presentation>()
+            .map_err(|e| anyhow::anyhow!("--present: {e}"))?,
+        device: args
+            .device
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--device: {e}"))?,
         auto_remove: !args.no_auto_remove,
         auto_pin: !args.no_auto_pin,
         seed: args.seed.wrapping_add(u64::from(index)),
@@ -223,7 +247,7 @@ async fn replay(path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let rec = Recording::parse(&text).with_context(|| format!("{}", path.display()))?;
+    let rec = Recording::parse_any(&text).with_context(|| format!("{}", path.display()))?;
     let entries = rec.entries().len();
     let reader = ReplayReader::new(rec);
     if let Some(addr) = args.tcp {

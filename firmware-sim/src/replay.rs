@@ -7,6 +7,11 @@
 //! bridge wrote, `terminal` = a message from the reader; sensitive clear fields are masked by
 //! the recorder, SRED ciphertext is kept). Lines without `dir` (comments, headers) are skipped.
 //!
+//! A wire capture works too ([`Recording::parse_capture`]): one frame per line in hex, each
+//! `host HEX` or `terminal HEX` (the `.seq` captures of Verifone's harness logs in
+//! `tests/data/vipa/`); the frames are reassembled per direction, times are all zero.
+//! [`Recording::parse_any`] tells the two apart.
+//!
 //! [`ReplayReader`] is sans-IO like [`crate::reader::SimReader`]: bytes in, frames out, `now`
 //! passed in. Each command from the host is matched on `CLA INS` with the next recorded command
 //! at or after the cursor; the terminal messages recorded after it (up to the next recorded
@@ -106,6 +111,69 @@ impl Recording {
             return Err(ReplayError::Empty);
         }
         Ok(Recording { entries })
+    }
+
+    /// Parses a wire capture: `host HEX` / `terminal HEX` lines, one frame each (chains are
+    /// reassembled, PCB bit 6 gives the unsolicited flag). Blank lines and `#` comments are
+    /// skipped.
+    ///
+    /// # Errors
+    /// [`ReplayError`]: a line that is not `host|terminal HEX`, or a frame that is not valid.
+    pub fn parse_capture(text: &str) -> Result<Recording, ReplayError> {
+        let mut entries = Vec::new();
+        let mut host = Deframer::new();
+        let mut terminal = Deframer::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (dir, hex_frame) = line.split_once(' ').ok_or(ReplayError::BadLine(n))?;
+            let (dir, deframer) = match dir {
+                "host" => (Dir::Host, &mut host),
+                "terminal" => (Dir::Terminal, &mut terminal),
+                _ => return Err(ReplayError::BadLine(n)),
+            };
+            let bytes = hex::decode(hex_frame.trim()).map_err(|_| ReplayError::BadPayload(n))?;
+            deframer.push(&bytes);
+            while let Some(item) = deframer.poll() {
+                let Inbound::Message(m) = item else {
+                    return Err(ReplayError::BadPayload(n));
+                };
+                if entries.len() >= MAX_ENTRIES {
+                    return Err(ReplayError::TooLong);
+                }
+                entries.push(Entry {
+                    t_ms: 0,
+                    dir,
+                    unsolicited: m.unsolicited,
+                    payload: m.payload.to_vec(),
+                });
+            }
+        }
+        if !entries.iter().any(|e| e.dir == Dir::Terminal) {
+            return Err(ReplayError::Empty);
+        }
+        Ok(Recording { entries })
+    }
+
+    /// A capture when the first meaningful line starts with `host ` or `terminal `, else a
+    /// recording.
+    ///
+    /// # Errors
+    /// As [`Recording::parse`] / [`Recording::parse_capture`].
+    pub fn parse_any(text: &str) -> Result<Recording, ReplayError> {
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        match first {
+            Some(l) if l.starts_with("host ") || l.starts_with("terminal ") => {
+                Self::parse_capture(text)
+            }
+            _ => Self::parse(text),
+        }
     }
 
     /// The messages, in order.

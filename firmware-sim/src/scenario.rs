@@ -106,7 +106,7 @@ pub enum Control {
     },
     /// Automatic behaviour.
     Auto {
-        /// Auto-insert on Start Transaction.
+        /// Present the card by itself once the reader is armed.
         #[serde(default)]
         insert: Option<bool>,
         /// Auto-remove after `E3`/`E5`.
@@ -115,6 +115,18 @@ pub enum Control {
         /// Auto PIN entry with the profile's PIN.
         #[serde(default)]
         pin: Option<bool>,
+    },
+    /// How the card is presented by itself once the reader is armed: `insert`, `tap`,
+    /// `tap-msd` or `swipe`.
+    Present {
+        /// The presentation.
+        how: String,
+    },
+    /// Behave like this logged reader from now on: `generic`, `ux300`, `ux301`, `m400`,
+    /// `p400` (its Reset answer; the M400 answers Card Status unsolicited only).
+    Device {
+        /// The model.
+        model: String,
     },
     /// Report the state.
     Status,
@@ -158,6 +170,8 @@ impl fmt::Debug for Control {
             } => {
                 write!(f, "Auto(insert={insert:?}, remove={remove:?}, pin={pin:?})")
             }
+            Control::Present { how } => write!(f, "Present({how})"),
+            Control::Device { model } => write!(f, "Device({model})"),
             Control::Status => f.write_str("Status"),
             Control::Wait { ms } => write!(f, "Wait({ms}ms)"),
             Control::WaitFor { point } => write!(f, "WaitFor({point})"),
@@ -186,6 +200,8 @@ impl Control {
             Control::Reboot => "reboot",
             Control::Faults { .. } => "faults",
             Control::Auto { .. } => "auto",
+            Control::Present { .. } => "present",
+            Control::Device { .. } => "device",
             Control::Status => "status",
             Control::Wait { .. } => "wait",
             Control::WaitFor { .. } => "wait-for",

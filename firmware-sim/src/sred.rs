@@ -281,6 +281,51 @@ impl SredEncryptor {
     }
 }
 
+impl SredEncryptor {
+    /// An online PIN block: ISO 9564-1 format 0 (PIN field XOR the PAN's 12 rightmost digits
+    /// without the check digit), encrypted with the PIN variant of the next DUKPT key
+    /// (X9.24-1:2009 A.4.1). Returns the block and its KSN.
+    ///
+    /// # Errors
+    /// [`SredError::CounterExhausted`]; [`SredError::TooLong`] for a PIN outside 4-12 digits.
+    pub fn pin_block(&mut self, pin: &str, pan: &Pan) -> Result<([u8; 8], [u8; 10]), SredError> {
+        if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SredError::TooLong);
+        }
+        self.advance()?;
+        let mut field = [0xFFu8; 8];
+        let mut nibbles = [0xFu8; 16];
+        nibbles[0] = 0;
+        nibbles[1] = pin.len() as u8;
+        for (i, d) in pin.bytes().enumerate() {
+            nibbles[2 + i] = d - b'0';
+        }
+        for (i, b) in field.iter_mut().enumerate() {
+            *b = nibbles[2 * i] << 4 | nibbles[2 * i + 1];
+        }
+        nibbles.zeroize();
+        let digits = pan.reveal();
+        let body = &digits[..digits.len().saturating_sub(1)];
+        let tail = &body[body.len().saturating_sub(12)..];
+        let mut pan_field = [0u8; 8];
+        for (i, d) in tail.bytes().enumerate() {
+            let n = 4 + i;
+            pan_field[n / 2] |= (d - b'0') << if n % 2 == 0 { 4 } else { 0 };
+        }
+        for (f, p) in field.iter_mut().zip(pan_field) {
+            *f ^= p;
+        }
+        let mut key = *transaction_key(&self.bdk, &self.ksn).expose();
+        key[7] ^= 0xFF;
+        key[15] ^= 0xFF;
+        let pin_key = SecretKey::from_bytes(key);
+        key.zeroize();
+        let block = tdes_encrypt(&pin_key, field);
+        field.zeroize();
+        Ok((block, self.ksn))
+    }
+}
+
 /// Decrypts SRED data under the ANSI test BDK. Accepts the `FF7F` content or the whole `FF7F`
 /// TLV.
 ///

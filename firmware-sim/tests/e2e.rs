@@ -219,8 +219,27 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
     link.send_raw(&[0x01, 0x00, 0x04, 0xD0, 0x60, 0x01, 0x01, 0xB5]);
     assert_eq!(sw(&link.response(&mut unsolicited)), StatusWord::SUCCESS);
 
-    // Start Transaction: the captured frame. The card is auto-inserted (an E0{48} event).
+    // The armed reader presents its --card by itself: the E0{48 0300} event
+    // comes before the Start, as on the logged UX301.
+    while !unsolicited
+        .iter()
+        .any(|m: &Message| m.payload.starts_with(&[0xE0, 0x04, 0x48, 0x02, 0x03]))
+    {
+        unsolicited.push(link.message());
+    }
+    // Start Transaction: the captured frame → E2 (card data), then the logged amount
+    // confirmation with P1 bit 0 → E0 (after cardholder verification) → DE D2 01 00 → E4.
     link.send_raw(&hex::decode(START_CAPTURE).unwrap());
+    let e2 = template(&link.response(&mut unsolicited), 0xE2);
+    assert!(tag(&e2, 0x5A).is_some() && tag(&e2, 0x9F26).is_none());
+    link.send(
+        &hex::decode(
+            "DED2010023E0219F02060000000032505F2A0208408901008A025A33C00100C2023635DFCC790101",
+        )
+        .unwrap(),
+    );
+    template(&link.response(&mut unsolicited), 0xE0);
+    link.send(&[0xDE, 0xD2, 0x01, 0x00]);
     let e4m = link.response(&mut unsolicited);
     let e4 = template(&e4m, 0xE4);
     assert_eq!(tag(&e4, 0x9F27), Some(vec![0x80]), "ARQC");
@@ -230,15 +249,14 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
         tag(&e4, 0x4F).map(hex::encode_upper).as_deref(),
         Some(expect_aid)
     );
-    assert!(unsolicited
-        .iter()
-        .any(|m| m.payload.starts_with(&[0xE0, 0x04, 0x48, 0x02, 0x03])));
 
     // The issuer verifies the ARQC and answers; Continue wrapped in E0.
     let v = issuer::verify_arqc(&e4).expect("ARQC verifies");
     let mut b = TlvBuilder::new();
     b.constructed(Tag::VIPA_E0, |b| {
         b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"00");
+        // The host's decision: ask the card for a TC (§0).
+        b.primitive(Tag(0xC0), &[0x01]);
         b.primitive(
             Tag::ISSUER_AUTHENTICATION_DATA,
             &v.issuer_auth_data(*b"00", false),
@@ -253,7 +271,10 @@ fn full_sale<L: Read + Write>(link: &mut Link<L>, expect_aid: &str) {
     // Auto-remove: the removal event follows.
     let removed = link.message();
     assert!(removed.unsolicited);
-    assert_eq!(&removed.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &removed.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     for pcb in link.check_frames() {
         assert!([0x00, 0x01, 0x40].contains(&pcb), "PCB {pcb:02X}");
     }

@@ -1,6 +1,7 @@
 //! `emvbridge device …`: talk to a reader from the command line.
 //!
-//! `emvbridge device info --device PATH|tcp://HOST:PORT [--json] [--baud N] [--rtscts]`
+//! `emvbridge device info --device PATH|tcp://HOST:PORT|tls://…|tcp-listen://… [--json]
+//! [--baud N] [--flow-control rtscts|none]` (a TCP port may be left out: 16107).
 //! opens the link (which resets the reader and reads its device information), prints it and
 //! exits: 0 on success, 2 with `error: …` on standard error otherwise.
 
@@ -24,7 +25,9 @@ pub enum DeviceCommand {
 /// Arguments of `device info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The reader: a serial device (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N) or tcp://HOST:PORT.
+    /// The reader: a serial device (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N), tcp://HOST:PORT,
+    /// tls://HOST:PORT?ca=FILE, or tcp-listen://ADDR:PORT for a reader that connects out (the
+    /// port may be left out: 16107).
     #[arg(long, env = "EMVBRIDGE_DEVICE")]
     pub device: DeviceAddr,
     /// Print JSON instead of a table.
@@ -33,8 +36,11 @@ pub struct InfoArgs {
     /// Serial speed (ignored for TCP and by USB CDC readers).
     #[arg(long, default_value_t = DEFAULT_BAUD)]
     pub baud: u32,
-    /// Use RTS/CTS hardware flow control on a serial line.
-    #[arg(long)]
+    /// Serial flow control: `rtscts` (the default, as Verifone's harness) or `none`.
+    #[arg(long, default_value = "rtscts", value_name = "FLOW")]
+    pub flow_control: String,
+    /// RTS/CTS flow control (the default; kept for older scripts).
+    #[arg(long, hide = true)]
     pub rtscts: bool,
     /// Seconds to wait for the reader to answer.
     #[arg(long, default_value_t = 10)]
@@ -70,12 +76,16 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 async fn fetch_info(args: &InfoArgs) -> Result<DeviceInfo, String> {
+    let flow: FlowControl = args
+        .flow_control
+        .parse()
+        .map_err(|e| format!("--flow-control: {e}"))?;
     let line = LineSettings {
         baud: args.baud,
         flow_control: if args.rtscts {
             FlowControl::RtsCts
         } else {
-            FlowControl::None
+            flow
         },
         ..LineSettings::default()
     };

@@ -201,7 +201,7 @@ mod tests {
         ));
         assert_eq!(
             parse_reset_response(&[0x9F, 0x24]).map_err(ReaderError::from),
-            Err(ReaderError::Status(StatusWord::UNKNOWN_9F24))
+            Err(ReaderError::Status(StatusWord::OUT_OF_ORDER))
         );
         assert!(ReaderError::Link(LinkError::Timeout).is_timeout());
     }

@@ -149,6 +149,11 @@ impl<R> Exchange<R> {
         self.slots.drain(..)
     }
 
+    /// `CLA INS` of the command (not an Abort) in flight, if any.
+    pub fn command(&self) -> Option<[u8; 2]> {
+        self.slots.iter().find(|p| !p.is_abort()).map(|p| p.code)
+    }
+
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()

@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use emvbridge_protocol::codec::VipaCodec;
 use emvbridge_protocol::frame::{emit_message, FrameError, Inbound, Message, NAD_PED};
-use emvbridge_protocol::vipa::command::reset_flags;
+use emvbridge_protocol::vipa::command::{code, reset_flags};
 use emvbridge_protocol::vipa::{
     command_name, parse_reset_response, Command, DeviceInfo, ResetResponseError, Response,
     StatusWord,
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
 
-use super::exchange::{command_code, Exchange, Expiry, Refusal};
+use super::exchange::{command_code, Exchange, Expiry, Pending, Refusal};
 use super::transport::{BoxedIo, Connector};
 
 /// Tuning of a link. The defaults follow the \[S2\] host where it says something (§1.2: 15 s
@@ -148,6 +148,10 @@ pub enum LostReason {
     /// Reset Device during re-synchronisation answered an error status.
     #[error("reset refused with {0}")]
     ResetFailed(StatusWord),
+    /// The reader sends stream-encrypted frames (PCB bit 1), which the bridge does not
+    /// support: stream encryption must be turned off on the reader.
+    #[error("reader uses stream encryption (pcb bit 1), which is not supported")]
+    StreamEncrypted,
     /// [`ReaderLink::reconnect`] was called.
     #[error("reconnect requested")]
     Requested,
@@ -333,8 +337,21 @@ enum Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Reset,
+    /// The Reset was answered `9F24` (out of sequence): its real answer may follow right
+    /// behind (the logged UX301 sends it in the same read); wait a moment for it, then send
+    /// the Reset again.
+    ResetAgain,
     CardStatus,
 }
+
+/// How long a pending Card Status waits for its own answer after an unsolicited card event
+/// came first; then the event counts as the answer (the M400 sends no other, §0). \[I\]
+const CARD_STATUS_GRACE: Duration = Duration::from_millis(300);
+
+/// How long the link waits for the reset answer that may follow a `9F24`.
+const RESET_AGAIN_AFTER: Duration = Duration::from_millis(500);
+/// Resets sent in one re-synchronisation before it counts as refused.
+const MAX_RESETS: u8 = 3;
 
 enum Op {
     Command {
@@ -635,8 +652,13 @@ struct Session<'t> {
     exchange: Exchange<Reply>,
     /// When buffered bytes count as stalled.
     stall_at: Option<Instant>,
+    /// An unsolicited card event that came while Card Status was pending, and when it becomes
+    /// that command's answer if no answer of its own comes first.
+    card_status_event: Option<(Instant, Message)>,
     ready: bool,
     device_info: Option<Arc<DeviceInfo>>,
+    /// Reset Device commands written in this session.
+    resets: u8,
 }
 
 /// Inner loop result: keep going, or the link is lost.
@@ -652,26 +674,27 @@ impl<'t> Session<'t> {
             wbuf: BytesMut::with_capacity(512),
             exchange: Exchange::new(),
             stall_at: None,
+            card_status_event: None,
             ready: false,
             device_info: None,
+            resets: 0,
         }
     }
 
     async fn run(&mut self) -> LostReason {
-        let reset = Command::ResetDevice {
-            mode: 0x00,
-            flags: self.task.config.reset_flags,
-        };
-        let timeout = self.task.config.reset_timeout;
-        if let Err(r) = self.start_setup(&reset, Step::Reset, timeout).await {
+        if let Err(r) = self.send_reset().await {
             return r;
         }
         loop {
             let next = self.exchange.next_deadline().map(Instant::from_std);
-            let deadline = match (next, self.stall_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [
+                next,
+                self.stall_at,
+                self.card_status_event.as_ref().map(|e| e.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let flow = tokio::select! {
                 r = self.io.read_buf(&mut self.rbuf) => match r {
                     Ok(0) => Err(LostReason::Eof),
@@ -703,6 +726,16 @@ impl<'t> Session<'t> {
                 let _ = tx.send(Err(LinkError::Lost(reason)));
             }
         }
+    }
+
+    async fn send_reset(&mut self) -> Flow {
+        self.resets += 1;
+        let reset = Command::ResetDevice {
+            mode: 0x00,
+            flags: self.task.config.reset_flags,
+        };
+        let timeout = self.task.config.reset_timeout;
+        self.start_setup(&reset, Step::Reset, timeout).await
     }
 
     async fn start_setup(&mut self, cmd: &Command<'_>, step: Step, timeout: Duration) -> Flow {
@@ -817,6 +850,15 @@ impl<'t> Session<'t> {
 
     async fn on_deadline(&mut self) -> Flow {
         let now = Instant::now();
+        if self.card_status_event.as_ref().is_some_and(|e| e.0 <= now) {
+            if let Some((_, m)) = self.card_status_event.take() {
+                if self.exchange.command() == Some(code::CARD_STATUS) {
+                    // §0: the M400 answers Card Status only with the unsolicited event.
+                    debug!("card status answered by an unsolicited card event");
+                    self.on_response(m).await?;
+                }
+            }
+        }
         if self.stall_at.is_some_and(|t| t <= now) {
             self.stall_at = None;
             if let Some(item) = self.codec.discard_stalled(&mut self.rbuf) {
@@ -834,6 +876,14 @@ impl<'t> Session<'t> {
                 Expiry::Abort(p) => {
                     debug!("abort got no answer of its own; forgotten");
                     drop(p);
+                }
+                Expiry::Command(Pending {
+                    reply: Reply::Setup(Step::ResetAgain),
+                    ..
+                }) => {
+                    // No reset answer behind the 9F24: send the Reset again.
+                    debug!("no reset answer after 9F24; resetting again");
+                    self.send_reset().await?;
                 }
                 Expiry::Command(p) => {
                     bump(&self.task.counters.timeouts, 1);
@@ -853,6 +903,19 @@ impl<'t> Session<'t> {
 
     async fn on_inbound(&mut self, item: Inbound) -> Flow {
         match item {
+            Inbound::Corrupt {
+                reason: FrameError::StreamEncrypted,
+                ..
+            } => {
+                bump(&self.task.counters.corrupt, 1);
+                tracing::error!(
+                    "reader sends stream-encrypted frames (PCB bit 1): not supported; \
+                     turn VIPA stream encryption off on the reader"
+                );
+                self.task
+                    .emit(LinkEvent::Corrupt(FrameError::StreamEncrypted));
+                Err(LostReason::StreamEncrypted)
+            }
             Inbound::Corrupt { reason, skipped } => {
                 bump(&self.task.counters.corrupt, 1);
                 warn!(%reason, skipped, "corrupt data from reader dropped");
@@ -866,6 +929,12 @@ impl<'t> Session<'t> {
                 let c = &self.task.counters;
                 bump(&c.messages_in, 1);
                 bump(&c.frames_in, m.frames as u64);
+                if m.unsolicited && self.answers_card_status(&m.payload) {
+                    // §0: the M400 answers Card Status only with an unsolicited `E0{48}`; a
+                    // UX answers `90 00` and may send the event first. The event goes out as
+                    // an event now, and becomes the answer if none of its own follows soon.
+                    self.card_status_event = Some((Instant::now() + CARD_STATUS_GRACE, m.clone()));
+                }
                 if m.unsolicited {
                     bump(&c.unsolicited, 1);
                     debug!(
@@ -882,7 +951,21 @@ impl<'t> Session<'t> {
         }
     }
 
+    /// Whether an unsolicited message is the answer to a pending Card Status: an `E0`
+    /// holding tag `48`. \[I\] only Card Status is known to be answered this way.
+    fn answers_card_status(&self, payload: &[u8]) -> bool {
+        self.exchange.command() == Some(code::CARD_STATUS)
+            && Response::parse(payload)
+                .ok()
+                .and_then(|r| r.template())
+                .is_some_and(|t| t.card_event().is_some())
+    }
+
     async fn on_response(&mut self, m: Message) -> Flow {
+        if !m.unsolicited {
+            // Card Status answered by its own answer: a card event before it was only an event.
+            self.card_status_event = None;
+        }
         let sw = Response::parse(&m.payload).map(|r| r.sw()).ok();
         let Some(p) = self.exchange.on_response(&m.payload) else {
             bump(&self.task.counters.stray, 1);
@@ -914,9 +997,24 @@ impl<'t> Session<'t> {
 
     async fn on_setup(&mut self, step: Step, payload: &[u8]) -> Flow {
         match step {
-            Step::Reset => {
+            Step::Reset | Step::ResetAgain => {
                 let info = match parse_reset_response(payload) {
                     Ok(info) => info,
+                    Err(ResetResponseError::Status(StatusWord::OUT_OF_ORDER))
+                        if self.resets < MAX_RESETS =>
+                    {
+                        // §0 status table: 9F24 "command out of sequence". The logged UX301
+                        // sends it and then its reset answer in the same read: keep waiting
+                        // for that answer; without it, reset again.
+                        debug!("reset answered 9F24; waiting for the reset answer behind it");
+                        let deadline = (Instant::now() + RESET_AGAIN_AFTER).into_std();
+                        let _ = self.exchange.push(
+                            code::RESET_DEVICE,
+                            deadline,
+                            Reply::Setup(Step::ResetAgain),
+                        );
+                        return Ok(());
+                    }
                     Err(ResetResponseError::Status(sw)) => return Err(LostReason::ResetFailed(sw)),
                     Err(e) => {
                         // [I] tolerant: an unparsable device-info block does not stop the link.

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod device;
 pub mod exchange;
 pub mod link;
+pub mod tls;
 pub mod transport;
 
 pub use device::{Reader, ReaderError};

@@ -3,7 +3,10 @@
 //! its byte stream, so tests can plug in an in-process transport.
 //!
 //! VIPA uses the same frames over serial and TCP, with no extra length prefix
-//! (vipa-protocol.md §1.4), so both are just an async byte stream here.
+//! (vipa-protocol.md §1.4), so both are just an async byte stream here. As Verifone's harness
+//! settles it (§0): serial lines use RTS/CTS flow control by default, TCP uses port 16107 by
+//! default, optionally under TLS, and the host may be the client or the server (the reader
+//! connects out: `tcp-listen://`).
 
 use core::fmt;
 use std::future::Future;
@@ -20,17 +23,46 @@ pub const DEFAULT_BAUD: u32 = 57_600;
 /// Bound on opening a port or connecting a socket, so a dead host cannot stall a reconnect.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A reader address, parsed from the CLI: `tcp://HOST:PORT`, or a serial device path
-/// (`/dev/ttyUSB0`, `/dev/ttyACM0`, a pty such as `/dev/pts/3`; `serial://PATH` also works).
+/// How long a listening bridge waits for the reader to connect before the attempt counts as
+/// failed (the link then backs off and listens again).
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// VIPA's TCP port when the address names none (§0: the harness's default, 16107).
+pub const DEFAULT_TCP_PORT: u16 = 16107;
+
+/// A reader address, parsed from the CLI:
+/// - a serial device path (`/dev/ttyUSB0`, `/dev/ttyACM0`, a pty such as `/dev/pts/3`;
+///   `serial://PATH` also works), RTS/CTS flow control unless `?flow=none` follows the path;
+/// - `tcp://HOST[:PORT]`: the reader is the TCP server (port 16107 by default);
+/// - `tls://HOST[:PORT]?ca=FILE`: the same under TLS, the reader's certificate checked
+///   against the PEM certificates in `FILE`;
+/// - `tcp-listen://ADDR[:PORT]`: the bridge listens and the reader connects to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DeviceAddr {
-    /// A serial port (RS-232 adapter, USB CDC-ACM or a pty).
+    /// A serial port (RS-232 adapter, USB CDC-ACM or a pty), possibly followed by
+    /// `?flow=none|rtscts`.
     Serial(String),
-    /// A TCP server on the terminal (§1.4: the terminal is the server [C, one source]).
+    /// A TCP server on the terminal (§1.4).
     Tcp {
         /// Host name or IP literal (IPv6 without brackets).
         host: String,
-        /// Port (\[GAP\]: no default is known, so it is required).
+        /// Port (16107 when the address names none).
+        port: u16,
+    },
+    /// A TLS server on the terminal (§0: TLS is optional on TCP).
+    Tls {
+        /// Host name (checked against the certificate) or IP literal.
+        host: String,
+        /// Port (16107 when the address names none).
+        port: u16,
+        /// PEM file of the certificates to trust (the reader's own or its CA).
+        ca: String,
+    },
+    /// The bridge listens here; the reader connects out to it (§0).
+    TcpListen {
+        /// Local address to bind (IPv6 without brackets).
+        host: String,
+        /// Port (16107 when the address names none).
         port: u16,
     },
 }
@@ -41,15 +73,58 @@ pub enum AddrError {
     /// Nothing given.
     #[error("empty device address")]
     Empty,
-    /// `tcp://` without `HOST:PORT`.
-    #[error("tcp address needs host:port")]
+    /// `tcp://` without a host.
+    #[error("tcp address needs host[:port]")]
     MissingPort,
+    /// `tls://` without `?ca=FILE`.
+    #[error("tls address needs ?ca=FILE (PEM certificates to trust)")]
+    MissingCa,
+    /// An option after `?` that is not known here.
+    #[error("unknown address option {0:?}")]
+    BadOption(String),
     /// A port that is not 1..=65535.
     #[error("bad tcp port {0:?}")]
     BadPort(String),
-    /// A scheme other than `tcp://` / `serial://`.
-    #[error("unknown address scheme {0:?} (use tcp://host:port or a device path)")]
+    /// A scheme other than `tcp://`, `tls://`, `tcp-listen://` or `serial://`.
+    #[error("unknown address scheme {0:?} (use tcp://host[:port], tls://, tcp-listen:// or a device path)")]
     UnknownScheme(String),
+}
+
+/// `HOST[:PORT]` (IPv6 in brackets), the port 16107 when absent.
+fn host_port(rest: &str) -> Result<(String, u16), AddrError> {
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        // A bare IPv6 literal in brackets, or a host with a port.
+        Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(AddrError::MissingPort);
+    }
+    let port = match port {
+        None => DEFAULT_TCP_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| AddrError::BadPort(p.to_owned()))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Splits `?key=value` options off an address.
+fn options(s: &str) -> (&str, Vec<(&str, &str)>) {
+    match s.split_once('?') {
+        Some((head, q)) => (
+            head,
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    }
 }
 
 impl FromStr for DeviceAddr {
@@ -60,44 +135,84 @@ impl FromStr for DeviceAddr {
         if s.is_empty() {
             return Err(AddrError::Empty);
         }
-        if let Some(rest) = s.strip_prefix("tcp://") {
-            let rest = rest.trim_end_matches('/');
-            let (host, port) = rest.rsplit_once(':').ok_or(AddrError::MissingPort)?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() {
-                return Err(AddrError::MissingPort);
+        let (head, opts) = options(s);
+        let only = |allowed: &[&str]| {
+            opts.iter()
+                .find(|(k, _)| !allowed.contains(k))
+                .map_or(Ok(()), |(k, _)| Err(AddrError::BadOption((*k).to_owned())))
+        };
+        if let Some(rest) = head.strip_prefix("tcp://") {
+            only(&[])?;
+            let (host, port) = host_port(rest)?;
+            return Ok(DeviceAddr::Tcp { host, port });
+        }
+        if let Some(rest) = head.strip_prefix("tcp-listen://") {
+            only(&[])?;
+            let (host, port) = host_port(rest)?;
+            return Ok(DeviceAddr::TcpListen { host, port });
+        }
+        if let Some(rest) = head.strip_prefix("tls://") {
+            only(&["ca"])?;
+            let (host, port) = host_port(rest)?;
+            let ca = opts
+                .iter()
+                .find(|(k, v)| *k == "ca" && !v.is_empty())
+                .map(|(_, v)| (*v).to_owned())
+                .ok_or(AddrError::MissingCa)?;
+            return Ok(DeviceAddr::Tls { host, port, ca });
+        }
+        let path = match head.strip_prefix("serial://") {
+            Some(path) => path,
+            None => {
+                if let Some((scheme, _)) = head.split_once("://") {
+                    return Err(AddrError::UnknownScheme(scheme.to_owned()));
+                }
+                head
             }
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| AddrError::BadPort(port.to_owned()))?;
-            return Ok(DeviceAddr::Tcp {
-                host: host.to_owned(),
-                port,
-            });
+        };
+        if path.is_empty() {
+            return Err(AddrError::Empty);
         }
-        if let Some(path) = s.strip_prefix("serial://") {
-            if path.is_empty() {
-                return Err(AddrError::Empty);
-            }
-            return Ok(DeviceAddr::Serial(path.to_owned()));
+        only(&["flow"])?;
+        for (_, v) in &opts {
+            v.parse::<FlowControl>()?;
         }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(AddrError::UnknownScheme(scheme.to_owned()));
-        }
-        Ok(DeviceAddr::Serial(s.to_owned()))
+        Ok(DeviceAddr::Serial(match s.split_once('?') {
+            Some((_, q)) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        }))
+    }
+}
+
+impl DeviceAddr {
+    /// A serial path without its options, and the flow control they ask for (if any).
+    fn serial_parts(path: &str) -> (&str, Option<FlowControl>) {
+        let (head, opts) = options(path);
+        let flow = opts
+            .iter()
+            .find(|(k, _)| *k == "flow")
+            .and_then(|(_, v)| v.parse().ok());
+        (head, flow)
     }
 }
 
 impl fmt::Display for DeviceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hp = |f: &mut fmt::Formatter<'_>, scheme: &str, host: &str, port: u16| {
+            if host.contains(':') {
+                write!(f, "{scheme}://[{host}]:{port}")
+            } else {
+                write!(f, "{scheme}://{host}:{port}")
+            }
+        };
         match self {
             DeviceAddr::Serial(p) => f.write_str(p),
-            DeviceAddr::Tcp { host, port } if host.contains(':') => {
-                write!(f, "tcp://[{host}]:{port}")
+            DeviceAddr::Tcp { host, port } => hp(f, "tcp", host, *port),
+            DeviceAddr::TcpListen { host, port } => hp(f, "tcp-listen", host, *port),
+            DeviceAddr::Tls { host, port, ca } => {
+                hp(f, "tls", host, *port)?;
+                write!(f, "?ca={ca}")
             }
-            DeviceAddr::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
         }
     }
 }
@@ -105,11 +220,23 @@ impl fmt::Display for DeviceAddr {
 /// Hardware flow control on a serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlowControl {
-    /// None (default: what most hosts and USB CDC readers use).
-    #[default]
+    /// None: for cables that do not wire RTS/CTS.
     None,
-    /// RTS/CTS: the \[S2\] host default (§1.3); needs a cable that wires it.
+    /// RTS/CTS: the default of Verifone's own harness (§0) and of the \[S2\] host (§1.3).
+    /// USB CDC-ACM readers and ptys ignore it.
+    #[default]
     RtsCts,
+}
+
+impl FromStr for FlowControl {
+    type Err = AddrError;
+    fn from_str(s: &str) -> Result<Self, AddrError> {
+        match s {
+            "none" | "off" => Ok(FlowControl::None),
+            "rtscts" | "hardware" => Ok(FlowControl::RtsCts),
+            other => Err(AddrError::BadOption(format!("flow={other}"))),
+        }
+    }
 }
 
 /// Parity of a serial line.
@@ -124,9 +251,9 @@ pub enum Parity {
     Odd,
 }
 
-/// Serial line settings. Default 57600 8N1 without flow control (§1.3: the \[S2\] default speed;
-/// its RTS/CTS is opt-in here because an older version of the same host and most cables do
-/// without). Ignored for TCP; USB CDC-ACM devices ignore them as well \[I\].
+/// Serial line settings. Default 57600 8N1 with RTS/CTS flow control, as Verifone's harness
+/// (§0) and the \[S2\] host (§1.3) default; `?flow=none` after the device path turns it off.
+/// Ignored for TCP; USB CDC-ACM devices ignore them as well \[I\].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineSettings {
     /// Bits per second.
@@ -148,7 +275,7 @@ impl Default for LineSettings {
             data_bits: 8,
             parity: Parity::None,
             stop_bits: 1,
-            flow_control: FlowControl::None,
+            flow_control: FlowControl::RtsCts,
         }
     }
 }
@@ -172,19 +299,32 @@ pub trait Connector: Send + 'static {
 }
 
 /// The [`Connector`] for a [`DeviceAddr`]: a serial port via `tokio-serial` (built without
-/// libudev) or a TCP connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// libudev), a TCP connection (TLS when asked), or a listening socket the reader connects to.
+#[derive(Debug, Clone)]
 pub struct AddrConnector {
     /// Where.
     pub addr: DeviceAddr,
     /// Line settings (serial only).
     pub line: LineSettings,
+    /// The bound listener of a `tcp-listen://` address, kept across reconnects.
+    listener: std::sync::Arc<tokio::sync::Mutex<Option<tokio::net::TcpListener>>>,
 }
 
 impl AddrConnector {
-    /// A connector for `addr` with `line` settings.
+    /// A connector for `addr` with `line` settings (a `?flow=` option on a serial path wins
+    /// over `line.flow_control`).
     pub fn new(addr: DeviceAddr, line: LineSettings) -> Self {
-        AddrConnector { addr, line }
+        let mut line = line;
+        if let DeviceAddr::Serial(p) = &addr {
+            if let (_, Some(flow)) = DeviceAddr::serial_parts(p) {
+                line.flow_control = flow;
+            }
+        }
+        AddrConnector {
+            addr,
+            line,
+            listener: Default::default(),
+        }
     }
 }
 
@@ -192,19 +332,43 @@ impl Connector for AddrConnector {
     fn connect(&mut self) -> ConnectFuture {
         let addr = self.addr.clone();
         let line = self.line;
+        let listener = self.listener.clone();
         Box::pin(async move {
             let open = async {
                 match &addr {
-                    DeviceAddr::Serial(path) => open_serial(path, &line),
+                    DeviceAddr::Serial(path) => {
+                        open_serial(DeviceAddr::serial_parts(path).0, &line)
+                    }
                     DeviceAddr::Tcp { host, port } => {
                         let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                         // Frames are small and latency matters more than batching.
                         s.set_nodelay(true)?;
                         Ok(Box::new(s) as BoxedIo)
                     }
+                    DeviceAddr::Tls { host, port, ca } => {
+                        Ok(Box::new(super::tls::connect(host, *port, ca).await?) as BoxedIo)
+                    }
+                    DeviceAddr::TcpListen { host, port } => {
+                        let mut slot = listener.lock().await;
+                        if slot.is_none() {
+                            *slot =
+                                Some(tokio::net::TcpListener::bind((host.as_str(), *port)).await?);
+                        }
+                        let Some(l) = slot.as_ref() else {
+                            return Err(io::Error::other("listener gone"));
+                        };
+                        let (s, peer) = l.accept().await?;
+                        tracing::info!(%peer, "reader connected");
+                        s.set_nodelay(true)?;
+                        Ok(Box::new(s) as BoxedIo)
+                    }
                 }
             };
-            match tokio::time::timeout(OPEN_TIMEOUT, open).await {
+            let bound = match addr {
+                DeviceAddr::TcpListen { .. } => ACCEPT_TIMEOUT,
+                _ => OPEN_TIMEOUT,
+            };
+            match tokio::time::timeout(bound, open).await {
                 Ok(r) => r,
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "open timed out")),
             }
@@ -310,10 +474,6 @@ mod tests {
         );
         assert_eq!("".parse::<DeviceAddr>(), Err(AddrError::Empty));
         assert_eq!(
-            "tcp://reader".parse::<DeviceAddr>(),
-            Err(AddrError::MissingPort)
-        );
-        assert_eq!(
             "tcp://:80".parse::<DeviceAddr>(),
             Err(AddrError::MissingPort)
         );
@@ -341,12 +501,91 @@ mod tests {
     }
 
     #[test]
-    fn default_line_is_57600_8n1_no_flow_control() {
+    fn default_line_is_57600_8n1_rts_cts() {
         let l = LineSettings::default();
         assert_eq!(
             (l.baud, l.data_bits, l.parity, l.stop_bits, l.flow_control),
-            (57_600, 8, Parity::None, 1, FlowControl::None)
+            (57_600, 8, Parity::None, 1, FlowControl::RtsCts)
         );
+        let c = AddrConnector::new("/dev/ttyS0?flow=none".parse().unwrap(), l);
+        assert_eq!(c.line.flow_control, FlowControl::None);
+        assert_eq!(
+            DeviceAddr::serial_parts("/dev/ttyS0?flow=none"),
+            ("/dev/ttyS0", Some(FlowControl::None))
+        );
+    }
+
+    #[test]
+    fn tcp_port_defaults_to_16107_and_tls_and_listen_parse() {
+        let tcp = |host: &str, port| DeviceAddr::Tcp {
+            host: host.into(),
+            port,
+        };
+        assert_eq!("tcp://reader".parse(), Ok(tcp("reader", 16107)));
+        assert_eq!("tcp://[fe80::1]".parse(), Ok(tcp("fe80::1", 16107)));
+        assert_eq!("tcp://[fe80::1]:9".parse(), Ok(tcp("fe80::1", 9)));
+        assert_eq!(
+            "tcp-listen://0.0.0.0".parse(),
+            Ok(DeviceAddr::TcpListen {
+                host: "0.0.0.0".into(),
+                port: 16107
+            })
+        );
+        assert_eq!(
+            "tls://reader.local?ca=/etc/emvbridge/reader.pem".parse(),
+            Ok(DeviceAddr::Tls {
+                host: "reader.local".into(),
+                port: 16107,
+                ca: "/etc/emvbridge/reader.pem".into()
+            })
+        );
+        assert_eq!(
+            "tls://reader:1".parse::<DeviceAddr>(),
+            Err(AddrError::MissingCa)
+        );
+        assert_eq!(
+            "tcp://h?x=1".parse::<DeviceAddr>(),
+            Err(AddrError::BadOption("x".into()))
+        );
+        assert_eq!(
+            "/dev/ttyS0?flow=maybe".parse::<DeviceAddr>(),
+            Err(AddrError::BadOption("flow=maybe".into()))
+        );
+        for s in [
+            "tls://r:5?ca=/x.pem",
+            "tcp-listen://0.0.0.0:16107",
+            "/dev/ttyS0?flow=none",
+        ] {
+            assert_eq!(s.parse::<DeviceAddr>().unwrap().to_string(), s);
+        }
+    }
+
+    #[tokio::test]
+    async fn listen_mode_accepts_the_reader_connecting_out() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let mut c = AddrConnector::new(
+            DeviceAddr::TcpListen {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            LineSettings::default(),
+        );
+        let accept = tokio::spawn(async move { c.connect().await.map(drop) });
+        let mut reader = None;
+        for _ in 0..100 {
+            if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                reader = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(reader.is_some(), "the bridge listens");
+        accept
+            .await
+            .unwrap()
+            .expect("the connection is the transport");
     }
 
     #[tokio::test]

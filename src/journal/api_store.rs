@@ -393,6 +393,7 @@ mod tests {
             last4: Some("5439".into()),
             brand: None,
             original_gateway_id: None,
+            online_pin: None,
         };
         j.begin_authorization(&req, Dialect::Number).unwrap();
         assert_eq!(j.api_open_count().unwrap(), 2);

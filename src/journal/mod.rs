@@ -1109,6 +1109,7 @@ mod tests {
             last4: Some("5439".into()),
             brand: Some("visa".into()),
             original_gateway_id: None,
+            online_pin: None,
         }
     }
 

@@ -326,6 +326,7 @@ pub async fn forward_once(
             last4: e.last4.clone(),
             brand: e.brand.clone(),
             original_gateway_id: None,
+            online_pin: None,
         };
         journal.set_state(&r, RelayState::Forwarding, "forwarding stored sale")?;
         let result = gateway.authorize(&req).await;

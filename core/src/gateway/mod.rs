@@ -254,6 +254,7 @@ mod tests {
             last4: None,
             brand: None,
             original_gateway_id: None,
+            online_pin: None,
         }
     }
 

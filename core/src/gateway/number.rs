@@ -909,6 +909,7 @@ mod tests {
             last4: Some("0010".into()),
             brand: Some("visa".into()),
             original_gateway_id: None,
+            online_pin: None,
         }
     }
 

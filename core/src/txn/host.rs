@@ -71,6 +71,29 @@ pub struct AuthorizationRequest {
     pub brand: Option<String>,
     /// For a refund: the gateway id of the original sale, when the POS gave it.
     pub original_gateway_id: Option<String>,
+    /// The online PIN the cardholder entered, enciphered by the reader (`DE D6`), for the
+    /// dialects that carry one.
+    pub online_pin: Option<OnlinePin>,
+}
+
+/// An online PIN as the reader enciphered it: the PIN block (`DFED6C`, DUKPT) and its key
+/// serial number (`DFED03`). The block is a secret: `Debug` shows neither value's bytes,
+/// and it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OnlinePin {
+    /// The enciphered PIN block.
+    pub block: emvbridge_protocol::emv::SecretBytes,
+    /// The DUKPT key serial number.
+    pub ksn: Vec<u8>,
+}
+
+impl std::fmt::Debug for OnlinePin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnlinePin")
+            .field("block_len", &self.block.len())
+            .field("ksn_len", &self.ksn.len())
+            .finish()
+    }
 }
 
 /// The issuer's part of an online response, for the card (Continue Transaction).

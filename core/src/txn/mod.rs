@@ -24,16 +24,19 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use emvbridge_protocol::emv::numeric;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
+use emvbridge_protocol::vipa::command::{card_status_flags, continue_flags, ctls_kinds};
 use emvbridge_protocol::vipa::{
     Command, ContinueForm, Response, StatusWord, Template, TemplateKind, TransactionData,
-    TransactionStatus,
+    TransactionStatus, C2_AS_LOGGED, HOST_DECISION_AAC, HOST_DECISION_TC, TAG_C0_HOST_DECISION,
+    TAG_C2, TAG_DFCC79,
 };
 
 use crate::money::Money;
 pub use host::{
-    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, Reference,
-    ReversalReason, ReversalRequest, ReversalResult,
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, OnlinePin,
+    Reference, ReversalReason, ReversalRequest, ReversalResult,
 };
 pub use outcome::{CardFacts, Outcome, OutcomeStatus, ReversalOutcome};
 
@@ -59,8 +62,25 @@ pub struct TxnConfig {
     pub continue_form: ContinueForm,
     /// Terminal country (9F1A), ISO 3166 numeric.
     pub country_code: u16,
-    /// How many times a swipe answered "use chip" (9F34) restarts the transaction.
+    /// How many times a swipe answered "use chip" (9F34), or a Start answered "no card"
+    /// (9F23) / "not ready" (9F22), goes back to waiting for the card.
     pub max_fallback_retries: u8,
+    /// Card Status `D0 60` P1 that arms the reader: bit 0 (report changes) is always set, as
+    /// every logged host does (UX301: `01 00`; M400: `3F 03`).
+    pub card_status_p1: u8,
+    /// Card Status P2 (key-press reporting, §0).
+    pub card_status_p2: u8,
+    /// Also accept a tap: `C0 A0` with the payment bit is armed next to the chip slot and
+    /// cancelled (`C0 C0`) when a card is inserted or swiped.
+    pub contactless: bool,
+    /// Continue Transaction P1 bit 0 after `E2`: the reader stops again after cardholder
+    /// verification and answers `E0` (as in the UX301 log); the machine accepts both answers.
+    pub stop_after_cvm: bool,
+    /// Online PIN `DE D6` P1: the host id whose key enciphers the PIN (\[GAP\]: site
+    /// configuration on the reader; 00 by default).
+    pub pin_host_id: u8,
+    /// Online PIN `DE D6` P2: the key slot (\[GAP\]; 00 by default).
+    pub pin_key_slot: u8,
 }
 
 impl Default for TxnConfig {
@@ -75,12 +95,19 @@ impl Default for TxnConfig {
             continue_form: ContinueForm::WrappedE0,
             country_code: 840,
             max_fallback_retries: 2,
+            card_status_p1: card_status_flags::REPORT_CHANGES,
+            card_status_p2: 0x00,
+            contactless: true,
+            stop_after_cvm: true,
+            pin_host_id: 0x00,
+            pin_key_slot: 0x00,
         }
     }
 }
 
-/// How the application is chosen when the card has several (\[GAP\] in the notes: the
-/// decision is sent back as `E0{84 AID}`; the simulator also accepts an index).
+/// How the application is chosen when the card has several. The logged reader selects the
+/// application itself and reports it in `E2`; when an `E2` lists several candidates
+/// (\[GAP\]: not in any log), the choice goes back as `84 AID` inside the amount confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AppChoice {
     /// The card's priority order (87): the first candidate.
@@ -119,8 +146,14 @@ pub enum Prompt {
     PresentCard,
     /// A card is in the reader.
     CardInserted,
+    /// A card was tapped and read (contactless).
+    CardTapped,
+    /// A card was swiped.
+    CardSwiped,
     /// The swipe was refused: the card has a chip.
     UseChip,
+    /// The chip could not be read: swipe the card instead (fallback).
+    SwipeCard,
     /// The customer is choosing the application (or the bridge chose for them).
     ApplicationSelected {
         /// The chosen application's label, when the reader gave one.
@@ -174,8 +207,32 @@ enum Timer {
     Host = 1,
     Abort = 2,
     Reversal = 3,
+    /// A Start Transaction answered "not ready" (9F22) is sent again when this fires.
+    Retry = 4,
 }
-const TIMERS: usize = 4;
+const TIMERS: usize = 5;
+/// Wait before re-sending a Start Transaction the reader answered "not ready" (9F22).
+const NOT_READY_RETRY: Duration = Duration::from_millis(300);
+/// Most `E2` / `E0` stops the reader may make before `E4`/`E3`/`E5` (the log shows two).
+const MAX_CARD_STOPS: u8 = 4;
+
+/// What follows the online PIN entry.
+#[derive(Debug)]
+enum AfterPin {
+    /// Ask the reader for the ARQC (`DE D2 01 00`), as after any post-CVM `E0`.
+    Continue,
+    /// Go online with this `E4` answer (the reader did not stop after CVM).
+    Online(Bytes),
+}
+
+/// How the card reached the reader, as the card events said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CardIn {
+    /// Inserted in the chip slot (`48` byte 1 = `03`).
+    Chip,
+    /// Swiped (`48` byte 2 beyond `01`: tracks read).
+    Swipe,
+}
 
 /// What the host has said about the money, the heart of the safety rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,10 +262,25 @@ enum HostState {
 /// Where the transaction is. Each state holds what it needs and nothing else.
 #[derive(Debug)]
 enum State {
+    /// Card Status (and then, with contactless, `C0 A0`) sent to arm the reader; waiting for
+    /// the answer. A card event that arrives meanwhile (or as the answer, like the M400's
+    /// unsolicited-only `E0{48}`) is kept in `card`.
+    Arming {
+        contactless_next: bool,
+        card: Option<CardIn>,
+    },
+    /// Armed; waiting for the card-in event, a swipe, or (contactless) an unsolicited result.
+    AwaitCardIn,
+    /// `C0 C0` sent because the card came by the slot or the stripe; then Start Transaction.
+    CancellingContactless,
     /// Start Transaction sent; waiting for E2/E4/E3/E5 or an error status word.
     AwaitCard,
-    /// Application choice sent (Continue Transaction); waiting for E4/E3/E5.
+    /// Continue sent after `E2` (amount confirmation) or `E0` (post-CVM); waiting for
+    /// E0/E4/E3/E5.
     AwaitAfterSelection,
+    /// Online PIN `DE D6` sent because the card's CVM is an enciphered online PIN; then
+    /// `then`.
+    AwaitPin { then: AfterPin },
     /// The ARQC went to the host; the reader holds the card until Continue Transaction.
     /// `card_gone` is set when the card path ended meanwhile (cancel, removal, reader lost):
     /// the host's answer then only decides whether to reverse.
@@ -263,6 +335,16 @@ pub struct Transaction {
     reversal: Option<ReversalOutcome>,
     cancel_requested: bool,
     final_data: Option<Bytes>,
+    /// `C0 A0` was accepted: a tap may answer unsolicited, and must be cancelled before a
+    /// contact start.
+    contactless_armed: bool,
+    /// The card path is contactless (final Continue is `C0 A1`).
+    contactless_path: bool,
+    /// `E2` / `E0` stops seen in this card session.
+    card_stops: u8,
+    /// The online PIN the reader returned (or `Some(None)` once entry ended without one:
+    /// bypassed).
+    online_pin: Option<Option<OnlinePin>>,
 }
 
 impl Transaction {
@@ -292,8 +374,16 @@ impl Transaction {
             reversal: None,
             cancel_requested: false,
             final_data: None,
+            contactless_armed: false,
+            contactless_path: false,
+            card_stops: 0,
+            online_pin: None,
         };
-        t.send_start(now)?;
+        // The amount must fit the reader's fields before the reader is armed.
+        Command::StartTransaction(&t.transaction_data())
+            .to_payload()
+            .map_err(|_| TxnError::BadRequest)?;
+        t.arm_reader(now);
         t.events.push_back(Prompt::PresentCard);
         Ok(t)
     }
@@ -334,6 +424,59 @@ impl Transaction {
         data
     }
 
+    /// Card Status with P1 bit 0, so that card events arrive unsolicited (§0: every logged
+    /// host arms the reader and waits for the card before Start Transaction).
+    fn arm_reader(&mut self, now: Instant) {
+        let cmd = Command::CardStatus {
+            p1: self.config.card_status_p1 | card_status_flags::REPORT_CHANGES,
+            p2: self.config.card_status_p2,
+        };
+        self.send(cmd.to_payload().unwrap_or_default());
+        self.state = State::Arming {
+            contactless_next: self.config.contactless
+                && !self.contactless_armed
+                && self.req.kind != AuthKind::Refund,
+            card: None,
+        };
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// `C0 A0` with the payment bit (P1 = 00 would arm nothing, §0).
+    fn arm_contactless(&mut self) {
+        let data = self.transaction_data();
+        let cmd = Command::StartContactless {
+            kinds: ctls_kinds::PAYMENT,
+            data: &data,
+        };
+        if let Ok(p) = cmd.to_payload() {
+            self.send(p);
+        }
+    }
+
+    /// A card came by the slot or the stripe: cancel the contactless side first (as the logged
+    /// host does), then Start Transaction.
+    fn card_in(&mut self, now: Instant, card: CardIn) {
+        self.card.entry_mode = Some(match card {
+            CardIn::Chip => EntryMode::Chip,
+            CardIn::Swipe => EntryMode::Swipe,
+        });
+        if self.contactless_armed {
+            self.contactless_armed = false;
+            self.send(Command::CancelContactless.to_payload().unwrap_or_default());
+            self.state = State::CancellingContactless;
+            self.arm(Timer::Reader, now + self.config.card_timeout);
+            return;
+        }
+        self.start_card(now);
+    }
+
+    fn start_card(&mut self, now: Instant) {
+        self.state = State::AwaitCard;
+        if self.send_start(now).is_err() {
+            self.finish_card(now, Ending::Protocol("transaction data rejected".into()));
+        }
+    }
+
     fn send_start(&mut self, now: Instant) -> Result<(), TxnError> {
         let data = self.transaction_data();
         let payload = Command::StartTransaction(&data)
@@ -349,12 +492,18 @@ impl Transaction {
         self.commands.push_back(payload);
     }
 
-    fn send_continue(&mut self, tlvs: &[u8]) {
-        let payload = Command::ContinueTransaction {
-            tlvs,
-            form: self.config.continue_form,
-        }
-        .to_payload();
+    fn send_continue(&mut self, p1: u8, tlvs: &[u8]) {
+        // An empty Continue goes without data (`DE D2 01 00`, as logged after `E0`).
+        let form = if tlvs.is_empty() {
+            ContinueForm::Bare
+        } else {
+            self.config.continue_form
+        };
+        let payload = if self.contactless_path {
+            Command::ContinueContactless { tlvs, form }.to_payload()
+        } else {
+            Command::ContinueTransaction { p1, tlvs, form }.to_payload()
+        };
         // Continue carries no numeric field that can overflow.
         if let Ok(p) = payload {
             self.send(p);
@@ -414,7 +563,13 @@ impl Transaction {
     pub fn handle_cancel(&mut self, now: Instant) {
         self.cancel_requested = true;
         match self.state {
-            State::AwaitCard | State::AwaitAfterSelection | State::AwaitFinal => {
+            State::Arming { .. }
+            | State::AwaitCardIn
+            | State::CancellingContactless
+            | State::AwaitCard
+            | State::AwaitAfterSelection
+            | State::AwaitPin { .. }
+            | State::AwaitFinal => {
                 self.abort(now, Ending::Cancelled("cancelled by the POS".into()));
             }
             State::AwaitHost { card_gone: None } => {
@@ -444,6 +599,11 @@ impl Transaction {
                     },
                 ),
                 x if x == Timer::Abort as usize => self.abort_finished(now),
+                x if x == Timer::Retry as usize => {
+                    if matches!(self.state, State::AwaitCardIn) {
+                        self.start_card(now);
+                    }
+                }
                 _ => self.handle_reversal(
                     now,
                     ReversalResult::Failed {
@@ -456,7 +616,12 @@ impl Transaction {
 
     fn reader_timeout(&mut self, now: Instant) {
         match self.state {
-            State::AwaitCard | State::AwaitAfterSelection => {
+            State::Arming { .. }
+            | State::AwaitCardIn
+            | State::CancellingContactless
+            | State::AwaitCard
+            | State::AwaitAfterSelection
+            | State::AwaitPin { .. } => {
                 self.abort(
                     now,
                     Ending::Cancelled("timed out waiting for the card".into()),
@@ -481,9 +646,13 @@ impl Transaction {
             State::Aborting { then, .. } => self.finish_card(now, then),
             State::Reversing { then } => self.state = State::Reversing { then },
             State::Done => {}
-            State::AwaitCard | State::AwaitAfterSelection | State::AwaitFinal => {
-                self.finish_card(now, lost)
-            }
+            State::Arming { .. }
+            | State::AwaitCardIn
+            | State::CancellingContactless
+            | State::AwaitCard
+            | State::AwaitAfterSelection
+            | State::AwaitPin { .. }
+            | State::AwaitFinal => self.finish_card(now, lost),
         }
     }
 
@@ -499,6 +668,16 @@ impl Transaction {
                     .map(Template::new)
             });
         let Some(template) = template else { return };
+        if matches!(
+            template.kind(),
+            TemplateKind::Approved
+                | TemplateKind::Declined
+                | TemplateKind::OnlineRequired
+                | TemplateKind::ContactlessMsd
+        ) {
+            // Contactless results arrive unsolicited (§0); anything else of the kind is stray.
+            return self.contactless_result(now, template);
+        }
         if let Some(status) = template.status() {
             // Activity: the customer is doing something; give them time.
             if matches!(self.state, State::AwaitCard | State::AwaitAfterSelection) {
@@ -514,7 +693,18 @@ impl Transaction {
                         | TransactionStatus::PIN_ENTRY_HANDOFF,
                     ),
                     None,
-                ) => self.events.push_back(Prompt::EnterPin),
+                ) => {
+                    // While `DE D6` runs, the prompt was already given.
+                    if !matches!(self.state, State::AwaitPin { .. }) {
+                        self.events.push_back(Prompt::EnterPin)
+                    }
+                }
+                (Some(TransactionStatus::PIN_BYPASS_CONFIRMATION), _) => {
+                    // `E6{C3 0E}`: the reader reports a PIN bypass (§0, §4.2).
+                    self.events.push_back(Prompt::Status {
+                        text: "PIN BYPASSED".into(),
+                    })
+                }
                 _ => match status.message_text() {
                     Some(text) if !text.is_empty() => {
                         self.events.push_back(Prompt::Status { text })
@@ -522,19 +712,66 @@ impl Transaction {
                     _ => {}
                 },
             }
-        } else if let Some(event) = template.card_event() {
-            let present = event.status().map(|s| s.card_present());
-            match present {
-                Some(true) => {
-                    self.card_present = Some(true);
-                    self.events.push_back(Prompt::CardInserted);
-                }
-                Some(false) => {
-                    self.card_present = Some(false);
-                    self.events.push_back(Prompt::CardRemoved);
-                }
-                None => {}
+        } else if template.card_event().is_some() {
+            self.card_event(now, template);
+        }
+        // Anything else (a bare `DFDF30` after `C0 C0`, a `6F` upload result) needs no action.
+    }
+
+    /// A card event `E0{48 …}`, unsolicited or as the answer to Card Status.
+    fn card_event(&mut self, now: Instant, template: Template<'_>) {
+        let Some(status) = template.card_event().and_then(|e| e.status()) else {
+            return;
+        };
+        let card = if status.card_present() {
+            if self.card_present != Some(true) {
+                self.card_present = Some(true);
+                self.events.push_back(Prompt::CardInserted);
             }
+            Some(CardIn::Chip)
+        } else {
+            if self.card_present == Some(true) {
+                self.events.push_back(Prompt::CardRemoved);
+            }
+            self.card_present = Some(false);
+            let swiped = status.swiped();
+            if swiped {
+                self.events.push_back(Prompt::CardSwiped);
+            }
+            swiped.then_some(CardIn::Swipe)
+        };
+        let Some(card) = card else { return };
+        match &mut self.state {
+            State::Arming { card: seen, .. } => *seen = Some(card),
+            State::AwaitCardIn => {
+                self.disarm(Timer::Retry);
+                self.card_in(now, card)
+            }
+            _ => {}
+        }
+    }
+
+    /// An unsolicited `E3`/`E4`/`E5`/`E7`: the result of a tap.
+    fn contactless_result(&mut self, now: Instant, t: Template<'_>) {
+        let waiting = matches!(
+            self.state,
+            State::Arming { .. } | State::AwaitCardIn | State::CancellingContactless
+        );
+        if !waiting || !self.contactless_armed {
+            return;
+        }
+        self.contactless_armed = false;
+        self.contactless_path = true;
+        self.disarm(Timer::Retry);
+        self.card.entry_mode = Some(EntryMode::Contactless);
+        self.events.push_back(Prompt::CardTapped);
+        match t.kind() {
+            TemplateKind::Approved | TemplateKind::Declined => {
+                self.card.absorb(t);
+                self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
+                self.offline_final(now, t.kind() == TemplateKind::Approved)
+            }
+            _ => self.go_online(now, t),
         }
     }
 
@@ -558,16 +795,66 @@ impl Transaction {
                     }
                 }
             }
+            State::Arming {
+                contactless_next,
+                card,
+            } => {
+                // The answer may itself be the card event: the M400 answers Card Status only
+                // with an unsolicited `E0{48}`, which the link hands over as the answer.
+                if let Some(t) = resp.template().filter(|t| t.card_event().is_some()) {
+                    self.card_event(now, t);
+                }
+                let card = match self.state {
+                    State::Arming { card: c, .. } => c.or(card),
+                    _ => return,
+                };
+                if !sw.is_success() {
+                    // [GAP] which P1/P2 bits or which `C0 A0` a reader refuses: carry on
+                    // with what works (a reader without contactless answers 9F11).
+                    if !contactless_next {
+                        self.contactless_armed = false;
+                    }
+                }
+                if contactless_next && card.is_none() {
+                    self.state = State::Arming {
+                        contactless_next: false,
+                        card,
+                    };
+                    self.arm_contactless();
+                    self.contactless_armed = true;
+                    return;
+                }
+                self.state = State::AwaitCardIn;
+                if let Some(card) = card {
+                    self.card_in(now, card);
+                }
+            }
+            State::AwaitPin { .. } => {
+                self.disarm(Timer::Reader);
+                if let State::AwaitPin { then } = std::mem::replace(&mut self.state, State::Done) {
+                    self.pin_answered(now, &resp, then);
+                }
+            }
+            State::CancellingContactless => {
+                // Any answer ends the cancel (the reader follows it with a bare `DFDF30`).
+                self.start_card(now);
+            }
+            State::AwaitCardIn => {
+                // A late answer (e.g. a Card Status answered twice): nothing to do.
+            }
             State::AwaitCard | State::AwaitAfterSelection => {
                 self.disarm(Timer::Reader);
                 if !sw.is_success() {
                     return self.card_step_failed(now, sw);
                 }
                 match resp.template().map(|t| (t.kind(), t)) {
-                    Some((TemplateKind::DecisionRequired, t))
-                        if matches!(self.state, State::AwaitCard) =>
+                    Some((TemplateKind::DecisionRequired, t)) => self.confirm_amount(now, t),
+                    Some((TemplateKind::Data, t)) => self.after_cvm(now, t),
+                    Some((TemplateKind::OnlineRequired, t))
+                        if self.online_pin.is_none() && needs_online_pin(t) =>
                     {
-                        self.select_application(now, t)
+                        self.card.absorb(t);
+                        self.ask_pin(now, AfterPin::Online(payload.clone()))
                     }
                     Some((TemplateKind::OnlineRequired, t)) => self.go_online(now, t),
                     Some((TemplateKind::Approved, t)) => {
@@ -580,7 +867,7 @@ impl Transaction {
                         self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
                         self.offline_final(now, false)
                     }
-                    _ => self.protocol_error(now, "unexpected answer to start transaction"),
+                    _ => self.protocol_error(now, "unexpected answer to start or continue"),
                 }
             }
             State::AwaitFinal => {
@@ -623,15 +910,43 @@ impl Transaction {
     }
 
     fn card_step_failed(&mut self, now: Instant, sw: StatusWord) {
-        if sw == StatusWord::USE_CHIP && self.fallback_retries < self.config.max_fallback_retries {
-            // The customer swiped a chip card: ask for the chip and start again.
-            self.fallback_retries += 1;
-            self.events.push_back(Prompt::UseChip);
-            self.state = State::AwaitCard;
-            if self.send_start(now).is_err() {
-                self.finish_card(now, Ending::ReaderError(sw));
+        let retry = self.fallback_retries < self.config.max_fallback_retries
+            && matches!(self.state, State::AwaitCard);
+        if retry {
+            // Named handling (§0 status words): each goes back to waiting for the card, which
+            // stays armed; the reader reports the next insertion or swipe unsolicited.
+            let again = match sw {
+                // The customer swiped a chip card: ask for the chip.
+                StatusWord::USE_CHIP => {
+                    self.events.push_back(Prompt::UseChip);
+                    true
+                }
+                // The chip could not be read: the stripe may be used (fallback, entry mode 80);
+                // the reader decides whether it accepts the swipe.
+                StatusWord::BAD_CARD if self.card.entry_mode == Some(EntryMode::Chip) => {
+                    self.events.push_back(Prompt::SwipeCard);
+                    true
+                }
+                // No card (the card event was stale, or the card left): wait for one.
+                StatusWord::CARD_REMOVED => {
+                    self.card_present = Some(false);
+                    self.events.push_back(Prompt::PresentCard);
+                    true
+                }
+                // Not ready: send the Start again shortly.
+                StatusWord::NOT_READY => {
+                    self.arm(Timer::Retry, now + NOT_READY_RETRY);
+                    true
+                }
+                _ => false,
+            };
+            if again {
+                self.fallback_retries += 1;
+                self.card_stops = 0;
+                self.state = State::AwaitCardIn;
+                self.arm(Timer::Reader, now + self.config.card_timeout);
+                return;
             }
-            return;
         }
         let ending = match sw {
             StatusWord::CARD_REMOVED => Ending::CardRemoved,
@@ -642,7 +957,140 @@ impl Transaction {
         self.finish_card(now, ending);
     }
 
-    fn select_application(&mut self, now: Instant, e2: Template<'_>) {
+    /// `E2` "decision required": the reader read the card and selected the application. The
+    /// logged host answers `DE D2 01 00` with `E0{9F02 5F2A 89 8A C0 C2 DFCC79}` (UX301 log,
+    /// §0); the values of `89`/`8A`/`C0`/`C2`/`DFCC79` at this point are sent as logged
+    /// (their meaning here is \[GAP\]). P1 bit 0 asks for the post-CVM `E0` stop.
+    fn confirm_amount(&mut self, now: Instant, e2: Template<'_>) {
+        self.card_stops += 1;
+        if self.card_stops > MAX_CARD_STOPS {
+            return self.protocol_error(now, "reader keeps asking for decisions");
+        }
+        self.card.absorb(e2);
+        let (chosen, label) = self.choose_application(e2);
+        let mut b = TlvBuilder::new();
+        self.amount_tags(&mut b);
+        b.primitive(Tag::AUTHORISATION_CODE, &[0x00]);
+        b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"Z3");
+        b.primitive(TAG_C0_HOST_DECISION, &[HOST_DECISION_AAC]);
+        b.primitive(TAG_C2, C2_AS_LOGGED);
+        b.primitive(TAG_DFCC79, &[0x01]);
+        if let Some(aid) = &chosen {
+            // [GAP] only when the E2 offers several applications (not in any log).
+            b.primitive(Tag::DF_NAME, aid);
+        }
+        // The bridge chose among several; a reader that selected by itself (the logged `E2`)
+        // needs no prompt.
+        if chosen.is_some() {
+            self.events.push_back(Prompt::ApplicationSelected {
+                label: label.or_else(|| self.card.app_label.clone()),
+            });
+        }
+        let p1 = if self.config.stop_after_cvm {
+            continue_flags::STOP_AFTER_CVM
+        } else {
+            0
+        };
+        let tlvs = b.freeze();
+        self.send_continue(p1, &tlvs);
+        self.state = State::AwaitAfterSelection;
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// `E0` after cardholder verification (Continue P1 bit 0): ask for the ARQC with an
+    /// empty `DE D2 01 00`, as logged.
+    fn after_cvm(&mut self, now: Instant, e0: Template<'_>) {
+        self.card_stops += 1;
+        if self.card_stops > MAX_CARD_STOPS {
+            return self.protocol_error(now, "reader keeps stopping before the cryptogram");
+        }
+        self.card.absorb(e0);
+        if self.online_pin.is_none() && needs_online_pin(e0) {
+            return self.ask_pin(now, AfterPin::Continue);
+        }
+        self.send_continue(continue_flags::STOP_AFTER_CVM, &[]);
+        self.state = State::AwaitAfterSelection;
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// Online PIN: `DE D6 host-id key-slot E0{DFED0D}` (§0). \[GAP\] the `DFED0D` flags
+    /// are not in any log; `00 00` asks for the default entry.
+    fn ask_pin(&mut self, now: Instant, then: AfterPin) {
+        let mut b = TlvBuilder::new();
+        b.constructed(Tag::VIPA_E0, |b| {
+            b.primitive(emvbridge_protocol::vipa::TAG_DFED0D, &[0x00, 0x00]);
+        });
+        let data = b.freeze();
+        let cmd = Command::OnlinePin {
+            host_id: self.config.pin_host_id,
+            key_slot: self.config.pin_key_slot,
+            data: &data,
+        };
+        self.send(cmd.to_payload().unwrap_or_default());
+        self.events.push_back(Prompt::EnterPin);
+        self.state = State::AwaitPin { then };
+        self.arm(Timer::Reader, now + self.config.card_timeout);
+    }
+
+    /// The answer to `DE D6`: the PIN block and KSN, a bypass (`9015`), or the end.
+    fn pin_answered(&mut self, now: Instant, resp: &Response<'_>, then: AfterPin) {
+        let sw = resp.sw();
+        if sw == StatusWord::PIN_BYPASSED {
+            self.online_pin = Some(None);
+            self.events.push_back(Prompt::Status {
+                text: "PIN BYPASSED".into(),
+            });
+        } else if sw.is_success() {
+            let t = resp.template();
+            let block = t.and_then(|t| t.value(Tag::VIPA_PIN_BLOCK));
+            let ksn = t.and_then(|t| t.value(emvbridge_protocol::vipa::TAG_DFED03_PIN_KSN));
+            let Some(block) = block else {
+                // `DFDF30` instead of a block: the entry was cancelled at the PIN pad.
+                return self.abort(now, Ending::Cancelled("PIN entry cancelled".into()));
+            };
+            self.online_pin = Some(Some(OnlinePin {
+                block: emvbridge_protocol::emv::SecretBytes::from_slice(block),
+                ksn: ksn.unwrap_or_default().to_vec(),
+            }));
+            self.events.push_back(Prompt::PinEntered);
+        } else {
+            let ending = match sw {
+                StatusWord::USER_CANCELLED | StatusWord::COMMAND_CANCELLED => {
+                    Ending::Cancelled("PIN entry cancelled".into())
+                }
+                StatusWord::CARD_REMOVED => Ending::CardRemoved,
+                other => Ending::ReaderError(other),
+            };
+            return self.abort(now, ending);
+        }
+        match then {
+            AfterPin::Continue => {
+                self.send_continue(continue_flags::STOP_AFTER_CVM, &[]);
+                self.state = State::AwaitAfterSelection;
+                self.arm(Timer::Reader, now + self.config.card_timeout);
+            }
+            AfterPin::Online(payload) => {
+                match Response::parse(&payload).ok().and_then(|r| r.template()) {
+                    Some(e4) => self.go_online(now, e4),
+                    None => self.protocol_error(now, "online answer lost"),
+                }
+            }
+        }
+    }
+
+    /// `9F02` and `5F2A` as the reader expects them back (n12, n3).
+    fn amount_tags(&self, b: &mut TlvBuilder) {
+        // Checked to fit when the transaction started.
+        if let Ok(v) = numeric::encode_amount(self.req.amount.minor()) {
+            b.primitive(Tag::AMOUNT_AUTHORISED, &v);
+        }
+        if let Ok(v) = numeric::encode_n3(self.req.amount.currency().numeric) {
+            b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &v);
+        }
+    }
+
+    /// The application to name back when an `E2` lists several, and its label.
+    fn choose_application(&self, e2: Template<'_>) -> (Option<Vec<u8>>, Option<String>) {
         // Candidates: the AIDs (4F / 9F06 / 84) offered in E2, in the order given (the
         // reader lists them by the card's priority, 87).
         let mut candidates: Vec<(Vec<u8>, Option<String>)> = Vec::new();
@@ -679,6 +1127,18 @@ impl Transaction {
                 _ => {}
             }
         }
+        // The same AID may come twice (`9F06` and `4F` of one application).
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        candidates.retain(|(aid, _)| {
+            let new = !seen.contains(aid);
+            if new {
+                seen.push(aid.clone());
+            }
+            new
+        });
+        if candidates.len() < 2 {
+            return (None, label);
+        }
         let chosen = match &self.req.app_choice {
             AppChoice::Aid(want) => candidates
                 .iter()
@@ -686,24 +1146,10 @@ impl Transaction {
                 .or(candidates.first()),
             AppChoice::CardPriority => candidates.first(),
         };
-        let mut b = TlvBuilder::new();
-        let shown_label = match chosen {
-            Some((aid, l)) => {
-                b.primitive(Tag::DF_NAME, aid);
-                l.clone().or(label)
-            }
-            // No AID listed (the captured E2 carries card data only): confirm the card's choice.
-            None => {
-                b.primitive(Tag::VIPA_C1, &[0x00]);
-                label
-            }
-        };
-        self.events
-            .push_back(Prompt::ApplicationSelected { label: shown_label });
-        let tlvs = b.freeze();
-        self.send_continue(&tlvs);
-        self.state = State::AwaitAfterSelection;
-        self.arm(Timer::Reader, now + self.config.card_timeout);
+        match chosen {
+            Some((aid, l)) => (Some(aid.clone()), l.clone().or(label)),
+            None => (None, label),
+        }
     }
 
     fn go_online(&mut self, now: Instant, e4: Template<'_>) {
@@ -717,7 +1163,9 @@ impl Transaction {
         let entry_mode = match e4.value(Tag::POS_ENTRY_MODE) {
             Some([0x07]) | Some([0x91]) => EntryMode::Contactless,
             Some([0x90]) | Some([0x80]) | Some([0x02]) => EntryMode::Swipe,
-            _ => EntryMode::Chip,
+            Some([0x05]) => EntryMode::Chip,
+            // The logged E4 carries no 9F39: the card event said how the card came.
+            _ => self.card.entry_mode.unwrap_or(EntryMode::Chip),
         };
         self.card.entry_mode = Some(entry_mode);
         let request = AuthorizationRequest {
@@ -731,6 +1179,7 @@ impl Transaction {
             last4: self.card.last4.clone(),
             brand: self.card.brand.clone(),
             original_gateway_id: self.req.original_gateway_id.clone(),
+            online_pin: self.online_pin.clone().flatten(),
         };
         self.money = HostState::InFlight;
         self.host.push_back(HostRequest::Authorize(request));
@@ -786,12 +1235,27 @@ impl Transaction {
             // The card path already ended: only the money decides what is left to do.
             return self.finish_card(now, ending);
         }
-        // Tell the card what the host said; "unknown" and "unavailable" answer Z3/Y3 (EMV
-        // Book 4: unable to go online), never an approval.
+        // Tell the card what the host said (§0, final Continue after `E4`):
+        // `E0{9F02 5F2A 9F1A C2 8A C0 91? 89? 71?/72?}`. `C0` is the host's decision (01 TC,
+        // 00 AAC). When the host could not be reached, `C0` is left out and `8A` = Z3 (or Y3
+        // with offline fallback), so that the reader runs its default action analysis. An
+        // unknown answer (the host may have approved) asks for an AAC outright: that money is
+        // reversed, the card must not approve.
         let mut b = TlvBuilder::new();
+        self.amount_tags(&mut b);
+        if let Ok(v) = numeric::encode_n3(self.config.country_code) {
+            b.primitive(Tag::TERMINAL_COUNTRY_CODE, &v);
+        }
+        b.primitive(TAG_C2, C2_AS_LOGGED);
         match (&self.money, issuer) {
             (HostState::Approved { .. } | HostState::Declined { .. }, Some(issuer)) => {
                 b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &issuer.arc);
+                let decision = if matches!(self.money, HostState::Approved { .. }) {
+                    HOST_DECISION_TC
+                } else {
+                    HOST_DECISION_AAC
+                };
+                b.primitive(TAG_C0_HOST_DECISION, &[decision]);
                 if let Some(iad) = &issuer.issuer_auth_data {
                     b.primitive(Tag::ISSUER_AUTHENTICATION_DATA, iad);
                 }
@@ -801,17 +1265,24 @@ impl Transaction {
                 b.raw(&issuer.scripts);
                 self.card.arc = Some(issuer.arc);
             }
-            (HostState::Unavailable { .. }, _) if self.config.offline_fallback => {
-                b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"Y3");
-                self.card.arc = Some(*b"Y3");
+            (HostState::Unavailable { .. }, _) => {
+                let arc = if self.config.offline_fallback {
+                    *b"Y3"
+                } else {
+                    *b"Z3"
+                };
+                b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &arc);
+                self.card.arc = Some(arc);
             }
             _ => {
                 b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, b"Z3");
+                b.primitive(TAG_C0_HOST_DECISION, &[HOST_DECISION_AAC]);
                 self.card.arc = Some(*b"Z3");
             }
         }
         let tlvs = b.freeze();
-        self.send_continue(&tlvs);
+        // [GAP] P1 of the final Continue: no log shows it; 00.
+        self.send_continue(0x00, &tlvs);
         self.events.push_back(Prompt::Completing);
         self.state = State::AwaitFinal;
         self.arm(Timer::Reader, now + self.config.final_timeout);
@@ -1024,6 +1495,14 @@ impl Transaction {
             final_data: self.final_data.clone(),
         });
     }
+}
+
+/// Whether the card's CVM results (`9F34`) ask for an enciphered PIN verified online
+/// (EMV Book 3, Annex C3: CVM code `02`, ignoring the "apply next" bit).
+fn needs_online_pin(t: Template<'_>) -> bool {
+    t.value(Tag::CVM_RESULTS)
+        .and_then(|v| v.first())
+        .is_some_and(|b| b & 0x3F == 0x02)
 }
 
 /// Whether a TLV tree walks cleanly to the end at every level.

@@ -108,6 +108,22 @@ impl CardFacts {
             let s = hex(v);
             let pan = s.split('D').next().unwrap_or_default().to_owned();
             self.set_pan(&pan);
+        } else if let Some(v) = t.value(Tag::VIPA_MASKED_TRACK2) {
+            // A swipe or an MSD tap: the reader's masked track 2 in ASCII (`401200******5439D…`,
+            // or `;…=…` with sentinels); only its PAN part is kept.
+            let text = String::from_utf8_lossy(v);
+            let pan: String = text
+                .trim_start_matches(';')
+                .split(['D', '='])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c == '*' { 'A' } else { c })
+                .filter(|c| c.is_ascii_hexdigit())
+                .collect();
+            if pan.len() >= 10 {
+                self.set_pan(&pan);
+            }
         }
         if let Some(v) = t
             .value(Tag::APPLICATION_PREFERRED_NAME)

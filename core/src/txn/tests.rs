@@ -35,6 +35,11 @@ fn sw(sw: u16) -> Bytes {
 }
 
 fn e4() -> Bytes {
+    e4_with_cvm([0x1E, 0x03, 0x00])
+}
+
+/// An `E4` whose CVM results (`9F34`) are `cvm`.
+fn e4_with_cvm(cvm: [u8; 3]) -> Bytes {
     response(
         Tag::VIPA_E4,
         |b| {
@@ -44,7 +49,7 @@ fn e4() -> Bytes {
             b.primitive(Tag::APPLICATION_CRYPTOGRAM, &[1, 2, 3, 4, 5, 6, 7, 8]);
             b.primitive(Tag::CRYPTOGRAM_INFORMATION_DATA, &[0x80]);
             b.primitive(Tag::TVR, &[0x80, 0, 0, 0, 0]);
-            b.primitive(Tag::CVM_RESULTS, &[0x42, 0x03, 0x00]);
+            b.primitive(Tag::CVM_RESULTS, &cvm);
             b.primitive(Tag::ATC, &[0, 7]);
             b.constructed(Tag::VIPA_SRED, |b| {
                 b.primitive(Tag::VIPA_SRED_DATA, &[0x55; 16]);
@@ -115,13 +120,56 @@ fn code(payload: &Bytes) -> [u8; 2] {
     CommandView::parse(payload).unwrap().code()
 }
 
+fn card_event(status: [u8; 2]) -> Bytes {
+    response(
+        Tag::VIPA_E0,
+        |b| {
+            b.primitive(Tag::VIPA_CARD_STATUS, &status);
+        },
+        0x9000,
+    )
+}
+
+/// Starts a sale the way the logged hosts do: Card Status `D0 60` with P1 bit 0, `C0 A0`
+/// with the payment bit, the card-in event `E0{48 0300}`, Cancel Contactless `C0 C0`, and
+/// only then Start Transaction `DE D1` (drained).
+fn begin(now: Instant, req: TxnRequest, config: TxnConfig) -> Transaction {
+    let mut t = Transaction::start(now, req, config).unwrap();
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(p, [Prompt::PresentCard]);
+    let [arm] = &c[..] else { panic!("{c:?}") };
+    let v = CommandView::parse(arm).unwrap();
+    assert_eq!((v.code(), v.p1 & 1), ([0xD0, 0x60], 1));
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    let (c, _, _) = drain(&mut t);
+    let [ctls] = &c[..] else { panic!("{c:?}") };
+    let v = CommandView::parse(ctls).unwrap();
+    assert_eq!((v.code(), v.p1), ([0xC0, 0xA0], 0x01));
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    assert!(drain(&mut t).0.is_empty(), "nothing before the card");
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x02, 0x00])));
+    assert!(drain(&mut t).0.is_empty(), "48 0200 is not a card");
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x03, 0x00])));
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(p, [Prompt::CardInserted]);
+    assert_eq!(code(&c[0]), [0xC0, 0xC0]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    // The bare DFDF30 that follows a cancel changes nothing.
+    t.handle_reader(
+        now,
+        ReaderInput::Unsolicited(Bytes::from_static(&[
+            0xDF, 0xDF, 0x30, 0x01, 0xFB, 0x90, 0x00,
+        ])),
+    );
+    let (c, _, _) = drain(&mut t);
+    let [start] = &c[..] else { panic!("{c:?}") };
+    assert_eq!(code(start), [0xDE, 0xD1]);
+    t
+}
+
 /// Runs Start → E4 and returns the transaction waiting for the host.
 fn to_host(now: Instant, amount: u64) -> Transaction {
-    let mut t = Transaction::start(now, request(amount), TxnConfig::default()).unwrap();
-    let (c, _, p) = drain(&mut t);
-    assert_eq!(c.len(), 1);
-    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
-    assert_eq!(p, [Prompt::PresentCard]);
+    let mut t = begin(now, request(amount), TxnConfig::default());
     t.handle_reader(now, ReaderInput::Response(e4()));
     let (c, h, p) = drain(&mut t);
     assert!(c.is_empty());
@@ -182,7 +230,7 @@ fn approved_online_sale() {
     assert_eq!(o.card.cryptogram.as_deref(), Some("0909090909090909"));
     assert_eq!(o.card.app_label.as_deref(), Some("VISA CREDIT"));
     assert_eq!(o.card.aid.as_deref(), Some("A0000000031010"));
-    assert_eq!(o.card.cvm.as_deref(), Some("ONLINE PIN"));
+    assert_eq!(o.card.cvm.as_deref(), Some("SIGNATURE"));
     assert_eq!(o.card.arc, Some(*b"00"));
     assert!(t.is_done());
     assert_eq!(t.poll_timeout(), None);
@@ -315,8 +363,7 @@ fn unable_to_go_online() {
         offline_fallback: true,
         ..TxnConfig::default()
     };
-    let mut t = Transaction::start(now, request(100), config).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), config);
     t.handle_reader(now, ReaderInput::Response(e4()));
     drain(&mut t);
     t.handle_host(
@@ -357,8 +404,7 @@ fn offline_outcomes() {
         (true, OutcomeStatus::ApprovedOffline),
         (false, OutcomeStatus::Declined),
     ] {
-        let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-        drain(&mut t);
+        let mut t = begin(now, request(100), TxnConfig::default());
         t.handle_reader(now, ReaderInput::Response(final_template(approved)));
         let (_, h, _) = drain(&mut t);
         assert!(h.is_empty(), "offline outcomes never reach the host");
@@ -371,8 +417,7 @@ fn offline_outcomes() {
 #[test]
 fn cancel_before_the_card_aborts_cleanly() {
     let now = t0();
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), TxnConfig::default());
     t.handle_cancel(now);
     let (c, h, _) = drain(&mut t);
     assert_eq!(code(&c[0]), [0xD0, 0xFF]);
@@ -384,8 +429,7 @@ fn cancel_before_the_card_aborts_cleanly() {
     let o = t.poll_outcome().unwrap();
     assert_eq!(o.status, OutcomeStatus::Cancelled);
     // The abort timer covers a reader that never confirms.
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), TxnConfig::default());
     t.handle_cancel(now);
     drain(&mut t);
     let at = t.poll_timeout().unwrap();
@@ -422,8 +466,7 @@ fn cancel_after_the_authorization_left_reverses_an_approval() {
 fn reader_lost_at_each_stage() {
     let now = t0();
     // Before the card: nothing moved.
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), TxnConfig::default());
     t.handle_reader(now, ReaderInput::Lost);
     assert_eq!(t.poll_outcome().unwrap().status, OutcomeStatus::Failed);
     // While the host decides: wait for it, then reverse an approval.
@@ -469,14 +512,12 @@ fn final_answer_never_comes() {
 fn reader_status_words_at_start() {
     let now = t0();
     for (word, status) in [
-        (0x9F23, OutcomeStatus::Cancelled),
         (0x9F41, OutcomeStatus::Cancelled),
         (0x9F43, OutcomeStatus::Cancelled),
-        (0x9F25, OutcomeStatus::Failed),
+        (0x9F28, OutcomeStatus::Failed),
         (0x6A81, OutcomeStatus::Failed),
     ] {
-        let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-        drain(&mut t);
+        let mut t = begin(now, request(100), TxnConfig::default());
         t.handle_reader(now, ReaderInput::Response(sw(word)));
         let o = t.poll_outcome().unwrap();
         assert_eq!(o.status, status, "{word:04X}");
@@ -487,13 +528,15 @@ fn reader_status_words_at_start() {
 #[test]
 fn use_chip_restarts_then_gives_up() {
     let now = t0();
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), TxnConfig::default());
     for _ in 0..TxnConfig::default().max_fallback_retries {
         t.handle_reader(now, ReaderInput::Response(sw(0x9F34)));
         let (c, _, p) = drain(&mut t);
+        assert!(c.is_empty(), "waits for the chip: {c:?}");
+        assert!(p.contains(&Prompt::UseChip));
+        t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x00, 0x05])));
+        let (c, _, _) = drain(&mut t);
         assert_eq!(code(&c[0]), [0xDE, 0xD1]);
-        assert_eq!(p, [Prompt::UseChip]);
     }
     t.handle_reader(now, ReaderInput::Response(sw(0x9F34)));
     assert_eq!(t.poll_outcome().unwrap().status, OutcomeStatus::Failed);
@@ -526,8 +569,7 @@ fn two_applications_choose_by_priority_or_pos() {
     ] {
         let mut req = request(100);
         req.app_choice = choice;
-        let mut t = Transaction::start(now, req, TxnConfig::default()).unwrap();
-        drain(&mut t);
+        let mut t = begin(now, req, TxnConfig::default());
         t.handle_reader(now, ReaderInput::Response(e2.clone()));
         let (c, _, p) = drain(&mut t);
         assert_eq!(
@@ -551,16 +593,9 @@ fn two_applications_choose_by_priority_or_pos() {
 #[test]
 fn prompts_from_reader_statuses() {
     let now = t0();
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
-    let inserted = response(
-        Tag::VIPA_E0,
-        |b| {
-            b.primitive(Tag::VIPA_CARD_STATUS, &[0x03, 0x00]);
-        },
-        0x9000,
-    );
-    t.handle_reader(now, ReaderInput::Unsolicited(inserted));
+    let mut t = begin(now, request(100), TxnConfig::default());
+    // The card is already in: a repeated insertion event prompts nothing.
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x03, 0x00])));
     let pin = response(
         Tag::VIPA_E6,
         |b| {
@@ -571,7 +606,7 @@ fn prompts_from_reader_statuses() {
     let later = now + Duration::from_secs(60);
     t.handle_reader(later, ReaderInput::Unsolicited(pin));
     let (_, _, p) = drain(&mut t);
-    assert_eq!(p, [Prompt::CardInserted, Prompt::EnterPin]);
+    assert_eq!(p, [Prompt::EnterPin]);
     // PIN entry restarted the card timer.
     assert_eq!(
         t.poll_timeout(),
@@ -588,8 +623,7 @@ fn prompts_from_reader_statuses() {
 #[test]
 fn garbage_responses_abort_without_panicking() {
     let now = t0();
-    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
-    drain(&mut t);
+    let mut t = begin(now, request(100), TxnConfig::default());
     t.handle_reader(now, ReaderInput::Response(Bytes::from_static(&[0x90])));
     let (c, _, _) = drain(&mut t);
     assert_eq!(code(&c[0]), [0xD0, 0xFF]);
@@ -649,7 +683,7 @@ proptest! {
     fn money_is_never_lost_or_taken_twice(steps in prop::collection::vec(step(), 0..30)) {
         let start = t0();
         let mut now = start;
-        let mut t = Transaction::start(now, request(1000), TxnConfig::default()).unwrap();
+        let mut t = begin(now, request(1000), TxnConfig::default());
         let mut host_approved = false;
         let mut host_maybe = false;
         let mut card_tc_after_approval = false;
@@ -726,4 +760,351 @@ proptest! {
             prop_assert!(o.reversal.is_none());
         }
     }
+}
+
+// --- the logged UX301 contact sale (Verifone's harness log, tests/data/vipa) ------------------
+
+/// The frames of a `.seq` capture as (from the host?, reassembled message).
+fn logged(seq: &str) -> Vec<(bool, emvbridge_protocol::frame::Message)> {
+    use emvbridge_protocol::frame::{Deframer, Inbound};
+    let mut out = Vec::new();
+    let mut host = Deframer::new();
+    let mut term = Deframer::new();
+    for line in seq
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (dir, hex_frame) = line.split_once(' ').unwrap();
+        let from_host = dir == "host";
+        let d = if from_host { &mut host } else { &mut term };
+        d.push(&hex::decode(hex_frame.trim()).unwrap());
+        while let Some(item) = d.poll() {
+            let Inbound::Message(m) = item else {
+                panic!("corrupt capture")
+            };
+            out.push((from_host, m));
+        }
+    }
+    out
+}
+
+#[test]
+fn logged_ux301_sale_gets_the_logged_host_frames() {
+    let log = logged(include_str!(
+        "../../../tests/data/vipa/ux301-amex-exchange-full.seq"
+    ));
+    let terminal: Vec<_> = log.iter().filter(|(h, _)| !h).map(|(_, m)| m).collect();
+    let host: Vec<_> = log
+        .iter()
+        .filter(|(h, _)| *h)
+        .map(|(_, m)| &m.payload)
+        .collect();
+    let now = t0();
+    let mut req = request(3550);
+    req.date = 200910;
+    req.time = 155042;
+    let mut t = Transaction::start(now, req, TxnConfig::default()).unwrap();
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000))); // D0 60
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000))); // C0 A0
+    assert!(drain(&mut t).0.is_empty());
+    // Terminal: 48 0200, 48 0300 (unsolicited) → host: C0 C0.
+    let mut term = terminal.into_iter();
+    for m in term.by_ref().take(2) {
+        assert!(m.unsolicited);
+        t.handle_reader(now, ReaderInput::Unsolicited(m.payload.clone()));
+    }
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(&c[..], &[host[0].clone()]);
+    // 9000, then the unsolicited DFDF30 → DE D1.
+    let m = term.next().unwrap();
+    t.handle_reader(now, ReaderInput::Response(m.payload.clone()));
+    let m = term.next().unwrap();
+    assert!(m.unsolicited);
+    t.handle_reader(now, ReaderInput::Unsolicited(m.payload.clone()));
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+    let ours = CommandView::parse(&c[0]).unwrap();
+    let theirs = CommandView::parse(host[1]).unwrap();
+    for tag in [
+        Tag::AMOUNT_AUTHORISED,
+        Tag::TRANSACTION_CURRENCY_CODE,
+        Tag(0x9C),
+    ] {
+        let find = |v: &CommandView<'_>| {
+            tlv::find(tlv::find(v.data, Tag::VIPA_E0).unwrap().value(), tag)
+                .map(|t| t.value().to_vec())
+        };
+        assert_eq!(find(&ours), find(&theirs), "{tag:?}");
+    }
+    // E2 → exactly the logged amount confirmation.
+    t.handle_reader(
+        now,
+        ReaderInput::Response(term.next().unwrap().payload.clone()),
+    );
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(hex::encode_upper(&c[0]), hex::encode_upper(host[2]));
+    // The reader selected the application by itself: no choice to prompt.
+    assert!(p.is_empty(), "{p:?}");
+    // E0 (after cardholder verification) → exactly the logged `DE D2 01 00`.
+    t.handle_reader(
+        now,
+        ReaderInput::Response(term.next().unwrap().payload.clone()),
+    );
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(hex::encode_upper(&c[0]), hex::encode_upper(host[3]));
+    // E4 → the authorization, with the masked PAN the reader gave.
+    t.handle_reader(
+        now,
+        ReaderInput::Response(term.next().unwrap().payload.clone()),
+    );
+    let (c, h, _) = drain(&mut t);
+    assert!(c.is_empty());
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert!(a.masked_pan.starts_with("374245"), "{}", a.masked_pan);
+    assert_eq!(a.entry_mode, EntryMode::Chip);
+    assert!(tlv::find(&a.icc_data, Tag::VIPA_SRED).is_some());
+    // The log ends here; the host's decision is the bridge's: an approval asks for a TC.
+    t.handle_host(now, approved(3550));
+    let (c, _, _) = drain(&mut t);
+    let tlvs = continue_tlvs(&c[0]);
+    assert_eq!(
+        tlv::find(&tlvs, TAG_C0_HOST_DECISION).unwrap().value(),
+        [HOST_DECISION_TC]
+    );
+    assert_eq!(tlv::find(&tlvs, TAG_C2).unwrap().value(), C2_AS_LOGGED);
+    assert_eq!(
+        tlv::find(&tlvs, Tag::AMOUNT_AUTHORISED).unwrap().value(),
+        [0, 0, 0, 0, 0x35, 0x50]
+    );
+}
+
+#[test]
+fn final_continue_carries_the_decision_or_leaves_it_out_when_unreachable() {
+    let now = t0();
+    for (answer, c0, arc) in [
+        (approved(100), Some(HOST_DECISION_TC), *b"00"),
+        (declined("05"), Some(HOST_DECISION_AAC), *b"05"),
+        (
+            AuthorizationResult::Unavailable {
+                reason: "down".into(),
+            },
+            None,
+            *b"Z3",
+        ),
+        (
+            AuthorizationResult::Unknown {
+                reason: "lost".into(),
+            },
+            Some(HOST_DECISION_AAC),
+            *b"Z3",
+        ),
+    ] {
+        let mut t = to_host(now, 100);
+        t.handle_host(now, answer);
+        let (c, _, _) = drain(&mut t);
+        let tlvs = continue_tlvs(&c[0]);
+        assert_eq!(
+            tlv::find(&tlvs, TAG_C0_HOST_DECISION).map(|t| t.value()[0]),
+            c0
+        );
+        assert_eq!(
+            tlv::find(&tlvs, Tag::AUTHORISATION_RESPONSE_CODE)
+                .unwrap()
+                .value(),
+            arc
+        );
+    }
+}
+
+#[test]
+fn card_status_answered_only_by_the_card_event_arms_the_reader() {
+    // The M400 answers `D0 60` with an unsolicited `E0{48}` only; the link hands it over as
+    // the answer. A card already in goes straight on (no contactless to cancel).
+    let now = t0();
+    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(card_event([0x03, 0x00])));
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+    assert_eq!(p, [Prompt::CardInserted]);
+    // Without a card: armed, waiting.
+    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(card_event([0x02, 0x00])));
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xC0, 0xA0]);
+}
+
+#[test]
+fn no_card_and_not_ready_go_back_to_waiting() {
+    let now = t0();
+    let mut t = begin(now, request(100), TxnConfig::default());
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F23)));
+    let (c, _, p) = drain(&mut t);
+    assert!(c.is_empty());
+    assert!(p.contains(&Prompt::PresentCard));
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x03, 0x00])));
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F22)));
+    assert!(drain(&mut t).0.is_empty());
+    let at = t.poll_timeout().unwrap();
+    assert_eq!(at, now + NOT_READY_RETRY);
+    t.handle_timeout(at);
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+}
+
+#[test]
+fn tap_results_arrive_unsolicited_and_continue_with_c0_a1() {
+    let now = t0();
+    let mut t = Transaction::start(now, request(100), TxnConfig::default()).unwrap();
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Unsolicited(e4()));
+    let (c, h, _) = drain(&mut t);
+    assert!(c.is_empty());
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert_eq!(a.entry_mode, EntryMode::Contactless);
+    t.handle_host(now, approved(100));
+    let (c, _, _) = drain(&mut t);
+    let v = CommandView::parse(&c[0]).unwrap();
+    assert_eq!(v.code(), [0xC0, 0xA1]);
+    let tlvs = v.continue_data().unwrap();
+    assert_eq!(
+        tlv::find(tlvs, TAG_C0_HOST_DECISION).unwrap().value(),
+        [HOST_DECISION_TC]
+    );
+    t.handle_reader(now, ReaderInput::Response(final_template(true)));
+    assert_eq!(t.poll_outcome().unwrap().status, OutcomeStatus::Approved);
+}
+
+#[test]
+fn online_pin_is_asked_with_de_d6_and_reaches_the_gateway_unlogged() {
+    let now = t0();
+    let mut t = begin(now, request(700), TxnConfig::default());
+    // The E0 stop after cardholder verification says: enciphered PIN verified online.
+    let e0 = response(
+        Tag::VIPA_E0,
+        |b| {
+            b.primitive(Tag::CVM_RESULTS, &[0x42, 0x03, 0x00]);
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(e0));
+    let (c, _, p) = drain(&mut t);
+    let v = CommandView::parse(&c[0]).unwrap();
+    assert_eq!((v.code(), v.p1, v.p2), ([0xDE, 0xD6], 0x00, 0x00));
+    assert!(tlv::find(
+        tlv::find(v.data, Tag::VIPA_E0).unwrap().value(),
+        emvbridge_protocol::vipa::TAG_DFED0D
+    )
+    .is_some());
+    assert_eq!(p, [Prompt::EnterPin]);
+    let block = [0x5A, 0x17, 0x33, 0x4C, 0x01, 0x99, 0xE2, 0x0B];
+    let pin = response(
+        Tag::VIPA_E0,
+        |b| {
+            b.primitive(Tag::VIPA_PIN_BLOCK, &block);
+            b.primitive(
+                emvbridge_protocol::vipa::TAG_DFED03_PIN_KSN,
+                &[0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x02],
+            );
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(pin));
+    let (c, _, p) = drain(&mut t);
+    assert_eq!(&c[0][..], &[0xDE, 0xD2, 0x01, 0x00]);
+    assert_eq!(p, [Prompt::PinEntered]);
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x42, 0x03, 0x00])));
+    let (c, h, _) = drain(&mut t);
+    assert!(c.is_empty(), "one PIN entry: {c:?}");
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    let pin = a.online_pin.as_ref().expect("PIN block for the gateway");
+    assert_eq!(pin.block.reveal(), &block.to_vec());
+    assert_eq!(pin.ksn.len(), 10);
+    let shown = format!("{a:?}");
+    assert!(
+        !shown.contains("5A17334C") && !shown.contains("90, 23, 51"),
+        "{shown}"
+    );
+    assert!(!format!("{pin:?}").contains("90"), "{pin:?}");
+
+    // Without the post-CVM stop: the E4 itself asks for the PIN; cancelled at the pad.
+    let config = TxnConfig {
+        stop_after_cvm: false,
+        ..TxnConfig::default()
+    };
+    let mut t = begin(now, request(700), config);
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x02, 0x03, 0x00])));
+    let (c, h, _) = drain(&mut t);
+    assert!(h.is_empty());
+    assert_eq!(code(&c[0]), [0xDE, 0xD6]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F43)));
+    let (c, _, _) = drain(&mut t);
+    assert_eq!(code(&c[0]), [0xD0, 0xFF]);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    let o = t.poll_outcome().unwrap();
+    assert_eq!(o.status, OutcomeStatus::Cancelled);
+
+    // A bypass (9015) goes online without a PIN.
+    let mut t = begin(now, request(700), config_no_stop());
+    t.handle_reader(now, ReaderInput::Response(e4_with_cvm([0x02, 0x03, 0x00])));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9015)));
+    let (_, h, _) = drain(&mut t);
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert!(a.online_pin.is_none());
+}
+
+fn config_no_stop() -> TxnConfig {
+    TxnConfig {
+        stop_after_cvm: false,
+        ..TxnConfig::default()
+    }
+}
+
+#[test]
+fn chip_failure_asks_for_a_swipe_and_the_fallback_goes_online() {
+    let now = t0();
+    let mut t = begin(now, request(900), TxnConfig::default());
+    t.handle_reader(now, ReaderInput::Response(sw(0x9F25)));
+    let (c, _, p) = drain(&mut t);
+    assert!(c.is_empty(), "{c:?}");
+    assert!(p.contains(&Prompt::SwipeCard), "{p:?}");
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x00, 0x00])));
+    t.handle_reader(now, ReaderInput::Unsolicited(card_event([0x00, 0x05])));
+    let (c, _, p) = drain(&mut t);
+    assert!(p.contains(&Prompt::CardSwiped), "{p:?}");
+    assert_eq!(code(&c[0]), [0xDE, 0xD1]);
+    let fallback = response(
+        Tag::VIPA_E4,
+        |b| {
+            b.primitive(Tag::POS_ENTRY_MODE, &[0x80]);
+            b.primitive(Tag::VIPA_MASKED_TRACK2, b"401200******5439D3012");
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Response(fallback));
+    let (_, h, _) = drain(&mut t);
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    assert_eq!(a.entry_mode, EntryMode::Swipe);
+    assert_eq!(a.masked_pan, "401200******5439");
+    assert_eq!(a.last4.as_deref(), Some("5439"));
 }

@@ -219,6 +219,9 @@ pub struct HostResponse {
     pub issuer_auth_data: Option<Vec<u8>>,
     /// Issuer script templates as raw TLV (any number of `71`/`72` objects).
     pub scripts: Vec<u8>,
+    /// The host's decision (VIPA `C0`): `Some(true)` ask for a TC, `Some(false)` for an AAC;
+    /// `None` decides by the response code.
+    pub decision: Option<bool>,
 }
 
 /// Why a transaction ended without an EMV outcome.
@@ -316,6 +319,16 @@ const ONLINE_TAGS: &[u32] = &[
     0x9F35, 0x9F1A, 0x5F2A, 0x9A, 0x9C, 0x9F21, 0x9F02, 0x9F03, 0x50, 0x9F12, 0x5F34, 0x5F24,
     0x5F25, 0x5F28, 0x5F30, 0x9F07, 0x9F08, 0x9F09, 0x9F0D, 0x9F0E, 0x9F0F, 0x9F1E, 0x9F40, 0x8E,
     0x57, 0x5A,
+];
+/// Tags of the card data a VIPA reader reports in `E2` "decision required" once the records
+/// are read (the UX301 log: `FF7F 50 57 5A 5F24 5F25 5F28 5F30 5F34 9F06 9F07 9F08 9F09`).
+const CARD_TAGS: &[u32] = &[
+    0x50, 0x57, 0x5A, 0x5F24, 0x5F25, 0x5F28, 0x5F30, 0x5F34, 0x9F06, 0x4F, 0x9F07, 0x9F08, 0x9F09,
+];
+/// Tags of the post-CVM `E0` (the UX301 log: the online set without the cryptogram).
+const POST_CVM_TAGS: &[u32] = &[
+    0x5A, 0x82, 0x95, 0x9B, 0x9C, 0x5F2A, 0x9F02, 0x9F0D, 0x9F0E, 0x9F0F, 0x9F33, 0x9F34, 0x9F35,
+    0x9F37, 0x5F24, 0x5F25, 0x4F, 0x9F06,
 ];
 /// Tags of the final (E3/E5) data set.
 const FINAL_TAGS: &[u32] = &[
@@ -826,10 +839,11 @@ impl Kernel {
             }
         }
         self.run_scripts(&resp.scripts, 0x71);
-        let want = if crypto::arc_is_approval(resp.arc) {
-            CryptogramType::Tc
-        } else {
-            CryptogramType::Aac
+        let want = match resp.decision {
+            Some(true) => CryptogramType::Tc,
+            Some(false) => CryptogramType::Aac,
+            None if crypto::arc_is_approval(resp.arc) => CryptogramType::Tc,
+            None => CryptogramType::Aac,
         };
         self.second_gac(resp.arc, want, &resp.scripts)
     }
@@ -912,6 +926,16 @@ impl Kernel {
                 data: self.output(FINAL_TAGS),
             },
         }
+    }
+
+    /// The card data for `E2` (masked as the reader masks it with SRED on).
+    pub fn card_data(&mut self) -> Bytes {
+        self.output(CARD_TAGS)
+    }
+
+    /// The data for the post-cardholder-verification `E0`.
+    pub fn post_cvm_data(&mut self) -> Bytes {
+        self.output(POST_CVM_TAGS)
     }
 
     fn output(&mut self, tags: &[u32]) -> Bytes {

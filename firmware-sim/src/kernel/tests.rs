@@ -51,6 +51,7 @@ fn online(name: &str, amount: u64, arc: [u8; 2], corrupt: bool) -> (Step, Bytes)
         arc,
         issuer_auth_data: Some(iad),
         scripts: Vec::new(),
+        decision: None,
     });
     (fin, data)
 }
@@ -296,6 +297,7 @@ fn issuer_scripts_are_counted() {
         arc: *b"00",
         issuer_auth_data: Some(v.issuer_auth_data(*b"00", false)),
         scripts,
+        decision: None,
     });
     let Step::Approved { data } = fin else {
         panic!("{fin:?}")

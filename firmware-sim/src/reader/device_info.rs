@@ -104,3 +104,17 @@ pub fn reset_response(terminal_id: &[u8], serial: &[u8]) -> Bytes {
     );
     b.freeze()
 }
+
+/// The captured Reset Device answer data (without SW) of a logged reader: `ux300`, `ux301`,
+/// `m400` or `p400plus`; `None` for another name.
+pub fn captured_reset(model: &str) -> Option<Bytes> {
+    let text = match model {
+        "ux300" => include_str!("captured/ux300-reset.hex"),
+        "ux301" => include_str!("captured/ux301-reset.hex"),
+        "m400" => include_str!("captured/m400-reset.hex"),
+        "p400plus" => include_str!("captured/p400plus-reset.hex"),
+        _ => return None,
+    };
+    let hex_line = text.lines().find(|l| !l.starts_with('#'))?;
+    hex::decode(hex_line.trim()).ok().map(Bytes::from)
+}

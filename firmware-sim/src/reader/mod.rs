@@ -7,14 +7,23 @@
 //! tests). `now` is always passed in; the only randomness is two ChaCha8 streams seeded from
 //! [`SimConfig::seed`] (one for the EMV unpredictable numbers, one for faults).
 //!
-//! Protocol behaviour (vipa-protocol.md; \[I\]/\[GAP\] choices are marked where they are made):
+//! Protocol behaviour, as the logged devices behave (vipa-protocol.md §0; \[I\]/\[GAP\] choices
+//! are marked where they are made):
 //! - power-on and reboot send an unsolicited `E6 { C3, C4 "DEVICE POWERED ON", 9F1C }`;
-//! - Reset Device answers the UX300-style device info (three chained frames);
-//! - Card Status enables card events `E0 { 48 }` (PCB `40`);
-//! - Start Transaction (`DE D1`) / contactless start (`C0 A0`) run the EMV [`Kernel`] and
-//!   answer `E2` / `E4` / `E3` / `E5` / `E7`, or an error SW;
-//! - Continue Transaction (`DE D2`, or `C0 A1`) takes the application choice or the host
-//!   response, `E0`-wrapped or bare;
+//! - Reset Device answers the device info of the [`DeviceProfile`] (captured answers for the
+//!   UX300, UX301, M400 and P400 Plus);
+//! - Card Status with P1 bit 0 enables card events `E0 { 48 }` (PCB `40`); the M400 profile
+//!   answers it only with that unsolicited frame, as the logged M400 does;
+//! - no card is present until one is inserted, tapped or swiped (control channel, scenario,
+//!   or [`SimConfig::auto_insert`], which presents the card once the reader is armed);
+//! - Start Transaction (`DE D1`) without a card answers `9F23`; with one, the EMV [`Kernel`]
+//!   reads it and the reader answers `E2` (selected application and masked card data);
+//!   Continue `DE D2` then runs cardholder verification, stops with `E0` when P1 bit 0 asks,
+//!   and answers `E4` / `E3` / `E5`; the final Continue honours `C0` (TC / AAC) and runs the
+//!   default action analysis without it;
+//! - `C0 A0` with the payment bit arms the contactless reader (answered at once); the result
+//!   of a tap arrives unsolicited (`E3` / `E4` / `E5` / `E7`); `C0 A1` continues it; `C0 C0`
+//!   cancels and is followed by an unsolicited `DFDF30`; `C0 00` answers a raw count byte;
 //! - Abort (`D0 FF`) ends a pending command with `9F41`.
 
 mod device_info;
@@ -29,10 +38,14 @@ use emvbridge_protocol::emv::{numeric, Track2};
 use emvbridge_protocol::frame::{emit_message, Deframer, FrameError, Inbound, NAD_PED};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::code;
-use emvbridge_protocol::vipa::{CommandView, StatusWord, TransactionStatus};
+use emvbridge_protocol::vipa::{
+    CommandView, StatusWord, TransactionStatus, HOST_DECISION_TC, TAG_C0_HOST_DECISION, TAG_DFDF30,
+    TAG_DFED03_PIN_KSN,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{debug, info, warn};
+use zeroize::Zeroize;
 
 pub use device_info::{reset_response, VIPA_VERSION};
 
@@ -68,8 +81,17 @@ pub struct SimConfig {
     pub terminal: TerminalConfig,
     /// The card auto-insert presents (a profile name, see [`card::profile_names`]).
     pub card: Option<String>,
-    /// Insert [`SimConfig::card`] when a Start Transaction finds no card.
+    /// Present [`SimConfig::card`] by itself once the reader is armed (Card Status with P1 bit
+    /// 0 for an insertion or a swipe, `C0 A0` with the payment bit for a tap), after
+    /// [`SimConfig::insert_delay`]. A real reader waits for a person; the embedded simulator
+    /// of `sale`/`serve`/`lab`/`demo` plays that person.
     pub auto_insert: bool,
+    /// How [`SimConfig::auto_insert`] presents the card.
+    pub auto_present: Presentation,
+    /// From arming to the automatic presentation.
+    pub insert_delay: Duration,
+    /// Which logged reader to behave like.
+    pub device: DeviceProfile,
     /// Pull the card after the final `E3`/`E5`.
     pub auto_remove: bool,
     /// Answer PIN prompts with the profile's PIN (`1234` when the profile has none).
@@ -94,6 +116,9 @@ impl Default for SimConfig {
             terminal: TerminalConfig::default(),
             card: None,
             auto_insert: true,
+            auto_present: Presentation::Insert,
+            insert_delay: Duration::ZERO,
+            device: DeviceProfile::default(),
             auto_remove: true,
             auto_pin: true,
             pin_delay: Duration::from_millis(50),
@@ -103,6 +128,63 @@ impl Default for SimConfig {
             seed: 0,
             faults: FaultPlan::default(),
         }
+    }
+}
+
+/// A reader model whose captured behaviour the simulator follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceProfile {
+    /// The simulator's own UX300-style device info (its terminal id and serial from the
+    /// configuration).
+    #[default]
+    Generic,
+    /// UX300 + UX100, VIPA 6.8.2.24: the captured three-frame reset answer.
+    Ux300,
+    /// UX301 + UX100, VIPA 6.8.2.24: the captured four-frame reset answer.
+    Ux301,
+    /// M400, VIPA 6.8.2.11: the captured reset answer; Card Status answered only by an
+    /// unsolicited `E0{48}`.
+    M400,
+    /// P400 Plus, VIPA 6.8.2.11: the captured reset answer.
+    P400Plus,
+}
+
+impl DeviceProfile {
+    /// All profiles, by name.
+    pub const ALL: [(&'static str, DeviceProfile); 5] = [
+        ("generic", DeviceProfile::Generic),
+        ("ux300", DeviceProfile::Ux300),
+        ("ux301", DeviceProfile::Ux301),
+        ("m400", DeviceProfile::M400),
+        ("p400", DeviceProfile::P400Plus),
+    ];
+
+    /// The name of its captured reset answer, `None` for the generic profile.
+    pub fn capture(self) -> Option<&'static str> {
+        match self {
+            DeviceProfile::Generic => None,
+            DeviceProfile::Ux300 => Some("ux300"),
+            DeviceProfile::Ux301 => Some("ux301"),
+            DeviceProfile::M400 => Some("m400"),
+            DeviceProfile::P400Plus => Some("p400plus"),
+        }
+    }
+
+    /// Whether Card Status gets no solicited answer, only the unsolicited card event (M400).
+    pub fn card_status_unsolicited_only(self) -> bool {
+        self == DeviceProfile::M400
+    }
+}
+
+impl std::str::FromStr for DeviceProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let l = s.to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == l || (l == "p400plus" && *n == "p400"))
+            .map(|(_, d)| *d)
+            .ok_or_else(|| format!("unknown device {s:?} (generic, ux300, ux301, m400, p400)"))
     }
 }
 
@@ -117,6 +199,19 @@ pub enum Presentation {
     TapMsd,
     /// Swiped.
     Swipe,
+}
+
+impl std::str::FromStr for Presentation {
+    type Err = ControlError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "insert" => Ok(Presentation::Insert),
+            "tap" => Ok(Presentation::Tap),
+            "tap-msd" => Ok(Presentation::TapMsd),
+            "swipe" => Ok(Presentation::Swipe),
+            _ => Err(ControlError::BadPresentation),
+        }
+    }
 }
 
 /// What the reader did, for tests and logs. No card data.
@@ -203,6 +298,12 @@ pub enum ControlError {
     /// A bad fault spec.
     #[error("faults: {0}")]
     Faults(#[from] crate::faults::FaultSpecError),
+    /// A device model other than generic, ux300, ux301, m400 or p400.
+    #[error("device: generic, ux300, ux301, m400 or p400")]
+    BadDevice,
+    /// An `auto` presentation other than insert, tap, tap-msd or swipe.
+    #[error("present: insert, tap, tap-msd or swipe")]
+    BadPresentation,
     /// A scenario-only command on the control channel.
     #[error("only valid in a scenario")]
     ScenarioOnly,
@@ -246,6 +347,16 @@ enum Txn {
         kernel: Kernel,
         candidates: Vec<Candidate>,
     },
+    /// `E2` sent with the card data; the host's amount confirmation lets `next` run.
+    AwaitDecision {
+        kernel: Kernel,
+        next: Step,
+    },
+    /// Post-CVM `E0` sent (Continue P1 bit 0); the next Continue lets `next` run.
+    PostCvm {
+        kernel: Kernel,
+        next: Step,
+    },
     AwaitHost {
         kernel: Kernel,
     },
@@ -262,6 +373,8 @@ impl Txn {
             Txn::WaitCard { .. } => "waiting-for-card",
             Txn::Pin { .. } => "pin-entry",
             Txn::AwaitChoice { .. } => "awaiting-choice",
+            Txn::AwaitDecision { .. } => "awaiting-decision",
+            Txn::PostCvm { .. } => "after-cvm",
             Txn::AwaitHost { .. } | Txn::CtlsAwaitHost => "awaiting-host",
             Txn::Ended(_) => "ended",
         }
@@ -297,6 +410,25 @@ pub struct SimReader {
     scenario_wait: Option<Instant>,
     scenario_point: Option<Point>,
     in_scenario: bool,
+    /// When the automatic presentation is due.
+    present_at: Option<Instant>,
+    /// The next contact step after card reading stops with `E2` first.
+    decision_due: bool,
+    /// The host asked (Continue P1 bit 0) for the post-CVM `E0` stop.
+    stop_after_cvm: bool,
+    /// A tap's results go out unsolicited (the arming `C0 A0` was already answered).
+    ctls_unsolicited: bool,
+    /// The next automatic presentation is an insertion (after "use chip").
+    insert_next: bool,
+    /// The next automatic presentation is a swipe (after a chip failure).
+    swipe_next: bool,
+    /// The card in the slot was presented automatically and no transaction has read it yet.
+    auto_presented: bool,
+    /// The chip failed: a swipe of a chip card is accepted as a fallback (entry mode 80).
+    fallback_allowed: bool,
+    /// An online PIN entry asked by `DE D6`: `Some(due)` while it runs (`due`: when the
+    /// simulated cardholder has typed it; `None` waits for the control channel).
+    pin_request: Option<Option<Instant>>,
 }
 
 fn sw_payload(data: &[u8], sw: StatusWord) -> Vec<u8> {
@@ -348,6 +480,15 @@ impl SimReader {
             scenario_wait: None,
             scenario_point: None,
             in_scenario: false,
+            present_at: None,
+            decision_due: false,
+            stop_after_cvm: false,
+            ctls_unsolicited: false,
+            insert_next: false,
+            swipe_next: false,
+            auto_presented: false,
+            fallback_allowed: false,
+            pin_request: None,
         }
     }
 
@@ -413,6 +554,8 @@ impl SimReader {
             stale,
             txn,
             self.scenario_wait,
+            self.present_at,
+            self.pin_request.flatten(),
         ]
         .into_iter()
         .flatten()
@@ -453,10 +596,49 @@ impl SimReader {
             }
             _ => {}
         }
+        if self.pin_request.flatten().is_some_and(|t| now >= t) {
+            self.pin_request = Some(None);
+            let action = self.pin_queue.pop_front().unwrap_or_else(|| {
+                PinAction::Digits(self.default_pin().unwrap_or_else(|| "1234".into()))
+            });
+            self.online_pin_entered(now, action);
+        }
+        if self.present_at.is_some_and(|t| now >= t) {
+            self.present_at = None;
+            if self.slot.is_none() {
+                let how = if std::mem::take(&mut self.insert_next) {
+                    Presentation::Insert
+                } else if std::mem::take(&mut self.swipe_next) {
+                    Presentation::Swipe
+                } else {
+                    self.config.auto_present
+                };
+                match self.present(now, None, how) {
+                    Ok(()) => self.auto_presented = self.slot.is_some(),
+                    Err(e) => warn!(%e, "automatic presentation failed"),
+                }
+            }
+        }
         if self.scenario_wait.is_some_and(|t| now >= t) {
             self.scenario_wait = None;
         }
         self.run_scenario(now);
+    }
+
+    /// Schedules the automatic presentation when the reader was armed for its kind.
+    fn armed(&mut self, now: Instant, contactless: bool) {
+        let tap = matches!(
+            self.config.auto_present,
+            Presentation::Tap | Presentation::TapMsd
+        );
+        if self.config.auto_insert
+            && self.config.card.is_some()
+            && self.slot.is_none()
+            && tap == contactless
+            && self.present_at.is_none()
+        {
+            self.present_at = Some(now + self.config.insert_delay);
+        }
     }
 
     /// The next logged event.
@@ -532,6 +714,14 @@ impl SimReader {
                 self.set_faults(spec.parse()?);
                 Ok(())
             }
+            Control::Device { model } => {
+                self.config.device = model.parse().map_err(|_| ControlError::BadDevice)?;
+                Ok(())
+            }
+            Control::Present { how } => {
+                self.config.auto_present = how.parse()?;
+                Ok(())
+            }
             Control::Auto {
                 insert,
                 remove,
@@ -539,6 +729,14 @@ impl SimReader {
             } => {
                 if let Some(v) = insert {
                     self.config.auto_insert = v;
+                    if !v {
+                        self.present_at = None;
+                        // The simulated cardholder is gone: a card it presented by itself that
+                        // no transaction has used yet goes with it.
+                        if self.auto_presented && matches!(self.txn, Txn::Idle) {
+                            self.remove_card(now);
+                        }
+                    }
                 }
                 if let Some(v) = remove {
                     self.config.auto_remove = v;
@@ -577,6 +775,9 @@ impl SimReader {
     pub fn set_card(&mut self, now: Instant, profile: &str) -> Result<(), ControlError> {
         check_profile(profile)?;
         self.config.card = Some(profile.to_owned());
+        if self.card_detection {
+            self.armed(now, false);
+        }
         if let Txn::WaitCard { contactless, .. } = self.txn {
             if contactless {
                 self.tap_card(now, profile, false)?;
@@ -688,7 +889,8 @@ impl SimReader {
                 }
             }
         });
-        self.send(now, true, &b.freeze());
+        // As logged, unsolicited messages end with SW 9000 (`E0 04 48 02 03 00 90 00`).
+        self.send(now, true, &sw_payload(b.as_bytes(), StatusWord::SUCCESS));
         self.event(Event::Unsolicited { template: 0xE0 });
     }
 
@@ -711,6 +913,8 @@ impl SimReader {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Pin { kernel, .. }
             | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitDecision { kernel, .. }
+            | Txn::PostCvm { kernel, .. }
             | Txn::AwaitHost { kernel } => {
                 let mut kernel = kernel;
                 let _ = kernel.card_removed();
@@ -723,7 +927,9 @@ impl SimReader {
 
     /// A PIN for the current prompt, or for the next one if none is showing.
     pub fn enter_pin(&mut self, now: Instant, action: PinAction) {
-        if matches!(self.txn, Txn::Pin { .. }) {
+        if self.pin_request.is_some() {
+            self.online_pin_entered(now, action);
+        } else if matches!(self.txn, Txn::Pin { .. }) {
             self.pin_input(now, action);
         } else if action == PinAction::Cancel {
             self.cancel(now);
@@ -760,6 +966,8 @@ impl SimReader {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Pin { kernel, .. }
             | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitDecision { kernel, .. }
+            | Txn::PostCvm { kernel, .. }
             | Txn::AwaitHost { kernel } => self.finish(kernel),
             _ => {}
         }
@@ -839,13 +1047,26 @@ impl SimReader {
     }
 
     fn unsolicited_status(&mut self, now: Instant, content: &[u8]) {
-        self.send(now, true, &template(Tag::VIPA_E6, content));
+        // With SW 9000, as the logged `E6{C3 0E, C4 00}` (§0).
+        self.send(
+            now,
+            true,
+            &sw_payload(&template(Tag::VIPA_E6, content), StatusWord::SUCCESS),
+        );
         self.event(Event::Unsolicited { template: 0xE6 });
     }
 
     /// Answers the pending command (no-op when none is pending).
     fn respond(&mut self, now: Instant, data: &[u8], sw: StatusWord) {
         let Some(code) = self.pending.take() else {
+            if std::mem::take(&mut self.ctls_unsolicited) {
+                // A tap's result: no command is pending, it goes out unsolicited (§0).
+                info!(sw = %format!("{:04X}", sw.0), len = data.len(), "contactless result");
+                self.send(now, true, &sw_payload(data, sw));
+                self.event(Event::Unsolicited {
+                    template: data.first().copied().unwrap_or(0),
+                });
+            }
             return;
         };
         self.reply(now, code, data, sw);
@@ -883,6 +1104,8 @@ impl SimReader {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Pin { kernel, .. }
             | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitDecision { kernel, .. }
+            | Txn::PostCvm { kernel, .. }
             | Txn::AwaitHost { kernel } => self.finish(kernel),
             _ => {}
         }
@@ -892,6 +1115,8 @@ impl SimReader {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Pin { kernel, .. }
             | Txn::AwaitChoice { kernel, .. }
+            | Txn::AwaitDecision { kernel, .. }
+            | Txn::PostCvm { kernel, .. }
             | Txn::AwaitHost { kernel } => {
                 self.finish(kernel);
                 self.end(now, StatusWord::USER_CANCELLED);
@@ -922,6 +1147,8 @@ impl SimReader {
                 FlowFault::Reboot => self.reboot(now),
                 FlowFault::Remove => self.remove_card(now),
                 FlowFault::Cancel => self.cancel(now),
+                // Acted on where the chip is read (`start`).
+                FlowFault::ChipFail => {}
             }
         }
     }
@@ -968,31 +1195,76 @@ impl SimReader {
                 self.reply(now, code, &[], StatusWord::SUCCESS);
             }
             code::CARD_STATUS => {
-                // [GAP] P1/P2 bits: P1 != 0 enables card events, P1 = 0 disables them.
-                self.card_detection = cmd.p1 != 0;
-                self.reply(now, code, &[], StatusWord::SUCCESS);
-                if let Some(how) = self.slot.as_ref().map(|s| s.how) {
-                    if how == Presentation::Insert {
+                // §0: P1 bit 0 reports card changes; the other bits select extra data
+                // (ATR, tracks, DFDF6E), not modelled.
+                self.card_detection = cmd.p1 & 0x01 != 0;
+                let inserted = self
+                    .slot
+                    .as_ref()
+                    .is_some_and(|s| s.how == Presentation::Insert);
+                if self.config.device.card_status_unsolicited_only() {
+                    // The logged M400 answers `D0 60 3F 03` with an unsolicited `E0{48}`
+                    // only, even when card events are off.
+                    let status = if inserted { [0x03, 0x00] } else { [0x00, 0x00] };
+                    let mut b = TlvBuilder::new();
+                    b.constructed(Tag::VIPA_E0, |b| {
+                        b.primitive(Tag::VIPA_CARD_STATUS, &status);
+                    });
+                    self.send(now, true, &sw_payload(b.as_bytes(), StatusWord::SUCCESS));
+                    self.event(Event::Unsolicited { template: 0xE0 });
+                } else {
+                    self.reply(now, code, &[], StatusWord::SUCCESS);
+                    if inserted {
                         self.card_event(now, [0x03, 0x00], false);
                     }
                 }
+                if self.card_detection {
+                    self.armed(now, false);
+                }
+            }
+            code::ONLINE_PIN => self.online_pin(now, &cmd),
+            code::VERIFY_PIN if cmd.p1 == 0xFF && cmd.p2 == 0x01 => {
+                // §0: `DE D5 FF 01` bypasses the PIN entry in progress.
+                self.reply(now, code, &[], StatusWord::SUCCESS);
+                if self.pin_request.is_some() || matches!(self.txn, Txn::Pin { .. }) {
+                    self.enter_pin(now, PinAction::Bypass);
+                }
+            }
+            code::CONTACTLESS_STATUS => {
+                // §0: the answer is a raw count byte, not TLV [I: the count of readers].
+                self.reply(now, code, &[0x01], StatusWord::SUCCESS);
+            }
+            code::OPEN_CONTACTLESS => {
+                self.reply(now, code, &[], StatusWord::SUCCESS);
             }
             code::RESET_DEVICE => {
                 self.drop_txn();
                 self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
                 self.card_detection = false;
-                let data = reset_response(
-                    &self.config.terminal.terminal_id,
-                    &self.config.terminal.ifd_serial,
-                );
+                let data = match self
+                    .config
+                    .device
+                    .capture()
+                    .and_then(device_info::captured_reset)
+                {
+                    Some(captured) => captured,
+                    None => reset_response(
+                        &self.config.terminal.terminal_id,
+                        &self.config.terminal.ifd_serial,
+                    ),
+                };
                 self.reply(now, code, &data, StatusWord::SUCCESS);
                 if cmd.p1 == 0x01 {
                     self.reboot(now);
                 }
             }
-            code::START_TRANSACTION | code::START_CONTACTLESS => {
+            code::START_TRANSACTION => {
                 self.supersede(now);
                 self.start(now, &cmd);
+            }
+            code::START_CONTACTLESS => {
+                self.supersede(now);
+                self.start_contactless(now, &cmd);
             }
             code::CONTINUE_TRANSACTION | code::CONTINUE_CONTACTLESS => {
                 self.supersede(now);
@@ -1007,9 +1279,20 @@ impl SimReader {
                     }
                 ) {
                     self.txn = Txn::Idle;
-                    self.respond(now, &[], StatusWord::COMMAND_CANCELLED);
                 }
+                if matches!(
+                    self.config.auto_present,
+                    Presentation::Tap | Presentation::TapMsd
+                ) {
+                    self.present_at = None;
+                }
+                self.ctls_unsolicited = false;
                 self.reply(now, code, &[], StatusWord::SUCCESS);
+                // As logged: `DFDF30 01 FB` follows unsolicited ([GAP] the value's meaning).
+                let mut b = TlvBuilder::new();
+                b.primitive(TAG_DFDF30, &[0xFB]);
+                self.send(now, true, &sw_payload(b.as_bytes(), StatusWord::SUCCESS));
+                self.event(Event::Unsolicited { template: 0xDF });
             }
             _ => {
                 // [GAP] the answer to an unsupported command is undocumented; 9F21.
@@ -1034,9 +1317,74 @@ impl SimReader {
         }
         self.drop_txn();
         self.pending = Some(cmd.code());
-        let contactless = cmd.code() == code::START_CONTACTLESS;
-        let data = match TransactionData::from_tlv(cmd.data) {
-            Ok(d) => d,
+        let Some(data) = self.transaction_data(now, cmd) else {
+            return;
+        };
+        let inserted = self
+            .slot
+            .as_ref()
+            .is_some_and(|s| s.how == Presentation::Insert);
+        if inserted && faults.contains(&FlowFault::ChipFail) {
+            // The chip does not answer: bad card; a swipe of this card is now a fallback.
+            info!("chip failure: fallback to the stripe allowed");
+            self.fallback_allowed = true;
+            self.respond(now, &[], StatusWord::BAD_CARD);
+            if self.config.auto_insert && self.card_detection {
+                // The simulated cardholder pulls the card and swipes it.
+                self.remove_card(now);
+                self.swipe_next = true;
+                self.present_at = Some(now + self.config.insert_delay);
+            }
+            return;
+        }
+        match self.slot.as_ref().map(|s| s.how) {
+            Some(Presentation::Insert) => self.run_kernel(now, data, false),
+            Some(Presentation::Swipe) => self.run_swipe(now, data),
+            _ => {
+                // §0: `9F23` means "no card"; the logged hosts wait for the card first.
+                info!("start transaction without a card");
+                self.respond(now, &[], StatusWord::CARD_REMOVED);
+            }
+        }
+        self.after_point(now, &faults);
+    }
+
+    /// `C0 A0`: answered at once; P1 bit 0 arms payment cards, whose result comes unsolicited.
+    fn start_contactless(&mut self, now: Instant, cmd: &CommandView<'_>) {
+        // Not a `start` flow point: a host arms contactless before every contact start, and
+        // the `start` faults (reboot, chip failure) aim at the card being read.
+        self.drop_txn();
+        self.pending = Some(cmd.code());
+        let Some(data) = self.transaction_data(now, cmd) else {
+            return;
+        };
+        self.respond(now, &[], StatusWord::SUCCESS);
+        if cmd.p1 & 0x01 == 0 {
+            // §0: P1 = 00 arms nothing (no payment bit).
+            info!(
+                p1 = cmd.p1,
+                "contactless started without the payment bit: nothing armed"
+            );
+            return;
+        }
+        self.ctls_unsolicited = true;
+        match self.slot.as_ref().map(|s| s.how) {
+            Some(Presentation::Tap | Presentation::TapMsd) => self.run_contactless(now, data),
+            _ => {
+                self.txn = Txn::WaitCard {
+                    data,
+                    contactless: true,
+                    deadline: self.config.card_timeout.map(|d| now + d),
+                };
+                self.armed(now, true);
+            }
+        }
+    }
+
+    /// The transaction data of a start command, or the error answer already sent.
+    fn transaction_data(&mut self, now: Instant, cmd: &CommandView<'_>) -> Option<TransactionData> {
+        match TransactionData::from_tlv(cmd.data) {
+            Ok(d) => Some(d),
             Err(e) => {
                 warn!(%e, "bad transaction data");
                 let sw = match e {
@@ -1044,47 +1392,9 @@ impl SimReader {
                     _ => StatusWord::INVALID_DATA,
                 };
                 self.respond(now, &[], sw);
-                return;
-            }
-        };
-        let present = self.slot.as_ref().map(|s| s.how);
-        match (contactless, present) {
-            (false, Some(Presentation::Insert)) => self.run_kernel(now, data, false),
-            (false, Some(Presentation::Swipe)) => self.run_swipe(now, data),
-            (true, Some(Presentation::Tap | Presentation::TapMsd)) => {
-                self.run_contactless(now, data)
-            }
-            _ => {
-                let auto = self.config.card.clone().filter(|_| self.config.auto_insert);
-                match auto {
-                    Some(p) => {
-                        self.txn = Txn::WaitCard {
-                            data,
-                            contactless,
-                            deadline: None,
-                        };
-                        let r = if contactless {
-                            self.tap_card(now, &p, false)
-                        } else {
-                            self.insert_card(now, &p)
-                        };
-                        if r.is_err() {
-                            self.txn = Txn::Idle;
-                            self.respond(now, &[], StatusWord::UNSUPPORTED_CARD);
-                        }
-                    }
-                    None => {
-                        info!("waiting for a card");
-                        self.txn = Txn::WaitCard {
-                            data,
-                            contactless,
-                            deadline: self.config.card_timeout.map(|d| now + d),
-                        };
-                    }
-                }
+                None
             }
         }
-        self.after_point(now, &faults);
     }
 
     fn take_card(&mut self, profile: &str) -> Option<Card> {
@@ -1098,6 +1408,7 @@ impl SimReader {
     }
 
     fn run_kernel(&mut self, now: Instant, data: TransactionData, contactless: bool) {
+        self.auto_presented = false;
         let Some(profile) = self.slot.as_ref().map(|s| s.profile.clone()) else {
             return;
         };
@@ -1108,11 +1419,123 @@ impl SimReader {
         let sred = self.sred.take().unwrap_or_else(SredEncryptor::ansi_test);
         let un = self.un();
         let (kernel, step) = Kernel::start(card, sred, &self.config.terminal, data, un);
+        // Contact: once the card is read, the reader stops with `E2` for the host (§0).
+        self.decision_due = !contactless;
+        self.stop_after_cvm = false;
         self.drive(now, kernel, step, contactless);
+    }
+
+    /// `DE D6 host-id key-slot E0{DFED0D}`: online PIN entry. \[I\] the host asks for it when
+    /// the CVM results call for an enciphered online PIN; the answer is `E0{DFED6C block,
+    /// DFED03 KSN}` (§0), `9F43` when cancelled, `9015` when bypassed.
+    fn online_pin(&mut self, now: Instant, cmd: &CommandView<'_>) {
+        if self.slot.is_none() {
+            self.reply(now, cmd.code(), &[], StatusWord::CARD_REMOVED);
+            return;
+        }
+        info!(host_id = cmd.p1, key_slot = cmd.p2, "online pin requested");
+        self.pending = Some(cmd.code());
+        self.event(Event::PinPrompt { online: true });
+        let mut b = TlvBuilder::new();
+        b.primitive(
+            Tag::VIPA_TRANSACTION_STATUS,
+            &[TransactionStatus::PIN_ENTRY_REQUESTED.0],
+        );
+        b.primitive(Tag::VIPA_STATUS_MESSAGE, b"ENTER PIN");
+        self.unsolicited_status(now, b.as_bytes());
+        let due = (self.config.auto_pin || !self.pin_queue.is_empty())
+            .then(|| now + self.config.pin_delay);
+        self.pin_request = Some(due);
+    }
+
+    fn online_pin_entered(&mut self, now: Instant, action: PinAction) {
+        if self.pin_request.take().is_none() {
+            return;
+        }
+        let pan = self
+            .slot
+            .as_ref()
+            .and_then(|s| card::profile(&s.profile))
+            .map(|p| p.pan);
+        match (action, pan) {
+            (PinAction::Digits(mut d), Some(pan)) => {
+                self.event(Event::PinEntered { digits: d.len() });
+                let mut engine = self.sred.take().unwrap_or_else(SredEncryptor::ansi_test);
+                let r = engine.pin_block(&d, &pan);
+                d.zeroize();
+                self.sred = Some(engine);
+                match r {
+                    Ok((block, ksn)) => {
+                        let mut b = TlvBuilder::new();
+                        b.constructed(Tag::VIPA_E0, |b| {
+                            b.primitive(Tag::VIPA_PIN_BLOCK, &block);
+                            b.primitive(TAG_DFED03_PIN_KSN, &ksn);
+                        });
+                        self.respond(now, b.as_bytes(), StatusWord::SUCCESS);
+                    }
+                    Err(e) => {
+                        warn!(%e, "no pin block");
+                        self.respond(now, &[], StatusWord::INVALID_DATA);
+                    }
+                }
+            }
+            (PinAction::Bypass, _) => {
+                self.event(Event::PinBypassed);
+                // The unsolicited bypass notification as the harness quotes it (§0).
+                let mut b = TlvBuilder::new();
+                b.primitive(
+                    Tag::VIPA_TRANSACTION_STATUS,
+                    &[TransactionStatus::PIN_BYPASS_CONFIRMATION.0],
+                );
+                b.primitive(Tag::VIPA_STATUS_MESSAGE, &[0x00]);
+                self.unsolicited_status(now, b.as_bytes());
+                self.respond(now, &[], StatusWord::PIN_BYPASSED);
+            }
+            _ => {
+                self.event(Event::PinCancelled);
+                self.respond(now, &[], StatusWord::USER_CANCELLED);
+            }
+        }
     }
 
     /// Feeds kernel steps to the wire until the kernel waits for an input.
     fn drive(&mut self, now: Instant, mut kernel: Kernel, step: Step, contactless: bool) {
+        if let (Step::PinEntry { online: true, .. }, false) = (&step, contactless) {
+            if !self.decision_due {
+                // [I] VIPA: the online PIN is entered when the host asks for it (`DE D6`),
+                // not inside the card flow; the card only records the CVM.
+                let next = kernel.pin_entered(PinInput::Digits(String::new()));
+                return self.drive(now, kernel, next, contactless);
+            }
+        }
+        let stop =
+            !contactless && !matches!(step, Step::SelectApplication { .. } | Step::Failed(_));
+        if stop && std::mem::take(&mut self.decision_due) {
+            // `E2` "decision required" with the selected application and the masked card
+            // data, as the UX301 log shows; the host's amount confirmation lets `step` run.
+            let faults = self.point(Point::E2);
+            if faults.contains(&FlowFault::Reboot) {
+                self.finish(kernel);
+                self.reboot(now);
+                return;
+            }
+            let data = kernel.card_data();
+            self.txn = Txn::AwaitDecision { kernel, next: step };
+            self.respond(now, &template(Tag::VIPA_E2, &data), StatusWord::SUCCESS);
+            self.after_point(now, &faults);
+            return;
+        }
+        let cvm_done = matches!(
+            step,
+            Step::GoOnline { .. } | Step::Approved { .. } | Step::Declined { .. }
+        );
+        if stop && cvm_done && std::mem::take(&mut self.stop_after_cvm) {
+            // Continue P1 bit 0: stop after cardholder verification with `E0` (§0).
+            let data = kernel.post_cvm_data();
+            self.txn = Txn::PostCvm { kernel, next: step };
+            self.respond(now, &template(Tag::VIPA_E0, &data), StatusWord::SUCCESS);
+            return;
+        }
         match step {
             Step::SelectApplication { candidates } if contactless => {
                 // Contactless: no cardholder selection; the highest priority wins.
@@ -1307,6 +1730,14 @@ impl SimReader {
             }
         };
         match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::AwaitDecision { kernel, next } => {
+                // The amount confirmation (`9F02 5F2A 89 8A C0 C2 DFCC79` in the log): its
+                // values at this point are not acted on [GAP]; P1 bit 0 asks for the E0 stop.
+                self.stop_after_cvm = cmd.p1 & 0x01 != 0;
+                info!(stop_after_cvm = self.stop_after_cvm, "amount confirmed");
+                self.drive(now, kernel, next, false);
+            }
+            Txn::PostCvm { kernel, next } => self.drive(now, kernel, next, false),
             Txn::AwaitChoice {
                 mut kernel,
                 candidates,
@@ -1340,15 +1771,18 @@ impl SimReader {
             Txn::CtlsAwaitHost => {
                 let arc = tlv::find(data, Tag::AUTHORISATION_RESPONSE_CODE)
                     .and_then(|t| <[u8; 2]>::try_from(t.value()).ok());
+                let decision =
+                    tlv::find(data, TAG_C0_HOST_DECISION).and_then(|t| t.value().first().copied());
                 match arc {
                     Some(arc) => {
                         let mut b = TlvBuilder::new();
                         b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &arc);
-                        let tag = if crypto::arc_is_approval(arc) {
-                            Tag::VIPA_E3
-                        } else {
-                            Tag::VIPA_E5
+                        // `C0` decides when present (§0); without it the response code does.
+                        let approve = match decision {
+                            Some(d) => d == HOST_DECISION_TC && crypto::arc_is_approval(arc),
+                            None => crypto::arc_is_approval(arc),
                         };
+                        let tag = if approve { Tag::VIPA_E3 } else { Tag::VIPA_E5 };
                         self.respond(now, &template(tag, b.as_bytes()), StatusWord::SUCCESS);
                     }
                     None => {
@@ -1370,17 +1804,26 @@ impl SimReader {
     /// A swipe for Start Transaction: chip cards must be inserted (`9F34`); a magstripe-only
     /// card gives an `E4` with entry mode 90, masked track 2 and SRED data.
     fn run_swipe(&mut self, now: Instant, data: TransactionData) {
+        self.auto_presented = false;
         let Some(profile) = self.slot.take().and_then(|s| card::profile(&s.profile)) else {
             self.respond(now, &[], StatusWord::BAD_CARD);
             return;
         };
-        if matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6')) {
+        let chip = matches!(profile.service_code.as_bytes().first(), Some(b'2' | b'6'));
+        let fallback = chip && std::mem::take(&mut self.fallback_allowed);
+        if chip && !fallback {
             info!("chip card swiped: use chip");
             self.respond(now, &[], StatusWord::USE_CHIP);
+            if self.config.auto_insert && self.card_detection {
+                // The simulated cardholder follows the prompt and inserts the card.
+                self.insert_next = true;
+                self.present_at = Some(now + self.config.insert_delay);
+            }
             return;
         }
         let mut b = TlvBuilder::new();
-        b.primitive(Tag::POS_ENTRY_MODE, &[0x90]);
+        // 80: fallback from a failed chip read; 90: a magnetic-stripe card.
+        b.primitive(Tag::POS_ENTRY_MODE, &[if fallback { 0x80 } else { 0x90 }]);
         self.magstripe_data(&mut b, &profile);
         // The amount came from six BCD bytes, so it always fits n12.
         b.primitive(
@@ -1388,6 +1831,8 @@ impl SimReader {
             &numeric::encode_amount(data.amount).unwrap_or_default(),
         );
         b.primitive(Tag::TRANSACTION_CURRENCY_CODE, &data.currency);
+        // The host's answer only confirms, as for a contactless E4 (no card to finish).
+        self.txn = Txn::CtlsAwaitHost;
         self.respond(
             now,
             &template(Tag::VIPA_E4, b.as_bytes()),
@@ -1490,16 +1935,20 @@ fn choice(data: &[u8], candidates: &[Candidate]) -> Option<usize> {
     None
 }
 
-/// The host's answer to `E4`: `Ok(None)` for "unable to go online" (`8A` = `Z3`/`Y3`).
+/// The host's answer to `E4`. `Ok(None)` when the host sent no decision `C0`: per the VIPA
+/// manual as Verifone's harness quotes it, `C0` is left out when the acquirer could not be
+/// reached, and the reader runs its default action analysis (`8A` = `Z3`/`Y3`).
 fn host_response(data: &[u8]) -> Result<Option<HostResponse>, StatusWord> {
     let arc = tlv::find(data, Tag::AUTHORISATION_RESPONSE_CODE).ok_or(StatusWord::DATA_MISSING)?;
     let arc: [u8; 2] = arc
         .value()
         .try_into()
         .map_err(|_| StatusWord::INVALID_DATA)?;
-    if &arc == b"Z3" || &arc == b"Y3" {
+    let Some(decision) =
+        tlv::find(data, TAG_C0_HOST_DECISION).and_then(|t| t.value().first().copied())
+    else {
         return Ok(None);
-    }
+    };
     let iad = tlv::find(data, Tag::ISSUER_AUTHENTICATION_DATA).map(|t| t.value().to_vec());
     let mut scripts = Vec::new();
     for t in tlv::parse(data).map_while(Result::ok) {
@@ -1515,5 +1964,6 @@ fn host_response(data: &[u8]) -> Result<Option<HostResponse>, StatusWord> {
         arc,
         issuer_auth_data: iad,
         scripts,
+        decision: Some(decision == HOST_DECISION_TC),
     }))
 }

@@ -8,12 +8,17 @@ use bytes::{Bytes, BytesMut};
 use emvbridge_protocol::frame::{emit_message, lrc, Deframer, Inbound, Message, NAD_PED};
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::{
-    Command, DeviceInfo, Response, StatusWord, TransactionData as WireTxn, TransactionStatus,
+    Command, DeviceInfo, Response, StatusWord, TemplateKind, TransactionData as WireTxn,
+    TransactionStatus,
 };
 use proptest::prelude::*;
 
 use super::*;
 use crate::issuer;
+
+/// The UX301 log's answer to `E2` with P1 00 (the host does not ask for the post-CVM stop).
+const AMOUNT_CONFIRMATION_P1_00: &str =
+    "DED2000023E0219F02060000000035505F2A0208408901008A025A33C00100C2023635DFCC790101";
 
 const START_CAPTURE: &str = "01003BDED1000036E0349C01009F02060000000032509F03060000000000009A032103039F21031957249F1A0208405F2A020840DFA2140101DFA2180100BB";
 
@@ -41,11 +46,25 @@ impl Host {
         h
     }
 
+    /// A reader with `card` configured, armed as the logged hosts arm it (Card Status P1
+    /// bit 0), so that the card is presented by itself; the card event is consumed.
     fn with_card(card: &str) -> Host {
-        Host::new(SimConfig {
+        let mut h = Host::new(SimConfig {
             card: Some(card.into()),
             ..SimConfig::default()
-        })
+        });
+        h.arm();
+        h
+    }
+
+    /// `D0 60 01 00`, its answer, and the card event that follows (consumed).
+    fn arm(&mut self) {
+        self.send(&[0xD0, 0x60, 0x01, 0x00]);
+        self.settle(Duration::from_secs(30));
+        let m = self.responses.pop_front().expect("card status answered");
+        assert_eq!(sw(&m), StatusWord::SUCCESS);
+        self.settle(Duration::from_secs(1));
+        self.unsolicited.clear();
     }
 
     fn send_raw(&mut self, bytes: &[u8]) {
@@ -102,8 +121,20 @@ impl Host {
         self.drain();
     }
 
-    /// The next response, running timers for up to 30 virtual seconds.
+    /// The next response, running timers for up to 30 virtual seconds. An `E2` with card
+    /// data (no `C1`: the "decision required" stop) is answered with the logged amount
+    /// confirmation (P1 00: no post-CVM stop) and the answer to that is returned.
     fn response(&mut self) -> Message {
+        let m = self.raw_response();
+        if is_decision(&m) {
+            self.send(&hex::decode(AMOUNT_CONFIRMATION_P1_00).unwrap());
+            return self.raw_response();
+        }
+        m
+    }
+
+    /// The next response as it comes.
+    fn raw_response(&mut self) -> Message {
         self.settle(Duration::from_secs(30));
         self.responses
             .pop_front()
@@ -122,10 +153,22 @@ impl Host {
             .expect("no unsolicited message")
     }
 
+    /// Start Transaction as the logged hosts send it: with a card configured and none in
+    /// the slot, the reader is armed first (the card is then presented by itself); an `E2`
+    /// "decision required" answer is confirmed (P1 00) at once.
     fn start(&mut self, amount: u64) {
+        let st = self.reader.status();
+        if st.card.is_some() && st.card_present.is_none() {
+            self.arm();
+        }
         let data = WireTxn::purchase(amount, 840, 840, 250303, 195724);
         let p = Command::StartTransaction(&data).to_payload().unwrap();
         self.send(&p);
+        self.settle(Duration::from_secs(30));
+        if self.responses.back().is_some_and(is_decision) {
+            self.responses.pop_back();
+            self.send(&hex::decode(AMOUNT_CONFIRMATION_P1_00).unwrap());
+        }
     }
 
     fn continue_with(&mut self, tlvs: &[u8], wrapped: bool) {
@@ -138,6 +181,15 @@ impl Host {
         p.extend_from_slice(&data);
         self.send(&p);
     }
+}
+
+/// An `E2` with card data (no `C1` candidate list): the "decision required" stop.
+fn is_decision(m: &Message) -> bool {
+    Response::parse(&m.payload).is_ok_and(|r| {
+        r.template().is_some_and(|t| {
+            t.kind() == TemplateKind::DecisionRequired && t.find(Tag::VIPA_C1).is_none()
+        })
+    })
 }
 
 fn sw(m: &Message) -> StatusWord {
@@ -165,6 +217,11 @@ fn host_answer(e4: &[u8], arc: [u8; 2], corrupt: bool) -> Vec<u8> {
     let v = issuer::verify_arqc(e4).expect("issuer verifies the E4 ARQC");
     let mut b = TlvBuilder::new();
     b.primitive(Tag::AUTHORISATION_RESPONSE_CODE, &arc);
+    // The host's decision (§0): a TC for an approval code, an AAC otherwise.
+    b.primitive(
+        TAG_C0_HOST_DECISION,
+        &[u8::from(crypto::arc_is_approval(arc))],
+    );
     b.primitive(
         Tag::ISSUER_AUTHENTICATION_DATA,
         &v.issuer_auth_data(arc, corrupt),
@@ -219,6 +276,7 @@ fn reset_answers_chained_device_info() {
 
 #[test]
 fn card_status_events_on_insert_and_remove() {
+    // Tag 48 as logged: `00 00` no card, `03 00` inserted.
     let mut h = Host::new(SimConfig::default());
     h.unsolicited.clear();
     h.reader
@@ -232,11 +290,17 @@ fn card_status_events_on_insert_and_remove() {
     h.reader.insert_card(h.now, "visa-cvn18").unwrap();
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00, 0x90, 0x00]
+    );
     h.reader.remove_card(h.now);
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     // Swipe: MSR data + track 2 bits and a masked track.
     h.reader.swipe_card(h.now, "visa-cvn18").unwrap();
     h.pump();
@@ -431,33 +495,37 @@ fn wrong_pin_prompts_again_and_auto_pin_uses_the_profile_pin() {
 }
 
 #[test]
-fn abort_ends_a_waiting_start_with_9f41() {
+fn start_without_a_card_is_9f23_and_abort_is_answered() {
     let mut h = Host::new(SimConfig::default());
     h.start(100);
-    h.no_response();
+    assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
     h.send(&[0xD0, 0xFF, 0x00, 0x00]);
-    assert_eq!(sw(&h.response()), StatusWord::COMMAND_CANCELLED);
     assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    h.no_response();
 }
 
 #[test]
 fn card_wait_timeout_is_configurable() {
+    // A contactless start waits for a tap; its end comes unsolicited, like its results.
     let mut h = Host::new(SimConfig {
         card_timeout: Some(Duration::from_secs(5)),
         ..SimConfig::default()
     });
-    h.start(100);
+    h.unsolicited.clear();
+    ctls_start(&mut h);
+    // Answered at once (no timers run: the wait has only begun).
+    assert_eq!(sw(&h.responses.pop_front().unwrap()), StatusWord::SUCCESS);
     h.advance(Duration::from_secs(4));
-    assert!(h.responses.is_empty());
+    assert!(h.responses.is_empty() && h.unsolicited.is_empty());
     h.advance(Duration::from_secs(2));
-    assert_eq!(sw(&h.response()), StatusWord::COMMAND_CANCELLED);
+    assert_eq!(sw(&h.unsolicited()), StatusWord::COMMAND_CANCELLED);
+    h.no_response();
 }
 
 #[test]
-fn inserting_later_answers_the_waiting_start() {
+fn a_card_set_after_arming_is_presented_and_the_start_proceeds() {
     let mut h = Host::new(SimConfig::default());
-    h.start(100);
-    h.no_response();
+    h.arm();
     h.reader
         .control(
             h.now,
@@ -467,7 +535,100 @@ fn inserting_later_answers_the_waiting_start() {
         )
         .unwrap();
     h.pump();
+    let ev = h.unsolicited();
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00, 0x90, 0x00]
+    );
+    h.start(100);
     expect_template(&h.response(), 0xE4);
+}
+
+#[test]
+fn logged_decision_flow_stops_with_e2_then_e0_then_e4() {
+    // The UX301 log: DE D1 → E2 (card data), DE D2 01 00 + amount confirmation → E0 (after
+    // cardholder verification), DE D2 01 00 → E4.
+    let mut h = Host::with_card("visa-cvn18");
+    let txn = WireTxn::purchase(3550, 840, 840, 200910, 155042);
+    h.send(&Command::StartTransaction(&txn).to_payload().unwrap());
+    let m = h.raw_response();
+    assert!(is_decision(&m));
+    let e2 = expect_template(&m, 0xE2);
+    assert_eq!(
+        hex::encode_upper(tag(&e2, 0x5A).unwrap()),
+        "401200AAAAAA5439"
+    );
+    assert!(tag(&e2, 0x9F06).is_some() && tag(&e2, 0x50).is_some());
+    assert!(tag(&e2, 0xFF7F).is_some(), "SRED data");
+    assert!(tag(&e2, 0x9F26).is_none(), "no cryptogram yet");
+    let mut confirm = hex::decode(AMOUNT_CONFIRMATION_P1_00).unwrap();
+    confirm[2] = 0x01;
+    h.send(&confirm);
+    let e0 = expect_template(&h.raw_response(), 0xE0);
+    assert!(tag(&e0, 0x9F34).is_some(), "CVM results");
+    assert!(tag(&e0, 0x9F26).is_none());
+    h.send(&[0xDE, 0xD2, 0x01, 0x00]);
+    let e4 = expect_template(&h.raw_response(), 0xE4);
+    assert_eq!(tag(&e4, 0x9F27), Some(vec![0x80]));
+    // The final Continue without C0: the reader's own default action analysis decides.
+    h.continue_with(&[0x8A, 0x02, b'0', b'0'], true);
+    let m = h.raw_response();
+    let t = data(&m)[0];
+    let fin = expect_template(&m, t);
+    let arc = tag(&fin, 0x8A).unwrap();
+    assert!(arc == b"Z3" || arc == b"Y3", "{arc:?}");
+    // `DE D1` without a card: 9F23.
+    h.send(&Command::StartTransaction(&txn).to_payload().unwrap());
+    assert_eq!(sw(&h.raw_response()), StatusWord::CARD_REMOVED);
+}
+
+#[test]
+fn c0_00_declines_even_an_approval_code() {
+    let mut h = Host::with_card("visa-cvn18");
+    h.start(3250);
+    let e4 = expect_template(&h.response(), 0xE4);
+    let mut answer = host_answer(&e4, *b"00", false);
+    let c0 = answer
+        .windows(3)
+        .position(|w| w == [0xC0, 0x01, 0x01])
+        .unwrap();
+    answer[c0 + 2] = 0x00;
+    h.continue_with(&answer, true);
+    let e5 = expect_template(&h.response(), 0xE5);
+    assert_eq!(tag(&e5, 0x9F27), Some(vec![0x00]));
+}
+
+#[test]
+fn device_profiles_answer_the_captured_reset_and_the_m400_card_status() {
+    for (device, model, vipa) in [
+        (DeviceProfile::Ux300, "UX300", "6.8.2.24"),
+        (DeviceProfile::Ux301, "UX301", "6.8.2.24"),
+        (DeviceProfile::M400, "M400WIFI/BT", "6.8.2.11"),
+        (DeviceProfile::P400Plus, "P400Plus", "6.8.2.11"),
+    ] {
+        let mut h = Host::new(SimConfig {
+            device,
+            ..SimConfig::default()
+        });
+        h.send(&[0xD0, 0x00, 0x00, 0x00]);
+        let m = h.response();
+        let info = DeviceInfo::parse(&data(&m)).unwrap();
+        assert_eq!(info.devices[0].model.as_deref(), Some(model), "{device:?}");
+        assert_eq!(info.component_version("VIPA"), Some(vipa), "{device:?}");
+        h.unsolicited.clear();
+        h.send(&[0xD0, 0x60, 0x3F, 0x03]);
+        if device == DeviceProfile::M400 {
+            h.no_response();
+            let m = h.unsolicited();
+            assert_eq!(
+                hex::encode_upper(&m.payload),
+                "E004480200009000",
+                "as logged"
+            );
+        } else {
+            assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+        }
+    }
 }
 
 #[test]
@@ -477,12 +638,14 @@ fn card_removed_mid_transaction_gives_9f23() {
     assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
     h.unsolicited.clear();
     h.start(2000);
-    let _ = h.unsolicited(); // insert event
     let _ = h.unsolicited(); // PIN prompt
     h.reader.remove_card(h.now);
     h.pump();
     let ev = h.unsolicited();
-    assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        &ev.payload[..],
+        &[0xE0, 0x04, 0x48, 0x02, 0x00, 0x00, 0x90, 0x00]
+    );
     assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
 }
 
@@ -502,20 +665,14 @@ fn swiped_chip_card_must_use_chip() {
     h.reader.swipe_card(h.now, "visa-cvn18").unwrap();
     h.start(100);
     assert_eq!(sw(&h.response()), StatusWord::USE_CHIP);
-    // Also when the swipe comes while Start waits.
-    h.start(100);
-    h.no_response();
-    h.reader.swipe_card(h.now, "amex").unwrap();
-    h.pump();
-    assert_eq!(sw(&h.response()), StatusWord::USE_CHIP);
 }
 
 fn ctls_start(h: &mut Host) {
     let data = WireTxn::purchase(1500, 840, 840, 250303, 101010);
     let mut b = TlvBuilder::new();
     let p = Command::StartTransaction(&data).to_payload().unwrap();
-    b.raw(&[0xC0, 0xA0]);
-    b.raw(&p[2..]);
+    b.raw(&[0xC0, 0xA0, 0x01]);
+    b.raw(&p[3..]);
     h.send(b.as_bytes());
 }
 
@@ -523,8 +680,10 @@ fn ctls_start(h: &mut Host) {
 fn contactless_msd_gives_e7_without_clear_track_data() {
     let mut h = Host::new(SimConfig::default());
     h.reader.tap_card(h.now, "visa-cvn18", true).unwrap();
+    h.unsolicited.clear();
     ctls_start(&mut h);
-    let m = h.response();
+    assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    let m = h.unsolicited();
     let e7 = expect_template(&m, 0xE7);
     assert_eq!(tag(&e7, 0x9F39), Some(vec![0x91]));
     assert!(tag(&e7, 0xDFDB06)
@@ -540,21 +699,46 @@ fn contactless_msd_gives_e7_without_clear_track_data() {
 
 #[test]
 fn contactless_emv_tap_goes_online_with_entry_mode_07() {
-    let mut h = Host::with_card("visa-cvn18");
+    let mut h = Host::new(SimConfig {
+        card: Some("visa-cvn18".into()),
+        auto_present: Presentation::Tap,
+        ..SimConfig::default()
+    });
+    h.unsolicited.clear();
     ctls_start(&mut h);
-    let e4 = expect_template(&h.response(), 0xE4);
+    // `C0 A0` is answered at once; the tap's result comes unsolicited (§0).
+    assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    let e4 = expect_template(&h.unsolicited(), 0xE4);
     assert_eq!(tag(&e4, 0x9F39), Some(vec![0x07]));
     assert!(issuer::verify_arqc(&e4).is_ok());
     h.continue_with(&[0x8A, 0x02, b'0', b'5'], true);
     let e5 = expect_template(&h.response(), 0xE5);
     assert_eq!(tag(&e5, 0x8A), Some(b"05".to_vec()));
-    // C0 C0 cancels a waiting contactless start.
+    // C0 C0 cancels a waiting contactless start, then `DFDF30` follows unsolicited.
     let mut h = Host::new(SimConfig::default());
     ctls_start(&mut h);
-    h.no_response();
-    h.send(&[0xC0, 0xC0, 0x00, 0x00]);
-    assert_eq!(sw(&h.response()), StatusWord::COMMAND_CANCELLED);
     assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    h.unsolicited.clear();
+    h.send(&[0xC0, 0xC0, 0x00, 0x00]);
+    assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    let m = h.unsolicited();
+    assert_eq!(hex::encode_upper(&m.payload), "DFDF3001FB9000", "as logged");
+    h.no_response();
+    // P1 = 00 arms nothing: a tap then gives no result.
+    let mut h = Host::new(SimConfig::default());
+    let data = WireTxn::purchase(1500, 840, 840, 250303, 101010);
+    let p = Command::StartContactless {
+        kinds: 0,
+        data: &data,
+    }
+    .to_payload()
+    .unwrap();
+    h.send(&p);
+    assert_eq!(sw(&h.response()), StatusWord::SUCCESS);
+    h.unsolicited.clear();
+    h.reader.tap_card(h.now, "visa-cvn18", false).unwrap();
+    h.pump();
+    assert!(h.unsolicited.is_empty() && h.responses.is_empty());
 }
 
 #[test]
@@ -769,4 +953,74 @@ proptest! {
         h.settle(Duration::from_secs(5));
         prop_assert!(!h.responses.is_empty());
     }
+}
+
+#[test]
+fn online_pin_de_d6_gives_a_dukpt_pin_block_and_de_d5_ff_01_bypasses() {
+    // The online-PIN card: the card flow records the CVM only; the PIN comes by `DE D6`.
+    let mut h = Host::with_card("online-pin");
+    h.start(1500);
+    let e4 = expect_template(&h.response(), 0xE4);
+    assert_eq!(
+        tag(&e4, 0x9F34).map(|v| v[0] & 0x3F),
+        Some(0x02),
+        "online PIN CVM"
+    );
+    h.unsolicited.clear();
+    h.send(&[
+        0xDE, 0xD6, 0x00, 0x00, 0x06, 0xE0, 0x04, 0xDF, 0xED, 0x0D, 0x00,
+    ]);
+    let m = h.response();
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_ENTRY_REQUESTED));
+    let e0 = expect_template(&m, 0xE0);
+    let block: [u8; 8] = tag(&e0, 0xDFED6C).unwrap().try_into().unwrap();
+    let ksn: [u8; 10] = tag(&e0, 0xDFED03).unwrap().try_into().unwrap();
+    // Decrypt under the ANSI test BDK's PIN variant and undo ISO 9564 format 0.
+    let mut key = *crate::sred::transaction_key(
+        &crate::crypto::SecretKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap(),
+        &ksn,
+    )
+    .expose();
+    key[7] ^= 0xFF;
+    key[15] ^= 0xFF;
+    let clear = crate::crypto::tdes_decrypt(&crate::crypto::SecretKey::from_bytes(key), block);
+    let pan = card::profile("online-pin").unwrap().pan;
+    let digits = pan.reveal();
+    let body = &digits[..digits.len() - 1];
+    let tail = &body[body.len() - 12..];
+    let mut pan_field = [0u8; 8];
+    for (i, d) in tail.bytes().enumerate() {
+        let n = 4 + i;
+        pan_field[n / 2] |= (d - b'0') << if n % 2 == 0 { 4 } else { 0 };
+    }
+    let field: Vec<u8> = clear.iter().zip(pan_field).map(|(c, p)| c ^ p).collect();
+    let pin = card::profile("online-pin")
+        .unwrap()
+        .pin
+        .map(|(p, _)| p)
+        .unwrap_or_else(|| "1234".into());
+    assert_eq!(field[0], pin.len() as u8, "format 0, PIN length");
+    let digits_hex = hex::encode_upper(&field[1..]);
+    assert!(digits_hex.starts_with(&pin), "{digits_hex}");
+
+    // Bypass: `DE D5 FF 01` while the PIN pad waits → the DE D6 ends 9015, E6{C3 0E} said so.
+    let mut h = Host::new(SimConfig {
+        card: Some("online-pin".into()),
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.start(1500);
+    expect_template(&h.response(), 0xE4);
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    h.unsolicited.clear();
+    h.send(&[0xDE, 0xD5, 0xFF, 0x01]);
+    let codes: Vec<StatusWord> = (0..2).map(|_| sw(&h.response())).collect();
+    assert!(
+        codes.contains(&StatusWord::SUCCESS) && codes.contains(&StatusWord::PIN_BYPASSED),
+        "{codes:?}"
+    );
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_BYPASS_CONFIRMATION));
 }

@@ -235,7 +235,10 @@ mod tests {
             .unwrap();
         assert_eq!(status.card_present.as_deref(), Some("amex"));
         let ev = next(&mut host, &mut d).await;
-        assert_eq!(&ev.payload[..], &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00]);
+        assert_eq!(
+            &ev.payload[..],
+            &[0xE0, 0x04, 0x48, 0x02, 0x03, 0x00, 0x90, 0x00]
+        );
         assert!(matches!(
             handle
                 .control(Control::Card {

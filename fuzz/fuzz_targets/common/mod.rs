@@ -51,6 +51,7 @@ pub fn request() -> AuthorizationRequest {
         last4: Some("0010".into()),
         brand: Some("visa".into()),
         original_gateway_id: None,
+        online_pin: None,
     }
 }
 

@@ -305,6 +305,16 @@ impl Reassembler {
         let unsolicited = pcb.is_unsolicited();
         let max = self.max_message_len;
         let chain = &mut self.chains[usize::from(unsolicited)];
+        if pcb.is_encrypted() {
+            // §0: ciphertext (3DES-CBC + sequence number); refused clearly, never parsed.
+            chain.data = BytesMut::new();
+            chain.frames = 0;
+            chain.discarding = pcb.is_chained();
+            return Some(Inbound::Corrupt {
+                reason: FrameError::StreamEncrypted,
+                skipped: frame_len,
+            });
+        }
         if chain.discarding {
             chain.discarding = pcb.is_chained();
             return None;

@@ -505,3 +505,34 @@ proptest! {
         prop_assert_eq!(skipped(&items), total_garbage);
     }
 }
+
+#[test]
+fn stream_encrypted_frames_are_refused_clearly_and_the_stream_goes_on() {
+    // PCB 02 (stream encryption, §0) between two plain answers: refused as an item, not parsed.
+    let mut wire = Vec::new();
+    for (pcb, inf) in [
+        (0x00u8, &[0x90u8, 0x00][..]),
+        (0x02, &[0x12, 0x34, 0x56, 0x78][..]),
+        (0x00, &[0x9F, 0x24][..]),
+    ] {
+        let mut f = vec![0x01, pcb, inf.len() as u8];
+        f.extend_from_slice(inf);
+        f.push(lrc(&f));
+        wire.extend_from_slice(&f);
+    }
+    let mut d = Deframer::new();
+    d.push(&wire);
+    let items: Vec<_> = std::iter::from_fn(|| d.poll()).collect();
+    assert!(matches!(&items[0], Inbound::Message(m) if m.payload[..] == [0x90, 0x00]));
+    assert!(matches!(
+        &items[1],
+        Inbound::Corrupt {
+            reason: FrameError::StreamEncrypted,
+            skipped: 8
+        }
+    ));
+    assert!(matches!(&items[2], Inbound::Message(m) if m.payload[..] == [0x9F, 0x24]));
+    assert!(FrameError::StreamEncrypted
+        .to_string()
+        .contains("stream encryption"));
+}

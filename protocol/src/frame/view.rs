@@ -31,8 +31,9 @@ pub const fn nad_accepted(nad: u8) -> bool {
     matches!(nad, NAD_PED | NAD_SECONDARY | NAD_11)
 }
 
-/// The protocol control byte. Only bit0 (chained) and bit6 (unsolicited) have a known meaning
-/// (§1); other bits (bit1 is \[GAP\]) are ignored but kept, so a view or a log shows them.
+/// The protocol control byte: bit0 chained, bit6 unsolicited, bit1 stream encryption (§0:
+/// Verifone's harness, `connection.py`: a 3DES-CBC payload plus a 4-byte sequence number,
+/// configured on the reader). Other bits are ignored but kept, so a view or a log shows them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Pcb(pub u8);
@@ -42,6 +43,8 @@ impl Pcb {
     pub const CHAINED: u8 = 0x01;
     /// Bit6: an unsolicited message from the terminal (§1.2).
     pub const UNSOLICITED: u8 = 0x40;
+    /// Bit1: the INF is stream-encrypted (§0); the bridge does not support it.
+    pub const ENCRYPTED: u8 = 0x02;
 
     /// A PCB with the given flags and no other bits.
     pub const fn new(chained: bool, unsolicited: bool) -> Pcb {
@@ -65,6 +68,12 @@ impl Pcb {
     #[inline]
     pub const fn is_unsolicited(self) -> bool {
         self.0 & Self::UNSOLICITED != 0
+    }
+
+    /// Whether the INF is stream-encrypted (bit1).
+    #[inline]
+    pub const fn is_encrypted(self) -> bool {
+        self.0 & Self::ENCRYPTED != 0
     }
 
     /// Bits other than chained / unsolicited (unknown meaning, preserved).
@@ -128,6 +137,10 @@ pub enum FrameError {
         /// Payload bytes received before the break.
         len: usize,
     },
+    /// A frame with PCB bit1: the reader is configured for VIPA stream encryption, which is
+    /// not supported; its INF is ciphertext and is dropped rather than misparsed.
+    #[error("stream-encrypted frame (pcb bit 1) not supported: turn stream encryption off on the reader")]
+    StreamEncrypted,
     /// A message payload of 0 or 1 bytes cannot be framed (LEN 0 and 1 are illegal).
     #[error("message of {len} bytes is too short to frame")]
     MessageTooShort {

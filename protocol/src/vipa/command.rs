@@ -92,6 +92,10 @@ pub mod code {
     pub const CONTINUE_CONTACTLESS: [u8; 2] = [0xC0, 0xA1];
     /// Cancel contactless transaction.
     pub const CANCEL_CONTACTLESS: [u8; 2] = [0xC0, 0xC0];
+    /// Contactless status (`C0 00`): answers a raw count byte, not TLV (§0).
+    pub const CONTACTLESS_STATUS: [u8; 2] = [0xC0, 0x00];
+    /// Open the contactless reader (`C0 01`).
+    pub const OPEN_CONTACTLESS: [u8; 2] = [0xC0, 0x01];
 }
 
 /// Predefined Display messages (`D2 01` P1, §3).
@@ -132,6 +136,35 @@ pub mod reset_flags {
     pub const PINPAD_CONFIG: u8 = 0x40;
     /// b7: add V/OS component info.
     pub const VOS_COMPONENTS: u8 = 0x80;
+}
+
+/// P1 bits of Continue Transaction `DE D2` (§0).
+pub mod continue_flags {
+    /// Bit 0: stop after cardholder verification and answer `E0` (post-CVM data) before the
+    /// first GENERATE AC; the host then sends `DE D2 01 00` again to get `E4`.
+    pub const STOP_AFTER_CVM: u8 = 0x01;
+}
+
+/// P1 bits of Start Contactless Transaction `C0 A0` (§0: b0 payment, b1 MIFARE, b5 VAS).
+pub mod ctls_kinds {
+    /// Bit 0: EMV / MSD payment cards.
+    pub const PAYMENT: u8 = 0x01;
+    /// Bit 1: MIFARE cards.
+    pub const MIFARE: u8 = 0x02;
+    /// Bit 5: value-added services (wallet passes).
+    pub const VAS: u8 = 0x20;
+}
+
+/// P1 bits of Card Status `D0 60` (§0).
+pub mod card_status_flags {
+    /// P1 bit 0: report card changes as unsolicited `E0 { 48 }`.
+    pub const REPORT_CHANGES: u8 = 0x01;
+    /// P1 bit 1: include the ATR.
+    pub const ATR: u8 = 0x02;
+    /// P1 bits 2-4: include tracks 1-3.
+    pub const TRACKS: u8 = 0x1C;
+    /// P1 bit 5: include `DFDF6E`.
+    pub const DFDF6E: u8 = 0x20;
 }
 
 /// Whether Continue Transaction data is wrapped in `E0`. \[GAP\] §5.3 / §7 item 2: \[S3\] says
@@ -371,25 +404,44 @@ pub enum Command<'a> {
     },
     /// `DE D1 00 00` with `E0 { transaction data }` (§5.1).
     StartTransaction(&'a TransactionData),
-    /// `DE D2 00 00` with the host's TLVs (`8A`, `91`, `71`/`72`...), `E0`-wrapped or bare.
+    /// `DE D2 P1 00` with the host's TLVs, `E0`-wrapped or bare. P1 bit 0
+    /// ([`continue_flags::STOP_AFTER_CVM`]) asks the reader to stop again after cardholder
+    /// verification and answer `E0` (§0, the UX301 log).
     ContinueTransaction {
+        /// P1 flags ([`continue_flags`]).
+        p1: u8,
         /// Encoded TLVs.
         tlvs: &'a [u8],
         /// Wrapping (\[GAP\]).
         form: ContinueForm,
     },
-    /// `DE D5 00 00` with the given data (content \[GAP\]; passed through).
+    /// `DE D5 P1 P2` with the given data; `DE D5 FF 01` with no data bypasses the PIN (§0).
     VerifyPin {
+        /// P1 (`FF` with P2 `01`: PIN bypass).
+        p1: u8,
+        /// P2.
+        p2: u8,
         /// Data field.
         data: &'a [u8],
     },
-    /// `DE D6 00 00` with the given data (content \[GAP\]; passed through).
+    /// `DE D6 host-id key-slot` with `E0 { DFED0D flags }` (§0); the reader answers the PIN
+    /// block (`DFED6C`) and its KSN (`DFED03`), or `DFDF30` when cancelled.
     OnlinePin {
+        /// P1: the host id the PIN key belongs to.
+        host_id: u8,
+        /// P2: the key slot.
+        key_slot: u8,
         /// Data field.
         data: &'a [u8],
     },
-    /// `C0 A0 00 00` with `E0 { transaction data }` (\[I\]: same template as `DE D1`).
-    StartContactless(&'a TransactionData),
+    /// `C0 A0 P1 00` with `E0 { transaction data }` (\[I\]: same template as `DE D1`). P1 is a
+    /// bit mask of what to accept ([`ctls_kinds`]); `00` arms nothing (§0).
+    StartContactless {
+        /// P1 ([`ctls_kinds`]).
+        kinds: u8,
+        /// The transaction.
+        data: &'a TransactionData,
+    },
     /// `C0 A1 00 00` with the host's TLVs.
     ContinueContactless {
         /// Encoded TLVs.
@@ -429,10 +481,12 @@ impl Command<'_> {
             } => c(code::DISPLAY, message, u8::from(backlight)),
             Command::DisplayText { .. } => c(code::DISPLAY_TEXT, 0x00, 0x01),
             Command::StartTransaction(_) => c(code::START_TRANSACTION, 0, 0),
-            Command::ContinueTransaction { .. } => c(code::CONTINUE_TRANSACTION, 0, 0),
-            Command::VerifyPin { .. } => c(code::VERIFY_PIN, 0, 0),
-            Command::OnlinePin { .. } => c(code::ONLINE_PIN, 0, 0),
-            Command::StartContactless(_) => c(code::START_CONTACTLESS, 0, 0),
+            Command::ContinueTransaction { p1, .. } => c(code::CONTINUE_TRANSACTION, p1, 0),
+            Command::VerifyPin { p1, p2, .. } => c(code::VERIFY_PIN, p1, p2),
+            Command::OnlinePin {
+                host_id, key_slot, ..
+            } => c(code::ONLINE_PIN, host_id, key_slot),
+            Command::StartContactless { kinds, .. } => c(code::START_CONTACTLESS, kinds, 0),
             Command::ContinueContactless { .. } => c(code::CONTINUE_CONTACTLESS, 0, 0),
             Command::CancelContactless => c(code::CANCEL_CONTACTLESS, 0, 0),
             Command::Raw {
@@ -452,7 +506,7 @@ impl Command<'_> {
     /// # Errors
     /// [`CommandError`] for transaction data that does not fit its EMV format.
     pub fn emit(&self, out: &mut BytesMut) -> Result<(), CommandError> {
-        if let Command::StartTransaction(t) | Command::StartContactless(t) = self {
+        if let Command::StartTransaction(t) | Command::StartContactless { data: t, .. } = self {
             t.check()?;
         }
         let start = out.len();
@@ -474,8 +528,10 @@ impl Command<'_> {
                     b.primitive(Tag::VIPA_DISPLAY_TEXT, text.as_bytes());
                 });
             }
-            Command::StartTransaction(t) | Command::StartContactless(t) => t.write(&mut b),
-            Command::ContinueTransaction { tlvs, form }
+            Command::StartTransaction(t) | Command::StartContactless { data: t, .. } => {
+                t.write(&mut b)
+            }
+            Command::ContinueTransaction { tlvs, form, .. }
             | Command::ContinueContactless { tlvs, form } => match form {
                 ContinueForm::WrappedE0 => {
                     b.constructed(Tag::VIPA_E0, |b| {
@@ -486,7 +542,7 @@ impl Command<'_> {
                     b.raw(tlvs);
                 }
             },
-            Command::VerifyPin { data } | Command::OnlinePin { data } => {
+            Command::VerifyPin { data, .. } | Command::OnlinePin { data, .. } => {
                 b.raw(data);
             }
             Command::Raw { data, le: l, .. } => {

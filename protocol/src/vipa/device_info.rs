@@ -235,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             parse_reset_response(&[0x9F, 0x24]),
-            Err(ResetResponseError::Status(StatusWord::UNKNOWN_9F24))
+            Err(ResetResponseError::Status(StatusWord::OUT_OF_ORDER))
         );
         assert_eq!(
             parse_reset_response(&[0x90]),
@@ -249,8 +249,8 @@ mod tests {
         ));
         // The error names the status word, never the data.
         assert_eq!(
-            ResetResponseError::Status(StatusWord::UNKNOWN_9F24).to_string(),
-            format!("reader answered {}", StatusWord::UNKNOWN_9F24)
+            ResetResponseError::Status(StatusWord::OUT_OF_ORDER).to_string(),
+            format!("reader answered {}", StatusWord::OUT_OF_ORDER)
         );
     }
 

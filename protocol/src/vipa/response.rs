@@ -345,7 +345,8 @@ impl<'a> StatusNotification<'a> {
 pub struct CardStatus(pub [u8; 2]);
 
 impl CardStatus {
-    /// Byte 1 bit 0: a card is in the slot \[I\].
+    /// Byte 1 bit 0: a card is in the slot (§0: `03` inserted, `00` none; the UX301 log shows
+    /// `02` before `03`, read as "not yet").
     pub const fn card_present(self) -> bool {
         self.0[0] & 0x01 != 0
     }
@@ -356,6 +357,11 @@ impl CardStatus {
     /// Byte 2 bit 0: swipe data available \[I\].
     pub const fn msr_data_available(self) -> bool {
         self.0[1] & 0x01 != 0
+    }
+    /// Byte 2 beyond `01`: a swipe with track data (§0: byte 2 `00` none, `01` no tracks,
+    /// else tracks present; the logged swipe event carries `00 05`).
+    pub const fn swiped(self) -> bool {
+        self.0[1] > 0x01
     }
     /// Byte 2 bits 1..3: track 1/2/3 data available \[I\].
     pub const fn track_available(self, track: u8) -> bool {

@@ -28,14 +28,29 @@ status_words! {
     SUCCESS = 0x9000, "success";
     /// `90 15` PIN bypassed.
     PIN_BYPASSED = 0x9015, "pin bypassed";
+    /// `9F 01` invalid LRC (Verifone's status table, §0).
+    INVALID_LRC = 0x9F01, "invalid lrc";
+    /// `9F 02` invalid NAD.
+    INVALID_NAD = 0x9F02, "invalid nad";
+    /// `9F 08` chaining not allowed.
+    CHAINING_NOT_ALLOWED = 0x9F08, "chaining not allowed";
+    /// `9F 0D` internal error.
+    INTERNAL_ERROR = 0x9F0D, "internal error";
+    /// `9F 11` not supported.
+    NOT_SUPPORTED = 0x9F11, "not supported";
+    /// `9F 14` command incorrectly formatted.
+    MALFORMED_COMMAND = 0x9F14, "command incorrectly formatted";
+    /// `9F 22` not ready.
+    NOT_READY = 0x9F22, "not ready";
     /// `9F 13` file not found or not accessible.
     FILE_NOT_FOUND = 0x9F13, "file not found";
     /// `9F 21` invalid data.
     INVALID_DATA = 0x9F21, "invalid data";
-    /// `9F 23` card removed.
+    /// `9F 23` no card / card removed.
     CARD_REMOVED = 0x9F23, "card removed";
-    /// `9F 24`: seen as a bare response in a capture; meaning \[GAP\].
-    UNKNOWN_9F24 = 0x9F24, "unknown (9f24)";
+    /// `9F 24` invalid order: command out of sequence (Verifone's table, §0); seen as a bare
+    /// answer to Reset right before the reset answer itself.
+    OUT_OF_ORDER = 0x9F24, "command out of sequence";
     /// `9F 25` bad card.
     BAD_CARD = 0x9F25, "bad card";
     /// `9F 27` data missing.
@@ -54,6 +69,10 @@ status_words! {
     CTLS_CARD_IN_FIELD = 0x9F36, "contactless card in field";
     /// `9F 37` re-tap card.
     RETAP = 0x9F37, "re-tap card";
+    /// `9F 60` incorrect PIN.
+    INCORRECT_PIN = 0x9F60, "incorrect pin";
+    /// `9F FF` NAD or command unavailable.
+    UNAVAILABLE = 0x9FFF, "nad or command unavailable";
     /// `9F 41` command cancelled (e.g. by Abort).
     COMMAND_CANCELLED = 0x9F41, "command cancelled";
     /// `9F 42` cashback not supported.
@@ -105,7 +124,7 @@ mod tests {
         assert_eq!(StatusWord::from_bytes(0x90, 0x00), StatusWord::SUCCESS);
         assert_eq!(StatusWord::SUCCESS.name(), Some("success"));
         assert_eq!(StatusWord(0x9F41).name(), Some("command cancelled"));
-        assert_eq!(StatusWord(0x9F24), StatusWord::UNKNOWN_9F24);
+        assert_eq!(StatusWord(0x9F24), StatusWord::OUT_OF_ORDER);
         assert_eq!(StatusWord(0x6400).name(), None);
         assert_eq!(StatusWord(0x6400).to_string(), "6400");
         assert_eq!(StatusWord::CARD_REMOVED.to_string(), "9F23 (card removed)");

@@ -220,6 +220,7 @@ fn continue_transaction_both_forms() {
     );
     let tlvs = b.freeze();
     let bare = Command::ContinueTransaction {
+        p1: 0,
         tlvs: &tlvs,
         form: ContinueForm::Bare,
     }
@@ -228,6 +229,7 @@ fn continue_transaction_both_forms() {
     assert_eq!(&bare[..5], &[0xDE, 0xD2, 0x00, 0x00, tlvs.len() as u8]);
     assert_eq!(&bare[5..], &tlvs[..]);
     let wrapped = Command::ContinueTransaction {
+        p1: 0,
         tlvs: &tlvs,
         form: ContinueForm::WrappedE0,
     }

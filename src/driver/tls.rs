@@ -1,0 +1,66 @@
+//! TLS to a reader on TCP (vipa-protocol.md §0: optional on the TCP transport). rustls with
+//! the ring provider; the reader's certificate must chain to a certificate of the PEM file the
+//! address names (`tls://HOST[:PORT]?ca=FILE`): readers carry device or site certificates, not
+//! public web ones, so no system or web roots are trusted.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// The client configuration trusting the certificates in `ca_pem`.
+///
+/// # Errors
+/// An unreadable file, no certificate in it, or a certificate rustls refuses.
+pub fn client_config(ca_pem: &str) -> io::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{ca_pem}: {e}")))?
+    {
+        let cert =
+            cert.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{ca_pem}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{ca_pem}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{ca_pem}: no certificate"),
+        ));
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Connects to `host:port` and runs the TLS handshake, the server named `host`.
+///
+/// # Errors
+/// Connection, configuration or handshake failures (a certificate that does not verify is
+/// `InvalidData`).
+pub async fn connect(
+    host: &str,
+    port: u16,
+    ca_pem: &str,
+) -> io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let config = client_config(ca_pem)?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "tls handshake with the reader failed");
+            e
+        })?;
+    Ok(tls)
+}
