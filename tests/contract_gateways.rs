@@ -303,6 +303,7 @@ fn sale(
         last4: Some("1111".into()),
         brand: Some("visa".into()),
         original_gateway_id: None,
+        online_pin: None,
     }
 }
 
