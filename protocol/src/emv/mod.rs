@@ -313,25 +313,29 @@ fn describe_dol(value: &[u8]) -> Result<Vec<String>, String> {
 
 fn describe_sensitive(tag: Tag, value: &[u8]) -> Vec<String> {
     let mut out: Vec<String> = masked_value(tag, value).into_iter().collect();
+    out.extend(describe_card_data(tag, value, false));
+    out
+}
+
+/// What may be said about cardholder data beyond its (masked) value: a PAN's Luhn check, the
+/// fields of Track 2 (ISO/IEC 7813: PAN, expiry, service code, discretionary data), with the
+/// PAN and discretionary data masked unless `reveal`. Values a reader already masked
+/// (nibbles `A`) yield nothing.
+pub fn describe_card_data(tag: Tag, value: &[u8], reveal: bool) -> Vec<String> {
     match tag {
-        Tag::PAN => {
-            if let Ok(pan) = Pan::from_bcd(value) {
-                out.push(format!(
+        Tag::PAN => Pan::from_bcd(value)
+            .map(|pan| {
+                vec![format!(
                     "Luhn {}",
                     if pan.luhn_valid() { "valid" } else { "invalid" }
-                ));
-            }
-        }
+                )]
+            })
+            .unwrap_or_default(),
         Tag::TRACK2_EQUIVALENT | Tag::TRACK2_DATA => {
-            if let Ok(t2) = Track2::from_bcd(value) {
-                let (yy, mm) = t2.expiry();
-                out.push(format!("expiry 20{yy:02}-{mm:02}"));
-                out.push(format!("service code {}", t2.service_code()));
-            }
+            fields::track2(value, reveal).unwrap_or_default()
         }
-        _ => {}
+        _ => Vec::new(),
     }
-    out
 }
 
 #[cfg(test)]
@@ -513,8 +517,10 @@ mod tests {
             describe(Tag::TRACK2_EQUIVALENT, &t2),
             [
                 "411111******1111D********",
-                "expiry 2028-12",
-                "service code 101"
+                "PAN: 411111******1111",
+                "Expiry: 2028-12",
+                "Service code: 101",
+                "Discretionary data: 1 digits"
             ]
         );
         assert_eq!(
