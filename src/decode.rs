@@ -283,28 +283,21 @@ fn root_context(bytes: &[u8], opts: Options) -> Context {
     }
 }
 
-/// The `9F11` Issuer Code Table Index among the objects of one level, for their `9F12`.
-fn code_table(iter: &TlvIter<'_>) -> Option<u8> {
-    iter.clone()
-        .map_while(Result::ok)
-        .find(|t| t.tag() == Tag(0x9F11))
-        .and_then(|t| emv::numeric::bcd_to_u64(t.value()).ok())
-        .and_then(|n| u8::try_from(n).ok())
-}
-
 /// Builds the tree of one TLV level; on error returns what was decoded so far and the error.
 fn tree(iter: TlvIter<'_>, ctx: Context, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
     let mut nodes = Vec::new();
-    let ctx = Context {
-        code_table: code_table(&iter).or(ctx.code_table),
-        ..ctx
-    };
+    let mut ctx = ctx;
     for item in iter {
         let t = match item {
             Ok(t) => t,
             Err(e) => return Err((nodes, e)),
         };
         let tag = t.tag();
+        if tag == Tag(0x9F11) {
+            // Book 1 §12.2.4: the Issuer Code Table Index says how to show the Application
+            // Preferred Name that follows it.
+            ctx.code_table = emv::fields::code_table_number(t.value());
+        }
         let mut node = Node {
             tag: tag.to_string(),
             name: ctx.name(tag, t.value()).unwrap_or("Unknown"),
@@ -332,7 +325,7 @@ fn tree(iter: TlvIter<'_>, ctx: Context, opts: Options) -> Result<Vec<Node>, (Ve
             if tag.is_sensitive() {
                 // Track 2's fields (PAN masked unless revealed), a PAN's Luhn check.
                 node.decoded = emv::describe_card_data(tag, t.value(), opts.reveal);
-            } else if let Some(text) = emv::text(tag, t.value()).filter(|_| tag != Tag(0x9F12) || ctx.code_table.is_none()) {
+            } else if let Some(text) = emv::text(tag, t.value()).filter(|_| !emv::has_text_decoder(tag)) {
                 node.decoded.push(format!("\"{text}\""));
             } else {
                 node.decoded = emv::describe_in(&ctx, tag, t.value());

@@ -135,6 +135,33 @@ pub struct Context {
     pub code_table: Option<u8>,
 }
 
+/// ASN.1 universal-class tags (ITU-T X.680 §8.4, Table 1), which EMV data never uses but
+/// certificates and keys carried next to it do.
+fn asn1_universal(tag: Tag) -> Option<&'static str> {
+    Some(match tag.0 {
+        0x01 => "ASN.1 Boolean",
+        0x02 => "ASN.1 Integer",
+        0x03 | 0x23 => "ASN.1 Bit String",
+        0x04 | 0x24 => "ASN.1 Octet String",
+        0x05 => "ASN.1 Null",
+        0x06 => "ASN.1 Object Identifier",
+        0x09 => "ASN.1 Real",
+        0x0A => "ASN.1 Enumerated",
+        0x0C | 0x2C => "ASN.1 UTF8String",
+        0x0D => "ASN.1 Relative Object Identifier",
+        0x13 | 0x33 => "ASN.1 PrintableString",
+        0x14 | 0x34 => "ASN.1 T61String",
+        0x16 | 0x36 => "ASN.1 IA5String",
+        0x17 | 0x37 => "ASN.1 UTCTime",
+        0x18 | 0x38 => "ASN.1 GeneralizedTime",
+        0x1A | 0x3A => "ASN.1 VisibleString",
+        0x1E | 0x3E => "ASN.1 BMPString",
+        0x30 => "ASN.1 Sequence",
+        0x31 => "ASN.1 Set",
+        _ => return None,
+    })
+}
+
 /// FCI templates (EMV Book 1 §11.3.4): `6F`, `A5`, `BF0C` and a directory entry `61`.
 fn in_fci(t: Option<Tag>) -> bool {
     matches!(t.map(|t| t.0), Some(0x6F | 0xA5 | 0xBF0C | 0x61))
@@ -171,10 +198,10 @@ impl Context {
     pub fn name(&self, tag: Tag, value: &[u8]) -> Option<&'static str> {
         match self.meaning(tag, value) {
             Meaning::Kernel(name) => Some(name),
-            Meaning::Dictionary => {
-                let info = dictionary::lookup(tag)?;
-                (self.vipa || info.source != Source::Vipa).then_some(info.name)
-            }
+            Meaning::Dictionary => match dictionary::lookup(tag) {
+                Some(info) => (self.vipa || info.source != Source::Vipa).then_some(info.name),
+                None => asn1_universal(tag),
+            },
         }
     }
 

@@ -119,16 +119,29 @@ fn code_table(index: u8) -> Option<&'static encoding_rs::Encoding> {
     })
 }
 
+/// The part number in a `9F11` value. Book 3 Annex A gives it format `n2` (`10` = part 10);
+/// cards and emv-utils also write it in binary (`0B` = part 11), which is not BCD and so
+/// cannot be confused: such a byte is read as binary.
+pub fn code_table_number(v: &[u8]) -> Option<u8> {
+    let [b] = v else { return None };
+    Some(match numeric::bcd_to_u64(v) {
+        Ok(n) => n as u8,
+        Err(_) => *b,
+    })
+}
+
 /// `9F11` Issuer Code Table Index (`n2`).
 pub fn code_table_index(v: &[u8]) -> Lines {
-    let n = numeric::bcd_to_u64(v).map_err(|e| e.to_string())?;
-    Ok(vec![match u8::try_from(n).ok().and_then(code_table) {
+    let n = code_table_number(v).ok_or_else(|| bad("issuer code table index", v.len()))?;
+    let binary = numeric::bcd_to_u64(v).is_err();
+    Ok(vec![match code_table(n) {
+        Some(_) if binary => format!("ISO/IEC 8859-{n} (binary, not n2)"),
         Some(_) => format!("ISO/IEC 8859-{n}"),
         None => format!("{n} (no ISO/IEC 8859 part)"),
     }])
 }
 
-/// `9F12` Application Preferred Name and other text in the ISO 8859 part that `9F11` names
+/// `9F12` Application Preferred Name in the ISO 8859 part that the `9F11` before it names
 /// (Book 1 §12.2.4 / Book 3 Annex A). Control bytes (`00`–`1F`, `7F`–`9F`) are refused.
 pub fn iso8859_text(v: &[u8], index: u8) -> Option<String> {
     if v.iter().any(|b| *b < 0x20 || (0x7F..0xA0).contains(b)) {
@@ -221,6 +234,48 @@ pub fn auth_response_code(v: &[u8]) -> Lines {
         .collect();
     Ok(vec![format!("{shown}: {text}")])
 }
+
+/// `91` Issuer Authentication Data (Book 3 §8.2): ARPC method 1 is an 8-byte ARPC and the
+/// 2-character Authorisation Response Code (10 bytes); method 2 a 4-byte ARPC, the 4-byte Card
+/// Status Update (Annex C10) and up to 8 bytes of proprietary data.
+pub fn issuer_authentication_data(v: &[u8]) -> Lines {
+    match v.len() {
+        10 => {
+            let mut out = vec![format!("ARPC method 1: ARPC {}", hex::encode_upper(&v[..8]))];
+            out.extend(auth_response_code(&v[8..])?);
+            Ok(out)
+        }
+        8..=16 => {
+            let csu = &v[4..8];
+            let mut out = vec![
+                format!("ARPC method 2: ARPC {}", hex::encode_upper(&v[..4])),
+                format!("Card Status Update {}", hex::encode_upper(csu)),
+            ];
+            out.extend(set_names(csu, CSU).into_iter().map(|l| format!("CSU: {l}")));
+            out.push(format!("CSU: PIN Try Counter {}", csu[0] & 0x0F));
+            if v.len() > 8 {
+                out.push(format!("Proprietary authentication data: {} bytes", v.len() - 8));
+            }
+            Ok(out)
+        }
+        n => Err(bad("issuer authentication data", n)),
+    }
+}
+
+/// Card Status Update (EMV 4.4 Book 3 Annex C10); byte 1 b4–b1 is the PIN Try Counter, byte 2
+/// b2–b1 the counter update, byte 4 issuer-discretionary.
+const CSU: &[Bit] = &[
+    Bit { byte: 0, mask: 0x80, name: "Proprietary authentication data included" },
+    Bit { byte: 0, mask: 0x0F, name: "" },
+    Bit { byte: 1, mask: 0x80, name: "Issuer approves online transaction" },
+    Bit { byte: 1, mask: 0x40, name: "Card block" },
+    Bit { byte: 1, mask: 0x20, name: "Application block" },
+    Bit { byte: 1, mask: 0x10, name: "Update PIN Try Counter" },
+    Bit { byte: 1, mask: 0x08, name: "Set go online on next transaction" },
+    Bit { byte: 1, mask: 0x04, name: "CSU created by proxy for the issuer" },
+    Bit { byte: 1, mask: 0x03, name: "" },
+    Bit { byte: 3, mask: 0xFF, name: "" },
+];
 
 /// `9F15` Merchant Category Code (`n4`, ISO 18245).
 pub fn mcc(v: &[u8]) -> Lines {
@@ -497,6 +552,7 @@ pub fn app_caps_information(v: &[u8]) -> Lines {
 pub fn set_names(v: &[u8], table: &[Bit]) -> Vec<String> {
     let mut out: Vec<String> = table
         .iter()
+        .filter(|b| !b.name.is_empty())
         .filter(|b| v.get(usize::from(b.byte)).is_some_and(|x| x & b.mask == b.mask))
         .map(|b| b.name.to_owned())
         .collect();

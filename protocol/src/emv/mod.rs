@@ -72,6 +72,12 @@ pub fn describe(tag: Tag, value: &[u8]) -> Vec<String> {
     describe_in(&Context::default(), tag, value)
 }
 
+/// Whether a text tag (`an`, `ans`) has a decoder that says more than its characters:
+/// `5F2D` languages, `8A` response codes, `9F12` in its code table.
+pub fn has_text_decoder(tag: Tag) -> bool {
+    matches!(tag.0, 0x5F2D | 0x8A | 0x9F12)
+}
+
 /// [`describe`] for a data object in `ctx`: kernel-specific tags take the meaning their
 /// template and scheme give them ([`Context::name`]).
 pub fn describe_in(ctx: &Context, tag: Tag, value: &[u8]) -> Vec<String> {
@@ -199,12 +205,12 @@ pub fn describe_in(ctx: &Context, tag: Tag, value: &[u8]) -> Vec<String> {
         0x9F39 => fields::pos_entry_mode(value),
         0x9F15 => fields::mcc(value),
         0x9F11 => fields::code_table_index(value),
-        0x9F12 => match ctx.code_table {
-            Some(i) => Ok(fields::iso8859_text(value, i).into_iter().collect()),
-            None => Ok(text(tag, value)
-                .map(|s| vec![s.to_owned()])
-                .unwrap_or_default()),
-        },
+        // Without a 9F11 before it, ISO/IEC 8859-1 (as emv-utils assumes): the common
+        // character set of Book 4 Annex B is its subset.
+        0x9F12 => Ok(fields::iso8859_text(value, ctx.code_table.unwrap_or(1))
+            .into_iter()
+            .collect()),
+        0x91 => fields::issuer_authentication_data(value),
         0x9F41 | 0x5F34 => numeric::bcd_to_u64(value)
             .map(|n| vec![n.to_string()])
             .map_err(err),
