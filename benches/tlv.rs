@@ -76,6 +76,11 @@ fn fixture() -> Fixture {
             parsers::floor_walk(bytes, &mut floor) && floor == ours,
             "floor walk of {name}"
         );
+        let mut recursive = Tally::default();
+        assert!(
+            parsers::ours_walk(tlv::parse(bytes), &mut recursive) && recursive == ours,
+            "recursive walk of {name}"
+        );
         if name == "stream" {
             stream_tally = Some(ours);
         }
@@ -154,6 +159,12 @@ fn bench_walk_full(c: &mut Criterion, f: &Fixture) {
             b.iter(|| p.walk(black_box(&f.stream)))
         });
     }
+    g.bench_function(BenchmarkId::new("emvbridge_recursive", "stream64k"), |b| {
+        b.iter(|| {
+            let mut t = Tally::default();
+            parsers::ours_walk(tlv::parse(black_box(&f.stream)), &mut t).then_some(t)
+        })
+    });
     g.bench_function(BenchmarkId::new("byte_sum", "stream64k"), |b| {
         b.iter(|| parsers::byte_sum(black_box(&f.stream)))
     });

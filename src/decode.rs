@@ -275,7 +275,8 @@ fn root_context(bytes: &[u8], opts: Options) -> Context {
     let scheme = [Tag::DF_NAME, Tag::AID, Tag::AID_TERMINAL]
         .into_iter()
         .find_map(|t| tlv::find(bytes, t))
-        .and_then(|aid| Scheme::from_aid(aid.value()));
+        .and_then(|aid| Scheme::from_aid(aid.value()))
+        .or_else(|| Scheme::from_kernel_tags(|t| tlv::find(bytes, t).is_some()));
     Context {
         scheme,
         vipa: opts.vipa,

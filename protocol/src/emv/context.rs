@@ -78,6 +78,16 @@ static AIDS: &[(&[u8], Scheme, &str)] = &[
 ];
 
 impl Scheme {
+    /// The scheme that the data objects of a record point to when no AID is present: the
+    /// Kernel 2 mag-stripe objects `9F62`–`9F65` (PCVC3/PUNATC/NATC) exist only for
+    /// Mastercard (Book C-2 Annex A).
+    pub fn from_kernel_tags(has: impl Fn(Tag) -> bool) -> Option<Scheme> {
+        [0x9F62, 0x9F63, 0x9F65]
+            .into_iter()
+            .any(|t| has(Tag(t)))
+            .then_some(Scheme::Mastercard)
+    }
+
     /// The scheme of an AID (`4F`, `84`, `9F06`), by its RID.
     pub fn from_aid(aid: &[u8]) -> Option<Scheme> {
         aid_product(aid).map(|(s, _)| s)
@@ -226,6 +236,18 @@ impl Context {
             // Point TTQ, 4 bytes (Book A / Book C-3).
             0x9F66 => match (s, len) {
                 (Some(Mastercard), 2) | (None, 2) => k("PUNATC(Track2)"),
+                _ => Meaning::Dictionary,
+            },
+            // Kernel 2 mag-stripe data objects (Book C-2 Annex A), not used by other kernels.
+            0x9F62 if s.is_none() || s == Some(Mastercard) => k("PCVC3(Track1)"),
+            0x9F63 if s.is_none() || s == Some(Mastercard) => k("PUNATC(Track1)"),
+            0x9F64 if s.is_none() || s == Some(Mastercard) => k("NATC(Track1)"),
+            0x9F65 if s.is_none() || s == Some(Mastercard) => k("PCVC3(Track2)"),
+            // Kernel 2: Mag-stripe CVM List (a CVM list); Kernel 3: Card Additional Processes.
+            0x9F68 => match s {
+                Some(Mastercard) => k("Mag-stripe CVM List"),
+                Some(Visa) => k("Card Additional Processes"),
+                _ if len > 8 && len % 2 == 0 => k("Mag-stripe CVM List"),
                 _ => Meaning::Dictionary,
             },
             // Kernel 2: NATC(Track2), 1 byte; Kernel 4: Form Factor, 3 bytes.

@@ -92,6 +92,7 @@ pub fn describe_in(ctx: &Context, tag: Tag, value: &[u8]) -> Vec<String> {
                 Ok(fields::set_names(value, fields::AMEX_ENHANCED_READER_CAPS))
             }
             "UDOL" => describe_dol(value),
+            "Mag-stripe CVM List" => CvmList::parse(value).map(describe_cvm_list).map_err(err),
             "Card CVM Limit" => numeric::parse_amount(value)
                 .map(|v| vec![format!("{v} (minor units)")])
                 .map_err(err),
