@@ -607,7 +607,9 @@ fn message(
         },
     };
     if raw_data {
-        out.raw = Some(RawOut::new(data, "not a TLV data field".into()));
+        if !data.is_empty() {
+            out.raw = Some(RawOut::new(data, "not a TLV data field".into()));
+        }
         return Ok(out);
     }
     match tree(tlv::parse(data), root_context(data, opts), opts) {
