@@ -9,7 +9,7 @@
 //! Names and decoders follow the context of each data object ([`emv::Context`]): its
 //! template, the scheme of the application (from the first AID in the input), and whether the
 //! input is a VIPA message (`--frame`, `--vipa`): VIPA's names for private tags apply only
-//! then. `--field NAME` decodes one value on its own ([`field`]).
+//! then. `--field NAME` decodes one value on its own.
 
 mod field;
 

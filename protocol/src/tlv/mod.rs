@@ -398,7 +398,8 @@ fn find_in(iter: TlvIter<'_>, tag: Tag) -> Option<Tlv<'_>> {
 impl<'a> Iterator for TlvIter<'a> {
     type Item = Result<Tlv<'a>, TlvError>;
 
-    #[inline]
+    // Always inlined: a call per data object costs more than the whole fast path.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let mut first = *self.input.first()?;
         if first == 0 {
