@@ -407,18 +407,73 @@ fn write_summary(f: &Fixture) {
         return;
     };
     let rows: &[Row] = &[
-        ("emvbridge full walk, depth-first (`tlv::walk`)", "walk_full", "emvbridge", "stream64k"),
-        ("emvbridge full walk, recursive (`children()`)", "walk_full", "emvbridge_recursive", "stream64k"),
-        ("emvbridge flat walk (top level)", "walk_flat", "emvbridge", "stream64k"),
-        ("emvbridge `find(9F26)` (deep, last 1/16 of the stream)", "find_9f26", "emvbridge", "present_deep"),
-        ("emvbridge `find` of an absent tag", "find_9f26", "emvbridge", "absent"),
+        (
+            "emvbridge full walk, depth-first (`tlv::walk`)",
+            "walk_full",
+            "emvbridge",
+            "stream64k",
+        ),
+        (
+            "emvbridge full walk, recursive (`children()`)",
+            "walk_full",
+            "emvbridge_recursive",
+            "stream64k",
+        ),
+        (
+            "emvbridge flat walk (top level)",
+            "walk_flat",
+            "emvbridge",
+            "stream64k",
+        ),
+        (
+            "emvbridge `find(9F26)` (deep, last 1/16 of the stream)",
+            "find_9f26",
+            "emvbridge",
+            "present_deep",
+        ),
+        (
+            "emvbridge `find` of an absent tag",
+            "find_9f26",
+            "emvbridge",
+            "absent",
+        ),
         ("asn1-rs full walk", "walk_full", "asn1-rs", "stream64k"),
-        ("der-parser (BER) full walk", "walk_full", "der-parser", "stream64k"),
-        ("iso7816-tlv full walk", "walk_full", "iso7816-tlv", "stream64k"),
-        ("tlv_parser full walk", "walk_full", "tlv_parser", "stream64k"),
-        ("asn1-rs `find(9F26)`", "find_9f26", "asn1-rs", "present_deep"),
-        ("byte-sum loop (memory yardstick)", "walk_full", "byte_sum", "stream64k"),
-        ("minimal hand-rolled walker (floor)", "walk_full", "handrolled_floor", "stream64k"),
+        (
+            "der-parser (BER) full walk",
+            "walk_full",
+            "der-parser",
+            "stream64k",
+        ),
+        (
+            "iso7816-tlv full walk",
+            "walk_full",
+            "iso7816-tlv",
+            "stream64k",
+        ),
+        (
+            "tlv_parser full walk",
+            "walk_full",
+            "tlv_parser",
+            "stream64k",
+        ),
+        (
+            "asn1-rs `find(9F26)`",
+            "find_9f26",
+            "asn1-rs",
+            "present_deep",
+        ),
+        (
+            "byte-sum loop (memory yardstick)",
+            "walk_full",
+            "byte_sum",
+            "stream64k",
+        ),
+        (
+            "minimal hand-rolled walker (floor)",
+            "walk_full",
+            "handrolled_floor",
+            "stream64k",
+        ),
     ];
     let mut md = String::new();
     md.push_str(&format!(
@@ -427,7 +482,9 @@ fn write_summary(f: &Fixture) {
         f.stream_tally.nodes
     ));
     for (label, g, func, param) in rows {
-        let Some(t) = mean_ns(g, func, param) else { continue };
+        let Some(t) = mean_ns(g, func, param) else {
+            continue;
+        };
         let vs = if *func == "emvbridge" && *g == "walk_full" {
             "1×".to_owned()
         } else {
@@ -441,8 +498,14 @@ fn write_summary(f: &Fixture) {
     }
     let wire = f.wire.bytes.len() as f64;
     for (label, func) in [
-        ("VIPA deframing, chained, odd-sized reads", "deframe_chunked"),
-        ("deframing + full walk of every payload", "deframe_chunked_and_walk"),
+        (
+            "VIPA deframing, chained, odd-sized reads",
+            "deframe_chunked",
+        ),
+        (
+            "deframing + full walk of every payload",
+            "deframe_chunked_and_walk",
+        ),
         ("framing (emit) of the same messages", "emit"),
     ] {
         if let Some(t) = mean_ns("frame", func, "wire64k") {
@@ -471,12 +534,20 @@ fn write_summary(f: &Fixture) {
         mean_ns("find_9f26", "emvbridge", "present_deep"),
         mean_ns("find_9f26", "asn1-rs", "present_deep"),
     ) {
-        md.push_str(&format!("- asn1-rs `find` / emvbridge `find`: **{:.1}×**\n", a / o));
+        md.push_str(&format!(
+            "- asn1-rs `find` / emvbridge `find`: **{:.1}×**\n",
+            a / o
+        ));
     }
-    let Some(dir) = target_dir().map(|d| d.join("criterion")) else { return };
+    let Some(dir) = target_dir().map(|d| d.join("criterion")) else {
+        return;
+    };
     let _ = std::fs::create_dir_all(&dir);
     if std::fs::write(dir.join("summary.md"), &md).is_ok() {
-        eprintln!("\nsummary table written to {}", dir.join("summary.md").display());
+        eprintln!(
+            "\nsummary table written to {}",
+            dir.join("summary.md").display()
+        );
     }
     if std::env::var_os("BENCH_README").is_some() {
         let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");

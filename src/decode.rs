@@ -285,7 +285,11 @@ fn root_context(bytes: &[u8], opts: Options) -> Context {
 }
 
 /// Builds the tree of one TLV level; on error returns what was decoded so far and the error.
-fn tree(iter: TlvIter<'_>, ctx: Context, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
+fn tree(
+    iter: TlvIter<'_>,
+    ctx: Context,
+    opts: Options,
+) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
     let mut nodes = Vec::new();
     let mut ctx = ctx;
     for item in iter {
@@ -326,7 +330,9 @@ fn tree(iter: TlvIter<'_>, ctx: Context, opts: Options) -> Result<Vec<Node>, (Ve
             if tag.is_sensitive() {
                 // Track 2's fields (PAN masked unless revealed), a PAN's Luhn check.
                 node.decoded = emv::describe_card_data(tag, t.value(), opts.reveal);
-            } else if let Some(text) = emv::text(tag, t.value()).filter(|_| !emv::has_text_decoder(tag)) {
+            } else if let Some(text) =
+                emv::text(tag, t.value()).filter(|_| !emv::has_text_decoder(tag))
+            {
                 node.decoded.push(format!("\"{text}\""));
             } else {
                 node.decoded = emv::describe_in(&ctx, tag, t.value());
@@ -438,7 +444,13 @@ impl RawOut {
             hex: hex::encode_upper(data),
             text: data
                 .iter()
-                .map(|b| if (0x20..0x7F).contains(b) { *b as char } else { '.' })
+                .map(|b| {
+                    if (0x20..0x7F).contains(b) {
+                        *b as char
+                    } else {
+                        '.'
+                    }
+                })
                 .collect(),
             why,
         }
@@ -735,7 +747,14 @@ mod tests {
     const START_TXN: &str = "0100 3BDED1000036E0349C01009F02060000000032509F03060000000000009A032103039F21031957249F1A0208405F2A020840DFA2140101DFA2180100BB";
 
     fn frames(hex: &str, dir: Direction) -> Result<Vec<MessageOut>, DecodeError> {
-        match decode_frames(&parse_hex(hex).unwrap(), dir, Options { reveal: false, vipa: true }) {
+        match decode_frames(
+            &parse_hex(hex).unwrap(),
+            dir,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) {
             Ok(Decoded::Messages(m)) => Ok(m),
             Ok(Decoded::Tlv(_)) => unreachable!(),
             Err((_, e)) => Err(e),
@@ -763,7 +782,14 @@ mod tests {
     #[test]
     fn json_contract_for_tlv() {
         let bytes = parse_hex("E0 0C 9F02 06 000000001000 9C0100").unwrap();
-        let nodes = match decode_tlv(&bytes, 0, Options { reveal: false, vipa: true }) {
+        let nodes = match decode_tlv(
+            &bytes,
+            0,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) {
             Ok(n) => n,
             Err(_) => panic!("valid tlv"),
         };
@@ -792,18 +818,32 @@ mod tests {
         let bytes =
             parse_hex("5A08 4761739001010010 57 11 4761739001010010D22122011143804400").unwrap();
         let masked = Decoded::Tlv(
-            decode_tlv(&bytes, 0, Options { reveal: false, vipa: true })
-                .ok()
-                .unwrap(),
+            decode_tlv(
+                &bytes,
+                0,
+                Options {
+                    reveal: false,
+                    vipa: true,
+                },
+            )
+            .ok()
+            .unwrap(),
         );
         let text = masked.to_text() + &masked.to_json();
         assert!(!text.contains("4761739001010010"), "{text}");
         assert!(!text.contains("1143804400"), "{text}");
         assert!(text.contains("476173"));
         let clear = Decoded::Tlv(
-            decode_tlv(&bytes, 0, Options { reveal: true, vipa: true })
-                .ok()
-                .unwrap(),
+            decode_tlv(
+                &bytes,
+                0,
+                Options {
+                    reveal: true,
+                    vipa: true,
+                },
+            )
+            .ok()
+            .unwrap(),
         );
         assert!(clear.to_json().contains("4761739001010010"));
     }
@@ -811,9 +851,14 @@ mod tests {
     #[test]
     fn tlv_errors_keep_partial_output_and_offsets() {
         let bytes = parse_hex("5A0101 E004 9F0205 00").unwrap();
-        let Err((Some(Decoded::Tlv(partial)), e)) =
-            decode_tlv(&bytes, 0, Options { reveal: false, vipa: true })
-        else {
+        let Err((Some(Decoded::Tlv(partial)), e)) = decode_tlv(
+            &bytes,
+            0,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) else {
             panic!("must fail")
         };
         assert_eq!(partial.len(), 2);

@@ -11,7 +11,9 @@ fn bin() -> &'static str {
 }
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 /// Runs `emvbridge decode ARGS`; returns (exit code, stdout, stderr).
@@ -83,11 +85,19 @@ fn every_public_vector_decodes_as_expected() {
         if code == 2 {
             let errs: Vec<&str> = err.lines().collect();
             assert_eq!(errs.len(), 1, "{id}: {err}");
-            assert!(errs[0].starts_with("error: ") && errs[0].contains(" at byte offset "), "{id}: {err}");
+            assert!(
+                errs[0].starts_with("error: ") && errs[0].contains(" at byte offset "),
+                "{id}: {err}"
+            );
         }
     }
     assert_eq!(expected.len(), inputs.len(), "one expectation per input");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Frames of one capture file, split by sender: `.hex` files are one direction (the
@@ -133,7 +143,10 @@ fn capture_frames(path: &Path) -> Vec<(&'static str, String)> {
 #[test]
 fn every_real_capture_decodes() {
     // Kept as hostile input (tests/data/vipa/README.md): not a frame, and cut short at source.
-    let hostile = ["parser-handmade-not-a-frame.hex", "parser-unsolicited-swipe-truncated.hex"];
+    let hostile = [
+        "parser-handmade-not-a-frame.hex",
+        "parser-unsolicited-swipe-truncated.hex",
+    ];
     let mut decoded = 0;
     for entry in std::fs::read_dir(data("vipa")).expect("captures") {
         let path = entry.expect("entry").path();
@@ -145,7 +158,10 @@ fn every_real_capture_decodes() {
             let (code, out, err) = decode(&["--frame", "--from", from, &hex]);
             if hostile.contains(&name.as_str()) {
                 assert_eq!(code, 2, "{name} ({from}) must be refused: {out}{err}");
-                assert!(err.starts_with("error: ") && err.contains(" at byte offset "), "{err}");
+                assert!(
+                    err.starts_with("error: ") && err.contains(" at byte offset "),
+                    "{err}"
+                );
                 continue;
             }
             assert_eq!(code, 0, "{name} ({from}):\n{out}{err}");
@@ -187,7 +203,10 @@ fn json_errors_have_one_shape() {
         (vec!["--json", "9F02"], 0),
         (vec!["--json", "5A0101E0049F020500"], 5),
         (vec!["--json", "--field", "tvr", "80"], 0),
-        (vec!["--json", "--frame", "--from", "terminal", "0100FF9000"], 2),
+        (
+            vec!["--json", "--frame", "--from", "terminal", "0100FF9000"],
+            2,
+        ),
     ] {
         let (code, out, err) = decode(&args);
         assert_eq!(code, 2, "{args:?}");
@@ -196,7 +215,10 @@ fn json_errors_have_one_shape() {
         assert_eq!(v["error"], line, "{args:?}");
         assert_eq!(v["offset"], offset, "{args:?}");
         assert!(v["partial"].is_array(), "{args:?}");
-        assert!(line.ends_with(&format!("at byte offset {offset}")), "{line}");
+        assert!(
+            line.ends_with(&format!("at byte offset {offset}")),
+            "{line}"
+        );
     }
     // The TLV error keeps what was decoded before it.
     let (_, out, _) = decode(&["--json", "5A0101E0049F020500"]);
@@ -209,7 +231,12 @@ fn single_field_modes() {
     let (code, out, _) = decode(&["--field", "tvr", "0000008000"]);
     assert_eq!(code, 0);
     assert!(out.contains("Transaction exceeds floor limit"), "{out}");
-    let (_, out, _) = decode(&["--json", "--field", "cvmlist", "000000000000000042031E031F03"]);
+    let (_, out, _) = decode(&[
+        "--json",
+        "--field",
+        "cvmlist",
+        "000000000000000042031E031F03",
+    ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["field"], "cvmlist");
     assert_eq!(v["decoded"][1], "Enciphered PIN verified online, If terminal supports the CVM; if unsuccessful apply next rule");
@@ -221,9 +248,17 @@ fn single_field_modes() {
         ("cid", "C0", "RFU"),
         ("termcaps", "E0F8C8", "CDA"),
         ("addtermcaps", "F000F0A001", "Code table 1"),
-        ("iad", "06011203A000000F0300001030800000046920AE952C48", "CVN18"),
+        (
+            "iad",
+            "06011203A000000F0300001030800000046920AE952C48",
+            "CVN18",
+        ),
         ("dol", "9F33FF", "9F33 (255) Terminal Capabilities"),
-        ("track2", "4761739001010119D221220117589288895F", "Expiry: 2022-12"),
+        (
+            "track2",
+            "4761739001010119D221220117589288895F",
+            "Expiry: 2022-12",
+        ),
         ("sw", "6A82", "file or application not found"),
         ("atr", "3B6500002063CBA600", "Historical bytes: 2063CBA600"),
     ] {
@@ -234,7 +269,12 @@ fn single_field_modes() {
     // Track 2 stays masked without --reveal.
     let (_, out, _) = decode(&["--field", "track2", "4761739001010119D221220117589288895F"]);
     assert!(!out.contains("4761739001010119"), "{out}");
-    let (_, out, _) = decode(&["--reveal", "--field", "track2", "4761739001010119D221220117589288895F"]);
+    let (_, out, _) = decode(&[
+        "--reveal",
+        "--field",
+        "track2",
+        "4761739001010119D221220117589288895F",
+    ]);
     assert!(out.contains("4761739001010119"), "{out}");
 }
 

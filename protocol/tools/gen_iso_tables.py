@@ -39,6 +39,7 @@ def main(iso_dir, isodata, mcc_csv):
     w("use super::numeric::{Country, Currency, Language};")
     w("")
     w("/// ISO 4217, sorted by numeric code. `exponent` 0 where ISO gives no minor unit (\"N.A.\").")
+    w("#[rustfmt::skip]")
     w("pub(crate) static CURRENCIES: &[Currency] = &[")
     missing = []
     # ISO 4217 gives ANG (Netherlands Antillean guilder) two minor units; isodata.tsv predates it.
@@ -53,6 +54,7 @@ def main(iso_dir, isodata, mcc_csv):
     w("];")
     w("")
     w("/// ISO 3166-1, sorted by numeric code.")
+    w("#[rustfmt::skip]")
     w("pub(crate) static COUNTRIES: &[Country] = &[")
     for c in sorted(countries, key=lambda c: int(c["numeric"])):
         name = c.get("common_name", c["name"])
@@ -60,12 +62,14 @@ def main(iso_dir, isodata, mcc_csv):
     w("];")
     w("")
     w("/// ISO 639-1 (the alpha-2 codes of ISO 639-2), sorted by code.")
+    w("#[rustfmt::skip]")
     w("pub(crate) static LANGUAGES: &[Language] = &[")
     for l in sorted((l for l in languages if "alpha_2" in l), key=lambda l: l["alpha_2"]):
         w(f"    Language {{ alpha2: {rs(l['alpha_2'])}, name: {rs(l['name'])} }},")
     w("];")
     w("")
     w("/// ISO 18245 merchant category codes with a short description, sorted by code.")
+    w("#[rustfmt::skip]")
     w("pub(crate) static MCC: &[(u16, &str)] = &[")
     seen = set()
     rows = []

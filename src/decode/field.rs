@@ -150,7 +150,11 @@ pub(super) fn decode(field: Field, bytes: &[u8], opts: Options) -> Result<FieldO
                 iso7816::AtrError::TooLong => 32,
                 iso7816::AtrError::BadTs => 0,
             };
-            invalid(field, e.to_string().split(" at byte offset").next().unwrap_or(""), at)
+            invalid(
+                field,
+                e.to_string().split(" at byte offset").next().unwrap_or(""),
+                at,
+            )
         })?,
         _ => {
             let tag = field.tag().unwrap_or(Tag::TVR);

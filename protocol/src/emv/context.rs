@@ -40,40 +40,120 @@ pub enum Scheme {
 /// Known AIDs (RID + PIX) and their products, longest first within a RID (EMVCo's registered
 /// application providers and the schemes' published AID lists).
 static AIDS: &[(&[u8], Scheme, &str)] = &[
-    (&[0xA0, 0, 0, 0, 0x03, 0x10, 0x10], Scheme::Visa, "Visa credit or debit"),
-    (&[0xA0, 0, 0, 0, 0x03, 0x20, 0x10], Scheme::Visa, "Visa Electron"),
+    (
+        &[0xA0, 0, 0, 0, 0x03, 0x10, 0x10],
+        Scheme::Visa,
+        "Visa credit or debit",
+    ),
+    (
+        &[0xA0, 0, 0, 0, 0x03, 0x20, 0x10],
+        Scheme::Visa,
+        "Visa Electron",
+    ),
     (&[0xA0, 0, 0, 0, 0x03, 0x20, 0x20], Scheme::Visa, "V PAY"),
-    (&[0xA0, 0, 0, 0, 0x03, 0x80, 0x02], Scheme::Visa, "Visa Dynamic Passcode Authentication"),
+    (
+        &[0xA0, 0, 0, 0, 0x03, 0x80, 0x02],
+        Scheme::Visa,
+        "Visa Dynamic Passcode Authentication",
+    ),
     (&[0xA0, 0, 0, 0, 0x03, 0x10, 0x03], Scheme::Visa, "Visa"),
     (&[0xA0, 0, 0, 0, 0x03], Scheme::Visa, "Visa"),
-    (&[0xA0, 0, 0, 0, 0x04, 0x10, 0x10], Scheme::Mastercard, "Mastercard credit or debit"),
-    (&[0xA0, 0, 0, 0, 0x04, 0x30, 0x60], Scheme::Mastercard, "Maestro"),
-    (&[0xA0, 0, 0, 0, 0x04, 0x60, 0x00], Scheme::Mastercard, "Cirrus"),
-    (&[0xA0, 0, 0, 0, 0x04, 0x80, 0x02], Scheme::Mastercard, "Mastercard Chip Authentication Program"),
+    (
+        &[0xA0, 0, 0, 0, 0x04, 0x10, 0x10],
+        Scheme::Mastercard,
+        "Mastercard credit or debit",
+    ),
+    (
+        &[0xA0, 0, 0, 0, 0x04, 0x30, 0x60],
+        Scheme::Mastercard,
+        "Maestro",
+    ),
+    (
+        &[0xA0, 0, 0, 0, 0x04, 0x60, 0x00],
+        Scheme::Mastercard,
+        "Cirrus",
+    ),
+    (
+        &[0xA0, 0, 0, 0, 0x04, 0x80, 0x02],
+        Scheme::Mastercard,
+        "Mastercard Chip Authentication Program",
+    ),
     (&[0xA0, 0, 0, 0, 0x04], Scheme::Mastercard, "Mastercard"),
-    (&[0xA0, 0, 0, 0, 0x05, 0x00, 0x01], Scheme::Mastercard, "Maestro UK"),
+    (
+        &[0xA0, 0, 0, 0, 0x05, 0x00, 0x01],
+        Scheme::Mastercard,
+        "Maestro UK",
+    ),
     (&[0xA0, 0, 0, 0, 0x05], Scheme::Mastercard, "Maestro UK"),
-    (&[0xA0, 0, 0, 0, 0x25, 0x01], Scheme::Amex, "American Express"),
+    (
+        &[0xA0, 0, 0, 0, 0x25, 0x01],
+        Scheme::Amex,
+        "American Express",
+    ),
     (&[0xA0, 0, 0, 0, 0x25], Scheme::Amex, "American Express"),
     (&[0xA0, 0, 0, 0, 0x65, 0x10, 0x10], Scheme::Jcb, "JCB"),
     (&[0xA0, 0, 0, 0, 0x65], Scheme::Jcb, "JCB"),
-    (&[0xA0, 0, 0, 0x01, 0x52, 0x30, 0x10], Scheme::Discover, "Discover / Diners Club International"),
+    (
+        &[0xA0, 0, 0, 0x01, 0x52, 0x30, 0x10],
+        Scheme::Discover,
+        "Discover / Diners Club International",
+    ),
     (&[0xA0, 0, 0, 0x01, 0x52], Scheme::Discover, "Discover"),
-    (&[0xA0, 0, 0, 0x03, 0x24, 0x10, 0x10], Scheme::Discover, "Discover ZIP"),
+    (
+        &[0xA0, 0, 0, 0x03, 0x24, 0x10, 0x10],
+        Scheme::Discover,
+        "Discover ZIP",
+    ),
     (&[0xA0, 0, 0, 0x03, 0x24], Scheme::Discover, "Discover"),
-    (&[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x01], Scheme::UnionPay, "UnionPay debit"),
-    (&[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x02], Scheme::UnionPay, "UnionPay credit"),
-    (&[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x03], Scheme::UnionPay, "UnionPay quasi-credit"),
+    (
+        &[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x01],
+        Scheme::UnionPay,
+        "UnionPay debit",
+    ),
+    (
+        &[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x02],
+        Scheme::UnionPay,
+        "UnionPay credit",
+    ),
+    (
+        &[0xA0, 0, 0, 0x03, 0x33, 0x01, 0x01, 0x03],
+        Scheme::UnionPay,
+        "UnionPay quasi-credit",
+    ),
     (&[0xA0, 0, 0, 0x03, 0x33], Scheme::UnionPay, "UnionPay"),
-    (&[0xA0, 0, 0, 0x02, 0x77, 0x10, 0x10], Scheme::Interac, "Interac"),
+    (
+        &[0xA0, 0, 0, 0x02, 0x77, 0x10, 0x10],
+        Scheme::Interac,
+        "Interac",
+    ),
     (&[0xA0, 0, 0, 0x02, 0x77], Scheme::Interac, "Interac"),
-    (&[0xA0, 0, 0, 0x05, 0x24, 0x10, 0x10], Scheme::RuPay, "RuPay"),
+    (
+        &[0xA0, 0, 0, 0x05, 0x24, 0x10, 0x10],
+        Scheme::RuPay,
+        "RuPay",
+    ),
     (&[0xA0, 0, 0, 0x05, 0x24], Scheme::RuPay, "RuPay"),
-    (&[0xA0, 0, 0, 0x03, 0x84, 0x10], Scheme::Eftpos, "eftpos savings"),
-    (&[0xA0, 0, 0, 0x03, 0x84, 0x20], Scheme::Eftpos, "eftpos cheque"),
+    (
+        &[0xA0, 0, 0, 0x03, 0x84, 0x10],
+        Scheme::Eftpos,
+        "eftpos savings",
+    ),
+    (
+        &[0xA0, 0, 0, 0x03, 0x84, 0x20],
+        Scheme::Eftpos,
+        "eftpos cheque",
+    ),
     (&[0xA0, 0, 0, 0x03, 0x84], Scheme::Eftpos, "eftpos"),
-    (&[0xA0, 0, 0, 0x06, 0x58, 0x10, 0x10], Scheme::Mir, "Mir credit"),
-    (&[0xA0, 0, 0, 0x06, 0x58, 0x20, 0x10], Scheme::Mir, "Mir debit"),
+    (
+        &[0xA0, 0, 0, 0x06, 0x58, 0x10, 0x10],
+        Scheme::Mir,
+        "Mir credit",
+    ),
+    (
+        &[0xA0, 0, 0, 0x06, 0x58, 0x20, 0x10],
+        Scheme::Mir,
+        "Mir debit",
+    ),
     (&[0xA0, 0, 0, 0x06, 0x58], Scheme::Mir, "Mir"),
 ];
 
@@ -247,7 +327,7 @@ impl Context {
             0x9F68 => match s {
                 Some(Mastercard) => k("Mag-stripe CVM List"),
                 Some(Visa) => k("Card Additional Processes"),
-                _ if len > 8 && len % 2 == 0 => k("Mag-stripe CVM List"),
+                _ if len > 8 && len.is_multiple_of(2) => k("Mag-stripe CVM List"),
                 _ => Meaning::Dictionary,
             },
             // Kernel 2: NATC(Track2), 1 byte; Kernel 4: Form Factor, 3 bytes.
@@ -311,12 +391,18 @@ mod tests {
     #[test]
     fn schemes_from_aids() {
         let visa = [0xA0, 0, 0, 0, 0x03, 0x10, 0x10];
-        assert_eq!(aid_product(&visa), Some((Scheme::Visa, "Visa credit or debit")));
+        assert_eq!(
+            aid_product(&visa),
+            Some((Scheme::Visa, "Visa credit or debit"))
+        );
         assert_eq!(
             aid_product(&[0xA0, 0, 0, 0, 0x04, 0x10, 0x10, 0x01]),
             Some((Scheme::Mastercard, "Mastercard credit or debit"))
         );
-        assert_eq!(Scheme::from_aid(&[0xA0, 0, 0, 0, 0x25, 0x01, 0x08, 0x01]), Some(Scheme::Amex));
+        assert_eq!(
+            Scheme::from_aid(&[0xA0, 0, 0, 0, 0x25, 0x01, 0x08, 0x01]),
+            Some(Scheme::Amex)
+        );
         assert_eq!(Scheme::from_aid(&[0xA0, 0, 0, 0, 0x99]), None);
         assert_eq!(Scheme::Amex.kernel(), Some(4));
     }
@@ -340,20 +426,35 @@ mod tests {
             visa.name(Tag(0x9F5D), &[0, 0, 0, 0, 0, 0]),
             Some("Available Offline Spending Amount (AOSA)")
         );
-        assert_eq!(mc.name(Tag(0x9F6E), &[5, 0x28, 0, 0, 0x30, 0x30, 0]), Some("Third Party Data"));
-        assert_eq!(visa.name(Tag(0x9F6E), &[0x23, 0x8C, 0, 0]), Some("Form Factor Indicator (FFI)"));
+        assert_eq!(
+            mc.name(Tag(0x9F6E), &[5, 0x28, 0, 0, 0x30, 0x30, 0]),
+            Some("Third Party Data")
+        );
+        assert_eq!(
+            visa.name(Tag(0x9F6E), &[0x23, 0x8C, 0, 0]),
+            Some("Form Factor Indicator (FFI)")
+        );
         let none = Context::default();
-        assert_eq!(none.name(Tag(0x9F6E), &[0x23, 0x8C, 0, 0]), Some("Form Factor Indicator (FFI)"));
+        assert_eq!(
+            none.name(Tag(0x9F6E), &[0x23, 0x8C, 0, 0]),
+            Some("Form Factor Indicator (FFI)")
+        );
         assert_eq!(
             none.name(Tag(0x9F6E), &[0x9C, 0xD0, 0x40, 0x03]),
             Some("Enhanced Contactless Reader Capabilities")
         );
-        assert_eq!(none.name(Tag(0x9F66), &[0x00, 0x00]), Some("PUNATC(Track2)"));
+        assert_eq!(
+            none.name(Tag(0x9F66), &[0x00, 0x00]),
+            Some("PUNATC(Track2)")
+        );
         assert_eq!(
             none.name(Tag(0x9F66), &[0x36, 0, 0x40, 0]),
             Some("Terminal Transaction Qualifiers (TTQ)")
         );
-        assert_eq!(none.name(Tag(0x9F69), &[0x9F, 0x37, 0x04, 0x9F, 0x02, 0x06]), Some("UDOL"));
+        assert_eq!(
+            none.name(Tag(0x9F69), &[0x9F, 0x37, 0x04, 0x9F, 0x02, 0x06]),
+            Some("UDOL")
+        );
         assert_eq!(
             none.name(Tag(0x9F69), &[0x01, 0xAB, 0xCD, 0xEF, 0x12, 0x36, 0x00]),
             Some("Card Authentication Related Data")
@@ -366,6 +467,9 @@ mod tests {
         assert_eq!(card.name(Tag(0xE0), &[]), None);
         assert!(Context::vipa().name(Tag(0xE0), &[]).is_some());
         // Book 3 names apply everywhere.
-        assert_eq!(card.name(Tag(0x9F02), &[0; 6]), Some("Amount, Authorised (Numeric)"));
+        assert_eq!(
+            card.name(Tag(0x9F02), &[0; 6]),
+            Some("Amount, Authorised (Numeric)")
+        );
     }
 }

@@ -229,7 +229,14 @@ static TABLE: &[TagInfo] = &[
     t(0x89, "Authorisation Code", An, Issuer, NONE, ""),
     t(0x8A, "Authorisation Response Code", An, Issuer, NONE, ""),
     // EMV Contactless Book B Annex A.
-    t(0x8B, "POI Information", B, Terminal, NONE, "EMV Contactless Book B"),
+    t(
+        0x8B,
+        "POI Information",
+        B,
+        Terminal,
+        NONE,
+        "EMV Contactless Book B",
+    ),
     t(
         0x8C,
         "Card Risk Management Data Object List 1 (CDOL1)",

@@ -19,7 +19,7 @@ fn bad(what: &str, len: usize) -> String {
 /// `94` Application File Locator: 4-byte entries SFI, first record, last record, number of
 /// records for offline data authentication (EMV Book 3 §10.2).
 pub fn afl(v: &[u8]) -> Lines {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Err(bad("afl", v.len()));
     }
     Ok(v.chunks_exact(4)
@@ -64,7 +64,7 @@ pub fn tag_list(v: &[u8]) -> Lines {
 /// `5F2D` Language Preference: 2-character ISO 639-1 codes (EMV Book 1 §11.3.4; Book 3 Annex
 /// A). Cards write lower or upper case; `FF` padding is skipped.
 pub fn languages(v: &[u8]) -> Lines {
-    if v.len() % 2 != 0 || v.len() > 8 {
+    if !v.len().is_multiple_of(2) || v.len() > 8 {
         return Err(bad("language preference", v.len()));
     }
     Ok(v.chunks_exact(2)
@@ -86,11 +86,15 @@ pub fn currency(n: u16) -> String {
 
 /// `9F3B` Application Reference Currency: 1–4 `n3` currency codes (Book 3 Annex A).
 pub fn currencies(v: &[u8]) -> Lines {
-    if v.is_empty() || v.len() % 2 != 0 || v.len() > 8 {
+    if v.is_empty() || !v.len().is_multiple_of(2) || v.len() > 8 {
         return Err(bad("reference currency", v.len()));
     }
     v.chunks_exact(2)
-        .map(|c| numeric::parse_n3(c).map(currency).map_err(|e| e.to_string()))
+        .map(|c| {
+            numeric::parse_n3(c)
+                .map(currency)
+                .map_err(|e| e.to_string())
+        })
         .collect()
 }
 
@@ -154,7 +158,9 @@ pub fn iso8859_text(v: &[u8], index: u8) -> Option<String> {
 /// `9F39` POS Entry Mode (`n2`; ISO 8583:1987 field 22 positions 1–2 as the payment systems
 /// use them; EMV Book 3 Annex A).
 pub fn pos_entry_mode(v: &[u8]) -> Lines {
-    let [b] = v else { return Err(bad("pos entry mode", v.len())) };
+    let [b] = v else {
+        return Err(bad("pos entry mode", v.len()));
+    };
     let text = match b {
         0x00 => "Unknown",
         0x01 => "Manual PAN entry",
@@ -178,7 +184,9 @@ pub fn pos_entry_mode(v: &[u8]) -> Lines {
 /// `Y2`, `Z2`, `Y3`, `Z3` for terminal decisions; the rest are ISO 8583:1987 field 39 codes
 /// as issuers send them.
 pub fn auth_response_code(v: &[u8]) -> Lines {
-    let [a, b] = v else { return Err(bad("authorisation response code", v.len())) };
+    let [a, b] = v else {
+        return Err(bad("authorisation response code", v.len()));
+    };
     let code = [*a, *b];
     let text = match &code {
         b"Y1" => "Offline approved",
@@ -223,14 +231,22 @@ pub fn auth_response_code(v: &[u8]) -> Lines {
         b"68" => "Response received too late",
         b"75" => "Allowable number of PIN tries exceeded",
         b"91" => "Issuer or switch inoperative",
-        b"92" => "Financial institution or intermediate network facility cannot be found for routing",
+        b"92" => {
+            "Financial institution or intermediate network facility cannot be found for routing"
+        }
         b"94" => "Duplicate transmission",
         b"96" => "System malfunction",
         _ => "Unknown response code",
     };
     let shown: String = code
         .iter()
-        .map(|c| if c.is_ascii_graphic() { *c as char } else { '.' })
+        .map(|c| {
+            if c.is_ascii_graphic() {
+                *c as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     Ok(vec![format!("{shown}: {text}")])
 }
@@ -241,7 +257,10 @@ pub fn auth_response_code(v: &[u8]) -> Lines {
 pub fn issuer_authentication_data(v: &[u8]) -> Lines {
     match v.len() {
         10 => {
-            let mut out = vec![format!("ARPC method 1: ARPC {}", hex::encode_upper(&v[..8]))];
+            let mut out = vec![format!(
+                "ARPC method 1: ARPC {}",
+                hex::encode_upper(&v[..8])
+            )];
             out.extend(auth_response_code(&v[8..])?);
             Ok(out)
         }
@@ -254,7 +273,10 @@ pub fn issuer_authentication_data(v: &[u8]) -> Lines {
             out.extend(set_names(csu, CSU).into_iter().map(|l| format!("CSU: {l}")));
             out.push(format!("CSU: PIN Try Counter {}", csu[0] & 0x0F));
             if v.len() > 8 {
-                out.push(format!("Proprietary authentication data: {} bytes", v.len() - 8));
+                out.push(format!(
+                    "Proprietary authentication data: {} bytes",
+                    v.len() - 8
+                ));
             }
             Ok(out)
         }
@@ -265,16 +287,56 @@ pub fn issuer_authentication_data(v: &[u8]) -> Lines {
 /// Card Status Update (EMV 4.4 Book 3 Annex C10); byte 1 b4–b1 is the PIN Try Counter, byte 2
 /// b2–b1 the counter update, byte 4 issuer-discretionary.
 const CSU: &[Bit] = &[
-    Bit { byte: 0, mask: 0x80, name: "Proprietary authentication data included" },
-    Bit { byte: 0, mask: 0x0F, name: "" },
-    Bit { byte: 1, mask: 0x80, name: "Issuer approves online transaction" },
-    Bit { byte: 1, mask: 0x40, name: "Card block" },
-    Bit { byte: 1, mask: 0x20, name: "Application block" },
-    Bit { byte: 1, mask: 0x10, name: "Update PIN Try Counter" },
-    Bit { byte: 1, mask: 0x08, name: "Set go online on next transaction" },
-    Bit { byte: 1, mask: 0x04, name: "CSU created by proxy for the issuer" },
-    Bit { byte: 1, mask: 0x03, name: "" },
-    Bit { byte: 3, mask: 0xFF, name: "" },
+    Bit {
+        byte: 0,
+        mask: 0x80,
+        name: "Proprietary authentication data included",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x0F,
+        name: "",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x80,
+        name: "Issuer approves online transaction",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x40,
+        name: "Card block",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x20,
+        name: "Application block",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x10,
+        name: "Update PIN Try Counter",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x08,
+        name: "Set go online on next transaction",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x04,
+        name: "CSU created by proxy for the issuer",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x03,
+        name: "",
+    },
+    Bit {
+        byte: 3,
+        mask: 0xFF,
+        name: "",
+    },
 ];
 
 /// `9F15` Merchant Category Code (`n4`, ISO 18245).
@@ -322,7 +384,9 @@ pub fn asrpd(v: &[u8]) -> Lines {
 /// `9F2A` Kernel Identifier (card, 1 or 3–8 bytes) and `96` Kernel Identifier – Terminal (8
 /// bytes): EMV Contactless Book B Tables 3-4, 3-5 and 3-7.
 pub fn kernel_id(v: &[u8], terminal: bool) -> Lines {
-    let Some(&b1) = v.first() else { return Err(bad("kernel identifier", 0)) };
+    let Some(&b1) = v.first() else {
+        return Err(bad("kernel identifier", 0));
+    };
     if (!terminal && v.len() == 2) || v.len() > 8 || (terminal && v.len() != 8) {
         return Err(bad("kernel identifier", v.len()));
     }
@@ -366,11 +430,16 @@ fn terminal_category(c: u16) -> String {
 
 /// `9F3E` Terminal Categories Supported List: 2-byte categories (Book B Annex A, Table A-2).
 pub fn terminal_categories(v: &[u8]) -> Lines {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return Err(bad("terminal categories", v.len()));
     }
     Ok(v.chunks_exact(2)
-        .map(|c| format!("Terminal category: {}", terminal_category(u16::from_be_bytes([c[0], c[1]]))))
+        .map(|c| {
+            format!(
+                "Terminal category: {}",
+                terminal_category(u16::from_be_bytes([c[0], c[1]]))
+            )
+        })
         .collect())
 }
 
@@ -389,7 +458,10 @@ pub fn poi_information(v: &[u8]) -> Lines {
         let id = u16::from_be_bytes([id[0], id[1]]);
         out.push(match (id, data) {
             (0x0001, [a, b]) => {
-                format!("Terminal category: {}", terminal_category(u16::from_be_bytes([*a, *b])))
+                format!(
+                    "Terminal category: {}",
+                    terminal_category(u16::from_be_bytes([*a, *b]))
+                )
             }
             (0x0001, _) => return Err(bad("terminal category", data.len())),
             _ => format!("POI information ID {id:04X} (unknown, {len} bytes)"),
@@ -401,7 +473,9 @@ pub fn poi_information(v: &[u8]) -> Lines {
 
 /// `86` Issuer Script Command: a command APDU (Book 3 §6.5 and §10.10), named by INS.
 pub fn script_command(v: &[u8]) -> Lines {
-    let [cla, ins, p1, p2, rest @ ..] = v else { return Err(bad("issuer script command", v.len())) };
+    let [cla, ins, p1, p2, rest @ ..] = v else {
+        return Err(bad("issuer script command", v.len()));
+    };
     let name = match ins {
         0x1E => "APPLICATION BLOCK",
         0x18 => "APPLICATION UNBLOCK",
@@ -433,31 +507,113 @@ pub fn script_command(v: &[u8]) -> Lines {
 /// `9F1D` Terminal Risk Management Data, Mastercard Kernel 2 (EMV Contactless Book C-2
 /// Annex A.1.161; bytes 5–8 RFU).
 pub const TRMD: &[Bit] = &[
-    Bit { byte: 0, mask: 0x80, name: "Restart supported" },
-    Bit { byte: 0, mask: 0x40, name: "Enciphered PIN verified online (contactless)" },
-    Bit { byte: 0, mask: 0x20, name: "Signature (paper) (contactless)" },
-    Bit { byte: 0, mask: 0x10, name: "Enciphered PIN verification performed by ICC (contactless)" },
-    Bit { byte: 0, mask: 0x08, name: "No CVM required (contactless)" },
-    Bit { byte: 0, mask: 0x04, name: "CDCVM (contactless)" },
-    Bit { byte: 0, mask: 0x02, name: "Plaintext PIN verification performed by ICC (contactless)" },
-    Bit { byte: 0, mask: 0x01, name: "Present and hold supported" },
-    Bit { byte: 1, mask: 0x80, name: "CVM limit exceeded" },
-    Bit { byte: 1, mask: 0x40, name: "Enciphered PIN verified online (contact)" },
-    Bit { byte: 1, mask: 0x20, name: "Signature (paper) (contact)" },
-    Bit { byte: 1, mask: 0x10, name: "Enciphered PIN verification performed by ICC (contact)" },
-    Bit { byte: 1, mask: 0x08, name: "No CVM required (contact)" },
-    Bit { byte: 1, mask: 0x04, name: "CDCVM (contact)" },
-    Bit { byte: 1, mask: 0x02, name: "Plaintext PIN verification performed by ICC (contact)" },
-    Bit { byte: 2, mask: 0x80, name: "Mag-stripe mode contactless transactions not supported" },
-    Bit { byte: 2, mask: 0x40, name: "EMV mode contactless transactions not supported" },
-    Bit { byte: 2, mask: 0x20, name: "CDCVM without CDA supported" },
-    Bit { byte: 3, mask: 0x80, name: "CDCVM bypass requested" },
-    Bit { byte: 3, mask: 0x40, name: "SCA exempt" },
+    Bit {
+        byte: 0,
+        mask: 0x80,
+        name: "Restart supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x40,
+        name: "Enciphered PIN verified online (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x20,
+        name: "Signature (paper) (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x10,
+        name: "Enciphered PIN verification performed by ICC (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x08,
+        name: "No CVM required (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x04,
+        name: "CDCVM (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x02,
+        name: "Plaintext PIN verification performed by ICC (contactless)",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x01,
+        name: "Present and hold supported",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x80,
+        name: "CVM limit exceeded",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x40,
+        name: "Enciphered PIN verified online (contact)",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x20,
+        name: "Signature (paper) (contact)",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x10,
+        name: "Enciphered PIN verification performed by ICC (contact)",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x08,
+        name: "No CVM required (contact)",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x04,
+        name: "CDCVM (contact)",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x02,
+        name: "Plaintext PIN verification performed by ICC (contact)",
+    },
+    Bit {
+        byte: 2,
+        mask: 0x80,
+        name: "Mag-stripe mode contactless transactions not supported",
+    },
+    Bit {
+        byte: 2,
+        mask: 0x40,
+        name: "EMV mode contactless transactions not supported",
+    },
+    Bit {
+        byte: 2,
+        mask: 0x20,
+        name: "CDCVM without CDA supported",
+    },
+    Bit {
+        byte: 3,
+        mask: 0x80,
+        name: "CDCVM bypass requested",
+    },
+    Bit {
+        byte: 3,
+        mask: 0x40,
+        name: "SCA exempt",
+    },
 ];
 
 /// Visa `9F6E` Form Factor Indicator (VCPS 2.2 Table 5-15; version 1).
 pub fn form_factor_indicator(v: &[u8]) -> Lines {
-    let [b1, b2, b3, b4] = v else { return Err(bad("form factor indicator", v.len())) };
+    let [b1, b2, b3, b4] = v else {
+        return Err(bad("form factor indicator", v.len()));
+    };
     let form = match b1 & 0x1F {
         0 => "Card",
         1 => "Mini-card",
@@ -466,7 +622,10 @@ pub fn form_factor_indicator(v: &[u8]) -> Lines {
         4 => "Wrist-worn device",
         _ => "RFU form factor",
     };
-    let mut out = vec![format!("FFI version {}", b1 >> 5), format!("Form factor: {form}")];
+    let mut out = vec![
+        format!("FFI version {}", b1 >> 5),
+        format!("Form factor: {form}"),
+    ];
     for (mask, name) in [
         (0x80, "Passcode capable"),
         (0x40, "Signature panel"),
@@ -500,12 +659,27 @@ pub fn third_party_data(v: &[u8]) -> Lines {
     let country = numeric::parse_n3(&v[..2])
         .ok()
         .and_then(numeric::Country::from_numeric)
-        .map_or_else(|| format!("{:02X}{:02X} unknown country", v[0], v[1]), |c| c.to_string());
+        .map_or_else(
+            || format!("{:02X}{:02X} unknown country", v[0], v[1]),
+            |c| c.to_string(),
+        );
     let id = u16::from_be_bytes([v[2], v[3]]);
-    let mut out = vec![format!("Country: {country}"), format!("Unique identifier: {id:04X}")];
+    let mut out = vec![
+        format!("Country: {country}"),
+        format!("Unique identifier: {id:04X}"),
+    ];
     if id & 0x8000 == 0 {
         if let Some(t) = v.get(4..6) {
-            let shown: String = t.iter().map(|b| if b.is_ascii_graphic() { *b as char } else { '.' }).collect();
+            let shown: String = t
+                .iter()
+                .map(|b| {
+                    if b.is_ascii_graphic() {
+                        *b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
             out.push(format!("Device type: {shown}"));
         }
     }
@@ -514,27 +688,93 @@ pub fn third_party_data(v: &[u8]) -> Lines {
 
 /// Amex `9F6E` Enhanced Contactless Reader Capabilities (Book C-4 Annex A).
 pub const AMEX_ENHANCED_READER_CAPS: &[Bit] = &[
-    Bit { byte: 0, mask: 0x80, name: "Contact mode supported" },
-    Bit { byte: 0, mask: 0x40, name: "Contactless mag-stripe mode supported" },
-    Bit { byte: 0, mask: 0x20, name: "Contactless EMV full online mode supported" },
-    Bit { byte: 0, mask: 0x10, name: "Contactless EMV partial online mode supported" },
-    Bit { byte: 0, mask: 0x08, name: "Contactless mobile supported" },
-    Bit { byte: 0, mask: 0x04, name: "Try another interface after a decline" },
-    Bit { byte: 1, mask: 0x80, name: "Mobile CVM supported" },
-    Bit { byte: 1, mask: 0x40, name: "Online PIN supported" },
-    Bit { byte: 1, mask: 0x20, name: "Signature supported" },
-    Bit { byte: 1, mask: 0x10, name: "Plaintext offline PIN supported" },
-    Bit { byte: 2, mask: 0x80, name: "Reader is offline only" },
-    Bit { byte: 2, mask: 0x40, name: "CVM required" },
-    Bit { byte: 3, mask: 0x80, name: "Terminal exempt from No CVM checks" },
-    Bit { byte: 3, mask: 0x40, name: "Delayed authorisation terminal" },
-    Bit { byte: 3, mask: 0x20, name: "Transit terminal" },
+    Bit {
+        byte: 0,
+        mask: 0x80,
+        name: "Contact mode supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x40,
+        name: "Contactless mag-stripe mode supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x20,
+        name: "Contactless EMV full online mode supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x10,
+        name: "Contactless EMV partial online mode supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x08,
+        name: "Contactless mobile supported",
+    },
+    Bit {
+        byte: 0,
+        mask: 0x04,
+        name: "Try another interface after a decline",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x80,
+        name: "Mobile CVM supported",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x40,
+        name: "Online PIN supported",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x20,
+        name: "Signature supported",
+    },
+    Bit {
+        byte: 1,
+        mask: 0x10,
+        name: "Plaintext offline PIN supported",
+    },
+    Bit {
+        byte: 2,
+        mask: 0x80,
+        name: "Reader is offline only",
+    },
+    Bit {
+        byte: 2,
+        mask: 0x40,
+        name: "CVM required",
+    },
+    Bit {
+        byte: 3,
+        mask: 0x80,
+        name: "Terminal exempt from No CVM checks",
+    },
+    Bit {
+        byte: 3,
+        mask: 0x40,
+        name: "Delayed authorisation terminal",
+    },
+    Bit {
+        byte: 3,
+        mask: 0x20,
+        name: "Transit terminal",
+    },
 ];
 
 /// Mastercard `9F5D` Application Capabilities Information (Book C-2 Annex A.1.9).
 pub fn app_caps_information(v: &[u8]) -> Lines {
-    let [b1, b2, b3] = v else { return Err(bad("application capabilities information", v.len())) };
-    let mut out = vec![format!("ACI version {}, data storage version {}", b1 >> 4, b1 & 0x0F)];
+    let [b1, b2, b3] = v else {
+        return Err(bad("application capabilities information", v.len()));
+    };
+    let mut out = vec![format!(
+        "ACI version {}, data storage version {}",
+        b1 >> 4,
+        b1 & 0x0F
+    )];
     for (mask, name) in [
         (0x04, "Support for field off detection"),
         (0x02, "Support for balance reading"),
@@ -553,7 +793,10 @@ pub fn set_names(v: &[u8], table: &[Bit]) -> Vec<String> {
     let mut out: Vec<String> = table
         .iter()
         .filter(|b| !b.name.is_empty())
-        .filter(|b| v.get(usize::from(b.byte)).is_some_and(|x| x & b.mask == b.mask))
+        .filter(|b| {
+            v.get(usize::from(b.byte))
+                .is_some_and(|x| x & b.mask == b.mask)
+        })
         .map(|b| b.name.to_owned())
         .collect();
     let mut rfu = v.to_vec();
@@ -563,7 +806,10 @@ pub fn set_names(v: &[u8], table: &[Bit]) -> Vec<String> {
         }
     }
     if rfu.iter().any(|b| *b != 0) {
-        out.push(format!("RFU/proprietary bits set: {}", hex::encode_upper(&rfu)));
+        out.push(format!(
+            "RFU/proprietary bits set: {}",
+            hex::encode_upper(&rfu)
+        ));
     }
     out
 }

@@ -34,7 +34,12 @@ impl IadFormat {
     pub fn of(iad: &[u8], scheme: Option<Scheme>) -> Option<IadFormat> {
         let len = iad.len();
         let b = |i: usize| iad.get(i).copied().unwrap_or(0);
-        if len == 32 && b(0) == 0x0F && b(1) & 0xF0 == 0xA0 && matches!(b(1) & 0x0F, 5 | 6) && b(16) == 0x0F {
+        if len == 32
+            && b(0) == 0x0F
+            && b(1) & 0xF0 == 0xA0
+            && matches!(b(1) & 0x0F, 5 | 6)
+            && b(16) == 0x0F
+        {
             return Some(IadFormat::Ccd);
         }
         let mchip_cvn = b(1) & 0xF0 == 0x10 && b(1) & 0x0A == 0;
@@ -67,7 +72,10 @@ const fn bit(byte: u8, mask: u8, name: &'static str) -> Bit {
 
 fn set(cvr: &[u8], table: &[Bit], out: &mut Vec<String>) {
     for b in table {
-        if cvr.get(usize::from(b.byte)).is_some_and(|v| v & b.mask == b.mask) {
+        if cvr
+            .get(usize::from(b.byte))
+            .is_some_and(|v| v & b.mask == b.mask)
+        {
             out.push(format!("CVR: {}", b.name));
         }
     }
@@ -130,14 +138,38 @@ const VSDC_CVR: &[Bit] = &[
     bit(2, 0x40, "PIN Try Limit exceeded"),
     bit(2, 0x20, "Exceeded velocity checking counters"),
     bit(2, 0x10, "New card"),
-    bit(2, 0x08, "Issuer authentication failure on last online transaction"),
-    bit(2, 0x04, "Issuer authentication not performed after online authorization"),
-    bit(2, 0x02, "Application blocked by card because PIN Try Limit exceeded"),
-    bit(2, 0x01, "Offline static data authentication failed on last transaction"),
+    bit(
+        2,
+        0x08,
+        "Issuer authentication failure on last online transaction",
+    ),
+    bit(
+        2,
+        0x04,
+        "Issuer authentication not performed after online authorization",
+    ),
+    bit(
+        2,
+        0x02,
+        "Application blocked by card because PIN Try Limit exceeded",
+    ),
+    bit(
+        2,
+        0x01,
+        "Offline static data authentication failed on last transaction",
+    ),
     bit(3, 0x08, "Issuer script processing failed"),
-    bit(3, 0x04, "Offline dynamic data authentication failed on last transaction"),
+    bit(
+        3,
+        0x04,
+        "Offline dynamic data authentication failed on last transaction",
+    ),
     bit(3, 0x02, "Offline dynamic data authentication performed"),
-    bit(3, 0x01, "PIN verification command not received for a PIN-expecting card"),
+    bit(
+        3,
+        0x01,
+        "PIN verification command not received for a PIN-expecting card",
+    ),
 ];
 
 /// CCD CVR (EMV 4.4 Book 3 Annex C9.3, Table CCD 10), bytes 1–4 after the AC-type bits.
@@ -147,7 +179,11 @@ const CCD_CVR: &[Bit] = &[
     bit(0, 0x02, "Issuer authentication not performed"),
     bit(0, 0x01, "Issuer authentication failed"),
     bit(1, 0x08, "Offline PIN verification performed"),
-    bit(1, 0x04, "Offline PIN verification performed and PIN not successfully verified"),
+    bit(
+        1,
+        0x04,
+        "Offline PIN verification performed and PIN not successfully verified",
+    ),
     bit(1, 0x02, "PIN Try Limit exceeded"),
     bit(1, 0x01, "Last online transaction not completed"),
     bit(2, 0x80, "Lower offline transaction count limit exceeded"),
@@ -155,7 +191,11 @@ const CCD_CVR: &[Bit] = &[
     bit(2, 0x20, "Lower cumulative offline amount limit exceeded"),
     bit(2, 0x10, "Upper cumulative offline amount limit exceeded"),
     bit(3, 0x08, "Issuer script processing failed"),
-    bit(3, 0x04, "Offline data authentication failed on previous transaction"),
+    bit(
+        3,
+        0x04,
+        "Offline data authentication failed on previous transaction",
+    ),
     bit(3, 0x02, "Go online on next transaction was set"),
     bit(3, 0x01, "Unable to go online"),
 ];
@@ -167,7 +207,9 @@ pub fn describe(iad: &[u8], scheme: Option<Scheme>) -> Option<Vec<String>> {
     let mut out = Vec::new();
     match format {
         IadFormat::Ccd => {
-            out.push("CCD-compliant application, IAD format CCD version 4.1 (Book 3 Annex C9)".into());
+            out.push(
+                "CCD-compliant application, IAD format CCD version 4.1 (Book 3 Annex C9)".into(),
+            );
             out.push(format!(
                 "Cryptogram version: {}",
                 if b(1) & 0x0F == 5 { "TDES" } else { "AES" }
@@ -207,13 +249,20 @@ pub fn describe(iad: &[u8], scheme: Option<Scheme>) -> Option<Vec<String>> {
                 b(4) & 0x0F
             ));
             if let Some(dac) = iad.get(8..10) {
-                out.push(format!("DAC/ICC dynamic number: {:02X}{:02X}", dac[0], dac[1]));
+                out.push(format!(
+                    "DAC/ICC dynamic number: {:02X}{:02X}",
+                    dac[0], dac[1]
+                ));
             }
         }
         IadFormat::Vsdc013(f) => {
             out.push(format!("Visa Smart Debit/Credit (VSDC), IAD format {f}"));
             out.push(format!("Derivation Key Index (DKI): {:02X}", b(1)));
-            out.push(format!("Cryptogram Version Number (CVN): {:02X} (CVN{:02})", b(2), b(2)));
+            out.push(format!(
+                "Cryptogram Version Number (CVN): {:02X} (CVN{:02})",
+                b(2),
+                b(2)
+            ));
             let cvr = iad.get(3..7).unwrap_or_default();
             gac(b(4) >> 6, b(4) >> 4, &mut out);
             if b(4) & 0x04 != 0 {
@@ -227,7 +276,11 @@ pub fn describe(iad: &[u8], scheme: Option<Scheme>) -> Option<Vec<String>> {
         }
         IadFormat::Vsdc24(f) => {
             out.push(format!("Visa Smart Debit/Credit (VSDC), IAD format {f}"));
-            out.push(format!("Cryptogram Version Number (CVN): {:02X} (CVN'{:02X}')", b(1), b(1)));
+            out.push(format!(
+                "Cryptogram Version Number (CVN): {:02X} (CVN'{:02X}')",
+                b(1),
+                b(1)
+            ));
             out.push(format!("Derivation Key Index (DKI): {:02X}", b(2)));
             let cvr = iad.get(3..8).unwrap_or_default();
             out.push(format!(
@@ -267,11 +320,23 @@ mod tests {
         let f2 = hex("1F43FE82A0000000000000000003075300000000000000000000000000000000");
         assert_eq!(IadFormat::of(&f2, None), Some(IadFormat::Vsdc24(4)));
         let lines = describe(&cvn18, None).unwrap();
-        assert!(lines.contains(&"Cryptogram Version Number (CVN): 12 (CVN18)".to_owned()), "{lines:?}");
-        assert!(lines.contains(&"CVR: First GENERATE AC returned ARQC".to_owned()), "{lines:?}");
+        assert!(
+            lines.contains(&"Cryptogram Version Number (CVN): 12 (CVN18)".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"CVR: First GENERATE AC returned ARQC".to_owned()),
+            "{lines:?}"
+        );
         let lines = describe(&mchip, None).unwrap();
-        assert!(lines.contains(&"CVR: First GENERATE AC returned ARQC".to_owned()), "{lines:?}");
-        assert!(lines.contains(&"CVR: Domestic transaction".to_owned()), "{lines:?}");
+        assert!(
+            lines.contains(&"CVR: First GENERATE AC returned ARQC".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"CVR: Domestic transaction".to_owned()),
+            "{lines:?}"
+        );
         assert_eq!(describe(&[1, 2, 3], None), None);
     }
 }

@@ -10,7 +10,9 @@ pub fn status_word(sw1: u8, sw2: u8) -> String {
         (0x62, 0x81) => Some("Warning: part of returned data may be corrupted"),
         (0x62, 0x82) => Some("Warning: end of file or record reached before reading Ne bytes"),
         (0x62, 0x83) => Some("Warning: selected file deactivated"),
-        (0x62, 0x84) => Some("Warning: file control information not formatted according to ISO/IEC 7816-4"),
+        (0x62, 0x84) => {
+            Some("Warning: file control information not formatted according to ISO/IEC 7816-4")
+        }
         (0x62, 0x85) => Some("Warning: selected file in termination state"),
         (0x62, 0x86) => Some("Warning: no input data available from a sensor on the card"),
         (0x63, 0x00) => Some("Warning: state of non-volatile memory changed, no information given"),
@@ -127,13 +129,24 @@ pub fn atr(v: &[u8]) -> Result<Vec<String>, AtrError> {
         y = td >> 4;
         i += 1;
     }
-    let hist = v.get(pos..pos + k).ok_or(AtrError::Truncated { offset: v.len() })?;
+    let hist = v
+        .get(pos..pos + k)
+        .ok_or(AtrError::Truncated { offset: v.len() })?;
     if k > 0 {
         let text: String = hist
             .iter()
-            .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' })
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    *b as char
+                } else {
+                    '.'
+                }
+            })
             .collect();
-        out.push(format!("Historical bytes: {} \"{text}\"", hex::encode_upper(hist)));
+        out.push(format!(
+            "Historical bytes: {} \"{text}\"",
+            hex::encode_upper(hist)
+        ));
     }
     pos += k;
     // ISO/IEC 7816-3 §8.2.5: TCK is present unless only T=0 is indicated.
@@ -142,7 +155,11 @@ pub fn atr(v: &[u8]) -> Result<Vec<String>, AtrError> {
         let x = v[1..pos].iter().fold(0u8, |a, b| a ^ b);
         out.push(format!(
             "TCK {tck:02X}: {}",
-            if x == tck { "check byte correct" } else { "check byte WRONG" }
+            if x == tck {
+                "check byte correct"
+            } else {
+                "check byte WRONG"
+            }
         ));
         pos += 1;
     } else {
@@ -158,7 +175,9 @@ fn interface_byte(name: &str, i: usize, b: u8) -> String {
     let what = match (name, i) {
         ("TA", 1) => {
             // ISO/IEC 7816-3 Tables 7 and 8.
-            const FI: [u16; 16] = [372, 372, 558, 744, 1116, 1488, 1860, 0, 0, 512, 768, 1024, 1536, 2048, 0, 0];
+            const FI: [u16; 16] = [
+                372, 372, 558, 744, 1116, 1488, 1860, 0, 0, 512, 768, 1024, 1536, 2048, 0, 0,
+            ];
             const DI: [u8; 16] = [0, 1, 2, 4, 8, 16, 32, 64, 12, 20, 0, 0, 0, 0, 0, 0];
             let (f, d) = (FI[usize::from(b >> 4)], DI[usize::from(b & 0x0F)]);
             if f == 0 || d == 0 {
@@ -177,7 +196,10 @@ fn interface_byte(name: &str, i: usize, b: u8) -> String {
         ("TC", 2) => format!("work waiting time integer WI={b}"),
         ("TA", _) => format!("IFSC={b}"),
         ("TB", _) => format!("BWI={}, CWI={}", b >> 4, b & 0x0F),
-        ("TC", _) => format!("error detection: {}", if b & 1 == 1 { "CRC" } else { "LRC" }),
+        ("TC", _) => format!(
+            "error detection: {}",
+            if b & 1 == 1 { "CRC" } else { "LRC" }
+        ),
         _ => String::new(),
     };
     format!("{name}{i} {b:02X}: {what}")
@@ -189,11 +211,26 @@ mod tests {
 
     #[test]
     fn status_words() {
-        assert_eq!(status_word(0x90, 0x00), "Normal processing: no further qualification");
-        assert_eq!(status_word(0x6A, 0x82), "Checking error: file or application not found");
-        assert_eq!(status_word(0x63, 0xC2), "Warning: counter 2 (for VERIFY: PIN tries remaining)");
-        assert_eq!(status_word(0x61, 0x10), "Normal processing: 16 data bytes still available");
-        assert_eq!(status_word(0x6C, 0x1D), "Checking error: wrong Le field; 29 data bytes available");
+        assert_eq!(
+            status_word(0x90, 0x00),
+            "Normal processing: no further qualification"
+        );
+        assert_eq!(
+            status_word(0x6A, 0x82),
+            "Checking error: file or application not found"
+        );
+        assert_eq!(
+            status_word(0x63, 0xC2),
+            "Warning: counter 2 (for VERIFY: PIN tries remaining)"
+        );
+        assert_eq!(
+            status_word(0x61, 0x10),
+            "Normal processing: 16 data bytes still available"
+        );
+        assert_eq!(
+            status_word(0x6C, 0x1D),
+            "Checking error: wrong Le field; 29 data bytes available"
+        );
     }
 
     #[test]
@@ -201,8 +238,16 @@ mod tests {
         // EMV Book 1 §8.3 basic ATR for T=0: 3B 60 00 00 is minimal; a typical EMV card:
         let a = atr(&hex::decode("3B6500002063CBA600").unwrap()).unwrap();
         assert_eq!(a[0], "TS 3B: direct convention");
-        assert!(a.iter().any(|l| l == "TB1 00: VPP / programming voltage (deprecated)"), "{a:?}");
-        assert!(a.iter().any(|l| l.starts_with("Historical bytes: 2063CBA600")), "{a:?}");
+        assert!(
+            a.iter()
+                .any(|l| l == "TB1 00: VPP / programming voltage (deprecated)"),
+            "{a:?}"
+        );
+        assert!(
+            a.iter()
+                .any(|l| l.starts_with("Historical bytes: 2063CBA600")),
+            "{a:?}"
+        );
         // T=1 card with TCK.
         let a = atr(&hex::decode("3B80800101").unwrap()).unwrap();
         assert!(a.iter().any(|l| l == "TD2 01: protocol T=1"), "{a:?}");

@@ -6,6 +6,7 @@
 use super::numeric::{Country, Currency, Language};
 
 /// ISO 4217, sorted by numeric code. `exponent` 0 where ISO gives no minor unit ("N.A.").
+#[rustfmt::skip]
 pub(crate) static CURRENCIES: &[Currency] = &[
     Currency { numeric: 8, alpha: "ALL", exponent: 2, name: "Lek" },
     Currency { numeric: 12, alpha: "DZD", exponent: 2, name: "Algerian Dinar" },
@@ -191,6 +192,7 @@ pub(crate) static CURRENCIES: &[Currency] = &[
 ];
 
 /// ISO 3166-1, sorted by numeric code.
+#[rustfmt::skip]
 pub(crate) static COUNTRIES: &[Country] = &[
     Country { numeric: 4, alpha2: "AF", alpha3: "AFG", name: "Afghanistan" },
     Country { numeric: 8, alpha2: "AL", alpha3: "ALB", name: "Albania" },
@@ -444,6 +446,7 @@ pub(crate) static COUNTRIES: &[Country] = &[
 ];
 
 /// ISO 639-1 (the alpha-2 codes of ISO 639-2), sorted by code.
+#[rustfmt::skip]
 pub(crate) static LANGUAGES: &[Language] = &[
     Language { alpha2: "aa", name: "Afar" },
     Language { alpha2: "ab", name: "Abkhazian" },
@@ -632,6 +635,7 @@ pub(crate) static LANGUAGES: &[Language] = &[
 ];
 
 /// ISO 18245 merchant category codes with a short description, sorted by code.
+#[rustfmt::skip]
 pub(crate) static MCC: &[(u16, &str)] = &[
     (742, "Veterinary Services"),
     (763, "Agricultural Co-operatives"),

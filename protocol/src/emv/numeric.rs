@@ -511,9 +511,15 @@ mod tests {
         assert_eq!(Country::all().len(), 249);
         assert_eq!(Currency::all().len(), 181);
         assert_eq!(Language::all().len(), 184);
-        assert!(Country::all().windows(2).all(|w| w[0].numeric < w[1].numeric));
-        assert!(Currency::all().windows(2).all(|w| w[0].numeric < w[1].numeric));
-        assert!(Language::all().windows(2).all(|w| w[0].alpha2 < w[1].alpha2));
+        assert!(Country::all()
+            .windows(2)
+            .all(|w| w[0].numeric < w[1].numeric));
+        assert!(Currency::all()
+            .windows(2)
+            .all(|w| w[0].numeric < w[1].numeric));
+        assert!(Language::all()
+            .windows(2)
+            .all(|w| w[0].alpha2 < w[1].alpha2));
         assert!(MCC.windows(2).all(|w| w[0].0 < w[1].0));
         let rub = Currency::from_numeric(643).unwrap();
         assert_eq!(rub.to_string(), "0643 RUB Russian Ruble");
@@ -530,7 +536,10 @@ mod tests {
         assert_eq!(Language::from_alpha2(b"fr").unwrap().name, "French");
         assert!(Language::from_alpha2(b"\xFF\xFF").is_none());
         assert!(Language::from_alpha2(b"e").is_none());
-        assert_eq!(mcc_description(5999), Some("Miscellaneous and Specialty Retail Stores"));
+        assert_eq!(
+            mcc_description(5999),
+            Some("Miscellaneous and Specialty Retail Stores")
+        );
         assert!(COUNTRIES.windows(2).all(|w| w[0].numeric < w[1].numeric));
         assert_eq!(encode_n3(840), Ok([0x08, 0x40]));
         assert_eq!(encode_n3(1000), Err(NumericError::Overflow));

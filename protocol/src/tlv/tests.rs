@@ -353,7 +353,11 @@ fn flat_walk(data: &[u8]) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
 
 /// The same walk with nothing but the nom grammar ([`data_object`]), padding skipped as Annex
 /// B3 says: the reference the fast path is held to.
-fn nom_walk(data: &[u8], base: usize, depth: usize) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
+fn nom_walk(
+    data: &[u8],
+    base: usize,
+    depth: usize,
+) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
     let mut out = Vec::new();
     let mut at = 0;
     while at < data.len() {
