@@ -102,15 +102,8 @@ pub enum DecodeError {
         offset: usize,
     },
     /// A `--field` value that does not decode.
-    #[error("invalid {field}: {what} at byte offset {offset}")]
-    Field {
-        /// The field's name.
-        field: &'static str,
-        /// Short description (never the value).
-        what: String,
-        /// Offset of the fault in the value.
-        offset: usize,
-    },
+    #[error("{0}")]
+    Field(field::FieldError),
 }
 
 impl DecodeError {
@@ -119,8 +112,8 @@ impl DecodeError {
         match self {
             DecodeError::BadHex { offset, .. }
             | DecodeError::OddHex { offset }
-            | DecodeError::Frame { offset, .. }
-            | DecodeError::Field { offset, .. } => *offset,
+            | DecodeError::Frame { offset, .. } => *offset,
+            DecodeError::Field(e) => e.offset,
             DecodeError::Empty | DecodeError::Io(_) => 0,
             DecodeError::TooLarge => MAX_INPUT,
             DecodeError::Tlv(e) => e.offset(),
@@ -153,7 +146,7 @@ pub fn run(args: DecodeArgs) -> ExitCode {
         vipa: args.vipa || args.frame,
     };
     if let Some(f) = args.field {
-        return match field::decode(f, &bytes, opts) {
+        return match field::decode(f, &bytes, opts.reveal, opts.vipa).map_err(DecodeError::Field) {
             Ok(out) => {
                 print!("{}", if json { out.to_json() } else { out.to_text() });
                 ExitCode::SUCCESS

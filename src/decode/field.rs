@@ -6,7 +6,18 @@ use emvbridge_protocol::tlv::Tag;
 use emvbridge_protocol::vipa::StatusWord;
 use serde::Serialize;
 
-use super::{DecodeError, Options};
+/// A `--field` value that does not decode: the field, what is wrong (never the value) and the
+/// offset in the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {what} at byte offset {offset}")]
+pub struct FieldError {
+    /// The field's name.
+    pub field: &'static str,
+    /// Short description.
+    pub what: String,
+    /// Offset of the fault in the value.
+    pub offset: usize,
+}
 
 /// The fields `--field` decodes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +118,8 @@ impl FieldOut {
     }
 }
 
-fn invalid(field: Field, what: impl Into<String>, offset: usize) -> DecodeError {
-    let e = DecodeError::Field {
+fn invalid(field: Field, what: impl Into<String>, offset: usize) -> FieldError {
+    let e = FieldError {
         field: field.as_str(),
         what: what.into(),
         offset,
@@ -117,27 +128,33 @@ fn invalid(field: Field, what: impl Into<String>, offset: usize) -> DecodeError 
     e
 }
 
-/// Decodes `bytes` as `field`.
+/// Decodes `bytes` as `field`; `reveal` shows track 2 in the clear, `vipa` adds VIPA's names
+/// of status words.
 ///
 /// # Errors
-/// [`DecodeError::Field`] when the value does not fit the field (its length, its layout).
-pub(super) fn decode(field: Field, bytes: &[u8], opts: Options) -> Result<FieldOut, DecodeError> {
+/// [`FieldError`] when the value does not fit the field (its length, its layout).
+pub fn decode(
+    field: Field,
+    bytes: &[u8],
+    reveal: bool,
+    vipa: bool,
+) -> Result<FieldOut, FieldError> {
     let mut value = hex::encode_upper(bytes);
     let decoded = match field {
         Field::Iad => iad::describe(bytes, None)
             .ok_or_else(|| invalid(field, "no known issuer application data layout", 0))?,
         Field::Track2 => {
-            if !opts.reveal {
+            if !reveal {
                 value = emv::masked_value(Tag::TRACK2_EQUIVALENT, bytes).unwrap_or_default();
             }
-            fields::track2(bytes, opts.reveal).map_err(|e| invalid(field, e, 0))?
+            fields::track2(bytes, reveal).map_err(|e| invalid(field, e, 0))?
         }
         Field::Sw => {
             let [sw1, sw2] = bytes else {
                 return Err(invalid(field, format!("bad length {}", bytes.len()), 0));
             };
             let mut out = vec![iso7816::status_word(*sw1, *sw2)];
-            if opts.vipa {
+            if vipa {
                 if let Some(name) = StatusWord::from_bytes(*sw1, *sw2).name() {
                     out.push(format!("VIPA: {name}"));
                 }
@@ -186,15 +203,8 @@ fn split_offset(why: &str) -> (String, usize) {
 mod tests {
     use super::*;
 
-    fn run(f: Field, hex: &str) -> Result<FieldOut, DecodeError> {
-        decode(
-            f,
-            &hex::decode(hex).unwrap(),
-            Options {
-                reveal: false,
-                vipa: false,
-            },
-        )
+    fn run(f: Field, hex: &str) -> Result<FieldOut, FieldError> {
+        decode(f, &hex::decode(hex).unwrap(), false, false)
     }
 
     #[test]
@@ -227,8 +237,8 @@ mod tests {
         );
         let e = run(Field::Dol, "9F02069F").unwrap_err();
         assert_eq!(e.to_string(), "invalid dol: truncated dol at byte offset 3");
-        assert_eq!(e.offset(), 3);
+        assert_eq!(e.offset, 3);
         let e = run(Field::Atr, "3B95").unwrap_err();
-        assert_eq!(e.offset(), 2);
+        assert_eq!(e.offset, 2);
     }
 }

@@ -818,12 +818,12 @@ pub fn set_names(v: &[u8], table: &[Bit]) -> Vec<String> {
 /// code, discretionary data. The caller decides whether the PAN and discretionary data may be
 /// shown; `reveal = false` masks them.
 pub fn track2(v: &[u8], reveal: bool) -> Lines {
-    let t2 = super::Track2::from_bcd(v).map_err(|e| e.to_string())?;
+    let t2 = super::sensitive::Track2::from_bcd(v).map_err(|e| e.to_string())?;
     let (yy, mm) = t2.expiry();
     let pan = if reveal {
         t2.pan().reveal().to_owned()
     } else {
-        super::mask_pan_digits(t2.pan().reveal())
+        super::sensitive::mask_pan_digits(t2.pan().reveal())
     };
     let dd = t2.reveal_discretionary();
     Ok(vec![

@@ -20,7 +20,6 @@ pub mod dol;
 pub mod fields;
 pub mod iad;
 pub mod iso7816;
-mod iso_tables;
 pub mod numeric;
 pub mod sensitive;
 

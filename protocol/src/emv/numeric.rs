@@ -5,7 +5,6 @@
 
 use core::fmt;
 
-use super::iso_tables::{COUNTRIES, CURRENCIES, LANGUAGES, MCC};
 
 /// Why a numeric field did not decode. No variant carries the value itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -239,6 +238,9 @@ pub fn encode_n3(code: u16) -> Result<[u8; 2], NumericError> {
     u64_to_bcd(u64::from(code), &mut out)?;
     Ok(out)
 }
+
+// The complete ISO tables, generated (`protocol/tools/gen_iso_tables.py`).
+include!("iso_tables.rs");
 
 /// An ISO 4217 currency: numeric code, alphabetic code, minor-unit exponent and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
