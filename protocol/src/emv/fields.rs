@@ -765,6 +765,27 @@ pub const AMEX_ENHANCED_READER_CAPS: &[Bit] = &[
     },
 ];
 
+/// Amex `9F6D` Contactless Reader Capabilities (Book C-4 Annex A): bits 8, 7 and 4 only,
+/// OR'd into `9F35` Terminal Type before the card sees it.
+pub fn amex_reader_capabilities(v: &[u8]) -> Lines {
+    let [b] = v else {
+        return Err(bad("contactless reader capabilities", v.len()));
+    };
+    let text = match b & 0xC8 {
+        0x00 => "Deprecated",
+        0x40 => "Contactless mag-stripe, CVM not required",
+        0x48 => "Contactless mag-stripe, CVM required",
+        0x80 => "Deprecated (contactless EMV and mag-stripe)",
+        0xC0 => "Contactless EMV and mag-stripe, CVM not required",
+        _ => "Contactless EMV and mag-stripe, CVM required",
+    };
+    let mut out = vec![text.to_owned()];
+    if b & !0xC8 != 0 {
+        out.push(format!("Terminal Type bits set: {:02X}", b & !0xC8));
+    }
+    Ok(out)
+}
+
 /// Mastercard `9F5D` Application Capabilities Information (Book C-2 Annex A.1.9).
 pub fn app_caps_information(v: &[u8]) -> Lines {
     let [b1, b2, b3] = v else {

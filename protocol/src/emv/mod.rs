@@ -95,7 +95,10 @@ pub fn describe_in(ctx: &Context, tag: Tag, value: &[u8]) -> Vec<String> {
             "Card CVM Limit" => numeric::parse_amount(value)
                 .map(|v| vec![format!("{v} (minor units)")])
                 .map_err(err),
-            "Mag-stripe Application Version Number (Card)" => Ok(Vec::new()),
+            "Contactless Reader Capabilities" => fields::amex_reader_capabilities(value),
+            "VLP Reset Threshold" => numeric::parse_amount(value)
+                .map(|v| vec![format!("{v} (minor units)")])
+                .map_err(err),
             _ => Ok(Vec::new()),
         };
         return r.unwrap_or_else(|e| vec![format!("invalid: {e}")]);

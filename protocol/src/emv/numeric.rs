@@ -5,7 +5,6 @@
 
 use core::fmt;
 
-
 /// Why a numeric field did not decode. No variant carries the value itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NumericError {
