@@ -462,40 +462,6 @@ mod tests {
     }
 
     #[test]
-    fn kernel_tags_decode_by_their_meaning() {
-        let amex = Context {
-            scheme: Some(Scheme::Amex),
-            ..Context::default()
-        };
-        assert_eq!(
-            crate::emv::describe_in(&amex, Tag(0x9F6D), &[0xC8]),
-            ["Contactless EMV and mag-stripe, CVM required"]
-        );
-        let visa = Context {
-            scheme: Some(Scheme::Visa),
-            ..Context::default()
-        };
-        assert_eq!(
-            visa.name(Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
-            Some("VLP Reset Threshold")
-        );
-        assert_eq!(
-            crate::emv::describe_in(&visa, Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
-            ["1000 (minor units)"]
-        );
-        // A Mastercard 9F6C is a version number, not a CTQ.
-        let mc = Context {
-            scheme: Some(Scheme::Mastercard),
-            ..Context::default()
-        };
-        assert!(crate::emv::describe_in(&mc, Tag(0x9F6C), &[0, 1]).is_empty());
-        assert_eq!(
-            crate::emv::describe_in(&visa, Tag(0x9F6C), &[0x80, 0]),
-            ["Online PIN required"]
-        );
-    }
-
-    #[test]
     fn vipa_names_only_in_vipa_messages() {
         let card = Context::default();
         assert_eq!(card.name(Tag(0xE0), &[]), None);

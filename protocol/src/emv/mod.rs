@@ -500,6 +500,40 @@ mod tests {
     }
 
     #[test]
+    fn kernel_tags_decode_by_their_meaning() {
+        let amex = Context {
+            scheme: Some(Scheme::Amex),
+            ..Context::default()
+        };
+        assert_eq!(
+            describe_in(&amex, Tag(0x9F6D), &[0xC8]),
+            ["Contactless EMV and mag-stripe, CVM required"]
+        );
+        let visa = Context {
+            scheme: Some(Scheme::Visa),
+            ..Context::default()
+        };
+        assert_eq!(
+            visa.name(Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
+            Some("VLP Reset Threshold")
+        );
+        assert_eq!(
+            describe_in(&visa, Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
+            ["1000 (minor units)"]
+        );
+        // A Mastercard 9F6C is a version number, not a CTQ.
+        let mc = Context {
+            scheme: Some(Scheme::Mastercard),
+            ..Context::default()
+        };
+        assert!(describe_in(&mc, Tag(0x9F6C), &[0, 1]).is_empty());
+        assert_eq!(
+            describe_in(&visa, Tag(0x9F6C), &[0x80, 0]),
+            ["Online PIN required"]
+        );
+    }
+
+    #[test]
     fn invalid_values_say_why_without_the_value() {
         assert_eq!(
             describe(Tag::TVR, &[0x80]),
