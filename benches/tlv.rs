@@ -6,7 +6,12 @@
 //! cargo bench --bench tlv -- --quick     # rough figures in well under a minute
 //! cargo bench --bench tlv -- walk_full   # one group
 //! cargo test  --bench tlv                # each benchmark once + the cross-checks below
+//! BENCH_README=1 cargo bench --bench tlv  # also rewrites the README's table from this run
 //! ```
+//!
+//! Every run writes its comparison table, from criterion's own estimates of this run, to
+//! `target/criterion/summary.md`, next to criterion's HTML report with plots
+//! (`target/criterion/report/index.html`).
 //!
 //! Before measuring, `main` checks that every parser finds the same nodes (count and a
 //! checksum over tag and value length) and the same `9F26` value on every input, so no
@@ -75,6 +80,11 @@ fn fixture() -> Fixture {
         assert!(
             parsers::floor_walk(bytes, &mut floor) && floor == ours,
             "floor walk of {name}"
+        );
+        let mut recursive = Tally::default();
+        assert!(
+            parsers::ours_walk(tlv::parse(bytes), &mut recursive) && recursive == ours,
+            "recursive walk of {name}"
         );
         if name == "stream" {
             stream_tally = Some(ours);
@@ -154,6 +164,12 @@ fn bench_walk_full(c: &mut Criterion, f: &Fixture) {
             b.iter(|| p.walk(black_box(&f.stream)))
         });
     }
+    g.bench_function(BenchmarkId::new("emvbridge_recursive", "stream64k"), |b| {
+        b.iter(|| {
+            let mut t = Tally::default();
+            parsers::ours_walk(tlv::parse(black_box(&f.stream)), &mut t).then_some(t)
+        })
+    });
     g.bench_function(BenchmarkId::new("byte_sum", "stream64k"), |b| {
         b.iter(|| parsers::byte_sum(black_box(&f.stream)))
     });
@@ -369,7 +385,6 @@ fn main() {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(20)
-        .without_plots()
         .configure_from_args();
     bench_walk_full(&mut c, &f);
     bench_walk_flat(&mut c, &f);
@@ -378,4 +393,182 @@ fn main() {
     bench_frame(&mut c, &f);
     c.final_summary();
     report_goals(&f);
+    write_summary(&f);
+}
+
+/// One row of the summary table: label, group, function, parameter, bytes processed.
+type Row = (&'static str, &'static str, &'static str, &'static str);
+
+/// Writes this run's comparison table as markdown to `target/criterion/summary.md`, and with
+/// `BENCH_README=1` into the README between its `bench:tlv` markers.
+fn write_summary(f: &Fixture) {
+    let stream = f.stream.len() as f64;
+    let Some(ours) = mean_ns("walk_full", "emvbridge", "stream64k") else {
+        return;
+    };
+    let rows: &[Row] = &[
+        (
+            "emvbridge full walk, depth-first (`tlv::walk`)",
+            "walk_full",
+            "emvbridge",
+            "stream64k",
+        ),
+        (
+            "emvbridge full walk, recursive (`children()`)",
+            "walk_full",
+            "emvbridge_recursive",
+            "stream64k",
+        ),
+        (
+            "emvbridge flat walk (top level)",
+            "walk_flat",
+            "emvbridge",
+            "stream64k",
+        ),
+        (
+            "emvbridge `find(9F26)` (deep, last 1/16 of the stream)",
+            "find_9f26",
+            "emvbridge",
+            "present_deep",
+        ),
+        (
+            "emvbridge `find` of an absent tag",
+            "find_9f26",
+            "emvbridge",
+            "absent",
+        ),
+        ("asn1-rs full walk", "walk_full", "asn1-rs", "stream64k"),
+        (
+            "der-parser (BER) full walk",
+            "walk_full",
+            "der-parser",
+            "stream64k",
+        ),
+        (
+            "iso7816-tlv full walk",
+            "walk_full",
+            "iso7816-tlv",
+            "stream64k",
+        ),
+        (
+            "tlv_parser full walk",
+            "walk_full",
+            "tlv_parser",
+            "stream64k",
+        ),
+        (
+            "asn1-rs `find(9F26)`",
+            "find_9f26",
+            "asn1-rs",
+            "present_deep",
+        ),
+        (
+            "byte-sum loop (memory yardstick)",
+            "walk_full",
+            "byte_sum",
+            "stream64k",
+        ),
+        (
+            "minimal hand-rolled walker (floor)",
+            "walk_full",
+            "handrolled_floor",
+            "stream64k",
+        ),
+    ];
+    let mut md = String::new();
+    md.push_str(&format!(
+        "| {} KiB stream, {} data objects | time | throughput | vs emvbridge full walk |\n|---|---|---|---|\n",
+        f.stream.len() / 1024 + 1,
+        f.stream_tally.nodes
+    ));
+    for (label, g, func, param) in rows {
+        let Some(t) = mean_ns(g, func, param) else {
+            continue;
+        };
+        let vs = if *func == "emvbridge" && *g == "walk_full" {
+            "1×".to_owned()
+        } else {
+            format!("{:.2}×", t / ours)
+        };
+        md.push_str(&format!(
+            "| {label} | {} | {:.2} GiB/s | {vs} |\n",
+            human(t),
+            stream / t * 1e9 / (1u64 << 30) as f64
+        ));
+    }
+    let wire = f.wire.bytes.len() as f64;
+    for (label, func) in [
+        (
+            "VIPA deframing, chained, odd-sized reads",
+            "deframe_chunked",
+        ),
+        (
+            "deframing + full walk of every payload",
+            "deframe_chunked_and_walk",
+        ),
+        ("framing (emit) of the same messages", "emit"),
+    ] {
+        if let Some(t) = mean_ns("frame", func, "wire64k") {
+            md.push_str(&format!(
+                "| {label} ({} KiB wire) | {} | {:.2} GiB/s | |\n",
+                f.wire.bytes.len() / 1024,
+                human(t),
+                wire / t * 1e9 / (1u64 << 30) as f64
+            ));
+        }
+    }
+    md.push('\n');
+    if let Some(sum) = mean_ns("walk_full", "byte_sum", "stream64k") {
+        md.push_str(&format!(
+            "- full walk / byte-sum time: **{:.2}×** (goal ≤ 1.5×)\n",
+            ours / sum
+        ));
+    }
+    if let Some(iso) = mean_ns("walk_full", "iso7816-tlv", "stream64k") {
+        md.push_str(&format!(
+            "- iso7816-tlv full walk / emvbridge full walk: **{:.1}×** (goal ≥ 20×)\n",
+            iso / ours
+        ));
+    }
+    if let (Some(o), Some(a)) = (
+        mean_ns("find_9f26", "emvbridge", "present_deep"),
+        mean_ns("find_9f26", "asn1-rs", "present_deep"),
+    ) {
+        md.push_str(&format!(
+            "- asn1-rs `find` / emvbridge `find`: **{:.1}×**\n",
+            a / o
+        ));
+    }
+    let Some(dir) = target_dir().map(|d| d.join("criterion")) else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(dir.join("summary.md"), &md).is_ok() {
+        eprintln!(
+            "\nsummary table written to {}",
+            dir.join("summary.md").display()
+        );
+    }
+    if std::env::var_os("BENCH_README").is_some() {
+        let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let (start, end) = ("<!-- bench:tlv:start -->\n", "<!-- bench:tlv:end -->");
+        if let Ok(text) = std::fs::read_to_string(&readme) {
+            if let (Some(a), Some(b)) = (text.find(start), text.find(end)) {
+                let new = format!("{}{start}{md}{}", &text[..a], &text[b..]);
+                if std::fs::write(&readme, new).is_ok() {
+                    eprintln!("README.md table rewritten from this run");
+                }
+            }
+        }
+    }
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
 }

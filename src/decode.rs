@@ -2,15 +2,26 @@
 //!
 //! The output is for people debugging EMV data (text) and for tools (`--json`, a stable
 //! contract: see [`Node`] and [`MessageOut`]). Cardholder data is masked unless `--reveal`.
-//! Any input, however malformed, ends in a one-line error and exit status 2, never a panic.
+//! Any input, however malformed, ends in a one-line error on standard error and exit status
+//! 2, never a panic; with `--json` standard output carries the same error as an object
+//! ([`ErrorOut`]).
+//!
+//! Names and decoders follow the context of each data object ([`emv::Context`]): its
+//! template, the scheme of the application (from the first AID in the input), and whether the
+//! input is a VIPA message (`--frame`, `--vipa`): VIPA's names for private tags apply only
+//! then. `--field NAME` decodes one value on its own.
+
+mod field;
+
+pub use field::Field;
 
 use std::fmt::Write as _;
 use std::io::Read;
 use std::process::ExitCode;
 
-use emvbridge_protocol::emv;
+use emvbridge_protocol::emv::{self, Context, Scheme};
 use emvbridge_protocol::frame::{Frame, FrameError, Pcb, HEADER_LEN};
-use emvbridge_protocol::tlv::{self, TlvError, TlvIter};
+use emvbridge_protocol::tlv::{self, Tag, TlvError, TlvIter};
 use emvbridge_protocol::vipa::{CommandView, Response};
 use serde::Serialize;
 
@@ -32,6 +43,14 @@ pub struct DecodeArgs {
     /// Who sent the frames: `host` (commands) or `terminal` (responses, events).
     #[arg(long, value_enum, requires = "frame")]
     pub from: Option<Direction>,
+    /// The TLV input is a VIPA message body: name VIPA's private tags (`E0`, `DFDF..`…) as VIPA
+    /// does. Implied by `--frame`; without either, they are "Unknown" (another vendor's tags).
+    #[arg(long)]
+    pub vipa: bool,
+    /// Decode the hex as one field value rather than as TLV: tvr, tsi, aip, auc, cvmlist,
+    /// cvmresults, cid, termcaps, addtermcaps, iad, dol, track2, sw, atr.
+    #[arg(long, value_enum, conflicts_with = "frame")]
+    pub field: Option<Field>,
     /// Hex to decode (spaces, newlines and `0x` prefixes allowed); standard input when absent.
     pub hex: Vec<String>,
 }
@@ -82,45 +101,93 @@ pub enum DecodeError {
         /// Offset of the fault.
         offset: usize,
     },
+    /// A `--field` value that does not decode.
+    #[error("{0}")]
+    Field(field::FieldError),
+}
+
+impl DecodeError {
+    /// The byte offset the error refers to.
+    pub fn offset(&self) -> usize {
+        match self {
+            DecodeError::BadHex { offset, .. }
+            | DecodeError::OddHex { offset }
+            | DecodeError::Frame { offset, .. } => *offset,
+            DecodeError::Field(e) => e.offset,
+            DecodeError::Empty | DecodeError::Io(_) => 0,
+            DecodeError::TooLarge => MAX_INPUT,
+            DecodeError::Tlv(e) => e.offset(),
+        }
+    }
+}
+
+/// The `--json` form of an error, the same for hex, TLV, frame and field errors:
+/// `{"error":"… at byte offset N","offset":N,"partial":[…]}`. `partial` holds what was
+/// decoded before the fault (nodes or messages; empty when nothing was).
+#[derive(Debug, Serialize)]
+pub struct ErrorOut<'a> {
+    /// The message standard error shows after `error: `.
+    pub error: String,
+    /// The byte offset in the decoded input.
+    pub offset: usize,
+    /// The output decoded before the fault.
+    pub partial: &'a serde_json::Value,
 }
 
 /// Runs `emvbridge decode`, printing to stdout/stderr. Exit 0 on success, 2 on bad input.
 pub fn run(args: DecodeArgs) -> ExitCode {
-    let input = match read_input(&args.hex) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
-    let bytes = match parse_hex(&input) {
+    let json = args.json;
+    let bytes = match read_input(&args.hex).and_then(|s| parse_hex(&s)) {
         Ok(b) => b,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, json, None),
     };
     let opts = Options {
         reveal: args.reveal,
+        vipa: args.vipa || args.frame,
     };
+    if let Some(f) = args.field {
+        return match field::decode(f, &bytes, opts.reveal, opts.vipa).map_err(DecodeError::Field) {
+            Ok(out) => {
+                print!("{}", if json { out.to_json() } else { out.to_text() });
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e, json, None),
+        };
+    }
     let result = match args.from.filter(|_| args.frame) {
         Some(direction) => decode_frames(&bytes, direction, opts),
         None => decode_tlv(&bytes, 0, opts).map(Decoded::Tlv),
     };
-    let (out, err) = match result {
-        Ok(d) => (Some(d), None),
-        Err((partial, e)) => (partial, Some(e)),
-    };
-    if let Some(out) = out {
-        let text = if args.json {
-            out.to_json()
-        } else {
-            out.to_text()
-        };
-        print!("{text}");
-    }
-    match err {
-        None => ExitCode::SUCCESS,
-        Some(e) => fail(&e),
+    match result {
+        Ok(out) => {
+            print!("{}", if json { out.to_json() } else { out.to_text() });
+            ExitCode::SUCCESS
+        }
+        Err((partial, e)) => {
+            if !json {
+                if let Some(p) = &partial {
+                    print!("{}", p.to_text());
+                }
+            }
+            fail(&e, json, partial.as_ref())
+        }
     }
 }
 
-fn fail(e: &DecodeError) -> ExitCode {
+/// Reports `e`: one line on standard error, and with `--json` an [`ErrorOut`] on standard
+/// output. Exit status 2.
+fn fail(e: &DecodeError, json: bool, partial: Option<&Decoded>) -> ExitCode {
+    tracing::debug!(error = %e, "decode input rejected");
     eprintln!("error: {e}");
+    if json {
+        let partial = partial.map_or(serde_json::Value::Array(Vec::new()), Decoded::to_value);
+        let out = ErrorOut {
+            error: e.to_string(),
+            offset: e.offset(),
+            partial: &partial,
+        };
+        println!("{}", serde_json::to_string(&out).unwrap_or_default());
+    }
     ExitCode::from(2)
 }
 
@@ -171,6 +238,8 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, DecodeError> {
 #[derive(Clone, Copy)]
 struct Options {
     reveal: bool,
+    /// VIPA names apply (`--frame`, `--vipa`).
+    vipa: bool,
 }
 
 /// One data object in the output. JSON: `{"tag","name","length","value"|"children","decoded"?}`.
@@ -193,25 +262,50 @@ pub struct Node {
     pub decoded: Vec<String>,
 }
 
+/// The context of a whole input: the scheme of the first AID in it (`84` DF name, `4F`,
+/// `9F06`), which decides the kernel-specific tags everywhere in the input.
+fn root_context(bytes: &[u8], opts: Options) -> Context {
+    let scheme = [Tag::DF_NAME, Tag::AID, Tag::AID_TERMINAL]
+        .into_iter()
+        .find_map(|t| tlv::find(bytes, t))
+        .and_then(|aid| Scheme::from_aid(aid.value()))
+        .or_else(|| Scheme::from_kernel_tags(|t| tlv::find(bytes, t).is_some()));
+    Context {
+        scheme,
+        vipa: opts.vipa,
+        ..Context::default()
+    }
+}
+
 /// Builds the tree of one TLV level; on error returns what was decoded so far and the error.
-fn tree(iter: TlvIter<'_>, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
+fn tree(
+    iter: TlvIter<'_>,
+    ctx: Context,
+    opts: Options,
+) -> Result<Vec<Node>, (Vec<Node>, TlvError)> {
     let mut nodes = Vec::new();
+    let mut ctx = ctx;
     for item in iter {
         let t = match item {
             Ok(t) => t,
             Err(e) => return Err((nodes, e)),
         };
         let tag = t.tag();
+        if tag == Tag(0x9F11) {
+            // Book 1 §12.2.4: the Issuer Code Table Index says how to show the Application
+            // Preferred Name that follows it.
+            ctx.code_table = emv::fields::code_table_number(t.value());
+        }
         let mut node = Node {
             tag: tag.to_string(),
-            name: emv::dictionary::name(tag).unwrap_or("Unknown"),
+            name: ctx.name(tag, t.value()).unwrap_or("Unknown"),
             length: t.len(),
             value: None,
             children: None,
             decoded: Vec::new(),
         };
         if t.is_constructed() {
-            match tree(t.children(), opts) {
+            match tree(t.children(), ctx.inside(tag), opts) {
                 Ok(children) => node.children = Some(children),
                 Err((children, e)) => {
                     node.children = Some(children);
@@ -226,12 +320,15 @@ fn tree(iter: TlvIter<'_>, opts: Options) -> Result<Vec<Node>, (Vec<Node>, TlvEr
                 emv::masked_value(tag, t.value())
             };
             node.value = Some(masked.unwrap_or_else(|| hex::encode_upper(t.value())));
-            if tag.is_sensitive() && !opts.reveal {
-                // The masked value says all that may be said.
-            } else if let Some(text) = emv::text(tag, t.value()) {
+            if tag.is_sensitive() {
+                // Track 2's fields (PAN masked unless revealed), a PAN's Luhn check.
+                node.decoded = emv::describe_card_data(tag, t.value(), opts.reveal);
+            } else if let Some(text) =
+                emv::text(tag, t.value()).filter(|_| !emv::has_text_decoder(tag))
+            {
                 node.decoded.push(format!("\"{text}\""));
-            } else if !tag.is_sensitive() {
-                node.decoded = emv::describe(tag, t.value());
+            } else {
+                node.decoded = emv::describe_in(&ctx, tag, t.value());
             }
         }
         nodes.push(node);
@@ -245,7 +342,7 @@ fn decode_tlv(
     base: usize,
     opts: Options,
 ) -> Result<Vec<Node>, (Option<Decoded>, DecodeError)> {
-    tree(tlv::parse(bytes), opts).map_err(|(partial, e)| {
+    tree(tlv::parse(bytes), root_context(bytes, opts), opts).map_err(|(partial, e)| {
         let e = shift(e, base);
         (Some(Decoded::Tlv(partial)), DecodeError::Tlv(e))
     })
@@ -318,6 +415,45 @@ pub struct MessageOut {
     pub sw_name: Option<&'static str>,
     /// The data field as BER-TLV.
     pub tlv: Vec<Node>,
+    /// The data field when it is not BER-TLV (a count byte, display text, a file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawOut>,
+}
+
+/// A data field that is not BER-TLV. JSON: `{"hex":"01","text":".","why":"…"}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RawOut {
+    /// The bytes, upper-case hex.
+    pub hex: String,
+    /// The bytes as text, `.` for non-printable ones.
+    pub text: String,
+    /// Why it is not read as TLV.
+    pub why: String,
+}
+
+impl RawOut {
+    fn new(data: &[u8], why: String) -> RawOut {
+        RawOut {
+            hex: hex::encode_upper(data),
+            text: data
+                .iter()
+                .map(|b| {
+                    if (0x20..0x7F).contains(b) {
+                        *b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect(),
+            why,
+        }
+    }
+}
+
+/// Commands whose data field is not TLV (vipa-protocol.md §3): Display's raw text, Select
+/// File's and Stream Upload's file names.
+fn raw_command(cla: u8, ins: u8) -> bool {
+    matches!((cla, ins), (0xD2, 0x01) | (0x00, 0xA4))
 }
 
 enum Decoded {
@@ -431,7 +567,9 @@ fn message(
         sw: None,
         sw_name: None,
         tlv: Vec::new(),
+        raw: None,
     };
+    let raw_data;
     let (data, data_at) = match direction {
         Direction::Host => match CommandView::parse(payload) {
             Ok(cmd) => {
@@ -442,6 +580,7 @@ fn message(
                     p2: format!("{:02X}", cmd.p2),
                     name: cmd.name().unwrap_or("Unknown"),
                 });
+                raw_data = raw_command(cmd.cla, cmd.ins);
                 let at = payload.len()
                     - cmd.data.len()
                     - usize::from(cmd.le.is_some() && !cmd.data.is_empty());
@@ -459,6 +598,8 @@ fn message(
             Ok(r) => {
                 out.sw = Some(format!("{:04X}", r.sw().0));
                 out.sw_name = r.sw().name();
+                // A lone byte (the Contactless Status count, vipa-protocol.md §3) is no TLV.
+                raw_data = r.data().len() == 1;
                 (r.data(), 0)
             }
             Err(_) => {
@@ -470,9 +611,21 @@ fn message(
             }
         },
     };
-    match tree(tlv::parse(data), opts) {
+    if raw_data {
+        if !data.is_empty() {
+            out.raw = Some(RawOut::new(data, "not a TLV data field".into()));
+        }
+        return Ok(out);
+    }
+    match tree(tlv::parse(data), root_context(data, opts), opts) {
         Ok(nodes) => {
             out.tlv = nodes;
+            Ok(out)
+        }
+        // VIPA data fields are not all TLV; one that does not even start as TLV is shown raw.
+        Err((partial, e)) if partial.is_empty() => {
+            let e = shift(e, start + data_at);
+            out.raw = Some(RawOut::new(data, format!("not BER-TLV: {e}")));
             Ok(out)
         }
         Err((partial, e)) => {
@@ -483,6 +636,14 @@ fn message(
 }
 
 impl Decoded {
+    fn to_value(&self) -> serde_json::Value {
+        match self {
+            Decoded::Tlv(nodes) => serde_json::to_value(nodes),
+            Decoded::Messages(msgs) => serde_json::to_value(msgs),
+        }
+        .unwrap_or_default()
+    }
+
     fn to_json(&self) -> String {
         let mut s = match self {
             Decoded::Tlv(nodes) => serde_json::to_string(nodes).unwrap_or_default(),
@@ -549,6 +710,9 @@ fn text_message(s: &mut String, m: &MessageOut) {
         }
     }
     s.push('\n');
+    if let Some(raw) = &m.raw {
+        let _ = writeln!(s, "  data {} \"{}\" ({})", raw.hex, raw.text, raw.why);
+    }
     text_nodes(s, &m.tlv, 1);
 }
 
@@ -576,7 +740,14 @@ mod tests {
     const START_TXN: &str = "0100 3BDED1000036E0349C01009F02060000000032509F03060000000000009A032103039F21031957249F1A0208405F2A020840DFA2140101DFA2180100BB";
 
     fn frames(hex: &str, dir: Direction) -> Result<Vec<MessageOut>, DecodeError> {
-        match decode_frames(&parse_hex(hex).unwrap(), dir, Options { reveal: false }) {
+        match decode_frames(
+            &parse_hex(hex).unwrap(),
+            dir,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) {
             Ok(Decoded::Messages(m)) => Ok(m),
             Ok(Decoded::Tlv(_)) => unreachable!(),
             Err((_, e)) => Err(e),
@@ -604,7 +775,14 @@ mod tests {
     #[test]
     fn json_contract_for_tlv() {
         let bytes = parse_hex("E0 0C 9F02 06 000000001000 9C0100").unwrap();
-        let nodes = match decode_tlv(&bytes, 0, Options { reveal: false }) {
+        let nodes = match decode_tlv(
+            &bytes,
+            0,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) {
             Ok(n) => n,
             Err(_) => panic!("valid tlv"),
         };
@@ -633,18 +811,32 @@ mod tests {
         let bytes =
             parse_hex("5A08 4761739001010010 57 11 4761739001010010D22122011143804400").unwrap();
         let masked = Decoded::Tlv(
-            decode_tlv(&bytes, 0, Options { reveal: false })
-                .ok()
-                .unwrap(),
+            decode_tlv(
+                &bytes,
+                0,
+                Options {
+                    reveal: false,
+                    vipa: true,
+                },
+            )
+            .ok()
+            .unwrap(),
         );
         let text = masked.to_text() + &masked.to_json();
         assert!(!text.contains("4761739001010010"), "{text}");
         assert!(!text.contains("1143804400"), "{text}");
         assert!(text.contains("476173"));
         let clear = Decoded::Tlv(
-            decode_tlv(&bytes, 0, Options { reveal: true })
-                .ok()
-                .unwrap(),
+            decode_tlv(
+                &bytes,
+                0,
+                Options {
+                    reveal: true,
+                    vipa: true,
+                },
+            )
+            .ok()
+            .unwrap(),
         );
         assert!(clear.to_json().contains("4761739001010010"));
     }
@@ -652,9 +844,14 @@ mod tests {
     #[test]
     fn tlv_errors_keep_partial_output_and_offsets() {
         let bytes = parse_hex("5A0101 E004 9F0205 00").unwrap();
-        let Err((Some(Decoded::Tlv(partial)), e)) =
-            decode_tlv(&bytes, 0, Options { reveal: false })
-        else {
+        let Err((Some(Decoded::Tlv(partial)), e)) = decode_tlv(
+            &bytes,
+            0,
+            Options {
+                reveal: false,
+                vipa: true,
+            },
+        ) else {
             panic!("must fail")
         };
         assert_eq!(partial.len(), 2);
@@ -731,9 +928,9 @@ mod tests {
     fn arbitrary_input_never_panics() {
         use proptest::prelude::*;
         proptest!(|(data in prop::collection::vec(any::<u8>(), 0..400))| {
-            let _ = decode_tlv(&data, 0, Options { reveal: false });
-            let _ = decode_frames(&data, Direction::Host, Options { reveal: false });
-            let _ = decode_frames(&data, Direction::Terminal, Options { reveal: true });
+            let _ = decode_tlv(&data, 0, Options { reveal: false, vipa: true });
+            let _ = decode_frames(&data, Direction::Host, Options { reveal: false, vipa: true });
+            let _ = decode_frames(&data, Direction::Terminal, Options { reveal: true, vipa: true });
         });
     }
 }

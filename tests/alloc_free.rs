@@ -91,6 +91,11 @@ fn walk_and_find_allocate_nothing() {
     for input in &inputs {
         let mut acc = (0usize, 0u64);
         walk(tlv::parse(black_box(input)), &mut acc);
+        let depth_first = tlv::walk(black_box(input)).map_while(Result::ok).count();
+        assert_eq!(
+            depth_first, acc.0,
+            "depth-first and recursive walks see the same nodes"
+        );
         let flat = tlv::parse(black_box(input)).count();
         let present = tlv::find(black_box(input), corpus::NEEDLE).map(|t| t.value());
         let absent = tlv::find(black_box(input), corpus::ABSENT).is_some();

@@ -75,7 +75,7 @@ impl Contender {
     pub fn walk(self, input: &[u8]) -> Option<Tally> {
         let mut t = Tally::default();
         let ok = match self {
-            Contender::Emvbridge => ours_walk(tlv::parse(input), &mut t),
+            Contender::Emvbridge => ours_walk_depth_first(input, &mut t),
             Contender::Asn1Rs => asn1_walk(input, &mut t),
             Contender::DerParser => der_walk(input, &mut t),
             Contender::Iso7816Tlv => iso_walk(input, &mut t),
@@ -107,7 +107,19 @@ impl Contender {
 
 // --- emvbridge ----------------------------------------------------------------------------
 
-/// Full walk with emvbridge: every node, descending into constructed ones.
+/// Full walk with emvbridge's depth-first iterator ([`tlv::walk`]): every node, descending
+/// into constructed ones, without recursion.
+#[inline]
+pub fn ours_walk_depth_first(input: &[u8], t: &mut Tally) -> bool {
+    for item in tlv::walk(input) {
+        let Ok(o) = item else { return false };
+        t.node(u64::from(o.tag().0), o.len());
+    }
+    true
+}
+
+/// Full walk with emvbridge by recursion through [`tlv::Tlv::children`]: every node,
+/// descending into constructed ones.
 #[inline]
 pub fn ours_walk(iter: TlvIter<'_>, t: &mut Tally) -> bool {
     for item in iter {

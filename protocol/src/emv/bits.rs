@@ -146,7 +146,10 @@ macro_rules! bitfield {
 }
 
 bitfield! {
-    /// `95` Terminal Verification Results (EMV Book 3 Annex C5).
+    /// `95` Terminal Verification Results (EMV 4.4 Book 3 Annex C5, Table 46). EMV 4.4 named
+    /// the XDA, biometric and ECC bits that EMV 4.3 left RFU, and renamed byte 3 b3 from
+    /// "Online PIN entered" to "Online CVM captured". Byte 5 b4 and b1 are reserved for the
+    /// contactless specifications and stay unnamed (reported as RFU/proprietary).
     Tvr, 5, "95";
     OFFLINE_DATA_AUTHENTICATION_NOT_PERFORMED = (0, 0x80, "Offline data authentication was not performed");
     SDA_FAILED = (0, 0x40, "SDA failed");
@@ -155,26 +158,37 @@ bitfield! {
     DDA_FAILED = (0, 0x08, "DDA failed");
     CDA_FAILED = (0, 0x04, "CDA failed");
     SDA_SELECTED = (0, 0x02, "SDA selected");
+    XDA_SELECTED = (0, 0x01, "XDA selected");
     DIFFERENT_APPLICATION_VERSIONS = (1, 0x80, "ICC and terminal have different application versions");
     EXPIRED_APPLICATION = (1, 0x40, "Expired application");
     APPLICATION_NOT_YET_EFFECTIVE = (1, 0x20, "Application not yet effective");
     SERVICE_NOT_ALLOWED = (1, 0x10, "Requested service not allowed for card product");
     NEW_CARD = (1, 0x08, "New card");
+    BIOMETRIC_PERFORMED_SUCCESSFUL = (1, 0x02, "Biometric performed and successful");
+    BIOMETRIC_TEMPLATE_FORMAT_NOT_SUPPORTED = (1, 0x01, "Biometric template format not supported");
     CARDHOLDER_VERIFICATION_NOT_SUCCESSFUL = (2, 0x80, "Cardholder verification was not successful");
     UNRECOGNISED_CVM = (2, 0x40, "Unrecognised CVM");
     PIN_TRY_LIMIT_EXCEEDED = (2, 0x20, "PIN Try Limit exceeded");
     PIN_PAD_NOT_PRESENT = (2, 0x10, "PIN entry required and PIN pad not present or not working");
     PIN_NOT_ENTERED = (2, 0x08, "PIN entry required, PIN pad present, but PIN was not entered");
-    ONLINE_PIN_ENTERED = (2, 0x04, "Online PIN entered");
+    /// "Online PIN entered" before EMV 4.4.
+    ONLINE_PIN_ENTERED = (2, 0x04, "Online CVM captured");
+    BIOMETRIC_CAPTURE_DEVICE_NOT_WORKING = (2, 0x02, "Biometric required but Biometric capture device not working");
+    BIOMETRIC_SUBTYPE_BYPASSED = (2, 0x01, "Biometric required, Biometric capture device present, but Biometric Subtype entry was bypassed");
     EXCEEDS_FLOOR_LIMIT = (3, 0x80, "Transaction exceeds floor limit");
     LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED = (3, 0x40, "Lower consecutive offline limit exceeded");
     UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED = (3, 0x20, "Upper consecutive offline limit exceeded");
     RANDOMLY_SELECTED_ONLINE = (3, 0x10, "Transaction selected randomly for online processing");
     MERCHANT_FORCED_ONLINE = (3, 0x08, "Merchant forced transaction online");
+    BIOMETRIC_TRY_LIMIT_EXCEEDED = (3, 0x04, "Biometric Try Limit exceeded");
+    BIOMETRIC_TYPE_NOT_SUPPORTED = (3, 0x02, "A selected Biometric Type not supported");
+    XDA_SIGNATURE_VERIFICATION_FAILED = (3, 0x01, "XDA signature verification failed");
     DEFAULT_TDOL_USED = (4, 0x80, "Default TDOL used");
     ISSUER_AUTHENTICATION_FAILED = (4, 0x40, "Issuer authentication failed");
     SCRIPT_FAILED_BEFORE_FINAL_GENERATE_AC = (4, 0x20, "Script processing failed before final GENERATE AC");
     SCRIPT_FAILED_AFTER_FINAL_GENERATE_AC = (4, 0x10, "Script processing failed after final GENERATE AC");
+    CA_ECC_KEY_MISSING = (4, 0x04, "CA ECC key missing");
+    ECC_KEY_RECOVERY_FAILED = (4, 0x02, "ECC key recovery failed");
 }
 
 bitfield! {
@@ -189,17 +203,23 @@ bitfield! {
 }
 
 bitfield! {
-    /// `82` Application Interchange Profile (EMV Book 3 Annex C1). Byte 2 b8 is reserved for
-    /// the contactless specifications (Kernel 2: "EMV mode supported"); it is named so that
-    /// contactless AIPs do not look like RFU violations.
+    /// `82` Application Interchange Profile (EMV 4.4 Book 3 Annex C1, Table 37). EMV 4.4 adds
+    /// XDA (byte 1 b8). Byte 1 b2 and byte 2 b8, b7, b6, b1 are reserved for the contactless
+    /// specifications; they are named as EMV Contactless Book C-2 (Kernel 2) defines them, so
+    /// that contactless AIPs do not look like RFU violations.
     Aip, 2, "82";
+    XDA_SUPPORTED = (0, 0x80, "XDA supported");
     SDA_SUPPORTED = (0, 0x40, "SDA supported");
     DDA_SUPPORTED = (0, 0x20, "DDA supported");
     CARDHOLDER_VERIFICATION_SUPPORTED = (0, 0x10, "Cardholder verification is supported");
     TERMINAL_RISK_MANAGEMENT_REQUIRED = (0, 0x08, "Terminal risk management is to be performed");
     ISSUER_AUTHENTICATION_SUPPORTED = (0, 0x04, "Issuer authentication is supported");
+    ON_DEVICE_CARDHOLDER_VERIFICATION_SUPPORTED = (0, 0x02, "On device cardholder verification is supported (contactless)");
     CDA_SUPPORTED = (0, 0x01, "CDA supported");
-    CONTACTLESS_RESERVED = (1, 0x80, "Reserved for use by the EMV Contactless Specifications");
+    CONTACTLESS_RESERVED = (1, 0x80, "EMV mode is supported (contactless)");
+    MOBILE_PHONE = (1, 0x40, "Mobile phone (contactless)");
+    CONTACTLESS_TRANSACTION = (1, 0x20, "Contactless transaction (contactless)");
+    RELAY_RESISTANCE_PROTOCOL_SUPPORTED = (1, 0x01, "Relay Resistance Protocol is supported (contactless)");
 }
 
 bitfield! {
@@ -218,7 +238,8 @@ bitfield! {
 }
 
 bitfield! {
-    /// `9F33` Terminal Capabilities (EMV Book 4 Annex A2).
+    /// `9F33` Terminal Capabilities (EMV 4.4 Book 4 Annex A2, Table 30). EMV 4.4 adds the
+    /// biometric CVMs, enciphered offline PIN with ECC (byte 2 b1) and XDA (byte 3 b3).
     TerminalCapabilities, 3, "9F33";
     MANUAL_KEY_ENTRY = (0, 0x80, "Manual key entry");
     MAGNETIC_STRIPE = (0, 0x40, "Magnetic stripe");
@@ -226,16 +247,21 @@ bitfield! {
     PLAINTEXT_PIN_ICC = (1, 0x80, "Plaintext PIN for ICC verification");
     ENCIPHERED_PIN_ONLINE = (1, 0x40, "Enciphered PIN for online verification");
     SIGNATURE = (1, 0x20, "Signature (paper)");
-    ENCIPHERED_PIN_OFFLINE = (1, 0x10, "Enciphered PIN for offline verification");
+    ENCIPHERED_PIN_OFFLINE = (1, 0x10, "Enciphered PIN for offline verification (RSA ODE)");
     NO_CVM_REQUIRED = (1, 0x08, "No CVM Required");
+    ONLINE_BIOMETRIC = (1, 0x04, "Online Biometric");
+    OFFLINE_BIOMETRIC = (1, 0x02, "Offline Biometric");
+    ENCIPHERED_PIN_OFFLINE_ECC = (1, 0x01, "Enciphered PIN for offline verification (ECC ODE)");
     SDA = (2, 0x80, "SDA");
     DDA = (2, 0x40, "DDA");
     CARD_CAPTURE = (2, 0x20, "Card capture");
     CDA = (2, 0x08, "CDA");
+    XDA = (2, 0x04, "XDA");
 }
 
 bitfield! {
-    /// `9F40` Additional Terminal Capabilities (EMV Book 4 Annex A3).
+    /// `9F40` Additional Terminal Capabilities (EMV 4.4 Book 4 Annex A3, Table 31; 4.4 words
+    /// the print bits "Print or electronic").
     AdditionalTerminalCapabilities, 5, "9F40";
     CASH = (0, 0x80, "Cash");
     GOODS = (0, 0x40, "Goods");
@@ -250,8 +276,8 @@ bitfield! {
     ALPHABETIC_KEYS = (2, 0x40, "Alphabetic and special characters keys");
     COMMAND_KEYS = (2, 0x20, "Command keys");
     FUNCTION_KEYS = (2, 0x10, "Function keys");
-    PRINT_ATTENDANT = (3, 0x80, "Print, attendant");
-    PRINT_CARDHOLDER = (3, 0x40, "Print, cardholder");
+    PRINT_ATTENDANT = (3, 0x80, "Print or electronic, attendant");
+    PRINT_CARDHOLDER = (3, 0x40, "Print or electronic, cardholder");
     DISPLAY_ATTENDANT = (3, 0x20, "Display, attendant");
     DISPLAY_CARDHOLDER = (3, 0x10, "Display, cardholder");
     CODE_TABLE_10 = (3, 0x02, "Code table 10");
@@ -267,8 +293,10 @@ bitfield! {
 }
 
 bitfield! {
-    /// `9F66` Terminal Transaction Qualifiers (Visa Contactless Payment Specification;
-    /// Discover and Amex use the same layout for the bits named here).
+    /// `9F66` Terminal Transaction Qualifiers (EMV Contactless Book C-3 Kernel 3 Annex A, the
+    /// Visa layout; Kernels 6 and 7 reuse it). Mastercard's Kernel 2 uses `9F66` in a
+    /// mag-stripe record for PUNATC(Track2) instead: see the context-aware naming in
+    /// [`crate::emv::context`].
     Ttq, 4, "9F66";
     MSD_SUPPORTED = (0, 0x80, "Mag-stripe mode supported");
     QVSDC_SUPPORTED = (0, 0x20, "EMV mode (qVSDC) supported");
@@ -280,8 +308,13 @@ bitfield! {
     ONLINE_CRYPTOGRAM_REQUIRED = (1, 0x80, "Online cryptogram required");
     CVM_REQUIRED = (1, 0x40, "CVM required");
     CONTACT_OFFLINE_PIN_SUPPORTED = (1, 0x20, "(Contact chip) offline PIN supported");
+    FAST_MODE_SUPPORTED = (1, 0x08, "Fast mode supported");
+    TRANSIT_TERMINAL = (1, 0x04, "Transit terminal");
     ISSUER_UPDATE_PROCESSING_SUPPORTED = (2, 0x80, "Issuer update processing supported");
     CONSUMER_DEVICE_CVM_SUPPORTED = (2, 0x40, "Consumer device CVM supported");
+    CDCVM_FOR_TRANSIT_MCC_SUPPORTED = (2, 0x20, "Consumer device CVM for transit MCC supported");
+    CDCVM_REQUIRED = (2, 0x08, "Consumer device CVM required");
+    FDDA_V1_SUPPORTED = (3, 0x80, "fDDA v1.0 supported");
 }
 
 bitfield! {
@@ -295,6 +328,7 @@ bitfield! {
     GO_ONLINE_IF_EXPIRED = (0, 0x08, "Go online if application expired");
     SWITCH_INTERFACE_FOR_CASH = (0, 0x04, "Switch interface for cash transactions");
     SWITCH_INTERFACE_FOR_CASHBACK = (0, 0x02, "Switch interface for cashback transactions");
+    NOT_VALID_FOR_CONTACTLESS_ATM = (0, 0x01, "Not valid for contactless ATM transactions");
     CONSUMER_DEVICE_CVM_PERFORMED = (1, 0x80, "Consumer device CVM performed");
     ISSUER_UPDATE_PROCESSING_SUPPORTED = (1, 0x40, "Card supports issuer update processing at the POS");
 }
@@ -308,18 +342,19 @@ pub enum CryptogramType {
     Tc,
     /// `10`: Authorisation Request Cryptogram (go online).
     Arqc,
-    /// `11`: RFU in EMV 4.x; Application Authorisation Referral in older versions.
-    Aar,
+    /// `11`: RFU. EMV 4.1 withdrew the Application Authorisation Referral (AAR) this value
+    /// meant in EMV 4.0 (Book 3 §6.5.5.4, "Coding of Cryptogram Information Data": "11 RFU").
+    Rfu,
 }
 
 impl CryptogramType {
-    /// `"AAC"`, `"TC"`, `"ARQC"`, `"AAR"`.
+    /// `"AAC"`, `"TC"`, `"ARQC"`, `"RFU"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CryptogramType::Aac => "AAC",
             CryptogramType::Tc => "TC",
             CryptogramType::Arqc => "ARQC",
-            CryptogramType::Aar => "AAR",
+            CryptogramType::Rfu => "RFU",
         }
     }
 }
@@ -346,7 +381,8 @@ impl Cid {
             0 => CryptogramType::Aac,
             1 => CryptogramType::Tc,
             2 => CryptogramType::Arqc,
-            _ => CryptogramType::Aar,
+            // Book 3 §6.5.5.4: b8-b7 = 11 is RFU since EMV 4.1 (AAR before).
+            _ => CryptogramType::Rfu,
         }
     }
 
@@ -387,6 +423,9 @@ pub enum CvmMethod {
     EncipheredPinByIcc,
     /// `000101`
     EncipheredPinByIccAndSignature,
+    /// `000110`–`001111` (EMV 4.4): a biometric verified offline by the ICC (even codes) or
+    /// online (odd codes).
+    Biometric(u8),
     /// `011110`
     Signature,
     /// `011111`
@@ -409,6 +448,16 @@ impl CvmMethod {
             CvmMethod::EncipheredPinByIccAndSignature => {
                 "Enciphered PIN verification performed by ICC and signature (paper)"
             }
+            CvmMethod::Biometric(0x06) => "Facial biometric verified offline (by ICC)",
+            CvmMethod::Biometric(0x07) => "Facial biometric verified online",
+            CvmMethod::Biometric(0x08) => "Finger biometric verified offline (by ICC)",
+            CvmMethod::Biometric(0x09) => "Finger biometric verified online",
+            CvmMethod::Biometric(0x0A) => "Palm biometric verified offline (by ICC)",
+            CvmMethod::Biometric(0x0B) => "Palm biometric verified online",
+            CvmMethod::Biometric(0x0C) => "Iris biometric verified offline (by ICC)",
+            CvmMethod::Biometric(0x0D) => "Iris biometric verified online",
+            CvmMethod::Biometric(0x0E) => "Voice biometric verified offline (by ICC)",
+            CvmMethod::Biometric(_) => "Voice biometric verified online",
             CvmMethod::Signature => "Signature (paper)",
             CvmMethod::NoCvmRequired => "No CVM required",
             CvmMethod::Other(0x20..=0x2F) => "Payment system specific CVM",
@@ -432,6 +481,8 @@ impl CvmCode {
             0x03 => CvmMethod::PlaintextPinByIccAndSignature,
             0x04 => CvmMethod::EncipheredPinByIcc,
             0x05 => CvmMethod::EncipheredPinByIccAndSignature,
+            // EMV 4.4 Book 3 Annex C3, Table 39: biometric CVMs.
+            b @ 0x06..=0x0F => CvmMethod::Biometric(b),
             0x1E => CvmMethod::Signature,
             0x1F => CvmMethod::NoCvmRequired,
             other => CvmMethod::Other(other),
@@ -792,7 +843,7 @@ mod tests {
         let tvr = Tvr::parse(&[0x00, 0x00, 0x04, 0x00, 0x40]).unwrap();
         assert_eq!(
             tvr.set_bits().collect::<Vec<_>>(),
-            ["Online PIN entered", "Issuer authentication failed"]
+            ["Online CVM captured", "Issuer authentication failed"]
         );
         assert_eq!(
             Tvr::parse(&[0; 4]),
@@ -811,7 +862,9 @@ mod tests {
         assert_eq!(tvr.bytes(), [0x00, 0x08, 0x00, 0x08, 0x00]);
         tvr.clear(Tvr::NEW_CARD);
         assert_eq!(tvr.bytes(), [0x00, 0x00, 0x00, 0x08, 0x00]);
-        assert_eq!(Tvr::BITS.len(), 27);
+        // EMV 4.4 Book 3 Annex C5 names 37 of the 40 bits (byte 2 b3 and byte 5 b4, b1 are
+        // RFU / reserved for the contactless specifications).
+        assert_eq!(Tvr::BITS.len(), 37);
     }
 
     #[test]
@@ -842,7 +895,7 @@ mod tests {
                 "Cardholder verification is supported",
                 "Terminal risk management is to be performed",
                 "CDA supported",
-                "Reserved for use by the EMV Contactless Specifications"
+                "EMV mode is supported (contactless)"
             ]
         );
     }
@@ -893,7 +946,7 @@ mod tests {
                 "Alphabetic and special characters keys",
                 "Command keys",
                 "Function keys",
-                "Print, attendant",
+                "Print or electronic, attendant",
                 "Display, attendant",
                 "Code table 1"
             ]
@@ -926,7 +979,10 @@ mod tests {
         assert_eq!(Cid(0x80).cryptogram_type(), CryptogramType::Arqc);
         assert_eq!(Cid(0x40).cryptogram_type(), CryptogramType::Tc);
         assert_eq!(Cid(0x00).cryptogram_type(), CryptogramType::Aac);
-        assert_eq!(Cid(0xC0).cryptogram_type().as_str(), "AAR");
+        // EMV Book 3 §6.5.5.4 (Coding of Cryptogram Information Data): b8-b7 = 11 is RFU since
+        // EMV 4.1; EMV 4.0's AAR is gone.
+        assert_eq!(Cid(0xC0).cryptogram_type(), CryptogramType::Rfu);
+        assert_eq!(Cid(0xC0).cryptogram_type().as_str(), "RFU");
         let cid = Cid(0x0A);
         assert!(cid.advice_required());
         assert_eq!(cid.reason(), Some("PIN Try Limit exceeded"));

@@ -228,6 +228,15 @@ static TABLE: &[TagInfo] = &[
     t(0x88, "Short File Identifier (SFI)", B, Icc, TA5, ""),
     t(0x89, "Authorisation Code", An, Issuer, NONE, ""),
     t(0x8A, "Authorisation Response Code", An, Issuer, NONE, ""),
+    // EMV Contactless Book B Annex A.
+    t(
+        0x8B,
+        "POI Information",
+        B,
+        Terminal,
+        NONE,
+        "EMV Contactless Book B",
+    ),
     t(
         0x8C,
         "Card Risk Management Data Object List 1 (CDOL1)",
@@ -266,6 +275,14 @@ static TABLE: &[TagInfo] = &[
     t(0x93, "Signed Static Application Data", B, Icc, R70_77, ""),
     t(0x94, "Application File Locator (AFL)", Var, Icc, R77_80, ""),
     t(0x95, "Terminal Verification Results", B, Terminal, NONE, ""),
+    t(
+        0x96,
+        "Kernel Identifier - Terminal",
+        B,
+        Terminal,
+        NONE,
+        "EMV Contactless Book B",
+    ),
     t(
         0x97,
         "Transaction Certificate Data Object List (TDOL)",
@@ -754,6 +771,14 @@ static TABLE: &[TagInfo] = &[
         Terminal,
         NONE,
         "",
+    ),
+    t(
+        0x9F3E,
+        "Terminal Categories Supported List",
+        B,
+        Terminal,
+        NONE,
+        "EMV Contactless Book B",
     ),
     t(
         0x9F40,

@@ -32,12 +32,6 @@ pub enum DolError {
         /// Offset of the entry.
         offset: usize,
     },
-    /// A length that is not one byte (`00`–`7F`) or `81 xx`.
-    #[error("bad dol length at byte offset {offset}")]
-    BadLength {
-        /// Offset of the length byte.
-        offset: usize,
-    },
     /// The built data would exceed [`MAX_DOL_DATA_LEN`].
     #[error("dol data longer than 1024 bytes")]
     TooLong,
@@ -98,20 +92,11 @@ impl DolIter<'_> {
                 }
             }
         }
-        let len_byte = *b.get(i).ok_or(DolError::Truncated { offset: at })?;
-        let len = match len_byte {
-            0x00..=0x7F => {
-                i += 1;
-                usize::from(len_byte)
-            }
-            // Lengths are one byte in every DOL seen; accept `81 xx` for tolerance.
-            0x81 => {
-                let n = *b.get(i + 1).ok_or(DolError::Truncated { offset: at })?;
-                i += 2;
-                usize::from(n)
-            }
-            _ => return Err(DolError::BadLength { offset: at + i }),
-        };
+        // EMV Book 3 §5.4: each entry is "a tag identifying the data object followed by a
+        // one-byte length"; `81`, `80` or `FF` there are lengths 129, 128 and 255, not
+        // BER length prefixes.
+        let len = usize::from(*b.get(i).ok_or(DolError::Truncated { offset: at })?);
+        i += 1;
         Ok((DolEntry { tag: Tag(tag), len }, i))
     }
 }
@@ -413,20 +398,41 @@ mod tests {
             parse_dol(&[0x95]).next(),
             Some(Err(DolError::Truncated { offset: 0 }))
         );
+        // EMV Book 3 §5.4: the length of a DOL entry is one byte, whatever its value.
         assert_eq!(
-            parse_dol(&[0x95, 0x82, 0, 5]).next(),
-            Some(Err(DolError::BadLength { offset: 1 }))
+            parse_dol(&[0x9F, 0x33, 0xFF]).collect::<Vec<_>>(),
+            [Ok(DolEntry {
+                tag: Tag::TERMINAL_CAPABILITIES,
+                len: 255
+            })]
+        );
+        assert_eq!(
+            parse_dol(&[0x95, 0x82, 0x9A, 0x80]).collect::<Vec<_>>(),
+            [
+                Ok(DolEntry {
+                    tag: Tag::TVR,
+                    len: 130
+                }),
+                Ok(DolEntry {
+                    tag: Tag::TRANSACTION_DATE,
+                    len: 128
+                })
+            ]
         );
         assert_eq!(
             parse_dol(&[0xDF, 0x81, 0x82, 0x83, 0x04, 1]).next(),
             Some(Err(DolError::TagTooLong { offset: 0 }))
         );
+        // `81` is the length 129, not a BER long-form prefix: `05` is then the next tag.
         assert_eq!(
-            parse_dol(&[0x95, 0x81, 0x05]).next(),
-            Some(Ok(DolEntry {
-                tag: Tag::TVR,
-                len: 5
-            }))
+            parse_dol(&[0x95, 0x81, 0x05]).collect::<Vec<_>>(),
+            [
+                Ok(DolEntry {
+                    tag: Tag::TVR,
+                    len: 129
+                }),
+                Err(DolError::Truncated { offset: 2 })
+            ]
         );
         let huge: Vec<u8> = [0x9F, 0x37, 0x7F].repeat(20);
         assert_eq!(dol_data_len(&huge), Err(DolError::TooLong));

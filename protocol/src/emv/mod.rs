@@ -5,13 +5,21 @@
 //! - [`bits`]: TVR, TSI, AIP, AUC, CVM list/results, CID, terminal capabilities and types.
 //! - [`numeric`]: BCD amounts, dates, times, ISO 4217 currencies, ISO 3166 countries.
 //! - [`dol`]: PDOL/CDOL/DDOL/TDOL walking and building (Book 3 §5.4).
+//! - [`context`]: template, scheme (from the AID) and VIPA-ness, for kernel-specific tags.
+//! - [`fields`]: AFL, tag lists, languages, currencies, codes, kernel IDs, script commands.
+//! - [`iad`]: Issuer Application Data per scheme (CCD, M/Chip, VSDC).
+//! - [`iso7816`]: status words and the Answer To Reset.
 //! - [`sensitive`]: [`Pan`], [`Track2`], [`SecretBytes`], mask helpers.
 //!
 //! [`describe`] and [`text`] turn one data object into the lines `emvbridge decode` prints.
 
 pub mod bits;
+pub mod context;
 pub mod dictionary;
 pub mod dol;
+pub mod fields;
+pub mod iad;
+pub mod iso7816;
 pub mod numeric;
 pub mod sensitive;
 
@@ -20,11 +28,12 @@ pub use bits::{
     CvmCondition, CvmList, CvmMethod, CvmOutcome, CvmResults, FieldError, ServiceCode, SetBits,
     TerminalCapabilities, TerminalType, TransactionType, Tsi, Ttq, Tvr,
 };
+pub use context::{aid_product, Context, Scheme};
 pub use dictionary::{lookup, Format, Source, TagInfo};
 pub use dol::{
     build_dol, build_dol_vec, parse_dol, DolData, DolEntry, DolError, DolFields, DolIter, TagSource,
 };
-pub use numeric::{Country, Currency, Date, NumericError, Time};
+pub use numeric::{mcc_description, Country, Currency, Date, Language, NumericError, Time};
 pub use sensitive::{
     luhn_valid, mask_bcd_pan, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes,
     Sensitive, Track2,
@@ -47,7 +56,8 @@ pub fn text(tag: Tag, value: &[u8]) -> Option<&str> {
 }
 
 /// Human-readable lines for a data object whose tag has a decoder; empty when there is
-/// nothing to say beyond the hex (unknown tag, opaque binary, templates).
+/// nothing to say beyond the hex (unknown tag, opaque binary, templates). The meaning is the
+/// one a data object has with no surroundings known; see [`describe_in`].
 ///
 /// Sensitive tags yield only their masked form. A value that does not decode yields one
 /// line starting `invalid:` (offsets and kinds only, never the value).
@@ -55,11 +65,47 @@ pub fn text(tag: Tag, value: &[u8]) -> Option<&str> {
 /// ```
 /// use emvbridge_protocol::{emv, tlv::Tag};
 /// assert_eq!(emv::describe(Tag::CRYPTOGRAM_INFORMATION_DATA, &[0x80]), ["ARQC"]);
-/// assert_eq!(emv::describe(Tag::TRANSACTION_CURRENCY_CODE, &[0x08, 0x40]), ["USD (exponent 2)"]);
+/// assert_eq!(emv::describe(Tag::TRANSACTION_CURRENCY_CODE, &[0x08, 0x40]), ["0840 USD US Dollar (exponent 2)"]);
 /// ```
 pub fn describe(tag: Tag, value: &[u8]) -> Vec<String> {
+    describe_in(&Context::default(), tag, value)
+}
+
+/// Whether a text tag (`an`, `ans`) has a decoder that says more than its characters:
+/// `5F2D` languages, `8A` response codes, `9F12` in its code table.
+pub fn has_text_decoder(tag: Tag) -> bool {
+    matches!(tag.0, 0x5F2D | 0x8A | 0x9F12)
+}
+
+/// [`describe`] for a data object in `ctx`: kernel-specific tags take the meaning their
+/// template and scheme give them ([`Context::name`]).
+pub fn describe_in(ctx: &Context, tag: Tag, value: &[u8]) -> Vec<String> {
     if tag.is_sensitive() {
         return describe_sensitive(tag, value);
+    }
+    if let context::Meaning::Kernel(name) = ctx.meaning(tag, value) {
+        let r = match name {
+            "Application Capabilities Information" => fields::app_caps_information(value),
+            "Third Party Data" => fields::third_party_data(value),
+            "Enhanced Contactless Reader Capabilities" => {
+                Ok(fields::set_names(value, fields::AMEX_ENHANCED_READER_CAPS))
+            }
+            "UDOL" => describe_dol(value),
+            "Mag-stripe CVM List" => CvmList::parse(value).map(describe_cvm_list).map_err(err),
+            "Card CVM Limit" => numeric::parse_amount(value)
+                .map(|v| vec![format!("{v} (minor units)")])
+                .map_err(err),
+            "Contactless Reader Capabilities" => fields::amex_reader_capabilities(value),
+            "VLP Reset Threshold" => numeric::parse_amount(value)
+                .map(|v| vec![format!("{v} (minor units)")])
+                .map_err(err),
+            _ => Ok(Vec::new()),
+        };
+        return r.unwrap_or_else(|e| vec![format!("invalid: {e}")]);
+    }
+    if !ctx.vipa && lookup(tag).is_some_and(|i| i.source == Source::Vipa) {
+        // A VIPA name for another vendor's proprietary tag would mislead.
+        return Vec::new();
     }
     let r: Result<Vec<String>, String> = match tag.0 {
         0x95 => Tvr::parse(value)
@@ -89,15 +135,20 @@ pub fn describe(tag: Tag, value: &[u8]) -> Vec<String> {
         0x9F66 => Ttq::parse(value)
             .map(|v| names(v.set_bits(), &v.rfu()))
             .map_err(err),
-        // Visa layout; Mastercard's 9F6C is a version number, hence the prefix.
+        // Visa layout (Book C-3 Annex A); Mastercard's 9F6C is resolved above by context.
         0x9F6C => Ctq::parse(value)
-            .map(|v| {
-                names(v.set_bits(), &v.rfu())
-                    .into_iter()
-                    .map(|l| format!("Visa CTQ: {l}"))
-                    .collect()
-            })
+            .map(|v| names(v.set_bits(), &v.rfu()))
             .map_err(err),
+        // Kernel 2: Mag-stripe Application Version Number (Reader), 2 bytes binary.
+        0x9F6D => Ok(Vec::new()),
+        // Kernel 3 Form Factor Indicator when the shape or scheme says Visa.
+        0x9F6E if value.len() == 4 => fields::form_factor_indicator(value),
+        0x9F6E => Ok(Vec::new()),
+        0x9F10 => Ok(iad::describe(value, ctx.scheme).unwrap_or_default()),
+        0x9F1D => match value.len() {
+            8 => Ok(fields::set_names(value, fields::TRMD)),
+            n => Err(format!("bad terminal risk management data length {n}")),
+        },
         0x9F27 => Cid::parse(value).map(describe_cid).map_err(err),
         0x8E => CvmList::parse(value).map(describe_cvm_list).map_err(err),
         0x9F34 => CvmResults::parse(value)
@@ -134,28 +185,50 @@ pub fn describe(tag: Tag, value: &[u8]) -> Vec<String> {
         0x5F2A | 0x9F42 | 0x9F3C | 0xDFDF24 => numeric::parse_n3(value)
             .map(|n| {
                 vec![match Currency::from_numeric(n) {
-                    Some(c) => format!("{} (exponent {})", c.alpha, c.exponent),
-                    None => format!("{n:03} (unknown currency)"),
+                    Some(c) => format!("{c} (exponent {})", c.exponent),
+                    None => fields::currency(n),
                 }]
             })
             .map_err(err),
-        0x5F28 | 0x9F1A => numeric::parse_n3(value)
+        0x9F3B => fields::currencies(value),
+        0x5F28 | 0x9F1A | 0x9F57 => numeric::parse_n3(value)
             .map(|n| {
                 vec![match Country::from_numeric(n) {
-                    Some(c) => format!("{} ({})", c.alpha2, c.name),
-                    None => format!("{n:03} (unknown country)"),
+                    Some(c) => c.to_string(),
+                    None => format!("{n:04} unknown country"),
                 }]
             })
             .map_err(err),
+        0x5F2D => fields::languages(value),
         0x5F36 | 0x9F44 | 0xDFDF1C => numeric::bcd_to_u64(value)
             .map(|n| vec![format!("exponent {n}")])
             .map_err(err),
-        0x8A => Ok(describe_arc(value).into_iter().map(str::to_owned).collect()),
+        0x8A => fields::auth_response_code(value),
         0x9F36 => be_u32(value).map(|v| vec![v.to_string()]),
-        0x9F41 | 0x5F34 | 0x9F39 | 0x9F15 => numeric::bcd_to_u64(value)
+        0x9F39 => fields::pos_entry_mode(value),
+        0x9F15 => fields::mcc(value),
+        0x9F11 => fields::code_table_index(value),
+        // Without a 9F11 before it, ISO/IEC 8859-1 (as emv-utils assumes): the common
+        // character set of Book 4 Annex B is its subset.
+        0x9F12 => Ok(fields::iso8859_text(value, ctx.code_table.unwrap_or(1))
+            .into_iter()
+            .collect()),
+        0x91 => fields::issuer_authentication_data(value),
+        0x9F41 | 0x5F34 => numeric::bcd_to_u64(value)
             .map(|n| vec![n.to_string()])
             .map_err(err),
-        0x9F38 | 0x8C | 0x8D | 0x9F49 | 0x97 => describe_dol(value),
+        0x9F38 | 0x8C | 0x8D | 0x9F49 | 0x97 | 0x9F69 => describe_dol(value),
+        0x94 => fields::afl(value),
+        0x9F4A => fields::tag_list(value),
+        0x9F0A => fields::asrpd(value),
+        0x9F2A => fields::kernel_id(value, false),
+        0x96 => fields::kernel_id(value, true),
+        0x9F3E => fields::terminal_categories(value),
+        0x8B => fields::poi_information(value),
+        0x86 => fields::script_command(value),
+        0x4F | 0x84 | 0x9F06 => Ok(context::aid_product(value)
+            .map(|(s, p)| vec![format!("{}: {p}", s.as_str())])
+            .unwrap_or_default()),
         0xDFA20A => Ok(match value {
             [0] => vec!["Completed".to_owned()],
             [1] => vec!["Timeout".to_owned()],
@@ -233,21 +306,6 @@ fn describe_cvm_results(r: CvmResults) -> Vec<String> {
     ]
 }
 
-/// `8A` codes hosts and VIPA use (vipa-protocol.md §4.3; EMV Book 4 §A6 for Y1/Z1/Y3/Z3).
-fn describe_arc(value: &[u8]) -> Option<&'static str> {
-    Some(match value {
-        b"00" => "Approved",
-        b"Y1" => "Offline approved",
-        b"Z1" => "Offline declined",
-        b"Y3" => "Unable to go online, offline approved",
-        b"Z3" => "Unable to go online, offline declined",
-        b"05" => "Do not honour",
-        b"51" => "Insufficient funds",
-        b"55" => "Incorrect PIN",
-        _ => return None,
-    })
-}
-
 fn describe_dol(value: &[u8]) -> Result<Vec<String>, String> {
     parse_dol(value)
         .map(|e| {
@@ -264,25 +322,29 @@ fn describe_dol(value: &[u8]) -> Result<Vec<String>, String> {
 
 fn describe_sensitive(tag: Tag, value: &[u8]) -> Vec<String> {
     let mut out: Vec<String> = masked_value(tag, value).into_iter().collect();
+    out.extend(describe_card_data(tag, value, false));
+    out
+}
+
+/// What may be said about cardholder data beyond its (masked) value: a PAN's Luhn check, the
+/// fields of Track 2 (ISO/IEC 7813: PAN, expiry, service code, discretionary data), with the
+/// PAN and discretionary data masked unless `reveal`. Values a reader already masked
+/// (nibbles `A`) yield nothing.
+pub fn describe_card_data(tag: Tag, value: &[u8], reveal: bool) -> Vec<String> {
     match tag {
-        Tag::PAN => {
-            if let Ok(pan) = Pan::from_bcd(value) {
-                out.push(format!(
+        Tag::PAN => Pan::from_bcd(value)
+            .map(|pan| {
+                vec![format!(
                     "Luhn {}",
                     if pan.luhn_valid() { "valid" } else { "invalid" }
-                ));
-            }
-        }
+                )]
+            })
+            .unwrap_or_default(),
         Tag::TRACK2_EQUIVALENT | Tag::TRACK2_DATA => {
-            if let Ok(t2) = Track2::from_bcd(value) {
-                let (yy, mm) = t2.expiry();
-                out.push(format!("expiry 20{yy:02}-{mm:02}"));
-                out.push(format!("service code {}", t2.service_code()));
-            }
+            fields::track2(value, reveal).unwrap_or_default()
         }
-        _ => {}
+        _ => Vec::new(),
     }
-    out
 }
 
 #[cfg(test)]
@@ -338,7 +400,7 @@ mod tests {
         );
         assert_eq!(
             describe(Tag::ISSUER_COUNTRY_CODE, get(Tag::ISSUER_COUNTRY_CODE)),
-            ["US (United States)"]
+            ["0840 US USA United States"]
         );
         assert_eq!(
             text(Tag::APPLICATION_LABEL, get(Tag::APPLICATION_LABEL)),
@@ -377,15 +439,15 @@ mod tests {
         assert_eq!(describe(Tag::TRANSACTION_TYPE, &[0x00]), ["Purchase"]);
         assert_eq!(
             describe(Tag::TERMINAL_COUNTRY_CODE, &[0x08, 0x40]),
-            ["US (United States)"]
+            ["0840 US USA United States"]
         );
         assert_eq!(
             describe(Tag::TRANSACTION_CURRENCY_CODE, &[0x09, 0x78]),
-            ["EUR (exponent 2)"]
+            ["0978 EUR Euro (exponent 2)"]
         );
         assert_eq!(
             describe(Tag::TRANSACTION_CURRENCY_CODE, &[0x09, 0x99]),
-            ["999 (unknown currency)"]
+            ["0999 XXX The codes assigned for transactions where no currency is involved (exponent 0)"]
         );
     }
 
@@ -422,14 +484,53 @@ mod tests {
         );
         assert_eq!(
             describe(Tag::AUTHORISATION_RESPONSE_CODE, b"Z3"),
-            ["Unable to go online, offline declined"]
+            ["Z3: Unable to go online, offline declined"]
         );
         assert_eq!(
             describe(Tag::PDOL, &[0x9F, 0x02, 0x06]),
             ["9F02 (6) Amount, Authorised (Numeric)"]
         );
         assert_eq!(describe(Tag::ATC, &[0x00, 0x2A]), ["42"]);
-        assert_eq!(describe(Tag::VIPA_PIN_ENTRY_RESULT, &[4]), ["Bypassed"]);
+        // VIPA tags are decoded in VIPA messages only.
+        assert_eq!(
+            describe_in(&Context::vipa(), Tag::VIPA_PIN_ENTRY_RESULT, &[4]),
+            ["Bypassed"]
+        );
+        assert!(describe(Tag::VIPA_PIN_ENTRY_RESULT, &[4]).is_empty());
+    }
+
+    #[test]
+    fn kernel_tags_decode_by_their_meaning() {
+        let amex = Context {
+            scheme: Some(Scheme::Amex),
+            ..Context::default()
+        };
+        assert_eq!(
+            describe_in(&amex, Tag(0x9F6D), &[0xC8]),
+            ["Contactless EMV and mag-stripe, CVM required"]
+        );
+        let visa = Context {
+            scheme: Some(Scheme::Visa),
+            ..Context::default()
+        };
+        assert_eq!(
+            visa.name(Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
+            Some("VLP Reset Threshold")
+        );
+        assert_eq!(
+            describe_in(&visa, Tag(0x9F6D), &[0, 0, 0, 0, 0x10, 0]),
+            ["1000 (minor units)"]
+        );
+        // A Mastercard 9F6C is a version number, not a CTQ.
+        let mc = Context {
+            scheme: Some(Scheme::Mastercard),
+            ..Context::default()
+        };
+        assert!(describe_in(&mc, Tag(0x9F6C), &[0, 1]).is_empty());
+        assert_eq!(
+            describe_in(&visa, Tag(0x9F6C), &[0x80, 0]),
+            ["Online PIN required"]
+        );
     }
 
     #[test]
@@ -459,8 +560,10 @@ mod tests {
             describe(Tag::TRACK2_EQUIVALENT, &t2),
             [
                 "411111******1111D********",
-                "expiry 2028-12",
-                "service code 101"
+                "PAN: 411111******1111",
+                "Expiry: 2028-12",
+                "Service code: 101",
+                "Discretionary data: 1 digits"
             ]
         );
         assert_eq!(

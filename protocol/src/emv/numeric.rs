@@ -238,93 +238,21 @@ pub fn encode_n3(code: u16) -> Result<[u8; 2], NumericError> {
     Ok(out)
 }
 
-/// An ISO 4217 currency: numeric code, alphabetic code and minor-unit exponent.
+// The complete ISO tables, generated (`protocol/tools/gen_iso_tables.py`).
+include!("iso_tables.rs");
+
+/// An ISO 4217 currency: numeric code, alphabetic code, minor-unit exponent and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {
     /// ISO 4217 numeric code (840).
     pub numeric: u16,
     /// ISO 4217 alphabetic code (`"USD"`).
     pub alpha: &'static str,
-    /// Number of minor-unit digits (2 for USD, 0 for JPY, 3 for BHD).
+    /// Number of minor-unit digits (2 for USD, 0 for JPY, 3 for BHD; 0 where ISO gives none).
     pub exponent: u8,
+    /// ISO 4217 English name (`"US Dollar"`).
+    pub name: &'static str,
 }
-
-const fn c(numeric: u16, alpha: &'static str, exponent: u8) -> Currency {
-    Currency {
-        numeric,
-        alpha,
-        exponent,
-    }
-}
-
-/// ISO 4217, the currencies emvbridge is likely to see; sorted by numeric code.
-static CURRENCIES: &[Currency] = &[
-    c(32, "ARS", 2),
-    c(36, "AUD", 2),
-    c(48, "BHD", 3),
-    c(50, "BDT", 2),
-    c(124, "CAD", 2),
-    c(144, "LKR", 2),
-    c(152, "CLP", 0),
-    c(156, "CNY", 2),
-    c(170, "COP", 2),
-    c(203, "CZK", 2),
-    c(208, "DKK", 2),
-    c(344, "HKD", 2),
-    c(348, "HUF", 2),
-    c(352, "ISK", 0),
-    c(356, "INR", 2),
-    c(360, "IDR", 2),
-    c(368, "IQD", 3),
-    c(376, "ILS", 2),
-    c(392, "JPY", 0),
-    c(398, "KZT", 2),
-    c(400, "JOD", 3),
-    c(404, "KES", 2),
-    c(410, "KRW", 0),
-    c(414, "KWD", 3),
-    c(434, "LYD", 3),
-    c(458, "MYR", 2),
-    c(484, "MXN", 2),
-    c(504, "MAD", 2),
-    c(512, "OMR", 3),
-    c(554, "NZD", 2),
-    c(566, "NGN", 2),
-    c(578, "NOK", 2),
-    c(586, "PKR", 2),
-    c(604, "PEN", 2),
-    c(608, "PHP", 2),
-    c(634, "QAR", 2),
-    c(643, "RUB", 2),
-    c(646, "RWF", 0),
-    c(682, "SAR", 2),
-    c(702, "SGD", 2),
-    c(704, "VND", 0),
-    c(710, "ZAR", 2),
-    c(752, "SEK", 2),
-    c(756, "CHF", 2),
-    c(764, "THB", 2),
-    c(784, "AED", 2),
-    c(788, "TND", 3),
-    c(800, "UGX", 0),
-    c(818, "EGP", 2),
-    c(826, "GBP", 2),
-    c(834, "TZS", 2),
-    c(840, "USD", 2),
-    c(901, "TWD", 2),
-    c(933, "BYN", 2),
-    c(936, "GHS", 2),
-    c(941, "RSD", 2),
-    c(946, "RON", 2),
-    c(949, "TRY", 2),
-    c(950, "XAF", 0),
-    c(952, "XOF", 0),
-    c(953, "XPF", 0),
-    c(978, "EUR", 2),
-    c(980, "UAH", 2),
-    c(985, "PLN", 2),
-    c(986, "BRL", 2),
-];
 
 impl Currency {
     /// The currency with ISO 4217 numeric `code`, if in the table.
@@ -353,84 +281,32 @@ impl Currency {
         encode_n3(self.numeric).unwrap_or([0, 0])
     }
 
-    /// Every currency in the table, sorted by numeric code.
+    /// Every ISO 4217 currency, sorted by numeric code.
     pub fn all() -> &'static [Currency] {
         CURRENCIES
     }
 }
 
-/// An ISO 3166-1 country: numeric and alpha-2 codes and a short name.
+impl fmt::Display for Currency {
+    /// `0840 USD US Dollar`: the numeric code as EMV carries it (`n3` in two bytes), then the
+    /// alphabetic code and the name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04} {} {}", self.numeric, self.alpha, self.name)
+    }
+}
+
+/// An ISO 3166-1 country: numeric, alpha-2 and alpha-3 codes and the common English name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Country {
     /// ISO 3166-1 numeric (840).
     pub numeric: u16,
     /// ISO 3166-1 alpha-2 (`"US"`).
     pub alpha2: &'static str,
-    /// Short English name.
+    /// ISO 3166-1 alpha-3 (`"USA"`).
+    pub alpha3: &'static str,
+    /// Common English name.
     pub name: &'static str,
 }
-
-const fn k(numeric: u16, alpha2: &'static str, name: &'static str) -> Country {
-    Country {
-        numeric,
-        alpha2,
-        name,
-    }
-}
-
-/// ISO 3166-1, the countries most often met; sorted by numeric code.
-static COUNTRIES: &[Country] = &[
-    k(32, "AR", "Argentina"),
-    k(36, "AU", "Australia"),
-    k(40, "AT", "Austria"),
-    k(48, "BH", "Bahrain"),
-    k(56, "BE", "Belgium"),
-    k(76, "BR", "Brazil"),
-    k(124, "CA", "Canada"),
-    k(152, "CL", "Chile"),
-    k(156, "CN", "China"),
-    k(170, "CO", "Colombia"),
-    k(203, "CZ", "Czechia"),
-    k(208, "DK", "Denmark"),
-    k(246, "FI", "Finland"),
-    k(250, "FR", "France"),
-    k(276, "DE", "Germany"),
-    k(300, "GR", "Greece"),
-    k(344, "HK", "Hong Kong"),
-    k(348, "HU", "Hungary"),
-    k(356, "IN", "India"),
-    k(360, "ID", "Indonesia"),
-    k(372, "IE", "Ireland"),
-    k(376, "IL", "Israel"),
-    k(380, "IT", "Italy"),
-    k(392, "JP", "Japan"),
-    k(404, "KE", "Kenya"),
-    k(410, "KR", "Korea, Republic of"),
-    k(458, "MY", "Malaysia"),
-    k(484, "MX", "Mexico"),
-    k(528, "NL", "Netherlands"),
-    k(554, "NZ", "New Zealand"),
-    k(566, "NG", "Nigeria"),
-    k(578, "NO", "Norway"),
-    k(608, "PH", "Philippines"),
-    k(616, "PL", "Poland"),
-    k(620, "PT", "Portugal"),
-    k(634, "QA", "Qatar"),
-    k(642, "RO", "Romania"),
-    k(682, "SA", "Saudi Arabia"),
-    k(702, "SG", "Singapore"),
-    k(710, "ZA", "South Africa"),
-    k(724, "ES", "Spain"),
-    k(752, "SE", "Sweden"),
-    k(756, "CH", "Switzerland"),
-    k(764, "TH", "Thailand"),
-    k(784, "AE", "United Arab Emirates"),
-    k(792, "TR", "Turkey"),
-    k(804, "UA", "Ukraine"),
-    k(818, "EG", "Egypt"),
-    k(826, "GB", "United Kingdom"),
-    k(840, "US", "United States"),
-];
 
 impl Country {
     /// The country with ISO 3166-1 numeric `code`, if in the table.
@@ -452,6 +328,63 @@ impl Country {
     pub fn from_bcd(bytes: &[u8]) -> Option<&'static Country> {
         parse_n3(bytes).ok().and_then(Country::from_numeric)
     }
+
+    /// Every ISO 3166-1 country, sorted by numeric code.
+    pub fn all() -> &'static [Country] {
+        COUNTRIES
+    }
+}
+
+impl fmt::Display for Country {
+    /// `0840 US USA United States`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04} {} {} {}",
+            self.numeric, self.alpha2, self.alpha3, self.name
+        )
+    }
+}
+
+/// An ISO 639-1 language, as `5F2D` Language Preference lists them (EMV Book 1 §11.3.1:
+/// "1–4 languages stored in order of preference, each represented by 2 alphabetical
+/// characters according to ISO 639").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Language {
+    /// ISO 639-1 code, lower case (`"en"`).
+    pub alpha2: &'static str,
+    /// English name.
+    pub name: &'static str,
+}
+
+impl Language {
+    /// The language with ISO 639-1 `code` (case-insensitive: cards write `EN` as well as `en`).
+    pub fn from_alpha2(code: &[u8]) -> Option<&'static Language> {
+        let lower = [
+            code.first()?.to_ascii_lowercase(),
+            code.get(1)?.to_ascii_lowercase(),
+        ];
+        if code.len() != 2 {
+            return None;
+        }
+        LANGUAGES
+            .binary_search_by(|l| l.alpha2.as_bytes().cmp(&lower[..]))
+            .ok()
+            .and_then(|i| LANGUAGES.get(i))
+    }
+
+    /// Every ISO 639-1 language, sorted by code.
+    pub fn all() -> &'static [Language] {
+        LANGUAGES
+    }
+}
+
+/// The description of an ISO 18245 merchant category code (`9F15`), if known.
+pub fn mcc_description(code: u16) -> Option<&'static str> {
+    MCC.binary_search_by_key(&code, |m| m.0)
+        .ok()
+        .and_then(|i| MCC.get(i))
+        .map(|m| m.1)
 }
 
 #[cfg(test)]
@@ -561,7 +494,7 @@ mod tests {
             assert_eq!(Currency::from_numeric(num).unwrap().alpha, alpha);
             assert_eq!(Currency::from_alpha(alpha).unwrap().numeric, num);
         }
-        assert!(Currency::from_numeric(999).is_none());
+        assert!(Currency::from_numeric(123).is_none());
         assert!(Currency::from_bcd(&[0x08, 0x4A]).is_none());
         assert!(CURRENCIES.windows(2).all(|w| w[0].numeric < w[1].numeric));
     }
@@ -571,6 +504,43 @@ mod tests {
         assert_eq!(Country::from_bcd(&[0x08, 0x40]).unwrap().alpha2, "US");
         assert_eq!(Country::from_numeric(826).unwrap().name, "United Kingdom");
         assert_eq!(Country::from_alpha2("ke").unwrap().numeric, 404);
+    }
+
+    #[test]
+    fn iso_tables_are_complete_and_sorted() {
+        // ISO 3166-1 has 249 countries, ISO 4217 181 active currencies, ISO 639-1 184 codes.
+        assert_eq!(Country::all().len(), 249);
+        assert_eq!(Currency::all().len(), 181);
+        assert_eq!(Language::all().len(), 184);
+        assert!(Country::all()
+            .windows(2)
+            .all(|w| w[0].numeric < w[1].numeric));
+        assert!(Currency::all()
+            .windows(2)
+            .all(|w| w[0].numeric < w[1].numeric));
+        assert!(Language::all()
+            .windows(2)
+            .all(|w| w[0].alpha2 < w[1].alpha2));
+        assert!(MCC.windows(2).all(|w| w[0].0 < w[1].0));
+        let rub = Currency::from_numeric(643).unwrap();
+        assert_eq!(rub.to_string(), "0643 RUB Russian Ruble");
+        assert_eq!(Currency::from_alpha("BGN").unwrap().numeric, 975);
+        assert_eq!(
+            Currency::from_numeric(840).unwrap().to_string(),
+            "0840 USD US Dollar"
+        );
+        assert_eq!(
+            Country::from_numeric(840).unwrap().to_string(),
+            "0840 US USA United States"
+        );
+        assert_eq!(Language::from_alpha2(b"EN").unwrap().name, "English");
+        assert_eq!(Language::from_alpha2(b"fr").unwrap().name, "French");
+        assert!(Language::from_alpha2(b"\xFF\xFF").is_none());
+        assert!(Language::from_alpha2(b"e").is_none());
+        assert_eq!(
+            mcc_description(5999),
+            Some("Miscellaneous and Specialty Retail Stores")
+        );
         assert!(COUNTRIES.windows(2).all(|w| w[0].numeric < w[1].numeric));
         assert_eq!(encode_n3(840), Ok([0x08, 0x40]));
         assert_eq!(encode_n3(1000), Err(NumericError::Overflow));

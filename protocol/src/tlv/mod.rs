@@ -97,6 +97,8 @@ pub struct Tlv<'a> {
     raw: &'a [u8],
     header_len: u8,
     depth: u8,
+    /// b6 of the first tag byte, kept so that walking needs no tag arithmetic.
+    constructed: bool,
     offset: usize,
 }
 
@@ -117,7 +119,7 @@ impl<'a> Tlv<'a> {
     /// Whether the tag's constructed bit is set (the value is a sequence of TLVs).
     #[inline]
     pub fn is_constructed(&self) -> bool {
-        self.tag.is_constructed()
+        self.constructed
     }
 
     /// The children of a constructed object; empty for a primitive one.
@@ -134,7 +136,6 @@ impl<'a> Tlv<'a> {
             input,
             offset: self.offset + self.header_len as usize,
             depth: self.depth + 1,
-            done: false,
         }
     }
 
@@ -208,14 +209,14 @@ impl fmt::Debug for HexDisplay<'_> {
 
 /// Iterator over the data objects at one level of a BER-TLV buffer.
 ///
-/// After the first error it yields nothing more: the rest of that level cannot be framed.
+/// After the first error it yields nothing more: the rest of that level cannot be framed
+/// (the iterator empties its input, so "done" needs no state of its own).
 #[derive(Clone, Debug)]
 pub struct TlvIter<'a> {
     input: &'a [u8],
     /// Absolute offset of `input[0]`.
     offset: usize,
     depth: u8,
-    done: bool,
 }
 
 impl<'a> TlvIter<'a> {
@@ -239,9 +240,138 @@ pub fn parse(input: &[u8]) -> TlvIter<'_> {
         input,
         offset: 0,
         depth: 0,
-        done: false,
     }
 }
+
+/// Every data object of `input`, depth-first and in pre-order, descending into constructed
+/// objects: the whole tree as one flat iterator ([`Walk`]).
+///
+/// ```
+/// use emvbridge_protocol::tlv::{self, Tag};
+/// let data = [0x70, 0x05, 0x5F, 0x2A, 0x02, 0x08, 0x40, 0x9C, 0x01, 0x00];
+/// let tags: Vec<(Tag, usize)> = tlv::walk(&data).map(|t| t.map(|t| (t.tag(), t.depth()))).collect::<Result<_, _>>().unwrap();
+/// assert_eq!(tags, [(Tag(0x70), 0), (Tag(0x5F2A), 1), (Tag(0x9C), 0)]);
+/// ```
+#[inline]
+pub fn walk(input: &[u8]) -> Walk<'_> {
+    Walk {
+        current: input,
+        depth: 0,
+        parents: [&[]; MAX_TLV_DEPTH + 1],
+        origin: input.as_ptr() as usize,
+    }
+}
+
+/// The iterator of [`walk`]: a full walk without recursion, over an explicit stack of at most
+/// [`MAX_TLV_DEPTH`] + 1 enclosing levels (the bytes after each open template), so that it
+/// allocates nothing, cannot exhaust the call stack and costs no call per template. The level
+/// being read is a field of its own, which the optimiser keeps in registers; offsets are
+/// differences of addresses, so none are carried.
+///
+/// It yields exactly the nodes and the error of a recursive walk through [`Tlv::children`]
+/// that stops at the first error (property-tested), and ends after that error.
+#[derive(Clone, Debug)]
+pub struct Walk<'a> {
+    /// The unread bytes of the level being walked.
+    current: &'a [u8],
+    /// Nesting depth of `current`: 0 for the top level.
+    depth: usize,
+    /// The unread bytes of each enclosing level; `parents[d]` resumes depth `d`.
+    parents: [&'a [u8]; MAX_TLV_DEPTH + 1],
+    /// Address of the first input byte.
+    origin: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn offset_of(&self, at: &[u8]) -> usize {
+        (at.as_ptr() as usize).wrapping_sub(self.origin)
+    }
+
+    /// Ends the walk with `e`.
+    #[cold]
+    fn fail(&mut self, e: TlvError) -> Option<Result<Tlv<'a>, TlvError>> {
+        self.depth = 0;
+        self.current = &[];
+        Some(Err(e))
+    }
+}
+
+impl<'a> Iterator for Walk<'a> {
+    type Item = Result<Tlv<'a>, TlvError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let input = self.current;
+            let Some(&first) = input.first() else {
+                if self.depth == 0 {
+                    return None;
+                }
+                self.depth -= 1;
+                self.current = self.parents.get(self.depth).copied().unwrap_or_default();
+                continue;
+            };
+            if first == 0 {
+                // Annex B: '00' bytes before, between or after data objects carry no meaning.
+                let pad = input.iter().take_while(|b| **b == 0).count();
+                self.current = input.get(pad..).unwrap_or_default();
+                continue;
+            }
+            if self.depth > MAX_TLV_DEPTH {
+                let offset = self.offset_of(input);
+                return self.fail(TlvError::DepthExceeded { offset });
+            }
+            let Some((tag, header_len, used)) = well_formed_object(input, first) else {
+                return self.malformed(input, first);
+            };
+            let (Some(raw), Some(rest)) = (input.get(..used), input.get(used..)) else {
+                return self.malformed(input, first);
+            };
+            let constructed = first & 0x20 != 0;
+            let tlv = Tlv {
+                tag,
+                raw,
+                header_len,
+                depth: self.depth as u8,
+                constructed,
+                offset: self.offset_of(raw),
+            };
+            if constructed {
+                // Descend; the check above bounds the depth, and with it the stack.
+                if let Some(parent) = self.parents.get_mut(self.depth) {
+                    *parent = rest;
+                }
+                self.depth += 1;
+                self.current = raw.get(usize::from(header_len)..).unwrap_or_default();
+            } else {
+                self.current = rest;
+            }
+            return Some(Ok(tlv));
+        }
+    }
+}
+
+impl<'a> Walk<'a> {
+    /// The nom grammar says what is wrong, with its offset; the walk ends.
+    #[cold]
+    fn malformed(&mut self, input: &'a [u8], first: u8) -> Option<Result<Tlv<'a>, TlvError>> {
+        let mut it = TlvIter {
+            input,
+            offset: self.offset_of(input),
+            depth: self.depth as u8,
+        };
+        let e = match it.slow_next(first) {
+            Some(Err(e)) => e,
+            // Unreachable while both grammars agree (property-tested); stop anyway.
+            _ => TlvError::Truncated {
+                offset: self.offset_of(input),
+            },
+        };
+        self.fail(e)
+    }
+}
+
+impl core::iter::FusedIterator for Walk<'_> {}
 
 /// Depth-first (pre-order) search for the first object with `tag`, through constructed objects.
 ///
@@ -268,47 +398,55 @@ fn find_in(iter: TlvIter<'_>, tag: Tag) -> Option<Tlv<'_>> {
 impl<'a> Iterator for TlvIter<'a> {
     type Item = Result<Tlv<'a>, TlvError>;
 
-    #[inline]
+    // Always inlined: a call per data object costs more than the whole fast path.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        // Annex B: '00' bytes before, between or after data objects carry no meaning.
-        if self.input.first() == Some(&0) {
+        let mut first = *self.input.first()?;
+        if first == 0 {
+            // Annex B: '00' bytes before, between or after data objects carry no meaning.
             let pad = self.input.iter().take_while(|b| **b == 0).count();
-            self.input = &self.input[pad..];
+            self.input = self.input.get(pad..).unwrap_or_default();
             self.offset += pad;
-        }
-        if self.input.is_empty() {
-            self.done = true;
-            return None;
+            first = *self.input.first()?;
         }
         if self.depth as usize > MAX_TLV_DEPTH {
-            self.done = true;
+            self.input = &[];
             return Some(Err(TlvError::DepthExceeded {
                 offset: self.offset,
             }));
         }
-        if let Some((tag, header_len, used)) = common_object(self.input) {
-            let tlv = Tlv {
-                tag,
-                raw: &self.input[..used],
-                header_len,
-                depth: self.depth,
-                offset: self.offset,
-            };
-            self.input = &self.input[used..];
-            self.offset += used;
-            return Some(Ok(tlv));
+        if let Some((tag, header_len, used)) = well_formed_object(self.input, first) {
+            if let (Some(raw), Some(rest)) = (self.input.get(..used), self.input.get(used..)) {
+                let tlv = Tlv {
+                    tag,
+                    raw,
+                    header_len,
+                    depth: self.depth,
+                    constructed: first & 0x20 != 0,
+                    offset: self.offset,
+                };
+                self.input = rest;
+                self.offset += used;
+                return Some(Ok(tlv));
+            }
         }
+        self.slow_next(first)
+    }
+}
+
+impl<'a> TlvIter<'a> {
+    /// The nom grammar: the reference for every shape, and the one place errors come from.
+    #[cold]
+    fn slow_next(&mut self, first: u8) -> Option<Result<Tlv<'a>, TlvError>> {
         match data_object(self.input) {
             Ok((rest, (tag, header_len))) => {
                 let used = self.input.len() - rest.len();
                 let tlv = Tlv {
                     tag,
-                    raw: &self.input[..used],
+                    raw: self.input.get(..used).unwrap_or_default(),
                     header_len,
                     depth: self.depth,
+                    constructed: first & 0x20 != 0,
                     offset: self.offset,
                 };
                 self.input = rest;
@@ -316,7 +454,6 @@ impl<'a> Iterator for TlvIter<'a> {
                 Some(Ok(tlv))
             }
             Err(e) => {
-                self.done = true;
                 let e = match e {
                     nom::Err::Error(e) | nom::Err::Failure(e) => e,
                     // Complete parsers never ask for more input.
@@ -326,15 +463,13 @@ impl<'a> Iterator for TlvIter<'a> {
                     },
                 };
                 let here = self.input.len().saturating_sub(e.remaining) + self.offset;
+                let at = self.offset;
+                self.input = &[];
                 Some(Err(match e.kind {
-                    FaultKind::Truncated => TlvError::Truncated {
-                        offset: self.offset,
-                    },
+                    FaultKind::Truncated => TlvError::Truncated { offset: at },
                     FaultKind::BadLength => TlvError::BadLength { offset: here },
                     FaultKind::Indefinite => TlvError::IndefiniteLength { offset: here },
-                    FaultKind::TagTooLong => TlvError::TagTooLong {
-                        offset: self.offset,
-                    },
+                    FaultKind::TagTooLong => TlvError::TagTooLong { offset: at },
                 }))
             }
         }
@@ -422,37 +557,62 @@ fn length(input: &[u8]) -> PResult<'_, usize> {
     }
 }
 
-/// The shapes that make up nearly all EMV data — a one- or two-byte tag and a short, `81` or
-/// `82` length, wholly present — decoded straight from the slice. Returns the tag, the header
-/// length and the total length, or `None` for anything else, which then goes through the nom
-/// grammar ([`data_object`]), the reference that also produces every error. A property test
-/// checks that both agree on every input.
+/// Every well-formed data object — tags of one to four bytes, short, `81`, `82` and `83`
+/// lengths, wholly present — decoded straight from the slice, branch by branch. Returns the
+/// tag, the header length and the total length, or `None` for anything malformed, which then
+/// goes through the nom grammar ([`data_object`]), the reference that also produces every
+/// error. A property test checks that both agree on every input.
 ///
 /// Why: nom 8's slice primitives are not `#[inline]` across crates, and calling them per node
-/// made them a third of a full walk's time (measured with `cargo bench --bench tlv`).
+/// made them a third of a full walk's time; the VIPA templates' three-byte tags (`DFDF12`…)
+/// and `83` lengths must not leave the fast path either (measured with `cargo bench --bench
+/// tlv`).
 #[inline(always)]
-fn common_object(input: &[u8]) -> Option<(Tag, u8, usize)> {
-    let first = *input.first()?;
+fn well_formed_object(input: &[u8], first: u8) -> Option<(Tag, u8, usize)> {
     let (tag, at) = if first & 0x1F != 0x1F {
         (u32::from(first), 1)
     } else {
-        let second = *input.get(1)?;
-        if second & 0x80 != 0 {
-            return None;
+        // B1: subsequent tag bytes while b8 is set, at most four bytes in all.
+        let b1 = *input.get(1)?;
+        let t2 = (u32::from(first) << 8) | u32::from(b1);
+        if b1 & 0x80 == 0 {
+            (t2, 2)
+        } else {
+            let b2 = *input.get(2)?;
+            let t3 = (t2 << 8) | u32::from(b2);
+            if b2 & 0x80 == 0 {
+                (t3, 3)
+            } else {
+                let b3 = *input.get(3)?;
+                if b3 & 0x80 != 0 {
+                    return None;
+                }
+                ((t3 << 8) | u32::from(b3), 4)
+            }
         }
-        ((u32::from(first) << 8) | u32::from(second), 2)
     };
     let l0 = *input.get(at)?;
-    let (len, header) = match l0 {
-        0x00..=0x7F => (usize::from(l0), at + 1),
-        0x81 => (usize::from(*input.get(at + 1)?), at + 2),
-        0x82 => {
-            let b = input.get(at + 1..at + 3)?;
-            (usize::from(u16::from_be_bytes([b[0], b[1]])), at + 3)
+    let (len, header) = if l0 < 0x80 {
+        (usize::from(l0), at + 1)
+    } else {
+        // B2: long form of one to three length bytes.
+        match l0 {
+            0x81 => (usize::from(*input.get(at + 1)?), at + 2),
+            0x82 => {
+                let b = input.get(at + 1..at + 3)?;
+                (usize::from(u16::from_be_bytes([b[0], b[1]])), at + 3)
+            }
+            0x83 => {
+                let b = input.get(at + 1..at + 4)?;
+                (
+                    (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]),
+                    at + 4,
+                )
+            }
+            _ => return None,
         }
-        _ => return None,
     };
-    let total = header.checked_add(len)?;
+    let total = header + len;
     (total <= input.len()).then_some((Tag(tag), header as u8, total))
 }
 

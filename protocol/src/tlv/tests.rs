@@ -319,16 +319,159 @@ fn arb_tree() -> impl Strategy<Value = Vec<Node>> {
     prop::collection::vec(node, 0..6)
 }
 
+/// (tag, offset, value length) of every node, then the error if any, by the iterator.
+fn iter_walk(data: &[u8]) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
+    fn go(iter: TlvIter<'_>, out: &mut Vec<(Tag, usize, usize)>) -> Option<TlvError> {
+        for t in iter {
+            let t = match t {
+                Ok(t) => t,
+                Err(e) => return Some(e),
+            };
+            out.push((t.tag(), t.offset(), t.len()));
+            if let Some(e) = go(t.children(), out) {
+                return Some(e);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    let e = go(parse(data), &mut out);
+    (out, e)
+}
+
+/// The same by the depth-first [`walk`], with depths checked against the offsets' nesting.
+fn flat_walk(data: &[u8]) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
+    let mut out = Vec::new();
+    for t in super::walk(data) {
+        match t {
+            Ok(t) => out.push((t.tag(), t.offset(), t.len())),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+/// The same walk with nothing but the nom grammar ([`data_object`]), padding skipped as Annex
+/// B3 says: the reference the fast path is held to.
+fn nom_walk(
+    data: &[u8],
+    base: usize,
+    depth: usize,
+) -> (Vec<(Tag, usize, usize)>, Option<TlvError>) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        if data[at] == 0 {
+            at += 1;
+            continue;
+        }
+        if depth > MAX_TLV_DEPTH {
+            return (out, Some(TlvError::DepthExceeded { offset: base + at }));
+        }
+        let input = &data[at..];
+        match data_object(input) {
+            Ok((rest, (tag, h))) => {
+                let used = input.len() - rest.len();
+                let value = &input[usize::from(h)..used];
+                out.push((tag, base + at, value.len()));
+                if tag.is_constructed() {
+                    let (inner, e) = nom_walk(value, base + at + usize::from(h), depth + 1);
+                    out.extend(inner);
+                    if e.is_some() {
+                        return (out, e);
+                    }
+                }
+                at += used;
+            }
+            Err(nom::Err::Error(f) | nom::Err::Failure(f)) => {
+                let here = base + at + input.len() - f.remaining;
+                return (
+                    out,
+                    Some(match f.kind {
+                        FaultKind::Truncated => TlvError::Truncated { offset: base + at },
+                        FaultKind::BadLength => TlvError::BadLength { offset: here },
+                        FaultKind::Indefinite => TlvError::IndefiniteLength { offset: here },
+                        FaultKind::TagTooLong => TlvError::TagTooLong { offset: base + at },
+                    }),
+                );
+            }
+            Err(nom::Err::Incomplete(_)) => {
+                return (out, Some(TlvError::Truncated { offset: base + at }));
+            }
+        }
+    }
+    (out, None)
+}
+
 proptest! {
-    /// The fast path for common shapes and the nom grammar agree on every input they both take.
+    /// The fast path and the nom grammar accept exactly the same objects, identically.
     #[test]
-    fn fast_path_agrees_with_the_nom_grammar(data in prop::collection::vec(any::<u8>(), 0..64)) {
-        if let Some((tag, header_len, total)) = common_object(&data) {
-            let (rest, (t, h)) = data_object(&data).expect("the grammar accepts what the fast path accepts");
+    fn fast_path_agrees_with_the_nom_grammar(data in prop::collection::vec(any::<u8>(), 1..64)) {
+        let fast = well_formed_object(&data, data[0]);
+        let nom = data_object(&data).ok();
+        prop_assert_eq!(fast.is_some(), nom.is_some());
+        if let (Some((tag, header_len, total)), Some((rest, (t, h)))) = (fast, nom) {
             prop_assert_eq!(t, tag);
             prop_assert_eq!(h, header_len);
             prop_assert_eq!(data.len() - rest.len(), total);
         }
+    }
+
+    /// The same on bytes shaped like TLV (tags of 1–5 bytes, every length form), where random
+    /// bytes rarely reach the long forms.
+    #[test]
+    fn fast_path_agrees_on_tlv_shapes(
+        tag in prop::collection::vec(any::<u8>(), 1..6),
+        form in 0u8..6,
+        len in any::<u32>(),
+        tail in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut data = tag;
+        data[0] |= 0x1F;
+        match form {
+            0 => data.push((len & 0x7F) as u8),
+            1 => data.extend([0x81, len as u8]),
+            2 => data.extend([0x82, (len >> 8) as u8, len as u8]),
+            3 => data.extend([0x83, (len >> 16) as u8 & 1, (len >> 8) as u8, len as u8]),
+            4 => data.extend([0x84, 0, 0, 0, 1]),
+            _ => data.push(0x80),
+        }
+        data.extend(tail);
+        let fast = well_formed_object(&data, data[0]);
+        let nom = data_object(&data).ok();
+        prop_assert_eq!(fast.is_some(), nom.is_some());
+        if let (Some((tag, header_len, total)), Some((rest, (t, h)))) = (fast, nom) {
+            prop_assert_eq!(t, tag);
+            prop_assert_eq!(h, header_len);
+            prop_assert_eq!(data.len() - rest.len(), total);
+        }
+    }
+
+    /// A full walk by the iterator equals a full walk by the nom grammar alone, on arbitrary
+    /// bytes and on emitted trees: same nodes, same offsets, same error.
+    #[test]
+    fn walk_agrees_with_a_nom_only_walk(data in prop::collection::vec(any::<u8>(), 0..200), tree in arb_tree()) {
+        prop_assert_eq!(iter_walk(&data), nom_walk(&data, 0, 0));
+        prop_assert_eq!(flat_walk(&data), nom_walk(&data, 0, 0));
+        let mut b = TlvBuilder::new();
+        emit(&tree, &mut b);
+        let bytes = b.freeze();
+        prop_assert_eq!(iter_walk(&bytes), nom_walk(&bytes, 0, 0));
+        prop_assert_eq!(flat_walk(&bytes), nom_walk(&bytes, 0, 0));
+    }
+
+    /// Nesting around the depth limit: the depth-first walk refuses exactly where the
+    /// recursive one does.
+    #[test]
+    fn deep_nesting_agrees(levels in 0usize..24, pad in any::<bool>()) {
+        let mut bytes = if pad { vec![0x9C, 0x01, 0x00, 0x00] } else { vec![0x9C, 0x01, 0x00] };
+        for _ in 0..levels {
+            let mut outer = vec![0xE1, bytes.len() as u8];
+            outer.extend(&bytes);
+            bytes = outer;
+        }
+        prop_assert_eq!(flat_walk(&bytes), iter_walk(&bytes));
+        prop_assert_eq!(iter_walk(&bytes), nom_walk(&bytes, 0, 0));
     }
 
     #[test]
