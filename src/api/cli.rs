@@ -1,4 +1,5 @@
-//! `emvbridge serve`: its arguments, the token file, and the server until Ctrl-C.
+//! `emvbridge serve`: its arguments, the token file, and the server until SIGTERM or SIGINT
+//! (either runs the graceful stop; a second one stops at once).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,12 +55,13 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Runs `emvbridge serve` until Ctrl-C (a second Ctrl-C stops at once), on the caller's
-/// runtime. Exit 2 on a setup error.
+/// Runs `emvbridge serve` until SIGTERM or SIGINT (a second one stops at once), on the
+/// caller's runtime: exit 0 after a graceful stop, 2 on a setup error.
 pub async fn run(args: ServeArgs) -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "serve: cannot start");
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
@@ -67,7 +69,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+    use crate::telemetry::service;
+    // Installed first: a stop asked for while the reader connects is not lost.
+    let mut signals = service::StopSignals::install()?;
+    if !super::router::is_loopback(args.listen.ip()) && !args.allow_remote {
         anyhow::bail!(
             "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
             args.listen
@@ -106,16 +111,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_file.display()
     );
     eprintln!(
-        "listening on http://{} (OpenAPI at /v1/openapi); Ctrl-C stops",
+        "listening on http://{} (OpenAPI at /v1/openapi, metrics at /metrics); Ctrl-C or SIGTERM stops",
         server.addr
     );
-    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(listen = %server.addr, "serving");
+    service::notify_ready();
+    let signal = tokio::select! {
+        s = signals.recv() => s,
+        () = service::run_watchdog(|| server.is_alive()) => signals.recv().await,
+    };
+    tracing::info!(%signal, "stopping: no new transactions; a running one is cancelled and ends definitely");
     eprintln!(
-        "stopping: a running transaction is cancelled and ends definitely (Ctrl-C again: stop now)"
+        "stopping ({signal}): a running transaction is cancelled and ends definitely (again: stop now)"
     );
+    service::notify_stopping();
     tokio::select! {
-        () = server.shutdown() => {}
-        _ = tokio::signal::ctrl_c() => {
+        () = server.shutdown() => tracing::info!("stopped"),
+        s = signals.recv() => {
+            tracing::warn!(signal = %s, "stopped at once: the resolver settles an interrupted transaction at the next start");
             eprintln!("stopped at once: the resolver settles an interrupted transaction at the next start");
         }
     }

@@ -1,0 +1,129 @@
+//! The process's one `tracing` subscriber: a filter from `RUST_LOG` (default: `info` for the
+//! bridge's crates, `warn` for dependencies), text or JSON lines, to standard error or a file.
+//!
+//! JSON lines carry `timestamp`, `level`, `target`, the event's `fields` and the spans it ran
+//! in (`span`, `spans`): a transaction's events carry its `reference`, `kind` and, in the lab,
+//! its `lane`. Card data never reaches a field: the types that hold it mask themselves in
+//! `Debug`/`Display`, and the leak scan reads the logs of the scenario suite for it.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// The bridge's crates, logged at `info` by default (dependencies at `warn`).
+pub const OWN_CRATES: [&str; 5] = [
+    "emvbridge",
+    "emvbridge_core",
+    "emvbridge_protocol",
+    "emvbridge_sandbox",
+    "emvbridge_sim",
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans).
+    Json,
+}
+
+/// The global logging flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "EMVBRIDGE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Append logs to this file instead of standard error.
+    #[arg(long, global = true, value_name = "FILE", env = "EMVBRIDGE_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The default filter at `level` for the bridge's crates and `warn` for everything else.
+pub fn default_filter(level: &str) -> String {
+    let mut s = String::from("warn");
+    for c in OWN_CRATES {
+        s.push_str(&format!(",{c}={level}"));
+    }
+    s
+}
+
+/// The filter: `RUST_LOG` when set and valid, else [`default_filter`] at `level`. An invalid
+/// `RUST_LOG` is reported on standard error (the subscriber that would log it does not exist
+/// yet) and the default used.
+fn filter(level: &str) -> EnvFilter {
+    match std::env::var("RUST_LOG") {
+        Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(&s).unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={s:?} is not a valid filter ({e}); using the default");
+            EnvFilter::new(default_filter(level))
+        }),
+        _ => EnvFilter::new(default_filter(level)),
+    }
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log file cannot be opened for appending.
+    #[error("cannot open the log file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File, LogError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| LogError::File {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Installs the global subscriber; `level` is the default for the bridge's crates when
+/// `RUST_LOG` is not set. A second call (tests) leaves the first subscriber in place.
+///
+/// # Errors
+/// [`LogError::File`].
+pub fn init(args: &LogArgs, level: &str) -> Result<(), LogError> {
+    let writer = match &args.log_file {
+        Some(p) => BoxMakeWriter::new(Mutex::new(open_append(p)?)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let ansi = args.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(writer);
+    let _ = match args.log_format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .flatten_event(false)
+            .try_init(),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_filter_is_info_for_the_bridge_and_warn_for_the_rest() {
+        let f = default_filter("info");
+        assert!(f.starts_with("warn,"));
+        assert!(f.contains("emvbridge=info") && f.contains("emvbridge_core=info"));
+        assert!(EnvFilter::try_new(&f).is_ok());
+    }
+}
