@@ -58,7 +58,13 @@ pub async fn open_terminal(
         }
     };
     let (gateway, sandbox) =
-        crate::terminal::open_gateway(&opts.gateway, opts.dialect, &mut notes).await?;
+        crate::terminal::open_gateway_configured(
+            &opts.gateway,
+            opts.dialect,
+            opts.config.as_deref(),
+            &mut notes,
+        )
+        .await?;
     notes.push(format!(
         "recording the reader session to {} (card data masked)",
         path.display()

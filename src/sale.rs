@@ -123,6 +123,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         card: args.card.clone(),
         gateway: args.gateway.clone(),
         dialect: args.dialect,
+        config: args.config.clone(),
     };
     let terminal = match &args.record {
         Some(path) => crate::record::open_terminal(&opts, path).await?,
@@ -148,10 +149,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         url if (url.starts_with("http://") || url.starts_with("https://"))
             && (args.config.is_some() || args.gateway_timeout_ms.is_some()) =>
         {
-            let mut http = match &args.config {
-                Some(p) => crate::config::FileConfig::load(p)?.http(),
-                None => crate::gateway::http::HttpSettings::default(),
-            };
+            let mut http = crate::config::FileConfig::effective(args.config.as_deref())?.http();
             if let Some(ms) = args.gateway_timeout_ms {
                 http.request_timeout = std::time::Duration::from_millis(ms.max(1));
             }

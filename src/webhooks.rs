@@ -108,6 +108,7 @@ pub async fn serve(
 }
 
 fn reply(status: StatusCode, msg: &str) -> Response {
+    crate::telemetry::metrics::webhook_delivery(status.as_u16());
     (
         status,
         Json(json!({"ok": status == StatusCode::OK, "message": msg})),
@@ -349,10 +350,7 @@ pub struct WebhookArgs {
 /// Bad configuration, a journal or listen address that cannot be opened.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
     use crate::config::{FileConfig, Lookup};
-    let cfg = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
+    let cfg = FileConfig::effective(args.config.as_deref())?;
     let file = match &cfg.secrets_file {
         Some(p) => crate::config::read_secrets_file(p)?,
         None => Default::default(),

@@ -82,7 +82,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (token, created) = auth::load_or_create(&token_file)?;
     let relay = RelayOptions {
         journal: args.journal,
-        config: args.config,
+        config: args.config.clone(),
     };
     let server = start_with_relay(
         ApiOptions {
@@ -95,6 +95,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 card: args.card,
                 gateway: args.gateway,
                 dialect: args.dialect,
+                config: args.config.clone(),
             },
             sale_timeout: Duration::from_secs(args.sale_timeout.max(1)),
             txn_config: TxnConfig::default(),

@@ -387,7 +387,7 @@ impl ReaderLink {
             counters: counters.clone(),
             ready_sessions: 0,
         };
-        tokio::spawn(task.run(Box::new(connector)));
+        tokio::spawn(crate::telemetry::metrics::inherit_lane(task.run(Box::new(connector))));
         (
             ReaderLink {
                 ops: ops_tx,
@@ -523,6 +523,7 @@ impl Task {
         let mut attempt: u32 = 0;
         let mut last_error: Option<LostReason> = None;
         loop {
+            crate::telemetry::metrics::reader_connected(false);
             self.state.send_replace(LinkState::Reconnecting {
                 attempt,
                 last_error,
@@ -555,6 +556,7 @@ impl Task {
                     if was_ready {
                         attempt = 0;
                         warn!(device = %name, %reason, "reader link lost");
+                        crate::telemetry::metrics::reconnect();
                         self.emit(LinkEvent::Lost(reason));
                     } else {
                         warn!(device = %name, %reason, "re-synchronisation failed");
@@ -606,6 +608,7 @@ impl Task {
     }
 
     fn close(mut self, reason: LostReason) {
+        crate::telemetry::metrics::reader_connected(false);
         self.state.send_replace(LinkState::Closed { reason });
         self.ops.close();
         while let Ok(op) = self.ops.try_recv() {
@@ -855,6 +858,7 @@ impl<'t> Session<'t> {
         match item {
             Inbound::Corrupt { reason, skipped } => {
                 bump(&self.task.counters.corrupt, 1);
+                crate::telemetry::metrics::corrupt_frame();
                 warn!(%reason, skipped, "corrupt data from reader dropped");
                 self.task.emit(LinkEvent::Corrupt(reason));
                 Ok(())
@@ -866,6 +870,7 @@ impl<'t> Session<'t> {
                 let c = &self.task.counters;
                 bump(&c.messages_in, 1);
                 bump(&c.frames_in, m.frames as u64);
+                crate::telemetry::metrics::frames_received(m.frames as u64);
                 if m.unsolicited {
                     bump(&c.unsolicited, 1);
                     debug!(
@@ -961,6 +966,7 @@ impl<'t> Session<'t> {
             bump(&self.task.counters.reconnects, 1);
         }
         self.task.ready_sessions += 1;
+        crate::telemetry::metrics::reader_connected(true);
         self.task.state.send_replace(LinkState::Connected {
             device_info: info.clone(),
         });

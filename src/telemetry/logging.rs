@@ -13,14 +13,11 @@ use std::sync::Mutex;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// The bridge's crates, logged at `info` by default (dependencies at `warn`).
-pub const OWN_CRATES: [&str; 5] = [
-    "emvbridge",
-    "emvbridge_core",
-    "emvbridge_protocol",
-    "emvbridge_sandbox",
-    "emvbridge_sim",
-];
+/// The bridge's crates, logged at `info` by default (dependencies at `warn`). The embedded
+/// simulator and sandbox (`emvbridge_sim`, `emvbridge_sandbox`) log every reader command and
+/// gateway request at `info`; next to the bridge they are dependencies (`warn`) unless
+/// `RUST_LOG` asks for them.
+pub const OWN_CRATES: [&str; 3] = ["emvbridge", "emvbridge_core", "emvbridge_protocol"];
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -49,6 +46,8 @@ pub fn default_filter(level: &str) -> String {
     for c in OWN_CRATES {
         s.push_str(&format!(",{c}={level}"));
     }
+    // Targets match by prefix: `emvbridge` would also take in the simulator and the sandbox.
+    s.push_str(",emvbridge_sim=warn,emvbridge_sandbox=warn");
     s
 }
 

@@ -3,7 +3,7 @@
 //! Prometheus scrapes natively.
 //!
 //! Recording is a plain function call at the edge where the thing happens
-//! (`metrics::frame_received()` in the reader link, `metrics::authorization(..)` in the
+//! (`metrics::frames_received(n)` in the reader link, `metrics::authorization(..)` in the
 //! engine); the registry is global, so no handle is threaded through. In the lab many lanes run
 //! in one process: a lane's tasks run inside [`in_lane`] (spawned ones through
 //! [`inherit_lane`]) and every series then carries a `lane` label; `serve` has none.
@@ -140,7 +140,7 @@ impl Metrics {
         );
         registry.register(
             "webhook_deliveries",
-            "Webhook deliveries received, by dialect and result",
+            "Webhook deliveries received, by the HTTP status answered",
             m.webhook_deliveries.clone(),
         );
         Metrics { registry, ..m }
@@ -164,6 +164,11 @@ pub fn inherit_lane<F: Future>(fut: F) -> impl Future<Output = F::Output> {
         Ok(l) => Either::Left(LANE.scope(l, fut)),
         Err(_) => Either::Right(fut),
     }
+}
+
+/// The lab lane the current task runs for, if any.
+pub fn current_lane() -> Option<u32> {
+    LANE.try_with(|l| *l).ok()
 }
 
 /// The labels `extra` plus the current lane, if any.
@@ -235,9 +240,9 @@ pub fn reader_connected(up: bool) {
         .set(i64::from(up));
 }
 
-/// A frame arrived from the reader.
-pub fn frame_received() {
-    metrics().frames.get_or_create(&labels(&[])).inc();
+/// `n` frames arrived from the reader.
+pub fn frames_received(n: u64) {
+    metrics().frames.get_or_create(&labels(&[])).inc_by(n);
 }
 
 /// The deframer reported corruption.
@@ -250,19 +255,23 @@ pub fn reconnect() {
     metrics().reconnects.get_or_create(&labels(&[])).inc();
 }
 
-/// One durable journal write took `took`.
-pub fn journal_write(took: Duration) {
+/// Runs one durable journal write (a commit) and records how long it took.
+pub fn journal_write<T, E>(write: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let start = std::time::Instant::now();
+    let r = write();
     metrics()
         .journal_write_seconds
         .get_or_create(&labels(&[]))
-        .observe(took.as_secs_f64());
+        .observe(start.elapsed().as_secs_f64());
+    r
 }
 
-/// A webhook delivery of `dialect` was `result` (`accepted`, `rejected`, `unknown`).
-pub fn webhook_delivery(dialect: &str, result: &str) {
+/// The webhook receiver answered a delivery with `status` (200 accepted or a duplicate,
+/// 4xx refused, 503 to be retried by the gateway).
+pub fn webhook_delivery(status: u16) {
     metrics()
         .webhook_deliveries
-        .get_or_create(&labels(&[("dialect", dialect), ("result", result)]))
+        .get_or_create(&labels(&[("code", &status.to_string())]))
         .inc();
 }
 
@@ -289,9 +298,9 @@ mod tests {
 
     #[tokio::test]
     async fn lanes_label_what_they_record() {
-        frame_received();
+        frames_received(1);
         in_lane(7, async {
-            frame_received();
+            frames_received(1);
             inherit_lane(async { corrupt_frame() }).await;
         })
         .await;
