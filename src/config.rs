@@ -80,7 +80,7 @@ pub enum ConfigError {
 
 /// `EMVBRIDGE_` variables that are not settings of the file but are read elsewhere (the
 /// token file, the log flags, the simulator and test switches): not warned about.
-const OTHER_VARIABLES: [&str; 11] = [
+const OTHER_VARIABLES: [&str; 12] = [
     "EMVBRIDGE_CONFIG",
     "EMVBRIDGE_API_TOKEN_FILE",
     "EMVBRIDGE_LOG_FORMAT",
@@ -90,6 +90,7 @@ const OTHER_VARIABLES: [&str; 11] = [
     "EMVBRIDGE_PAI_SECRET",
     "EMVBRIDGE_PAI_TEMPORAL_KEY",
     "EMVBRIDGE_REQUIRE_PYEMV",
+    "EMVBRIDGE_REQUIRE_PROMETHEUS_CLIENT",
     "EMVBRIDGE_TEST_BUILD_SIM",
     "EMVBRIDGE_VIPA_SIM",
 ];

@@ -117,7 +117,7 @@ fn log_level(command: &Command) -> &'static str {
 /// the error on standard error and exit 2 (usage, configuration, setup).
 fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
-        tracing::error!(error = %format!("{e:#}"), "command failed");
+        emvbridge::telemetry::logging::command_error("command failed", &format!("{e:#}"));
         eprintln!("error: {e:#}");
         ExitCode::from(2)
     })

@@ -61,7 +61,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "serve: cannot start");
+            crate::telemetry::logging::command_error("serve: cannot start", &format!("{e:#}"));
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }

@@ -88,6 +88,25 @@ fn open_append(path: &Path) -> Result<std::fs::File, LogError> {
         })
 }
 
+static PLAIN_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether log lines go to standard error as text, next to what commands print there
+/// themselves (`error: …`): an error already printed for the user is then logged at `debug`
+/// rather than printed twice.
+pub fn logs_on_plain_stderr() -> bool {
+    PLAIN_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Logs a command's error: at `error` when logs go to a file or as JSON, else at `debug`
+/// (the command prints it to standard error itself).
+pub fn command_error(what: &str, e: &dyn std::fmt::Display) {
+    if logs_on_plain_stderr() {
+        tracing::debug!(error = %e, "{what}");
+    } else {
+        tracing::error!(error = %e, "{what}");
+    }
+}
+
 /// Installs the global subscriber; `level` is the default for the bridge's crates when
 /// `RUST_LOG` is not set. A second call (tests) leaves the first subscriber in place.
 ///
@@ -98,6 +117,10 @@ pub fn init(args: &LogArgs, level: &str) -> Result<(), LogError> {
         Some(p) => BoxMakeWriter::new(Mutex::new(open_append(p)?)),
         None => BoxMakeWriter::new(std::io::stderr),
     };
+    PLAIN_STDERR.store(
+        args.log_file.is_none() && args.log_format == LogFormat::Text,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let ansi = args.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))

@@ -99,8 +99,8 @@ impl Metrics {
         );
         registry.register(
             "gateway_errors",
-            "Gateway calls without a usable answer, by class (unavailable: not sent; unknown: \
-             may have been processed; reversal_failed)",
+            "Gateway HTTP exchanges without a usable answer, by class (timeout, connection_lost, \
+             not_sent_connect_failed, http_5xx, ...)",
             m.gateway_errors.clone(),
         );
         registry.register(
@@ -203,33 +203,49 @@ pub fn transaction_finished(outcome: &Outcome) {
         .inc();
 }
 
-/// An authorization answered after `took`.
+/// An authorization answered after `took` (`result` as the engine got it, after the relay's
+/// own lookups).
 pub fn authorization(took: Duration, result: &AuthorizationResult) {
-    let m = metrics();
-    m.authorization_seconds
-        .get_or_create(&labels(&[]))
-        .observe(took.as_secs_f64());
-    let class = match result {
+    let outcome = match result {
+        AuthorizationResult::Approved { .. } => "approved",
+        AuthorizationResult::Declined { .. } => "declined",
         AuthorizationResult::Unavailable { .. } => "unavailable",
         AuthorizationResult::Unknown { .. } => "unknown",
-        _ => return,
     };
-    m.gateway_errors
-        .get_or_create(&labels(&[("class", class)]))
-        .inc();
+    metrics()
+        .authorization_seconds
+        .get_or_create(&labels(&[("result", outcome)]))
+        .observe(took.as_secs_f64());
 }
 
 /// A reversal answered after `took`.
 pub fn reversal(took: Duration, result: &ReversalResult) {
-    let m = metrics();
-    m.reversal_seconds
-        .get_or_create(&labels(&[]))
+    let outcome = match result {
+        ReversalResult::Reversed => "reversed",
+        ReversalResult::NotFound => "not_found",
+        ReversalResult::Failed { .. } => "failed",
+    };
+    metrics()
+        .reversal_seconds
+        .get_or_create(&labels(&[("result", outcome)]))
         .observe(took.as_secs_f64());
-    if matches!(result, ReversalResult::Failed { .. }) {
-        m.gateway_errors
-            .get_or_create(&labels(&[("class", "reversal_failed")]))
-            .inc();
-    }
+}
+
+/// One HTTP exchange with a gateway ended; a failed one is counted by class: the transport's
+/// kind of failure (`timeout`, `connect_failed`, `connection_lost`, …, prefixed `not_sent_`
+/// when the request certainly never left) or `http_5xx`.
+pub fn gateway_exchange(ex: &emvbridge_core::gateway::Exchange) {
+    use emvbridge_core::gateway::TransportError;
+    let class = match ex {
+        Ok(r) if r.status >= 500 => "http_5xx".to_owned(),
+        Ok(_) => return,
+        Err(TransportError::NotSent(k)) => format!("not_sent_{}", k.replace(' ', "_")),
+        Err(TransportError::NoReply(k)) => k.replace(' ', "_"),
+    };
+    metrics()
+        .gateway_errors
+        .get_or_create(&labels(&[("class", &class)]))
+        .inc();
 }
 
 /// The reader link came up (`true`) or went down.
