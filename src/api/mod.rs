@@ -62,7 +62,7 @@ pub use bodies::{MAX_BODY, MAX_DISPLAY_TEXT};
 pub use cli::{run, ServeArgs};
 pub use error::ApiError;
 pub use idempotency::{MAX_REQUEST_ID, REQUEST_ID};
-pub use router::{OPENAPI, ROUTES};
+pub use router::{is_loopback, OPENAPI, ROUTES};
 pub use server::{
     start, start_with_relay, ApiOptions, ApiServer, REQUEST_ID_RETENTION_SECS, SHUTDOWN_GRACE,
 };
