@@ -152,7 +152,10 @@ impl Histogram {
     /// Adds one duration.
     pub fn record(&mut self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2);
-        self.h.saturating_record(us);
+        // Grows (by powers of two) to the largest value seen, then saturates.
+        if self.h.record(us).is_err() {
+            self.h.saturating_record(us);
+        }
         self.sum_us += u128::from(us);
     }
 
