@@ -277,7 +277,9 @@ impl Layered {
 /// at the dotted `key` of `dict`.
 fn insert_dotted(dict: &mut figment::value::Dict, key: &str, value: &str) {
     use figment::value::{Dict, Value};
-    let parsed: Value = value.parse().unwrap_or_else(|_| Value::from(value.to_owned()));
+    let parsed: Value = value
+        .parse()
+        .unwrap_or_else(|_| Value::from(value.to_owned()));
     match key.split_once('.') {
         None => {
             dict.insert(key.to_owned(), parsed);
@@ -409,7 +411,9 @@ impl FileConfig {
         cfg.dialect = Some(dialect.to_string());
         let lookup = Lookup::new(&cfg, file, true, HashMap::new());
         let env = self.environment().unwrap_or(Environment::Staging);
-        Ok(GatewayConfig::from_lookup(dialect, env, &|n| lookup.get(n))?)
+        Ok(GatewayConfig::from_lookup(dialect, env, &|n| {
+            lookup.get(n)
+        })?)
     }
 
     /// The environment, parsed.
@@ -969,8 +973,13 @@ mod tests {
         );
         assert_eq!(src("resolver.max_attempts"), Some(Source::Default));
         // A value of the wrong type is an error that names the setting.
-        let bad = [("EMVBRIDGE_TIMEOUTS__REQUEST_MS".to_owned(), "soon".to_owned())];
-        let e = Layered::load_from(Some(&file), bad).unwrap_err().to_string();
+        let bad = [(
+            "EMVBRIDGE_TIMEOUTS__REQUEST_MS".to_owned(),
+            "soon".to_owned(),
+        )];
+        let e = Layered::load_from(Some(&file), bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("request_ms"), "{e}");
         // `EMVBRIDGE_CONFIG` chooses the file when no flag does.
         let by_var = [("EMVBRIDGE_CONFIG".to_owned(), file.display().to_string())];

@@ -256,22 +256,25 @@ async fn run_loop(
             let tx = host_tx.clone();
             sw.host(1);
             let span = tracing::Span::current();
-            tokio::spawn(metrics::inherit_lane(async move {
-                let sent = Instant::now();
-                let answer = match request {
-                    HostRequest::Authorize(a) => {
-                        let r = gw.authorize(&a).await;
-                        metrics::authorization(sent.elapsed(), &r);
-                        HostAnswer::Auth(r)
-                    }
-                    HostRequest::Reverse(r) => {
-                        let r = gw.reverse(&r).await;
-                        metrics::reversal(sent.elapsed(), &r);
-                        HostAnswer::Reversal(r)
-                    }
-                };
-                let _ = tx.send(answer).await;
-            }.instrument(span)));
+            tokio::spawn(metrics::inherit_lane(
+                async move {
+                    let sent = Instant::now();
+                    let answer = match request {
+                        HostRequest::Authorize(a) => {
+                            let r = gw.authorize(&a).await;
+                            metrics::authorization(sent.elapsed(), &r);
+                            HostAnswer::Auth(r)
+                        }
+                        HostRequest::Reverse(r) => {
+                            let r = gw.reverse(&r).await;
+                            metrics::reversal(sent.elapsed(), &r);
+                            HostAnswer::Reversal(r)
+                        }
+                    };
+                    let _ = tx.send(answer).await;
+                }
+                .instrument(span),
+            ));
         }
         while let Some(p) = txn.poll_event() {
             on_prompt(&p);

@@ -463,6 +463,21 @@ fn raise_fd_limit(lanes: u32) -> Option<u64> {
     }
 }
 
+/// A progress bar of `total` `what` on standard error when it is a terminal (hidden
+/// otherwise, so logs and CI output stay clean); `lab` and `soak` share it.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+    )) {
+        pb.set_style(style);
+    }
+    pb
+}
+
 /// Everything a lane needs, shared.
 struct LaneCtx {
     args: LabArgs,
@@ -650,17 +665,7 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     let url = sandbox.url();
     let gateway = crate::embedded::sandbox_gateway(args.dialect, &url, HttpSettings::default())?;
     let total = u64::from(args.lanes) * u64::from(args.sales);
-    let progress = if std::io::stderr().is_terminal() {
-        let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} sales ({per_sec}, eta {eta})",
-        ) {
-            pb.set_style(style);
-        }
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(total, "sales");
     let ctx = Arc::new(LaneCtx {
         faults,
         gateway,
@@ -675,7 +680,10 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     let setup = Instant::now();
     let mut tasks = Vec::with_capacity(args.lanes as usize);
     for idx in 0..args.lanes {
-        tasks.push(tokio::spawn(metrics::in_lane(idx, run_lane(ctx.clone(), idx))));
+        tasks.push(tokio::spawn(metrics::in_lane(
+            idx,
+            run_lane(ctx.clone(), idx),
+        )));
     }
     ctx.start.wait().await;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -795,7 +803,13 @@ pub fn plot_latency(
     };
     let (e2e, own) = (series(end_to_end), series(bridge));
     let x_max = u32::try_from(top_us / BUCKET_US + 1).unwrap_or(u32::MAX);
-    let y_max = e2e.iter().chain(&own).map(|(_, c)| *c).max().unwrap_or(1).max(1);
+    let y_max = e2e
+        .iter()
+        .chain(&own)
+        .map(|(_, c)| *c)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| anyhow!("{e}");
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -901,7 +915,10 @@ mod tests {
         for i in 0..1_000_000u64 {
             h.record(Duration::from_micros(1 + i % 9_999));
         }
-        assert_eq!(std::mem::size_of_val(&h) + h.h.distinct_values() * 8, before);
+        assert_eq!(
+            std::mem::size_of_val(&h) + h.h.distinct_values() * 8,
+            before
+        );
     }
 
     #[test]

@@ -140,6 +140,9 @@ async fn lanes_have_their_own_metrics_and_the_run_plots() {
     );
     let plot = std::fs::read_to_string(&svg).expect("the plot is written");
     let _ = std::fs::remove_file(&svg);
-    assert!(plot.starts_with("<svg") || plot.contains("<svg"), "not an svg");
+    assert!(
+        plot.starts_with("<svg") || plot.contains("<svg"),
+        "not an svg"
+    );
     assert!(plot.contains("milliseconds") && plot.matches("<rect").count() > 3);
 }

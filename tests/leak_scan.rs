@@ -228,7 +228,15 @@ fn no_card_data_or_secret_in_anything_the_bridge_writes() {
         let log_arg = log.display().to_string();
         let (code, _, err) = run(
             &bin,
-            &["--log-format", "json", "--log-file", &log_arg, "demo", "--dialect", dialect],
+            &[
+                "--log-format",
+                "json",
+                "--log-file",
+                &log_arg,
+                "demo",
+                "--dialect",
+                dialect,
+            ],
         );
         assert!(code == 0 || code == 1, "{}", String::from_utf8_lossy(&err));
         let text = std::fs::read_to_string(&log).expect("the log file");
@@ -256,7 +264,11 @@ fn no_card_data_or_secret_in_anything_the_bridge_writes() {
             "corrupt-lrc=0.02",
         ],
     );
-    assert!(code == 0 || code == 1, "lab: {}", String::from_utf8_lossy(&err));
+    assert!(
+        code == 0 || code == 1,
+        "lab: {}",
+        String::from_utf8_lossy(&err)
+    );
     art.add("lab: stdout", out);
     art.add("lab: stderr", err);
     let lab_text = std::fs::read_to_string(&lab_log).expect("the lab's log file");

@@ -231,14 +231,21 @@ async fn serve_as_a_service_with_a_production_config() {
     for (i, amount) in [1200u64, 1300].into_iter().enumerate() {
         let v = sale(&http, &serve.base, &format!("svc-{i}"), amount).await;
         assert_eq!(v["status"], "approved", "{v}");
-        let reference = v["reference"].as_str().or(v["id"].as_str()).unwrap().to_owned();
+        let reference = v["reference"]
+            .as_str()
+            .or(v["id"].as_str())
+            .unwrap()
+            .to_owned();
         let ledger: Value = reqwest::get(format!("{}/_sim/ledger", gw.url()))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        let rows = ledger["transactions"].as_array().cloned().unwrap_or_default();
+        let rows = ledger["transactions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             rows.iter().any(|t| t["amount_minor"] == amount),
             "the sandbox at the configured URL has the sale {reference}: {ledger}"
@@ -282,7 +289,13 @@ async fn serve_as_a_service_with_a_production_config() {
             sample(&a, "emvbridge_authorization_duration_seconds_count", &[]),
             3.0
         );
-        assert!(sample(&a, "emvbridge_gateway_errors_total", &[("class", "timeout")]) >= 1.0);
+        assert!(
+            sample(
+                &a,
+                "emvbridge_gateway_errors_total",
+                &[("class", "timeout")]
+            ) >= 1.0
+        );
         assert!(sample(&a, "emvbridge_reader_frames_received_total", &[]) > 0.0);
         assert_eq!(sample(&a, "emvbridge_reader_connected", &[]), 1.0);
         assert!(sample(&a, "emvbridge_journal_write_duration_seconds_count", &[]) >= 3.0);
@@ -296,7 +309,11 @@ async fn serve_as_a_service_with_a_production_config() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let h: Value = r.json().await.unwrap();
-    assert_eq!((h["status"].as_str(), h["ready"].as_bool()), (Some("ok"), Some(true)), "{h}");
+    assert_eq!(
+        (h["status"].as_str(), h["ready"].as_bool()),
+        (Some("ok"), Some(true)),
+        "{h}"
+    );
     assert!(h["relay"]["journal"].is_null(), "{h}");
     assert!(!h.to_string().contains("journal.db"), "{h}");
     let h: Value = http
@@ -308,12 +325,21 @@ async fn serve_as_a_service_with_a_production_config() {
         .json()
         .await
         .unwrap();
-    assert!(h["relay"]["journal"].as_str().unwrap().ends_with("journal.db"), "{h}");
+    assert!(
+        h["relay"]["journal"]
+            .as_str()
+            .unwrap()
+            .ends_with("journal.db"),
+        "{h}"
+    );
 
     // DNS rebinding: a Host that is not this server is refused; bodies must be JSON.
     let r = http
         .get(format!("{}/v1/health", serve.base))
-        .header("host", format!("evil.example:{}", serve.addr.rsplit(':').next().unwrap()))
+        .header(
+            "host",
+            format!("evil.example:{}", serve.addr.rsplit(':').next().unwrap()),
+        )
         .send()
         .await
         .unwrap();
@@ -359,9 +385,9 @@ async fn serve_as_a_service_with_a_production_config() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert!(json.iter().all(|v| v["timestamp"].is_string()
-        && v["level"].is_string()
-        && v["target"].is_string()));
+    assert!(json
+        .iter()
+        .all(|v| v["timestamp"].is_string() && v["level"].is_string() && v["target"].is_string()));
     let finished: Vec<&Value> = json
         .iter()
         .filter(|v| v["fields"]["message"] == "transaction finished")
@@ -370,8 +396,9 @@ async fn serve_as_a_service_with_a_production_config() {
     assert!(finished
         .iter()
         .all(|v| v["span"]["name"] == "transaction" && v["span"]["reference"].is_string()));
-    assert!(json.iter().any(|v| v["level"] == "WARN"
-        && v["fields"]["variable"] == "EMVBRIDGE_NOT_A_SETTING"));
+    assert!(json
+        .iter()
+        .any(|v| v["level"] == "WARN" && v["fields"]["variable"] == "EMVBRIDGE_NOT_A_SETTING"));
     assert!(json.iter().any(|v| v["fields"]["signal"] == "SIGTERM"));
     assert!(
         !lines.iter().any(|l| l.contains(CLEAR_PAN)),

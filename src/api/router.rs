@@ -105,9 +105,7 @@ pub fn is_loopback(ip: std::net::IpAddr) -> bool {
 pub fn host_allowed(host: &str, listen: SocketAddr) -> bool {
     let (name, port) = match host.rsplit_once(':') {
         // `[v6]:port` or `v4:port` or `name:port`; a bare IPv6 literal is always bracketed.
-        Some((n, p)) if !n.is_empty() && (n.ends_with(']') || !n.contains(':')) => {
-            (n, Some(p))
-        }
+        Some((n, p)) if !n.is_empty() && (n.ends_with(']') || !n.contains(':')) => (n, Some(p)),
         _ => (host, None),
     };
     if let Some(p) = port {
@@ -169,7 +167,10 @@ async fn read_body_in_time(req: Request, next: Next) -> Response {
     }
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Ok(Err(_)) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -230,10 +231,24 @@ mod tests {
     #[test]
     fn hosts_that_name_the_server() {
         let lo: SocketAddr = "127.0.0.1:8765".parse().unwrap();
-        for ok in ["127.0.0.1:8765", "localhost:8765", "LOCALHOST", "127.0.0.1", "[::1]:8765", "127.0.0.2:8765"] {
+        for ok in [
+            "127.0.0.1:8765",
+            "localhost:8765",
+            "LOCALHOST",
+            "127.0.0.1",
+            "[::1]:8765",
+            "127.0.0.2:8765",
+        ] {
             assert!(host_allowed(ok, lo), "{ok}");
         }
-        for bad in ["evil.example:8765", "evil.example", "127.0.0.1:80", "10.0.0.1:8765", "", "[::1]:x"] {
+        for bad in [
+            "evil.example:8765",
+            "evil.example",
+            "127.0.0.1:80",
+            "10.0.0.1:8765",
+            "",
+            "[::1]:x",
+        ] {
             assert!(!host_allowed(bad, lo), "{bad}");
         }
         let any: SocketAddr = "0.0.0.0:8765".parse().unwrap();

@@ -387,7 +387,9 @@ impl ReaderLink {
             counters: counters.clone(),
             ready_sessions: 0,
         };
-        tokio::spawn(crate::telemetry::metrics::inherit_lane(task.run(Box::new(connector))));
+        tokio::spawn(crate::telemetry::metrics::inherit_lane(
+            task.run(Box::new(connector)),
+        ));
         (
             ReaderLink {
                 ops: ops_tx,
@@ -555,8 +557,12 @@ impl Task {
                     session.fail_all(reason);
                     if was_ready {
                         attempt = 0;
-                        warn!(device = %name, %reason, "reader link lost");
-                        crate::telemetry::metrics::reconnect();
+                        if reason == LostReason::Shutdown {
+                            debug!(device = %name, "reader link shut down");
+                        } else {
+                            warn!(device = %name, %reason, "reader link lost");
+                            crate::telemetry::metrics::reconnect();
+                        }
                         self.emit(LinkEvent::Lost(reason));
                     } else {
                         warn!(device = %name, %reason, "re-synchronisation failed");

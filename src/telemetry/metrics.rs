@@ -294,7 +294,8 @@ pub fn webhook_delivery(status: u16) {
 /// The journal's unresolved and stored-for-forward counts, as read just now.
 pub fn set_journal_gauges(unresolved: usize, stored: usize) {
     let m = metrics();
-    m.unresolved.set(i64::try_from(unresolved).unwrap_or(i64::MAX));
+    m.unresolved
+        .set(i64::try_from(unresolved).unwrap_or(i64::MAX));
     m.stored_for_forward
         .set(i64::try_from(stored).unwrap_or(i64::MAX));
 }
@@ -329,6 +330,9 @@ mod tests {
             text.contains("emvbridge_reader_corrupt_frames_total{lane=\"7\"} 1"),
             "{text}"
         );
-        assert!(text.contains("# TYPE emvbridge_reader_frames_received counter"), "{text}");
+        assert!(
+            text.contains("# TYPE emvbridge_reader_frames_received counter"),
+            "{text}"
+        );
     }
 }
