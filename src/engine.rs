@@ -255,7 +255,10 @@ async fn run_loop(
             let gw = gateway.clone();
             let tx = host_tx.clone();
             sw.host(1);
-            let span = tracing::Span::current();
+            let span = match &request {
+                HostRequest::Authorize(_) => tracing::info_span!("gateway.authorize"),
+                HostRequest::Reverse(_) => tracing::info_span!("gateway.reverse"),
+            };
             tokio::spawn(metrics::inherit_lane(
                 async move {
                     let sent = Instant::now();

@@ -83,13 +83,16 @@ fn main() -> ExitCode {
     if let Some(n) = worker_threads(&cli.command) {
         runtime.worker_threads(n);
     }
-    match runtime.enable_all().build() {
+    let code = match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(dispatch(cli.command)),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Outside the runtime: the OTLP exporter flushes with a blocking client.
+    emvbridge::telemetry::traces::shutdown();
+    code
 }
 
 /// Worker threads of the runtime: two carry a sale, a server or a tool; `lab` drives many

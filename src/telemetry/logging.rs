@@ -107,12 +107,24 @@ pub fn command_error(what: &str, e: &dyn std::fmt::Display) {
     }
 }
 
-/// Installs the global subscriber; `level` is the default for the bridge's crates when
-/// `RUST_LOG` is not set. A second call (tests) leaves the first subscriber in place.
+/// The layers under the filter.
+type Layers = Box<
+    dyn tracing_subscriber::Layer<
+            tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>,
+        > + Send
+        + Sync,
+>;
+
+/// Installs the global subscriber: `level` is the default for the bridge's crates when
+/// `RUST_LOG` is not set; with `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported
+/// over OTLP ([`super::traces`]). A second call (tests) leaves the first subscriber in place.
 ///
 /// # Errors
 /// [`LogError::File`].
 pub fn init(args: &LogArgs, level: &str) -> Result<(), LogError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let writer = match &args.log_file {
         Some(p) => BoxMakeWriter::new(Mutex::new(open_append(p)?)),
         None => BoxMakeWriter::new(std::io::stderr),
@@ -122,18 +134,28 @@ pub fn init(args: &LogArgs, level: &str) -> Result<(), LogError> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let ansi = args.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_writer(writer);
-    let _ = match args.log_format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder
+    let fmt: Layers = match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(true)
             .flatten_event(false)
-            .try_init(),
+            .with_writer(writer)
+            .boxed(),
     };
+    let mut layers = vec![fmt];
+    let otlp = super::traces::layer();
+    if let Some(l) = otlp {
+        layers.push(l);
+    }
+    let _ = tracing_subscriber::registry()
+        .with(filter(level))
+        .with(layers)
+        .try_init();
     Ok(())
 }
 

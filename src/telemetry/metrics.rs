@@ -273,6 +273,7 @@ pub fn reconnect() {
 
 /// Runs one durable journal write (a commit) and records how long it took.
 pub fn journal_write<T, E>(write: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let _span = tracing::info_span!("journal.write").entered();
     let start = std::time::Instant::now();
     let r = write();
     metrics()

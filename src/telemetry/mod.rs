@@ -1,6 +1,7 @@
 //! What leaves the process for the people who run it: logs ([`logging`]: `tracing` events to
 //! standard error or a file, text or JSON lines), numbers ([`metrics`]: one Prometheus
-//! registry scraped at `GET /metrics`), and the service manager's view ([`service`]: the
+//! registry scraped at `GET /metrics`), spans for a collector ([`traces`]: OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set), and the service manager's view ([`service`]: the
 //! graceful-stop signals and `sd_notify`).
 //!
 //! Other modules only call into these (`metrics::frames_received(n)`); nothing here knows of
@@ -10,6 +11,7 @@
 pub mod logging;
 pub mod metrics;
 pub mod service;
+pub mod traces;
 
 /// The span of one card transaction: every event of it (reader steps, the gateway call,
 /// journal writes) carries the bridge's `reference`, the `kind` and, in the lab, the `lane`.
