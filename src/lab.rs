@@ -750,7 +750,6 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
 
 /// Serves `GET /metrics` on `addr` (loopback only: the lab is a test bench, not a service).
 async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::http::header;
     if !crate::api::is_loopback(addr.ip()) {
         anyhow::bail!("--metrics-listen must be a loopback address, not {addr}");
     }
@@ -761,15 +760,7 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task
         "lab: metrics at http://{}/metrics",
         listener.local_addr().unwrap_or(addr)
     );
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async {
-            (
-                [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-                metrics::encode_text(),
-            )
-        }),
-    );
+    let app = axum::Router::new().route("/metrics", axum::routing::get(metrics::handler));
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "lab: the metrics listener failed");

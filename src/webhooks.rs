@@ -26,7 +26,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -92,6 +92,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
         .route("/webhooks/pai", post(pai))
         .route("/webhooks/pay1st", post(pay1st))
+        .route("/metrics", get(crate::telemetry::metrics::handler))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(receiver)
 }

@@ -301,7 +301,17 @@ pub fn set_journal_gauges(unresolved: usize, stored: usize) {
         .set(i64::try_from(stored).unwrap_or(i64::MAX));
 }
 
-/// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
+/// `GET /metrics` where no more is needed than the registry (the webhook receiver, the lab).
+pub async fn handler() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+        encode_text(),
+    )
+        .into_response()
+}
+
+/// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
 pub fn encode_text() -> String {
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &metrics().registry) {
