@@ -11,7 +11,8 @@
 //!   `prometheus_client`'s OpenMetrics parser); the transaction counters move with the sales;
 //! - `/v1/health` is ready (200) and without the token does not show the journal's path;
 //! - a `Host` that names another server is refused, a non-JSON body gets 415;
-//! - an idle connection is closed by the server within a minute;
+//! - an idle connection is closed by the server within a minute, and a request whose body
+//!   never comes is answered 408;
 //! - SIGTERM runs the graceful stop and the process exits 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -226,6 +227,23 @@ async fn serve_as_a_service_with_a_production_config() {
         (n.map_err(|e| e.kind()), t0.elapsed())
     });
 
+    // A request whose body never comes: 408 within a minute, the connection freed.
+    let slow_addr = serve.addr.clone();
+    let half_sent = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(&slow_addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "POST /v1/sales HTTP/1.1\r\nHost: {slow_addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             X-Request-Id: svc-half\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"amount\""
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        (answer, t0.elapsed())
+    });
+
     // Two sales through the configured gateway: the configured URL and credentials work.
     let before = metrics_text(&http, &serve.base).await;
     for (i, amount) in [1200u64, 1300].into_iter().enumerate() {
@@ -358,6 +376,10 @@ async fn serve_as_a_service_with_a_production_config() {
     // The idle connection was closed by the server (EOF), within a minute.
     let (read, waited) = idle.join().unwrap();
     assert_eq!(read, Ok(0), "closed without a byte");
+    assert!(waited < Duration::from_secs(60), "{waited:?}");
+
+    let (answer, waited) = half_sent.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(waited < Duration::from_secs(60), "{waited:?}");
 
     // SIGTERM: the graceful path, exit 0.
