@@ -22,8 +22,8 @@
 //!   store of request ids and transaction records ([`crate::journal::api_store`]): a restart
 //!   keeps both, and a transaction interrupted by a crash reads `unresolved` until the
 //!   resolver settles it. `GET /v1/health` reports the relay.
-//! - **Auth**: `Authorization: Bearer <token>` on everything but `/v1/health` and
-//!   `/v1/openapi` ([`auth`]). Bodies are at most [`MAX_BODY`] bytes; errors are
+//! - **Auth**: `Authorization: Bearer <token>` on everything but `/v1/health`, `/metrics`
+//!   and `/v1/openapi` ([`auth`]). Bodies are at most [`MAX_BODY`] bytes; errors are
 //!   `{"error":{"code":"…","message":"…"}}`. Card data never reaches a log or an error.
 //!
 //! This module is the HTTP edge. A card transaction is run by [`crate::engine`] on the
