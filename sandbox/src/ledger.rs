@@ -288,10 +288,12 @@ impl Default for Ledger {
                  seq INTEGER PRIMARY KEY,
                  id TEXT NOT NULL,
                  client_ref TEXT,
+                 idem_key TEXT,
                  orphan INTEGER NOT NULL,
                  data TEXT NOT NULL);
              CREATE INDEX txns_id ON txns (id, seq);
              CREATE INDEX txns_client_ref ON txns (client_ref, seq);
+             CREATE INDEX txns_idem_key ON txns (idem_key, seq);
              CREATE INDEX txns_orphan ON txns (orphan) WHERE orphan = 1;",
         ) {
             panic!("sandbox ledger: cannot create its table: {e}");
@@ -347,11 +349,12 @@ impl Ledger {
                 .map_err(|e| e.to_string())
                 .and_then(|data| {
                     self.db
-                    .execute(
-                        "UPDATE txns SET client_ref = ?2, orphan = ?3, data = ?4 WHERE seq = ?1",
-                        params![seq, t.client_ref, is_orphan(t), data],
-                    )
-                    .map_err(|e| e.to_string())
+                        .execute(
+                            "UPDATE txns SET client_ref = ?2, idem_key = ?3, orphan = ?4, data = ?5
+                         WHERE seq = ?1",
+                            params![seq, t.client_ref, t.idem_key, is_orphan(t), data],
+                        )
+                        .map_err(|e| e.to_string())
                 });
             if let Err(e) = r {
                 tracing::error!(error = %e, id = %t.id, "sandbox ledger: row not written back");
@@ -437,8 +440,8 @@ impl Ledger {
             }
         };
         let r = self.db.execute(
-            "INSERT INTO txns (id, client_ref, orphan, data) VALUES (?1, ?2, ?3, ?4)",
-            params![txn.id, txn.client_ref, is_orphan(&txn), data],
+            "INSERT INTO txns (id, client_ref, idem_key, orphan, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![txn.id, txn.client_ref, txn.idem_key, is_orphan(&txn), data],
         );
         match r {
             Ok(_) => {
@@ -463,7 +466,16 @@ impl Ledger {
         self.rows.as_mut().get_mut(&seq).map(|b| &mut **b)
     }
 
-    /// Every row, in creation order (read from SQLite: a copy).
+    /// Rows whose idempotency key equals `k` (indexed: a lookup by key must not read the
+    /// whole ledger).
+    pub fn by_idem_key<'a>(&'a self, k: &'a str) -> impl Iterator<Item = &'a Txn> + 'a {
+        self.seqs("idem_key = ?1", Some(k))
+            .into_iter()
+            .filter_map(move |seq| self.row(seq))
+    }
+
+    /// Every row, in creation order (read from SQLite: a copy of the whole ledger, for the
+    /// control API and rare searches; lookups go through the indexed methods).
     pub fn all(&self) -> Vec<Txn> {
         self.seqs("1", None)
             .into_iter()
@@ -655,6 +667,13 @@ mod tests {
         assert_eq!(l.get("t3").map(|t| t.amount_minor), Some(3));
         assert_eq!(l.get("t1000").map(|t| t.state), Some(TxnState::Approved));
         let with_ref_3 = (0..n).filter(|i| i % 7 == 3).count();
+        l.get_mut("t77").unwrap().idem_key = Some("k-77".into());
+        assert_eq!(
+            l.by_idem_key("k-77")
+                .map(|t| t.amount_minor)
+                .collect::<Vec<_>>(),
+            [77]
+        );
         assert_eq!(l.by_client_ref("ref-3").count(), with_ref_3);
         let orphans = l.orphans();
         assert_eq!(orphans.len(), (n as usize).div_ceil(1000));

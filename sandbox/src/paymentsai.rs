@@ -321,8 +321,7 @@ fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) ->
             let key = req.query_param("idempotencyKey").unwrap_or_default();
             let ids: Vec<String> = core
                 .ledger
-                .all()
-                .iter()
+                .by_idem_key(&key)
                 .filter(|t| {
                     t.dialect == Dialect::PaymentsAi && t.idem_key.as_deref() == Some(key.as_str())
                 })
