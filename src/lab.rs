@@ -768,8 +768,8 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task
     }))
 }
 
-/// Draws the end-to-end latency and the bridge's own share as histograms (1 ms buckets, up
-/// to the 99.9th percentile so one outlier does not flatten the picture) into an SVG file.
+/// Draws the end-to-end latency and the bridge's own share as histograms (about 60 buckets up
+/// to the 99.9th percentile, so one outlier does not flatten the picture) into an SVG file.
 ///
 /// # Errors
 /// The file cannot be written.
@@ -779,21 +779,34 @@ pub fn plot_latency(
     bridge: &Histogram,
 ) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    const BUCKET_US: u64 = 1000;
     let top_us = end_to_end
         .quantile_us(0.999)
         .unwrap_or(1000)
         .max(bridge.quantile_us(0.999).unwrap_or(0))
-        .max(BUCKET_US);
+        .max(60);
+    // A bucket width of 1, 2 or 5 × 10^k µs giving at most 60 buckets.
+    let raw = top_us.div_ceil(60);
+    let magnitude = 10u64.pow(raw.max(1).ilog10());
+    let bucket_us = [1, 2, 5, 10]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|w| *w >= raw)
+        .unwrap_or(10 * magnitude);
     let series = |h: &self::Histogram| -> Vec<(u32, u64)> {
-        h.buckets(BUCKET_US)
+        h.buckets(bucket_us)
             .into_iter()
-            .filter(|(v, _)| *v <= top_us + BUCKET_US)
-            .map(|(v, c)| (u32::try_from(v / BUCKET_US).unwrap_or(u32::MAX), c))
+            .filter(|(v, _)| *v <= top_us + bucket_us)
+            .map(|(v, c)| (u32::try_from(v / bucket_us).unwrap_or(u32::MAX), c))
             .collect()
     };
     let (e2e, own) = (series(end_to_end), series(bridge));
-    let x_max = u32::try_from(top_us / BUCKET_US + 1).unwrap_or(u32::MAX);
+    let x_max = u32::try_from(top_us / bucket_us + 1).unwrap_or(u32::MAX);
+    let ms = move |v: &SegmentValue<u32>| match v {
+        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+            format!("{}", f64::from(*i) * bucket_us as f64 / 1000.0)
+        }
+        SegmentValue::Last => String::new(),
+    };
     let y_max = e2e
         .iter()
         .chain(&own)
@@ -816,7 +829,8 @@ pub fn plot_latency(
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("milliseconds")
+        .x_desc(format!("milliseconds (buckets of {bucket_us} µs)"))
+        .x_label_formatter(&ms)
         .y_desc("sales")
         .draw()
         .map_err(|e| err(&e))?;
