@@ -396,6 +396,23 @@ impl FileConfig {
         Layered::load(file).map(|l| l.config)
     }
 
+    /// `flag` when given, else the effective configuration's `dialect`, else PaymentsAI: a
+    /// `--dialect` flag overrides the configuration, its absence does not.
+    ///
+    /// # Errors
+    /// As [`Layered::load`].
+    pub fn dialect_or_configured(
+        flag: Option<Dialect>,
+        config: Option<&Path>,
+    ) -> Result<Dialect, ConfigError> {
+        Ok(match flag {
+            Some(d) => d,
+            None => Self::effective(config)?
+                .dialect()
+                .unwrap_or(Dialect::PaymentsAi),
+        })
+    }
+
     /// The gateway configuration of `dialect` (the file's dialect is the default elsewhere):
     /// the environment from `environment` (staging when absent), variables from the process
     /// environment, then the secrets file, then `base_url` for the dialect's URL variable.
@@ -988,6 +1005,20 @@ mod tests {
         assert_eq!(l.config.timeouts.request_ms, 1234);
         // A file given that does not exist is an error, not the defaults.
         assert!(Layered::load_from(Some(&d.join("missing.toml")), []).is_err());
+    }
+
+    #[test]
+    fn a_dialect_flag_overrides_the_file_and_its_absence_does_not() {
+        let d = tmpdir("dialect");
+        let file = write(&d, "c.toml", "dialect = \"number\"\n", 0o644);
+        let pick = |flag| FileConfig::dialect_or_configured(flag, Some(&file)).unwrap();
+        assert_eq!(pick(None), Dialect::Number);
+        assert_eq!(pick(Some(Dialect::Pay1st)), Dialect::Pay1st);
+        let empty = write(&d, "e.toml", "", 0o644);
+        assert_eq!(
+            FileConfig::dialect_or_configured(None, Some(&empty)).unwrap(),
+            Dialect::PaymentsAi
+        );
     }
 
     #[test]

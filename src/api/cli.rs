@@ -39,9 +39,10 @@ pub struct ServeArgs {
     /// `sandbox`, a sandbox gateway URL, or `env`.
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
-    /// Gateway dialect.
-    #[arg(long, default_value = "paymentsai")]
-    pub dialect: Dialect,
+    /// Gateway dialect. Default: the configured `dialect` (file or `EMVBRIDGE_DIALECT`),
+    /// else paymentsai.
+    #[arg(long)]
+    pub dialect: Option<Dialect>,
     /// Seconds a synchronous card transaction call waits before answering 202.
     #[arg(long, default_value_t = 180)]
     pub sale_timeout: u64,
@@ -94,7 +95,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 baud: args.baud,
                 card: args.card,
                 gateway: args.gateway,
-                dialect: args.dialect,
+                dialect: crate::config::FileConfig::dialect_or_configured(
+                    args.dialect,
+                    args.config.as_deref(),
+                )?,
                 config: args.config.clone(),
             },
             sale_timeout: Duration::from_secs(args.sale_timeout.max(1)),
