@@ -1,6 +1,15 @@
-//! Relay configuration: non-secret settings in a TOML file, secrets from the environment or
-//! from a secrets file outside the repository with owner-only permissions
-//! (the integrators' `API_URL`/`API_KEY`/`ORGANIZATION_ID` of gateways.md §2.2).
+//! Configuration: one loader for every command, non-secret settings layered as
+//! defaults < a TOML file < `EMVBRIDGE_*` environment variables < the command's flags, and
+//! secrets from the environment or from a secrets file outside the repository with
+//! owner-only permissions (the integrators' `API_URL`/`API_KEY`/`ORGANIZATION_ID` of
+//! gateways.md §2.2, which keep working as they are).
+//!
+//! The file is `--config FILE`, else `$EMVBRIDGE_CONFIG`, else `config.toml` in the user's
+//! configuration directory (`$XDG_CONFIG_HOME/emvbridge/` or `~/.config/emvbridge/`) when it
+//! exists. A setting `a.b` is overridden by `EMVBRIDGE_A__B` (`EMVBRIDGE_ENVIRONMENT`,
+//! `EMVBRIDGE_TIMEOUTS__REQUEST_MS`, `EMVBRIDGE_JOURNAL__PATH`); an `EMVBRIDGE_` variable that
+//! names no setting is warned about and ignored. The layering is `figment`'s, which also
+//! remembers where each value came from for `config check`.
 //!
 //! ```toml
 //! environment = "staging"            # sandbox | staging | production
@@ -24,11 +33,12 @@
 //! max_skew_secs = 300
 //! ```
 //!
-//! `emvbridge config check` prints a checklist — each setting present or missing, secrets
-//! present (never their values), the secrets file's permissions and whether it lives inside a
-//! git work tree — and exits 1 when something must be fixed.
+//! `emvbridge config check` prints the effective configuration with the source of each value,
+//! and a checklist — each setting present or missing, secrets present (never their values),
+//! the secrets file's permissions and whether it lives inside a git work tree — and exits 1
+//! when something must be fixed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +73,226 @@ pub enum ConfigError {
     /// The gateway settings are incomplete or invalid.
     #[error("{0}")]
     Gateway(#[from] crate::gateway::ConfigError),
+    /// A layered value has the wrong type or names an unknown setting.
+    #[error("invalid configuration: {0}")]
+    Layer(String),
+}
+
+/// `EMVBRIDGE_` variables that are not settings of the file but are read elsewhere (the
+/// token file, the log flags, the simulator and test switches): not warned about.
+const OTHER_VARIABLES: [&str; 12] = [
+    "EMVBRIDGE_CONFIG",
+    "EMVBRIDGE_API_TOKEN_FILE",
+    "EMVBRIDGE_LOG_FORMAT",
+    "EMVBRIDGE_LOG_FILE",
+    "EMVBRIDGE_DEVICE",
+    "EMVBRIDGE_IMK",
+    "EMVBRIDGE_PAI_SECRET",
+    "EMVBRIDGE_PAI_TEMPORAL_KEY",
+    "EMVBRIDGE_REQUIRE_PYEMV",
+    "EMVBRIDGE_REQUIRE_PROMETHEUS_CLIENT",
+    "EMVBRIDGE_TEST_BUILD_SIM",
+    "EMVBRIDGE_VIPA_SIM",
+];
+
+/// The default configuration file: `config.toml` in the user's configuration directory.
+pub fn default_config_path() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let base = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("emvbridge").join("config.toml"))
+}
+
+/// Where one effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+        }
+    }
+}
+
+/// The effective configuration and how it was made.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    /// The merged settings.
+    pub config: FileConfig,
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// Each setting (`timeouts.request_ms`) with its value as TOML text and its source.
+    pub sources: BTreeMap<String, (String, Source)>,
+    /// `EMVBRIDGE_` variables that name no setting (ignored).
+    pub unknown_variables: Vec<String>,
+}
+
+/// Every setting's dotted key with its value, from a JSON rendering of the configuration.
+fn leaves(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
+    }
+}
+
+/// The settings' keys (`environment`, `timeouts.request_ms`, …).
+fn setting_keys() -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
+    if let Ok(v) = serde_json::to_value(FileConfig::default()) {
+        leaves("", &v, &mut keys);
+    }
+    keys
+}
+
+/// The variable that overrides setting `key`: `timeouts.request_ms` →
+/// `EMVBRIDGE_TIMEOUTS__REQUEST_MS`.
+pub fn env_name(key: &str) -> String {
+    format!("EMVBRIDGE_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+impl Layered {
+    /// Loads defaults < `file` (else `$EMVBRIDGE_CONFIG`, else the default file when it
+    /// exists) < the `EMVBRIDGE_*` variables of `vars`. An unknown `EMVBRIDGE_` variable is
+    /// logged as a warning and listed in [`Layered::unknown_variables`].
+    ///
+    /// # Errors
+    /// A file given (by flag or variable) that cannot be read, TOML that does not parse, a
+    /// value of the wrong type, an unknown key in the file.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Layered, ConfigError> {
+        use figment::providers::{Format, Serialized, Toml};
+        use figment::Figment;
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let chosen = file.map(Path::to_path_buf).or_else(|| {
+            vars.iter()
+                .find(|(k, v)| k == "EMVBRIDGE_CONFIG" && !v.is_empty())
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let file = match chosen {
+            Some(p) => {
+                // Read (bounded) and parsed here first, for the error messages of before.
+                FileConfig::load(&p)?;
+                Some(p)
+            }
+            None => default_config_path().filter(|p| p.is_file()),
+        };
+        let keys = setting_keys();
+        let by_var: HashMap<String, &str> =
+            keys.keys().map(|k| (env_name(k), k.as_str())).collect();
+        let mut unknown_variables = Vec::new();
+        let mut env_values: Vec<(String, String)> = Vec::new();
+        for (k, v) in &vars {
+            if !k.starts_with("EMVBRIDGE_") || OTHER_VARIABLES.contains(&k.as_str()) {
+                continue;
+            }
+            if by_var.contains_key(k) {
+                env_values.push((k.clone(), v.clone()));
+            } else {
+                tracing::warn!(variable = %k, "ignoring an EMVBRIDGE_ variable that names no setting");
+                unknown_variables.push(k.clone());
+            }
+        }
+        let mut fig = Figment::from(Serialized::defaults(FileConfig::default()));
+        if let Some(p) = &file {
+            fig = fig.merge(Toml::file_exact(p));
+        }
+        // The variables come from `vars` (the process environment, or a test's own), so they
+        // are merged as a dictionary rather than through figment's `Env`, which reads the
+        // process environment itself.
+        let provided: figment::value::Dict = env_values
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("EMVBRIDGE_")?.to_ascii_lowercase();
+                Some((key, v.clone()))
+            })
+            .fold(figment::value::Dict::new(), |mut d, (k, v)| {
+                insert_dotted(&mut d, &k.replace("__", "."), &v);
+                d
+            });
+        fig = fig.merge(Serialized::defaults(provided));
+        let config: FileConfig = fig
+            .extract()
+            .map_err(|e| ConfigError::Layer(e.to_string().chars().take(300).collect()))?;
+        let mut effective = BTreeMap::new();
+        if let Ok(v) = serde_json::to_value(&config) {
+            leaves("", &v, &mut effective);
+        }
+        let sources = effective
+            .into_iter()
+            .map(|(key, value)| {
+                let var = env_name(&key);
+                let source = if env_values.iter().any(|(k, _)| *k == var) {
+                    Source::Env(var)
+                } else {
+                    match fig.find_metadata(&key).and_then(|m| m.source.clone()) {
+                        Some(figment::Source::File(p)) => Source::File(p),
+                        _ => Source::Default,
+                    }
+                };
+                (key, (value, source))
+            })
+            .collect();
+        Ok(Layered {
+            config,
+            file,
+            sources,
+            unknown_variables,
+        })
+    }
+
+    /// [`Layered::load_from`] over the process environment.
+    ///
+    /// # Errors
+    /// As [`Layered::load_from`].
+    pub fn load(file: Option<&Path>) -> Result<Layered, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+}
+
+/// Puts `value` (parsed as a TOML value when it is one: numbers, booleans; else a string)
+/// at the dotted `key` of `dict`.
+fn insert_dotted(dict: &mut figment::value::Dict, key: &str, value: &str) {
+    use figment::value::{Dict, Value};
+    let parsed: Value = value
+        .parse()
+        .unwrap_or_else(|_| Value::from(value.to_owned()));
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), parsed);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_dotted(inner, rest, value);
+            }
+        }
+    }
 }
 
 /// Timeouts of the gateway HTTP client.
@@ -148,12 +378,59 @@ impl FileConfig {
         toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().chars().take(200).collect()))
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses one file, nothing else (see [`FileConfig::effective`] for what
+    /// commands use).
     ///
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         Self::parse(&read_bounded(path)?)
+    }
+
+    /// The effective configuration every command uses: defaults < `file` (or the default
+    /// file) < `EMVBRIDGE_*` variables; the command then applies its flags.
+    ///
+    /// # Errors
+    /// As [`Layered::load`].
+    pub fn effective(file: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        Layered::load(file).map(|l| l.config)
+    }
+
+    /// `flag` when given, else the effective configuration's `dialect`, else PaymentsAI: a
+    /// `--dialect` flag overrides the configuration, its absence does not.
+    ///
+    /// # Errors
+    /// As [`Layered::load`].
+    pub fn dialect_or_configured(
+        flag: Option<Dialect>,
+        config: Option<&Path>,
+    ) -> Result<Dialect, ConfigError> {
+        Ok(match flag {
+            Some(d) => d,
+            None => Self::effective(config)?
+                .dialect()
+                .unwrap_or(Dialect::PaymentsAi),
+        })
+    }
+
+    /// The gateway configuration of `dialect` (the file's dialect is the default elsewhere):
+    /// the environment from `environment` (staging when absent), variables from the process
+    /// environment, then the secrets file, then `base_url` for the dialect's URL variable.
+    ///
+    /// # Errors
+    /// The secrets file is refused or unreadable; variables are missing.
+    pub fn gateway_config(&self, dialect: Dialect) -> Result<GatewayConfig, ConfigError> {
+        let file = match &self.secrets_file {
+            Some(p) => read_secrets_file(p)?,
+            None => HashMap::new(),
+        };
+        let mut cfg = self.clone();
+        cfg.dialect = Some(dialect.to_string());
+        let lookup = Lookup::new(&cfg, file, true, HashMap::new());
+        let env = self.environment().unwrap_or(Environment::Staging);
+        Ok(GatewayConfig::from_lookup(dialect, env, &|n| {
+            lookup.get(n)
+        })?)
     }
 
     /// The environment, parsed.
@@ -358,6 +635,23 @@ impl Lookup {
         }
     }
 
+    /// Where the value of `name` comes from: `argument`, `environment`, `secrets file` or
+    /// `base_url` (as [`Lookup::get`] looks).
+    pub fn source(&self, name: &str) -> Option<&'static str> {
+        let set = |v: Option<&String>| v.is_some_and(|v| !v.trim().is_empty());
+        if set(self.extra.get(name)) {
+            Some("argument")
+        } else if self.process && set(std::env::var(name).ok().as_ref()) {
+            Some("environment")
+        } else if set(self.file.get(name)) {
+            Some("secrets file")
+        } else if self.url_var.as_ref().is_some_and(|(n, _)| *n == name) {
+            Some("base_url")
+        } else {
+            None
+        }
+    }
+
     /// The value of `name`, trimmed, if set and not empty.
     pub fn get(&self, name: &str) -> Option<String> {
         let v = self
@@ -391,22 +685,28 @@ pub struct Check {
 pub fn check(cfg_path: Option<&Path>, process: bool, extra: HashMap<String, String>) -> Vec<Check> {
     let mut out = Vec::new();
     let mut push = |ok: bool, text: String| out.push(Check { ok, text });
-    let cfg = match cfg_path {
-        None => {
-            push(true, "config file: none given (defaults)".into());
-            FileConfig::default()
-        }
-        Some(p) => match FileConfig::load(p) {
-            Ok(c) => {
-                push(true, format!("config file: {} parsed", p.display()));
-                c
-            }
-            Err(e) => {
-                push(false, format!("config file: {e}"));
-                return out;
-            }
-        },
+    let vars: Vec<(String, String)> = if process {
+        std::env::vars().collect()
+    } else {
+        Vec::new()
     };
+    let layered = match Layered::load_from(cfg_path, vars.into_iter().chain(extra.clone())) {
+        Ok(l) => {
+            match &l.file {
+                Some(p) => push(true, format!("config file: {} parsed", p.display())),
+                None => push(true, "config file: none (defaults)".into()),
+            }
+            l
+        }
+        Err(e) => {
+            push(false, format!("config file: {e}"));
+            return out;
+        }
+    };
+    for v in &layered.unknown_variables {
+        push(true, format!("warning: {v} names no setting (ignored)"));
+    }
+    let cfg = layered.config;
     let env = match (&cfg.environment, cfg.environment()) {
         (None, _) => {
             push(
@@ -504,9 +804,13 @@ pub fn check(cfg_path: Option<&Path>, process: bool, extra: HashMap<String, Stri
     let lookup = Lookup::new(&cfg, file, process, extra);
     if let (Some(d), Some(e)) = (dialect, env) {
         for (name, secret, required) in variables(d, e) {
+            let from = lookup.source(name).unwrap_or("nowhere");
             match (lookup.get(name), secret, required) {
-                (Some(_), true, _) => push(true, format!("{name}: set (secret, not shown)")),
-                (Some(v), false, _) => push(true, format!("{name}: {v}")),
+                (Some(_), true, _) => push(
+                    true,
+                    format!("{name}: set (secret, not shown; from {from})"),
+                ),
+                (Some(v), false, _) => push(true, format!("{name}: {v} (from {from})")),
                 (None, _, true) => push(false, format!("{name}: missing")),
                 (None, _, false) => push(true, format!("{name}: not set (optional)")),
             }
@@ -548,10 +852,7 @@ impl RelayOptions {
         &self,
         gateway_spec: &str,
     ) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
-        let cfg = match &self.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
+        let cfg = FileConfig::effective(self.config.as_deref())?;
         let path = self.journal.clone().or_else(|| {
             (gateway_spec == "env" || self.config.is_some()).then(|| cfg.journal_path())
         });
@@ -586,7 +887,8 @@ impl RelayOptions {
 /// Arguments of `emvbridge config`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Say what is missing, without printing secrets.
+    /// Print the effective configuration with the source of each value, and say what is
+    /// missing, without printing secrets.
     Check {
         /// The TOML configuration file.
         #[arg(long)]
@@ -598,6 +900,13 @@ pub enum ConfigCommand {
 pub fn run(cmd: ConfigCommand) -> ExitCode {
     match cmd {
         ConfigCommand::Check { config } => {
+            if let Ok(l) = Layered::load(config.as_deref()) {
+                println!("effective configuration (value, source):");
+                for (key, (value, source)) in &l.sources {
+                    println!("  {key} = {value}  ({source})");
+                }
+                println!();
+            }
             let checks = check(config.as_deref(), true, HashMap::new());
             let mut ok = true;
             for c in &checks {
@@ -653,6 +962,72 @@ mod tests {
     }
 
     #[test]
+    fn layers_defaults_file_env_and_says_where_each_value_came_from() {
+        let d = tmpdir("layers");
+        let file = write(
+            &d,
+            "relay.toml",
+            "environment = \"production\"\n[timeouts]\nrequest_ms = 1234\n",
+            0o644,
+        );
+        let vars = [
+            ("EMVBRIDGE_TIMEOUTS__CONNECT_MS", "77"),
+            ("EMVBRIDGE_DIALECT", "number"),
+            ("EMVBRIDGE_NO_SUCH_SETTING", "x"),
+            ("EMVBRIDGE_API_TOKEN_FILE", "/t"),
+            ("API_KEY", "not-a-setting"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let l = Layered::load_from(Some(&file), vars).unwrap();
+        assert_eq!(l.config.environment(), Some(Environment::Production));
+        assert_eq!(l.config.dialect(), Some(Dialect::Number));
+        assert_eq!(
+            (l.config.timeouts.request_ms, l.config.timeouts.connect_ms),
+            (1234, 77)
+        );
+        assert_eq!(l.config.resolver.max_attempts, 10, "default kept");
+        assert_eq!(l.unknown_variables, vec!["EMVBRIDGE_NO_SUCH_SETTING"]);
+        let src = |k: &str| l.sources.get(k).map(|(_, s)| s.clone());
+        assert_eq!(src("environment"), Some(Source::File(file.clone())));
+        assert_eq!(src("timeouts.request_ms"), Some(Source::File(file.clone())));
+        assert_eq!(
+            src("timeouts.connect_ms"),
+            Some(Source::Env("EMVBRIDGE_TIMEOUTS__CONNECT_MS".into()))
+        );
+        assert_eq!(src("resolver.max_attempts"), Some(Source::Default));
+        // A value of the wrong type is an error that names the setting.
+        let bad = [(
+            "EMVBRIDGE_TIMEOUTS__REQUEST_MS".to_owned(),
+            "soon".to_owned(),
+        )];
+        let e = Layered::load_from(Some(&file), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("request_ms"), "{e}");
+        // `EMVBRIDGE_CONFIG` chooses the file when no flag does.
+        let by_var = [("EMVBRIDGE_CONFIG".to_owned(), file.display().to_string())];
+        let l = Layered::load_from(None, by_var).unwrap();
+        assert_eq!(l.file.as_deref(), Some(file.as_path()));
+        assert_eq!(l.config.timeouts.request_ms, 1234);
+        // A file given that does not exist is an error, not the defaults.
+        assert!(Layered::load_from(Some(&d.join("missing.toml")), []).is_err());
+    }
+
+    #[test]
+    fn a_dialect_flag_overrides_the_file_and_its_absence_does_not() {
+        let d = tmpdir("dialect");
+        let file = write(&d, "c.toml", "dialect = \"number\"\n", 0o644);
+        let pick = |flag| FileConfig::dialect_or_configured(flag, Some(&file)).unwrap();
+        assert_eq!(pick(None), Dialect::Number);
+        assert_eq!(pick(Some(Dialect::Pay1st)), Dialect::Pay1st);
+        let empty = write(&d, "e.toml", "", 0o644);
+        assert_eq!(
+            FileConfig::dialect_or_configured(None, Some(&empty)).unwrap(),
+            Dialect::PaymentsAi
+        );
+    }
+
+    #[test]
     fn secrets_lines() {
         let m = parse_secrets("# c\nexport API_KEY=\"abc\"\nORGANIZATION_ID = org_1\n\n").unwrap();
         assert_eq!(m.get("API_KEY").map(String::as_str), Some("abc"));
@@ -676,7 +1051,7 @@ mod tests {
         let all = text.join("\n");
         assert!(!all.contains("TOPSECRET"), "{all}");
         assert!(
-            all.contains("true API_KEY: set (secret, not shown)"),
+            all.contains("true API_KEY: set (secret, not shown; from argument)"),
             "{all}"
         );
         assert!(all.contains("true API_URL: http://127.0.0.1:9"), "{all}");

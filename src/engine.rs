@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::driver::{LinkEvent, LinkState, ReaderLink};
 use crate::gateway::Gateway;
+use crate::telemetry::metrics;
 use emvbridge_core::txn::{
     AuthorizationResult, HostRequest, Outcome, Prompt, ReaderInput, ReversalResult, Transaction,
     TxnConfig, TxnError, TxnRequest,
@@ -79,6 +80,7 @@ pub async fn run_transaction_cancellable(
     on_prompt: impl FnMut(&Prompt),
 ) -> Result<Outcome, TxnError> {
     let mut sw = Stopwatch::new();
+    let span = crate::telemetry::txn_span(&req);
     run_loop(
         link,
         events,
@@ -89,6 +91,7 @@ pub async fn run_transaction_cancellable(
         &mut sw,
         Some(cancel),
     )
+    .instrument(span)
     .await
 }
 
@@ -200,7 +203,10 @@ pub async fn run_transaction_timed(
     timing: &mut TxnTiming,
 ) -> Result<Outcome, TxnError> {
     let mut sw = Stopwatch::new();
-    let r = run_loop(link, events, gateway, req, config, on_prompt, &mut sw, None).await;
+    let span = crate::telemetry::txn_span(&req);
+    let r = run_loop(link, events, gateway, req, config, on_prompt, &mut sw, None)
+        .instrument(span)
+        .await;
     *timing = sw.finish();
     r
 }
@@ -261,19 +267,36 @@ async fn run_loop(
             let gw = gateway.clone();
             let tx = host_tx.clone();
             sw.host(1);
-            tokio::spawn(async move {
-                let answer = match request {
-                    HostRequest::Authorize(a) => HostAnswer::Auth(gw.authorize(&a).await),
-                    HostRequest::Reverse(r) => HostAnswer::Reversal(gw.reverse(&r).await),
-                };
-                let _ = tx.send(answer).await;
-            });
+            let span = match &request {
+                HostRequest::Authorize(_) => tracing::info_span!("gateway.authorize"),
+                HostRequest::Reverse(_) => tracing::info_span!("gateway.reverse"),
+            };
+            tokio::spawn(metrics::inherit_lane(
+                async move {
+                    let sent = Instant::now();
+                    let answer = match request {
+                        HostRequest::Authorize(a) => {
+                            let r = gw.authorize(&a).await;
+                            metrics::authorization(sent.elapsed(), &r);
+                            HostAnswer::Auth(r)
+                        }
+                        HostRequest::Reverse(r) => {
+                            let r = gw.reverse(&r).await;
+                            metrics::reversal(sent.elapsed(), &r);
+                            HostAnswer::Reversal(r)
+                        }
+                    };
+                    let _ = tx.send(answer).await;
+                }
+                .instrument(span),
+            ));
         }
         while let Some(p) = txn.poll_event() {
             on_prompt(&p);
         }
         if let Some(outcome) = txn.poll_outcome() {
             info!(reference = %outcome.reference, status = ?outcome.status, "transaction finished");
+            metrics::transaction_finished(&outcome);
             if outstanding > 0 {
                 warn!(
                     outstanding,

@@ -12,8 +12,13 @@
 //!
 //! Timing comes from [`crate::engine::run_transaction_timed`]: the bridge's own share of a
 //! sale is its end-to-end time minus the time with a reader command outstanding or a gateway
-//! call in flight. Percentiles come from a log-linear histogram ([`Histogram`]); money stays
-//! integer minor units.
+//! call in flight. Percentiles come from HDR histograms ([`Histogram`], fixed size whatever
+//! the number of sales); money stays integer minor units.
+//!
+//! Every lane runs in its own metrics lane ([`crate::telemetry::metrics::in_lane`]): with
+//! `--metrics-listen ADDR` the run serves `GET /metrics` with each lane's transactions,
+//! frames, reconnects and latencies under `lane="N"`. `--plot FILE` draws the end-to-end
+//! latency histogram as SVG.
 //!
 //! A run fails (exit 1) when any sale ends `Unresolved`, when the sandbox's
 //! `/_sim/assert/no_orphans` does not answer 200 at the end, or when a lane cannot start.
@@ -36,6 +41,7 @@ use crate::driver::{AddrConnector, DeviceAddr, LineSettings, LinkConfig, LinkSta
 use crate::engine::{run_transaction_timed, utc_date_time, TxnTiming};
 use crate::gateway::http::HttpSettings;
 use crate::gateway::{Dialect, Gateway};
+use crate::telemetry::metrics;
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::{AppChoice, AuthKind, OutcomeStatus, Reference, TxnConfig, TxnRequest};
 
@@ -64,6 +70,13 @@ pub struct LabArgs {
     /// Print the figures as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Serve `GET /metrics` (per-lane series, `lane="N"`) on this loopback address while
+    /// the run lasts, for Prometheus or `curl`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Draw the end-to-end latency histogram (and the bridge's own share) as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// What a planned sale should exercise (from its amount, §4.5).
@@ -115,101 +128,74 @@ pub fn plan_sale(seed: u64, lane: u32, i: u32) -> (Planned, u64) {
     }
 }
 
-/// A log-linear histogram of microseconds: 64 linear sub-buckets per power of two, so a
-/// percentile is within 1/64 of the true value. Fixed size, no allocation per sample.
+/// Durations, microseconds, in an HDR histogram (3 significant figures): a fixed few
+/// kilobytes whatever the number of sales, so a day-long lab run stays flat in memory.
 #[derive(Debug, Clone)]
 pub struct Histogram {
-    counts: Vec<u64>,
-    n: u64,
+    h: hdrhistogram::Histogram<u64>,
     sum_us: u128,
-    max_us: u64,
 }
-
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
-const BUCKETS: usize = (SUB as usize) * (64 - SUB_BITS as usize + 1);
 
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            counts: vec![0; BUCKETS],
-            n: 0,
+            // Auto-resizing: any duration fits; 3 significant figures keep the error under
+            // 0.1 % at every magnitude.
+            h: hdrhistogram::Histogram::new(3)
+                .expect("3 significant figures is within hdrhistogram's 0..=5"),
             sum_us: 0,
-            max_us: 0,
         }
     }
 }
 
 impl Histogram {
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let e = 63 - v.leading_zeros(); // >= SUB_BITS
-        let shift = e - SUB_BITS;
-        let sub = (v >> shift) - SUB; // 0..SUB
-        (SUB as usize) * ((e - SUB_BITS + 1) as usize) + sub as usize
-    }
-
-    /// The smallest value of bucket `i` and its width.
-    fn bounds(i: usize) -> (u64, u64) {
-        let i = i as u64;
-        if i < SUB {
-            return (i, 1);
-        }
-        let e = i / SUB - 1 + u64::from(SUB_BITS);
-        let sub = i % SUB;
-        let shift = e - u64::from(SUB_BITS);
-        ((SUB + sub) << shift, 1 << shift)
-    }
-
     /// Adds one duration.
     pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if let Some(c) = self.counts.get_mut(Self::index(us)) {
-            *c += 1;
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2);
+        // Grows (by powers of two) to the largest value seen, then saturates.
+        if self.h.record(us).is_err() {
+            self.h.saturating_record(us);
         }
-        self.n += 1;
         self.sum_us += u128::from(us);
-        self.max_us = self.max_us.max(us);
     }
 
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+        if let Err(e) = self.h.add(&other.h) {
+            tracing::warn!(error = %e, "lab: histogram merge lost samples");
         }
-        self.n += other.n;
         self.sum_us += other.sum_us;
-        self.max_us = self.max_us.max(other.max_us);
     }
 
     /// Samples recorded.
     pub fn len(&self) -> u64 {
-        self.n
+        self.h.len()
     }
 
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.h.is_empty()
     }
 
-    /// The `q`-quantile (0..=1) in microseconds: the middle of the bucket holding the
-    /// `ceil(q·n)`-th sample, capped at the maximum seen. `None` when empty.
+    /// The `q`-quantile (0..=1) in microseconds. `None` when empty.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        if self.n == 0 {
-            return None;
+        (!self.h.is_empty()).then(|| self.h.value_at_quantile(q.clamp(0.0, 1.0)))
+    }
+
+    /// Counts per bucket of `width_us`, from 0 to the largest sample: what `--plot` draws.
+    pub fn buckets(&self, width_us: u64) -> Vec<(u64, u64)> {
+        if self.h.is_empty() {
+            return Vec::new();
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.n as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                let (lo, w) = Self::bounds(i);
-                return Some((lo + w / 2).min(self.max_us));
-            }
-        }
-        Some(self.max_us)
+        self.h
+            .iter_linear(width_us.max(1))
+            .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
+            .collect()
+    }
+
+    /// The largest sample, microseconds.
+    pub fn max_us(&self) -> u64 {
+        self.h.max()
     }
 
     fn summary(&self) -> Option<LatencySummary> {
@@ -218,8 +204,8 @@ impl Histogram {
             p50_ms: ms(self.quantile_us(0.50)?),
             p95_ms: ms(self.quantile_us(0.95)?),
             p99_ms: ms(self.quantile_us(0.99)?),
-            max_ms: ms(self.max_us),
-            mean_ms: self.sum_us as f64 / self.n as f64 / 1000.0,
+            max_ms: ms(self.h.max()),
+            mean_ms: self.sum_us as f64 / self.h.len().max(1) as f64 / 1000.0,
         })
     }
 }
@@ -477,6 +463,21 @@ fn raise_fd_limit(lanes: u32) -> Option<u64> {
     }
 }
 
+/// A progress bar of `total` `what` on standard error when it is a terminal (hidden
+/// otherwise, so logs and CI output stay clean); `lab` and `soak` share it.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+    )) {
+        pb.set_style(style);
+    }
+    pb
+}
+
 /// Everything a lane needs, shared.
 struct LaneCtx {
     args: LabArgs,
@@ -654,23 +655,17 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         anyhow::bail!("unknown card profile {:?}", args.card);
     }
     let fd_limit = raise_fd_limit(args.lanes);
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
     let sandbox = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default())
         .await
         .map_err(|e| anyhow!("cannot start the sandbox gateway: {e}"))?;
     let url = sandbox.url();
     let gateway = crate::embedded::sandbox_gateway(args.dialect, &url, HttpSettings::default())?;
     let total = u64::from(args.lanes) * u64::from(args.sales);
-    let progress = if std::io::stderr().is_terminal() {
-        let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} sales ({per_sec}, eta {eta})",
-        ) {
-            pb.set_style(style);
-        }
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(total, "sales");
     let ctx = Arc::new(LaneCtx {
         faults,
         gateway,
@@ -685,7 +680,10 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
     let setup = Instant::now();
     let mut tasks = Vec::with_capacity(args.lanes as usize);
     for idx in 0..args.lanes {
-        tasks.push(tokio::spawn(run_lane(ctx.clone(), idx)));
+        tasks.push(tokio::spawn(metrics::in_lane(
+            idx,
+            run_lane(ctx.clone(), idx),
+        )));
     }
     ctx.start.wait().await;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -709,6 +707,13 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         .map(|r| r.status() == reqwest::StatusCode::OK)
         .unwrap_or(false);
     sandbox.shutdown().await;
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
+    if let Some(path) = &args.plot {
+        plot_latency(path, &tally.end_to_end, &tally.bridge)
+            .with_context(|| format!("cannot draw {}", path.display()))?;
+    }
     let sales = tally.end_to_end.len();
     Ok(Figures {
         lanes: args.lanes,
@@ -741,6 +746,120 @@ pub async fn lab(args: LabArgs) -> anyhow::Result<Figures> {
         peak_memory_kib: peak_memory_kib(),
         fd_limit,
     })
+}
+
+/// Serves `GET /metrics` on `addr` (loopback only: the lab is a test bench, not a service).
+async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if !crate::api::is_loopback(addr.ip()) {
+        anyhow::bail!("--metrics-listen must be a loopback address, not {addr}");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "lab: metrics at http://{}/metrics",
+        listener.local_addr().unwrap_or(addr)
+    );
+    let app = axum::Router::new().route("/metrics", axum::routing::get(metrics::handler));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "lab: the metrics listener failed");
+        }
+    }))
+}
+
+/// Draws the end-to-end latency and the bridge's own share as histograms (about 60 buckets up
+/// to the 99.9th percentile, so one outlier does not flatten the picture) into an SVG file.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn plot_latency(
+    path: &std::path::Path,
+    end_to_end: &Histogram,
+    bridge: &Histogram,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let top_us = end_to_end
+        .quantile_us(0.999)
+        .unwrap_or(1000)
+        .max(bridge.quantile_us(0.999).unwrap_or(0))
+        .max(60);
+    // A bucket width of 1, 2 or 5 × 10^k µs giving at most 60 buckets.
+    let raw = top_us.div_ceil(60);
+    let magnitude = 10u64.pow(raw.max(1).ilog10());
+    let bucket_us = [1, 2, 5, 10]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|w| *w >= raw)
+        .unwrap_or(10 * magnitude);
+    let series = |h: &self::Histogram| -> Vec<(u32, u64)> {
+        h.buckets(bucket_us)
+            .into_iter()
+            .filter(|(v, _)| *v <= top_us + bucket_us)
+            .map(|(v, c)| (u32::try_from(v / bucket_us).unwrap_or(u32::MAX), c))
+            .collect()
+    };
+    let (e2e, own) = (series(end_to_end), series(bridge));
+    let x_max = u32::try_from(top_us / bucket_us + 1).unwrap_or(u32::MAX);
+    let ms = move |v: &SegmentValue<u32>| match v {
+        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+            format!("{}", f64::from(*i) * bucket_us as f64 / 1000.0)
+        }
+        SegmentValue::Last => String::new(),
+    };
+    let y_max = e2e
+        .iter()
+        .chain(&own)
+        .map(|(_, c)| *c)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| anyhow!("{e}");
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("emvbridge lab: sale latency ({} sales)", end_to_end.len()),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0u32..x_max).into_segmented(), 0u64..y_max + y_max / 10 + 1)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("milliseconds (buckets of {bucket_us} µs)"))
+        .x_label_formatter(&ms)
+        .y_desc("sales")
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(
+            plotters::series::Histogram::vertical(&chart)
+                .style(BLUE.mix(0.45).filled())
+                .data(e2e),
+        )
+        .map_err(|e| err(&e))?
+        .label("end to end")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLUE.mix(0.45).filled()));
+    chart
+        .draw_series(
+            plotters::series::Histogram::vertical(&chart)
+                .style(RED.mix(0.6).filled())
+                .data(own),
+        )
+        .map_err(|e| err(&e))?
+        .label("bridge's own share")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RED.mix(0.6).filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
 }
 
 /// Runs `emvbridge lab` and prints the figures: exit 0 when the run passes
@@ -781,36 +900,30 @@ mod tests {
         let close = |q: f64, want: u64| {
             let got = h.quantile_us(q).unwrap();
             let err = (got as f64 - want as f64).abs() / want as f64;
-            assert!(err <= 1.0 / 64.0, "q{q}: {got} vs {want}");
+            assert!(err <= 0.002, "q{q}: {got} vs {want}");
         };
         close(0.5, 5000);
         close(0.95, 9500);
         close(0.99, 9900);
-        assert_eq!(h.quantile_us(1.0), Some(10_000));
-        assert_eq!(h.quantile_us(0.0), Some(1));
+        close(1.0, 10_000);
         let mut g = Histogram::default();
         g.record(Duration::from_secs(3600));
         g.merge(&h);
         assert_eq!(g.len(), 10_001);
-        assert_eq!(g.quantile_us(1.0), Some(3_600_000_000));
-        // Every value maps to a bucket whose bounds contain it.
-        for v in [
-            0,
-            1,
-            63,
-            64,
-            65,
-            127,
-            128,
-            1000,
-            123_456,
-            u64::MAX / 3,
-            u64::MAX,
-        ] {
-            let (lo, w) = Histogram::bounds(Histogram::index(v));
-            assert!(lo <= v && v - lo < w, "{v}: {lo}+{w}");
+        let top = g.quantile_us(1.0).unwrap();
+        assert!(top.abs_diff(3_600_000_000) < 3_600_000, "{top}");
+        // Buckets cover every sample.
+        let b = h.buckets(1000);
+        assert_eq!(b.iter().map(|(_, c)| c).sum::<u64>(), 10_000);
+        // Bounded: a million more samples leave the histogram's size as it was.
+        let before = std::mem::size_of_val(&h) + h.h.distinct_values() * 8;
+        for i in 0..1_000_000u64 {
+            h.record(Duration::from_micros(1 + i % 9_999));
         }
-        assert!(Histogram::index(u64::MAX) < BUCKETS);
+        assert_eq!(
+            std::mem::size_of_val(&h) + h.h.distinct_values() * 8,
+            before
+        );
     }
 
     #[test]

@@ -36,5 +36,6 @@ pub mod record;
 pub mod sale;
 #[cfg(feature = "sim")]
 pub mod soak;
+pub mod telemetry;
 pub mod terminal;
 pub mod webhooks;

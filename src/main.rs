@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
     about = "EMV terminal bridge for Verifone VIPA card readers"
 )]
 struct Cli {
+    #[command(flatten)]
+    log: emvbridge::telemetry::logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,17 +75,24 @@ const SIM_COMMANDS: [&str; 5] = ["demo", "lab", "soak", "crypto", "sandbox-gatew
 /// Parses the command line and runs the command on the one runtime of the process.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = emvbridge::telemetry::logging::init(&cli.log, log_level(&cli.command)) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads(&cli.command) {
         runtime.worker_threads(n);
     }
-    match runtime.enable_all().build() {
+    let code = match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(dispatch(cli.command)),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Outside the runtime: the OTLP exporter flushes with a blocking client.
+    emvbridge::telemetry::traces::shutdown();
+    code
 }
 
 /// Worker threads of the runtime: two carry a sale, a server or a tool; `lab` drives many
@@ -96,10 +105,22 @@ fn worker_threads(command: &Command) -> Option<usize> {
     }
 }
 
+/// The default log level of the bridge's crates (without `RUST_LOG`): `info`, but `warn` for
+/// the commands that draw a progress bar over many sales (`lab`, `soak`), where a line per
+/// sale would bury it.
+fn log_level(command: &Command) -> &'static str {
+    match command {
+        #[cfg(feature = "sim")]
+        Command::Lab(_) | Command::Soak(_) => "warn",
+        _ => "info",
+    }
+}
+
 /// The exit code of a command that reports its own codes and leaves errors to the caller:
 /// the error on standard error and exit 2 (usage, configuration, setup).
 fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
+        emvbridge::telemetry::logging::command_error("command failed", &format!("{e:#}"));
         eprintln!("error: {e:#}");
         ExitCode::from(2)
     })

@@ -57,8 +57,13 @@ pub async fn open_terminal(
             a
         }
     };
-    let (gateway, sandbox) =
-        crate::terminal::open_gateway(&opts.gateway, opts.dialect, &mut notes).await?;
+    let (gateway, sandbox) = crate::terminal::open_gateway_configured(
+        &opts.gateway,
+        opts.dialect,
+        opts.config.as_deref(),
+        &mut notes,
+    )
+    .await?;
     notes.push(format!(
         "recording the reader session to {} (card data masked)",
         path.display()

@@ -45,9 +45,10 @@ pub struct SaleArgs {
     /// or `env` (a real gateway configured by environment variables; see `emvbridge config`).
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
-    /// Gateway dialect.
-    #[arg(long, default_value = "paymentsai")]
-    pub dialect: Dialect,
+    /// Gateway dialect. Default: the configured `dialect` (file or `EMVBRIDGE_DIALECT`),
+    /// else paymentsai.
+    #[arg(long)]
+    pub dialect: Option<Dialect>,
     /// The bridge's reference for this sale (idempotency key); generated when absent.
     #[arg(long)]
     pub reference: Option<String>,
@@ -119,6 +120,8 @@ pub async fn run(args: SaleArgs) -> anyhow::Result<ExitCode> {
 
 async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
     let amount = Money::parse_major(&args.amount, &args.currency)?;
+    let dialect =
+        crate::config::FileConfig::dialect_or_configured(args.dialect, args.config.as_deref())?;
     // A faulty embedded reader is started here and reached like a device.
     // So is one whose cardholder taps or swipes (told before the link arms the reader).
     let custom_sim =
@@ -158,7 +161,8 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         baud: args.baud,
         card: args.card.clone(),
         gateway: args.gateway.clone(),
-        dialect: args.dialect,
+        dialect,
+        config: args.config.clone(),
     };
     let terminal = match &args.record {
         Some(path) => crate::record::open_terminal(&opts, path).await?,
@@ -184,14 +188,11 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         url if (url.starts_with("http://") || url.starts_with("https://"))
             && (args.config.is_some() || args.gateway_timeout_ms.is_some()) =>
         {
-            let mut http = match &args.config {
-                Some(p) => crate::config::FileConfig::load(p)?.http(),
-                None => crate::gateway::http::HttpSettings::default(),
-            };
+            let mut http = crate::config::FileConfig::effective(args.config.as_deref())?.http();
             if let Some(ms) = args.gateway_timeout_ms {
                 http.request_timeout = std::time::Duration::from_millis(ms.max(1));
             }
-            crate::embedded::sandbox_gateway(args.dialect, url.trim_end_matches('/'), http)?
+            crate::embedded::sandbox_gateway(dialect, url.trim_end_matches('/'), http)?
         }
         _ => gateway,
     };

@@ -608,7 +608,9 @@ async fn run_sales(h: &Harness) -> anyhow::Result<SoakFigures> {
     // Per reference: whether the POS was shown an approval.
     let mut shown_approved: BTreeMap<String, bool> = BTreeMap::new();
     let t0 = Instant::now();
+    let progress = crate::lab::progress_bar(u64::from(a.sales), "sales");
     for i in 0..a.sales {
+        progress.set_position(u64::from(i));
         let (planned, minor) = plan_sale(a.seed, 0, i);
         *f.planned
             .entry(format!("{planned:?}").to_lowercase())
@@ -740,6 +742,7 @@ async fn run_sales(h: &Harness) -> anyhow::Result<SoakFigures> {
         *f.outcomes.entry(kind).or_default() += 1;
         let _ = Planned::Approve; // plans are counted above
     }
+    progress.finish_and_clear();
     // Settle everything: no faults, the sandbox clock moved on, resolver passes until
     // nothing is left (bounded).
     h.sim(reqwest::Method::DELETE, "/_sim/faults", None).await;

@@ -32,6 +32,10 @@ pub struct TerminalOptions {
     pub gateway: String,
     /// Gateway dialect.
     pub dialect: Dialect,
+    /// The configuration file (`--config`); the effective configuration (see
+    /// [`crate::config::Layered`]) sets up a gateway from the environment and the client
+    /// timeouts of every gateway.
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl Default for TerminalOptions {
@@ -42,6 +46,7 @@ impl Default for TerminalOptions {
             card: "visa-cvn18".into(),
             gateway: "sandbox".into(),
             dialect: Dialect::PaymentsAi,
+            config: None,
         }
     }
 }
@@ -86,7 +91,13 @@ impl Terminal {
                 a
             }
         };
-        let (gateway, sandbox) = open_gateway(&opts.gateway, opts.dialect, &mut notes).await?;
+        let (gateway, sandbox) = open_gateway_configured(
+            &opts.gateway,
+            opts.dialect,
+            opts.config.as_deref(),
+            &mut notes,
+        )
+        .await?;
         let (link, events, info) = connect(addr, opts.baud).await?;
         Ok(Terminal {
             link,
@@ -117,7 +128,8 @@ impl Terminal {
     }
 }
 
-/// The gateway named by `spec` (`sandbox`, `env` or a sandbox URL).
+/// The gateway named by `spec` (`sandbox`, `env` or a sandbox URL), with the effective
+/// configuration without a `--config` file (see [`open_gateway_configured`]).
 ///
 /// # Errors
 /// Bad spec, missing environment configuration, a sandbox that cannot start.
@@ -126,7 +138,24 @@ pub async fn open_gateway(
     dialect: Dialect,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<(Arc<dyn Gateway>, Option<SandboxHandle>)> {
-    let http = HttpSettings::default();
+    open_gateway_configured(spec, dialect, None, notes).await
+}
+
+/// The gateway named by `spec` under the effective configuration of `config`: `env` is the
+/// configured `environment` (staging when absent), with `base_url`, the `secrets_file` and
+/// the process environment (as `preflight` and `resolve` read them); every gateway gets the
+/// configured client timeouts.
+///
+/// # Errors
+/// Bad spec or configuration, missing variables, a sandbox that cannot start.
+pub async fn open_gateway_configured(
+    spec: &str,
+    dialect: Dialect,
+    config: Option<&std::path::Path>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(Arc<dyn Gateway>, Option<SandboxHandle>)> {
+    let cfg = crate::config::FileConfig::effective(config)?;
+    let http: HttpSettings = cfg.http();
     Ok(match spec {
         "sandbox" => {
             let gw = crate::embedded::start_sandbox().await?;
@@ -137,21 +166,35 @@ pub async fn open_gateway(
             let g = crate::embedded::sandbox_gateway(dialect, &gw.url(), http)?;
             (g, Some(gw))
         }
-        "env" => (
-            crate::gateway::connect(
-                GatewayConfig::from_env(dialect, Environment::Staging)
-                    .map_err(|e| anyhow!("{e}"))?,
-                http,
+        "env" => {
+            let gw = cfg.gateway_config(dialect)?;
+            let env = cfg.environment().unwrap_or(Environment::Staging);
+            tracing::info!(%dialect, environment = ?env, base_url = %base_url(&gw), "gateway from the configuration");
+            notes.push(format!(
+                "gateway {dialect} ({}) at {}",
+                format!("{env:?}").to_ascii_lowercase(),
+                base_url(&gw)
+            ));
+            (
+                crate::gateway::connect(gw, http).map_err(|e| anyhow!("{e}"))?,
+                None,
             )
-            .map_err(|e| anyhow!("{e}"))?,
-            None,
-        ),
+        }
         url if url.starts_with("http://") || url.starts_with("https://") => (
             crate::embedded::sandbox_gateway(dialect, url.trim_end_matches('/'), http)?,
             None,
         ),
         other => bail!("--gateway must be sandbox, env or a sandbox gateway URL, not {other:?}"),
     })
+}
+
+/// The URL a gateway configuration talks to.
+fn base_url(gw: &GatewayConfig) -> &str {
+    match gw {
+        GatewayConfig::Number(c) => &c.base_url,
+        GatewayConfig::PaymentsAi(c) => &c.base_url,
+        GatewayConfig::Pay1st(c) => &c.base_url,
+    }
 }
 
 /// Opens the reader link and waits (15 s at most) for the reader to answer Reset.

@@ -26,7 +26,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -92,6 +92,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
         .route("/webhooks/pai", post(pai))
         .route("/webhooks/pay1st", post(pay1st))
+        .route("/metrics", get(crate::telemetry::metrics::handler))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(receiver)
 }
@@ -108,6 +109,7 @@ pub async fn serve(
 }
 
 fn reply(status: StatusCode, msg: &str) -> Response {
+    crate::telemetry::metrics::webhook_delivery(status.as_u16());
     (
         status,
         Json(json!({"ok": status == StatusCode::OK, "message": msg})),
@@ -355,10 +357,7 @@ pub struct WebhookArgs {
 /// Bad configuration, a journal or listen address that cannot be opened.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<std::process::ExitCode> {
     use crate::config::{FileConfig, Lookup};
-    let cfg = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
+    let cfg = FileConfig::effective(args.config.as_deref())?;
     let file = match &cfg.secrets_file {
         Some(p) => crate::config::read_secrets_file(p)?,
         None => Default::default(),

@@ -104,3 +104,45 @@ fn bad_faults_are_a_usage_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--faults"), "{err}");
 }
+
+/// Per-lane metrics and the latency plot: the lanes' transactions are counted under
+/// `lane="N"` (the same registry `--metrics-listen` serves) and add up to the sales; the plot
+/// is an SVG with the histogram's bars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_have_their_own_metrics_and_the_run_plots() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        lab: emvbridge::lab::LabArgs,
+    }
+    let svg = std::env::temp_dir().join(format!("emvb-lab-plot-{}.svg", std::process::id()));
+    let svg_arg = svg.display().to_string();
+    let cli = Cli::parse_from([
+        "lab", "--lanes", "2", "--sales", "10", "--seed", "9", "--plot", &svg_arg,
+    ]);
+    let f = emvbridge::lab::lab(cli.lab).await.expect("lab runs");
+    assert!(f.passed(), "{}", f.text());
+    let text = emvbridge::telemetry::metrics::encode_text();
+    let per_lane = |lane: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("emvbridge_transactions_total{")
+                    && l.contains(&format!("lane=\"{lane}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!((per_lane("0"), per_lane("1")), (10, 10), "{text}");
+    assert!(
+        text.contains("emvbridge_reader_frames_received_total{lane=\"1\"}"),
+        "{text}"
+    );
+    let plot = std::fs::read_to_string(&svg).expect("the plot is written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        plot.starts_with("<svg") || plot.contains("<svg"),
+        "not an svg"
+    );
+    assert!(plot.contains("milliseconds") && plot.matches("<rect").count() > 3);
+}

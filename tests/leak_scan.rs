@@ -2,7 +2,8 @@
 //! would (`emvbridge demo` per dialect, `emvbridge sale` per dialect and outcome with
 //! `--record` and `--journal`, a sale through a separate `vipa-sim` over TCP, `emvbridge
 //! report`, `emvbridge decode` of captured and recorded frames without `--reveal`), all with
-//! `RUST_LOG=debug`, then scans every byte they wrote (stdout, stderr, recordings, the journal
+//! `RUST_LOG=debug` (the demos and a faulty lab run also with JSON logs to a file, where
+//! every span and event field is written out), then scans every byte they wrote (stdout, stderr, recordings, the journal
 //! database with its `-wal`/`-shm`) with [`emvbridge::leakscan`]: full PANs (text, BCD hex,
 //! track 2), the simulator's card PANs in any form, and the sandbox's default credentials.
 
@@ -216,6 +217,65 @@ fn no_card_data_or_secret_in_anything_the_bridge_writes() {
         art.add(format!("demo {dialect}: stdout"), out);
         art.add(format!("demo {dialect}: stderr"), err);
     }
+
+    // The logs as an operator keeps them: JSON lines at debug in a log file (every field of
+    // every event and span), for the demo's scenarios per dialect and for a lab run with
+    // reader faults (approvals, declines, reversals, corrupt frames, re-synchronisations).
+    // The files land in the scratch dir and are scanned with everything else below; they must
+    // hold the transactions' events, or a clean scan would prove nothing.
+    for dialect in ["paymentsai", "number", "pay1st"] {
+        let log = dir.join(format!("demo-{dialect}.log.jsonl"));
+        let log_arg = log.display().to_string();
+        let (code, _, err) = run(
+            &bin,
+            &[
+                "--log-format",
+                "json",
+                "--log-file",
+                &log_arg,
+                "demo",
+                "--dialect",
+                dialect,
+            ],
+        );
+        assert!(code == 0 || code == 1, "{}", String::from_utf8_lossy(&err));
+        let text = std::fs::read_to_string(&log).expect("the log file");
+        let events = text.lines().filter(|l| l.starts_with('{')).count();
+        assert!(
+            events > 20 && text.contains("\"name\":\"transaction\"") && text.contains("DEBUG"),
+            "demo {dialect}: the JSON debug log lacks the transactions ({events} lines)"
+        );
+    }
+    let lab_log = dir.join("lab.log.jsonl");
+    let lab_log_arg = lab_log.display().to_string();
+    let (code, out, err) = run(
+        &bin,
+        &[
+            "--log-format",
+            "json",
+            "--log-file",
+            &lab_log_arg,
+            "lab",
+            "--lanes",
+            "2",
+            "--sales",
+            "12",
+            "--faults",
+            "corrupt-lrc=0.02",
+        ],
+    );
+    assert!(
+        code == 0 || code == 1,
+        "lab: {}",
+        String::from_utf8_lossy(&err)
+    );
+    art.add("lab: stdout", out);
+    art.add("lab: stderr", err);
+    let lab_text = std::fs::read_to_string(&lab_log).expect("the lab's log file");
+    assert!(
+        lab_text.contains("\"lane\"") && lab_text.contains("transaction finished"),
+        "the lab's JSON log lacks its lanes' transactions"
+    );
 
     // Sales per dialect: approved, declined (x.51), reversed after the card refused the
     // issuer (x.91), on several cards; each recorded and journaled.

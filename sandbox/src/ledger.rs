@@ -2,8 +2,19 @@
 //! plus the sandbox's JSON names of the dialects and the PAN helpers (brand, last four).
 //!
 //! The ledger never holds a full PAN: `pan_last4` and `brand` only.
+//!
+//! The ledger is the truth the money tests read (`/_sim/ledger`, `no_orphans`), so it keeps
+//! every row; a lab or soak run makes hundreds of thousands. The rows live in SQLite in a
+//! scratch file (deleted with the ledger), and memory holds only a bounded cache of the rows
+//! touched lately, which is what the dialects look up and change: memory stays flat in the
+//! number of sales.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{params, Connection, OptionalExtension};
 
 use emvbridge_core::gateway::Dialect;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -50,8 +61,15 @@ pub fn deserialize_opt_dialect<'de, D: Deserializer<'de>>(
     }
 }
 
+/// `deserialize_with` for a [`Dialect`] field: a sandbox JSON name.
+pub fn deserialize_dialect<'de, D: Deserializer<'de>>(d: D) -> Result<Dialect, D::Error> {
+    let name = String::deserialize(d)?;
+    dialect_from_name(&name)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&name, &["number", "pai", "pay1st"]))
+}
+
 /// What the transaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Authorize and capture.
@@ -67,7 +85,7 @@ pub enum Kind {
 }
 
 /// How the card was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Entry {
     /// Chip or contactless with an ARQC.
@@ -85,7 +103,7 @@ pub enum Entry {
 }
 
 /// Lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxnState {
     /// Approved (fully or partially).
@@ -105,12 +123,15 @@ pub enum TxnState {
 }
 
 /// One ledger row (§4.3) plus the dialect-facing bits the sandbox needs to answer lookups.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Txn {
     /// Sandbox id (the dialect's own id: Number TxID, PAI `txn_…`, Pay1st reference).
     pub id: String,
     /// API it came through.
-    #[serde(serialize_with = "serialize_dialect")]
+    #[serde(
+        serialize_with = "serialize_dialect",
+        deserialize_with = "deserialize_dialect"
+    )]
     pub dialect: Dialect,
     /// What it did.
     pub kind: Kind,
@@ -210,14 +231,88 @@ impl Txn {
     }
 }
 
-/// All transactions, in creation order, with an index by id. Every sale looks rows up by id
-/// several times under the sandbox's one state lock; a linear scan made each sale cost
-/// O(ledger size) and a long `emvbridge lab` run slow down as it went.
-#[derive(Debug, Default)]
+/// Rows kept in memory at most; beyond, the cache is emptied at the next change (the rows
+/// stay in SQLite). A sale touches its rows within a few requests.
+const CACHE_ROWS: usize = 4096;
+
+/// All transactions, in creation order (SQLite `seq`), looked up by id (the first row with
+/// that id, as a scan from the front would find) or by client reference.
+///
+/// Reads hand out references into the cache ([`elsa::FrozenMap`], which can grow behind a
+/// shared reference and is emptied only when the ledger is borrowed mutably, so no reference
+/// outlives its row). Rows changed through [`Ledger::get_mut`] are written back before any
+/// query and before the cache is emptied.
 pub struct Ledger {
-    txns: Vec<Txn>,
-    /// Id → position of the first row with that id (what a scan from the front would find).
-    by_id: HashMap<String, usize>,
+    db: Connection,
+    /// The scratch file, deleted on drop (`None`: in memory, when no file could be made).
+    file: Option<PathBuf>,
+    /// Cached rows by `seq`.
+    rows: elsa::FrozenMap<i64, Box<Txn>>,
+    /// `seq`s of cached rows handed out mutably since the last write-back.
+    dirty: RefCell<HashSet<i64>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("file", &self.file)
+            .field("cached", &self.rows.len())
+            .finish()
+    }
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "emvbridge-sandbox-ledger-{}-{}.db",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let (db, file) = match Connection::open(&path) {
+            Ok(db) => (db, Some(path)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox ledger: no scratch file, keeping it in memory");
+                match Connection::open_in_memory() {
+                    Ok(db) => (db, None),
+                    Err(e) => panic!("sandbox ledger: SQLite cannot open even in memory: {e}"),
+                }
+            }
+        };
+        // Scratch data: no journal, no fsync; a small page cache keeps memory flat.
+        if let Err(e) = db.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -2048;
+             PRAGMA temp_store = FILE;
+             CREATE TABLE txns (
+                 seq INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 client_ref TEXT,
+                 idem_key TEXT,
+                 orphan INTEGER NOT NULL,
+                 data TEXT NOT NULL);
+             CREATE INDEX txns_id ON txns (id, seq);
+             CREATE INDEX txns_client_ref ON txns (client_ref, seq);
+             CREATE INDEX txns_idem_key ON txns (idem_key, seq);
+             CREATE INDEX txns_orphan ON txns (orphan) WHERE orphan = 1;",
+        ) {
+            panic!("sandbox ledger: cannot create its table: {e}");
+        }
+        Ledger {
+            db,
+            file,
+            rows: elsa::FrozenMap::new(),
+            dirty: RefCell::new(HashSet::new()),
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Some(p) = &self.file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// An approval whose response was lost and that nobody voided or looked up.
@@ -234,38 +329,177 @@ pub struct Orphan {
     pub amount_minor: i64,
 }
 
+/// Whether `t` counts for [`Ledger::orphans`] (§4.7).
+fn is_orphan(t: &Txn) -> bool {
+    matches!(t.kind, Kind::Sale | Kind::Auth | Kind::Capture)
+        && t.state == TxnState::Approved
+        && t.has_flag("lost_response")
+        && !t.has_flag("reconciled")
+}
+
 impl Ledger {
+    /// Writes back the rows changed through [`Ledger::get_mut`].
+    fn write_back(&self) {
+        let dirty: Vec<i64> = self.dirty.borrow_mut().drain().collect();
+        for seq in dirty {
+            let Some(t) = self.rows.get(&seq) else {
+                continue;
+            };
+            let r = serde_json::to_string(t)
+                .map_err(|e| e.to_string())
+                .and_then(|data| {
+                    self.db
+                        .execute(
+                            "UPDATE txns SET client_ref = ?2, idem_key = ?3, orphan = ?4, data = ?5
+                         WHERE seq = ?1",
+                            params![seq, t.client_ref, t.idem_key, is_orphan(t), data],
+                        )
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = r {
+                tracing::error!(error = %e, id = %t.id, "sandbox ledger: row not written back");
+            }
+        }
+    }
+
+    /// Writes back, then empties the cache when it has grown past [`CACHE_ROWS`].
+    fn settle(&mut self) {
+        self.write_back();
+        if self.rows.len() > CACHE_ROWS {
+            self.rows.as_mut().clear();
+        }
+    }
+
+    /// The row `seq`, from the cache or SQLite.
+    fn row(&self, seq: i64) -> Option<&Txn> {
+        if let Some(t) = self.rows.get(&seq) {
+            return Some(t);
+        }
+        let data: Option<String> = self
+            .db
+            .query_row("SELECT data FROM txns WHERE seq = ?1", [seq], |r| r.get(0))
+            .optional()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "sandbox ledger: cannot read a row");
+                None
+            });
+        let t: Txn = match serde_json::from_str(&data?) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "sandbox ledger: a stored row does not parse");
+                return None;
+            }
+        };
+        Some(self.rows.insert(seq, Box::new(t)))
+    }
+
+    /// The `seq` of the first row with `id`.
+    fn first_seq(&self, id: &str) -> Option<i64> {
+        self.db
+            .query_row(
+                "SELECT seq FROM txns WHERE id = ?1 ORDER BY seq LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "sandbox ledger: lookup failed");
+                None
+            })
+    }
+
+    /// `seq`s of every row matching `filter` (an SQL condition on the columns), in order.
+    fn seqs(&self, filter: &str, arg: Option<&str>) -> Vec<i64> {
+        self.write_back();
+        let sql = format!("SELECT seq FROM txns WHERE {filter} ORDER BY seq");
+        let r = self.db.prepare(&sql).and_then(|mut st| {
+            let rows = match arg {
+                Some(a) => st
+                    .query_map([a], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>(),
+                None => st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>(),
+            };
+            rows
+        });
+        r.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "sandbox ledger: query failed");
+            Vec::new()
+        })
+    }
+
     /// Appends a row.
     pub fn push(&mut self, txn: Txn) {
-        self.by_id.entry(txn.id.clone()).or_insert(self.txns.len());
-        self.txns.push(txn);
+        self.settle();
+        let data = match serde_json::to_string(&txn) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, id = %txn.id, "sandbox ledger: row not stored");
+                return;
+            }
+        };
+        let r = self.db.execute(
+            "INSERT INTO txns (id, client_ref, idem_key, orphan, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![txn.id, txn.client_ref, txn.idem_key, is_orphan(&txn), data],
+        );
+        match r {
+            Ok(_) => {
+                let seq = self.db.last_insert_rowid();
+                self.rows.insert(seq, Box::new(txn));
+            }
+            Err(e) => tracing::error!(error = %e, id = %txn.id, "sandbox ledger: row not stored"),
+        }
     }
 
     /// Looks up by id.
     pub fn get(&self, id: &str) -> Option<&Txn> {
-        self.by_id.get(id).and_then(|&i| self.txns.get(i))
+        self.row(self.first_seq(id)?)
     }
 
-    /// Looks up by id, mutably.
+    /// Looks up by id, mutably. The change is written back before the next query.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Txn> {
-        self.by_id.get(id).and_then(|&i| self.txns.get_mut(i))
+        self.settle();
+        let seq = self.first_seq(id)?;
+        self.row(seq)?;
+        self.dirty.get_mut().insert(seq);
+        self.rows.as_mut().get_mut(&seq).map(|b| &mut **b)
     }
 
-    /// Every row.
-    pub fn all(&self) -> &[Txn] {
-        &self.txns
+    /// Rows whose idempotency key equals `k` (indexed: a lookup by key must not read the
+    /// whole ledger).
+    pub fn by_idem_key<'a>(&'a self, k: &'a str) -> impl Iterator<Item = &'a Txn> + 'a {
+        self.seqs("idem_key = ?1", Some(k))
+            .into_iter()
+            .filter_map(move |seq| self.row(seq))
     }
 
-    /// Every row, mutably. Callers must not change a row's `id` (the index keys on it).
-    pub fn all_mut(&mut self) -> &mut [Txn] {
-        &mut self.txns
+    /// Every row, in creation order (read from SQLite: a copy of the whole ledger, for the
+    /// control API and rare searches; lookups go through the indexed methods).
+    pub fn all(&self) -> Vec<Txn> {
+        self.seqs("1", None)
+            .into_iter()
+            .filter_map(|seq| {
+                // Not through the cache: a full listing would fill it.
+                match self.rows.get(&seq) {
+                    Some(t) => Some(t.clone()),
+                    None => self
+                        .db
+                        .query_row("SELECT data FROM txns WHERE seq = ?1", [seq], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .ok()
+                        .and_then(|d| serde_json::from_str(&d).ok()),
+                }
+            })
+            .collect()
     }
 
     /// Rows whose client reference equals `r`.
     pub fn by_client_ref<'a>(&'a self, r: &'a str) -> impl Iterator<Item = &'a Txn> + 'a {
-        self.txns
-            .iter()
-            .filter(move |t| t.client_ref.as_deref() == Some(r))
+        self.seqs("client_ref = ?1", Some(r))
+            .into_iter()
+            .filter_map(move |seq| self.row(seq))
     }
 
     /// Marks a lost-response row as looked up by the client (it is then "reconciled").
@@ -280,14 +514,10 @@ impl Ledger {
     /// §4.7: approvals (sale/auth/capture) whose response was lost, still approved, not voided,
     /// refunded, captured-and-kept nor looked up since.
     pub fn orphans(&self) -> Vec<Orphan> {
-        self.txns
-            .iter()
-            .filter(|t| {
-                matches!(t.kind, Kind::Sale | Kind::Auth | Kind::Capture)
-                    && t.state == TxnState::Approved
-                    && t.has_flag("lost_response")
-                    && !t.has_flag("reconciled")
-            })
+        self.seqs("orphan = 1", None)
+            .into_iter()
+            .filter_map(|seq| self.row(seq))
+            .filter(|t| is_orphan(t))
             .map(|t| Orphan {
                 id: t.id.clone(),
                 dialect: t.dialect,
@@ -295,6 +525,20 @@ impl Ledger {
                 amount_minor: t.approved_minor,
             })
             .collect()
+    }
+
+    /// Rows in the ledger.
+    pub fn len(&self) -> usize {
+        self.write_back();
+        self.db
+            .query_row("SELECT COUNT(*) FROM txns", [], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Whether the ledger has no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -351,6 +595,7 @@ mod tests {
     #[test]
     fn orphans_are_lost_approvals_not_voided_or_reconciled() {
         let mut l = Ledger::default();
+        assert!(l.is_empty());
         let mut t = Txn::new("1".into(), Dialect::Number, Kind::Sale, 100, "USD", 0);
         t.state = TxnState::Approved;
         t.approved_minor = 100;
@@ -397,5 +642,53 @@ mod tests {
         l.get_mut("t500").unwrap().state = TxnState::Declined;
         assert_eq!(l.get("t500").map(|t| t.state), Some(TxnState::Declined));
         assert_eq!(l.all().len(), 1001);
+        assert_eq!(l.all()[500].state, TxnState::Declined, "written back");
+    }
+
+    #[test]
+    fn rows_survive_the_cache_and_memory_stays_bounded() {
+        let mut l = Ledger::default();
+        let n = CACHE_ROWS as i64 * 3;
+        for i in 0..n {
+            let mut t = Txn::new(format!("t{i}"), Dialect::Number, Kind::Sale, i, "USD", 0);
+            t.client_ref = Some(format!("ref-{}", i % 7));
+            l.push(t);
+            // Change a few rows after they were pushed, as the dialects do.
+            if i % 1000 == 0 {
+                let t = l.get_mut(&format!("t{i}")).unwrap();
+                t.state = TxnState::Approved;
+                t.approved_minor = i;
+                t.flag("lost_response");
+            }
+        }
+        assert!(l.rows.len() <= CACHE_ROWS + 1, "cache {}", l.rows.len());
+        assert_eq!(l.len(), n as usize);
+        // Old rows, long out of the cache, read back complete and changed.
+        assert_eq!(l.get("t3").map(|t| t.amount_minor), Some(3));
+        assert_eq!(l.get("t1000").map(|t| t.state), Some(TxnState::Approved));
+        let with_ref_3 = (0..n).filter(|i| i % 7 == 3).count();
+        l.get_mut("t77").unwrap().idem_key = Some("k-77".into());
+        assert_eq!(
+            l.by_idem_key("k-77")
+                .map(|t| t.amount_minor)
+                .collect::<Vec<_>>(),
+            [77]
+        );
+        assert_eq!(l.by_client_ref("ref-3").count(), with_ref_3);
+        let orphans = l.orphans();
+        assert_eq!(orphans.len(), (n as usize).div_ceil(1000));
+        l.note_lookup("t0");
+        assert_eq!(l.orphans().len(), orphans.len() - 1);
+        // Serialised rows keep the sandbox's JSON form.
+        assert_eq!(
+            serde_json::to_value(l.get("t0").unwrap()).unwrap()["dialect"],
+            "number"
+        );
+        let file = l.file.clone();
+        drop(l);
+        assert!(
+            file.is_none_or(|f| !f.exists()),
+            "the scratch file is removed"
+        );
     }
 }

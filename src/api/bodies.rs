@@ -137,6 +137,24 @@ pub fn validate_body(route: u8, body: &[u8]) -> Result<Option<Money>, (u16, &'st
     }
 }
 
+/// Whether the `Content-Type` is JSON (`application/json`, parameters such as `charset`
+/// allowed, or a `+json` type). Requests with a body must be.
+pub(super) fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
+}
+
 /// Where a transaction record is read: `GET /v1/transactions/{id}`.
 pub(super) fn location(id: &str) -> String {
     format!("/v1/transactions/{id}")

@@ -1,4 +1,5 @@
-//! `emvbridge serve`: its arguments, the token file, and the server until Ctrl-C.
+//! `emvbridge serve`: its arguments, the token file, and the server until SIGTERM or SIGINT
+//! (either runs the graceful stop; a second one stops at once).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +39,10 @@ pub struct ServeArgs {
     /// `sandbox`, a sandbox gateway URL, or `env`.
     #[arg(long, default_value = "sandbox")]
     pub gateway: String,
-    /// Gateway dialect.
-    #[arg(long, default_value = "paymentsai")]
-    pub dialect: Dialect,
+    /// Gateway dialect. Default: the configured `dialect` (file or `EMVBRIDGE_DIALECT`),
+    /// else paymentsai.
+    #[arg(long)]
+    pub dialect: Option<Dialect>,
     /// Seconds a synchronous card transaction call waits before answering 202.
     #[arg(long, default_value_t = 180)]
     pub sale_timeout: u64,
@@ -54,12 +56,13 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Runs `emvbridge serve` until Ctrl-C (a second Ctrl-C stops at once), on the caller's
-/// runtime. Exit 2 on a setup error.
+/// Runs `emvbridge serve` until SIGTERM or SIGINT (a second one stops at once), on the
+/// caller's runtime: exit 0 after a graceful stop, 2 on a setup error.
 pub async fn run(args: ServeArgs) -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            crate::telemetry::logging::command_error("serve: cannot start", &format!("{e:#}"));
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
@@ -67,7 +70,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+    use crate::telemetry::service;
+    // Installed first: a stop asked for while the reader connects is not lost.
+    let mut signals = service::StopSignals::install()?;
+    if !super::router::is_loopback(args.listen.ip()) && !args.allow_remote {
         anyhow::bail!(
             "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
             args.listen
@@ -77,7 +83,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (token, created) = auth::load_or_create(&token_file)?;
     let relay = RelayOptions {
         journal: args.journal,
-        config: args.config,
+        config: args.config.clone(),
     };
     let server = start_with_relay(
         ApiOptions {
@@ -89,7 +95,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 baud: args.baud,
                 card: args.card,
                 gateway: args.gateway,
-                dialect: args.dialect,
+                dialect: crate::config::FileConfig::dialect_or_configured(
+                    args.dialect,
+                    args.config.as_deref(),
+                )?,
+                config: args.config.clone(),
             },
             sale_timeout: Duration::from_secs(args.sale_timeout.max(1)),
             txn_config: TxnConfig::default(),
@@ -106,16 +116,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_file.display()
     );
     eprintln!(
-        "listening on http://{} (OpenAPI at /v1/openapi); Ctrl-C stops",
+        "listening on http://{} (OpenAPI at /v1/openapi, metrics at /metrics); Ctrl-C or SIGTERM stops",
         server.addr
     );
-    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(listen = %server.addr, "serving");
+    service::notify_ready();
+    let signal = tokio::select! {
+        s = signals.recv() => s,
+        () = service::run_watchdog(|| server.is_alive()) => signals.recv().await,
+    };
+    tracing::info!(%signal, "stopping: no new transactions; a running one is cancelled and ends definitely");
     eprintln!(
-        "stopping: a running transaction is cancelled and ends definitely (Ctrl-C again: stop now)"
+        "stopping ({signal}): a running transaction is cancelled and ends definitely (again: stop now)"
     );
+    service::notify_stopping();
     tokio::select! {
-        () = server.shutdown() => {}
-        _ = tokio::signal::ctrl_c() => {
+        () = server.shutdown() => tracing::info!("stopped"),
+        s = signals.recv() => {
+            tracing::warn!(signal = %s, "stopped at once: the resolver settles an interrupted transaction at the next start");
             eprintln!("stopped at once: the resolver settles an interrupted transaction at the next start");
         }
     }

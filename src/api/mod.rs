@@ -22,8 +22,8 @@
 //!   store of request ids and transaction records ([`crate::journal::api_store`]): a restart
 //!   keeps both, and a transaction interrupted by a crash reads `unresolved` until the
 //!   resolver settles it. `GET /v1/health` reports the relay.
-//! - **Auth**: `Authorization: Bearer <token>` on everything but `/v1/health` and
-//!   `/v1/openapi` ([`auth`]). Bodies are at most [`MAX_BODY`] bytes; errors are
+//! - **Auth**: `Authorization: Bearer <token>` on everything but `/v1/health`, `/metrics`
+//!   and `/v1/openapi` ([`auth`]). Bodies are at most [`MAX_BODY`] bytes; errors are
 //!   `{"error":{"code":"…","message":"…"}}`. Card data never reaches a log or an error.
 //!
 //! This module is the HTTP edge. A card transaction is run by [`crate::engine`] on the
@@ -62,7 +62,7 @@ pub use bodies::{MAX_BODY, MAX_DISPLAY_TEXT};
 pub use cli::{run, ServeArgs};
 pub use error::ApiError;
 pub use idempotency::{MAX_REQUEST_ID, REQUEST_ID};
-pub use router::{OPENAPI, ROUTES};
+pub use router::{is_loopback, OPENAPI, ROUTES};
 pub use server::{
     start, start_with_relay, ApiOptions, ApiServer, REQUEST_ID_RETENTION_SECS, SHUTDOWN_GRACE,
 };

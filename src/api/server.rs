@@ -1,6 +1,11 @@
 //! The server: sets up the reader, the gateway and, with journaling on, the relay in front of
 //! the gateway and its background resolver; binds, serves in a task, and shuts down so that
 //! a running card transaction ends definitely.
+//!
+//! Connections are served by hyper's HTTP/1 server with a header read timeout
+//! ([`HEADER_TIMEOUT`]), which also bounds how long an idle keep-alive connection is kept: a
+//! client that connects and sends nothing, or stops half-way through its headers, is
+//! disconnected. Bodies have their own timeout ([`super::router::BODY_TIMEOUT`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
 use super::auth::TokenCheck;
-use super::router::router;
+use super::router::{is_loopback, router};
 use super::state::{lock, AppState, LastPass, RelayShared, Shared};
 use super::store::{self, MemoryStore, Store};
 use crate::config::RelayOptions;
@@ -67,6 +72,13 @@ impl ApiServer {
         self.sandbox.as_ref()
     }
 
+    /// Whether the server still serves: its accept loop runs and the reader link task has not
+    /// given up (the watchdog's test of life).
+    pub fn is_alive(&self) -> bool {
+        !self.task.is_finished()
+            && !matches!(self.link.state(), crate::driver::LinkState::Closed { .. })
+    }
+
     /// The journal, when journaling is on.
     pub fn journal(&self) -> Option<&Arc<crate::journal::Journal>> {
         self.state.relay.as_ref().map(|r| r.relay.journal())
@@ -105,6 +117,10 @@ impl ApiServer {
     }
 }
 
+/// How long a client may take to send a request's headers, and how long an idle connection is
+/// kept open between requests.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a shutdown waits for a running card transaction to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
@@ -129,10 +145,17 @@ pub async fn start(opts: ApiOptions) -> anyhow::Result<ApiServer> {
 /// A non-loopback address without `allow_remote`, a reader, gateway or journal that cannot
 /// be set up, an address that cannot be bound.
 pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::Result<ApiServer> {
-    if !opts.listen.ip().is_loopback() && !opts.allow_remote {
-        anyhow::bail!(
-            "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
-            opts.listen
+    if !is_loopback(opts.listen.ip()) {
+        if !opts.allow_remote {
+            anyhow::bail!(
+                "refusing to listen on {}: not a loopback address (pass --allow-remote to expose the payment API)",
+                opts.listen
+            );
+        }
+        tracing::warn!(
+            listen = %opts.listen,
+            "--allow-remote: the payment API and its bearer token are exposed beyond this machine; \
+             put it behind TLS and a firewall"
         );
     }
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
@@ -199,15 +222,9 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         ));
         (stop_tx, task)
     });
-    let app = router(state.clone());
+    let app = router(state.clone(), addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let task = tokio::spawn(accept_loop(listener, app, stop_rx));
     Ok(ApiServer {
         addr,
         notes,
@@ -219,6 +236,62 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         task,
         resolver,
     })
+}
+
+/// Accepts connections until `stop`, serving each in its own task with the timeouts above;
+/// at `stop`, open connections finish the request they are on and close, and the loop waits
+/// (up to 5 s) for them.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (closing_tx, closing) = watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let svc = TowerToHyperService::new(app.clone());
+        let mut closing = closing.clone();
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+        // Reap finished connections so the set stays as large as what is open.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = closing_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
 }
 
 /// After each background pass: settle the API records whose relay rows were settled, and

@@ -404,7 +404,9 @@ impl ReaderLink {
             counters: counters.clone(),
             ready_sessions: 0,
         };
-        tokio::spawn(task.run(Box::new(connector)));
+        tokio::spawn(crate::telemetry::metrics::inherit_lane(
+            task.run(Box::new(connector)),
+        ));
         (
             ReaderLink {
                 ops: ops_tx,
@@ -540,6 +542,7 @@ impl Task {
         let mut attempt: u32 = 0;
         let mut last_error: Option<LostReason> = None;
         loop {
+            crate::telemetry::metrics::reader_connected(false);
             self.state.send_replace(LinkState::Reconnecting {
                 attempt,
                 last_error,
@@ -571,7 +574,12 @@ impl Task {
                     session.fail_all(reason);
                     if was_ready {
                         attempt = 0;
-                        warn!(device = %name, %reason, "reader link lost");
+                        if reason == LostReason::Shutdown {
+                            debug!(device = %name, "reader link shut down");
+                        } else {
+                            warn!(device = %name, %reason, "reader link lost");
+                            crate::telemetry::metrics::reconnect();
+                        }
                         self.emit(LinkEvent::Lost(reason));
                     } else {
                         warn!(device = %name, %reason, "re-synchronisation failed");
@@ -623,6 +631,7 @@ impl Task {
     }
 
     fn close(mut self, reason: LostReason) {
+        crate::telemetry::metrics::reader_connected(false);
         self.state.send_replace(LinkState::Closed { reason });
         self.ops.close();
         while let Ok(op) = self.ops.try_recv() {
@@ -918,6 +927,7 @@ impl<'t> Session<'t> {
             }
             Inbound::Corrupt { reason, skipped } => {
                 bump(&self.task.counters.corrupt, 1);
+                crate::telemetry::metrics::corrupt_frame();
                 warn!(%reason, skipped, "corrupt data from reader dropped");
                 self.task.emit(LinkEvent::Corrupt(reason));
                 Ok(())
@@ -935,6 +945,7 @@ impl<'t> Session<'t> {
                     // an event now, and becomes the answer if none of its own follows soon.
                     self.card_status_event = Some((Instant::now() + CARD_STATUS_GRACE, m.clone()));
                 }
+                crate::telemetry::metrics::frames_received(m.frames as u64);
                 if m.unsolicited {
                     bump(&c.unsolicited, 1);
                     debug!(
@@ -1059,6 +1070,7 @@ impl<'t> Session<'t> {
             bump(&self.task.counters.reconnects, 1);
         }
         self.task.ready_sessions += 1;
+        crate::telemetry::metrics::reader_connected(true);
         self.task.state.send_replace(LinkState::Connected {
             device_info: info.clone(),
         });

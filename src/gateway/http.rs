@@ -86,6 +86,12 @@ impl HttpClient {
     /// connect/DNS/TLS failures are [`TransportError::NotSent`]; everything after is
     /// [`TransportError::NoReply`].
     pub async fn send(&self, base: &str, req: &HttpRequest) -> Exchange {
+        let ex = self.send_once(base, req).await;
+        crate::telemetry::metrics::gateway_exchange(&ex);
+        ex
+    }
+
+    async fn send_once(&self, base: &str, req: &HttpRequest) -> Exchange {
         let url = format!("{base}{}", req.path);
         let mut b = match req.method {
             Method::Get => self.client.get(&url),

@@ -61,10 +61,7 @@ pub struct ResolveArgs {
 }
 
 fn load(config: &Option<PathBuf>) -> anyhow::Result<FileConfig> {
-    Ok(match config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    })
+    Ok(FileConfig::effective(config.as_deref())?)
 }
 
 /// Runs `emvbridge report`: exit 0, or 3 when something is unresolved. An error is exit 2.

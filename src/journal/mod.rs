@@ -469,7 +469,7 @@ impl Journal {
             RelayState::Sending,
             "authorization sent",
         )?;
-        tx.commit()?;
+        crate::telemetry::metrics::journal_write(|| tx.commit())?;
         Ok(())
     }
 
@@ -562,7 +562,7 @@ impl Journal {
         )?;
         let note = format!("authorization answer: {}", state.as_str());
         Self::event(&tx, &reference.0, now, new_state, &note)?;
-        tx.commit()?;
+        crate::telemetry::metrics::journal_write(|| tx.commit())?;
         Ok(new_state)
     }
 
@@ -600,7 +600,7 @@ impl Journal {
             )?;
         }
         Self::event(&tx, &req.reference.0, now, RelayState::ReversalDue, &reason)?;
-        tx.commit()?;
+        crate::telemetry::metrics::journal_write(|| tx.commit())?;
         Ok(())
     }
 
@@ -715,7 +715,7 @@ impl Journal {
         )?;
         let note = format!("pos told: {}", pos_str(outcome.status));
         Self::event(&tx, &outcome.reference.0, now, state, &note)?;
-        tx.commit()?;
+        crate::telemetry::metrics::journal_write(|| tx.commit())?;
         Ok(state)
     }
 
@@ -749,7 +749,7 @@ impl Journal {
             return Err(JournalError::NotFound);
         }
         Self::event(&tx, &reference.0, now, state, reason)?;
-        tx.commit()?;
+        crate::telemetry::metrics::journal_write(|| tx.commit())?;
         Ok(())
     }
 

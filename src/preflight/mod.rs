@@ -132,15 +132,16 @@ fn not_run(r: &mut Report, why: &str) {
 /// Configuration, and "credentials not in the repository" (the secrets file must be read
 /// before the lookup exists).
 fn configuration(opts: &Options, r: &mut Report) -> Option<Setup> {
-    let cfg = match &opts.config {
-        None => FileConfig::default(),
-        Some(p) => match FileConfig::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                r.fail(items::CONFIGURATION, e.to_string());
-                return None;
-            }
-        },
+    let vars: Vec<(String, String)> = match opts.process_env {
+        true => std::env::vars().collect(),
+        false => Vec::new(),
+    };
+    let cfg = match config::Layered::load_from(opts.config.as_deref(), vars) {
+        Ok(l) => l.config,
+        Err(e) => {
+            r.fail(items::CONFIGURATION, e.to_string());
+            return None;
+        }
     };
     let (env, dialect) = match (cfg.environment(), cfg.dialect()) {
         (Some(e), Some(d)) => (e, d),
