@@ -292,18 +292,18 @@ async fn act(
             )
             .to_ascii_lowercase(),
         )?;
+        // A row still in flight (`sending`: the sale is waiting for this very answer) is
+        // never moved by a webhook; every move is a compare-and-set from the state read.
         let next = match (e.state, t.state) {
             (RelayState::Forwarding, TxnState::Approved) => Some(RelayState::Forwarded),
             (RelayState::Forwarding, TxnState::Declined) => Some(RelayState::ForwardDeclined),
-            (RelayState::Sending | RelayState::Unknown, TxnState::Declined) => {
-                Some(RelayState::Declined)
-            }
+            (RelayState::Unknown, TxnState::Declined) => Some(RelayState::Declined),
             (
                 RelayState::ReversalDue | RelayState::ReversalFailed | RelayState::Escalated,
                 TxnState::Voided | TxnState::Refunded,
             ) => Some(RelayState::Reversed),
             // Approved at the gateway but the POS never saw it: the resolver reverses it.
-            (RelayState::Sending | RelayState::Unknown, TxnState::Approved)
+            (RelayState::Unknown | RelayState::NotFound, TxnState::Approved)
                 if !e.pos_approved() =>
             {
                 Some(RelayState::ReversalDue)
@@ -311,7 +311,9 @@ async fn act(
             _ => None,
         };
         if let Some(s) = next {
-            r.journal.set_state(&rf, s, "settled by webhook")?;
+            if !r.journal.transition(&rf, &[e.state], s, "settled by webhook")? {
+                tracing::info!(reference = %e.reference, "webhook: the row moved meanwhile; left as it is");
+            }
         }
         Ok(())
     })();

@@ -410,8 +410,14 @@ mod tests {
         assert!(j.api_settle().unwrap().is_empty());
         assert_eq!(j.api_open_count().unwrap(), 1);
         // The resolver reverses it.
-        j.set_state(&req.reference, RelayState::Reversed, "reversed")
-            .unwrap();
+        assert!(j
+            .transition(
+                &req.reference,
+                &[RelayState::Sending],
+                RelayState::Reversed,
+                "reversed"
+            )
+            .unwrap());
         assert_eq!(
             j.api_settle().unwrap(),
             [("t-sent".to_owned(), ApiStatus::Reversed)]
