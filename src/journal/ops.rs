@@ -295,8 +295,8 @@ impl Journal {
             )?;
             if let Some(p) = &p {
                 let note = match &refused {
-                    Some(why) => format!("{} {} refused locally: {why}", op.as_str(), reference.0),
-                    None => format!("{} {} of {minor} sent", op.as_str(), reference.0),
+                    Some(why) => format!("{}: refused locally ({}): {why}", op.as_str(), reference.0),
+                    None => format!("{}: sent ({}, {minor})", op.as_str(), reference.0),
                 };
                 Self::event(tx, &p.0, now, p.2, &note)?;
             }
@@ -368,10 +368,10 @@ impl Journal {
                     let all_back = cur.op == "void"
                         || (cur.op == "refund" && p.1 == "sale" && t.refunded_done >= p.3);
                     if all_back && p.2 != RelayState::Reversed {
-                        let why = format!("{} {} done: the whole amount is back", cur.op, cur.reference);
+                        let why = format!("{}: done ({}); the whole amount is back", cur.op, cur.reference);
                         Self::move_row(tx, &p.0, p.2, RelayState::Reversed, &why, now)?;
                     } else {
-                        let note = format!("{} {} done", cur.op, cur.reference);
+                        let note = format!("{}: done ({})", cur.op, cur.reference);
                         Self::event(tx, &p.0, now, p.2, &note)?;
                     }
                 }
