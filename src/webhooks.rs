@@ -227,6 +227,24 @@ async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
     .await
 }
 
+/// One verified event, as the handlers act on it after checking the signature: dedupe on
+/// `event_id`, reload the transaction from the gateway, move the journal row by a
+/// compare-and-set (never a row still in flight). Returns the HTTP status the gateway gets
+/// (200 only after the journal write). Public so that a model of the world can deliver
+/// events (duplicated, reordered) without signing them.
+pub async fn apply_event(
+    r: &Receiver,
+    dialect: Dialect,
+    event_id: &str,
+    reference: Option<String>,
+    gateway_id: Option<String>,
+    event_type: Option<String>,
+) -> StatusCode {
+    act(r, dialect, event_id, reference, gateway_id, event_type)
+        .await
+        .status()
+}
+
 /// Dedupe, reload, update the journal; 200 only after the write.
 async fn act(
     r: &Receiver,

@@ -7,7 +7,7 @@
 //! A reference is used once: an authorization whose reference names a row already is
 //! refused before it leaves (declined, nothing sent) and its outcome does not touch the row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::ops::{OpKind, OpStart, OpState};
@@ -33,9 +33,6 @@ pub struct JournaledGateway {
     /// then the request is what store-and-forward replays. Held in memory only; written to
     /// the journal by [`JournaledGateway::record_outcome`] for an offline approval.
     held: Mutex<HashMap<Reference, AuthorizationRequest>>,
-    /// References whose authorization was refused because the reference was used before:
-    /// their outcome must not touch the first transaction's row.
-    refused: Mutex<HashSet<Reference>>,
 }
 
 impl JournaledGateway {
@@ -45,7 +42,6 @@ impl JournaledGateway {
             inner,
             journal,
             held: Mutex::new(HashMap::new()),
-            refused: Mutex::new(HashSet::new()),
         }
     }
 
@@ -65,24 +61,6 @@ impl JournaledGateway {
     /// # Errors
     /// [`super::JournalError`].
     pub fn record_outcome(&self, outcome: &Outcome) -> Result<RelayState, super::JournalError> {
-        let reused = self
-            .refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&outcome.reference);
-        if reused {
-            tracing::warn!(reference = %outcome.reference, status = ?outcome.status,
-                "outcome of an attempt with a used reference: the first transaction's row is kept");
-            let _ = self.journal.note(
-                &outcome.reference,
-                "an attempt with this reference was refused; its outcome is not this row's",
-            );
-            return self
-                .journal
-                .get(&outcome.reference.0)?
-                .map(|e| e.state)
-                .ok_or(JournalError::NotFound);
-        }
         let held = self
             .held
             .lock()
@@ -121,14 +99,9 @@ impl Gateway for JournaledGateway {
                 Ok(()) => {}
                 Err(JournalError::ReferenceUsed) => {
                     tracing::warn!(reference = %req.reference, "authorization with a used reference refused; nothing sent");
-                    let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-                    if refused.len() >= MAX_HELD {
-                        refused.clear();
-                    }
-                    refused.insert(req.reference.clone());
                     return AuthorizationResult::Declined {
                         gateway_id: None,
-                        code: Some("reference_used".into()),
+                        code: Some(super::REFERENCE_USED.into()),
                         reason: "reference already used; nothing sent".into(),
                         issuer: arc_only(*b"05"),
                     };
@@ -155,13 +128,15 @@ impl Gateway for JournaledGateway {
                 .blocking(move |j| j.record_authorization(&reference, &answer))
                 .await
             {
-                // The row moved on to a reversal while the answer was on its way (the
-                // transaction gave up waiting): an approval is not handed to the card.
-                Ok(RelayState::ReversalDue | RelayState::ReversalFailed)
-                    if matches!(result, AuthorizationResult::Approved { .. }) =>
+                // The row moved on (to a reversal, or settled by another writer) while the
+                // answer was on its way: an approval is not handed to the card.
+                Ok(state)
+                    if state != RelayState::Approved
+                        && matches!(result, AuthorizationResult::Approved { .. }) =>
                 {
+                    tracing::warn!(reference = %req.reference, %state, "approval arrived after the row moved on: not handed to the card");
                     AuthorizationResult::Unknown {
-                        reason: "approval arrived after the reversal was due".into(),
+                        reason: format!("approval arrived after the row became {state}"),
                     }
                 }
                 Ok(_) => result,

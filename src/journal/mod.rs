@@ -389,6 +389,16 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// seconds, unless configured: a lookup that finds nothing before then proves nothing.
 pub const DEFAULT_PROCESSING_WINDOW_SECS: i64 = 600;
 
+/// How long a sale in flight holds its row (claimed at [`Journal::begin_authorization`],
+/// released with its outcome), seconds: longer than the longest transaction. A row whose
+/// process died is left to the resolver after this.
+pub const IN_FLIGHT_SECS: i64 = 300;
+
+/// The decline code of an authorization refused because its reference was used before.
+/// Its outcome (a decline) belongs to that attempt, which sent nothing, not to the row the
+/// reference names: [`Journal::record_outcome`] leaves the row as it is.
+pub const REFERENCE_USED: &str = "reference_used";
+
 /// Retries of a write that found the database locked, on top of SQLite's own busy timeout.
 const BUSY_RETRIES: u32 = 20;
 
@@ -540,7 +550,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Records an authorization about to be sent (state `sending`). A reference is used
+    /// Records an authorization about to be sent (state `sending`), claimed by the
+    /// transaction that sends it until its outcome is recorded (or [`IN_FLIGHT_SECS`] pass:
+    /// a process that died): no resolver acts on a sale still in flight. A reference is used
     /// once: when a row with this reference exists, nothing is written and the request must
     /// not be sent ([`JournalError::ReferenceUsed`]) — re-sending it would replay the first
     /// answer (a false approval) or charge again (a dialect without idempotency).
@@ -556,8 +568,8 @@ impl Journal {
         let now = self.now();
         self.write(|tx| {
             let n = tx.execute(
-                "INSERT OR IGNORE INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12)",
+                "INSERT OR IGNORE INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at, claimed_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12, ?13)",
                 params![
                     req.reference.0,
                     kind_str(req.kind),
@@ -570,7 +582,8 @@ impl Journal {
                     dialect_str(dialect),
                     req.original_gateway_id,
                     RelayState::Sending.as_str(),
-                    now
+                    now,
+                    now.saturating_add(IN_FLIGHT_SECS)
                 ],
             )?;
             if n == 0 {
@@ -833,8 +846,10 @@ impl Journal {
             let cur = match cur {
                 Some((s, told)) => {
                     let s = RelayState::parse(&s).ok_or(JournalError::Corrupt("state"))?;
-                    if told.is_some() {
-                        let note = format!("second outcome for this reference ignored: {}", pos_str(outcome.status));
+                    let refused_reuse = !outcome.status.is_approved()
+                        && outcome.decline_code.as_deref() == Some(REFERENCE_USED);
+                    if told.is_some() || refused_reuse {
+                        let note = format!("outcome of another attempt with this reference ignored: {}", pos_str(outcome.status));
                         Self::event(tx, &outcome.reference.0, now, s, &note)?;
                         return Ok(s);
                     }
@@ -876,7 +891,7 @@ impl Journal {
                      gateway_id = COALESCE(gateway_id, ?5), auth_code = COALESCE(auth_code, ?6),
                      decline_code = COALESCE(decline_code, ?7), reason = COALESCE(?8, reason),
                      masked_pan = COALESCE(masked_pan, ?9), last4 = COALESCE(last4, ?10), brand = COALESCE(brand, ?11),
-                     icc_data = ?12, updated_at = ?13
+                     icc_data = ?12, updated_at = ?13, claimed_until = 0
                  WHERE reference = ?1",
                 params![
                     outcome.reference.0,

@@ -109,7 +109,8 @@ pub struct OpEntry {
 pub enum OpStart {
     /// Written as `sending`: send it.
     Send,
-    /// This reference was used before: its row, unchanged. Nothing is sent.
+    /// This reference was used before: its row, unchanged. Nothing is sent. (An operation
+    /// that was certainly not processed is sent again under its key instead.)
     Replay(OpEntry),
     /// Refused by the local bounds (written as `refused`). Nothing is sent.
     Refused(String),
@@ -266,8 +267,14 @@ impl Journal {
                     op_row,
                 )
                 .optional()?;
-            if let Some(e) = existing {
-                return Ok(OpStart::Replay(finish(e)?));
+            let resend = match existing {
+                // Certainly not processed: sending it again under its key is safe.
+                Some(e) if finish(e.clone())?.state == OpState::NotProcessed => true,
+                Some(e) => return Ok(OpStart::Replay(finish(e)?)),
+                None => false,
+            };
+            if resend {
+                tx.execute("DELETE FROM ops WHERE reference = ?1", params![reference.0])?;
             }
             let p = parent(tx, parent_gateway_id)?;
             let t = totals(tx, parent_gateway_id)?;
