@@ -13,7 +13,7 @@ use model::{runtime, schedule, Model};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// Schedules in a CI run.
-const CI_CASES: u32 = 400;
+const CI_CASES: u32 = 1000;
 
 #[test]
 fn every_schedule_keeps_the_money_invariants() {

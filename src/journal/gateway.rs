@@ -212,17 +212,12 @@ impl Gateway for JournaledGateway {
                 .journal
                 .blocking(move |j| {
                     let go = j.begin_reversal(&r, dialect)?;
-                    let row = j.get(&r.reference.0)?;
-                    let refunded = match row.as_ref().and_then(|e| e.gateway_id.clone()) {
-                        Some(g) => j.op_totals(&g)?.refunded,
-                        None => 0,
-                    };
-                    Ok((go, row, refunded))
+                    Ok((go, j.get(&r.reference.0)?))
                 })
                 .await;
             let mut req = req.clone();
             match begun {
-                Ok((false, row, _)) => {
+                Ok((false, row)) => {
                     return match row.map(|e| e.state) {
                         Some(RelayState::Reversed) => ReversalResult::Reversed,
                         _ => ReversalResult::Failed {
@@ -230,26 +225,31 @@ impl Gateway for JournaledGateway {
                         },
                     };
                 }
-                Ok((true, _, refunded)) if refunded > 0 => {
+                Ok((true, Some(row))) => {
                     // "Reversed" means the whole amount is back: a partly refunded sale is
-                    // finished by refunding the rest, not by a reversal that reports all.
-                    tracing::warn!(reference = %req.reference, refunded, "reversal of a partly refunded transaction refused");
-                    let reason = format!(
-                        "partly refunded ({refunded} minor units): refund the remaining amount instead"
-                    );
-                    let (reference, result) = (req.reference.clone(), ReversalResult::Failed { reason: reason.clone() });
-                    let _ = self
-                        .journal
-                        .blocking(move |j| j.record_reversal(&reference, &result))
-                        .await;
-                    return ReversalResult::Failed { reason };
-                }
-                Ok((true, row, _)) => {
+                    // taken back by refunding the rest, never by a void that reports all.
+                    match super::ops::refund_rest(&self.journal, self.inner.as_ref(), &row).await {
+                        Ok(Some(result)) => {
+                            let (reference, res) = (req.reference.clone(), result.clone());
+                            if let Err(e) = self.journal.blocking(move |j| j.record_reversal(&reference, &res)).await {
+                                tracing::error!(error = %e, reference = %req.reference, "journal write failed after a refund of the rest");
+                            }
+                            return result;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, reference = %req.reference, "journal failed: reversal of a partly refunded sale not made");
+                            return ReversalResult::Failed {
+                                reason: "journal unavailable".into(),
+                            };
+                        }
+                    }
                     // A late approval may have given the row its gateway id: address it.
                     if req.gateway_id.is_none() {
-                        req.gateway_id = row.and_then(|e| e.gateway_id);
+                        req.gateway_id = row.gateway_id;
                     }
                 }
+                Ok((true, None)) => {}
                 Err(e) => {
                     // A reversal only ever gives money back: send it anyway.
                     tracing::error!(error = %e, reference = %req.reference, "journal write failed before a reversal");

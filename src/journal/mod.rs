@@ -27,7 +27,7 @@ pub mod report;
 pub mod resolver;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -411,6 +411,8 @@ pub struct Journal {
     clock: Arc<dyn Clock>,
     /// See [`Journal::set_processing_window`].
     window_secs: AtomicI64,
+    /// See [`Journal::run_inline`].
+    inline: AtomicBool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -451,6 +453,7 @@ impl Journal {
             conn: Mutex::new(conn),
             clock,
             window_secs: AtomicI64::new(DEFAULT_PROCESSING_WINDOW_SECS),
+            inline: AtomicBool::new(false),
         })
     }
 
@@ -463,6 +466,13 @@ impl Journal {
     /// is not an answer: the row stays open and is asked about again.
     pub fn set_processing_window(&self, secs: i64) {
         self.window_secs.store(secs.max(0), Ordering::Relaxed);
+    }
+
+    /// Runs [`Journal::blocking`] calls on the calling task after a yield instead of on a
+    /// blocking thread: for a deterministic single-threaded model of the world, where every
+    /// journal call is still a point at which other tasks run, in an order the seed fixes.
+    pub fn run_inline(&self, inline: bool) {
+        self.inline.store(inline, Ordering::Relaxed);
     }
 
     /// The processing window in force, seconds.
@@ -510,6 +520,10 @@ impl Journal {
         self: &Arc<Self>,
         f: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, JournalError> {
+        if self.inline.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+            return f(self);
+        }
         let j = self.clone();
         match tokio::task::spawn_blocking(move || f(&j)).await {
             Ok(r) => r,
@@ -682,7 +696,8 @@ impl Journal {
             tx.execute(
                 "UPDATE txns SET state = ?2, gateway_id = COALESCE(gateway_id, ?3), approved_minor = COALESCE(?4, approved_minor),
                      auth_code = COALESCE(?5, auth_code), decline_code = COALESCE(?6, decline_code), reason = COALESCE(?7, reason), updated_at = ?8,
-                     icc_data = CASE WHEN ?9 THEN NULL ELSE icc_data END
+                     icc_data = CASE WHEN ?9 THEN NULL ELSE icc_data END,
+                     claimed_until = CASE WHEN ?10 = 'forwarding' THEN 0 ELSE claimed_until END
                  WHERE reference = ?1 AND state = ?10",
                 params![
                     reference.0,
@@ -1009,12 +1024,23 @@ impl Journal {
     /// # Errors
     /// [`JournalError`].
     pub fn claim_forward(&self, reference: &Reference) -> Result<bool, JournalError> {
-        self.transition(
-            reference,
-            &[RelayState::Stored],
-            RelayState::Forwarding,
-            "forwarding stored sale",
-        )
+        let now = self.now();
+        self.write(|tx| {
+            let moved = Self::move_row(
+                tx,
+                &reference.0,
+                RelayState::Stored,
+                RelayState::Forwarding,
+                "forwarding stored sale",
+                now,
+            )?;
+            // In flight until its answer is recorded: no resolver looks it up meanwhile.
+            tx.execute(
+                "UPDATE txns SET claimed_until = ?2 WHERE reference = ?1 AND state = 'forwarding'",
+                params![reference.0, now.saturating_add(IN_FLIGHT_SECS)],
+            )?;
+            Ok(moved)
+        })
     }
 
     /// Sets the gateway id when it is not known yet.

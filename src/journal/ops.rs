@@ -469,3 +469,61 @@ impl Journal {
         })
     }
 }
+
+/// Takes back a partly refunded transaction: by a refund of what is left (a follow-up of
+/// its own, keyed `{reference}:rest`), since a void or reversal of it would report the whole
+/// amount as returned. `None` when nothing was refunded (a plain reversal applies).
+/// `Reversed` only once the whole amount is back; unconfirmed refunds are looked up first.
+///
+/// # Errors
+/// [`JournalError`].
+pub async fn refund_rest(
+    journal: &Journal,
+    gateway: &dyn crate::gateway::Gateway,
+    e: &super::Entry,
+) -> Result<Option<emvbridge_core::txn::host::ReversalResult>, JournalError> {
+    use emvbridge_core::txn::host::ReversalResult;
+    let Some(gid) = e.gateway_id.clone() else {
+        return Ok(None);
+    };
+    let t = journal.op_totals(&gid)?;
+    if t.refunded == 0 {
+        return Ok(None);
+    }
+    if t.refunded > t.refunded_done {
+        return Ok(Some(ReversalResult::Failed {
+            reason: "refunds not confirmed yet: looked up before the rest is refunded".into(),
+        }));
+    }
+    let rest = e.approved_minor.unwrap_or(e.amount_minor) - t.refunded_done;
+    if rest <= 0 {
+        return Ok(Some(ReversalResult::Reversed));
+    }
+    let Ok(amount) = Money::from_minor(rest.unsigned_abs(), &e.currency) else {
+        return Ok(Some(ReversalResult::Failed {
+            reason: "currency unreadable".into(),
+        }));
+    };
+    let key = Reference(format!("{}:rest", e.reference));
+    let dialect = gateway.dialect();
+    let recorded = match journal.begin_op(OpKind::Refund, &key, &gid, amount, dialect)? {
+        OpStart::Send => {
+            let req = crate::gateway::RefundRequest {
+                reference: key.clone(),
+                gateway_id: gid,
+                amount,
+            };
+            let r = gateway.refund(&req).await;
+            journal.record_op(&key, &r)?
+        }
+        OpStart::Replay(op) => op.state,
+        OpStart::Refused(_) => OpState::Refused,
+    };
+    tracing::info!(reference = %e.reference, rest, state = ?recorded, "partly refunded transaction: refund of the rest");
+    Ok(Some(match recorded {
+        OpState::Done => ReversalResult::Reversed,
+        s => ReversalResult::Failed {
+            reason: format!("refund of the remaining {rest}: {s:?}").to_ascii_lowercase(),
+        },
+    }))
+}

@@ -107,7 +107,7 @@ impl SafLimits {
     /// [`JournalError`] reading the stored totals.
     pub fn allows(
         &self,
-        journal: &Journal,
+        journal: &Arc<Journal>,
         kind: AuthKind,
         amount: Money,
     ) -> Result<bool, JournalError> {
@@ -132,6 +132,15 @@ pub struct PassReport {
     pub forward_declined: Vec<String>,
 }
 
+/// A journal call on a blocking thread ([`Journal::blocking`]); the listed variables are
+/// cloned into it.
+macro_rules! db {
+    ($journal:expr, [$($v:ident),*], $j:ident => $body:expr) => {{
+        $(let $v = $v.clone();)*
+        $journal.blocking(move |$j| $body).await
+    }};
+}
+
 fn reference(e: &Entry) -> Reference {
     Reference(e.reference.clone())
 }
@@ -148,7 +157,7 @@ fn amount(e: &Entry) -> Option<Money> {
 /// # Errors
 /// [`JournalError`] when the journal cannot be read or written.
 pub async fn resolve_once(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     policy: &ResolverPolicy,
     now: i64,
@@ -156,19 +165,21 @@ pub async fn resolve_once(
     journal.set_processing_window(policy.processing_window_secs);
     let mut report = PassReport::default();
     let dialect = super::dialect_str(gateway.dialect());
-    for e in journal.due(now, policy.min_age_secs)? {
+    let min_age = policy.min_age_secs;
+    for e in db!(journal, [], j => j.due(now, min_age))? {
         if e.dialect != dialect {
             continue;
         }
         let r = reference(&e);
-        if !journal.claim(&r, e.state, policy.lease_secs)? {
+        let (state, lease) = (e.state, policy.lease_secs);
+        if !db!(journal, [r], j => j.claim(&r, state, lease))? {
             continue;
         }
         let settled = match e.state {
             RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
             RelayState::Approved if e.pos_approved() => {
                 // Guard: never reverse what the card completed (the query excludes it).
-                journal.release(&r)?;
+                db!(journal, [r], j => j.release(&r))?;
                 Some(RelayState::Approved)
             }
             RelayState::Approved => {
@@ -188,23 +199,24 @@ pub async fn resolve_once(
             Some(s) => report.settled.push((e.reference.clone(), s)),
             None => {
                 let attempts = e.resolve_attempts + 1;
-                journal.note_attempt(
-                    &r,
-                    now.saturating_add(policy.backoff_jittered(&e.reference, attempts)),
-                )?;
+                let next = now.saturating_add(policy.backoff_jittered(&e.reference, attempts));
+                db!(journal, [r], j => j.note_attempt(&r, next))?;
                 let window_open = now < e.created_at.saturating_add(policy.processing_window_secs);
                 if attempts >= i64::from(policy.max_attempts) && !window_open {
                     tracing::error!(reference = %e.reference, dialect = %e.dialect, state = %e.state, attempts,
                         "RESOLVER GAVE UP: transaction could not be resolved; needs an operator");
-                    let cur = journal.get(&e.reference)?.map(|x| x.state);
-                    if let Some(cur) = cur.filter(|c| c.needs_resolution()) {
-                        journal.transition(
-                            &r,
-                            &[cur],
-                            RelayState::Escalated,
-                            &format!("gave up after {attempts} attempts in state {cur}"),
-                        )?;
-                    }
+                    db!(journal, [r], j => {
+                        let cur = j.get(&r.0)?.map(|x| x.state);
+                        if let Some(cur) = cur.filter(|c| c.needs_resolution()) {
+                            j.transition(
+                                &r,
+                                &[cur],
+                                RelayState::Escalated,
+                                &format!("gave up after {attempts} attempts in state {cur}"),
+                            )?;
+                        }
+                        Ok(())
+                    })?;
                     report.escalated.push(e.reference.clone());
                 } else {
                     report.retry.push(e.reference.clone());
@@ -219,14 +231,15 @@ pub async fn resolve_once(
 /// Follow-ups (refund, void, capture) whose answer was lost: looked up by their own
 /// reference, never re-sent.
 async fn resolve_ops(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     policy: &ResolverPolicy,
     now: i64,
     report: &mut PassReport,
 ) -> Result<(), JournalError> {
     let dialect = super::dialect_str(gateway.dialect());
-    for op in journal.open_ops(now, policy.min_age_secs)? {
+    let min_age = policy.min_age_secs;
+    for op in db!(journal, [], j => j.open_ops(now, min_age))? {
         if op.dialect != dialect {
             continue;
         }
@@ -234,21 +247,23 @@ async fn resolve_ops(
         let next = now.saturating_add(policy.backoff_jittered(&op.reference, 1));
         match gateway.status(&r).await {
             StatusResult::Found(t) if t.state != TxnState::Pending && t.state != TxnState::Declined => {
-                let s = journal.record_op(&r, &crate::gateway::OpResult::Done { gateway_id: t.gateway_id })?;
+                let done = crate::gateway::OpResult::Done { gateway_id: t.gateway_id };
+                let s = db!(journal, [r], j => j.record_op(&r, &done))?;
                 report.settled.push((op.reference.clone(), settled_op(s)));
             }
             StatusResult::Found(t) if t.state == TxnState::Declined => {
-                let s = journal.record_op(&r, &crate::gateway::OpResult::Refused { code: None, reason: "declined (by lookup)".into() })?;
+                let refused = crate::gateway::OpResult::Refused { code: None, reason: "declined (by lookup)".into() };
+                let s = db!(journal, [r], j => j.record_op(&r, &refused))?;
                 report.settled.push((op.reference.clone(), settled_op(s)));
             }
-            StatusResult::NotFound => match journal.settle_op(&r, true, next)? {
+            StatusResult::NotFound => match db!(journal, [r], j => j.settle_op(&r, true, next))? {
                 super::ops::OpState::NotProcessed => {
                     report.settled.push((op.reference.clone(), RelayState::NotFound))
                 }
                 _ => report.retry.push(op.reference.clone()),
             },
             _ => {
-                journal.settle_op(&r, false, next)?;
+                db!(journal, [r], j => j.settle_op(&r, false, next))?;
                 report.retry.push(op.reference.clone());
             }
         }
@@ -268,7 +283,7 @@ fn settled_op(s: super::ops::OpState) -> RelayState {
 /// gateway's processing window has closed (before that, absent is no answer); found approved
 /// and never told to the POS as approved: reverse.
 async fn resolve_unknown(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
     now: i64,
@@ -277,25 +292,26 @@ async fn resolve_unknown(
     let from = [e.state];
     match gateway.status(&r).await {
         StatusResult::NotFound if now < e.created_at.saturating_add(journal.processing_window()) => {
-            journal.note(&r, "status: not found yet; the gateway may still process it")?;
+            db!(journal, [r], j => j.note(&r, "status: not found yet; the gateway may still process it"))?;
             Ok(None)
         }
         StatusResult::NotFound => {
-            settle(journal, &r, &from, RelayState::NotFound, "status: not found after the processing window")
+            settle(journal, &r, &from, RelayState::NotFound, "status: not found after the processing window").await
         }
         StatusResult::Unknown { reason } => {
-            journal.note(&r, &format!("status lookup failed: {reason}"))?;
+            db!(journal, [r], j => j.note(&r, &format!("status lookup failed: {reason}")))?;
             Ok(None)
         }
         StatusResult::Found(t) => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             match t.state {
-                TxnState::Declined => settle(journal, &r, &from, RelayState::Declined, "status: declined"),
+                TxnState::Declined => settle(journal, &r, &from, RelayState::Declined, "status: declined").await,
                 TxnState::Voided | TxnState::Refunded => {
-                    settle(journal, &r, &from, RelayState::Reversed, "status: already reversed")
+                    settle(journal, &r, &from, RelayState::Reversed, "status: already reversed").await
                 }
                 TxnState::Pending => {
-                    journal.note(&r, "status: pending")?;
+                    db!(journal, [r], j => j.note(&r, "status: pending"))?;
                     Ok(None)
                 }
                 TxnState::Approved => {
@@ -312,25 +328,26 @@ async fn resolve_unknown(
 }
 
 /// A compare-and-set that settles a claimed row; `None` (try again) if it moved meanwhile.
-fn settle(
-    journal: &Journal,
+async fn settle(
+    journal: &Arc<Journal>,
     r: &Reference,
     from: &[RelayState],
     to: RelayState,
-    why: &str,
+    why: &'static str,
 ) -> Result<Option<RelayState>, JournalError> {
-    Ok(journal.transition(r, from, to, why)?.then_some(to))
+    let from = from.to_vec();
+    Ok(db!(journal, [r], j => j.transition(&r, &from, to, why))?.then_some(to))
 }
 
 async fn reverse(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
     reason: ReversalReason,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
     let Some(amount) = amount(e) else {
-        journal.note(&r, "amount or currency unreadable; cannot reverse")?;
+        db!(journal, [r], j => j.note(&r, "amount or currency unreadable; cannot reverse"))?;
         return Ok(None);
     };
     let req = ReversalRequest {
@@ -339,12 +356,16 @@ async fn reverse(
         amount,
         reason,
     };
-    if !journal.begin_reversal(&req, gateway.dialect())? {
-        let cur = journal.get(&e.reference)?.map(|x| x.state);
+    let dialect = gateway.dialect();
+    if !db!(journal, [req], j => j.begin_reversal(&req, dialect))? {
+        let cur = db!(journal, [r], j => j.get(&r.0))?.map(|x| x.state);
         return Ok(cur.filter(|c| *c == RelayState::Reversed));
     }
-    let result = gateway.reverse(&req).await;
-    let state = journal.record_reversal(&r, &result)?;
+    let result = match super::ops::refund_rest(journal, gateway, e).await? {
+        Some(r) => r,
+        None => gateway.reverse(&req).await,
+    };
+    let state = db!(journal, [r, result], j => j.record_reversal(&r, &result))?;
     tracing::info!(reference = %e.reference, state = %state, "resolver: reversal");
     Ok(match state {
         RelayState::Reversed | RelayState::NotFound => Some(state),
@@ -354,7 +375,7 @@ async fn reverse(
 
 /// A forward whose answer was lost: look it up.
 async fn resolve_forwarding(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
 ) -> Result<Option<RelayState>, JournalError> {
@@ -362,16 +383,18 @@ async fn resolve_forwarding(
     let from = [RelayState::Forwarding];
     match gateway.status(&r).await {
         StatusResult::NotFound if e.updated_at.saturating_add(journal.processing_window()) <= journal.now() => {
-            settle(journal, &r, &from, RelayState::Stored, "forward not received; stored again")
+            settle(journal, &r, &from, RelayState::Stored, "forward not received; stored again").await
         }
         StatusResult::Found(t) if t.state == TxnState::Approved => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
-            settle(journal, &r, &from, RelayState::Forwarded, "forward approved (by lookup)")
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
+            settle(journal, &r, &from, RelayState::Forwarded, "forward approved (by lookup)").await
         }
         StatusResult::Found(t) if t.state != TxnState::Pending => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             tracing::error!(reference = %e.reference, "STORED SALE DECLINED ON FORWARD: the merchant approved it offline");
-            settle(journal, &r, &from, RelayState::ForwardDeclined, "forward declined (by lookup)")
+            settle(journal, &r, &from, RelayState::ForwardDeclined, "forward declined (by lookup)").await
         }
         _ => Ok(None),
     }
@@ -385,7 +408,7 @@ async fn resolve_forwarding(
 /// # Errors
 /// [`JournalError`].
 pub async fn forward_once(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     policy: &ResolverPolicy,
     now: i64,
@@ -393,20 +416,20 @@ pub async fn forward_once(
     journal.set_processing_window(policy.processing_window_secs);
     let mut report = PassReport::default();
     let dialect = super::dialect_str(gateway.dialect());
-    for e in journal.stored(now)? {
+    for e in db!(journal, [], j => j.stored(now))? {
         if e.dialect != dialect {
             continue;
         }
         let r = reference(&e);
-        let icc = journal.icc_data(&e.reference)?;
+        let icc = db!(journal, [r], j => j.icc_data(&r.0))?;
         let (Some(icc), Some(amount)) = (icc, amount(&e)) else {
             tracing::error!(reference = %e.reference, "STORED SALE CANNOT BE FORWARDED: no online data was kept");
-            if journal.transition(
+            if db!(journal, [r], j => j.transition(
                 &r,
                 &[RelayState::Stored],
                 RelayState::Escalated,
                 "stored without icc data; cannot forward",
-            )? {
+            ))? {
                 report.escalated.push(e.reference.clone());
             }
             continue;
@@ -427,12 +450,12 @@ pub async fn forward_once(
             brand: e.brand.clone(),
             original_gateway_id: None,
         };
-        if !journal.claim_forward(&r)? {
+        if !db!(journal, [r], j => j.claim_forward(&r))? {
             // Another forwarder has it.
             continue;
         }
         let result = gateway.authorize(&req).await;
-        let state = journal.record_authorization(&r, &result)?;
+        let state = db!(journal, [r, result], j => j.record_authorization(&r, &result))?;
         match (&result, state) {
             (_, RelayState::Forwarded) => report.settled.push((e.reference.clone(), state)),
             (_, RelayState::ForwardDeclined) => {
@@ -440,10 +463,8 @@ pub async fn forward_once(
                 report.forward_declined.push(e.reference.clone());
             }
             (AuthorizationResult::Unavailable { .. }, _) => {
-                journal.note_attempt(
-                    &r,
-                    now.saturating_add(policy.backoff_jittered(&e.reference, e.resolve_attempts + 1)),
-                )?;
+                let next = now.saturating_add(policy.backoff_jittered(&e.reference, e.resolve_attempts + 1));
+                db!(journal, [r], j => j.note_attempt(&r, next))?;
                 report.retry.push(e.reference.clone());
             }
             _ => report.retry.push(e.reference.clone()),

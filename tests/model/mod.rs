@@ -201,6 +201,7 @@ impl Drop for Model {
 fn open(path: &std::path::Path, clock: &OffsetClock) -> Arc<Journal> {
     let j = Journal::open_with_clock(path, Arc::new(clock.clone())).unwrap();
     j.set_processing_window(WINDOW);
+    j.run_inline(true);
     Arc::new(j)
 }
 
@@ -409,6 +410,11 @@ impl Model {
             AuthorizationResult::Declined { code: c, .. } => {
                 code = c;
                 (OutcomeStatus::Declined, None, None)
+            }
+            // Unreachable: the card approves offline (Y3) when it completes and the
+            // merchant's store-and-forward allows it (always, in the model).
+            AuthorizationResult::Unavailable { .. } if card == CardEnd::Completes => {
+                (OutcomeStatus::ApprovedOffline, Some(usd(minor)), None)
             }
             AuthorizationResult::Unavailable { .. } => (OutcomeStatus::Declined, None, None),
             AuthorizationResult::Unknown { .. } => {
@@ -701,6 +707,9 @@ impl Model {
                 None => self.check(net == 0, || format!("{reference}: charged {net} without a journal row")),
                 Some(e) => {
                     let charged_word = matches!(e.state, RelayState::Approved | RelayState::Forwarded);
+                    if p.told == Some(OutcomeStatus::ApprovedOffline) && !p.undone() && p.refunded_done < p.approved {
+                        self.check(e.state == RelayState::Forwarded, || format!("{reference}: approved offline, journal says {}", e.state));
+                    }
                     let zero_word = matches!(
                         e.state,
                         RelayState::Reversed

@@ -346,6 +346,7 @@ impl Gateway for World {
 
     fn authorize<'a>(&'a self, req: &'a AuthorizationRequest) -> BoxFuture<'a, AuthorizationResult> {
         Box::pin(async move {
+            tokio::task::yield_now().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.process_late();
             let fault = self.fault();
@@ -400,11 +401,17 @@ impl Gateway for World {
     }
 
     fn void<'a>(&'a self, req: &'a VoidRequest) -> BoxFuture<'a, OpResult> {
-        Box::pin(async move { self.follow_up(|w| w.do_void(req, "void")) })
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.follow_up(|w| w.do_void(req, "void"))
+        })
     }
 
     fn refund<'a>(&'a self, req: &'a RefundRequest) -> BoxFuture<'a, OpResult> {
-        Box::pin(async move { self.follow_up(|w| w.do_refund(req)) })
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.follow_up(|w| w.do_refund(req))
+        })
     }
 
     fn reverse<'a>(&'a self, req: &'a ReversalRequest) -> BoxFuture<'a, ReversalResult> {
@@ -429,7 +436,10 @@ impl Gateway for World {
     }
 
     fn status<'a>(&'a self, reference: &'a Reference) -> BoxFuture<'a, StatusResult> {
-        Box::pin(async move { self.lookup(&reference.0) })
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.lookup(&reference.0)
+        })
     }
 }
 
