@@ -244,6 +244,16 @@ impl Model {
         &self.world
     }
 
+    /// The journaled gateway (as the POS API and the engine use it).
+    pub fn gateway(&self) -> &Arc<JournaledGateway> {
+        &self.jg
+    }
+
+    /// What the POS was told about the first sale on `reference`.
+    pub fn told(&self, reference: &str) -> Option<OutcomeStatus> {
+        self.pos.get(reference).and_then(|p| p.told)
+    }
+
     fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
         self.checks += 1;
         if !ok {
