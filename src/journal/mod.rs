@@ -389,9 +389,10 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// seconds, unless configured: a lookup that finds nothing before then proves nothing.
 pub const DEFAULT_PROCESSING_WINDOW_SECS: i64 = 600;
 
-/// How long a sale in flight holds its row (claimed at [`Journal::begin_authorization`],
-/// released with its outcome), seconds: longer than the longest transaction. A row whose
-/// process died is left to the resolver after this.
+/// How long a sale in flight holds its row unless configured (claimed at
+/// [`Journal::begin_authorization`], released with its outcome), seconds: longer than the
+/// longest transaction. A row whose process died is left to the resolver after this. The
+/// relay sets it to the resolver's `min_age_secs` ([`Journal::set_in_flight`]).
 pub const IN_FLIGHT_SECS: i64 = 300;
 
 /// The decline code of an authorization refused because its reference was used before.
@@ -413,6 +414,8 @@ pub struct Journal {
     window_secs: AtomicI64,
     /// See [`Journal::run_inline`].
     inline: AtomicBool,
+    /// See [`Journal::set_in_flight`].
+    in_flight_secs: AtomicI64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -454,6 +457,7 @@ impl Journal {
             clock,
             window_secs: AtomicI64::new(DEFAULT_PROCESSING_WINDOW_SECS),
             inline: AtomicBool::new(false),
+            in_flight_secs: AtomicI64::new(IN_FLIGHT_SECS),
         })
     }
 
@@ -473,6 +477,16 @@ impl Journal {
     /// journal call is still a point at which other tasks run, in an order the seed fixes.
     pub fn run_inline(&self, inline: bool) {
         self.inline.store(inline, Ordering::Relaxed);
+    }
+
+    /// Sets how long a sale or forward in flight holds its row, seconds (the longest a
+    /// transaction runs; the resolver's `min_age_secs`).
+    pub fn set_in_flight(&self, secs: i64) {
+        self.in_flight_secs.store(secs.max(0), Ordering::Relaxed);
+    }
+
+    fn in_flight(&self) -> i64 {
+        self.in_flight_secs.load(Ordering::Relaxed)
     }
 
     /// The processing window in force, seconds.
@@ -597,7 +611,7 @@ impl Journal {
                     req.original_gateway_id,
                     RelayState::Sending.as_str(),
                     now,
-                    now.saturating_add(IN_FLIGHT_SECS)
+                    now.saturating_add(self.in_flight())
                 ],
             )?;
             if n == 0 {
@@ -1037,7 +1051,7 @@ impl Journal {
             // In flight until its answer is recorded: no resolver looks it up meanwhile.
             tx.execute(
                 "UPDATE txns SET claimed_until = ?2 WHERE reference = ?1 AND state = 'forwarding'",
-                params![reference.0, now.saturating_add(IN_FLIGHT_SECS)],
+                params![reference.0, now.saturating_add(self.in_flight())],
             )?;
             Ok(moved)
         })

@@ -45,6 +45,10 @@ use world::{Fault, World};
 /// The gateway's processing window in the model, seconds.
 pub const WINDOW: i64 = 120;
 
+/// How long a sale in flight holds its row in the model, seconds. The model's resolvers run
+/// with no minimum age: only the claim keeps them off a sale in flight.
+pub const IN_FLIGHT: i64 = 30;
+
 /// How the card ends a sale the gateway approved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardEnd {
@@ -202,6 +206,7 @@ fn open(path: &std::path::Path, clock: &OffsetClock) -> Arc<Journal> {
     let j = Journal::open_with_clock(path, Arc::new(clock.clone())).unwrap();
     j.set_processing_window(WINDOW);
     j.run_inline(true);
+    j.set_in_flight(IN_FLIGHT);
     Arc::new(j)
 }
 
