@@ -372,8 +372,9 @@ impl Journal {
             if state == OpState::Done {
                 if let Some(p) = parent(tx, &cur.parent_gateway_id)? {
                     let t = totals(tx, &cur.parent_gateway_id)?;
+                    let held = if p.1 == "pre_auth" { t.captured_done } else { p.3 };
                     let all_back = cur.op == "void"
-                        || (cur.op == "refund" && p.1 == "sale" && t.refunded_done >= p.3);
+                        || (cur.op == "refund" && held > 0 && t.refunded_done >= held);
                     if all_back && p.2 != RelayState::Reversed {
                         let why = format!("{}: done ({}); the whole amount is back", cur.op, cur.reference);
                         Self::move_row(tx, &p.0, p.2, RelayState::Reversed, &why, now)?;
@@ -526,4 +527,142 @@ pub async fn refund_rest(
             reason: format!("refund of the remaining {rest}: {s:?}").to_ascii_lowercase(),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::OffsetClock;
+    use emvbridge_core::txn::host::{
+        AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse,
+    };
+    use std::sync::Arc;
+
+    fn journal(name: &str) -> (Journal, std::path::PathBuf) {
+        let p = super::super::tests::temp_path(name);
+        (
+            Journal::open_with_clock(&p, Arc::new(OffsetClock::new())).unwrap(),
+            p,
+        )
+    }
+
+    fn usd(m: u64) -> Money {
+        Money::from_minor(m, "USD").unwrap()
+    }
+
+    fn approve(j: &Journal, reference: &str, kind: AuthKind, minor: u64, gid: &str) {
+        let req = AuthorizationRequest {
+            reference: Reference(reference.into()),
+            kind,
+            amount: usd(minor),
+            amount_other: usd(0),
+            entry_mode: EntryMode::Chip,
+            icc_data: bytes::Bytes::new(),
+            masked_pan: String::new(),
+            last4: None,
+            brand: None,
+            original_gateway_id: None,
+        };
+        j.begin_authorization(&req, Dialect::Number).unwrap();
+        j.record_authorization(
+            &req.reference,
+            &AuthorizationResult::Approved {
+                gateway_id: gid.into(),
+                approved_amount: usd(minor),
+                issuer: IssuerResponse::default(),
+            },
+        )
+        .unwrap();
+    }
+
+    fn begin(j: &Journal, op: OpKind, key: &str, gid: &str, minor: u64) -> OpStart {
+        j.begin_op(op, &Reference(key.into()), gid, usd(minor), Dialect::Number)
+            .unwrap()
+    }
+
+    fn done(j: &Journal, key: &str) -> OpState {
+        j.record_op(
+            &Reference(key.into()),
+            &OpResult::Done {
+                gateway_id: format!("g-{key}"),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn refunds_are_bounded_by_what_was_captured_minus_refunded() {
+        let (j, p) = journal("ops-refund");
+        approve(&j, "s1", AuthKind::Sale, 1000, "G1");
+        assert_eq!(begin(&j, OpKind::Refund, "r1", "G1", 600), OpStart::Send);
+        // The answer was lost: it may have been made, so it counts.
+        j.record_op(
+            &Reference("r1".into()),
+            &OpResult::Unknown {
+                reason: "timeout".into(),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            begin(&j, OpKind::Refund, "r2", "G1", 600),
+            OpStart::Refused(_)
+        ));
+        assert_eq!(begin(&j, OpKind::Refund, "r3", "G1", 400), OpStart::Send);
+        // The same key again replays, never re-sends.
+        assert!(matches!(
+            begin(&j, OpKind::Refund, "r1", "G1", 600),
+            OpStart::Replay(e) if e.state == OpState::Unknown
+        ));
+        assert_eq!(done(&j, "r3"), OpState::Done);
+        assert_eq!(j.get("s1").unwrap().unwrap().state, RelayState::Approved, "600 still held");
+        assert_eq!(done(&j, "r1"), OpState::Done);
+        assert_eq!(
+            j.get("s1").unwrap().unwrap().state,
+            RelayState::Reversed,
+            "reversed once the whole amount is back"
+        );
+        // No void after a refund.
+        assert!(matches!(
+            begin(&j, OpKind::Void, "void:s1", "G1", 1000),
+            OpStart::Refused(_)
+        ));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn pre_authorizations_are_voided_or_captured_then_refunded() {
+        let (j, p) = journal("ops-preauth");
+        approve(&j, "a1", AuthKind::PreAuth, 5000, "G2");
+        assert!(
+            matches!(begin(&j, OpKind::Refund, "r1", "G2", 100), OpStart::Refused(why) if why.contains("uncaptured")),
+        );
+        assert!(matches!(
+            begin(&j, OpKind::Capture, "c0", "G2", 6000),
+            OpStart::Refused(_)
+        ));
+        assert_eq!(begin(&j, OpKind::Capture, "c1", "G2", 4000), OpStart::Send);
+        assert_eq!(done(&j, "c1"), OpState::Done);
+        assert!(matches!(
+            begin(&j, OpKind::Capture, "c2", "G2", 100),
+            OpStart::Refused(_)
+        ));
+        assert!(
+            matches!(begin(&j, OpKind::Void, "void:a1", "G2", 5000), OpStart::Refused(why) if why.contains("capture")),
+        );
+        assert!(matches!(
+            begin(&j, OpKind::Refund, "r2", "G2", 4001),
+            OpStart::Refused(_)
+        ));
+        assert_eq!(begin(&j, OpKind::Refund, "r3", "G2", 4000), OpStart::Send);
+        // A void of another pre-authorization, then nothing more on it.
+        approve(&j, "a2", AuthKind::PreAuth, 700, "G3");
+        assert_eq!(begin(&j, OpKind::Void, "void:a2", "G3", 700), OpStart::Send);
+        assert_eq!(done(&j, "void:a2"), OpState::Done);
+        assert_eq!(j.get("a2").unwrap().unwrap().state, RelayState::Reversed);
+        assert!(matches!(
+            begin(&j, OpKind::Capture, "c3", "G3", 700),
+            OpStart::Refused(_)
+        ));
+        let _ = std::fs::remove_file(&p);
+    }
 }
