@@ -172,7 +172,7 @@ pub async fn resolve_once(
         }
         let r = reference(&e);
         let (state, lease) = (e.state, policy.lease_secs);
-        if !db!(journal, [r], j => j.claim(&r, state, lease))? {
+        if !db!(journal, [r], j => j.claim(&r, state, lease, min_age))? {
             continue;
         }
         let settled = match e.state {

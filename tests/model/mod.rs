@@ -67,8 +67,11 @@ pub enum CardEnd {
 pub enum During {
     /// The gateway's webhook for the sale arrives.
     Webhook,
-    /// A resolver pass (another process on the same journal, no minimum age).
+    /// A resolver pass (another process on the same journal, the configured minimum age).
     Resolver,
+    /// A resolver pass with no minimum age (an operator's `resolve --min-age-secs 0` while a
+    /// sale runs): it may act on the sale in flight; the money must still add up.
+    ResolverNoAge,
     /// A forwarder pass (another process).
     Forwarder,
     /// The POS starts another sale with the same reference (a new request id).
@@ -167,7 +170,7 @@ fn policy() -> ResolverPolicy {
         max_attempts: 1000,
         backoff_secs: 5,
         max_backoff_secs: 60,
-        min_age_secs: 0,
+        min_age_secs: IN_FLIGHT,
         interval_secs: 1,
         lease_secs: 30,
         processing_window_secs: WINDOW,
@@ -352,6 +355,11 @@ impl Model {
                     During::Resolver => {
                         let now = other.now();
                         let _ = resolve_once(&other, world.as_ref(), &policy(), now).await;
+                    }
+                    During::ResolverNoAge => {
+                        let now = other.now();
+                        let p = ResolverPolicy { min_age_secs: 0, ..policy() };
+                        let _ = resolve_once(&other, world.as_ref(), &p, now).await;
                     }
                     During::Forwarder => {
                         let now = other.now();
@@ -813,6 +821,7 @@ fn during() -> impl Strategy<Value = Vec<During>> {
             prop_oneof![
                 Just(During::Webhook),
                 Just(During::Resolver),
+                Just(During::ResolverNoAge),
                 Just(During::Forwarder),
                 Just(During::Reuse),
             ],
