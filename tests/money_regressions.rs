@@ -109,7 +109,11 @@ fn a_refund_whose_answer_is_lost_is_not_refunded_again() {
         OpState::Done,
         "found by lookup"
     );
-    assert_eq!(state(&m, "s0"), RelayState::Reversed, "the whole amount is back");
+    assert_eq!(
+        state(&m, "s0"),
+        RelayState::Reversed,
+        "the whole amount is back"
+    );
 }
 
 /// Reusing a sale reference (a new request id, another amount) neither approves without a

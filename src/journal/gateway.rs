@@ -231,7 +231,11 @@ impl Gateway for JournaledGateway {
                     match super::ops::refund_rest(&self.journal, self.inner.as_ref(), &row).await {
                         Ok(Some(result)) => {
                             let (reference, res) = (req.reference.clone(), result.clone());
-                            if let Err(e) = self.journal.blocking(move |j| j.record_reversal(&reference, &res)).await {
+                            if let Err(e) = self
+                                .journal
+                                .blocking(move |j| j.record_reversal(&reference, &res))
+                                .await
+                            {
                                 tracing::error!(error = %e, reference = %req.reference, "journal write failed after a refund of the rest");
                             }
                             return result;

@@ -964,7 +964,14 @@ impl Journal {
                  auth_attempts = auth_attempts + (CASE WHEN ?2 = 'forwarding' THEN 1 ELSE 0 END),
                  icc_data = CASE WHEN ?5 THEN NULL ELSE icc_data END
              WHERE reference = ?1 AND state = ?6",
-            params![reference, to.as_str(), short(reason), now, clear_icc, from.as_str()],
+            params![
+                reference,
+                to.as_str(),
+                short(reason),
+                now,
+                clear_icc,
+                from.as_str()
+            ],
         )?;
         if n == 1 {
             Self::event(tx, reference, now, to, reason)?;

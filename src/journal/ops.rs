@@ -224,14 +224,20 @@ fn refusal(
             Some("only a pre-authorization is captured".into())
         }
         OpKind::Capture => match approved {
-            Some(a) if amount > a => Some(format!("capture of {amount} exceeds the {a} authorized")),
+            Some(a) if amount > a => {
+                Some(format!("capture of {amount} exceeds the {a} authorized"))
+            }
             _ => None,
         },
         OpKind::Refund if pre_auth && t.captured_done == 0 => {
             Some("an uncaptured pre-authorization is voided, not refunded".into())
         }
         OpKind::Refund => {
-            let base = if pre_auth { Some(t.captured_done) } else { approved };
+            let base = if pre_auth {
+                Some(t.captured_done)
+            } else {
+                approved
+            };
             match base {
                 Some(b) if t.refunded.saturating_add(amount) > b => Some(format!(
                     "refund of {amount} exceeds captured {b} minus refunded {} (unconfirmed refunds count)",
@@ -334,9 +340,7 @@ impl Journal {
                 None,
                 Some("the gateway has no such transaction".into()),
             ),
-            OpResult::Unavailable { reason } => {
-                (OpState::NotProcessed, None, Some(reason.clone()))
-            }
+            OpResult::Unavailable { reason } => (OpState::NotProcessed, None, Some(reason.clone())),
             OpResult::Unsupported { reason } => {
                 (OpState::NotProcessed, None, Some((*reason).to_owned()))
             }
@@ -614,7 +618,11 @@ mod tests {
             OpStart::Replay(e) if e.state == OpState::Unknown
         ));
         assert_eq!(done(&j, "r3"), OpState::Done);
-        assert_eq!(j.get("s1").unwrap().unwrap().state, RelayState::Approved, "600 still held");
+        assert_eq!(
+            j.get("s1").unwrap().unwrap().state,
+            RelayState::Approved,
+            "600 still held"
+        );
         assert_eq!(done(&j, "r1"), OpState::Done);
         assert_eq!(
             j.get("s1").unwrap().unwrap().state,

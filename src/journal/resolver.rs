@@ -246,20 +246,27 @@ async fn resolve_ops(
         let r = Reference(op.reference.clone());
         let next = now.saturating_add(policy.backoff_jittered(&op.reference, 1));
         match gateway.status(&r).await {
-            StatusResult::Found(t) if t.state != TxnState::Pending && t.state != TxnState::Declined => {
-                let done = crate::gateway::OpResult::Done { gateway_id: t.gateway_id };
+            StatusResult::Found(t)
+                if t.state != TxnState::Pending && t.state != TxnState::Declined =>
+            {
+                let done = crate::gateway::OpResult::Done {
+                    gateway_id: t.gateway_id,
+                };
                 let s = db!(journal, [r], j => j.record_op(&r, &done))?;
                 report.settled.push((op.reference.clone(), settled_op(s)));
             }
             StatusResult::Found(t) if t.state == TxnState::Declined => {
-                let refused = crate::gateway::OpResult::Refused { code: None, reason: "declined (by lookup)".into() };
+                let refused = crate::gateway::OpResult::Refused {
+                    code: None,
+                    reason: "declined (by lookup)".into(),
+                };
                 let s = db!(journal, [r], j => j.record_op(&r, &refused))?;
                 report.settled.push((op.reference.clone(), settled_op(s)));
             }
             StatusResult::NotFound => match db!(journal, [r], j => j.settle_op(&r, true, next))? {
-                super::ops::OpState::NotProcessed => {
-                    report.settled.push((op.reference.clone(), RelayState::NotFound))
-                }
+                super::ops::OpState::NotProcessed => report
+                    .settled
+                    .push((op.reference.clone(), RelayState::NotFound)),
                 _ => report.retry.push(op.reference.clone()),
             },
             _ => {
@@ -291,12 +298,21 @@ async fn resolve_unknown(
     let r = reference(e);
     let from = [e.state];
     match gateway.status(&r).await {
-        StatusResult::NotFound if now < e.created_at.saturating_add(journal.processing_window()) => {
+        StatusResult::NotFound
+            if now < e.created_at.saturating_add(journal.processing_window()) =>
+        {
             db!(journal, [r], j => j.note(&r, "status: not found yet; the gateway may still process it"))?;
             Ok(None)
         }
         StatusResult::NotFound => {
-            settle(journal, &r, &from, RelayState::NotFound, "status: not found after the processing window").await
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::NotFound,
+                "status: not found after the processing window",
+            )
+            .await
         }
         StatusResult::Unknown { reason } => {
             db!(journal, [r], j => j.note(&r, &format!("status lookup failed: {reason}")))?;
@@ -306,9 +322,18 @@ async fn resolve_unknown(
             let gid = t.gateway_id.clone();
             db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             match t.state {
-                TxnState::Declined => settle(journal, &r, &from, RelayState::Declined, "status: declined").await,
+                TxnState::Declined => {
+                    settle(journal, &r, &from, RelayState::Declined, "status: declined").await
+                }
                 TxnState::Voided | TxnState::Refunded => {
-                    settle(journal, &r, &from, RelayState::Reversed, "status: already reversed").await
+                    settle(
+                        journal,
+                        &r,
+                        &from,
+                        RelayState::Reversed,
+                        "status: already reversed",
+                    )
+                    .await
                 }
                 TxnState::Pending => {
                     db!(journal, [r], j => j.note(&r, "status: pending"))?;
@@ -382,19 +407,42 @@ async fn resolve_forwarding(
     let r = reference(e);
     let from = [RelayState::Forwarding];
     match gateway.status(&r).await {
-        StatusResult::NotFound if e.updated_at.saturating_add(journal.processing_window()) <= journal.now() => {
-            settle(journal, &r, &from, RelayState::Stored, "forward not received; stored again").await
+        StatusResult::NotFound
+            if e.updated_at.saturating_add(journal.processing_window()) <= journal.now() =>
+        {
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::Stored,
+                "forward not received; stored again",
+            )
+            .await
         }
         StatusResult::Found(t) if t.state == TxnState::Approved => {
             let gid = t.gateway_id.clone();
             db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
-            settle(journal, &r, &from, RelayState::Forwarded, "forward approved (by lookup)").await
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::Forwarded,
+                "forward approved (by lookup)",
+            )
+            .await
         }
         StatusResult::Found(t) if t.state != TxnState::Pending => {
             let gid = t.gateway_id.clone();
             db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             tracing::error!(reference = %e.reference, "STORED SALE DECLINED ON FORWARD: the merchant approved it offline");
-            settle(journal, &r, &from, RelayState::ForwardDeclined, "forward declined (by lookup)").await
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::ForwardDeclined,
+                "forward declined (by lookup)",
+            )
+            .await
         }
         _ => Ok(None),
     }
@@ -463,7 +511,8 @@ pub async fn forward_once(
                 report.forward_declined.push(e.reference.clone());
             }
             (AuthorizationResult::Unavailable { .. }, _) => {
-                let next = now.saturating_add(policy.backoff_jittered(&e.reference, e.resolve_attempts + 1));
+                let next = now
+                    .saturating_add(policy.backoff_jittered(&e.reference, e.resolve_attempts + 1));
                 db!(journal, [r], j => j.note_attempt(&r, next))?;
                 report.retry.push(e.reference.clone());
             }

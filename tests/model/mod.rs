@@ -272,7 +272,10 @@ impl Model {
     fn crash(&mut self) {
         self.journal = open(&self.path, &self.clock);
         self.other = open(&self.path, &self.clock);
-        self.jg = Arc::new(JournaledGateway::new(self.world.clone(), self.journal.clone()));
+        self.jg = Arc::new(JournaledGateway::new(
+            self.world.clone(),
+            self.journal.clone(),
+        ));
         self.receiver = Arc::new(Receiver {
             journal: self.journal.clone(),
             config: WebhookConfig::default(),
@@ -295,7 +298,14 @@ impl Model {
         }
     }
 
-    fn outcome(reference: &str, minor: u64, status: OutcomeStatus, approved: Option<Money>, gid: Option<String>, code: Option<String>) -> Outcome {
+    fn outcome(
+        reference: &str,
+        minor: u64,
+        status: OutcomeStatus,
+        approved: Option<Money>,
+        gid: Option<String>,
+        code: Option<String>,
+    ) -> Outcome {
         Outcome {
             reference: Reference(reference.into()),
             kind: AuthKind::Sale,
@@ -332,7 +342,12 @@ impl Model {
         });
     }
 
-    fn during_hook(&self, reference: &str, minor: u64, during: &[During]) -> emvbridge::gateway::BoxFuture<'static, ()> {
+    fn during_hook(
+        &self,
+        reference: &str,
+        minor: u64,
+        during: &[During],
+    ) -> emvbridge::gateway::BoxFuture<'static, ()> {
         let during = during.to_vec();
         let other = self.other.clone();
         let world = self.world.clone();
@@ -347,9 +362,24 @@ impl Model {
             for d in during {
                 match d {
                     During::Webhook => {
-                        let ev = world.outbox.lock().unwrap().iter().rev().find(|e| e.0 == reference).cloned();
+                        let ev = world
+                            .outbox
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .rev()
+                            .find(|e| e.0 == reference)
+                            .cloned();
                         if let Some((r, g, s)) = ev {
-                            let _ = apply_event(&receiver, Dialect::Number, &format!("{g}:{s}"), Some(r), Some(g), Some(s)).await;
+                            let _ = apply_event(
+                                &receiver,
+                                Dialect::Number,
+                                &format!("{g}:{s}"),
+                                Some(r),
+                                Some(g),
+                                Some(s),
+                            )
+                            .await;
                         }
                     }
                     During::Resolver => {
@@ -358,7 +388,10 @@ impl Model {
                     }
                     During::ResolverNoAge => {
                         let now = other.now();
-                        let p = ResolverPolicy { min_age_secs: 0, ..policy() };
+                        let p = ResolverPolicy {
+                            min_age_secs: 0,
+                            ..policy()
+                        };
                         let _ = resolve_once(&other, world.as_ref(), &p, now).await;
                     }
                     During::Forwarder => {
@@ -371,7 +404,14 @@ impl Model {
                         let AuthorizationResult::Declined { code, .. } = r else {
                             panic!("{reference}: a reused reference was sent: {r:?}");
                         };
-                        let o = Model::outcome(&reference, minor + 1, OutcomeStatus::Declined, None, None, code);
+                        let o = Model::outcome(
+                            &reference,
+                            minor + 1,
+                            OutcomeStatus::Declined,
+                            None,
+                            None,
+                            code,
+                        );
                         let _ = jg.record_outcome(&o);
                     }
                 }
@@ -391,7 +431,11 @@ impl Model {
         }
         if card == CardEnd::CrashInFlight {
             // Written, sent, and the process dies before the answer is recorded.
-            if self.journal.begin_authorization(&req, Dialect::Number).is_ok() {
+            if self
+                .journal
+                .begin_authorization(&req, Dialect::Number)
+                .is_ok()
+            {
                 let _ = self.world.authorize(&req).await;
             }
             self.crash();
@@ -403,7 +447,11 @@ impl Model {
         let result = self.jg.authorize(&req).await;
         let mut code = None;
         let (status, approved, gid) = match result {
-            AuthorizationResult::Approved { gateway_id, approved_amount, .. } => match card {
+            AuthorizationResult::Approved {
+                gateway_id,
+                approved_amount,
+                ..
+            } => match card {
                 CardEnd::Completes => {
                     let st = if approved_amount.minor() < minor {
                         OutcomeStatus::PartiallyApproved
@@ -512,7 +560,13 @@ impl Model {
         let Some(p) = self.pos.get(&reference).cloned() else {
             return;
         };
-        let Some(gid) = self.journal.get(&reference).ok().flatten().and_then(|e| e.gateway_id) else {
+        let Some(gid) = self
+            .journal
+            .get(&reference)
+            .ok()
+            .flatten()
+            .and_then(|e| e.gateway_id)
+        else {
             return;
         };
         self.world.clear_faults();
@@ -607,7 +661,15 @@ impl Model {
             o[usize::from(idx) % o.len()].clone()
         };
         let (r, g, s) = ev;
-        let _ = apply_event(&self.receiver, Dialect::Number, &format!("{g}:{s}"), Some(r), Some(g), Some(s)).await;
+        let _ = apply_event(
+            &self.receiver,
+            Dialect::Number,
+            &format!("{g}:{s}"),
+            Some(r),
+            Some(g),
+            Some(s),
+        )
+        .await;
     }
 
     async fn resolve(&mut self, secs: u16) {
@@ -651,7 +713,13 @@ impl Model {
     pub async fn step(&mut self, op: &Op) {
         self.steps += 1;
         match op {
-            Op::Sale { slot, minor, fault, card, during } => self.sale(*slot, *minor, *fault, *card, during).await,
+            Op::Sale {
+                slot,
+                minor,
+                fault,
+                card,
+                during,
+            } => self.sale(*slot, *minor, *fault, *card, during).await,
             Op::Refund { slot, pct, fault } => self.refund(*slot, *pct, *fault).await,
             Op::RetryFollowUps { slot } => self.retry_follow_ups(*slot).await,
             Op::Void { slot, fault } => self.void(*slot, *fault).await,
@@ -679,9 +747,21 @@ impl Model {
             for i in 0..events {
                 let ev = self.world.outbox.lock().unwrap()[i].clone();
                 let (r, g, s) = ev;
-                let _ = apply_event(&self.receiver, Dialect::Number, &format!("{g}:{s}"), Some(r), Some(g), Some(s)).await;
+                let _ = apply_event(
+                    &self.receiver,
+                    Dialect::Number,
+                    &format!("{g}:{s}"),
+                    Some(r),
+                    Some(g),
+                    Some(s),
+                )
+                .await;
             }
-            let slots: Vec<u8> = self.pos.keys().filter_map(|k| k[1..].parse().ok()).collect();
+            let slots: Vec<u8> = self
+                .pos
+                .keys()
+                .filter_map(|k| k[1..].parse().ok())
+                .collect();
             for s in slots {
                 self.retry_follow_ups(s).await;
             }
@@ -690,8 +770,16 @@ impl Model {
             let _ = forward_once(&self.journal, self.world.as_ref(), &p, now).await;
             let _ = resolve_once(&self.journal, self.world.as_ref(), &p, now).await;
             let open = self.journal.unresolved().map(|v| v.len()).unwrap_or(1)
-                + self.journal.open_ops(now + 1_000_000, 0).map(|v| v.len()).unwrap_or(1)
-                + self.pos.values().map(|p| p.unknown_refunds.len() + usize::from(p.unknown_void)).sum::<usize>();
+                + self
+                    .journal
+                    .open_ops(now + 1_000_000, 0)
+                    .map(|v| v.len())
+                    .unwrap_or(1)
+                + self
+                    .pos
+                    .values()
+                    .map(|p| p.unknown_refunds.len() + usize::from(p.unknown_void))
+                    .sum::<usize>();
             if open == 0 && round > 0 {
                 break;
             }
@@ -714,7 +802,9 @@ impl Model {
                 format!("{reference}: ledger holds {net}, expected {expected} (told {:?}, approved {}, refunded {}, undone {}); journal {:?}",
                     p.told, p.approved, p.refunded_done, p.undone(), row.as_ref().map(|e| e.state))
             });
-            self.check(charges <= 1, || format!("{reference}: charged {charges} times"));
+            self.check(charges <= 1, || {
+                format!("{reference}: charged {charges} times")
+            });
             self.check(p.unknown_refunds.is_empty() && !p.unknown_void, || {
                 format!("{reference}: follow-ups still unknown to the POS after the drain")
             });
@@ -722,16 +812,27 @@ impl Model {
             if told_approved && !p.undone() {
                 let refunded = self.world.refunded(reference);
                 self.check(refunded == p.refunded_done, || {
-                    format!("{reference}: ledger refunded {refunded}, the POS was told {}", p.refunded_done)
+                    format!(
+                        "{reference}: ledger refunded {refunded}, the POS was told {}",
+                        p.refunded_done
+                    )
                 });
             }
             // The journal's final word.
             match &row {
-                None => self.check(net == 0, || format!("{reference}: charged {net} without a journal row")),
+                None => self.check(net == 0, || {
+                    format!("{reference}: charged {net} without a journal row")
+                }),
                 Some(e) => {
-                    let charged_word = matches!(e.state, RelayState::Approved | RelayState::Forwarded);
-                    if p.told == Some(OutcomeStatus::ApprovedOffline) && !p.undone() && p.refunded_done < p.approved {
-                        self.check(e.state == RelayState::Forwarded, || format!("{reference}: approved offline, journal says {}", e.state));
+                    let charged_word =
+                        matches!(e.state, RelayState::Approved | RelayState::Forwarded);
+                    if p.told == Some(OutcomeStatus::ApprovedOffline)
+                        && !p.undone()
+                        && p.refunded_done < p.approved
+                    {
+                        self.check(e.state == RelayState::Forwarded, || {
+                            format!("{reference}: approved offline, journal says {}", e.state)
+                        });
                     }
                     let zero_word = matches!(
                         e.state,
@@ -741,27 +842,50 @@ impl Model {
                             | RelayState::Closed
                             | RelayState::Unavailable
                     );
-                    self.check(
-                        (charged_word && net > 0) || (zero_word && net == 0),
-                        || format!("{reference}: journal says {} while the ledger holds {net}", e.state),
-                    );
+                    self.check((charged_word && net > 0) || (zero_word && net == 0), || {
+                        format!(
+                            "{reference}: journal says {} while the ledger holds {net}",
+                            e.state
+                        )
+                    });
                     if told_approved {
-                        self.check(e.pos_approved(), || format!("{reference}: the journal does not say the POS was told approved"));
+                        self.check(e.pos_approved(), || {
+                            format!(
+                                "{reference}: the journal does not say the POS was told approved"
+                            )
+                        });
                     }
                 }
             }
         }
         // Follow-ups: the journal's word on each equals the ledger's.
-        let follow_ups: Vec<_> = self.world.ledger.lock().unwrap().all().iter().filter(|t| t.parent.is_some()).cloned().collect();
+        let follow_ups: Vec<_> = self
+            .world
+            .ledger
+            .lock()
+            .unwrap()
+            .all()
+            .iter()
+            .filter(|t| t.parent.is_some())
+            .cloned()
+            .collect();
         for r in follow_ups {
-            let Some(key) = r.client_ref.clone() else { continue };
+            let Some(key) = r.client_ref.clone() else {
+                continue;
+            };
             if !key.contains("-r") && !key.starts_with("void:") {
                 continue;
             }
             let op = self.journal.op(&key).ok().flatten();
-            self.check(op.as_ref().is_some_and(|o| o.state == OpState::Done), || {
-                format!("{key}: done at the gateway, journal says {:?}", op.as_ref().map(|o| o.state))
-            });
+            self.check(
+                op.as_ref().is_some_and(|o| o.state == OpState::Done),
+                || {
+                    format!(
+                        "{key}: done at the gateway, journal says {:?}",
+                        op.as_ref().map(|o| o.state)
+                    )
+                },
+            );
         }
         // No orphans: every sale in the ledger has its row; nothing left open.
         for r in self.world.sale_refs() {
@@ -770,7 +894,12 @@ impl Model {
         }
         let open = self.journal.unresolved().unwrap_or_default();
         self.check(open.is_empty(), || {
-            format!("rows left open: {:?}", open.iter().map(|e| (&e.reference, e.state)).collect::<Vec<_>>())
+            format!(
+                "rows left open: {:?}",
+                open.iter()
+                    .map(|e| (&e.reference, e.state))
+                    .collect::<Vec<_>>()
+            )
         });
     }
 

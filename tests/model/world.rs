@@ -19,8 +19,7 @@ use emvbridge_core::gateway::arc_only;
 use emvbridge_core::gateway::reversal::{Reversal, ReversalPolicy, Step, Undo};
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::host::{
-    AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest,
-    ReversalResult,
+    AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
 };
 use emvbridge_sandbox::ledger::{self, Kind, Ledger, Txn};
 
@@ -92,7 +91,11 @@ impl World {
     }
 
     fn fault(&self) -> Fault {
-        self.faults.lock().unwrap().pop_front().unwrap_or(Fault::None)
+        self.faults
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Fault::None)
     }
 
     /// Forgets faults no request consumed.
@@ -174,7 +177,12 @@ impl World {
     }
 
     fn find_by_ref(&self, reference: &str) -> Option<Txn> {
-        self.ledger.lock().unwrap().by_client_ref(reference).next().cloned()
+        self.ledger
+            .lock()
+            .unwrap()
+            .by_client_ref(reference)
+            .next()
+            .cloned()
     }
 
     fn status_of(t: &Txn) -> StatusResult {
@@ -248,7 +256,14 @@ impl World {
         }
         t.state = ledger::TxnState::Voided;
         let parent = t.clone();
-        let mut v = Txn::new(id.clone(), Dialect::Number, Kind::Void, parent.approved_minor, "USD", now);
+        let mut v = Txn::new(
+            id.clone(),
+            Dialect::Number,
+            Kind::Void,
+            parent.approved_minor,
+            "USD",
+            now,
+        );
         v.parent = Some(parent.id.clone());
         v.client_ref = Some(format!("{tag}:{}", req.reference.0));
         v.state = ledger::TxnState::Approved;
@@ -280,7 +295,14 @@ impl World {
             ledger::TxnState::PartiallyRefunded
         };
         let parent = t.clone();
-        let mut r = Txn::new(id.clone(), Dialect::Number, Kind::Refund, amount, "USD", now);
+        let mut r = Txn::new(
+            id.clone(),
+            Dialect::Number,
+            Kind::Refund,
+            amount,
+            "USD",
+            now,
+        );
         r.parent = Some(parent.id.clone());
         r.client_ref = Some(req.reference.0.clone());
         r.state = ledger::TxnState::Approved;
@@ -344,7 +366,10 @@ impl Gateway for World {
         Dialect::Number
     }
 
-    fn authorize<'a>(&'a self, req: &'a AuthorizationRequest) -> BoxFuture<'a, AuthorizationResult> {
+    fn authorize<'a>(
+        &'a self,
+        req: &'a AuthorizationRequest,
+    ) -> BoxFuture<'a, AuthorizationResult> {
         Box::pin(async move {
             tokio::task::yield_now().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
