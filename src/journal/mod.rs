@@ -887,6 +887,21 @@ impl Journal {
                 None => None,
             };
             let state = match (outcome.status, cur) {
+                // The money's truth stays: a row already being reversed (or reversed) is not
+                // made "approved" by what the POS was told; the report shows the two apart.
+                (
+                    OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved,
+                    Some(
+                        c @ (RelayState::Reversed
+                        | RelayState::ReversalDue
+                        | RelayState::ReversalFailed
+                        | RelayState::NotFound),
+                    ),
+                ) => {
+                    tracing::error!(reference = %outcome.reference, state = %c,
+                        "POS told approved while the journal is reversing the payment");
+                    c
+                }
                 (OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved, _) => RelayState::Approved,
                 (OutcomeStatus::ApprovedOffline, _) => RelayState::Stored,
                 (_, None) => RelayState::Closed,
