@@ -169,15 +169,19 @@ impl Gateway for JournaledGateway {
         Box::pin(async move {
             // A void has no reference of its own (it names the voided transaction): its
             // key is derived, so a second void of one transaction replays the first.
-            let amount = self
+            let (r, g) = (req.reference.0.clone(), req.gateway_id.clone());
+            let parent = self
                 .journal
-                .get(&req.reference.0)
+                .blocking(move |j| Ok(j.get(&r)?.or(j.by_gateway_id(&g)?)))
+                .await
                 .ok()
-                .flatten()
-                .and_then(|e| {
-                    let minor = u64::try_from(e.approved_minor.unwrap_or(e.amount_minor)).ok()?;
-                    Money::from_minor(minor, &e.currency).ok()
-                });
+                .flatten();
+            let amount = parent.and_then(|e| {
+                let minor = u64::try_from(e.approved_minor.unwrap_or(e.amount_minor)).ok()?;
+                Money::from_minor(minor, &e.currency).ok()
+            });
+            // The amount only informs the row (a void's bounds do not depend on it); a void
+            // of a transaction the journal does not know is recorded with none.
             let Some(amount) = amount.or_else(|| Money::from_minor(0, "USD").ok()) else {
                 return OpResult::Unavailable {
                     reason: "void: amount unreadable".into(),
