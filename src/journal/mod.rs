@@ -1024,9 +1024,10 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Sql`].
     ///
-    /// A sale (sent, or approved and waiting for the card) or a forward in flight holds its
-    /// row until `min_age` seconds after its last write even if its own claim lasts longer:
-    /// `resolve --min-age-secs 0` is the operator saying that nothing runs.
+    /// A sale in flight (sent, or answered and waiting for the card or its reversal) or a
+    /// forward in flight holds its row until `min_age` seconds after its last write even if
+    /// its own claim lasts longer: `resolve --min-age-secs 0` is the operator saying that
+    /// nothing runs.
     pub fn claim(
         &self,
         reference: &Reference,
@@ -1038,7 +1039,7 @@ impl Journal {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE txns SET claimed_until = ?3 WHERE reference = ?1 AND state = ?2
-                   AND (claimed_until <= ?4 OR (state IN ('sending','forwarding','approved') AND updated_at <= ?5))",
+                   AND (claimed_until <= ?4 OR (state IN ('sending','unknown','approved','forwarding') AND updated_at <= ?5))",
                 params![reference.0, state.as_str(), now.saturating_add(lease_secs.max(1)), now, now.saturating_sub(min_age)],
             )?;
             Ok(n == 1)
@@ -1181,7 +1182,7 @@ impl Journal {
     pub fn due(&self, now: i64, min_age: i64) -> Result<Vec<Entry>, JournalError> {
         let cutoff = now.saturating_sub(min_age);
         self.select(
-            "next_attempt_at <= ?1 AND updated_at <= ?2 AND (claimed_until <= ?1 OR state IN ('sending','forwarding','approved')) AND (state IN ('sending','unknown','reversal_due','reversal_failed','forwarding')
+            "next_attempt_at <= ?1 AND updated_at <= ?2 AND (claimed_until <= ?1 OR state IN ('sending','unknown','approved','forwarding')) AND (state IN ('sending','unknown','reversal_due','reversal_failed','forwarding')
                OR (state = 'approved' AND pos_status IS NULL))",
             &[&now, &cutoff],
         )

@@ -108,6 +108,11 @@ impl World {
         *self.during.lock().unwrap() = Some(f);
     }
 
+    /// Drops a hook no authorization ran.
+    pub fn take_during(&self) {
+        drop(self.during.lock().unwrap().take());
+    }
+
     fn now(&self) -> i64 {
         self.clock.unix_now()
     }
