@@ -112,7 +112,8 @@ pub enum OpStart {
     /// This reference was used before: its row, unchanged. Nothing is sent. (An operation
     /// that was certainly not processed is sent again under its key instead.)
     Replay(OpEntry),
-    /// Refused by the local bounds (written as `refused`). Nothing is sent.
+    /// Refused by the local bounds (written as not processed, so a retry under the same key
+    /// is checked again). Nothing is sent.
     Refused(String),
 }
 
@@ -285,8 +286,9 @@ impl Journal {
             let p = parent(tx, parent_gateway_id)?;
             let t = totals(tx, parent_gateway_id)?;
             let refused = refusal(op, minor, p.as_ref(), t);
+            // Refused here, nothing left: a retry under the same key is checked again.
             let state = if refused.is_some() {
-                OpState::Refused
+                OpState::NotProcessed
             } else {
                 OpState::Sending
             };
