@@ -108,6 +108,8 @@ pub enum Op {
     Tick { secs: u16 },
     /// The bridge dies and restarts (in-memory state lost; the journal file stays).
     Crash,
+    /// The gateway's next `n` lookups fail.
+    LookupsFail { n: u8 },
 }
 
 /// What the POS learnt about one sale reference (the first attempt on it).
@@ -737,6 +739,7 @@ impl Model {
                 self.world.process_late();
             }
             Op::Crash => self.crash(),
+            Op::LookupsFail { n } => self.world.fail_lookups(u64::from(*n)),
         }
     }
 
@@ -745,6 +748,7 @@ impl Model {
     /// nothing is open.
     pub async fn drain(&mut self) {
         self.world.clear_faults();
+        self.world.fail_lookups(0);
         for round in 0..60 {
             self.clock.advance(WINDOW + 61);
             self.world.process_late();
@@ -980,6 +984,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (0u16..400).prop_map(|secs| Op::ConcurrentResolvers { secs }),
         1 => (0u16..200).prop_map(|secs| Op::Tick { secs }),
         1 => Just(Op::Crash),
+        1 => (1u8..4).prop_map(|n| Op::LookupsFail { n }),
     ]
 }
 

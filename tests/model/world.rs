@@ -62,6 +62,8 @@ pub struct World {
     /// Events for the webhook receiver, in the order the gateway emitted them.
     pub outbox: Mutex<Vec<Event>>,
     next_id: AtomicU64,
+    /// Lookups still to fail (the lookup itself: no answer).
+    failing_lookups: AtomicU64,
     /// Requests that reached the gateway.
     pub requests: AtomicU64,
 }
@@ -81,6 +83,7 @@ impl World {
             during: Mutex::new(None),
             outbox: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            failing_lookups: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         }
     }
@@ -96,6 +99,17 @@ impl World {
             .unwrap()
             .pop_front()
             .unwrap_or(Fault::None)
+    }
+
+    /// The next `n` lookups fail (time out): the caller must ask again, never assume.
+    pub fn fail_lookups(&self, n: u64) {
+        self.failing_lookups.store(n, Ordering::Relaxed);
+    }
+
+    fn lookup_fails(&self) -> bool {
+        self.failing_lookups
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Forgets faults no request consumed.
@@ -208,6 +222,11 @@ impl World {
     fn lookup(&self, reference: &str) -> StatusResult {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.process_late();
+        if self.lookup_fails() {
+            return StatusResult::Unknown {
+                reason: "lookup timed out".into(),
+            };
+        }
         match self.find_by_ref(reference) {
             Some(t) => Self::status_of(&t),
             None => StatusResult::NotFound,
@@ -217,6 +236,11 @@ impl World {
     fn lookup_id(&self, id: &str) -> StatusResult {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.process_late();
+        if self.lookup_fails() {
+            return StatusResult::Unknown {
+                reason: "lookup timed out".into(),
+            };
+        }
         match self.ledger.lock().unwrap().get(id) {
             Some(t) => Self::status_of(t),
             None => StatusResult::NotFound,
