@@ -250,6 +250,10 @@ async fn run_loop(
     // would keep waiting; a transaction that ends with answers outstanding re-synchronises
     // the link (Reset Device) so the next one starts clean.
     let mut outstanding: u32 = 0;
+    // Gateway calls in flight. One still running when the transaction ends (it gave up
+    // waiting) is not dropped unobserved: its answer is journaled by the journaled gateway,
+    // and a watcher logs it, so a late approval is seen and left to the resolver.
+    let mut calls: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         while let Some(cmd) = txn.poll_command() {
             match link.send(cmd, timeout).await {
@@ -271,7 +275,8 @@ async fn run_loop(
                 HostRequest::Authorize(_) => tracing::info_span!("gateway.authorize"),
                 HostRequest::Reverse(_) => tracing::info_span!("gateway.reverse"),
             };
-            tokio::spawn(metrics::inherit_lane(
+            calls.retain(|c| !c.is_finished());
+            calls.push(tokio::spawn(metrics::inherit_lane(
                 async move {
                     let sent = Instant::now();
                     let answer = match request {
@@ -289,7 +294,7 @@ async fn run_loop(
                     let _ = tx.send(answer).await;
                 }
                 .instrument(span),
-            ));
+            )));
         }
         while let Some(p) = txn.poll_event() {
             on_prompt(&p);
@@ -297,6 +302,20 @@ async fn run_loop(
         if let Some(outcome) = txn.poll_outcome() {
             info!(reference = %outcome.reference, status = ?outcome.status, "transaction finished");
             metrics::transaction_finished(&outcome);
+            calls.retain(|c| !c.is_finished());
+            if !calls.is_empty() {
+                warn!(reference = %outcome.reference, calls = calls.len(),
+                    "gateway call still in flight after the outcome: its answer goes to the journal");
+                let reference = outcome.reference.clone();
+                tokio::spawn(async move {
+                    for c in calls {
+                        if let Err(e) = c.await {
+                            warn!(%reference, error = %e, "late gateway call failed");
+                        }
+                    }
+                    info!(%reference, "late gateway answer arrived after the outcome; journaled for the resolver");
+                });
+            }
             if outstanding > 0 {
                 warn!(
                     outstanding,

@@ -563,11 +563,13 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<SoakFigures> {
         .unwrap_or_else(|| dir.join("journal.db"));
     let config = dir.join("relay.toml");
     // The start-up pass of each sale settles what the previous one left (min_age 0: the
-    // sales run one after another), with short backoff so the final passes converge.
+    // sales run one after another), with short backoff so the final passes converge. The
+    // sandbox processes a request before its reply is delayed or dropped, never after: a
+    // processing window of 2 s (journal time is wall time) lets "not found" settle.
     std::fs::write(
         &config,
         format!(
-            "environment = \"sandbox\"\n[journal]\npath = {:?}\n[timeouts]\nrequest_ms = {}\nconnect_ms = 2000\n[resolver]\nmin_age_secs = 0\nbackoff_secs = 1\nmax_backoff_secs = 1\nmax_attempts = 1000\n",
+            "environment = \"sandbox\"\n[journal]\npath = {:?}\n[timeouts]\nrequest_ms = {}\nconnect_ms = 2000\n[resolver]\nmin_age_secs = 0\nbackoff_secs = 1\nmax_backoff_secs = 1\nmax_attempts = 1000\nprocessing_window_secs = 2\n",
             journal.display().to_string(),
             args.gateway_timeout_ms
         ),

@@ -229,6 +229,24 @@ async fn pay1st(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
     .await
 }
 
+/// One verified event, as the handlers act on it after checking the signature: dedupe on
+/// `event_id`, reload the transaction from the gateway, move the journal row by a
+/// compare-and-set (never a row still in flight). Returns the HTTP status the gateway gets
+/// (200 only after the journal write). Public so that a model of the world can deliver
+/// events (duplicated, reordered) without signing them.
+pub async fn apply_event(
+    r: &Receiver,
+    dialect: Dialect,
+    event_id: &str,
+    reference: Option<String>,
+    gateway_id: Option<String>,
+    event_type: Option<String>,
+) -> StatusCode {
+    act(r, dialect, event_id, reference, gateway_id, event_type)
+        .await
+        .status()
+}
+
 /// Dedupe, reload, update the journal; 200 only after the write.
 async fn act(
     r: &Receiver,
@@ -289,40 +307,47 @@ async fn act(
         return reply(StatusCode::OK, "recorded");
     };
     let rf = Reference(e.reference.clone());
-    let res = (|| -> Result<(), crate::journal::JournalError> {
-        r.journal.note_gateway_id(&rf, &t.gateway_id)?;
-        r.journal.note(
-            &rf,
-            &format!(
-                "webhook {}: gateway says {:?}",
-                event_type.as_deref().unwrap_or("?"),
-                t.state
-            )
-            .to_ascii_lowercase(),
-        )?;
-        let next = match (e.state, t.state) {
-            (RelayState::Forwarding, TxnState::Approved) => Some(RelayState::Forwarded),
-            (RelayState::Forwarding, TxnState::Declined) => Some(RelayState::ForwardDeclined),
-            (RelayState::Sending | RelayState::Unknown, TxnState::Declined) => {
-                Some(RelayState::Declined)
+    let note = format!(
+        "webhook {}: gateway says {:?}",
+        event_type.as_deref().unwrap_or("?"),
+        t.state
+    )
+    .to_ascii_lowercase();
+    // Off the async executor; every move a compare-and-set from the state read.
+    let res = r
+        .journal
+        .blocking(move |j| {
+            j.note_gateway_id(&rf, &t.gateway_id)?;
+            j.note(&rf, &note)?;
+            // "Refunded" may be in part: with refunds of our own on record, the whole amount
+            // is back only when the journal's own rows say so (see `journal::ops`).
+            let partly = t.state == TxnState::Refunded && j.op_totals(&t.gateway_id)?.refunded > 0;
+            // A row still in flight (`sending`: the sale is waiting for this very answer) is
+            // never moved by a webhook.
+            let next = match (e.state, t.state) {
+                (RelayState::Forwarding, TxnState::Approved) => Some(RelayState::Forwarded),
+                (RelayState::Forwarding, TxnState::Declined) => Some(RelayState::ForwardDeclined),
+                (RelayState::Unknown, TxnState::Declined) => Some(RelayState::Declined),
+                (
+                    RelayState::ReversalDue | RelayState::ReversalFailed | RelayState::Escalated,
+                    TxnState::Voided | TxnState::Refunded,
+                ) if !partly => Some(RelayState::Reversed),
+                // Approved at the gateway but the POS never saw it: the resolver reverses it.
+                (RelayState::Unknown | RelayState::NotFound, TxnState::Approved)
+                    if !e.pos_approved() =>
+                {
+                    Some(RelayState::ReversalDue)
+                }
+                _ => None,
+            };
+            if let Some(s) = next {
+                if !j.transition(&rf, &[e.state], s, "settled by webhook")? {
+                    tracing::info!(reference = %e.reference, "webhook: the row moved meanwhile; left as it is");
+                }
             }
-            (
-                RelayState::ReversalDue | RelayState::ReversalFailed | RelayState::Escalated,
-                TxnState::Voided | TxnState::Refunded,
-            ) => Some(RelayState::Reversed),
-            // Approved at the gateway but the POS never saw it: the resolver reverses it.
-            (RelayState::Sending | RelayState::Unknown, TxnState::Approved)
-                if !e.pos_approved() =>
-            {
-                Some(RelayState::ReversalDue)
-            }
-            _ => None,
-        };
-        if let Some(s) = next {
-            r.journal.set_state(&rf, s, "settled by webhook")?;
-        }
-        Ok(())
-    })();
+            Ok(())
+        })
+        .await;
     match res {
         Ok(()) => reply(StatusCode::OK, "applied"),
         Err(err) => {

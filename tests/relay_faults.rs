@@ -216,6 +216,8 @@ fn policy() -> ResolverPolicy {
         max_backoff_secs: 60,
         min_age_secs: 0,
         interval_secs: 1,
+        lease_secs: 60,
+        processing_window_secs: 60,
     }
 }
 

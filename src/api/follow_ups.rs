@@ -78,7 +78,9 @@ pub(super) async fn refund_of(
 }
 
 /// The gateway id to refund `original` by, when it is an approved payment and `amount` is
-/// at most what it took.
+/// at most what it captured minus what was refunded already (refunds done, and refunds whose
+/// outcome is unknown: they may have been made). An uncaptured pre-authorization is voided,
+/// never refunded. The journal checks the same bounds again before anything leaves.
 fn refundable(original: &TxnRecord, amount: Money) -> Result<String, ApiError> {
     let gateway_id = original
         .gateway_id
@@ -90,14 +92,34 @@ fn refundable(original: &TxnRecord, amount: Money) -> Result<String, ApiError> {
             format!("transaction {} is not an approved payment", original.id),
         ));
     };
-    let base = original
-        .captured_amount
-        .or(original.approved_amount)
-        .unwrap_or(original.amount);
-    if amount.currency().alpha != base.currency().alpha || amount.minor() > base.minor() {
+    let base = if original.kind == AuthKind::PreAuth {
+        let Some(captured) = original.captured_amount else {
+            return Err(ApiError::conflict(
+                "not_captured",
+                format!(
+                    "pre-authorization {} is not captured: void it instead",
+                    original.id
+                ),
+            ));
+        };
+        captured
+    } else {
+        original.approved_amount.unwrap_or(original.amount)
+    };
+    let refunded: u64 = original
+        .operations
+        .iter()
+        .filter(|o| o.op == "refund" && matches!(o.status.as_str(), "done" | "unknown"))
+        .filter_map(|o| o.amount.map(|m| m.minor()))
+        .sum();
+    let left = base.minor().saturating_sub(refunded);
+    if amount.currency().alpha != base.currency().alpha || amount.minor() > left {
         return Err(ApiError::unprocessable(
             "invalid_amount",
-            format!("a refund of {} is at most {base}", original.id),
+            format!(
+                "a refund of {} is at most {left} minor units (captured {base}, refunded or unconfirmed {refunded})",
+                original.id
+            ),
         ));
     }
     Ok(gateway_id)
@@ -214,6 +236,12 @@ pub(super) async fn void(
             format!("transaction {id} is not an approved payment"),
         ));
     };
+    if rec.captured_amount.is_some() || rec.operations.iter().any(|o| o.op == "refund") {
+        return Err(ApiError::conflict(
+            "not_voidable",
+            format!("transaction {id} was captured or refunded: no void after either"),
+        ));
+    }
     let r = s
         .gateway
         .void(&VoidRequest {
@@ -249,6 +277,12 @@ pub(super) async fn reverse(
             format!("transaction {id} has no money to send back"),
         ));
     }
+    if rec.kind == AuthKind::PreAuth && rec.captured_amount.is_some() {
+        return Err(ApiError::conflict(
+            "not_reversible",
+            format!("pre-authorization {id} was captured: refund it instead"),
+        ));
+    }
     let r = s
         .gateway
         .reverse(&ReversalRequest {
@@ -262,11 +296,18 @@ pub(super) async fn reverse(
         ReversalResult::Reversed => "done",
         ReversalResult::NotFound => "not_found",
         ReversalResult::Failed { reason } => {
+            // Asked for and journaled: the resolver makes it until the gateway confirms.
+            rec.status = ApiStatus::Unresolved;
+            rec.reason = Some(format!(
+                "reversal not confirmed yet ({reason}); the bridge keeps making it"
+            ));
+            rec.updated_at = store::unix_now();
+            s.store.save_transaction(&rec);
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "reversal_failed",
-                format!("the reversal did not go through: {reason}"),
-            ))
+                "reversal_pending",
+                format!("the reversal is not confirmed yet ({reason}); the bridge keeps making it until the gateway confirms: treat the payment as being reversed"),
+            ));
         }
     };
     rec.status = ApiStatus::Reversed;

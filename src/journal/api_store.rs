@@ -205,10 +205,15 @@ impl Journal {
     pub fn api_settle(&self) -> Result<Vec<(String, ApiStatus)>, JournalError> {
         let mut settled = Vec::new();
         for mut rec in self.api_records_in("unresolved")? {
-            let Some(e) = self.get(&rec.id)? else {
-                continue;
+            let changed = match self.get(&rec.id)? {
+                Some(e) => settle_from(&mut rec, &e),
+                // A refund at the gateway (card not present) is a follow-up row of its own.
+                None => match self.op(&rec.id)? {
+                    Some(op) => settle_from_op(&mut rec, &op),
+                    None => false,
+                },
             };
-            if settle_from(&mut rec, &e) {
+            if changed {
                 rec.updated_at = unix_now();
                 self.save_api_transaction(&rec)?;
                 settled.push((rec.id.clone(), rec.status));
@@ -228,7 +233,7 @@ fn settle_from(rec: &mut TxnRecord, e: &super::Entry) -> bool {
         },
         RelayState::Reversed => (
             ApiStatus::Reversed,
-            Some("reversed after the interruption; no money moved"),
+            Some("reversed after the interruption: nothing is held"),
         ),
         RelayState::NotFound | RelayState::Unavailable | RelayState::Closed => (
             ApiStatus::Failed,
@@ -256,6 +261,34 @@ fn settle_from(rec: &mut TxnRecord, e: &super::Entry) -> bool {
         }
     } else if status == ApiStatus::Declined && rec.decline_code.is_none() {
         rec.decline_code.clone_from(&e.decline_code);
+    }
+    true
+}
+
+/// Takes a follow-up's settled state (a refund whose answer was lost, found by lookup or
+/// not found after the gateway's window) into its unresolved record. Whether it changed.
+fn settle_from_op(rec: &mut TxnRecord, op: &super::ops::OpEntry) -> bool {
+    use super::ops::OpState;
+    let (status, reason) = match op.state {
+        OpState::Done => (ApiStatus::Approved, "done at the gateway (found by lookup)"),
+        OpState::Refused => (ApiStatus::Declined, "refused by the gateway"),
+        OpState::NotProcessed => (
+            ApiStatus::Failed,
+            "the gateway has no such operation; nothing moved",
+        ),
+        OpState::Sending | OpState::Unknown => return false,
+    };
+    rec.status = status;
+    rec.reason = Some(reason.into());
+    if status == ApiStatus::Approved {
+        if rec.gateway_id.is_none() {
+            rec.gateway_id.clone_from(&op.gateway_id);
+        }
+        if rec.approved_amount.is_none() {
+            rec.approved_amount = u64::try_from(op.amount_minor)
+                .ok()
+                .and_then(|m| emvbridge_core::money::Money::from_minor(m, &op.currency).ok());
+        }
     }
     true
 }
@@ -411,8 +444,14 @@ mod tests {
         assert!(j.api_settle().unwrap().is_empty());
         assert_eq!(j.api_open_count().unwrap(), 1);
         // The resolver reverses it.
-        j.set_state(&req.reference, RelayState::Reversed, "reversed")
-            .unwrap();
+        assert!(j
+            .transition(
+                &req.reference,
+                &[RelayState::Sending],
+                RelayState::Reversed,
+                "reversed"
+            )
+            .unwrap());
         assert_eq!(
             j.api_settle().unwrap(),
             [("t-sent".to_owned(), ApiStatus::Reversed)]

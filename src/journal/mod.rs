@@ -21,15 +21,18 @@
 pub mod api_store;
 pub mod cli;
 pub mod gateway;
+pub mod ops;
 pub mod relay;
 pub mod report;
 pub mod resolver;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use emvbridge_protocol::tlv::{self, Tag};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use crate::gateway::{Clock, Dialect, SystemClock};
 use emvbridge_core::txn::host::{
@@ -52,6 +55,21 @@ pub enum JournalError {
     /// The ICC data held something that must not be stored (clear PAN or track data).
     #[error("journal: icc data holds clear card data; not stored")]
     UnsafeIcc,
+    /// The reference already names a transaction: a reference is used once.
+    #[error("journal: reference already used")]
+    ReferenceUsed,
+    /// SQLite stayed busy (another writer held the lock) through every retry.
+    #[error("journal: still busy after {0} attempts")]
+    Busy(u32),
+}
+
+impl JournalError {
+    /// Whether SQLite said another connection holds the lock (`SQLITE_BUSY`/`SQLITE_LOCKED`):
+    /// worth trying again, never a reason to drop the write.
+    fn is_busy(&self) -> bool {
+        matches!(self, JournalError::Sql(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+    }
 }
 
 /// Where the relay is with one transaction's money. `sending`, `unknown`, `reversal_due`,
@@ -339,8 +357,51 @@ CREATE TABLE IF NOT EXISTS api_transactions (
 CREATE INDEX IF NOT EXISTS api_transactions_status ON api_transactions(status);
 ";
 
+/// Schema version 3: claims (a resolver or forwarder leases a row before it sends anything
+/// for it, so two of them never act on one row) and the follow-up operations (refund, void,
+/// capture) as rows of their own with their own idempotency keys ([`ops`]).
+const SCHEMA_V3: &str = "
+ALTER TABLE txns ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS ops (
+    reference         TEXT PRIMARY KEY NOT NULL,
+    op                TEXT NOT NULL,
+    parent_gateway_id TEXT NOT NULL,
+    parent_reference  TEXT,
+    amount_minor      INTEGER NOT NULL,
+    currency          TEXT NOT NULL,
+    dialect           TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    gateway_id        TEXT,
+    reason            TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   INTEGER NOT NULL DEFAULT 0,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ops_parent ON ops(parent_gateway_id);
+CREATE INDEX IF NOT EXISTS ops_state ON ops(state);
+";
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// How long a gateway may still process a request after the bridge stopped waiting for it,
+/// seconds, unless configured: a lookup that finds nothing before then proves nothing.
+pub const DEFAULT_PROCESSING_WINDOW_SECS: i64 = 600;
+
+/// How long a sale in flight holds its row unless configured (claimed at
+/// [`Journal::begin_authorization`], released with its outcome), seconds: longer than the
+/// longest transaction. A row whose process died is left to the resolver after this. The
+/// relay sets it to the resolver's `min_age_secs` ([`Journal::set_in_flight`]).
+pub const IN_FLIGHT_SECS: i64 = 300;
+
+/// The decline code of an authorization refused because its reference was used before.
+/// Its outcome (a decline) belongs to that attempt, which sent nothing, not to the row the
+/// reference names: [`Journal::record_outcome`] leaves the row as it is.
+pub const REFERENCE_USED: &str = "reference_used";
+
+/// Retries of a write that found the database locked, on top of SQLite's own busy timeout.
+const BUSY_RETRIES: u32 = 20;
 
 const COLUMNS: &str = "reference, kind, amount_minor, currency, approved_minor, masked_pan, last4, brand, dialect, gateway_id, auth_code, decline_code, state, pos_status, reason, auth_attempts, resolve_attempts, next_attempt_at, created_at, updated_at, icc_data IS NOT NULL";
 
@@ -349,6 +410,12 @@ const COLUMNS: &str = "reference, kind, amount_minor, currency, approved_minor, 
 pub struct Journal {
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
+    /// See [`Journal::set_processing_window`].
+    window_secs: AtomicI64,
+    /// See [`Journal::run_inline`].
+    inline: AtomicBool,
+    /// See [`Journal::set_in_flight`].
+    in_flight_secs: AtomicI64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -388,11 +455,97 @@ impl Journal {
         Ok(Journal {
             conn: Mutex::new(conn),
             clock,
+            window_secs: AtomicI64::new(DEFAULT_PROCESSING_WINDOW_SECS),
+            inline: AtomicBool::new(false),
+            in_flight_secs: AtomicI64::new(IN_FLIGHT_SECS),
         })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets how long after an authorization was written the gateway may still process it
+    /// (its processing window, seconds). Until then a lookup or reversal that finds nothing
+    /// is not an answer: the row stays open and is asked about again.
+    pub fn set_processing_window(&self, secs: i64) {
+        self.window_secs.store(secs.max(0), Ordering::Relaxed);
+    }
+
+    /// Runs [`Journal::blocking`] calls on the calling task after a yield instead of on a
+    /// blocking thread: for a deterministic single-threaded model of the world, where every
+    /// journal call is still a point at which other tasks run, in an order the seed fixes.
+    pub fn run_inline(&self, inline: bool) {
+        self.inline.store(inline, Ordering::Relaxed);
+    }
+
+    /// Sets how long a sale or forward in flight holds its row, seconds (the longest a
+    /// transaction runs; the resolver's `min_age_secs`).
+    pub fn set_in_flight(&self, secs: i64) {
+        self.in_flight_secs.store(secs.max(0), Ordering::Relaxed);
+    }
+
+    fn in_flight(&self) -> i64 {
+        self.in_flight_secs.load(Ordering::Relaxed)
+    }
+
+    /// The processing window in force, seconds.
+    pub fn processing_window(&self) -> i64 {
+        self.window_secs.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it. The write lock is taken
+    /// at `BEGIN`, so what `f` reads cannot change before it writes (no lost update between
+    /// two processes on one file); `SQLITE_BUSY` is retried with a growing pause after
+    /// SQLite's own busy timeout, never dropped.
+    ///
+    /// # Errors
+    /// `f`'s error, [`JournalError::Sql`], or [`JournalError::Busy`] after every retry.
+    fn write<T>(
+        &self,
+        mut f: impl FnMut(&rusqlite::Transaction<'_>) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut db = self.db();
+        for attempt in 1..=BUSY_RETRIES {
+            let run: Result<T, JournalError> = (|| {
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&tx)?;
+                crate::telemetry::metrics::journal_write(|| tx.commit())?;
+                Ok(out)
+            })();
+            match run {
+                Err(e) if e.is_busy() => {
+                    tracing::warn!(attempt, "journal busy: retrying the write");
+                    std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+                }
+                other => return other,
+            }
+        }
+        tracing::error!("journal busy through every retry: write not made");
+        Err(JournalError::Busy(BUSY_RETRIES))
+    }
+
+    /// Runs `f` on a blocking thread ([`tokio::task::spawn_blocking`]): SQLite calls (and
+    /// their fsyncs and busy waits) stay off the async executor.
+    ///
+    /// # Errors
+    /// `f`'s error; [`JournalError::Busy`] if the blocking task could not run.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        if self.inline.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+            return f(self);
+        }
+        let j = self.clone();
+        match tokio::task::spawn_blocking(move || f(&j)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "journal task failed");
+                Err(JournalError::Busy(0))
+            }
+        }
     }
 
     /// The journal's clock (Unix seconds).
@@ -425,27 +578,26 @@ impl Journal {
         Ok(())
     }
 
-    /// Records an authorization about to be sent (state `sending`). A row that exists
-    /// (a forward of a stored sale) is moved to `sending` with one more attempt.
+    /// Records an authorization about to be sent (state `sending`), claimed by the
+    /// transaction that sends it until its outcome is recorded (or [`IN_FLIGHT_SECS`] pass:
+    /// a process that died): no resolver acts on a sale still in flight. A reference is used
+    /// once: when a row with this reference exists, nothing is written and the request must
+    /// not be sent ([`JournalError::ReferenceUsed`]) — re-sending it would replay the first
+    /// answer (a false approval) or charge again (a dialect without idempotency).
     ///
     /// # Errors
-    /// [`JournalError::Sql`]; the request must then not be sent.
+    /// [`JournalError::ReferenceUsed`], [`JournalError::Sql`]; the request must then not be
+    /// sent.
     pub fn begin_authorization(
         &self,
         req: &AuthorizationRequest,
         dialect: Dialect,
     ) -> Result<(), JournalError> {
         let now = self.now();
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let n = tx.execute(
-            "UPDATE txns SET state = ?2, auth_attempts = auth_attempts + 1, updated_at = ?3 WHERE reference = ?1",
-            params![req.reference.0, RelayState::Sending.as_str(), now],
-        )?;
-        if n == 0 {
-            tx.execute(
-                "INSERT INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12)",
+        self.write(|tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at, claimed_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12, ?13)",
                 params![
                     req.reference.0,
                     kind_str(req.kind),
@@ -458,25 +610,35 @@ impl Journal {
                     dialect_str(dialect),
                     req.original_gateway_id,
                     RelayState::Sending.as_str(),
-                    now
+                    now,
+                    now.saturating_add(self.in_flight())
                 ],
             )?;
-        }
-        Self::event(
-            &tx,
-            &req.reference.0,
-            now,
-            RelayState::Sending,
-            "authorization sent",
-        )?;
-        crate::telemetry::metrics::journal_write(|| tx.commit())?;
-        Ok(())
+            if n == 0 {
+                Self::event(
+                    tx,
+                    &req.reference.0,
+                    now,
+                    current_state(tx, &req.reference.0)?,
+                    "authorization with a used reference refused; not sent",
+                )?;
+                return Err(JournalError::ReferenceUsed);
+            }
+            Self::event(
+                tx,
+                &req.reference.0,
+                now,
+                RelayState::Sending,
+                "authorization sent",
+            )?;
+            Ok(())
+        })
     }
 
-    /// Records the gateway's answer to an authorization. Only a row still `sending` takes
-    /// the answer as its state; a late answer (the transaction already moved on to a
-    /// reversal) only fills in the gateway id — and a late *approval* of a row already
-    /// settled as not found puts the reversal back on the list.
+    /// Records the gateway's answer to an authorization. Only a row still `sending` (or
+    /// `forwarding`, for a stored sale) takes the answer as its state; a late answer (the
+    /// transaction already moved on to a reversal) only fills in the gateway id — and a late
+    /// *approval* of a row already settled as not found puts the reversal back on the list.
     ///
     /// # Errors
     /// [`JournalError::Sql`].
@@ -486,9 +648,6 @@ impl Journal {
         result: &AuthorizationResult,
     ) -> Result<RelayState, JournalError> {
         let now = self.now();
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let cur = current_state(&tx, &reference.0)?;
         let (state, gateway_id, approved, auth_code, decline, reason) = match result {
             AuthorizationResult::Approved {
                 gateway_id,
@@ -532,41 +691,50 @@ impl Journal {
                 Some(reason.clone()),
             ),
         };
-        let new_state = match (cur, state) {
-            (RelayState::Sending, s) => s,
-            // A forward answered: approved → forwarded, declined → reported.
-            (RelayState::Forwarding, RelayState::Approved) => RelayState::Forwarded,
-            (RelayState::Forwarding, RelayState::Declined) => RelayState::ForwardDeclined,
-            (RelayState::Forwarding, RelayState::Unavailable) => RelayState::Stored,
-            (RelayState::Forwarding, _) => RelayState::Forwarding,
-            // Late approval after the row was settled as "nothing there": reverse it.
-            (RelayState::NotFound, RelayState::Approved) => RelayState::ReversalDue,
-            (c, _) => c,
-        };
-        tx.execute(
-            "UPDATE txns SET state = ?2, gateway_id = COALESCE(gateway_id, ?3), approved_minor = COALESCE(?4, approved_minor),
-                 auth_code = COALESCE(?5, auth_code), decline_code = COALESCE(?6, decline_code), reason = COALESCE(?7, reason), updated_at = ?8,
-                 icc_data = CASE WHEN ?9 THEN NULL ELSE icc_data END
-             WHERE reference = ?1",
-            params![
-                reference.0,
-                new_state.as_str(),
-                gateway_id,
-                approved,
-                auth_code,
-                decline,
-                reason.as_deref().map(short),
-                now,
-                !matches!(new_state, RelayState::Stored | RelayState::Forwarding)
-            ],
-        )?;
-        let note = format!("authorization answer: {}", state.as_str());
-        Self::event(&tx, &reference.0, now, new_state, &note)?;
-        crate::telemetry::metrics::journal_write(|| tx.commit())?;
-        Ok(new_state)
+        self.write(|tx| {
+            let cur = current_state(tx, &reference.0)?;
+            let new_state = match (cur, state) {
+                (RelayState::Sending, s) => s,
+                // A forward answered: approved → forwarded, declined → reported.
+                (RelayState::Forwarding, RelayState::Approved) => RelayState::Forwarded,
+                (RelayState::Forwarding, RelayState::Declined) => RelayState::ForwardDeclined,
+                (RelayState::Forwarding, RelayState::Unavailable) => RelayState::Stored,
+                (RelayState::Forwarding, _) => RelayState::Forwarding,
+                // Late approval after the row was settled as "nothing there" (or "declined"
+                // by a lookup that raced it): money moved, reverse it.
+                (RelayState::NotFound | RelayState::Unknown, RelayState::Approved) => {
+                    RelayState::ReversalDue
+                }
+                (c, _) => c,
+            };
+            tx.execute(
+                "UPDATE txns SET state = ?2, gateway_id = COALESCE(gateway_id, ?3), approved_minor = COALESCE(?4, approved_minor),
+                     auth_code = COALESCE(?5, auth_code), decline_code = COALESCE(?6, decline_code), reason = COALESCE(?7, reason), updated_at = ?8,
+                     icc_data = CASE WHEN ?9 THEN NULL ELSE icc_data END,
+                     claimed_until = CASE WHEN ?10 = 'forwarding' THEN 0 ELSE claimed_until END
+                 WHERE reference = ?1 AND state = ?10",
+                params![
+                    reference.0,
+                    new_state.as_str(),
+                    gateway_id,
+                    approved,
+                    auth_code,
+                    decline,
+                    reason.as_deref().map(short),
+                    now,
+                    !matches!(new_state, RelayState::Stored | RelayState::Forwarding),
+                    cur.as_str()
+                ],
+            )?;
+            let note = format!("authorization answer: {}", state.as_str());
+            Self::event(tx, &reference.0, now, new_state, &note)?;
+            Ok(new_state)
+        })
     }
 
-    /// Records that a reversal is due and about to be sent (`reversal_due`).
+    /// Records that a reversal is due and about to be sent (`reversal_due`). Returns `false`
+    /// (and writes nothing) when the row is already reversed, or is a stored sale whose
+    /// forward is the resolver's: nothing is to be sent then.
     ///
     /// # Errors
     /// [`JournalError::Sql`].
@@ -574,37 +742,53 @@ impl Journal {
         &self,
         req: &ReversalRequest,
         dialect: Dialect,
-    ) -> Result<(), JournalError> {
+    ) -> Result<bool, JournalError> {
         let now = self.now();
-        let mut db = self.db();
-        let tx = db.transaction()?;
         let reason = format!("reversal: {:?}", req.reason).to_ascii_lowercase();
-        let n = tx.execute(
-            "UPDATE txns SET state = ?2, gateway_id = COALESCE(gateway_id, ?3), reason = ?4, updated_at = ?5 WHERE reference = ?1",
-            params![req.reference.0, RelayState::ReversalDue.as_str(), req.gateway_id, reason, now],
-        )?;
-        if n == 0 {
-            tx.execute(
-                "INSERT INTO txns(reference, kind, amount_minor, currency, dialect, gateway_id, state, reason, created_at, updated_at)
-                 VALUES (?1, 'sale', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![
-                    req.reference.0,
-                    minor_i64(req.amount.minor()),
-                    req.amount.currency().alpha,
-                    dialect_str(dialect),
-                    req.gateway_id,
-                    RelayState::ReversalDue.as_str(),
-                    reason,
-                    now
-                ],
-            )?;
-        }
-        Self::event(&tx, &req.reference.0, now, RelayState::ReversalDue, &reason)?;
-        crate::telemetry::metrics::journal_write(|| tx.commit())?;
-        Ok(())
+        self.write(|tx| {
+            let cur = match current_state(tx, &req.reference.0) {
+                Ok(c) => Some(c),
+                Err(JournalError::NotFound) => None,
+                Err(e) => return Err(e),
+            };
+            match cur {
+                Some(RelayState::Reversed | RelayState::Forwarding) => return Ok(false),
+                Some(c) => {
+                    tx.execute(
+                        "UPDATE txns SET state = ?2, gateway_id = COALESCE(gateway_id, ?3), reason = ?4, updated_at = ?5 WHERE reference = ?1 AND state = ?6",
+                        params![req.reference.0, RelayState::ReversalDue.as_str(), req.gateway_id, reason, now, c.as_str()],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO txns(reference, kind, amount_minor, currency, dialect, gateway_id, state, reason, created_at, updated_at)
+                         VALUES (?1, 'sale', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                        params![
+                            req.reference.0,
+                            minor_i64(req.amount.minor()),
+                            req.amount.currency().alpha,
+                            dialect_str(dialect),
+                            req.gateway_id,
+                            RelayState::ReversalDue.as_str(),
+                            reason,
+                            now
+                        ],
+                    )?;
+                }
+            }
+            Self::event(tx, &req.reference.0, now, RelayState::ReversalDue, &reason)?;
+            Ok(true)
+        })
     }
 
-    /// Records a reversal's answer: `reversed`, `not_found` or `reversal_failed`.
+    /// Records a reversal's answer: `reversed`, `not_found` or `reversal_failed`, and
+    /// returns the state the row is in afterwards.
+    ///
+    /// Only a row whose reversal is due takes the answer (a webhook or another resolver may
+    /// have settled it meanwhile). "Not found" settles the row only when it is an answer:
+    /// the gateway's processing window since the row was written has closed and no approval
+    /// was seen for it; before that, or after a late approval gave the row a gateway id and
+    /// an approved amount, the reversal stays open (`reversal_failed`) and is made again.
     ///
     /// # Errors
     /// [`JournalError::Sql`].
@@ -613,22 +797,48 @@ impl Journal {
         reference: &Reference,
         result: &ReversalResult,
     ) -> Result<RelayState, JournalError> {
-        let (state, reason) = match result {
-            ReversalResult::Reversed => (RelayState::Reversed, "reversed".to_owned()),
-            ReversalResult::NotFound => (RelayState::NotFound, "not found at the gateway".into()),
-            ReversalResult::Failed { reason } => (
-                RelayState::ReversalFailed,
-                format!("reversal failed: {reason}"),
-            ),
-        };
-        self.set_state(reference, state, &reason)?;
-        Ok(state)
+        let now = self.now();
+        let window = self.processing_window();
+        self.write(|tx| {
+            let (cur, created, late_approval): (String, i64, bool) = tx.query_row(
+                "SELECT state, created_at, gateway_id IS NOT NULL AND approved_minor IS NOT NULL FROM txns WHERE reference = ?1",
+                params![reference.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            ).optional()?.ok_or(JournalError::NotFound)?;
+            let cur = RelayState::parse(&cur).ok_or(JournalError::Corrupt("state"))?;
+            if !matches!(cur, RelayState::ReversalDue | RelayState::ReversalFailed) {
+                Self::event(tx, &reference.0, now, cur, "reversal answer after the row was settled: kept")?;
+                return Ok(cur);
+            }
+            let (state, reason) = match result {
+                ReversalResult::Reversed => (RelayState::Reversed, "reversed".to_owned()),
+                ReversalResult::NotFound if late_approval => (
+                    RelayState::ReversalFailed,
+                    "not found, yet an approval was seen: reverse it by its id".into(),
+                ),
+                ReversalResult::NotFound if now < created.saturating_add(window) => (
+                    RelayState::ReversalFailed,
+                    "not found yet; the gateway may still process it: asking again".into(),
+                ),
+                ReversalResult::NotFound => {
+                    (RelayState::NotFound, "not found at the gateway after its processing window".into())
+                }
+                ReversalResult::Failed { reason } => (
+                    RelayState::ReversalFailed,
+                    format!("reversal failed: {reason}"),
+                ),
+            };
+            Self::move_row(tx, &reference.0, cur, state, &reason, now)?;
+            Ok(state)
+        })
     }
 
     /// Records what the POS was told, and settles the relay state from it: an approval the
     /// card completed is never reversed; anything else that may have moved money
     /// (`approved` at the gateway, `sending`, `unknown`) becomes `reversal_due`; an
     /// offline approval becomes `stored` (with `saf`'s ICC data, when given and safe).
+    /// A row that already holds what the POS was told is not changed by a second outcome
+    /// for its reference (a reused reference was refused and moved no money).
     ///
     /// # Errors
     /// [`JournalError`].
@@ -654,103 +864,226 @@ impl Journal {
             }
             _ => None,
         };
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let cur = match current_state(&tx, &outcome.reference.0) {
-            Ok(s) => Some(s),
-            Err(JournalError::NotFound) => None,
-            Err(e) => return Err(e),
-        };
-        let state = match (outcome.status, cur) {
-            (OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved, _) => RelayState::Approved,
-            (OutcomeStatus::ApprovedOffline, _) => RelayState::Stored,
-            (_, None) => RelayState::Closed,
-            (_, Some(RelayState::Approved | RelayState::Sending | RelayState::Unknown)) => {
-                RelayState::ReversalDue
+        self.write(|tx| {
+            let cur: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT state, pos_status FROM txns WHERE reference = ?1",
+                    params![outcome.reference.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let cur = match cur {
+                Some((s, told)) => {
+                    let s = RelayState::parse(&s).ok_or(JournalError::Corrupt("state"))?;
+                    let refused_reuse = !outcome.status.is_approved()
+                        && outcome.decline_code.as_deref() == Some(REFERENCE_USED);
+                    if told.is_some() || refused_reuse {
+                        let note = format!("outcome of another attempt with this reference ignored: {}", pos_str(outcome.status));
+                        Self::event(tx, &outcome.reference.0, now, s, &note)?;
+                        return Ok(s);
+                    }
+                    Some(s)
+                }
+                None => None,
+            };
+            let state = match (outcome.status, cur) {
+                // The money's truth stays: a row already being reversed (or reversed) is not
+                // made "approved" by what the POS was told; the report shows the two apart.
+                (
+                    OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved,
+                    Some(
+                        c @ (RelayState::Reversed
+                        | RelayState::ReversalDue
+                        | RelayState::ReversalFailed
+                        | RelayState::NotFound),
+                    ),
+                ) => {
+                    tracing::error!(reference = %outcome.reference, state = %c,
+                        "POS told approved while the journal is reversing the payment");
+                    c
+                }
+                (OutcomeStatus::Approved | OutcomeStatus::PartiallyApproved, _) => RelayState::Approved,
+                (OutcomeStatus::ApprovedOffline, _) => RelayState::Stored,
+                (_, None) => RelayState::Closed,
+                (_, Some(RelayState::Approved | RelayState::Sending | RelayState::Unknown)) => {
+                    RelayState::ReversalDue
+                }
+                (_, Some(c)) => c,
+            };
+            let card = &outcome.card;
+            if cur.is_none() {
+                tx.execute(
+                    "INSERT INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, dialect, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                    params![
+                        outcome.reference.0,
+                        kind_str(outcome.kind),
+                        minor_i64(outcome.amount.minor()),
+                        outcome.amount.currency().alpha,
+                        card.masked_pan,
+                        card.last4,
+                        card.brand,
+                        dialect_str(dialect),
+                        state.as_str(),
+                        now
+                    ],
+                )?;
             }
-            (_, Some(c)) => c,
-        };
-        let card = &outcome.card;
-        if cur.is_none() {
+            let approved = outcome.approved_amount.map(|m| minor_i64(m.minor()));
             tx.execute(
-                "INSERT INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, dialect, state, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                "UPDATE txns SET state = ?2, pos_status = ?3, approved_minor = COALESCE(?4, approved_minor),
+                     gateway_id = COALESCE(gateway_id, ?5), auth_code = COALESCE(auth_code, ?6),
+                     decline_code = COALESCE(decline_code, ?7), reason = COALESCE(?8, reason),
+                     masked_pan = COALESCE(masked_pan, ?9), last4 = COALESCE(last4, ?10), brand = COALESCE(brand, ?11),
+                     icc_data = ?12, updated_at = ?13, claimed_until = 0
+                 WHERE reference = ?1",
                 params![
                     outcome.reference.0,
-                    kind_str(outcome.kind),
-                    minor_i64(outcome.amount.minor()),
-                    outcome.amount.currency().alpha,
+                    state.as_str(),
+                    pos_str(outcome.status),
+                    approved,
+                    outcome.gateway_id,
+                    outcome.auth_code,
+                    outcome.decline_code,
+                    outcome.reason.as_deref().map(short),
                     card.masked_pan,
                     card.last4,
                     card.brand,
-                    dialect_str(dialect),
-                    state.as_str(),
+                    icc,
                     now
                 ],
             )?;
-        }
-        let approved = outcome.approved_amount.map(|m| minor_i64(m.minor()));
-        tx.execute(
-            "UPDATE txns SET state = ?2, pos_status = ?3, approved_minor = COALESCE(?4, approved_minor),
-                 gateway_id = COALESCE(gateway_id, ?5), auth_code = COALESCE(auth_code, ?6),
-                 decline_code = COALESCE(decline_code, ?7), reason = COALESCE(?8, reason),
-                 masked_pan = COALESCE(masked_pan, ?9), last4 = COALESCE(last4, ?10), brand = COALESCE(brand, ?11),
-                 icc_data = ?12, updated_at = ?13
-             WHERE reference = ?1",
-            params![
-                outcome.reference.0,
-                state.as_str(),
-                pos_str(outcome.status),
-                approved,
-                outcome.gateway_id,
-                outcome.auth_code,
-                outcome.decline_code,
-                outcome.reason.as_deref().map(short),
-                card.masked_pan,
-                card.last4,
-                card.brand,
-                icc,
-                now
-            ],
-        )?;
-        let note = format!("pos told: {}", pos_str(outcome.status));
-        Self::event(&tx, &outcome.reference.0, now, state, &note)?;
-        crate::telemetry::metrics::journal_write(|| tx.commit())?;
-        Ok(state)
+            let note = format!("pos told: {}", pos_str(outcome.status));
+            Self::event(tx, &outcome.reference.0, now, state, &note)?;
+            Ok(state)
+        })
     }
 
-    /// Moves a row to `state` with a reason, resetting the backoff when the state changes
-    /// class. Clears the ICC data once a stored sale is forwarded or given up.
-    ///
-    /// # Errors
-    /// [`JournalError`].
-    pub fn set_state(
-        &self,
-        reference: &Reference,
-        state: RelayState,
+    /// The one way a row changes state outside an answer: `from` → `to` inside the caller's
+    /// transaction, releasing any claim. ICC data lives only as long as a stored sale may
+    /// still be forwarded.
+    fn move_row(
+        tx: &rusqlite::Transaction<'_>,
+        reference: &str,
+        from: RelayState,
+        to: RelayState,
         reason: &str,
-    ) -> Result<(), JournalError> {
-        let now = self.now();
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        // ICC data lives only as long as a stored sale may still be forwarded.
+        now: i64,
+    ) -> Result<bool, JournalError> {
         let clear_icc = !matches!(
-            state,
+            to,
             RelayState::Stored | RelayState::Forwarding | RelayState::Escalated
         );
         let n = tx.execute(
-            "UPDATE txns SET state = ?2, reason = ?3, updated_at = ?4,
+            "UPDATE txns SET state = ?2, reason = ?3, updated_at = ?4, claimed_until = 0,
                  auth_attempts = auth_attempts + (CASE WHEN ?2 = 'forwarding' THEN 1 ELSE 0 END),
                  icc_data = CASE WHEN ?5 THEN NULL ELSE icc_data END
-             WHERE reference = ?1",
-            params![reference.0, state.as_str(), short(reason), now, clear_icc],
+             WHERE reference = ?1 AND state = ?6",
+            params![
+                reference,
+                to.as_str(),
+                short(reason),
+                now,
+                clear_icc,
+                from.as_str()
+            ],
         )?;
-        if n == 0 {
-            return Err(JournalError::NotFound);
+        if n == 1 {
+            Self::event(tx, reference, now, to, reason)?;
         }
-        Self::event(&tx, &reference.0, now, state, reason)?;
-        crate::telemetry::metrics::journal_write(|| tx.commit())?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    /// Compare-and-set: moves the row to `to` only if it is in one of `from` now, and says
+    /// whether it moved. No writer overwrites a state it did not read.
+    ///
+    /// # Errors
+    /// [`JournalError::NotFound`] when there is no such row; [`JournalError::Sql`].
+    pub fn transition(
+        &self,
+        reference: &Reference,
+        from: &[RelayState],
+        to: RelayState,
+        reason: &str,
+    ) -> Result<bool, JournalError> {
+        let now = self.now();
+        self.write(|tx| {
+            let cur = current_state(tx, &reference.0)?;
+            if !from.contains(&cur) {
+                return Ok(false);
+            }
+            Self::move_row(tx, &reference.0, cur, to, reason, now)
+        })
+    }
+
+    /// Claims the row for `lease_secs` if it is still in `state` and nobody else holds it:
+    /// a resolver or forwarder sends nothing for a row it has not claimed. The claim ends
+    /// with the row's next state change, or when the lease runs out (a claimant that
+    /// crashed).
+    ///
+    /// # Errors
+    /// [`JournalError::Sql`].
+    ///
+    /// A sale in flight (sent, or answered and waiting for the card or its reversal) or a
+    /// forward in flight holds its row until `min_age` seconds after its last write even if
+    /// its own claim lasts longer: `resolve --min-age-secs 0` is the operator saying that
+    /// nothing runs.
+    pub fn claim(
+        &self,
+        reference: &Reference,
+        state: RelayState,
+        lease_secs: i64,
+        min_age: i64,
+    ) -> Result<bool, JournalError> {
+        let now = self.now();
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE txns SET claimed_until = ?3 WHERE reference = ?1 AND state = ?2
+                   AND (claimed_until <= ?4 OR (state IN ('sending','unknown','approved','forwarding') AND updated_at <= ?5))",
+                params![reference.0, state.as_str(), now.saturating_add(lease_secs.max(1)), now, now.saturating_sub(min_age)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Ends a claim without a state change (the attempt found nothing definite).
+    ///
+    /// # Errors
+    /// [`JournalError::Sql`].
+    pub fn release(&self, reference: &Reference) -> Result<(), JournalError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE txns SET claimed_until = 0 WHERE reference = ?1",
+                params![reference.0],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Claims a stored sale for forwarding: `stored` → `forwarding` as one compare-and-set,
+    /// so of two forwarders (a background pass and a manual `resolve`, or two lanes starting)
+    /// exactly one sends it.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn claim_forward(&self, reference: &Reference) -> Result<bool, JournalError> {
+        let now = self.now();
+        self.write(|tx| {
+            let moved = Self::move_row(
+                tx,
+                &reference.0,
+                RelayState::Stored,
+                RelayState::Forwarding,
+                "forwarding stored sale",
+                now,
+            )?;
+            // In flight until its answer is recorded: no resolver looks it up meanwhile.
+            tx.execute(
+                "UPDATE txns SET claimed_until = ?2 WHERE reference = ?1 AND state = 'forwarding'",
+                params![reference.0, now.saturating_add(self.in_flight())],
+            )?;
+            Ok(moved)
+        })
     }
 
     /// Sets the gateway id when it is not known yet.
@@ -763,31 +1096,34 @@ impl Journal {
         gateway_id: &str,
     ) -> Result<(), JournalError> {
         let now = self.now();
-        self.db().execute(
-            "UPDATE txns SET gateway_id = COALESCE(gateway_id, ?2), updated_at = ?3 WHERE reference = ?1",
-            params![reference.0, gateway_id, now],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE txns SET gateway_id = COALESCE(gateway_id, ?2), updated_at = ?3 WHERE reference = ?1",
+                params![reference.0, gateway_id, now],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Counts one resolver attempt and schedules the next one at `next_at`.
+    /// Counts one resolver attempt, schedules the next one at `next_at` and ends the claim.
     ///
     /// # Errors
     /// [`JournalError::Sql`].
     pub fn note_attempt(&self, reference: &Reference, next_at: i64) -> Result<i64, JournalError> {
-        let db = self.db();
-        db.execute(
-            "UPDATE txns SET resolve_attempts = resolve_attempts + 1, next_attempt_at = ?2 WHERE reference = ?1",
-            params![reference.0, next_at],
-        )?;
-        Ok(db
-            .query_row(
-                "SELECT resolve_attempts FROM txns WHERE reference = ?1",
-                params![reference.0],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE txns SET resolve_attempts = resolve_attempts + 1, next_attempt_at = ?2, claimed_until = 0 WHERE reference = ?1",
+                params![reference.0, next_at],
+            )?;
+            Ok(tx
+                .query_row(
+                    "SELECT resolve_attempts FROM txns WHERE reference = ?1",
+                    params![reference.0],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0))
+        })
     }
 
     /// One row.
@@ -846,7 +1182,7 @@ impl Journal {
     pub fn due(&self, now: i64, min_age: i64) -> Result<Vec<Entry>, JournalError> {
         let cutoff = now.saturating_sub(min_age);
         self.select(
-            "next_attempt_at <= ?1 AND updated_at <= ?2 AND (state IN ('sending','unknown','reversal_due','reversal_failed','forwarding')
+            "next_attempt_at <= ?1 AND updated_at <= ?2 AND (claimed_until <= ?1 OR state IN ('sending','unknown','approved','forwarding')) AND (state IN ('sending','unknown','reversal_due','reversal_failed','forwarding')
                OR (state = 'approved' AND pos_status IS NULL))",
             &[&now, &cutoff],
         )
@@ -937,10 +1273,12 @@ impl Journal {
         event_type: Option<&str>,
     ) -> Result<WebhookRecord, JournalError> {
         let now = self.now();
-        let n = self.db().execute(
-            "INSERT OR IGNORE INTO webhook_events(event_id, dialect, reference, gateway_id, event_type, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![short(event_id), dialect_str(dialect), reference, gateway_id, event_type.map(short), now],
-        )?;
+        let n = self.write(|tx| {
+            Ok(tx.execute(
+                "INSERT OR IGNORE INTO webhook_events(event_id, dialect, reference, gateway_id, event_type, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![short(event_id), dialect_str(dialect), reference, gateway_id, event_type.map(short), now],
+            )?)
+        })?;
         Ok(if n == 1 {
             WebhookRecord::New
         } else {
@@ -954,10 +1292,11 @@ impl Journal {
     /// [`JournalError`].
     pub fn note(&self, reference: &Reference, note: &str) -> Result<(), JournalError> {
         let now = self.now();
-        let db = self.db();
-        let state = current_state(&db, &reference.0)?;
-        Self::event(&db, &reference.0, now, state, note)?;
-        Ok(())
+        self.write(|tx| {
+            let state = current_state(tx, &reference.0)?;
+            Self::event(tx, &reference.0, now, state, note)?;
+            Ok(())
+        })
     }
 }
 
@@ -969,7 +1308,25 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    if version < 3 {
+        // Under the write lock, re-read: another process may have migrated meanwhile.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| -> rusqlite::Result<()> {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version < 3 {
+                conn.execute_batch(SCHEMA_V3)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            Ok(())
+        })();
+        match step {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
     }
     Ok(())
 }
@@ -1230,19 +1587,22 @@ mod tests {
             j.get("ref-2").unwrap().unwrap().gateway_id.as_deref(),
             Some("77")
         );
-        // A reversal that found nothing, then a late approval: due again.
-        j.record_reversal(&r.reference, &ReversalResult::NotFound)
-            .unwrap();
+        // A reversal that found nothing after an approval was seen is no answer: still open.
+        assert_eq!(
+            j.record_reversal(&r.reference, &ReversalResult::NotFound)
+                .unwrap(),
+            RelayState::ReversalFailed
+        );
         assert_eq!(
             j.record_authorization(&r.reference, &approved("77", 500))
                 .unwrap(),
-            RelayState::ReversalDue
+            RelayState::ReversalFailed
         );
-        // The POS was told "unresolved": the row stays due.
+        // The POS was told "unresolved": the row stays open.
         let o = outcome("ref-2", OutcomeStatus::Unresolved, 500);
         assert_eq!(
             j.record_outcome(&o, Dialect::Number, None).unwrap(),
-            RelayState::ReversalDue
+            RelayState::ReversalFailed
         );
         clock.advance(1);
         assert_eq!(j.due(j.now(), 0).unwrap().len(), 1);
@@ -1300,8 +1660,14 @@ mod tests {
             .unwrap();
         assert_eq!(j.icc_data("ref-6").unwrap(), None);
         // Forwarded: the ICC data goes.
-        j.set_state(&Reference("ref-5".into()), RelayState::Forwarded, "ok")
-            .unwrap();
+        assert!(j
+            .transition(
+                &Reference("ref-5".into()),
+                &[RelayState::Stored],
+                RelayState::Forwarded,
+                "ok"
+            )
+            .unwrap());
         assert_eq!(j.icc_data("ref-5").unwrap(), None);
         let _ = std::fs::remove_file(&p);
     }

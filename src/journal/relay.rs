@@ -37,6 +37,8 @@ impl Relay {
             let _ = std::fs::create_dir_all(dir);
         }
         let journal = Arc::new(Journal::open(path)?);
+        journal.set_in_flight(policy.min_age_secs);
+        journal.set_processing_window(policy.processing_window_secs);
         Ok(Relay {
             gateway: Arc::new(JournaledGateway::new(inner, journal)),
             saf,

@@ -22,7 +22,7 @@ use crate::gateway::{Gateway, StatusResult, TxnState};
 use emvbridge_core::money::Money;
 use emvbridge_core::txn::host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference, ReversalReason,
-    ReversalRequest, ReversalResult,
+    ReversalRequest,
 };
 
 /// Resolver policy.
@@ -31,7 +31,7 @@ use emvbridge_core::txn::host::{
 pub struct ResolverPolicy {
     /// Attempts per row before it is escalated.
     pub max_attempts: u32,
-    /// First backoff, seconds; doubles per attempt.
+    /// First backoff, seconds; doubles per attempt, with up to a quarter added as jitter.
     pub backoff_secs: i64,
     /// Longest backoff, seconds.
     pub max_backoff_secs: i64,
@@ -40,6 +40,12 @@ pub struct ResolverPolicy {
     pub min_age_secs: i64,
     /// Pause between background passes, seconds.
     pub interval_secs: u64,
+    /// How long a claim on a row lasts, seconds: longer than one resolution (lookups and a
+    /// reversal); a resolver that crashed holding a row frees it after this.
+    pub lease_secs: i64,
+    /// How long after a request the gateway may still process it, seconds: a lookup that
+    /// finds nothing before then is asked again, never taken as "nothing moved".
+    pub processing_window_secs: i64,
 }
 
 impl Default for ResolverPolicy {
@@ -50,6 +56,8 @@ impl Default for ResolverPolicy {
             max_backoff_secs: 3600,
             min_age_secs: 300,
             interval_secs: 30,
+            lease_secs: 300,
+            processing_window_secs: super::DEFAULT_PROCESSING_WINDOW_SECS,
         }
     }
 }
@@ -61,6 +69,18 @@ impl ResolverPolicy {
             .max(1)
             .saturating_mul(1i64 << shift)
             .min(self.max_backoff_secs.max(1))
+    }
+
+    /// The backoff plus jitter (up to a quarter more) derived from the reference, so that
+    /// rows failing together are not all asked again in the same second, and a run is
+    /// reproducible.
+    fn backoff_jittered(&self, reference: &str, attempts: i64) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let base = self.backoff(attempts);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (reference, attempts).hash(&mut h);
+        let spread = (base / 4).max(1);
+        base + i64::try_from(h.finish() % spread.unsigned_abs()).unwrap_or(0)
     }
 }
 
@@ -87,7 +107,7 @@ impl SafLimits {
     /// [`JournalError`] reading the stored totals.
     pub fn allows(
         &self,
-        journal: &Journal,
+        journal: &Arc<Journal>,
         kind: AuthKind,
         amount: Money,
     ) -> Result<bool, JournalError> {
@@ -112,6 +132,15 @@ pub struct PassReport {
     pub forward_declined: Vec<String>,
 }
 
+/// A journal call on a blocking thread ([`Journal::blocking`]); the listed variables are
+/// cloned into it.
+macro_rules! db {
+    ($journal:expr, [$($v:ident),*], $j:ident => $body:expr) => {{
+        $(let $v = $v.clone();)*
+        $journal.blocking(move |$j| $body).await
+    }};
+}
+
 fn reference(e: &Entry) -> Reference {
     Reference(e.reference.clone())
 }
@@ -122,38 +151,45 @@ fn amount(e: &Entry) -> Option<Money> {
 }
 
 /// One pass over the rows that need resolution, through `gateway` (only rows of its
-/// dialect). `now` is Unix seconds.
+/// dialect). `now` is Unix seconds. Each row is claimed first; a row another resolver holds
+/// (or that changed since it was read) is skipped.
 ///
 /// # Errors
 /// [`JournalError`] when the journal cannot be read or written.
 pub async fn resolve_once(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     policy: &ResolverPolicy,
     now: i64,
 ) -> Result<PassReport, JournalError> {
+    journal.set_processing_window(policy.processing_window_secs);
     let mut report = PassReport::default();
     let dialect = super::dialect_str(gateway.dialect());
-    for e in journal.due(now, policy.min_age_secs)? {
+    let min_age = policy.min_age_secs;
+    for e in db!(journal, [], j => j.due(now, min_age))? {
         if e.dialect != dialect {
             continue;
         }
         let r = reference(&e);
+        let (state, lease) = (e.state, policy.lease_secs);
+        if !db!(journal, [r], j => j.claim(&r, state, lease, min_age))? {
+            continue;
+        }
         let settled = match e.state {
-            // Approved by the gateway and told to the POS: nothing to do (the query excludes
-            // it; kept as a guard — never reverse what the card completed).
-            _ if e.pos_approved() && e.state != RelayState::Forwarding => {
-                journal.set_state(&r, RelayState::Approved, "approved and completed")?;
+            RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
+            RelayState::Approved if e.pos_approved() => {
+                // Guard: never reverse what the card completed (the query excludes it).
+                db!(journal, [r], j => j.release(&r))?;
                 Some(RelayState::Approved)
             }
-            RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
             RelayState::Approved => {
                 // Approved at the gateway, never told to the POS (crash): reverse.
                 reverse(journal, gateway, &e, ReversalReason::NoCardResponse).await?
             }
             RelayState::Sending | RelayState::Unknown => {
-                resolve_unknown(journal, gateway, &e).await?
+                resolve_unknown(journal, gateway, &e, now).await?
             }
+            // Due, or asked for by the POS: made until the gateway confirms.
             RelayState::ReversalDue | RelayState::ReversalFailed => {
                 reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await?
             }
@@ -163,15 +199,24 @@ pub async fn resolve_once(
             Some(s) => report.settled.push((e.reference.clone(), s)),
             None => {
                 let attempts = e.resolve_attempts + 1;
-                journal.note_attempt(&r, now.saturating_add(policy.backoff(attempts)))?;
-                if attempts >= i64::from(policy.max_attempts) {
+                let next = now.saturating_add(policy.backoff_jittered(&e.reference, attempts));
+                db!(journal, [r], j => j.note_attempt(&r, next))?;
+                let window_open = now < e.created_at.saturating_add(policy.processing_window_secs);
+                if attempts >= i64::from(policy.max_attempts) && !window_open {
                     tracing::error!(reference = %e.reference, dialect = %e.dialect, state = %e.state, attempts,
                         "RESOLVER GAVE UP: transaction could not be resolved; needs an operator");
-                    journal.set_state(
-                        &r,
-                        RelayState::Escalated,
-                        &format!("gave up after {attempts} attempts in state {}", e.state),
-                    )?;
+                    db!(journal, [r], j => {
+                        let cur = j.get(&r.0)?.map(|x| x.state);
+                        if let Some(cur) = cur.filter(|c| c.needs_resolution()) {
+                            j.transition(
+                                &r,
+                                &[cur],
+                                RelayState::Escalated,
+                                &format!("gave up after {attempts} attempts in state {cur}"),
+                            )?;
+                        }
+                        Ok(())
+                    })?;
                     report.escalated.push(e.reference.clone());
                 } else {
                     report.retry.push(e.reference.clone());
@@ -179,44 +224,127 @@ pub async fn resolve_once(
             }
         }
     }
+    resolve_ops(journal, gateway, policy, now, &mut report).await?;
     Ok(report)
 }
 
-/// `sending`/`unknown`: look it up; declined or absent settles it; found approved and never
-/// told to the POS as approved: reverse.
+/// Follow-ups (refund, void, capture) whose answer was lost: looked up by their own
+/// reference, never re-sent.
+async fn resolve_ops(
+    journal: &Arc<Journal>,
+    gateway: &dyn Gateway,
+    policy: &ResolverPolicy,
+    now: i64,
+    report: &mut PassReport,
+) -> Result<(), JournalError> {
+    let dialect = super::dialect_str(gateway.dialect());
+    let min_age = policy.min_age_secs;
+    for op in db!(journal, [], j => j.open_ops(now, min_age))? {
+        if op.dialect != dialect {
+            continue;
+        }
+        let r = Reference(op.reference.clone());
+        let next = now.saturating_add(policy.backoff_jittered(&op.reference, 1));
+        match gateway.status(&r, None).await {
+            StatusResult::Found(t)
+                if t.state != TxnState::Pending && t.state != TxnState::Declined =>
+            {
+                let done = crate::gateway::OpResult::Done {
+                    gateway_id: t.gateway_id,
+                };
+                let s = db!(journal, [r], j => j.record_op(&r, &done))?;
+                report.settled.push((op.reference.clone(), settled_op(s)));
+            }
+            StatusResult::Found(t) if t.state == TxnState::Declined => {
+                let refused = crate::gateway::OpResult::Refused {
+                    code: None,
+                    reason: "declined (by lookup)".into(),
+                };
+                let s = db!(journal, [r], j => j.record_op(&r, &refused))?;
+                report.settled.push((op.reference.clone(), settled_op(s)));
+            }
+            StatusResult::NotFound => match db!(journal, [r], j => j.settle_op(&r, true, next))? {
+                super::ops::OpState::NotProcessed => report
+                    .settled
+                    .push((op.reference.clone(), RelayState::NotFound)),
+                _ => report.retry.push(op.reference.clone()),
+            },
+            _ => {
+                db!(journal, [r], j => j.settle_op(&r, false, next))?;
+                report.retry.push(op.reference.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn settled_op(s: super::ops::OpState) -> RelayState {
+    match s {
+        super::ops::OpState::Done => RelayState::Approved,
+        super::ops::OpState::Refused | super::ops::OpState::NotProcessed => RelayState::Declined,
+        _ => RelayState::Unknown,
+    }
+}
+
+/// `sending`/`unknown`: look it up; declined settles it; absent settles it once the
+/// gateway's processing window has closed (before that, absent is no answer); found approved
+/// and never told to the POS as approved: reverse.
 async fn resolve_unknown(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
+    now: i64,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
+    let from = [e.state];
     match gateway.status(&r, e.gateway_id.as_deref()).await {
+        StatusResult::NotFound
+            if now < e.created_at.saturating_add(journal.processing_window()) =>
+        {
+            db!(journal, [r], j => j.note(&r, "status: not found yet; the gateway may still process it"))?;
+            Ok(None)
+        }
         StatusResult::NotFound => {
-            journal.set_state(&r, RelayState::NotFound, "status: not found")?;
-            Ok(Some(RelayState::NotFound))
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::NotFound,
+                "status: not found after the processing window",
+            )
+            .await
         }
         StatusResult::Unknown { reason } => {
-            journal.note(&r, &format!("status lookup failed: {reason}"))?;
+            db!(journal, [r], j => j.note(&r, &format!("status lookup failed: {reason}")))?;
             Ok(None)
         }
         StatusResult::Found(t) => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             match t.state {
                 TxnState::Declined => {
-                    journal.set_state(&r, RelayState::Declined, "status: declined")?;
-                    Ok(Some(RelayState::Declined))
+                    settle(journal, &r, &from, RelayState::Declined, "status: declined").await
                 }
                 TxnState::Voided | TxnState::Refunded => {
-                    journal.set_state(&r, RelayState::Reversed, "status: already reversed")?;
-                    Ok(Some(RelayState::Reversed))
+                    settle(
+                        journal,
+                        &r,
+                        &from,
+                        RelayState::Reversed,
+                        "status: already reversed",
+                    )
+                    .await
                 }
                 TxnState::Pending => {
-                    journal.note(&r, "status: pending")?;
+                    db!(journal, [r], j => j.note(&r, "status: pending"))?;
                     Ok(None)
                 }
                 TxnState::Approved => {
                     let mut e = e.clone();
                     e.gateway_id = Some(t.gateway_id.clone());
+                    if let Some(a) = t.amount {
+                        e.approved_minor = Some(i64::try_from(a.minor()).unwrap_or(i64::MAX));
+                    }
                     reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await
                 }
             }
@@ -224,15 +352,27 @@ async fn resolve_unknown(
     }
 }
 
+/// A compare-and-set that settles a claimed row; `None` (try again) if it moved meanwhile.
+async fn settle(
+    journal: &Arc<Journal>,
+    r: &Reference,
+    from: &[RelayState],
+    to: RelayState,
+    why: &'static str,
+) -> Result<Option<RelayState>, JournalError> {
+    let from = from.to_vec();
+    Ok(db!(journal, [r], j => j.transition(&r, &from, to, why))?.then_some(to))
+}
+
 async fn reverse(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
     reason: ReversalReason,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
     let Some(amount) = amount(e) else {
-        journal.note(&r, "amount or currency unreadable; cannot reverse")?;
+        db!(journal, [r], j => j.note(&r, "amount or currency unreadable; cannot reverse"))?;
         return Ok(None);
     };
     let req = ReversalRequest {
@@ -241,74 +381,105 @@ async fn reverse(
         amount,
         reason,
     };
-    journal.begin_reversal(&req, gateway.dialect())?;
-    let result = gateway.reverse(&req).await;
-    let state = journal.record_reversal(&r, &result)?;
+    let dialect = gateway.dialect();
+    if !db!(journal, [req], j => j.begin_reversal(&req, dialect))? {
+        let cur = db!(journal, [r], j => j.get(&r.0))?.map(|x| x.state);
+        return Ok(cur.filter(|c| *c == RelayState::Reversed));
+    }
+    let result = match super::ops::refund_rest(journal, gateway, e).await? {
+        Some(r) => r,
+        None => gateway.reverse(&req).await,
+    };
+    let state = db!(journal, [r, result], j => j.record_reversal(&r, &result))?;
     tracing::info!(reference = %e.reference, state = %state, "resolver: reversal");
-    Ok(match result {
-        ReversalResult::Reversed | ReversalResult::NotFound => Some(state),
-        ReversalResult::Failed { .. } => None,
+    Ok(match state {
+        RelayState::Reversed | RelayState::NotFound => Some(state),
+        _ => None,
     })
 }
 
 /// A forward whose answer was lost: look it up.
 async fn resolve_forwarding(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     e: &Entry,
 ) -> Result<Option<RelayState>, JournalError> {
     let r = reference(e);
+    let from = [RelayState::Forwarding];
     match gateway.status(&r, e.gateway_id.as_deref()).await {
-        StatusResult::NotFound => {
-            journal.set_state(&r, RelayState::Stored, "forward not received; stored again")?;
-            Ok(Some(RelayState::Stored))
+        StatusResult::NotFound
+            if e.updated_at.saturating_add(journal.processing_window()) <= journal.now() =>
+        {
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::Stored,
+                "forward not received; stored again",
+            )
+            .await
         }
         StatusResult::Found(t) if t.state == TxnState::Approved => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
-            journal.set_state(&r, RelayState::Forwarded, "forward approved (by lookup)")?;
-            Ok(Some(RelayState::Forwarded))
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
+            settle(
+                journal,
+                &r,
+                &from,
+                RelayState::Forwarded,
+                "forward approved (by lookup)",
+            )
+            .await
         }
         StatusResult::Found(t) if t.state != TxnState::Pending => {
-            journal.note_gateway_id(&r, &t.gateway_id)?;
+            let gid = t.gateway_id.clone();
+            db!(journal, [r], j => j.note_gateway_id(&r, &gid))?;
             tracing::error!(reference = %e.reference, "STORED SALE DECLINED ON FORWARD: the merchant approved it offline");
-            journal.set_state(
+            settle(
+                journal,
                 &r,
+                &from,
                 RelayState::ForwardDeclined,
                 "forward declined (by lookup)",
-            )?;
-            Ok(Some(RelayState::ForwardDeclined))
+            )
+            .await
         }
         _ => Ok(None),
     }
 }
 
-/// Forwards every stored sale of `gateway`'s dialect: replays the stored authorization with
-/// the same reference (so the gateway's idempotency applies) and records the result.
+/// Forwards every stored sale of `gateway`'s dialect: claims it (`stored` → `forwarding`,
+/// one compare-and-set: of two forwarders exactly one sends it), replays the stored
+/// authorization with the same reference (so the gateway's idempotency applies) and records
+/// the result.
 ///
 /// # Errors
 /// [`JournalError`].
 pub async fn forward_once(
-    journal: &Journal,
+    journal: &Arc<Journal>,
     gateway: &dyn Gateway,
     policy: &ResolverPolicy,
     now: i64,
 ) -> Result<PassReport, JournalError> {
+    journal.set_processing_window(policy.processing_window_secs);
     let mut report = PassReport::default();
     let dialect = super::dialect_str(gateway.dialect());
-    for e in journal.stored(now)? {
+    for e in db!(journal, [], j => j.stored(now))? {
         if e.dialect != dialect {
             continue;
         }
         let r = reference(&e);
-        let icc = journal.icc_data(&e.reference)?;
+        let icc = db!(journal, [r], j => j.icc_data(&r.0))?;
         let (Some(icc), Some(amount)) = (icc, amount(&e)) else {
             tracing::error!(reference = %e.reference, "STORED SALE CANNOT BE FORWARDED: no online data was kept");
-            journal.set_state(
+            if db!(journal, [r], j => j.transition(
                 &r,
+                &[RelayState::Stored],
                 RelayState::Escalated,
                 "stored without icc data; cannot forward",
-            )?;
-            report.escalated.push(e.reference.clone());
+            ))? {
+                report.escalated.push(e.reference.clone());
+            }
             continue;
         };
         let Ok(zero) = amount.with_minor(0) else {
@@ -328,9 +499,12 @@ pub async fn forward_once(
             original_gateway_id: None,
             online_pin: None,
         };
-        journal.set_state(&r, RelayState::Forwarding, "forwarding stored sale")?;
+        if !db!(journal, [r], j => j.claim_forward(&r))? {
+            // Another forwarder has it.
+            continue;
+        }
         let result = gateway.authorize(&req).await;
-        let state = journal.record_authorization(&r, &result)?;
+        let state = db!(journal, [r, result], j => j.record_authorization(&r, &result))?;
         match (&result, state) {
             (_, RelayState::Forwarded) => report.settled.push((e.reference.clone(), state)),
             (_, RelayState::ForwardDeclined) => {
@@ -338,11 +512,9 @@ pub async fn forward_once(
                 report.forward_declined.push(e.reference.clone());
             }
             (AuthorizationResult::Unavailable { .. }, _) => {
-                let attempts = journal.note_attempt(
-                    &r,
-                    now.saturating_add(policy.backoff(e.resolve_attempts + 1)),
-                )?;
-                let _ = attempts;
+                let next = now
+                    .saturating_add(policy.backoff_jittered(&e.reference, e.resolve_attempts + 1));
+                db!(journal, [r], j => j.note_attempt(&r, next))?;
                 report.retry.push(e.reference.clone());
             }
             _ => report.retry.push(e.reference.clone()),
@@ -412,6 +584,9 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let p = ResolverPolicy::default();
+        let j = p.backoff_jittered("r1", 1);
+        assert!((60..=75).contains(&j), "{j}");
+        assert_eq!(j, p.backoff_jittered("r1", 1), "reproducible");
         assert_eq!(p.backoff(0), 30);
         assert_eq!(p.backoff(1), 60);
         assert_eq!(p.backoff(3), 240);

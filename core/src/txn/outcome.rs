@@ -22,10 +22,13 @@ pub enum OutcomeStatus {
     Declined,
     /// Cancelled before anything was approved.
     Cancelled,
-    /// Something may have been approved and was reversed: no money moved.
+    /// Something may have been approved and the gateway confirmed it is undone (voided, or
+    /// refunded in full), or it confirmed after its processing window that it has nothing:
+    /// nothing is held.
     Reversed,
-    /// A reversal was due and is not confirmed: the resolver keeps trying; the POS must treat
-    /// the payment as not made.
+    /// A reversal was due and is not confirmed — refused, unanswered, or "not found" while
+    /// the gateway may still process the request: the resolver keeps asking and reversing;
+    /// the POS must treat the payment as not made.
     Unresolved,
     /// The reader failed (error status, protocol error, vanished) before anything was
     /// approved: no money moved.
