@@ -71,7 +71,7 @@ pub enum ConfigError {
     #[error("secrets file line {0} is not KEY=VALUE")]
     SecretsLine(usize),
     /// The gateway settings are incomplete or invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Gateway(#[from] crate::gateway::ConfigError),
     /// A layered value has the wrong type or names an unknown setting.
     #[error("invalid configuration: {0}")]

@@ -56,9 +56,12 @@ fn production_config(dir: &Path, gw: &SandboxHandle) -> PathBuf {
     write_private(
         &secrets,
         &format!(
-            "API_KEY={}\nORGANIZATION_ID={}\nPAI_WEBHOOK_SECRET=whsec_test\n",
+            "API_KEY={}\nORGANIZATION_ID={}\nWEBSITE_ID={}\nCUSTOMER_ID={}\n\
+             PAI_WEBHOOK_SECRET=whsec_test\nPAI_EMV_EXTENSION=on\n",
             defaults.pai.stage_credential(),
-            defaults.pai.organization_id
+            defaults.pai.organization_id,
+            defaults.pai.website_id,
+            defaults.pai.customer_id
         ),
     );
     let config = dir.join("emvbridge.toml");

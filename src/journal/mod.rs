@@ -539,7 +539,10 @@ impl Journal {
             return f(self);
         }
         let j = self.clone();
-        match tokio::task::spawn_blocking(move || f(&j)).await {
+        // The caller's span goes with the work, so journal writes stay children of their
+        // transaction in logs and traces.
+        let span = tracing::Span::current();
+        match tokio::task::spawn_blocking(move || span.in_scope(|| f(&j))).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "journal task failed");
