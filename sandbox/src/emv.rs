@@ -2,8 +2,10 @@
 //! forwards, verify its ARQC with the simulator's issuer keys, and build the issuer response
 //! TLV (`8A`, `91`, `71`/`72`).
 
+use emvbridge_protocol::emv::Track2;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_sim::issuer::{self, IssuerError, VerifiedArqc};
+use emvbridge_sim::sred;
 
 /// Tags the ARQC data set must carry (EMV Book 2 §8.1.1 minimum set + CID, IAD, ARQC).
 const REQUIRED: [u32; 13] = [
@@ -25,6 +27,17 @@ pub enum EmvReject {
     /// `9F02` differs from the requested amount.
     #[error("9f02 does not match the amount")]
     AmountMismatch,
+    /// A stripe read whose enciphered track is missing, undecipherable or malformed
+    /// (PAN fails Luhn, impossible expiry, bad service code).
+    #[error("track data unusable")]
+    BadTrack,
+    /// The masked PAN the reader showed is not the enciphered track's.
+    #[error("masked pan does not match the track")]
+    PanMismatch,
+    /// A chip card (service code 2xx/6xx) read by its stripe without a chip failure
+    /// (entry mode 90 rather than fallback 80).
+    #[error("chip card read by stripe without fallback")]
+    ChipCardSwiped,
 }
 
 impl EmvReject {
@@ -35,6 +48,9 @@ impl EmvReject {
             EmvReject::MissingTag(_) => 7002,
             EmvReject::NotArqc => 7003,
             EmvReject::AmountMismatch => 7004,
+            EmvReject::BadTrack => 7005,
+            EmvReject::PanMismatch => 7006,
+            EmvReject::ChipCardSwiped => 7007,
         }
     }
 }
@@ -95,6 +111,77 @@ pub fn precheck(icc: &[u8], amount_minor: Option<i64>) -> Result<i64, EmvReject>
         Some(a) if a != amt => Err(EmvReject::AmountMismatch),
         _ => Ok(amt),
     }
+}
+
+/// POS entry modes (`9F39`) of a stripe read: 90 swipe, 80 fallback after a chip failure,
+/// 91 contactless magstripe (MSD), 02 stripe without track-2 assurance.
+const STRIPE_ENTRY_MODES: [u8; 4] = [0x90, 0x80, 0x91, 0x02];
+
+/// Whether the data set is a stripe read: a magnetic-stripe entry mode and no cryptogram.
+/// Such a read is authorized on its track, not an ARQC.
+pub fn is_stripe(icc: &[u8]) -> bool {
+    let mode = tlv::find(icc, Tag(0x9F39)).and_then(|t| t.value().first().copied());
+    matches!(mode, Some(m) if STRIPE_ENTRY_MODES.contains(&m))
+        && tlv::find(icc, Tag(0x9F26)).is_none()
+}
+
+/// What the issuer learns from a stripe read. `pan` is clear (the sandbox is the issuer);
+/// it never leaves this process except as last four / brand.
+pub struct Swiped {
+    /// The clear PAN from the deciphered track 2.
+    pub pan: String,
+    /// Expiry `(month, year)` from the track.
+    pub expiry: (u32, u32),
+}
+
+/// Authorizes a stripe read: the reader's SRED container (`FF7F`) is deciphered with the
+/// simulator's test BDK (as the acquirer's HSM would), its track 2 checked (Luhn PAN,
+/// expiry month, service code), and the masked track the reader showed (`DFDB06`) must be
+/// that PAN's first six / last four. `9F02`, when present, must equal `amount_minor`.
+///
+/// # Errors
+/// [`EmvReject`]: the first check that fails.
+pub fn stripe(icc: &[u8], amount_minor: Option<i64>) -> Result<Swiped, EmvReject> {
+    if icc.is_empty() || icc.len() > issuer::MAX_ICC_DATA_LEN || !walk_ok(icc, 0) {
+        return Err(EmvReject::NotTlv);
+    }
+    if let (Some(want), Some(t)) = (amount_minor, tlv::find(icc, Tag(0x9F02))) {
+        if bcd_amount(t.value()) != Some(want) {
+            return Err(EmvReject::AmountMismatch);
+        }
+    }
+    let ff7f = tlv::find(icc, Tag(0xFF7F)).ok_or(EmvReject::MissingTag(0xFF7F))?;
+    let clear = sred::decrypt(ff7f.value()).map_err(|_| EmvReject::BadTrack)?;
+    let track = Track2::from_bcd(&clear.track2).map_err(|_| EmvReject::BadTrack)?;
+    let pan = track.pan();
+    let (yy, mm) = track.expiry();
+    let sc = track.service_code().0;
+    if pan.is_empty() || !pan.luhn_valid() || !(1..=12).contains(&mm) || !matches!(sc[0], 1..=7 | 9)
+    {
+        return Err(EmvReject::BadTrack);
+    }
+    let masked = tlv::find(icc, Tag::VIPA_MASKED_TRACK2)
+        .ok_or(EmvReject::MissingTag(Tag::VIPA_MASKED_TRACK2.0))?;
+    let masked: String = String::from_utf8_lossy(masked.value())
+        .trim_start_matches(';')
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '*')
+        .collect();
+    let digits = pan.reveal();
+    if masked.len() != digits.len()
+        || !masked.starts_with(pan.bin())
+        || !masked.ends_with(pan.last4())
+    {
+        return Err(EmvReject::PanMismatch);
+    }
+    let mode = tlv::find(icc, Tag(0x9F39)).and_then(|t| t.value().first().copied());
+    if matches!(sc[0], 2 | 6) && mode == Some(0x90) {
+        return Err(EmvReject::ChipCardSwiped);
+    }
+    Ok(Swiped {
+        pan: digits.to_owned(),
+        expiry: (u32::from(mm), 2000 + u32::from(yy)),
+    })
 }
 
 /// Result of the issuer check.
