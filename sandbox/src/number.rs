@@ -325,7 +325,7 @@ fn sale(
                 Ok(icc) => icc,
                 Err(e) => return Exec::reply(aspen_error(name, e.err_code(), &e.to_string())),
             };
-            if emv::is_stripe(&icc) {
+            let entry = if emv::is_stripe(&icc) {
                 // [EXT] a stripe read: authorized on its enciphered track, no ARQC.
                 match emv::stripe(&icc, Some(amount)) {
                     Ok(s) => {
@@ -350,7 +350,17 @@ fn sale(
                     }
                 }
                 Entry::Emv
+            };
+            // [EXT] the online PIN, as the reader enciphered it.
+            if let Some(p) = &pan {
+                let field = |k: &str| body.get(k).and_then(Value::as_str);
+                match emv::pin_check(&icc, p, field("PinBlock"), field("PinKsn")) {
+                    Ok(emv::PinCheck::Failed) => emv_decline = Some(("55", "incorrect pin")),
+                    Ok(_) => {}
+                    Err(e) => return Exec::reply(aspen_error(name, e.err_code(), &e.to_string())),
+                }
             }
+            entry
         }
         "/CardSale/CardPresent" => {
             let track = body

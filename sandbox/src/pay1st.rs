@@ -452,6 +452,15 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     Some(FaultAction::AspenError { code }) => Some(Forced::GatewayError(*code)),
                     _ => None,
                 };
+                // [EXT] the online PIN, as the reader enciphered it: a wrong one is an
+                // issuer decline `55`.
+                let emv_field =
+                    |k: &str| body.pointer(&format!("/emv/{k}")).and_then(Value::as_str);
+                let pin_check = |icc: &[u8], pan: &str| {
+                    emv::pin_check(icc, pan, emv_field("pinBlock"), emv_field("ksn")).map(|p| {
+                        (p == emv::PinCheck::Failed).then(|| Forced::Decline(Code::new("55")))
+                    })
+                };
                 let (o, v) = if stripe {
                     // [EXT] a stripe read: authorized on its enciphered track, no ARQC.
                     let s = match emv::stripe(&icc, Some(amount)) {
@@ -460,13 +469,17 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     };
                     t.pan_last4 = Some(last4(&s.pan));
                     t.brand = Some(brand_of(&s.pan).to_owned());
+                    let pin = match pin_check(&icc, &s.pan) {
+                        Ok(p) => p,
+                        Err(e) => return invalid(e),
+                    };
                     let o = outcome::resolve(&ResolveInput {
                         dialect: Some(Dialect::Pay1st),
                         pan: Some(&s.pan),
                         expiry: Some(s.expiry),
                         amount_minor: amount,
                         emv: false,
-                        forced,
+                        forced: forced.or(pin),
                         ..Default::default()
                     });
                     (o, None)
@@ -475,12 +488,16 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                         Verdict::Verified(v) => {
                             t.pan_last4 = Some(last4(v.pan.reveal()));
                             t.brand = Some(brand_of(v.pan.reveal()).to_owned());
+                            let pin = match pin_check(&icc, v.pan.reveal()) {
+                                Ok(p) => p,
+                                Err(e) => return invalid(e),
+                            };
                             let o = outcome::resolve(&ResolveInput {
                                 dialect: Some(Dialect::Pay1st),
                                 pan: Some(v.pan.reveal()),
                                 amount_minor: amount,
                                 emv: true,
-                                forced,
+                                forced: forced.or(pin),
                                 ..Default::default()
                             });
                             (o, Some(v))

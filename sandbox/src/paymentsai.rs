@@ -958,6 +958,15 @@ fn sale(
             }
             entry = Entry::Emv;
         }
+        // [EXT] the online PIN, as the reader enciphered it.
+        if let Some(cd) = &card {
+            let field = |k: &str| e.get(k).and_then(Value::as_str);
+            match emv::pin_check(&icc, &cd.pan, field("pinBlock"), field("ksn")) {
+                Ok(emv::PinCheck::Failed) => emv_decline = Some("55"),
+                Ok(_) => {}
+                Err(err) => return invalid(err),
+            }
+        }
     } else if let Some(tok) = pi.get("token").and_then(Value::as_str) {
         let Some(cd) = c.pai.tokens.remove(tok) else {
             return Exec::reply(error(

@@ -29,8 +29,8 @@ use super::ops::{
 };
 use super::sign::hmac_sha256_hex;
 use super::wire::{
-    arc_of, decimal_json, issuer_from_tlv, parse_decimal, screen, short, Exchange, HttpRequest,
-    Screened,
+    arc_of, decimal_json, issuer_from_tlv, parse_decimal, pin_hex, screen, short, Exchange,
+    HttpRequest, Screened,
 };
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
 
@@ -355,6 +355,12 @@ struct EmvSale<'a> {
     purch: PurchItems<'a>,
     #[serde(rename = "IsAuthOnly")]
     is_auth_only: bool,
+    /// \[EXT\] the enciphered online PIN block (hex): Number defines no PIN field.
+    #[serde(rename = "PinBlock", skip_serializing_if = "Option::is_none")]
+    pin_block: Option<String>,
+    /// \[EXT\] the PIN block's DUKPT key serial number (hex).
+    #[serde(rename = "PinKsn", skip_serializing_if = "Option::is_none")]
+    pin_ksn: Option<String>,
 }
 
 /// Whether a reference can be a `ClientRefID` and a quoted query value: the query grammar
@@ -398,6 +404,7 @@ pub fn emv_sale_request(
     if !query_safe(&req.reference) {
         return Err(refuse("number: reference not usable as ClientRefID"));
     }
+    let (pin_block, pin_ksn) = pin_hex(req).unzip();
     let body = EmvSale {
         emv_tags: hex::encode_upper(&req.icc_data),
         amounts: Amounts {
@@ -410,6 +417,8 @@ pub fn emv_sale_request(
             client_ref: &req.reference.0,
         },
         is_auth_only: req.kind == AuthKind::PreAuth,
+        pin_block,
+        pin_ksn,
     };
     let body = serde_json::to_vec(&body).map_err(|_| refuse("number: cannot encode"))?;
     Ok(with_sesskey(

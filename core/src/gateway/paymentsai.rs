@@ -32,7 +32,9 @@ use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
 use super::ops::{
     CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest,
 };
-use super::wire::{arc_of, decimal_json, parse_decimal, pct, screen, short, Exchange, HttpRequest};
+use super::wire::{
+    arc_of, decimal_json, parse_decimal, pct, pin_hex, screen, short, Exchange, HttpRequest,
+};
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
@@ -149,6 +151,12 @@ struct Emv<'a> {
     icc_data: String,
     #[serde(rename = "entryMode")]
     entry_mode: &'a str,
+    /// \[EXT\] the enciphered online PIN block (hex): the definitions have no PIN field.
+    #[serde(rename = "pinBlock", skip_serializing_if = "Option::is_none")]
+    pin_block: Option<String>,
+    /// \[EXT\] the PIN block's DUKPT key serial number (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ksn: Option<String>,
 }
 
 /// `paymentInstruction`: Rebilly's "Payment instrument" form, or the \[EXT\] EMV data.
@@ -221,6 +229,7 @@ pub fn authorize_request(
             "paymentsai: no card-present instruction without the EMV extension (PAI_EMV_EXTENSION)",
         );
     }
+    let (pin_block, ksn) = pin_hex(req).unzip();
     let body = TxnBody {
         kind,
         website_id: &cfg.website_id,
@@ -234,9 +243,14 @@ pub fn authorize_request(
             entry_mode: match req.entry_mode {
                 EntryMode::Chip => "chip",
                 EntryMode::Contactless => "contactless",
-                // [EXT] the extension defines chip and contactless only.
+                // [EXT] a stripe read (or MSD tap): the reader's masked track and its
+                // SRED-enciphered track (`FF7F`) ride in `iccData`. Rebilly's payment card
+                // takes a clear PAN and expiry, which a SRED reader never gives the bridge,
+                // and no definition has a track field.
                 EntryMode::Swipe => "swipe",
             },
+            pin_block,
+            ksn,
         }),
         metadata: Metadata {
             reference: &req.reference.0,
