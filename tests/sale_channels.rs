@@ -89,7 +89,14 @@ fn heavier_faults_never_leave_money_in_doubt() {
 fn sale_in(dialect: &str, how: &str, card: &str, extra: &[&str]) -> (serde_json::Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_emvbridge"))
         .args(["sale", "--json", "--amount", "12.00", "--card", card])
-        .args(["--present", how, "--dialect", dialect, "--sim-device", "ux301"])
+        .args([
+            "--present",
+            how,
+            "--dialect",
+            dialect,
+            "--sim-device",
+            "ux301",
+        ])
         .args(["--card-timeout-secs", "10", "--final-timeout-secs", "10"])
         .args(extra)
         .output()
@@ -138,7 +145,129 @@ fn a_magstripe_only_card_is_swiped_and_approved_in_every_dialect() {
         let (v, _) = sale_in(dialect, "swipe", "magstripe", &[]);
         assert_eq!(v["status"], "approved", "{dialect}: {v}");
         assert_eq!(v["card"]["entry_mode"], "swipe", "{dialect}: {v}");
-        assert_eq!(v["card"]["masked_pan"], "478825******8291", "{dialect}: {v}");
-        assert!(v["card"]["cryptogram"].is_null(), "{dialect}: no ARQC on a stripe: {v}");
+        assert_eq!(
+            v["card"]["masked_pan"], "478825******8291",
+            "{dialect}: {v}"
+        );
+        assert!(
+            v["card"]["cryptogram"].is_null(),
+            "{dialect}: no ARQC on a stripe: {v}"
+        );
+    }
+}
+
+/// The sandbox gateway's ledger rows for `reference`.
+async fn ledger(gw: &emvbridge_sandbox::SandboxHandle, reference: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        reqwest::get(format!("{}/_sim/ledger?client_ref={reference}", gw.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    v["transactions"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_pin_and_stripe_reach_the_sandbox_in_every_dialect() {
+    // The card's CVM result (9F34 42 03) announces an enciphered online PIN, so the sandbox
+    // declines 55 unless the request carries a PIN block that deciphers to the card's PIN
+    // (`emv::pin_check`): an approval proves the block and its KSN arrived intact.
+    let gw = emvbridge_sandbox::spawn(emvbridge_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
+    let url = gw.url();
+    for (i, dialect) in DIALECTS.into_iter().enumerate() {
+        for (card, how, entry) in [
+            ("online-pin", "insert", "emv"),
+            ("magstripe", "swipe", "swipe"),
+        ] {
+            let reference = format!("chan-{card}-{i}");
+            let args = ["--gateway", url.as_str(), "--reference", reference.as_str()];
+            let (v, _) = tokio::task::spawn_blocking({
+                let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                move || {
+                    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                    sale_in(dialect, how, card, &a)
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(v["status"], "approved", "{dialect}/{card}: {v}");
+            if card == "online-pin" {
+                assert_eq!(v["card"]["cvm"], "ONLINE PIN", "{dialect}: {v}");
+            }
+            let rows = ledger(&gw, &reference).await;
+            let row = rows
+                .first()
+                .unwrap_or_else(|| panic!("{dialect}/{card}: no ledger row"));
+            assert_eq!(row["state"], "approved", "{dialect}/{card}: {row}");
+            assert_eq!(row["entry"], entry, "{dialect}/{card}: {row}");
+            assert_eq!(row["resp_code"], "00", "{dialect}/{card}: {row}");
+        }
+    }
+}
+
+#[test]
+fn track_and_pin_block_never_reach_logs_or_the_journal() {
+    // What must never appear: the magstripe card's clear PAN and track 2 (either separator),
+    // the online-PIN card's PAN, and every PIN block the simulated reader's DUKPT engine can
+    // have produced in these sales (its first 64 transaction counters), in either case.
+    let mut secrets = vec![
+        "4788250000028291".to_owned(),
+        "4788250000028291=3012101".to_owned(),
+        "4788250000028291D3012101".to_owned(),
+        "4005520000000939".to_owned(),
+    ];
+    let pan = emvbridge_protocol::emv::Pan::parse("4005520000000939").unwrap();
+    let mut reader = emvbridge_sim::sred::SredEncryptor::ansi_test();
+    for _ in 0..64 {
+        let (block, _) = reader.pin_block("1234", &pan).unwrap();
+        secrets.push(hex::encode_upper(block));
+        secrets.push(hex::encode(block));
+    }
+    for dialect in DIALECTS {
+        for (card, how) in [("magstripe", "swipe"), ("online-pin", "insert")] {
+            let journal = std::env::temp_dir().join(format!(
+                "emvb-leak-{dialect}-{card}-{}.db",
+                std::process::id()
+            ));
+            let out = Command::new(env!("CARGO_BIN_EXE_emvbridge"))
+                .env("RUST_LOG", "debug")
+                .args(["sale", "--json", "--amount", "12.00", "--card", card])
+                .args(["--present", how, "--dialect", dialect])
+                .args(["--card-timeout-secs", "10", "--final-timeout-secs", "10"])
+                .arg("--journal")
+                .arg(&journal)
+                .output()
+                .expect("run emvbridge sale");
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("\"approved\""), "{dialect}/{card}: {text}");
+            assert!(
+                text.contains("DEBUG"),
+                "{dialect}/{card}: not at debug level: {text}"
+            );
+            let mut stored = Vec::new();
+            for ext in ["", "-wal", "-shm"] {
+                let p = format!("{}{ext}", journal.display());
+                if let Ok(b) = std::fs::read(&p) {
+                    stored.extend_from_slice(&b);
+                }
+                let _ = std::fs::remove_file(&p);
+            }
+            assert!(!stored.is_empty(), "{dialect}/{card}: no journal written");
+            let stored = String::from_utf8_lossy(&stored);
+            for s in &secrets {
+                assert!(
+                    !text.contains(s.as_str()),
+                    "{dialect}/{card}: output leaks card data"
+                );
+                assert!(
+                    !stored.contains(s.as_str()),
+                    "{dialect}/{card}: journal leaks card data"
+                );
+            }
+        }
     }
 }
