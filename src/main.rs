@@ -73,6 +73,13 @@ const SIM_COMMANDS: [&str; 5] = ["demo", "lab", "soak", "crypto", "sandbox-gatew
 /// Parses the command line and runs the command on the one runtime of the process.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs only when asked for (`RUST_LOG=debug`), on stderr: stdout carries `--json` output.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads(&cli.command) {
         runtime.worker_threads(n);
