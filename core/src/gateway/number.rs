@@ -999,6 +999,34 @@ mod tests {
     }
 
     #[test]
+    fn swipe_and_online_pin_go_in_the_body_only() {
+        let mut r = req(1234);
+        r.entry_mode = EntryMode::Swipe;
+        let plain = emv_sale_request(&cfg(), &session(), 1, &r).unwrap();
+        assert!(!std::str::from_utf8(&plain.body).unwrap().contains("Pin"));
+        r.online_pin = Some(crate::txn::host::OnlinePin {
+            block: emvbridge_protocol::emv::SecretBytes::from_slice(&[0x5A; 8]),
+            ksn: vec![0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x07],
+        });
+        let h = emv_sale_request(&cfg(), &session(), 1, &r).unwrap();
+        let text = std::str::from_utf8(&h.body).unwrap();
+        assert!(
+            text.ends_with(r#""PinBlock":"5A5A5A5A5A5A5A5A","PinKsn":"FFFF9876543210E00007"}"#),
+            "{text}"
+        );
+        for dbg in [format!("{h:?}"), format!("{r:?}")] {
+            assert!(
+                !dbg.contains("5A5A5A5A") && !dbg.contains("[90, 90"),
+                "{dbg}"
+            );
+        }
+        // Without the extension nothing card-present is sent, a swipe included.
+        let mut off = cfg();
+        off.emv_extension = false;
+        assert!(emv_sale_request(&off, &session(), 1, &r).is_err());
+    }
+
+    #[test]
     fn emv_sale_body() {
         let r = emv_sale_request(&cfg(), &session(), 1_700_000_000, &req(1234)).unwrap();
         assert_eq!(r.path, "/CardSale/EMV");

@@ -772,6 +772,19 @@ mod tests {
             authorize_request(&cfg(), &long).is_err(),
             "requestId: ^[-\\w]+$"
         );
+        let mut pin = req(1234, "USD");
+        pin.entry_mode = EntryMode::Swipe;
+        pin.online_pin = Some(crate::txn::host::OnlinePin {
+            block: emvbridge_protocol::emv::SecretBytes::from_slice(&[0x5A; 8]),
+            ksn: vec![0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x07],
+        });
+        let p = authorize_request(&cfg(), &pin).unwrap();
+        assert!(
+            std::str::from_utf8(&p.body).unwrap().contains(
+                r#""emv":{"iccData":"9F270180","entryMode":"swipe","pinBlock":"5A5A5A5A5A5A5A5A","ksn":"FFFF9876543210E00007"}"#
+            ),
+            "{p:?}"
+        );
         let mut off = cfg();
         off.emv_extension = false;
         assert!(authorize_request(&off, &req(1, "USD"))
