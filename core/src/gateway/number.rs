@@ -13,6 +13,14 @@
 //!   `FunctionOk` (Aspen error), `TxApproved` (issuer decline) (§1.5). No public definition
 //!   has a REST EMV operation: the call is the project's extension, sent only when
 //!   [`NumberConfig::emv_extension`] is on (the sandbox; production only by contract).
+//! - Stripe reads (swipe, fallback after a chip failure, magstripe-mode tap) go the same
+//!   \[EXT\] way: `EmvTags` carries the reader's entry mode (`9F39` 90/80/91), its masked
+//!   track and the SRED-enciphered track (`FF7F`). The official `POST /CardSale/CardPresent`
+//!   takes a clear `Track`, which a SRED reader never gives the bridge (and which the bridge
+//!   must not hold), so it is not used; without the extension a swipe is refused like every
+//!   card-present sale. The online PIN goes as \[EXT\] `PinBlock` + `PinKsn` (hex): Number's
+//!   definitions have no PIN field. Neither is ever logged; `HttpRequest`'s `Debug` shows the
+//!   body's length only.
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
 //!   resolved with `POST /Query/Transaction {"Query":"(M='<ClientRefID>')"}` (the query
 //!   grammar quotes text values), answered as `Transaction_QueryResult {NumRecords,

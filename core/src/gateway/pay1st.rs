@@ -27,6 +27,10 @@
 //! sent only when [`Pay1stConfig::emv_extension`] is on (the sandbox, or by contract); without
 //! it a payment is a hosted checkout that stays `NEW`/`PENDING` at the terminal (→ unknown),
 //! and without an EMV response the card gets only an ARC derived from the result (`00`/`05`).
+//! A stripe read rides in the same \[EXT\] object (`entryMode: "swipe"`, masked and
+//! SRED-enciphered track in `iccData`), the online PIN as `emv.pinBlock` + `emv.ksn`: the
+//! create defines no card, track or PIN field, so without the extension a swipe or an
+//! online-PIN sale is refused before sending rather than dropped into a hosted checkout.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};

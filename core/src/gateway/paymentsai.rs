@@ -12,7 +12,11 @@
 //!   `paymentInstruction.emv {iccData, entryMode}` (reply `emvResponse`) is sent only when
 //!   [`PaiConfig::emv_extension`] is on (the sandbox; production only by contract). Without
 //!   it a card-present sale is refused before sending: a `POST /transactions` without an
-//!   instruction would charge the customer's default instrument.
+//!   instruction would charge the customer's default instrument. A stripe read goes in the
+//!   same object (`entryMode: "swipe"`, the masked and the SRED-enciphered track in
+//!   `iccData`): Rebilly's payment card takes a clear PAN and expiry, and no definition has
+//!   a track field. The online PIN is \[EXT\] `emv.pinBlock` + `emv.ksn` (hex): no PIN field
+//!   exists either. Neither is logged.
 //! - Capture: a second `sale` on the authorization's `paymentInstrumentId` (PAI's
 //!   authorize-and-capture page; Rebilly's `PostTransaction` has no parent field).
 //! - Void: Rebilly has none ("To refund or void, see Refund a transaction"): a void is a
