@@ -153,6 +153,13 @@ fn a_magstripe_only_card_is_swiped_and_approved_in_every_dialect() {
             v["card"]["cryptogram"].is_null(),
             "{dialect}: no ARQC on a stripe: {v}"
         );
+        // A magstripe-mode tap (E7, entry mode 91) of a chip card: authorized on its track too.
+        let (v, _) = sale_in(dialect, "tap-msd", "visa-cvn18", &[]);
+        assert_eq!(v["status"], "approved", "{dialect} msd: {v}");
+        assert_eq!(
+            v["card"]["masked_pan"], "401200******5439",
+            "{dialect} msd: {v}"
+        );
     }
 }
 
