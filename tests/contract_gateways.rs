@@ -1235,3 +1235,188 @@ async fn paymentsai_key_exchange_request_follows_the_pages() {
         "key exchange request",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stripe reads and online PIN
+
+/// A swipe of the magstripe-only card as the reader reports it (entry mode 90, masked track
+/// `DFDB06`, the track enciphered in SRED `FF7F`, no cryptogram) with an online PIN (`1234`,
+/// DUKPT-enciphered as the reader does).
+fn swipe(reference: &str, minor: u64, cur: &str) -> AuthorizationRequest {
+    use emvbridge_protocol::emv::{Pan, SecretBytes, Track2};
+    use emvbridge_protocol::tlv::{Tag, TlvBuilder};
+    let pan = Pan::parse("4788250000028291").unwrap();
+    let track = Track2::from_ascii("4788250000028291=30121010000").unwrap();
+    let mut reader = emvbridge_sim::sred::SredEncryptor::ansi_test();
+    let ff7f = reader.encrypt(&pan, &track.to_bcd(), [7; 8]).unwrap();
+    let (block, ksn) = reader.pin_block("1234", &pan).unwrap();
+    let digits = format!("{minor:012}");
+    let amount: Vec<u8> = (0..6)
+        .map(|i| u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).unwrap())
+        .collect();
+    let mut b = TlvBuilder::new();
+    b.primitive(Tag::POS_ENTRY_MODE, &[0x90])
+        .primitive(Tag::VIPA_MASKED_TRACK2, track.masked().as_bytes())
+        .primitive(Tag::AMOUNT_AUTHORISED, &amount);
+    let mut icc = b.freeze().to_vec();
+    icc.extend_from_slice(&ff7f);
+    AuthorizationRequest {
+        reference: Reference(reference.into()),
+        kind: AuthKind::Sale,
+        amount: Money::from_minor(minor, cur).unwrap(),
+        amount_other: Money::from_minor(0, cur).unwrap(),
+        entry_mode: EntryMode::Swipe,
+        icc_data: Bytes::from(icc),
+        masked_pan: "478825******8291".into(),
+        last4: Some("8291".into()),
+        brand: Some("visa".into()),
+        original_gateway_id: None,
+        online_pin: Some(emvbridge_core::txn::host::OnlinePin {
+            block: SecretBytes::from_slice(&block),
+            ksn: ksn.to_vec(),
+        }),
+    }
+}
+
+/// The \[EXT\] card-present object carries only its declared fields, the PIN block and KSN as
+/// hex of their lengths.
+fn ext_object(v: &Value, what: &str) {
+    let o = v.as_object().unwrap_or_else(|| panic!("{what}: {v}"));
+    for k in o.keys() {
+        assert!(
+            ["iccData", "entryMode", "pinBlock", "ksn"].contains(&k.as_str()),
+            "{what}: undeclared [EXT] field {k}"
+        );
+    }
+    assert_eq!(v["entryMode"], "swipe", "{what}");
+    assert_eq!(v["pinBlock"].as_str().map(str::len), Some(16), "{what}");
+    assert_eq!(v["ksn"].as_str().map(str::len), Some(20), "{what}");
+}
+
+#[tokio::test]
+async fn swipe_and_online_pin_requests_follow_the_definitions() {
+    let gw = spawn().await;
+
+    // Number: no operation takes an enciphered track (`CardSale/CardPresent`'s `Track` is
+    // the clear track a SRED reader never hands over), so the sale is the [EXT] EMV call.
+    assert!(number_doc()
+        .pointer(&format!(
+            "/paths/{}/post/requestBody/content/application~1json/schema/properties/Track",
+            tok(&format!(
+                "{}/CardSale/CardPresent",
+                number::OPENAPI_BASE_PATH
+            ))
+        ))
+        .is_some());
+    let d = SandboxConfig::default().number;
+    let ncfg = NumberConfig {
+        base_url: format!("{}/number{}", gw.url(), number::PAGES_BASE_PATH),
+        acct_code: d.acct_code.clone(),
+        token: Secret::new(d.token.clone()),
+        user_id: d.user_id.clone(),
+        hmac_secret: Secret::new(d.hmac_secret.clone()),
+        merch_id: None,
+        currency: "USD".into(),
+        emv_extension: true,
+    };
+    let (status, reply) = send(&ncfg.base_url, &number::authenticate_request(&ncfg)).await;
+    let session = number::parse_authenticate(
+        &Ok(HttpReply {
+            status,
+            body: Bytes::from(reply.to_string()),
+        }),
+        unix_now(),
+    )
+    .unwrap();
+    let n =
+        number::emv_sale_request(&ncfg, &session, unix_now(), &swipe("ns-1", 1200, "USD")).unwrap();
+    let b = body(&n);
+    assert_eq!(b["PinBlock"].as_str().map(str::len), Some(16), "{b}");
+    assert_eq!(b["PinKsn"].as_str().map(str::len), Some(20), "{b}");
+    let (status, reply) = send(&ncfg.base_url, &n).await;
+    assert_eq!(status, 200);
+    let r = &reply["CreditCardSale_EMVResult"];
+    assert_eq!(r["TxApproved"], true, "{reply}");
+    // A wrong PIN block (another PIN) is the issuer's 55.
+    let mut wrong = swipe("ns-2", 1200, "USD");
+    let mut reader = emvbridge_sim::sred::SredEncryptor::ansi_test();
+    let pan = emvbridge_protocol::emv::Pan::parse("4788250000028291").unwrap();
+    let (block, ksn) = reader.pin_block("9999", &pan).unwrap();
+    wrong.online_pin = Some(emvbridge_core::txn::host::OnlinePin {
+        block: emvbridge_protocol::emv::SecretBytes::from_slice(&block),
+        ksn: ksn.to_vec(),
+    });
+    let n = number::emv_sale_request(&ncfg, &session, unix_now(), &wrong).unwrap();
+    let (_, reply) = send(&ncfg.base_url, &n).await;
+    assert_eq!(
+        reply["CreditCardSale_EMVResult"]["TxApproved"], false,
+        "{reply}"
+    );
+
+    // PaymentsAI: Rebilly's instruction, the stripe in the [EXT] `emv` object.
+    let pai = spec("paymentsai/paymentsai-public-api.transcribed.yaml");
+    let rebilly = rebilly_doc();
+    let d = SandboxConfig::default().pai;
+    let pcfg = PaiConfig {
+        base_url: format!("{}/pai", gw.url()),
+        organization_id: d.organization_id.clone(),
+        api_key: Secret::new(d.stage_credential()),
+        website_id: d.website_id.clone(),
+        customer_id: d.customer_id.clone(),
+        emv_extension: true,
+    };
+    let p = paymentsai::authorize_request(&pcfg, &swipe("ps-1", 1200, "USD")).unwrap();
+    pai_request(&pai, &rebilly, &pcfg, &p, "swipe sale request");
+    ext_object(&body(&p)["paymentInstruction"]["emv"], "pai swipe");
+    let (status, reply) = send(&pcfg.base_url, &p).await;
+    pai_reply(
+        &pai,
+        &rebilly,
+        PAI_TXNS,
+        "post",
+        status,
+        &reply,
+        "swipe sale reply",
+    );
+    assert_eq!(reply["result"], "approved", "{reply}");
+
+    // Pay1st: the create, the stripe in the [EXT] `emv` object.
+    let doc = spec("pay1st/pay1st-gateway.transcribed.yaml");
+    let d = SandboxConfig::default().pay1st;
+    let ycfg = Pay1stConfig {
+        base_url: format!("{}/pay1st", gw.url()),
+        api_key: Secret::new(d.api_key.clone()),
+        api_secret: Secret::new(d.api_secret.clone()),
+        signing_key: Secret::new(d.signing_key.clone()),
+        country_code: "NG".into(),
+        callback_url: Some("https://pos.example/cb".into()),
+        webhook_url: None,
+        emv_extension: true,
+        token_refresh_secs: 3000,
+    };
+    let (status, reply) = send(&ycfg.base_url, &pay1st::token_request(&ycfg)).await;
+    let tokens = pay1st::parse_tokens(
+        &Ok(HttpReply {
+            status,
+            body: Bytes::from(reply.to_string()),
+        }),
+        unix_now(),
+    )
+    .unwrap();
+    let create = pay1st::signed(
+        &ycfg,
+        &tokens.access,
+        unix_now(),
+        pay1st::create_request(&ycfg, &swipe("ys-1", 1200, "NGN")).unwrap(),
+    );
+    pay1st_request(&doc, &create, "swipe create request");
+    ext_object(&body(&create)["emv"], "pay1st swipe");
+    let (status, reply) = send(&ycfg.base_url, &create).await;
+    assert!(status == 200 || status == 201, "{status} {reply}");
+    pay1st_reply(
+        &doc,
+        "/paths/~1api~1pay1st~1payments~1create/post",
+        &reply,
+        "swipe create reply",
+    );
+}

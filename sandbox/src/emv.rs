@@ -2,8 +2,12 @@
 //! forwards, verify its ARQC with the simulator's issuer keys, and build the issuer response
 //! TLV (`8A`, `91`, `71`/`72`).
 
+use emvbridge_protocol::emv::Track2;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
+use emvbridge_sim::crypto::{tdes_decrypt, SecretKey};
 use emvbridge_sim::issuer::{self, IssuerError, VerifiedArqc};
+use emvbridge_sim::sred;
+use zeroize::Zeroize;
 
 /// Tags the ARQC data set must carry (EMV Book 2 §8.1.1 minimum set + CID, IAD, ARQC).
 const REQUIRED: [u32; 13] = [
@@ -25,6 +29,20 @@ pub enum EmvReject {
     /// `9F02` differs from the requested amount.
     #[error("9f02 does not match the amount")]
     AmountMismatch,
+    /// A stripe read whose enciphered track is missing, undecipherable or malformed
+    /// (PAN fails Luhn, impossible expiry, bad service code).
+    #[error("track data unusable")]
+    BadTrack,
+    /// The masked PAN the reader showed is not the enciphered track's.
+    #[error("masked pan does not match the track")]
+    PanMismatch,
+    /// A chip card (service code 2xx/6xx) read by its stripe without a chip failure
+    /// (entry mode 90 rather than fallback 80).
+    #[error("chip card read by stripe without fallback")]
+    ChipCardSwiped,
+    /// A PIN block that is not 8 bytes of hex with a 10-byte KSN.
+    #[error("pin block or ksn malformed")]
+    BadPinBlock,
 }
 
 impl EmvReject {
@@ -35,6 +53,10 @@ impl EmvReject {
             EmvReject::MissingTag(_) => 7002,
             EmvReject::NotArqc => 7003,
             EmvReject::AmountMismatch => 7004,
+            EmvReject::BadTrack => 7005,
+            EmvReject::PanMismatch => 7006,
+            EmvReject::ChipCardSwiped => 7007,
+            EmvReject::BadPinBlock => 7008,
         }
     }
 }
@@ -95,6 +117,162 @@ pub fn precheck(icc: &[u8], amount_minor: Option<i64>) -> Result<i64, EmvReject>
         Some(a) if a != amt => Err(EmvReject::AmountMismatch),
         _ => Ok(amt),
     }
+}
+
+/// POS entry modes (`9F39`) of a stripe read: 90 swipe, 80 fallback after a chip failure,
+/// 91 contactless magstripe (MSD), 02 stripe without track-2 assurance.
+const STRIPE_ENTRY_MODES: [u8; 4] = [0x90, 0x80, 0x91, 0x02];
+
+/// Whether the data set is a stripe read: a magnetic-stripe entry mode and no cryptogram.
+/// Such a read is authorized on its track, not an ARQC.
+pub fn is_stripe(icc: &[u8]) -> bool {
+    let mode = tlv::find(icc, Tag(0x9F39)).and_then(|t| t.value().first().copied());
+    matches!(mode, Some(m) if STRIPE_ENTRY_MODES.contains(&m))
+        && tlv::find(icc, Tag(0x9F26)).is_none()
+}
+
+/// What the issuer learns from a stripe read. `pan` is clear (the sandbox is the issuer);
+/// it never leaves this process except as last four / brand.
+pub struct Swiped {
+    /// The clear PAN from the deciphered track 2.
+    pub pan: String,
+    /// Expiry `(month, year)` from the track.
+    pub expiry: (u32, u32),
+}
+
+/// Authorizes a stripe read: the reader's SRED container (`FF7F`) is deciphered with the
+/// simulator's test BDK (as the acquirer's HSM would), its track 2 checked (Luhn PAN,
+/// expiry month, service code), and the masked track the reader showed (`DFDB06`) must be
+/// that PAN's first six / last four. `9F02`, when present, must equal `amount_minor`.
+///
+/// # Errors
+/// [`EmvReject`]: the first check that fails.
+pub fn stripe(icc: &[u8], amount_minor: Option<i64>) -> Result<Swiped, EmvReject> {
+    if icc.is_empty() || icc.len() > issuer::MAX_ICC_DATA_LEN || !walk_ok(icc, 0) {
+        return Err(EmvReject::NotTlv);
+    }
+    if let (Some(want), Some(t)) = (amount_minor, tlv::find(icc, Tag(0x9F02))) {
+        if bcd_amount(t.value()) != Some(want) {
+            return Err(EmvReject::AmountMismatch);
+        }
+    }
+    let ff7f = tlv::find(icc, Tag(0xFF7F)).ok_or(EmvReject::MissingTag(0xFF7F))?;
+    let clear = sred::decrypt(ff7f.value()).map_err(|_| EmvReject::BadTrack)?;
+    let track = Track2::from_bcd(&clear.track2).map_err(|_| EmvReject::BadTrack)?;
+    let pan = track.pan();
+    let (yy, mm) = track.expiry();
+    let sc = track.service_code().0;
+    if pan.is_empty() || !pan.luhn_valid() || !(1..=12).contains(&mm) || !matches!(sc[0], 1..=7 | 9)
+    {
+        return Err(EmvReject::BadTrack);
+    }
+    let masked = tlv::find(icc, Tag::VIPA_MASKED_TRACK2)
+        .ok_or(EmvReject::MissingTag(Tag::VIPA_MASKED_TRACK2.0))?;
+    let masked: String = String::from_utf8_lossy(masked.value())
+        .trim_start_matches(';')
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '*')
+        .collect();
+    let digits = pan.reveal();
+    if masked.len() != digits.len()
+        || !masked.starts_with(pan.bin())
+        || !masked.ends_with(pan.last4())
+    {
+        return Err(EmvReject::PanMismatch);
+    }
+    let mode = tlv::find(icc, Tag(0x9F39)).and_then(|t| t.value().first().copied());
+    if matches!(sc[0], 2 | 6) && mode == Some(0x90) {
+        return Err(EmvReject::ChipCardSwiped);
+    }
+    Ok(Swiped {
+        pan: digits.to_owned(),
+        expiry: (u32::from(mm), 2000 + u32::from(yy)),
+    })
+}
+
+/// The issuer's verdict on the cardholder's online PIN \[EXT\].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinCheck {
+    /// No PIN block, and the card's CVM result (`9F34`) asks for none.
+    NotAsked,
+    /// The PIN block deciphered to the card's PIN.
+    Verified,
+    /// A wrong PIN, or an online PIN the CVM result announces but the request lacks:
+    /// declined `55` (incorrect PIN).
+    Failed,
+}
+
+/// Whether the CVM result (`9F34`) says the PIN was enciphered for online verification
+/// (CVM code `02`; EMV Book 3, Annex C3), with or without the "apply next" bit.
+fn online_pin_announced(icc: &[u8]) -> bool {
+    tlv::find(icc, Tag(0x9F34))
+        .and_then(|t| t.value().first().copied())
+        .is_some_and(|b| b & 0x3F == 0x02)
+}
+
+/// Checks an online PIN block (`pin_block`, `ksn`: hex, as the \[EXT\] request fields carry
+/// them) for card `pan`, as the acquirer's HSM would: DUKPT PIN key of the simulator's test
+/// BDK (ANSI X9.24-1:2009 A.4.1: the transaction key with the PIN variant), ISO 9564-1
+/// format 0 (PIN field XOR the PAN's 12 rightmost digits without the check digit). The
+/// card's PIN is its profile's, `1234` when the profile has none (as the simulator enters).
+///
+/// # Errors
+/// [`EmvReject::BadPinBlock`] when a block is sent but is not 8 bytes with a 10-byte KSN.
+pub fn pin_check(
+    icc: &[u8],
+    pan: &str,
+    pin_block: Option<&str>,
+    ksn: Option<&str>,
+) -> Result<PinCheck, EmvReject> {
+    let (block, ksn) = match (pin_block, ksn) {
+        (None, None) if online_pin_announced(icc) => return Ok(PinCheck::Failed),
+        (None, None) => return Ok(PinCheck::NotAsked),
+        (Some(b), Some(k)) => (b, k),
+        _ => return Err(EmvReject::BadPinBlock),
+    };
+    let block: [u8; 8] = hex::decode(block)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(EmvReject::BadPinBlock)?;
+    let ksn: [u8; 10] = hex::decode(ksn)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(EmvReject::BadPinBlock)?;
+    let mut key = *sred::transaction_key(&SecretKey::from_bytes(sred::TEST_BDK), &ksn).expose();
+    key[7] ^= 0xFF;
+    key[15] ^= 0xFF;
+    let pin_key = SecretKey::from_bytes(key);
+    key.zeroize();
+    let mut field = tdes_decrypt(&pin_key, block);
+    let body = pan.get(..pan.len().saturating_sub(1)).unwrap_or_default();
+    let tail = body
+        .get(body.len().saturating_sub(12)..)
+        .unwrap_or_default();
+    for (i, d) in tail.bytes().enumerate() {
+        let n = 4 + i;
+        if let Some(f) = field.get_mut(n / 2) {
+            *f ^= d.wrapping_sub(b'0') << if n % 2 == 0 { 4 } else { 0 };
+        }
+    }
+    let mut digits: String = field
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0x0F])
+        .skip(2)
+        .take(usize::from(field[0] & 0x0F))
+        .map(|n| char::from(b'0' + n.min(9)))
+        .collect();
+    field.zeroize();
+    let expected = emvbridge_sim::card::shipped_profiles()
+        .find(|p| p.pan.reveal() == pan)
+        .and_then(|p| p.pin.as_ref().map(|(pin, _)| pin.clone()))
+        .unwrap_or_else(|| "1234".to_owned());
+    let ok = digits == expected;
+    digits.zeroize();
+    Ok(if ok {
+        PinCheck::Verified
+    } else {
+        PinCheck::Failed
+    })
 }
 
 /// Result of the issuer check.
@@ -225,11 +403,147 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn pin_blocks_are_verified_against_the_card() {
+        let pan = emvbridge_protocol::emv::Pan::parse("4005520000000939").unwrap();
+        let mut reader = emvbridge_sim::sred::SredEncryptor::ansi_test();
+        let (block, ksn) = reader.pin_block("1234", &pan).unwrap();
+        let (b, k) = (hex::encode_upper(block), hex::encode_upper(ksn));
+        let none: &[u8] = &[];
+        assert_eq!(
+            pin_check(none, pan.reveal(), Some(&b), Some(&k)),
+            Ok(PinCheck::Verified)
+        );
+        let (wrong, ksn2) = reader.pin_block("4321", &pan).unwrap();
+        assert_eq!(
+            pin_check(
+                none,
+                pan.reveal(),
+                Some(&hex::encode(wrong)),
+                Some(&hex::encode(ksn2))
+            ),
+            Ok(PinCheck::Failed)
+        );
+        // The right block under another KSN deciphers to garbage.
+        assert_eq!(
+            pin_check(none, pan.reveal(), Some(&b), Some(&hex::encode(ksn2))),
+            Ok(PinCheck::Failed)
+        );
+        assert_eq!(
+            pin_check(none, pan.reveal(), Some("00"), Some(&k)),
+            Err(EmvReject::BadPinBlock)
+        );
+        assert_eq!(
+            pin_check(none, pan.reveal(), Some(&b), None),
+            Err(EmvReject::BadPinBlock)
+        );
+        // 9F34 42 03 00: enciphered online PIN; without a block the PIN failed.
+        let mut cvm = TlvBuilder::new();
+        cvm.primitive(Tag(0x9F34), &[0x42, 0x03, 0x00]);
+        assert_eq!(
+            pin_check(cvm.as_bytes(), pan.reveal(), None, None),
+            Ok(PinCheck::Failed)
+        );
+        assert_eq!(
+            pin_check(none, pan.reveal(), None, None),
+            Ok(PinCheck::NotAsked)
+        );
+    }
+
+    #[test]
+    fn stripe_reads_are_checked() {
+        fn read(pan: &str, track: &str, masked: &str, mode: u8) -> Vec<u8> {
+            let p = emvbridge_protocol::emv::Pan::parse(pan).unwrap();
+            let t = Track2::from_ascii(track).unwrap().to_bcd();
+            let ff7f = emvbridge_sim::sred::SredEncryptor::ansi_test()
+                .encrypt(&p, &t, [1; 8])
+                .unwrap();
+            let mut b = TlvBuilder::new();
+            b.primitive(Tag(0x9F39), &[mode])
+                .primitive(Tag::VIPA_MASKED_TRACK2, masked.as_bytes())
+                .primitive(Tag(0x9F02), &[0, 0, 0, 0, 0x12, 0x00]);
+            let mut out = b.freeze().to_vec();
+            out.extend_from_slice(&ff7f);
+            out
+        }
+        let ok = read(
+            "4788250000028291",
+            "4788250000028291=30121010000",
+            "478825******8291D3012",
+            0x90,
+        );
+        assert!(is_stripe(&ok));
+        let s = stripe(&ok, Some(1200)).unwrap();
+        assert_eq!((s.pan.as_str(), s.expiry), ("4788250000028291", (12, 2030)));
+        assert_eq!(
+            stripe(&ok, Some(1201)).err(),
+            Some(EmvReject::AmountMismatch)
+        );
+        let other = read(
+            "4788250000028291",
+            "4788250000028291=30121010000",
+            "401200******5439D3012",
+            0x90,
+        );
+        assert_eq!(stripe(&other, None).err(), Some(EmvReject::PanMismatch));
+        // Luhn fails (last digit changed).
+        let luhn = read(
+            "4788250000028292",
+            "4788250000028292=30121010000",
+            "478825******8292",
+            0x90,
+        );
+        assert_eq!(stripe(&luhn, None).err(), Some(EmvReject::BadTrack));
+        let month = read(
+            "4788250000028291",
+            "4788250000028291=30131010000",
+            "478825******8291",
+            0x90,
+        );
+        assert_eq!(stripe(&month, None).err(), Some(EmvReject::BadTrack));
+        let sc = read(
+            "4788250000028291",
+            "4788250000028291=30120010000",
+            "478825******8291",
+            0x90,
+        );
+        assert_eq!(stripe(&sc, None).err(), Some(EmvReject::BadTrack));
+        // A chip card's stripe: only as a fallback (80), not as a plain swipe (90).
+        let chip = read(
+            "4012000098765439",
+            "4012000098765439=30122010000",
+            "401200******5439",
+            0x90,
+        );
+        assert_eq!(stripe(&chip, None).err(), Some(EmvReject::ChipCardSwiped));
+        let fallback = read(
+            "4012000098765439",
+            "4012000098765439=30122010000",
+            "401200******5439",
+            0x80,
+        );
+        assert!(stripe(&fallback, None).is_ok());
+        let mut b = TlvBuilder::new();
+        b.primitive(Tag(0x9F39), &[0x90]);
+        assert_eq!(
+            stripe(b.as_bytes(), None).err(),
+            Some(EmvReject::MissingTag(0xFF7F))
+        );
+        assert!(!is_stripe(
+            &hex::decode("9F3901059F26080000000000000000").unwrap()
+        ));
+        assert!(!is_stripe(
+            &hex::decode("9F390190 9F26080000000000000000".replace(' ', "")).unwrap()
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn precheck_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = precheck(&data, Some(1));
             let _ = verify(&data);
+            let _ = stripe(&data, Some(1));
+            let _ = pin_check(&data, "4005520000000939", Some(&hex::encode(&data)), Some("00"));
         }
     }
 }

@@ -321,23 +321,46 @@ fn sale(
                 .get("EmvTags")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let icc = match emv::decode_hex(hex)
-                .and_then(|icc| emv::precheck(&icc, Some(amount)).map(|_| icc))
-            {
+            let icc = match emv::decode_hex(hex) {
                 Ok(icc) => icc,
                 Err(e) => return Exec::reply(aspen_error(name, e.err_code(), &e.to_string())),
             };
-            match emv::verify(&icc) {
-                Verdict::Verified(v) => {
-                    pan = Some(v.pan.reveal().to_owned());
-                    verified = Some(v);
+            let entry = if emv::is_stripe(&icc) {
+                // [EXT] a stripe read: authorized on its enciphered track, no ARQC.
+                match emv::stripe(&icc, Some(amount)) {
+                    Ok(s) => {
+                        pan = Some(s.pan);
+                        expiry = Some(s.expiry);
+                    }
+                    Err(e) => return Exec::reply(aspen_error(name, e.err_code(), &e.to_string())),
                 }
-                Verdict::Declined { code, message } => emv_decline = Some((code, message)),
-                Verdict::Rejected(e) => {
-                    return Exec::reply(aspen_error(name, e.err_code(), &e.to_string()))
+                Entry::Swipe
+            } else {
+                if let Err(e) = emv::precheck(&icc, Some(amount)) {
+                    return Exec::reply(aspen_error(name, e.err_code(), &e.to_string()));
+                }
+                match emv::verify(&icc) {
+                    Verdict::Verified(v) => {
+                        pan = Some(v.pan.reveal().to_owned());
+                        verified = Some(v);
+                    }
+                    Verdict::Declined { code, message } => emv_decline = Some((code, message)),
+                    Verdict::Rejected(e) => {
+                        return Exec::reply(aspen_error(name, e.err_code(), &e.to_string()))
+                    }
+                }
+                Entry::Emv
+            };
+            // [EXT] the online PIN, as the reader enciphered it.
+            if let Some(p) = &pan {
+                let field = |k: &str| body.get(k).and_then(Value::as_str);
+                match emv::pin_check(&icc, p, field("PinBlock"), field("PinKsn")) {
+                    Ok(emv::PinCheck::Failed) => emv_decline = Some(("55", "incorrect pin")),
+                    Ok(_) => {}
+                    Err(e) => return Exec::reply(aspen_error(name, e.err_code(), &e.to_string())),
                 }
             }
-            Entry::Emv
+            entry
         }
         "/CardSale/CardPresent" => {
             let track = body

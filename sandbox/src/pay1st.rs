@@ -429,46 +429,88 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             let mut final_state = false;
             if let Some(hex) = &emv_hex {
                 // [EXT] card-present: authorise now with the ICC data.
-                let icc = match emv::decode_hex(hex)
-                    .and_then(|icc| emv::precheck(&icc, Some(amount)).map(|_| icc))
-                {
-                    Ok(i) => i,
-                    Err(e) => {
-                        return Exec::reply(error(
-                            400,
-                            "INVALID_EMV",
-                            &format!("{e} ({})", e.err_code()),
-                        ))
-                    }
+                let invalid = |e: emv::EmvReject| {
+                    Exec::reply(error(
+                        400,
+                        "INVALID_EMV",
+                        &format!("{e} ({})", e.err_code()),
+                    ))
                 };
-                t.entry = Entry::Emv;
+                let icc = match emv::decode_hex(hex) {
+                    Ok(i) => i,
+                    Err(e) => return invalid(e),
+                };
+                let stripe = emv::is_stripe(&icc);
+                if !stripe {
+                    if let Err(e) = emv::precheck(&icc, Some(amount)) {
+                        return invalid(e);
+                    }
+                }
+                t.entry = if stripe { Entry::Swipe } else { Entry::Emv };
                 let forced = match fault {
                     Some(FaultAction::Decline { code }) => Some(Forced::Decline(Code::new(code))),
                     Some(FaultAction::AspenError { code }) => Some(Forced::GatewayError(*code)),
                     _ => None,
                 };
-                let (o, v) = match emv::verify(&icc) {
-                    Verdict::Verified(v) => {
-                        t.pan_last4 = Some(last4(v.pan.reveal()));
-                        t.brand = Some(brand_of(v.pan.reveal()).to_owned());
-                        let o = outcome::resolve(&ResolveInput {
-                            dialect: Some(Dialect::Pay1st),
-                            pan: Some(v.pan.reveal()),
-                            amount_minor: amount,
-                            emv: true,
-                            forced,
-                            ..Default::default()
-                        });
-                        (o, Some(v))
-                    }
-                    Verdict::Declined { code, .. } => (
-                        Outcome::Declined {
-                            code: Code::new(code),
-                        },
-                        None,
-                    ),
-                    Verdict::Rejected(e) => {
-                        return Exec::reply(error(400, "INVALID_EMV", &e.to_string()))
+                // [EXT] the online PIN, as the reader enciphered it: a wrong one is an
+                // issuer decline `55`.
+                let emv_field =
+                    |k: &str| body.pointer(&format!("/emv/{k}")).and_then(Value::as_str);
+                let pin_check = |icc: &[u8], pan: &str| {
+                    emv::pin_check(icc, pan, emv_field("pinBlock"), emv_field("ksn")).map(|p| {
+                        (p == emv::PinCheck::Failed).then(|| Forced::Decline(Code::new("55")))
+                    })
+                };
+                let (o, v) = if stripe {
+                    // [EXT] a stripe read: authorized on its enciphered track, no ARQC.
+                    let s = match emv::stripe(&icc, Some(amount)) {
+                        Ok(s) => s,
+                        Err(e) => return invalid(e),
+                    };
+                    t.pan_last4 = Some(last4(&s.pan));
+                    t.brand = Some(brand_of(&s.pan).to_owned());
+                    let pin = match pin_check(&icc, &s.pan) {
+                        Ok(p) => p,
+                        Err(e) => return invalid(e),
+                    };
+                    let o = outcome::resolve(&ResolveInput {
+                        dialect: Some(Dialect::Pay1st),
+                        pan: Some(&s.pan),
+                        expiry: Some(s.expiry),
+                        amount_minor: amount,
+                        emv: false,
+                        forced: forced.or(pin),
+                        ..Default::default()
+                    });
+                    (o, None)
+                } else {
+                    match emv::verify(&icc) {
+                        Verdict::Verified(v) => {
+                            t.pan_last4 = Some(last4(v.pan.reveal()));
+                            t.brand = Some(brand_of(v.pan.reveal()).to_owned());
+                            let pin = match pin_check(&icc, v.pan.reveal()) {
+                                Ok(p) => p,
+                                Err(e) => return invalid(e),
+                            };
+                            let o = outcome::resolve(&ResolveInput {
+                                dialect: Some(Dialect::Pay1st),
+                                pan: Some(v.pan.reveal()),
+                                amount_minor: amount,
+                                emv: true,
+                                forced: forced.or(pin),
+                                ..Default::default()
+                            });
+                            (o, Some(v))
+                        }
+                        Verdict::Declined { code, .. } => (
+                            Outcome::Declined {
+                                code: Code::new(code),
+                            },
+                            None,
+                        ),
+                        Verdict::Rejected(e) => {
+                            return Exec::reply(error(400, "INVALID_EMV", &e.to_string()))
+                        }
                     }
                 };
                 let (arc, bad, script) = match o {

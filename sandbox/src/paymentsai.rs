@@ -914,33 +914,59 @@ fn sale(
     let entry;
     if let Some(e) = pi.get("emv") {
         let hex = e.get("iccData").and_then(Value::as_str).unwrap_or_default();
-        let icc = match emv::decode_hex(hex)
-            .and_then(|icc| emv::precheck(&icc, Some(amount)).map(|_| icc))
-        {
-            Ok(icc) => icc,
-            Err(err) => {
-                return Exec::reply(error(
-                    400,
-                    "Invalid EMV data",
-                    Some(&format!("{err} ({})", err.err_code())),
-                ))
-            }
+        let invalid = |err: emv::EmvReject| {
+            Exec::reply(error(
+                400,
+                "Invalid EMV data",
+                Some(&format!("{err} ({})", err.err_code())),
+            ))
         };
-        match emv::verify(&icc) {
-            Verdict::Verified(v) => {
-                card = Some(Card {
-                    pan: v.pan.reveal().to_owned(),
-                    cvv: None,
-                    expiry: None,
-                });
-                verified = Some(v);
+        let icc = match emv::decode_hex(hex) {
+            Ok(icc) => icc,
+            Err(err) => return invalid(err),
+        };
+        if emv::is_stripe(&icc) {
+            // [EXT] a stripe read: authorized on its enciphered track, no ARQC.
+            match emv::stripe(&icc, Some(amount)) {
+                Ok(s) => {
+                    card = Some(Card {
+                        pan: s.pan,
+                        cvv: None,
+                        expiry: Some(s.expiry),
+                    })
+                }
+                Err(err) => return invalid(err),
             }
-            Verdict::Declined { code, .. } => emv_decline = Some(code),
-            Verdict::Rejected(err) => {
-                return Exec::reply(error(400, "Invalid EMV data", Some(&err.to_string())))
+            entry = Entry::Swipe;
+        } else {
+            if let Err(err) = emv::precheck(&icc, Some(amount)) {
+                return invalid(err);
+            }
+            match emv::verify(&icc) {
+                Verdict::Verified(v) => {
+                    card = Some(Card {
+                        pan: v.pan.reveal().to_owned(),
+                        cvv: None,
+                        expiry: None,
+                    });
+                    verified = Some(v);
+                }
+                Verdict::Declined { code, .. } => emv_decline = Some(code),
+                Verdict::Rejected(err) => {
+                    return Exec::reply(error(400, "Invalid EMV data", Some(&err.to_string())))
+                }
+            }
+            entry = Entry::Emv;
+        }
+        // [EXT] the online PIN, as the reader enciphered it.
+        if let Some(cd) = &card {
+            let field = |k: &str| e.get(k).and_then(Value::as_str);
+            match emv::pin_check(&icc, &cd.pan, field("pinBlock"), field("ksn")) {
+                Ok(emv::PinCheck::Failed) => emv_decline = Some("55"),
+                Ok(_) => {}
+                Err(err) => return invalid(err),
             }
         }
-        entry = Entry::Emv;
     } else if let Some(tok) = pi.get("token").and_then(Value::as_str) {
         let Some(cd) = c.pai.tokens.remove(tok) else {
             return Exec::reply(error(

@@ -13,6 +13,14 @@
 //!   `FunctionOk` (Aspen error), `TxApproved` (issuer decline) (§1.5). No public definition
 //!   has a REST EMV operation: the call is the project's extension, sent only when
 //!   [`NumberConfig::emv_extension`] is on (the sandbox; production only by contract).
+//! - Stripe reads (swipe, fallback after a chip failure, magstripe-mode tap) go the same
+//!   \[EXT\] way: `EmvTags` carries the reader's entry mode (`9F39` 90/80/91), its masked
+//!   track and the SRED-enciphered track (`FF7F`). The official `POST /CardSale/CardPresent`
+//!   takes a clear `Track`, which a SRED reader never gives the bridge (and which the bridge
+//!   must not hold), so it is not used; without the extension a swipe is refused like every
+//!   card-present sale. The online PIN goes as \[EXT\] `PinBlock` + `PinKsn` (hex): Number's
+//!   definitions have no PIN field. Neither is ever logged; `HttpRequest`'s `Debug` shows the
+//!   body's length only.
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
 //!   resolved with `POST /Query/Transaction {"Query":"(M='<ClientRefID>')"}` (the query
 //!   grammar quotes text values), answered as `Transaction_QueryResult {NumRecords,
@@ -29,8 +37,8 @@ use super::ops::{
 };
 use super::sign::hmac_sha256_hex;
 use super::wire::{
-    arc_of, decimal_json, issuer_from_tlv, parse_decimal, screen, short, Exchange, HttpRequest,
-    Screened,
+    arc_of, decimal_json, issuer_from_tlv, parse_decimal, pin_hex, screen, short, Exchange,
+    HttpRequest, Screened,
 };
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
 
@@ -355,6 +363,12 @@ struct EmvSale<'a> {
     purch: PurchItems<'a>,
     #[serde(rename = "IsAuthOnly")]
     is_auth_only: bool,
+    /// \[EXT\] the enciphered online PIN block (hex): Number defines no PIN field.
+    #[serde(rename = "PinBlock", skip_serializing_if = "Option::is_none")]
+    pin_block: Option<String>,
+    /// \[EXT\] the PIN block's DUKPT key serial number (hex).
+    #[serde(rename = "PinKsn", skip_serializing_if = "Option::is_none")]
+    pin_ksn: Option<String>,
 }
 
 /// Whether a reference can be a `ClientRefID` and a quoted query value: the query grammar
@@ -398,6 +412,7 @@ pub fn emv_sale_request(
     if !query_safe(&req.reference) {
         return Err(refuse("number: reference not usable as ClientRefID"));
     }
+    let (pin_block, pin_ksn) = pin_hex(req).unzip();
     let body = EmvSale {
         emv_tags: hex::encode_upper(&req.icc_data),
         amounts: Amounts {
@@ -410,6 +425,8 @@ pub fn emv_sale_request(
             client_ref: &req.reference.0,
         },
         is_auth_only: req.kind == AuthKind::PreAuth,
+        pin_block,
+        pin_ksn,
     };
     let body = serde_json::to_vec(&body).map_err(|_| refuse("number: cannot encode"))?;
     Ok(with_sesskey(
@@ -987,6 +1004,34 @@ mod tests {
         let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"sandbox-hmac-secret").unwrap();
         m.update(format!("{}_{}_{}", parts[0], parts[1], parts[2]).as_bytes());
         assert_eq!(parts[3], hex::encode_upper(m.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn swipe_and_online_pin_go_in_the_body_only() {
+        let mut r = req(1234);
+        r.entry_mode = EntryMode::Swipe;
+        let plain = emv_sale_request(&cfg(), &session(), 1, &r).unwrap();
+        assert!(!std::str::from_utf8(&plain.body).unwrap().contains("Pin"));
+        r.online_pin = Some(crate::txn::host::OnlinePin {
+            block: emvbridge_protocol::emv::SecretBytes::from_slice(&[0x5A; 8]),
+            ksn: vec![0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x07],
+        });
+        let h = emv_sale_request(&cfg(), &session(), 1, &r).unwrap();
+        let text = std::str::from_utf8(&h.body).unwrap();
+        assert!(
+            text.ends_with(r#""PinBlock":"5A5A5A5A5A5A5A5A","PinKsn":"FFFF9876543210E00007"}"#),
+            "{text}"
+        );
+        for dbg in [format!("{h:?}"), format!("{r:?}")] {
+            assert!(
+                !dbg.contains("5A5A5A5A") && !dbg.contains("[90, 90"),
+                "{dbg}"
+            );
+        }
+        // Without the extension nothing card-present is sent, a swipe included.
+        let mut off = cfg();
+        off.emv_extension = false;
+        assert!(emv_sale_request(&off, &session(), 1, &r).is_err());
     }
 
     #[test]

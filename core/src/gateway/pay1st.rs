@@ -27,6 +27,10 @@
 //! sent only when [`Pay1stConfig::emv_extension`] is on (the sandbox, or by contract); without
 //! it a payment is a hosted checkout that stays `NEW`/`PENDING` at the terminal (→ unknown),
 //! and without an EMV response the card gets only an ARC derived from the result (`00`/`05`).
+//! A stripe read rides in the same \[EXT\] object (`entryMode: "swipe"`, masked and
+//! SRED-enciphered track in `iccData`), the online PIN as `emv.pinBlock` + `emv.ksn`: the
+//! create defines no card, track or PIN field, so without the extension a swipe or an
+//! online-PIN sale is refused before sending rather than dropped into a hosted checkout.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -36,8 +40,8 @@ use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
 use super::ops::{StatusResult, TxnState, TxnStatus};
 use super::sign::hmac_sha256_hex;
 use super::wire::{
-    arc_of, decimal_json, iso8601, parse_decimal, pct, screen, short, Exchange, HttpRequest,
-    Screened,
+    arc_of, decimal_json, iso8601, parse_decimal, pct, pin_hex, screen, short, Exchange,
+    HttpRequest, Screened,
 };
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
@@ -245,6 +249,12 @@ struct Emv<'a> {
     icc_data: String,
     #[serde(rename = "entryMode")]
     entry_mode: &'a str,
+    /// \[EXT\] the enciphered online PIN block (hex): the definitions have no PIN field.
+    #[serde(rename = "pinBlock", skip_serializing_if = "Option::is_none")]
+    pin_block: Option<String>,
+    /// \[EXT\] the PIN block's DUKPT key serial number (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ksn: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -290,6 +300,18 @@ pub fn create_request(
     if req.reference.0.is_empty() || req.reference.0.len() > 128 {
         return Err(refuse("pay1st: reference unusable as partnerReference"));
     }
+    // Without the extension the payment is a hosted checkout: Pay1st's create defines no
+    // track and no PIN field, so a swiped card or an online PIN would be silently dropped.
+    if !cfg.emv_extension && req.entry_mode == EntryMode::Swipe {
+        return Err(refuse(
+            "pay1st: no track field without the EMV extension (PAY1ST_EMV_EXTENSION)",
+        ));
+    }
+    if !cfg.emv_extension && req.online_pin.is_some() {
+        return Err(refuse(
+            "pay1st: no PIN block field without the EMV extension (PAY1ST_EMV_EXTENSION)",
+        ));
+    }
     let cur = req.amount.currency().alpha;
     let cb = |suffix: &str| cfg.callback_url.as_ref().map(|u| format!("{u}/{suffix}"));
     let body = CreateBody {
@@ -313,13 +335,20 @@ pub fn create_request(
             key: "maskedPan",
             value: &req.masked_pan,
         }],
-        emv: cfg.emv_extension.then(|| Emv {
-            icc_data: hex::encode_upper(&req.icc_data),
-            entry_mode: match req.entry_mode {
-                EntryMode::Chip => "chip",
-                EntryMode::Contactless => "contactless",
-                EntryMode::Swipe => "swipe",
-            },
+        emv: cfg.emv_extension.then(|| {
+            let (pin_block, ksn) = pin_hex(req).unzip();
+            Emv {
+                icc_data: hex::encode_upper(&req.icc_data),
+                entry_mode: match req.entry_mode {
+                    EntryMode::Chip => "chip",
+                    EntryMode::Contactless => "contactless",
+                    // [EXT] a stripe read: the masked and the SRED-enciphered track ride in
+                    // `iccData`; Pay1st's create defines no card or track field at all.
+                    EntryMode::Swipe => "swipe",
+                },
+                pin_block,
+                ksn,
+            }
         }),
     };
     let body = serde_json::to_vec(&body).map_err(|_| refuse("pay1st: cannot encode"))?;
@@ -663,6 +692,29 @@ mod tests {
         let mut pre = req(1, "NGN");
         pre.kind = AuthKind::PreAuth;
         assert!(create_request(&cfg(), &pre).is_err());
+        let mut swiped = req(100, "NGN");
+        swiped.entry_mode = EntryMode::Swipe;
+        let e = create_request(&plain, &swiped).unwrap_err();
+        assert!(e.contains("no track field"), "{e}");
+        let t = create_request(&cfg(), &swiped).unwrap().body;
+        assert!(std::str::from_utf8(&t)
+            .unwrap()
+            .contains(r#""entryMode":"swipe""#));
+        let mut pin = req(100, "NGN");
+        pin.online_pin = Some(crate::txn::host::OnlinePin {
+            block: emvbridge_protocol::emv::SecretBytes::from_slice(&[0xA5; 8]),
+            ksn: vec![0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x01],
+        });
+        assert!(create_request(&plain, &pin)
+            .unwrap_err()
+            .contains("no PIN block"));
+        let t = create_request(&cfg(), &pin).unwrap().body;
+        assert!(
+            std::str::from_utf8(&t)
+                .unwrap()
+                .contains(r#""pinBlock":"A5A5A5A5A5A5A5A5","ksn":"FFFF9876543210E00001"}"#),
+            "{t:?}"
+        );
     }
 
     #[test]

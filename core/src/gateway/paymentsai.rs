@@ -12,7 +12,11 @@
 //!   `paymentInstruction.emv {iccData, entryMode}` (reply `emvResponse`) is sent only when
 //!   [`PaiConfig::emv_extension`] is on (the sandbox; production only by contract). Without
 //!   it a card-present sale is refused before sending: a `POST /transactions` without an
-//!   instruction would charge the customer's default instrument.
+//!   instruction would charge the customer's default instrument. A stripe read goes in the
+//!   same object (`entryMode: "swipe"`, the masked and the SRED-enciphered track in
+//!   `iccData`): Rebilly's payment card takes a clear PAN and expiry, and no definition has
+//!   a track field. The online PIN is \[EXT\] `emv.pinBlock` + `emv.ksn` (hex): no PIN field
+//!   exists either. Neither is logged.
 //! - Capture: a second `sale` on the authorization's `paymentInstrumentId` (PAI's
 //!   authorize-and-capture page; Rebilly's `PostTransaction` has no parent field).
 //! - Void: Rebilly has none ("To refund or void, see Refund a transaction"): a void is a
@@ -32,7 +36,9 @@ use super::config::{base_url, ConfigError, EnvReader, Environment, Secret};
 use super::ops::{
     CaptureRequest, OpResult, RefundRequest, StatusResult, TxnState, TxnStatus, VoidRequest,
 };
-use super::wire::{arc_of, decimal_json, parse_decimal, pct, screen, short, Exchange, HttpRequest};
+use super::wire::{
+    arc_of, decimal_json, parse_decimal, pct, pin_hex, screen, short, Exchange, HttpRequest,
+};
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
@@ -149,6 +155,12 @@ struct Emv<'a> {
     icc_data: String,
     #[serde(rename = "entryMode")]
     entry_mode: &'a str,
+    /// \[EXT\] the enciphered online PIN block (hex): the definitions have no PIN field.
+    #[serde(rename = "pinBlock", skip_serializing_if = "Option::is_none")]
+    pin_block: Option<String>,
+    /// \[EXT\] the PIN block's DUKPT key serial number (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ksn: Option<String>,
 }
 
 /// `paymentInstruction`: Rebilly's "Payment instrument" form, or the \[EXT\] EMV data.
@@ -221,6 +233,7 @@ pub fn authorize_request(
             "paymentsai: no card-present instruction without the EMV extension (PAI_EMV_EXTENSION)",
         );
     }
+    let (pin_block, ksn) = pin_hex(req).unzip();
     let body = TxnBody {
         kind,
         website_id: &cfg.website_id,
@@ -234,9 +247,14 @@ pub fn authorize_request(
             entry_mode: match req.entry_mode {
                 EntryMode::Chip => "chip",
                 EntryMode::Contactless => "contactless",
-                // [EXT] the extension defines chip and contactless only.
+                // [EXT] a stripe read (or MSD tap): the reader's masked track and its
+                // SRED-enciphered track (`FF7F`) ride in `iccData`. Rebilly's payment card
+                // takes a clear PAN and expiry, which a SRED reader never gives the bridge,
+                // and no definition has a track field.
                 EntryMode::Swipe => "swipe",
             },
+            pin_block,
+            ksn,
         }),
         metadata: Metadata {
             reference: &req.reference.0,
@@ -757,6 +775,19 @@ mod tests {
         assert!(
             authorize_request(&cfg(), &long).is_err(),
             "requestId: ^[-\\w]+$"
+        );
+        let mut pin = req(1234, "USD");
+        pin.entry_mode = EntryMode::Swipe;
+        pin.online_pin = Some(crate::txn::host::OnlinePin {
+            block: emvbridge_protocol::emv::SecretBytes::from_slice(&[0x5A; 8]),
+            ksn: vec![0xFF, 0xFF, 0x98, 0x76, 0x54, 0x32, 0x10, 0xE0, 0x00, 0x07],
+        });
+        let p = authorize_request(&cfg(), &pin).unwrap();
+        assert!(
+            std::str::from_utf8(&p.body).unwrap().contains(
+                r#""emv":{"iccData":"9F270180","entryMode":"swipe","pinBlock":"5A5A5A5A5A5A5A5A","ksn":"FFFF9876543210E00007"}"#
+            ),
+            "{p:?}"
         );
         let mut off = cfg();
         off.emv_extension = false;

@@ -86,6 +86,19 @@ impl fmt::Debug for HttpRequest {
     }
 }
 
+/// The online PIN of `req` as the \[EXT\] request fields carry it: the enciphered PIN block
+/// and its KSN, upper-case hex. None of the official definitions has a PIN field (gateways.md
+/// §0). The block stays enciphered under the reader's DUKPT key; it goes into the request body
+/// only (whose `Debug` shows its length), never into a log line or an error.
+pub fn pin_hex(req: &crate::txn::host::AuthorizationRequest) -> Option<(String, String)> {
+    req.online_pin.as_ref().map(|p| {
+        (
+            hex::encode_upper(p.block.reveal()),
+            hex::encode_upper(&p.ksn),
+        )
+    })
+}
+
 /// A complete HTTP reply.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpReply {

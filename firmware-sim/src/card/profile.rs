@@ -305,6 +305,7 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
         include_str!("../../cards/issuer-auth-fail.toml"),
     ),
     ("blocked", include_str!("../../cards/blocked.toml")),
+    ("magstripe", include_str!("../../cards/magstripe.toml")),
 ];
 
 /// Names of the shipped profiles.

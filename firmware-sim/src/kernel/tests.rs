@@ -58,7 +58,7 @@ fn online(name: &str, amount: u64, arc: [u8; 2], corrupt: bool) -> (Step, Bytes)
 
 #[test]
 fn every_profile_loads() {
-    assert_eq!(profile_names().count(), 13);
+    assert_eq!(profile_names().count(), 14);
     for (name, text) in PROFILE_FILES {
         let p = CardProfile::load(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&p.name, name);

@@ -1872,6 +1872,8 @@ impl SimReader {
             b.primitive(Tag::POS_ENTRY_MODE, &[0x91]);
             self.magstripe_data(&mut b, &profile);
             self.slot = None;
+            // The host's answer (`C0 A1`) only confirms, as for a contactless E4.
+            self.txn = Txn::CtlsAwaitHost;
             self.respond(
                 now,
                 &template(Tag::VIPA_E7, b.as_bytes()),
