@@ -298,6 +298,9 @@ impl Default for Ledger {
         ) {
             panic!("sandbox ledger: cannot create its table: {e}");
         }
+        if let Err(e) = db.execute_batch(crate::store::SCHEMA) {
+            panic!("sandbox ledger: cannot create the dialects' tables: {e}");
+        }
         Ledger {
             db,
             file,
@@ -338,6 +341,12 @@ fn is_orphan(t: &Txn) -> bool {
 }
 
 impl Ledger {
+    /// The SQLite connection, for the dialects' own tables next to the ledger's
+    /// ([`crate::store`]).
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
+    }
+
     /// Writes back the rows changed through [`Ledger::get_mut`].
     fn write_back(&self) {
         let dirty: Vec<i64> = self.dirty.borrow_mut().drain().collect();

@@ -38,6 +38,7 @@ pub mod paymentsai;
 pub mod server;
 mod shared;
 pub mod state;
+mod store;
 pub mod webhooks;
 
 pub use config::SandboxConfig;
