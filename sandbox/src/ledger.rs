@@ -298,9 +298,6 @@ impl Default for Ledger {
         ) {
             panic!("sandbox ledger: cannot create its table: {e}");
         }
-        if let Err(e) = db.execute_batch(crate::store::SCHEMA) {
-            panic!("sandbox ledger: cannot create the dialects' tables: {e}");
-        }
         Ledger {
             db,
             file,
@@ -341,8 +338,8 @@ fn is_orphan(t: &Txn) -> bool {
 }
 
 impl Ledger {
-    /// The SQLite connection, for the dialects' own tables next to the ledger's
-    /// ([`crate::store`]).
+    /// The SQLite connection, for the dialects' own tables next to the ledger's (the sandbox
+    /// state's `store`).
     pub(crate) fn db(&self) -> &Connection {
         &self.db
     }

@@ -256,11 +256,11 @@ fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -
                 key,
                 |s| error(s, "INTERNAL_ERROR", "server error"),
                 move |c, _| {
-                    let Some(mut p) = c.pay1st_payment(&reference) else {
+                    let Some(mut p) = c.store().pay1st_payment(&reference) else {
                         return Exec::reply(error(404, "NOT_FOUND", "unknown reference"));
                     };
                     p.queries = p.queries.saturating_add(1);
-                    c.put_pay1st_payment(&reference, &p);
+                    c.store().put_pay1st_payment(&reference, &p);
                     c.ledger.note_lookup(&reference);
                     match render(c, &reference) {
                         Some(v) => Exec::reply(SimResponse::json(200, &v)),
@@ -304,7 +304,7 @@ fn render(core: &SimState, reference: &str) -> Option<Value> {
         .ledger
         .get(reference)
         .filter(|t| t.dialect == Dialect::Pay1st)?;
-    let p = core.pay1st_payment(reference)?;
+    let p = core.store().pay1st_payment(reference)?;
     let exp = money::exponent(&t.currency);
     let cfg = &core.cfg.pay1st;
     let mut settings = json!({"partnerId": cfg.partner_id});
@@ -395,7 +395,7 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     "partnerReference already used",
                 ));
             }
-            if c.pay1st_payment_count() >= MAX_PAYMENTS {
+            if c.store().pay1st_payment_count() >= MAX_PAYMENTS {
                 return Exec::reply(error(429, "TOO_MANY", "payment store full"));
             }
             // The form of the page's example reference (`C-142710055596150-P`).
@@ -514,7 +514,7 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                 final_state = true;
             }
             c.ledger.push(t);
-            c.put_pay1st_payment(&reference, &p);
+            c.store().put_pay1st_payment(&reference, &p);
             if final_state {
                 webhook(c, &reference);
             }
@@ -547,7 +547,7 @@ fn webhook(state: &mut SimState, reference: &str) {
     let Some(t) = state.ledger.get(reference).cloned() else {
         return;
     };
-    let Some(p) = state.pay1st_payment(reference) else {
+    let Some(p) = state.store().pay1st_payment(reference) else {
         return;
     };
     let Some(url) = p
@@ -635,9 +635,9 @@ pub fn complete(
         t.pan_last4 = Some(last4(p));
         t.brand = Some(brand_of(p).to_owned());
     }
-    if let Some(mut p) = state.pay1st_payment(reference) {
+    if let Some(mut p) = state.store().pay1st_payment(reference) {
         p.final_status = final_status;
-        state.put_pay1st_payment(reference, &p);
+        state.store().put_pay1st_payment(reference, &p);
     }
     webhook(state, reference);
     render(state, reference)

@@ -344,7 +344,7 @@ fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) ->
             return core.with_faults(
                 key,
                 |s| error(s, "Internal error", None),
-                move |c, _| match c.pai_extra(&id).filter(|e| e.org == org_of(c)) {
+                move |c, _| match c.store().pai_extra(&id).filter(|e| e.org == org_of(c)) {
                     Some(_) => {
                         c.ledger.note_lookup(&id);
                         Exec::reply(SimResponse::json(200, &render(c, &id).unwrap_or_default()))
@@ -450,7 +450,7 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
     let by = terms
         .iter()
         .find_map(|(k, vals)| Some((PaiIndex::for_field(k)?, vals.as_slice())));
-    for id in core.pai_ids(&org, by) {
+    for id in core.store().pai_ids(&org, by) {
         if core.ledger.get(&id).is_none_or(|t| t.dialect != Dialect::PaymentsAi) {
             continue;
         }
@@ -479,7 +479,7 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
 /// A transaction as Rebilly's `Transaction` schema names and types it.
 fn render(core: &SimState, id: &str) -> Option<Value> {
     let t = core.ledger.get(id)?;
-    let x = core.pai_extra(id).unwrap_or_default();
+    let x = core.store().pai_extra(id).unwrap_or_default();
     let exp = money::exponent(&t.currency);
     // Rebilly's `status` and `result` enums. A gateway error never reached the processor
     // in the sandbox's model: `never-sent`.
@@ -602,7 +602,7 @@ fn webhook(state: &mut SimState, id: &str, event: &str) {
 /// (`passed`: the customer passed it). Returns the transaction, `None` when `id` has no
 /// pending challenge.
 pub fn complete_3ds(state: &mut SimState, id: &str, passed: bool) -> Option<Value> {
-    let x = state.pai_extra(id)?;
+    let x = state.store().pai_extra(id)?;
     let flow = x.three_ds?;
     let t = state.ledger.get_mut(id)?;
     if t.state != TxnState::Pending {
@@ -660,7 +660,7 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
             digest: stored_fp,
             resp,
             txn_id: id,
-        }) = core.pai_idem(org, k)
+        }) = core.store().pai_idem(org, k)
         {
             if stored_fp != fp && core.cfg.pai.idem_mismatch == IdemMismatch::Conflict {
                 return Reply::Respond(error(
@@ -786,7 +786,7 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
                 } else {
                     exec.resp.clone()
                 };
-                c.put_pai_idem(
+                c.store().put_pai_idem(
                     &org,
                     k,
                     &IdemRecord {
@@ -808,7 +808,7 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
 /// The newest open (approved, uncaptured) authorization on instrument `inst` that `amount`
 /// of `currency` can capture.
 fn open_auth(core: &SimState, inst: &str, amount: i64, currency: &str) -> Option<String> {
-    core.pai_ids_on_instrument(inst).into_iter().find(|id| {
+    core.store().pai_ids_on_instrument(inst).into_iter().find(|id| {
         core.ledger.get(id).is_some_and(|t| {
             t.dialect == Dialect::PaymentsAi
                 && t.kind == Kind::Auth
@@ -868,8 +868,8 @@ fn capture(
     if let Some(pp) = c.ledger.get_mut(parent) {
         pp.captured = true;
     }
-    let parent_extra = c.pai_extra(parent).unwrap_or_default();
-    c.put_pai_extra(
+    let parent_extra = c.store().pai_extra(parent).unwrap_or_default();
+    c.store().put_pai_extra(
         &id,
         &Extra {
             org: org.to_owned(),
@@ -1076,7 +1076,7 @@ fn sale(
             t.state = TxnState::Error;
             t.resp_code = err_code.to_string();
             c.ledger.push(t);
-            c.put_pai_extra(&id, &x);
+            c.store().put_pai_extra(&id, &x);
             return Exec {
                 resp: error(500, "Internal server error", None),
                 committed: vec![id],
@@ -1096,7 +1096,7 @@ fn sale(
             .map(|s| s.to_owned());
     }
     c.ledger.push(t);
-    c.put_pai_extra(&id, &x);
+    c.store().put_pai_extra(&id, &x);
     if let Some(ev) = event {
         webhook(c, &id, ev);
     }
@@ -1178,7 +1178,7 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
             r.pan_last4 = orig.pan_last4.clone();
             r.brand = orig.brand.clone();
             c.ledger.push(r);
-            c.put_pai_extra(
+            c.store().put_pai_extra(
                 &rid,
                 &Extra {
                     org: org_of(c),
@@ -1232,8 +1232,8 @@ fn void_auth(c: &mut SimState, orig: &Txn, body: &Value, fault: Option<&FaultAct
     v.approved_minor = orig.approved_minor;
     v.resp_code = "00".into();
     c.ledger.push(v);
-    let x = c.pai_extra(&orig.id).unwrap_or_default();
-    c.put_pai_extra(
+    let x = c.store().pai_extra(&orig.id).unwrap_or_default();
+    c.store().put_pai_extra(
         &vid,
         &Extra {
             org: org_of(c),

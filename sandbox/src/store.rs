@@ -12,10 +12,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::dialect_state::{Extra, Payment};
 use crate::exchange::SimResponse;
-use crate::state::SimState;
 
-/// The tables, created with the ledger's.
-pub(crate) const SCHEMA: &str = "
+/// The tables, created next to the ledger's by [`create_tables`].
+const SCHEMA: &str = "
     CREATE TABLE pai_extra (
         seq INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
@@ -52,7 +51,7 @@ pub(crate) struct IdemRecord {
     pub(crate) txn_id: String,
 }
 
-/// The PaymentsAI columns [`SimState::pai_ids`] can narrow a listing by.
+/// The PaymentsAI columns [`Store::pai_ids`] can narrow a listing by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PaiIndex {
     /// The transaction id.
@@ -116,9 +115,20 @@ fn ids(db: &Connection, what: &str, sql: &str, args: &[&str]) -> Vec<String> {
     logged(what, r).unwrap_or_default()
 }
 
-impl SimState {
+/// Creates the tables in the ledger's connection (when the sandbox state is made).
+pub(crate) fn create_tables(db: &Connection) {
+    if let Err(e) = db.execute_batch(SCHEMA) {
+        panic!("sandbox store: cannot create the dialects' tables: {e}");
+    }
+}
+
+/// The dialects' tables, through the ledger's connection.
+#[derive(Clone, Copy)]
+pub(crate) struct Store<'a>(pub(crate) &'a Connection);
+
+impl Store<'_> {
     fn db(&self) -> &Connection {
-        self.ledger.db()
+        self.0
     }
 
     /// PaymentsAI: the extras of transaction `id`.
@@ -132,7 +142,7 @@ impl SimState {
 
     /// PaymentsAI: stores (or replaces) the extras of transaction `id`. A replaced row keeps
     /// its place in the listing order.
-    pub(crate) fn put_pai_extra(&mut self, id: &str, x: &Extra) {
+    pub(crate) fn put_pai_extra(&self, id: &str, x: &Extra) {
         let Some(data) = to_json("pai extra", x) else {
             return;
         };
@@ -231,7 +241,7 @@ impl SimState {
     }
 
     /// PaymentsAI: stores the idempotency record of `key` in organization `org`.
-    pub(crate) fn put_pai_idem(&mut self, org: &str, key: &str, rec: &IdemRecord) {
+    pub(crate) fn put_pai_idem(&self, org: &str, key: &str, rec: &IdemRecord) {
         if !CONTENT_TYPES.contains(&rec.resp.content_type) {
             tracing::error!(
                 content_type = rec.resp.content_type,
@@ -268,7 +278,7 @@ impl SimState {
     }
 
     /// Pay1st: stores (or replaces) the payment `reference`.
-    pub(crate) fn put_pay1st_payment(&mut self, reference: &str, p: &Payment) {
+    pub(crate) fn put_pay1st_payment(&self, reference: &str, p: &Payment) {
         let Some(data) = to_json("pay1st payment", p) else {
             return;
         };
@@ -301,7 +311,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::SandboxConfig;
+    use crate::ledger::Ledger;
     use crate::outcome::ThreeDs;
 
     fn extra(org: &str, req: Option<&str>, inst: Option<&str>) -> Extra {
@@ -319,7 +329,9 @@ mod tests {
 
     #[test]
     fn pai_extras_round_trip_and_list_newest_first_by_index() {
-        let mut s = SimState::new(SandboxConfig::default());
+        let l = Ledger::default();
+        create_tables(l.db());
+        let s = Store(l.db());
         for i in 0..50 {
             let req = format!("req-{}", i % 5);
             s.put_pai_extra(&format!("t{i}"), &extra("org-a", Some(&req), Some("inst-1")));
@@ -353,7 +365,9 @@ mod tests {
 
     #[test]
     fn idempotency_records_and_payments_round_trip() {
-        let mut s = SimState::new(SandboxConfig::default());
+        let l = Ledger::default();
+        create_tables(l.db());
+        let s = Store(l.db());
         let rec = IdemRecord {
             digest: [7; 32],
             resp: SimResponse::json(201, &json!({"id": "t1"})),
@@ -384,8 +398,9 @@ mod tests {
         let got = s.pay1st_payment("C-1-P").unwrap();
         assert_eq!((got.queries, got.final_status), (2, Some("ABANDONED")));
         assert!(s.pay1st_payment("C-3-P").is_none());
-        // Reset starts from an empty store.
-        s.reset();
-        assert_eq!(s.pay1st_payment_count(), 0);
+        // A new ledger starts from an empty store.
+        let l2 = Ledger::default();
+        create_tables(l2.db());
+        assert_eq!(Store(l2.db()).pay1st_payment_count(), 0);
     }
 }
