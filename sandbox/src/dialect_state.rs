@@ -2,8 +2,8 @@
 //! lockouts ([`NumberState`]); PaymentsAI keys, tokens, instruments, idempotency records and
 //! webhook destinations ([`PaiState`]); Pay1st tokens ([`Pay1stState`]).
 //!
-//! What grows with every sale — PaymentsAI's per-transaction [`Extra`] and idempotency
-//! records, Pay1st's [`Payment`]s — lives in SQLite next to the ledger ([`crate::store`]), so
+//! What grows with every sale — PaymentsAI's per-transaction `Extra` and idempotency
+//! records, Pay1st's `Payment`s — lives in SQLite next to the ledger (`crate::store`), so
 //! that memory stays flat over a long run; these types are its rows.
 //!
 //! The types live apart from their handlers so that the state struct
@@ -162,7 +162,7 @@ pub(crate) struct Payment {
 }
 
 /// Pay1st access and refresh tokens (with their expiry); the payments are in
-/// [`crate::store`].
+/// `crate::store`.
 #[derive(Default)]
 pub struct Pay1stState {
     /// Access token → expiry (virtual Unix seconds).

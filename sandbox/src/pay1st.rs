@@ -4,7 +4,7 @@
 //! fulfilments, signed webhooks, "Query Payment Status", and the \[EXT\] `emv` field for a
 //! card-present authorisation. Tokens are kept in
 //! [`crate::dialect_state::Pay1stState`], payments in SQLite next to the ledger
-//! ([`crate::store`]).
+//! (`crate::store`).
 //!
 //! As the reference pages say (`docs/gateway-specs/pay1st/`): the token and refresh calls
 //! take the vendor media type (the refresh as `Accept` too); a payment is identified by

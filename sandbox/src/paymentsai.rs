@@ -4,7 +4,7 @@
 //! permanent key exchange with the secret policy, signed webhooks, and the end of a 3DS
 //! challenge ([`complete_3ds`]). Keys and tokens are kept in
 //! [`crate::dialect_state::PaiState`]; transaction extras and idempotency records in SQLite
-//! next to the ledger ([`crate::store`]).
+//! next to the ledger (`crate::store`).
 //!
 //! Transactions answer as Rebilly's definition says (`docs/gateway-specs/rebilly/`), which
 //! PaymentsAI is built on: the resource itself (no envelope), a list as a bare array;
