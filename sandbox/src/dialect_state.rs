@@ -1,6 +1,10 @@
 //! What each dialect remembers between requests: Number sessions, failure counters and
 //! lockouts ([`NumberState`]); PaymentsAI keys, tokens, instruments, idempotency records and
-//! webhook destinations ([`PaiState`]); Pay1st tokens and payments ([`Pay1stState`]).
+//! webhook destinations ([`PaiState`]); Pay1st tokens ([`Pay1stState`]).
+//!
+//! What grows with every sale — PaymentsAI's per-transaction `Extra` and idempotency
+//! records, Pay1st's `Payment`s — lives in SQLite next to the ledger (`crate::store`), so
+//! that memory stays flat over a long run; these types are its rows.
 //!
 //! The types live apart from their handlers so that the state struct
 //! ([`crate::state::SimState`]) can own them and the handlers ([`crate::number`],
@@ -8,10 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::config::PaiConfig;
-use crate::exchange::SimResponse;
 use crate::outcome::ThreeDs;
 
 /// Number sessions, failure counters and locked IPs.
@@ -69,7 +73,7 @@ pub(crate) struct Card {
 }
 
 /// What a PaymentsAI transaction carries beyond the ledger row.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Extra {
     /// Organization it belongs to.
     pub(crate) org: String,
@@ -88,6 +92,7 @@ pub(crate) struct Extra {
     /// The \[EXT\] `emvResponse` object.
     pub(crate) emv_response: Option<Value>,
     /// The 3DS flow, when the card asks for one.
+    #[serde(with = "three_ds_name")]
     pub(crate) three_ds: Option<ThreeDs>,
     /// Where the customer completes 3DS.
     pub(crate) approval_url: Option<String>,
@@ -116,10 +121,6 @@ pub struct PaiState {
     pub(crate) tokens: HashMap<String, Card>,
     /// Payment instruments attached to customers.
     pub(crate) instruments: HashMap<String, Card>,
-    /// (organization, idempotency key) → (body digest, stored response, transaction id).
-    pub(crate) idem: HashMap<(String, String), ([u8; 32], SimResponse, String)>,
-    /// Per-transaction extras, by transaction id.
-    pub(crate) extra: HashMap<String, Extra>,
     /// Registered webhook destinations.
     pub(crate) destinations: Vec<Destination>,
 }
@@ -136,15 +137,13 @@ impl PaiState {
             customers: HashMap::new(),
             tokens: HashMap::new(),
             instruments: HashMap::new(),
-            idem: HashMap::new(),
-            extra: HashMap::new(),
             destinations: Vec::new(),
         }
     }
 }
 
 /// What a Pay1st payment carries beyond the ledger row.
-#[derive(Clone)]
+#[derive(Clone, Serialize)]
 pub(crate) struct Payment {
     /// `countryCode` as sent.
     pub(crate) country: String,
@@ -162,13 +161,79 @@ pub(crate) struct Payment {
     pub(crate) final_status: Option<&'static str>,
 }
 
-/// Pay1st access and refresh tokens (with their expiry) and payments.
+/// Pay1st access and refresh tokens (with their expiry); the payments are in
+/// `crate::store`.
 #[derive(Default)]
 pub struct Pay1stState {
     /// Access token → expiry (virtual Unix seconds).
     pub(crate) access: HashMap<String, i64>,
     /// Refresh token → expiry.
     pub(crate) refresh: HashMap<String, i64>,
-    /// Payments by reference.
-    pub(crate) payments: HashMap<String, Payment>,
+}
+
+/// [`Extra::three_ds`] as a name in the stored row.
+mod three_ds_name {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<ThreeDs>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|f| match f {
+            ThreeDs::Challenge => "challenge",
+            ThreeDs::ChallengeThenDecline => "challenge-then-decline",
+        })
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ThreeDs>, D::Error> {
+        match Option::<String>::deserialize(d)?.as_deref() {
+            None => Ok(None),
+            Some("challenge") => Ok(Some(ThreeDs::Challenge)),
+            Some("challenge-then-decline") => Ok(Some(ThreeDs::ChallengeThenDecline)),
+            Some(o) => Err(serde::de::Error::custom(format!("unknown 3DS flow {o}"))),
+        }
+    }
+}
+
+/// A stored [`Payment`] as it parses: `final_status` owned, then checked against the names
+/// Pay1st's status enum has beyond the ledger's.
+#[derive(Deserialize)]
+struct PaymentRow {
+    country: String,
+    webhook_url: Option<String>,
+    emv_response: Option<Value>,
+    products: Value,
+    metadata: Value,
+    queries: u32,
+    final_status: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Payment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Payment::try_from(PaymentRow::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = String;
+
+    fn try_from(r: PaymentRow) -> Result<Self, String> {
+        const NAMES: [&str; 2] = ["CANCELLED", "ABANDONED"];
+        let final_status = match r.final_status {
+            None => None,
+            Some(n) => Some(
+                *NAMES
+                    .iter()
+                    .find(|k| **k == n)
+                    .ok_or_else(|| format!("unknown final status {n}"))?,
+            ),
+        };
+        Ok(Payment {
+            country: r.country,
+            webhook_url: r.webhook_url,
+            emv_response: r.emv_response,
+            products: r.products,
+            metadata: r.metadata,
+            queries: r.queries,
+            final_status,
+        })
+    }
 }

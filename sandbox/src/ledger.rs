@@ -338,6 +338,12 @@ fn is_orphan(t: &Txn) -> bool {
 }
 
 impl Ledger {
+    /// The SQLite connection, for the dialects' own tables next to the ledger's (the sandbox
+    /// state's `store`).
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
+    }
+
     /// Writes back the rows changed through [`Ledger::get_mut`].
     fn write_back(&self) {
         let dirty: Vec<i64> = self.dirty.borrow_mut().drain().collect();
@@ -493,6 +499,39 @@ impl Ledger {
                 }
             })
             .collect()
+    }
+
+    /// Rows whose client reference is one of `refs` or whose id is one of `ids`, in creation
+    /// order (indexed: a search that names its transactions reads only those rows).
+    pub fn by_client_refs_or_ids(&self, refs: &[&str], ids: &[&str]) -> Vec<Txn> {
+        if refs.is_empty() && ids.is_empty() {
+            return Vec::new();
+        }
+        self.write_back();
+        let marks = |n: usize| vec!["?"; n].join(", ");
+        let sql = format!(
+            "SELECT data FROM txns WHERE client_ref IN ({}) OR id IN ({}) ORDER BY seq",
+            marks(refs.len()),
+            marks(ids.len())
+        );
+        let r = self.db.prepare(&sql).and_then(|mut st| {
+            st.query_map(
+                rusqlite::params_from_iter(refs.iter().chain(ids)),
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<Result<Vec<String>, _>>()
+        });
+        r.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "sandbox ledger: query failed");
+            Vec::new()
+        })
+        .into_iter()
+        .filter_map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| tracing::error!(error = %e, "sandbox ledger: a stored row does not parse"))
+                .ok()
+        })
+        .collect()
     }
 
     /// Rows whose client reference equals `r`.
@@ -675,6 +714,17 @@ mod tests {
             [77]
         );
         assert_eq!(l.by_client_ref("ref-3").count(), with_ref_3);
+        let named = l.by_client_refs_or_ids(&["ref-3", "ref-4"], &["t3", "t4", "t5"]);
+        assert_eq!(
+            named.len(),
+            (0..n).filter(|i| i % 7 == 3 || i % 7 == 4).count() + 1,
+            "t3 and t4 once each, t5 added"
+        );
+        assert!(named.windows(2).all(|w| {
+            let i = |t: &Txn| t.id[1..].parse::<i64>().unwrap();
+            i(&w[0]) < i(&w[1])
+        }));
+        assert!(l.by_client_refs_or_ids(&[], &[]).is_empty());
         let orphans = l.orphans();
         assert_eq!(orphans.len(), (n as usize).div_ceil(1000));
         l.note_lookup("t0");

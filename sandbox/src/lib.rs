@@ -6,7 +6,8 @@
 //! Layout, each module using only those listed before it:
 //! - plain data and rules: [`exchange`] (request/reply types), [`clock`], [`config`],
 //!   [`money`], [`emv`], [`ledger`], [`faults`], [`outcome`], [`webhooks`];
-//! - state: [`dialect_state`] (what each dialect remembers), [`state`] ([`SimState`], all of
+//! - state: [`dialect_state`] (what each dialect remembers), `store` (the part of it that
+//!   grows with every transaction, in the ledger's SQLite file), [`state`] ([`SimState`], all of
 //!   it, with the fault and webhook machinery);
 //! - the dialects: [`number`], [`paymentsai`], [`pay1st`], and [`dispatch`] above them;
 //! - the I/O shell: `shared` (lock, webhook delivery), `control` (the `/_sim` control
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 mod control;
 pub mod dialect_state;
+mod store;
 pub mod dispatch;
 pub mod emv;
 pub mod exchange;

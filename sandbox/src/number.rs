@@ -791,9 +791,31 @@ fn query(core: &mut SimState, name: &str, body: &Value) -> SimResponse {
     let Some(expr) = parse_query(q) else {
         return aspen_error(name, 1004, "unparseable Query");
     };
-    let ids: Vec<String> = core
-        .ledger
-        .all()
+    // When every alternative names its transactions (client reference or TxID equal to a
+    // value), only those rows are read; otherwise the search reads the whole ledger.
+    let named: Option<Vec<&Term>> = expr
+        .iter()
+        .map(|and| and.iter().find(|t| t.op == "=" && "MH".contains(t.key)))
+        .collect();
+    let rows = match named {
+        Some(named) => {
+            let refs: Vec<&str> = named
+                .iter()
+                .filter(|t| t.key == 'M')
+                .map(|t| t.value.as_str())
+                .collect();
+            let ids: Vec<String> = named
+                .iter()
+                .filter(|t| t.key == 'H')
+                .filter_map(|t| t.value.parse::<i64>().ok())
+                .map(|v| v.to_string())
+                .collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            core.ledger.by_client_refs_or_ids(&refs, &ids)
+        }
+        None => core.ledger.all(),
+    };
+    let ids: Vec<String> = rows
         .iter()
         .filter(|t| {
             t.dialect == Dialect::Number

@@ -2,8 +2,9 @@
 //! refresh, `AccessToken: Bearer` plus `X-SIGNATURE`/`X-TIMESTAMP` request signatures, payment
 //! creation (unique `partnerReference`), hosted checkout and its completion ([`complete`]),
 //! fulfilments, signed webhooks, "Query Payment Status", and the \[EXT\] `emv` field for a
-//! card-present authorisation. Tokens and payments are kept in
-//! [`crate::dialect_state::Pay1stState`].
+//! card-present authorisation. Tokens are kept in
+//! [`crate::dialect_state::Pay1stState`], payments in SQLite next to the ledger
+//! (`crate::store`).
 //!
 //! As the reference pages say (`docs/gateway-specs/pay1st/`): the token and refresh calls
 //! take the vendor media type (the refresh as `Accept` too); a payment is identified by
@@ -255,10 +256,11 @@ fn payments(core: &mut SimState, req: &SimRequest, rest: &[&str], tok: String) -
                 key,
                 |s| error(s, "INTERNAL_ERROR", "server error"),
                 move |c, _| {
-                    let Some(p) = c.pay1st.payments.get_mut(&reference) else {
+                    let Some(mut p) = c.store().pay1st_payment(&reference) else {
                         return Exec::reply(error(404, "NOT_FOUND", "unknown reference"));
                     };
                     p.queries = p.queries.saturating_add(1);
+                    c.store().put_pay1st_payment(&reference, &p);
                     c.ledger.note_lookup(&reference);
                     match render(c, &reference) {
                         Some(v) => Exec::reply(SimResponse::json(200, &v)),
@@ -302,7 +304,7 @@ fn render(core: &SimState, reference: &str) -> Option<Value> {
         .ledger
         .get(reference)
         .filter(|t| t.dialect == Dialect::Pay1st)?;
-    let p = core.pay1st.payments.get(reference)?;
+    let p = core.store().pay1st_payment(reference)?;
     let exp = money::exponent(&t.currency);
     let cfg = &core.cfg.pay1st;
     let mut settings = json!({"partnerId": cfg.partner_id});
@@ -311,7 +313,7 @@ fn render(core: &SimState, reference: &str) -> Option<Value> {
     }
     let mut v = json!({"countryCode": p.country, "currencyCode": t.currency, "amount": money::to_json(t.amount_minor, exp),
         "reference": t.id, "partnerReference": t.client_ref.clone().unwrap_or_default(), "partnerSettings": settings,
-        "products": p.products, "metadata": p.metadata, "status": status_text(t, p)});
+        "products": p.products, "metadata": p.metadata, "status": status_text(t, &p)});
     // [EXT] the card-present answer, only once the status is final.
     if let (Some(e), false) = (
         &p.emv_response,
@@ -393,7 +395,7 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     "partnerReference already used",
                 ));
             }
-            if c.pay1st.payments.len() >= MAX_PAYMENTS {
+            if c.store().pay1st_payment_count() >= MAX_PAYMENTS {
                 return Exec::reply(error(429, "TOO_MANY", "payment store full"));
             }
             // The form of the page's example reference (`C-142710055596150-P`).
@@ -554,7 +556,7 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                 final_state = true;
             }
             c.ledger.push(t);
-            c.pay1st.payments.insert(reference.clone(), p);
+            c.store().put_pay1st_payment(&reference, &p);
             if final_state {
                 webhook(c, &reference);
             }
@@ -587,7 +589,7 @@ fn webhook(state: &mut SimState, reference: &str) {
     let Some(t) = state.ledger.get(reference).cloned() else {
         return;
     };
-    let Some(p) = state.pay1st.payments.get(reference).cloned() else {
+    let Some(p) = state.store().pay1st_payment(reference) else {
         return;
     };
     let Some(url) = p
@@ -675,8 +677,9 @@ pub fn complete(
         t.pan_last4 = Some(last4(p));
         t.brand = Some(brand_of(p).to_owned());
     }
-    if let Some(p) = state.pay1st.payments.get_mut(reference) {
+    if let Some(mut p) = state.store().pay1st_payment(reference) {
         p.final_status = final_status;
+        state.store().put_pay1st_payment(reference, &p);
     }
     webhook(state, reference);
     render(state, reference)

@@ -2,8 +2,9 @@
 //! <accountId>_<apiKey>_<apiKeyId>`, organization scoping, `idempotencyKey` in the body,
 //! 201 for declines too, refund 409/422, the \[EXT\] EMV instruction, the temporal →
 //! permanent key exchange with the secret policy, signed webhooks, and the end of a 3DS
-//! challenge ([`complete_3ds`]). Keys, tokens and idempotency records are kept in
-//! [`crate::dialect_state::PaiState`].
+//! challenge ([`complete_3ds`]). Keys and tokens are kept in
+//! [`crate::dialect_state::PaiState`]; transaction extras and idempotency records in SQLite
+//! next to the ledger (`crate::store`).
 //!
 //! Transactions answer as Rebilly's definition says (`docs/gateway-specs/rebilly/`), which
 //! PaymentsAI is built on: the resource itself (no envelope), a list as a bare array;
@@ -33,6 +34,7 @@ use crate::faults::{FaultAction, FaultKey, Op};
 use crate::ledger::{brand_of, last4, Entry, Kind, Txn, TxnState};
 use crate::outcome::{self, Code, EmvExtra, Forced, Outcome, ResolveInput, ThreeDs};
 use crate::state::SimState;
+use crate::store::{IdemRecord, PaiIndex};
 use crate::{clock, money};
 
 /// Longest accepted `idempotencyKey` (§2.3).
@@ -342,7 +344,7 @@ fn org_route(core: &mut SimState, req: &SimRequest, org: &str, rest: &[&str]) ->
             return core.with_faults(
                 key,
                 |s| error(s, "Internal error", None),
-                move |c, _| match c.pai.extra.get(&id).filter(|e| e.org == org_of(c)) {
+                move |c, _| match c.store().pai_extra(&id).filter(|e| e.org == org_of(c)) {
                     Some(_) => {
                         c.ledger.note_lookup(&id);
                         Exec::reply(SimResponse::json(200, &render(c, &id).unwrap_or_default()))
@@ -443,13 +445,16 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
     };
     let org = org_of(core);
     let mut hits = Vec::new();
-    for t in core.ledger.all().iter().rev() {
-        if t.dialect != Dialect::PaymentsAi
-            || core.pai.extra.get(&t.id).is_none_or(|x| x.org != org)
-        {
+    // The candidates through an index when a term names an indexed field (the lookup of one
+    // transaction by id or requestId); every term is still checked on the rendered object.
+    let by = terms
+        .iter()
+        .find_map(|(k, vals)| Some((PaiIndex::for_field(k)?, vals.as_slice())));
+    for id in core.store().pai_ids(&org, by) {
+        if core.ledger.get(&id).is_none_or(|t| t.dialect != Dialect::PaymentsAi) {
             continue;
         }
-        let Some(v) = render(core, &t.id) else {
+        let Some(v) = render(core, &id) else {
             continue;
         };
         let ok = terms.iter().all(|(k, vals)| {
@@ -458,7 +463,7 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
                 .is_some_and(|x| vals.contains(&x))
         });
         if ok {
-            hits.push((t.id.clone(), v));
+            hits.push((id, v));
         }
     }
     let page: Vec<(String, Value)> = hits.into_iter().skip(offset).take(limit).collect();
@@ -474,7 +479,7 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
 /// A transaction as Rebilly's `Transaction` schema names and types it.
 fn render(core: &SimState, id: &str) -> Option<Value> {
     let t = core.ledger.get(id)?;
-    let x = core.pai.extra.get(id).cloned().unwrap_or_default();
+    let x = core.store().pai_extra(id).unwrap_or_default();
     let exp = money::exponent(&t.currency);
     // Rebilly's `status` and `result` enums. A gateway error never reached the processor
     // in the sandbox's model: `never-sent`.
@@ -597,7 +602,7 @@ fn webhook(state: &mut SimState, id: &str, event: &str) {
 /// (`passed`: the customer passed it). Returns the transaction, `None` when `id` has no
 /// pending challenge.
 pub fn complete_3ds(state: &mut SimState, id: &str, passed: bool) -> Option<Value> {
-    let x = state.pai.extra.get(id)?.clone();
+    let x = state.store().pai_extra(id)?;
     let flow = x.three_ds?;
     let t = state.ledger.get_mut(id)?;
     if t.state != TxnState::Pending {
@@ -651,8 +656,11 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     };
     let fp = digest(&req.body);
     if let Some(k) = &idem {
-        if let Some((stored_fp, resp, id)) =
-            core.pai.idem.get(&(org.to_owned(), k.clone())).cloned()
+        if let Some(IdemRecord {
+            digest: stored_fp,
+            resp,
+            txn_id: id,
+        }) = core.store().pai_idem(org, k)
         {
             if stored_fp != fp && core.cfg.pai.idem_mismatch == IdemMismatch::Conflict {
                 return Reply::Respond(error(
@@ -778,9 +786,15 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
                 } else {
                     exec.resp.clone()
                 };
-                c.pai
-                    .idem
-                    .insert((org.clone(), k.clone()), (fp, resp.clone(), id.clone()));
+                c.store().put_pai_idem(
+                    &org,
+                    k,
+                    &IdemRecord {
+                        digest: fp,
+                        resp: resp.clone(),
+                        txn_id: id.clone(),
+                    },
+                );
                 return Exec {
                     resp,
                     committed: exec.committed,
@@ -794,24 +808,16 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
 /// The newest open (approved, uncaptured) authorization on instrument `inst` that `amount`
 /// of `currency` can capture.
 fn open_auth(core: &SimState, inst: &str, amount: i64, currency: &str) -> Option<String> {
-    core.ledger
-        .all()
-        .iter()
-        .rev()
-        .find(|t| {
+    core.store().pai_ids_on_instrument(inst).into_iter().find(|id| {
+        core.ledger.get(id).is_some_and(|t| {
             t.dialect == Dialect::PaymentsAi
                 && t.kind == Kind::Auth
                 && t.state == TxnState::Approved
                 && !t.captured
                 && t.currency == currency
                 && amount <= t.approved_minor
-                && core
-                    .pai
-                    .extra
-                    .get(&t.id)
-                    .is_some_and(|x| x.instrument_id.as_deref() == Some(inst))
         })
-        .map(|t| t.id.clone())
+    })
 }
 
 fn capture(
@@ -862,10 +868,10 @@ fn capture(
     if let Some(pp) = c.ledger.get_mut(parent) {
         pp.captured = true;
     }
-    let parent_extra = c.pai.extra.get(parent).cloned().unwrap_or_default();
-    c.pai.extra.insert(
-        id.clone(),
-        Extra {
+    let parent_extra = c.store().pai_extra(parent).unwrap_or_default();
+    c.store().put_pai_extra(
+        &id,
+        &Extra {
             org: org.to_owned(),
             // Rebilly's type of the second sale; the ledger knows it as the capture.
             type_name: "sale".into(),
@@ -1096,7 +1102,7 @@ fn sale(
             t.state = TxnState::Error;
             t.resp_code = err_code.to_string();
             c.ledger.push(t);
-            c.pai.extra.insert(id.clone(), x);
+            c.store().put_pai_extra(&id, &x);
             return Exec {
                 resp: error(500, "Internal server error", None),
                 committed: vec![id],
@@ -1116,7 +1122,7 @@ fn sale(
             .map(|s| s.to_owned());
     }
     c.ledger.push(t);
-    c.pai.extra.insert(id.clone(), x);
+    c.store().put_pai_extra(&id, &x);
     if let Some(ev) = event {
         webhook(c, &id, ev);
     }
@@ -1198,9 +1204,9 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
             r.pan_last4 = orig.pan_last4.clone();
             r.brand = orig.brand.clone();
             c.ledger.push(r);
-            c.pai.extra.insert(
-                rid.clone(),
-                Extra {
+            c.store().put_pai_extra(
+                &rid,
+                &Extra {
                     org: org_of(c),
                     type_name: "refund".into(),
                     metadata: json!({}),
@@ -1252,10 +1258,10 @@ fn void_auth(c: &mut SimState, orig: &Txn, body: &Value, fault: Option<&FaultAct
     v.approved_minor = orig.approved_minor;
     v.resp_code = "00".into();
     c.ledger.push(v);
-    let x = c.pai.extra.get(&orig.id).cloned().unwrap_or_default();
-    c.pai.extra.insert(
-        vid.clone(),
-        Extra {
+    let x = c.store().pai_extra(&orig.id).unwrap_or_default();
+    c.store().put_pai_extra(
+        &vid,
+        &Extra {
             org: org_of(c),
             type_name: "void".into(),
             customer_id: x.customer_id,

@@ -15,6 +15,7 @@ use crate::dialect_state::{NumberState, PaiState, Pay1stState};
 use crate::exchange::{Exec, Reply, SimResponse};
 use crate::faults::{DropWhen, FaultAction, FaultKey, Faults, Op, WebhookMode};
 use crate::ledger::Ledger;
+use crate::store::{self, Store};
 use crate::webhooks::{NewEvent, Outbox};
 
 /// All sandbox state.
@@ -45,10 +46,12 @@ impl SimState {
         let start = cfg
             .clock_start_epoch
             .unwrap_or_else(VirtualClock::wall_epoch);
+        let ledger = Ledger::default();
+        store::create_tables(ledger.db());
         SimState {
             rng: ChaCha20Rng::seed_from_u64(cfg.seed),
             clock: VirtualClock::new(start),
-            ledger: Ledger::default(),
+            ledger,
             faults: Faults::default(),
             outbox: Outbox::default(),
             number: NumberState::default(),
@@ -61,6 +64,11 @@ impl SimState {
     /// `POST /_sim/reset`: everything back to the start, same seed and config.
     pub fn reset(&mut self) {
         *self = SimState::new(self.cfg.clone());
+    }
+
+    /// The dialects' per-transaction state, in the ledger's SQLite file.
+    pub(crate) fn store(&self) -> Store<'_> {
+        Store(self.ledger.db())
     }
 
     /// Virtual now, Unix seconds.
