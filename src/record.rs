@@ -378,7 +378,12 @@ mod tests {
         #[test]
         fn masking_never_panics_and_keeps_sw(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let m = mask_message(Dir::Terminal, false, &bytes);
-            if bytes.len() >= 2 {
+            // The status word is kept, unless the bytes before it are not TLV while the whole
+            // message is (an unsolicited message without a status word, masked whole).
+            let whole_tlv = bytes.len() > 2
+                && super::mask_tlv(&bytes[..bytes.len() - 2], 0).is_none()
+                && super::mask_tlv(&bytes, 0).is_some();
+            if bytes.len() >= 2 && !whole_tlv {
                 proptest::prop_assert_eq!(&m[m.len() - 2..], &bytes[bytes.len() - 2..]);
             }
             let _ = mask_message(Dir::Host, false, &bytes);
