@@ -27,7 +27,7 @@ fn link_timeout(config: &TxnConfig) -> Duration {
 
 /// Asks the link to drop and re-synchronise, and waits until it has left the connected
 /// state (the request is queued behind earlier ones), so the next transaction sees it.
-async fn resync(link: &ReaderLink) {
+pub(crate) async fn resync(link: &ReaderLink) {
     let mut state = link.watch_state();
     link.reconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -636,7 +636,7 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
             // The engine leaves a command whose answer was lost pending in the link until the
             // link's own (long) timeout; the next sale would find the link busy. Re-sync now,
             // as a front end should after a transaction that ended in reader trouble.
-            lane.link.reconnect().await;
+            crate::engine::resync(&lane.link).await;
         }
     }
     t.link = lane.link.stats();
