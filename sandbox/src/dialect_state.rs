@@ -121,6 +121,13 @@ pub struct PaiState {
     pub(crate) tokens: HashMap<String, Card>,
     /// Payment instruments attached to customers.
     pub(crate) instruments: HashMap<String, Card>,
+    /// Instrument ids by card fingerprint (a keyed hash of customer, PAN and expiry): a card
+    /// presented again by the same customer is the instrument it already is, as a gateway's
+    /// vault deduplicates cards (and the vault stays as large as the set of cards, not sales).
+    pub(crate) fingerprints: HashMap<String, String>,
+    /// Key of the fingerprints: random per sandbox, so a fingerprint is no PAN hash anyone
+    /// could reverse by enumeration.
+    pub(crate) fingerprint_key: [u8; 32],
     /// Registered webhook destinations.
     pub(crate) destinations: Vec<Destination>,
 }
@@ -137,6 +144,8 @@ impl PaiState {
             customers: HashMap::new(),
             tokens: HashMap::new(),
             instruments: HashMap::new(),
+            fingerprints: HashMap::new(),
+            fingerprint_key: rand::random(),
             destinations: Vec::new(),
         }
     }

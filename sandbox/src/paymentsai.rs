@@ -805,6 +805,33 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     )
 }
 
+/// The instrument id of `card` for `customer`, while the vault has room. A sale's card is
+/// the instrument it already is when the customer presented it before (`shared`); an
+/// authorization's card always gets an instrument of its own, because a capture names the
+/// authorization only through its instrument (see [`open_auth`]) and two open authorizations
+/// must never share one.
+fn vault(c: &mut SimState, customer: &str, card: &Card, shared: bool) -> Option<String> {
+    let print = shared.then(|| {
+        let (month, year) = card.expiry.unwrap_or_default();
+        emvbridge_core::gateway::sign::hmac_sha256_hex(
+            &c.pai.fingerprint_key,
+            format!("{customer}|{}|{month:02}{year:04}", card.pan).as_bytes(),
+        )
+    });
+    if let Some(id) = print.as_ref().and_then(|p| c.pai.fingerprints.get(p)) {
+        return Some(id.clone());
+    }
+    if c.pai.instruments.len() >= MAX_OBJECTS {
+        return None;
+    }
+    let id = format!("inst_{}", c.rand_hex(8));
+    c.pai.instruments.insert(id.clone(), card.clone());
+    if let Some(p) = print {
+        c.pai.fingerprints.insert(p, id.clone());
+    }
+    Some(id)
+}
+
 /// The newest open (approved, uncaptured) authorization on instrument `inst` that `amount`
 /// of `currency` can capture.
 fn open_auth(core: &SimState, inst: &str, amount: i64, currency: &str) -> Option<String> {
@@ -1035,10 +1062,9 @@ fn sale(
     // The card is vaulted: a token or EMV card gets an instrument id (what a capture names).
     let instrument_id = match (pi.get("paymentInstrumentId").and_then(Value::as_str), &card) {
         (Some(i), _) => Some(i.to_owned()),
-        (None, Some(cd)) if c.pai.instruments.len() < MAX_OBJECTS => {
-            let i = format!("inst_{}", c.rand_hex(8));
-            c.pai.instruments.insert(i.clone(), cd.clone());
-            Some(i)
+        (None, Some(cd)) => {
+            let customer = body.get("customerId").and_then(Value::as_str);
+            vault(c, customer.unwrap_or_default(), cd, kind == Kind::Sale)
         }
         _ => None,
     };
