@@ -849,10 +849,13 @@ impl Journal {
         saf: Option<&AuthorizationRequest>,
     ) -> Result<RelayState, JournalError> {
         let now = self.now();
-        // Forwarded with the online data set of the authorization attempt (Y3). A Y1 offline
-        // approval's final data set (`Outcome::final_data`, a TC) is not forwarded yet: the
-        // gateways (and the sandbox) take ARQC data sets only; such rows are escalated.
-        let saf_data = saf.map(|r| &r.icc_data);
+        // Forwarded with the online data set of the authorization attempt (Y3); a Y1 offline
+        // approval never went online, so its final data set (`Outcome::final_data`: the TC
+        // with the data it was computed over, EMV Book 4 §12.2.5 offline advice) is what the
+        // dialect's sale message carries on forward, and the issuer verifies the TC.
+        let saf_data = saf
+            .map(|r| &r.icc_data)
+            .or(outcome.final_data.as_ref().filter(|_| saf.is_none()));
         let icc = match saf_data {
             Some(data) if outcome.status == OutcomeStatus::ApprovedOffline => {
                 if icc_is_safe(data) {
@@ -1227,6 +1230,18 @@ impl Journal {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((n.max(0) as u64, total.max(0) as u64))
+    }
+
+    /// When the oldest sale still waiting to be forwarded was stored (unix seconds).
+    ///
+    /// # Errors
+    /// [`JournalError::Sql`].
+    pub fn oldest_stored_at(&self) -> Result<Option<i64>, JournalError> {
+        Ok(self.db().query_row(
+            "SELECT MIN(created_at) FROM txns WHERE state IN ('stored','forwarding')",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )?)
     }
 
     /// The stored ICC data of a store-and-forward row.

@@ -94,6 +94,9 @@ pub struct SafLimits {
     pub max_amount_minor: u64,
     /// Most stored sales outstanding at once.
     pub max_count: u64,
+    /// Longest a stored sale may wait for forwarding, seconds, before no further offline
+    /// approval is offered (the gateway has been away too long for more risk); 0: no limit.
+    pub max_age_secs: i64,
     /// Largest total outstanding, minor units (per currency).
     pub max_total_minor: u64,
 }
@@ -115,7 +118,22 @@ impl SafLimits {
             return Ok(false);
         }
         let (count, total) = journal.stored_totals(amount.currency().alpha)?;
-        Ok(count < self.max_count && total.saturating_add(amount.minor()) <= self.max_total_minor)
+        if count >= self.max_count || total.saturating_add(amount.minor()) > self.max_total_minor {
+            return Ok(false);
+        }
+        if self.max_age_secs > 0 {
+            if let Some(oldest) = journal.oldest_stored_at()? {
+                if journal.now().saturating_sub(oldest) > self.max_age_secs {
+                    tracing::warn!(
+                        oldest,
+                        max_age_secs = self.max_age_secs,
+                        "a stored sale has waited too long: no offline approval"
+                    );
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 }
 
