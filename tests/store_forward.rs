@@ -80,9 +80,8 @@ impl Rig {
             .arg(&self.config)
             .output()
             .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))
-        })
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 
     fn resolve(&self, gateway: &str) -> std::process::Child {
@@ -153,7 +152,11 @@ async fn offline_approval_is_stored_and_forwarded_once() {
     .unwrap();
     // Either may find a row the other holds (exit 3, still open): never a second charge.
     for o in [&a, &b] {
-        eprintln!("resolve: {:?} {}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+        eprintln!(
+            "resolve: {:?} {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(matches!(o.status.code(), Some(0 | 3)));
     }
     let c = rig.resolve(&gw.url());
@@ -173,7 +176,10 @@ async fn offline_approval_is_stored_and_forwarded_once() {
         );
     }
     assert_eq!(rows_amount(&ledger(&gw, "sf-1").await), Some(1234));
-    assert!(ledger(&gw, "sf-3").await.is_empty(), "a declined sale is never sent");
+    assert!(
+        ledger(&gw, "sf-3").await.is_empty(),
+        "a declined sale is never sent"
+    );
 
     // Another pass finds nothing left to forward: still one charge each.
     let c = rig.resolve(&gw.url());
@@ -203,10 +209,16 @@ async fn above_the_store_and_forward_limit_is_declined_not_stored() {
     // offline (Y1), but store-and-forward does not allow it.
     let v = rig.sale(&dead, "40.00", "sf-big");
     assert_eq!(v["status"], "declined", "{v}");
-    assert_eq!(v["card"]["cryptogram_type"], "TC", "the card did approve: {v}");
+    assert_eq!(
+        v["card"]["cryptogram_type"], "TC",
+        "the card did approve: {v}"
+    );
     assert_ne!(rig.state("sf-big").map(|s| s.0), Some(RelayState::Stored));
     // Above the card's floor limit it goes online; unreachable → Z3 → declined.
     let v = rig.sale(&dead, "60.00", "sf-online");
     assert_eq!(v["status"], "declined", "{v}");
-    assert_ne!(rig.state("sf-online").map(|s| s.0), Some(RelayState::Stored));
+    assert_ne!(
+        rig.state("sf-online").map(|s| s.0),
+        Some(RelayState::Stored)
+    );
 }
