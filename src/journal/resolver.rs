@@ -600,6 +600,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn old_stored_sales_stop_offline_approvals() {
+        use crate::gateway::{Dialect, OffsetClock};
+        use emvbridge_core::txn::{CardFacts, Outcome, OutcomeStatus};
+        let p = std::env::temp_dir().join(format!("emvb-saf-age-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let clock = OffsetClock::new();
+        let j = Arc::new(Journal::open_with_clock(&p, Arc::new(clock.clone())).unwrap());
+        let usd = |m| Money::from_minor(m, "USD").unwrap();
+        let o = Outcome {
+            reference: Reference("y1".into()),
+            kind: AuthKind::Sale,
+            status: OutcomeStatus::ApprovedOffline,
+            amount: usd(500),
+            approved_amount: Some(usd(500)),
+            gateway_id: None,
+            auth_code: None,
+            decline_code: None,
+            reason: None,
+            reversal: None,
+            card: CardFacts::default(),
+            final_data: Some(bytes::Bytes::from_static(&[0x9F, 0x27, 0x01, 0x40])),
+        };
+        j.record_outcome(&o, Dialect::Number, None).unwrap();
+        let limits = SafLimits {
+            enabled: true,
+            max_amount_minor: 1000,
+            max_count: 5,
+            max_total_minor: 5000,
+            max_age_secs: 3600,
+        };
+        assert!(limits.allows(&j, AuthKind::Sale, usd(100)).unwrap());
+        clock.advance(3601);
+        assert!(
+            !limits.allows(&j, AuthKind::Sale, usd(100)).unwrap(),
+            "a stored sale waiting over max_age_secs stops further offline approvals"
+        );
+        let no_age = SafLimits {
+            max_age_secs: 0,
+            ..limits
+        };
+        assert!(no_age.allows(&j, AuthKind::Sale, usd(100)).unwrap());
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn backoff_doubles_and_caps() {
         let p = ResolverPolicy::default();
         let j = p.backoff_jittered("r1", 1);
