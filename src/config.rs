@@ -26,6 +26,7 @@
 //! max_amount_minor = 5000
 //! max_count = 20
 //! max_total_minor = 50000
+//! max_age_secs = 86400
 //! [resolver]
 //! max_attempts = 10
 //! [webhooks]

@@ -100,6 +100,20 @@ impl Pair {
     /// # Panics
     /// On a bad fault spec or card profile (test tooling).
     pub fn new(card: &str, minor: u64, faults: &str, seed: u64) -> Pair {
+        Pair::with_config(card, minor, faults, seed, TxnConfig::default())
+    }
+
+    /// [`Pair::new`] with the transaction's `config` (e.g. store-and-forward allowed).
+    ///
+    /// # Panics
+    /// On a bad fault spec or card profile (test tooling).
+    pub fn with_config(
+        card: &str,
+        minor: u64,
+        faults: &str,
+        seed: u64,
+        txn_config: TxnConfig,
+    ) -> Pair {
         let now = Instant::now();
         let config = SimConfig {
             card: Some(card.to_owned()),
@@ -108,7 +122,7 @@ impl Pair {
             ..SimConfig::default()
         };
         let mut sim = SimReader::new(config, now);
-        let txn = Transaction::start(now, request(minor), TxnConfig::default()).unwrap();
+        let txn = Transaction::start(now, request(minor), txn_config).unwrap();
         // Drop the power-on notification: the link layer would route it to device status.
         while sim.poll_transmit(now).is_some() {}
         Pair {

@@ -138,6 +138,8 @@ impl Bridge {
             final_timeout: Duration::from_secs(10),
             host_timeout: Duration::from_secs(10),
             abort_timeout: Duration::from_secs(3),
+            // Offline approvals allowed (the relay's store-and-forward limits would decide).
+            offline_fallback: true,
             ..TxnConfig::default()
         };
         let mut prompts = Vec::new();

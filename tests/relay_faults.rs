@@ -510,6 +510,7 @@ async fn stored_sales_are_forwarded_and_declines_reported() {
         max_amount_minor: 5000,
         max_count: 2,
         max_total_minor: 6000,
+        max_age_secs: 0,
     };
     let usd = |m: u64| Money::from_minor(m, "USD").unwrap();
     assert!(limits

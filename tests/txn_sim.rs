@@ -82,7 +82,12 @@ fn offline_decline_and_expired_card() {
 
 #[test]
 fn offline_approval_below_the_floor_limit() {
-    let mut p = Pair::new("offline-approve", 4999, "", 15);
+    // Store-and-forward allows it (the relay sets this from its limits before the sale).
+    let saf = emvbridge_core::txn::TxnConfig {
+        offline_fallback: true,
+        ..Default::default()
+    };
+    let mut p = Pair::with_config("offline-approve", 4999, "", 15, saf);
     let o = p.run();
     assert_eq!(o.status, OutcomeStatus::ApprovedOffline, "{o:?}");
     assert_eq!(o.card.cryptogram_type.as_deref(), Some("TC"));
@@ -95,6 +100,16 @@ fn offline_approval_below_the_floor_limit() {
     let mut p = Pair::new("offline-approve", 5000, "", 16);
     assert_eq!(p.run().status, OutcomeStatus::Approved);
     assert_eq!(p.authorizations, 1);
+}
+
+#[test]
+fn offline_approval_is_declined_without_store_and_forward() {
+    let mut p = Pair::new("offline-approve", 4999, "", 15);
+    let o = p.run();
+    assert_eq!(o.status, OutcomeStatus::Declined, "{o:?}");
+    assert_eq!(o.card.cryptogram_type.as_deref(), Some("TC"));
+    assert!(o.approved_amount.is_none());
+    assert_eq!(p.authorizations, 0);
 }
 
 #[test]

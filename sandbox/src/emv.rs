@@ -107,7 +107,10 @@ pub fn precheck(icc: &[u8], amount_minor: Option<i64>) -> Result<i64, EmvReject>
     let cid = tlv::find(icc, Tag(0x9F27))
         .and_then(|t| t.value().first().copied())
         .ok_or(EmvReject::MissingTag(0x9F27))?;
-    if cid & 0xC0 != 0x80 {
+    // b8-b7: 10 ARQC (an online authorization), or 01 TC — a stored offline approval
+    // forwarded after the fact, verified with the issuer keys like an ARQC (the TC is computed
+    // over the same data, EMV Book 2 §8.1). AAC and RFU are refused.
+    if !matches!(cid & 0xC0, 0x80 | 0x40) {
         return Err(EmvReject::NotArqc);
     }
     let amt = tlv::find(icc, Tag(0x9F02))
@@ -369,7 +372,10 @@ mod tests {
         );
         let mut tc = base();
         tc.primitive(Tag(0x9F27), &[0x40]);
-        assert_eq!(precheck(tc.as_bytes(), None), Err(EmvReject::NotArqc));
+        assert_eq!(precheck(tc.as_bytes(), None), Ok(1234), "a forwarded TC");
+        let mut aac = base();
+        aac.primitive(Tag(0x9F27), &[0x00]);
+        assert_eq!(precheck(aac.as_bytes(), None), Err(EmvReject::NotArqc));
         assert_eq!(
             precheck(base().as_bytes(), None),
             Err(EmvReject::MissingTag(0x9F27))

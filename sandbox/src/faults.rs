@@ -86,6 +86,13 @@ pub enum FaultAction {
         /// Milliseconds.
         ms: u64,
     },
+    /// Late processing: the request is processed at once (the ledger is charged) and the
+    /// answer held for `ms` milliseconds — beyond the client's timeout it is lost, and the
+    /// row is flagged `lost_response`. The case a client must settle by lookup and reversal.
+    Late {
+        /// Milliseconds before the (probably unread) answer.
+        ms: u64,
+    },
     /// Never answer; the socket stays open.
     Hang {
         /// Whether the transaction is committed first.
@@ -286,6 +293,7 @@ mod tests {
     fn parses_every_action() {
         for a in [
             r#"{"type":"delay","ms":10}"#,
+            r#"{"type":"late","ms":3000}"#,
             r#"{"type":"hang","commit":true}"#,
             r#"{"type":"drop","commit":true,"when":"mid_body"}"#,
             r#"{"type":"http","status":503,"commit":true,"body":"x"}"#,

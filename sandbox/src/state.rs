@@ -115,6 +115,11 @@ impl SimState {
         match fault {
             None | Some(FaultAction::Webhook { .. }) => Reply::Respond(exec(self, None).resp),
             Some(FaultAction::Delay { ms }) => Reply::Delay(ms.min(600_000), exec(self, None).resp),
+            Some(FaultAction::Late { ms }) => {
+                let e = exec(self, None);
+                lost(self, &e);
+                Reply::Delay(ms.min(600_000), e.resp)
+            }
             Some(FaultAction::Hang { commit }) => {
                 if commit {
                     let e = exec(self, None);

@@ -300,7 +300,8 @@ async fn number_emv_sale_arpc_tamper_void_query() {
         )
         .await;
     assert_eq!(r["CreditCardSale_EMVResult"]["ErrCode"], 7004);
-    let tc = replace_tag(&icc, 0x9F27, &[0x40]);
+    // An AAC is refused (a TC is accepted: a forwarded offline approval).
+    let tc = replace_tag(&icc, 0x9F27, &[0x00]);
     let r = n
         .call(
             &c,
@@ -976,7 +977,8 @@ async fn pai_auth_key_exchange_operations_webhooks() {
     assert_eq!(v["emvResponse"]["arc"], "00");
     let iad = hex::decode(v["emvResponse"]["issuerAuthData"].as_str().unwrap()).unwrap();
     card.external_authenticate(&iad, *b"00").unwrap();
-    let tc = replace_tag(&icc_data(&mut card, 100), 0x9F27, &[0x40]);
+    // An AAC is refused (a TC is accepted: a forwarded offline approval).
+    let tc = replace_tag(&icc_data(&mut card, 100), 0x9F27, &[0x00]);
     let (s, _) = txn(json!({"type": "sale", "currency": "USD", "amount": 1.0, "paymentInstruction": {"emv": {"iccData": hex::encode(tc)}}})).await;
     assert_eq!(s, 400);
 

@@ -852,10 +852,13 @@ impl Journal {
         saf: Option<&AuthorizationRequest>,
     ) -> Result<RelayState, JournalError> {
         let now = self.now();
-        // Forwarded with the online data set of the authorization attempt (Y3). A Y1 offline
-        // approval's final data set (`Outcome::final_data`, a TC) is not forwarded yet: the
-        // gateways (and the sandbox) take ARQC data sets only; such rows are escalated.
-        let saf_data = saf.map(|r| &r.icc_data);
+        // Forwarded with the online data set of the authorization attempt (Y3); a Y1 offline
+        // approval never went online, so its final data set (`Outcome::final_data`: the TC
+        // with the data it was computed over, EMV Book 4 §12.2.5 offline advice) is what the
+        // dialect's sale message carries on forward, and the issuer verifies the TC.
+        let saf_data = saf
+            .map(|r| &r.icc_data)
+            .or(outcome.final_data.as_ref().filter(|_| saf.is_none()));
         let icc = match saf_data {
             Some(data) if outcome.status == OutcomeStatus::ApprovedOffline => {
                 if icc_is_safe(data) {
@@ -1232,6 +1235,18 @@ impl Journal {
         Ok((n.max(0) as u64, total.max(0) as u64))
     }
 
+    /// When the oldest sale still waiting to be forwarded was stored (unix seconds).
+    ///
+    /// # Errors
+    /// [`JournalError::Sql`].
+    pub fn oldest_stored_at(&self) -> Result<Option<i64>, JournalError> {
+        Ok(self.db().query_row(
+            "SELECT MIN(created_at) FROM txns WHERE state IN ('stored','forwarding')",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )?)
+    }
+
     /// The stored ICC data of a store-and-forward row.
     ///
     /// # Errors
@@ -1563,6 +1578,23 @@ mod tests {
                 0
             );
         }
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn y1_is_stored_with_its_tc() {
+        let p = temp_path("saf-y1");
+        let j = Journal::open(&p).unwrap();
+        let tc: &[u8] = &[0x9F, 0x27, 0x01, 0x40, 0x9F, 0x26, 0x02, 0xAB, 0xCD];
+        let mut o = outcome("y1", OutcomeStatus::ApprovedOffline, 500);
+        o.final_data = Some(Bytes::from_static(tc));
+        // Never went online (no request): the final data set is what is forwarded.
+        assert_eq!(
+            j.record_outcome(&o, Dialect::Number, None).unwrap(),
+            RelayState::Stored
+        );
+        assert_eq!(j.icc_data("y1").unwrap().as_deref(), Some(tc));
+        assert_eq!(j.oldest_stored_at().unwrap(), Some(j.now()));
         let _ = std::fs::remove_file(&p);
     }
 

@@ -94,6 +94,9 @@ pub struct SafLimits {
     pub max_amount_minor: u64,
     /// Most stored sales outstanding at once.
     pub max_count: u64,
+    /// Longest a stored sale may wait for forwarding, seconds, before no further offline
+    /// approval is offered (the gateway has been away too long for more risk); 0: no limit.
+    pub max_age_secs: i64,
     /// Largest total outstanding, minor units (per currency).
     pub max_total_minor: u64,
 }
@@ -115,7 +118,22 @@ impl SafLimits {
             return Ok(false);
         }
         let (count, total) = journal.stored_totals(amount.currency().alpha)?;
-        Ok(count < self.max_count && total.saturating_add(amount.minor()) <= self.max_total_minor)
+        if count >= self.max_count || total.saturating_add(amount.minor()) > self.max_total_minor {
+            return Ok(false);
+        }
+        if self.max_age_secs > 0 {
+            if let Some(oldest) = journal.oldest_stored_at()? {
+                if journal.now().saturating_sub(oldest) > self.max_age_secs {
+                    tracing::warn!(
+                        oldest,
+                        max_age_secs = self.max_age_secs,
+                        "a stored sale has waited too long: no offline approval"
+                    );
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -580,6 +598,51 @@ pub async fn run_background_observed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_stored_sales_stop_offline_approvals() {
+        use crate::gateway::{Dialect, OffsetClock};
+        use emvbridge_core::txn::{CardFacts, Outcome, OutcomeStatus};
+        let p = std::env::temp_dir().join(format!("emvb-saf-age-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let clock = OffsetClock::new();
+        let j = Arc::new(Journal::open_with_clock(&p, Arc::new(clock.clone())).unwrap());
+        let usd = |m| Money::from_minor(m, "USD").unwrap();
+        let o = Outcome {
+            reference: Reference("y1".into()),
+            kind: AuthKind::Sale,
+            status: OutcomeStatus::ApprovedOffline,
+            amount: usd(500),
+            approved_amount: Some(usd(500)),
+            gateway_id: None,
+            auth_code: None,
+            decline_code: None,
+            reason: None,
+            reversal: None,
+            card: CardFacts::default(),
+            final_data: Some(bytes::Bytes::from_static(&[0x9F, 0x27, 0x01, 0x40])),
+        };
+        j.record_outcome(&o, Dialect::Number, None).unwrap();
+        let limits = SafLimits {
+            enabled: true,
+            max_amount_minor: 1000,
+            max_count: 5,
+            max_total_minor: 5000,
+            max_age_secs: 3600,
+        };
+        assert!(limits.allows(&j, AuthKind::Sale, usd(100)).unwrap());
+        clock.advance(3601);
+        assert!(
+            !limits.allows(&j, AuthKind::Sale, usd(100)).unwrap(),
+            "a stored sale waiting over max_age_secs stops further offline approvals"
+        );
+        let no_age = SafLimits {
+            max_age_secs: 0,
+            ..limits
+        };
+        assert!(no_age.allows(&j, AuthKind::Sale, usd(100)).unwrap());
+        let _ = std::fs::remove_file(&p);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

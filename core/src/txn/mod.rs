@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use emvbridge_protocol::emv::bits::{Cid, CryptogramType};
 use emvbridge_protocol::emv::numeric;
 use emvbridge_protocol::tlv::{self, Tag, TlvBuilder};
 use emvbridge_protocol::vipa::command::{card_status_flags, continue_flags, ctls_kinds};
@@ -54,9 +55,12 @@ pub struct TxnConfig {
     pub abort_timeout: Duration,
     /// Longest wait for a reversal's answer before it is left to the resolver.
     pub reversal_timeout: Duration,
-    /// When the host cannot be reached: `true` sends `Y3` (the card may approve offline, the
-    /// sale is stored and forwarded), `false` sends `Z3` (decline). Store-and-forward limits
-    /// are the relay's business; the default declines.
+    /// Whether an offline approval may be accepted: store-and-forward is on and this sale is
+    /// within its limits (floor, count, total, age — the relay decides before the sale).
+    /// `true`: when the host cannot be reached the final Continue sends `Y3` and a card TC is
+    /// an approval to store and forward, as is a `Y1` TC from the first GENERATE AC.
+    /// `false`: `Z3` is sent and any offline TC is refused (the outcome is a decline, nothing
+    /// is stored). The default refuses.
     pub offline_fallback: bool,
     /// How Continue Transaction data is sent (\[GAP\] in the VIPA notes: `E0` or bare).
     pub continue_form: ContinueForm,
@@ -769,7 +773,9 @@ impl Transaction {
             TemplateKind::Approved | TemplateKind::Declined => {
                 self.card.absorb(t);
                 self.final_data = Some(Bytes::copy_from_slice(t.tlv().value()));
-                self.offline_final(now, t.kind() == TemplateKind::Approved)
+                // A tap's `E3` is only the reader's word: the card's own `9F27` must say TC.
+                let approved = t.kind() == TemplateKind::Approved && says_tc(&t);
+                self.offline_final(now, approved)
             }
             _ => self.go_online(now, t),
         }
@@ -1323,18 +1329,29 @@ impl Transaction {
         }
     }
 
-    fn offline_final(&mut self, now: Instant, approved: bool) {
+    /// The card finished without going online (`Y1`/`Z1`). Its TC is accepted only when an
+    /// offline approval is allowed ([`TxnConfig::offline_fallback`]); otherwise the sale is
+    /// declined and the TC is never stored or forwarded.
+    fn offline_final(&mut self, now: Instant, card_approved: bool) {
         // Offline: no request left, so nothing can need reversing.
         self.card
             .arc
-            .get_or_insert(if approved { *b"Y1" } else { *b"Z1" });
+            .get_or_insert(if card_approved { *b"Y1" } else { *b"Z1" });
         self.state = State::Done;
-        let status = if approved {
-            OutcomeStatus::ApprovedOffline
-        } else {
-            OutcomeStatus::Declined
+        let (status, reason) = match (card_approved, self.config.offline_fallback) {
+            (true, true) => (OutcomeStatus::ApprovedOffline, None),
+            (true, false) => {
+                self.card.arc = Some(*b"Z1");
+                (
+                    OutcomeStatus::Declined,
+                    Some("offline approval not allowed by store-and-forward limits".to_owned()),
+                )
+            }
+            (false, _) => (
+                OutcomeStatus::Declined,
+                Some("declined offline by the card".to_owned()),
+            ),
         };
-        let reason = (!approved).then(|| "declined offline by the card".to_owned());
         self.emit_outcome(now, status, reason);
     }
 
@@ -1349,6 +1366,17 @@ impl Transaction {
                     OutcomeStatus::Approved
                 };
                 self.emit_outcome(now, status, None)
+            }
+            (HostState::Unavailable { .. }, true) if !self.config.offline_fallback => {
+                // The final Continue said Z3 (no offline approval allowed): a TC now is the
+                // card ignoring it, never an approval. No request left, nothing to reverse.
+                self.card.arc = Some(*b"Z3");
+                self.state = State::Done;
+                self.emit_outcome(
+                    now,
+                    OutcomeStatus::Declined,
+                    Some("host unreachable; offline approval not allowed (Z3)".into()),
+                )
             }
             (HostState::Unavailable { .. }, true) => {
                 // Y3: approved by the card offline because the host was unreachable.
@@ -1560,4 +1588,12 @@ pub fn encode(cmd: &Command<'_>) -> Bytes {
     let mut b = BytesMut::new();
     let _ = cmd.emit(&mut b);
     b.freeze()
+}
+
+/// Whether the template's Cryptogram Information Data (`9F27`) says TC: b8–b7 = `01`
+/// (EMV Book 3 §6.5.5.4). Absent or unreadable is not a TC.
+fn says_tc(t: &Template<'_>) -> bool {
+    t.value(Tag::CRYPTOGRAM_INFORMATION_DATA)
+        .and_then(|v| Cid::parse(v).ok())
+        .is_some_and(|cid| cid.cryptogram_type() == CryptogramType::Tc)
 }

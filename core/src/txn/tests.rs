@@ -397,6 +397,13 @@ fn partial_approval() {
     assert_eq!(o.approved_amount.unwrap().minor(), 257);
 }
 
+fn saf_allowed() -> TxnConfig {
+    TxnConfig {
+        offline_fallback: true,
+        ..TxnConfig::default()
+    }
+}
+
 #[test]
 fn offline_outcomes() {
     let now = t0();
@@ -404,7 +411,7 @@ fn offline_outcomes() {
         (true, OutcomeStatus::ApprovedOffline),
         (false, OutcomeStatus::Declined),
     ] {
-        let mut t = begin(now, request(100), TxnConfig::default());
+        let mut t = begin(now, request(100), saf_allowed());
         t.handle_reader(now, ReaderInput::Response(final_template(approved)));
         let (_, h, _) = drain(&mut t);
         assert!(h.is_empty(), "offline outcomes never reach the host");
@@ -412,6 +419,105 @@ fn offline_outcomes() {
         assert_eq!(o.status, status);
         assert_eq!(o.card.arc, Some(if approved { *b"Y1" } else { *b"Z1" }));
     }
+}
+
+#[test]
+fn y1_tc_is_declined_when_store_and_forward_does_not_allow_it() {
+    let now = t0();
+    let mut t = begin(now, request(100), TxnConfig::default());
+    t.handle_reader(now, ReaderInput::Response(final_template(true)));
+    let (_, h, _) = drain(&mut t);
+    assert!(h.is_empty());
+    let o = t.poll_outcome().unwrap();
+    assert_eq!(o.status, OutcomeStatus::Declined);
+    assert!(o.approved_amount.is_none());
+    assert!(o.reason.unwrap().contains("not allowed"));
+}
+
+#[test]
+fn y1_tc_is_an_offline_approval_when_store_and_forward_allows_it() {
+    let now = t0();
+    let mut t = begin(now, request(100), saf_allowed());
+    t.handle_reader(now, ReaderInput::Response(final_template(true)));
+    let o = t.poll_outcome().unwrap();
+    assert_eq!(o.status, OutcomeStatus::ApprovedOffline);
+    assert_eq!(o.approved_amount.unwrap().minor(), 100);
+    assert_eq!(o.card.arc, Some(*b"Y1"));
+}
+
+#[test]
+fn tc_after_z3_is_not_an_approval() {
+    let now = t0();
+    let mut t = to_host(now, 100);
+    t.handle_host(
+        now,
+        AuthorizationResult::Unavailable {
+            reason: "connection refused".into(),
+        },
+    );
+    let (c, _, _) = drain(&mut t);
+    let tlvs = continue_tlvs(&c[0]);
+    assert_eq!(
+        tlv::find(&tlvs, Tag::AUTHORISATION_RESPONSE_CODE)
+            .unwrap()
+            .value(),
+        b"Z3"
+    );
+    // A card that answers TC anyway is not approved: nothing is stored.
+    t.handle_reader(now, ReaderInput::Response(final_template(true)));
+    let o = t.poll_outcome().unwrap();
+    assert_eq!(o.status, OutcomeStatus::Declined);
+    assert!(o.approved_amount.is_none());
+    assert_eq!(o.card.arc, Some(*b"Z3"));
+}
+
+/// Arms a tap-capable transaction with `config` and hands it an unsolicited `E3` whose
+/// `9F27` is `cid` (or none).
+fn tap_result(config: TxnConfig, cid: Option<u8>) -> Outcome {
+    let now = t0();
+    let mut t = Transaction::start(now, request(100), config).unwrap();
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(sw(0x9000)));
+    drain(&mut t);
+    let e3 = response(
+        Tag::VIPA_E3,
+        |b| {
+            b.primitive(Tag::APPLICATION_CRYPTOGRAM, &[9; 8]);
+            if let Some(cid) = cid {
+                b.primitive(Tag::CRYPTOGRAM_INFORMATION_DATA, &[cid]);
+            }
+        },
+        0x9000,
+    );
+    t.handle_reader(now, ReaderInput::Unsolicited(e3));
+    let (_, h, _) = drain(&mut t);
+    assert!(h.is_empty(), "a tap's final result never reaches the host");
+    t.poll_outcome().unwrap()
+}
+
+#[test]
+fn contactless_e3_is_trusted_only_when_9f27_says_tc() {
+    // b8-b7 = 01: TC (0x40, and 0x48 with the advice bit) — approved offline.
+    for cid in [0x40, 0x48] {
+        let o = tap_result(saf_allowed(), Some(cid));
+        assert_eq!(o.status, OutcomeStatus::ApprovedOffline, "{cid:02X}");
+        assert_eq!(o.card.entry_mode, Some(EntryMode::Contactless));
+    }
+    // AAC, ARQC, RFU or no 9F27 at all: an E3 that is not an approval.
+    for cid in [Some(0x00), Some(0x80), Some(0xC0), None] {
+        let o = tap_result(saf_allowed(), cid);
+        assert_eq!(o.status, OutcomeStatus::Declined, "{cid:02X?}");
+        assert!(o.approved_amount.is_none());
+    }
+}
+
+#[test]
+fn contactless_tc_is_declined_when_store_and_forward_does_not_allow_it() {
+    let o = tap_result(TxnConfig::default(), Some(0x40));
+    assert_eq!(o.status, OutcomeStatus::Declined);
+    assert!(o.reason.unwrap().contains("not allowed"));
 }
 
 #[test]

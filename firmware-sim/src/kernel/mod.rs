@@ -57,6 +57,42 @@ pub struct TerminalConfig {
     pub app_version: [u8; 2],
     /// Supported AIDs (partial selection: a card AID starting with one of these matches).
     pub aids: Vec<Vec<u8>>,
+    /// Random transaction selection (EMV Book 3 §10.6.2); `None`: off.
+    pub random_selection: Option<RandomSelection>,
+}
+
+/// Random transaction selection parameters (EMV Book 3 §10.6.2): below the floor limit a
+/// share of transactions goes online anyway (TVR byte 4 bit 5), so that an offline-capable
+/// card still reaches the issuer now and then. As that bit is in the usual TAC-online but
+/// not in TAC-default, such a sale is approved offline (`Y3`) when the host is unreachable —
+/// the store-and-forward case of a real terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomSelection {
+    /// Target percentage (0–99) below `threshold`.
+    pub target_percent: u8,
+    /// Maximum target percentage (0–99), reached at the floor limit.
+    pub max_target_percent: u8,
+    /// Threshold value for biased selection, minor units.
+    pub threshold: u64,
+}
+
+impl RandomSelection {
+    /// Whether a sale of `amount` under `floor_limit` is selected, given the terminal's random
+    /// number `rand` in 1..=99 (Book 3 §10.6.2: the target percentage, rising linearly from
+    /// `threshold` towards `max_target_percent` at the floor limit).
+    pub fn selects(&self, amount: u64, floor_limit: u64, rand: u8) -> bool {
+        if amount >= floor_limit {
+            return false;
+        }
+        let target = if amount < self.threshold || floor_limit <= self.threshold {
+            u64::from(self.target_percent)
+        } else {
+            let span = u64::from(self.max_target_percent.saturating_sub(self.target_percent));
+            let above = amount - self.threshold;
+            u64::from(self.target_percent) + span * above / (floor_limit - self.threshold)
+        };
+        u64::from(rand) <= target
+    }
 }
 
 impl Default for TerminalConfig {
@@ -86,6 +122,7 @@ impl Default for TerminalConfig {
             sred: true,
             app_version: [0x00, 0x8C],
             aids: aids.iter().map(|a| a.to_vec()).collect(),
+            random_selection: None,
         }
     }
 }
@@ -766,6 +803,14 @@ impl Kernel {
             .unwrap_or(self.config.floor_limit);
         if self.txn.amount >= floor_limit {
             self.tvr[3] |= 0x80;
+        }
+        // The terminal's random number for §10.6.2, 1..=99, from the unpredictable number
+        // (the kernel has no randomness of its own: the UN comes in with the inputs).
+        let rand = u8::try_from(u32::from_be_bytes(self.un) % 99 + 1).unwrap_or(99);
+        if let Some(rs) = self.config.random_selection {
+            if rs.selects(self.txn.amount, floor_limit, rand) {
+                self.tvr[3] |= 0x10;
+            }
         }
         self.tsi[0] |= 0x08; // terminal risk management performed
         let requested = if self.matches(self.config.tac_denial, self.iac(0x9F0E)) {

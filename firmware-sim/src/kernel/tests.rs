@@ -285,6 +285,61 @@ fn unable_to_go_online_z3_and_y3() {
     assert_eq!(tag(&data, 0x9F27), Some(vec![0x40]));
 }
 
+/// The store-and-forward case of a real terminal: an offline-capable card below the floor
+/// limit, selected at random for online processing (TVR byte 4 bit 5, in the usual
+/// TAC-online but not in TAC-default), with the host unreachable: the terminal's default
+/// action analysis lets it pass and the card approves offline (`Y3`, TC) with the US TACs.
+#[test]
+fn random_selection_goes_online_and_approves_offline_at_y3() {
+    let config = TerminalConfig {
+        random_selection: Some(RandomSelection {
+            target_percent: 99,
+            max_target_percent: 99,
+            threshold: 0,
+        }),
+        ..TerminalConfig::default()
+    };
+    let card = Card::from_profile("offline-approve").unwrap();
+    let (mut k, step) = Kernel::start(card, SredEncryptor::ansi_test(), &config, txn(1234), UN);
+    let data = go_online_data(&step);
+    assert_eq!(
+        tag(&data, 0x95),
+        Some(vec![0, 0, 0, 0x10, 0]),
+        "selected, nothing else"
+    );
+    let Step::Approved { data } = k.unable_to_go_online() else {
+        panic!()
+    };
+    assert_eq!(tag(&data, 0x8A), Some(b"Y3".to_vec()));
+    assert_eq!(tag(&data, 0x9F27), Some(vec![0x40]));
+    // The TC verifies with the issuer keys, like an ARQC (what a forward carries).
+    assert!(issuer::verify_arqc(&data).is_ok());
+    // Above the card's floor limit nothing is selected: online for the floor limit, and
+    // TAC-default declines that at Z3.
+    let card = Card::from_profile("offline-approve").unwrap();
+    let (mut k, step) = Kernel::start(card, SredEncryptor::ansi_test(), &config, txn(6000), UN);
+    go_online_data(&step);
+    let Step::Declined { data } = k.unable_to_go_online() else {
+        panic!()
+    };
+    assert_eq!(tag(&data, 0x8A), Some(b"Z3".to_vec()));
+}
+
+#[test]
+fn random_selection_follows_the_biased_percentage() {
+    let rs = RandomSelection {
+        target_percent: 20,
+        max_target_percent: 60,
+        threshold: 1000,
+    };
+    // Below the threshold: the target percentage.
+    assert!(rs.selects(500, 5000, 20) && !rs.selects(500, 5000, 21));
+    // Halfway from the threshold to the floor limit: halfway to the maximum.
+    assert!(rs.selects(3000, 5000, 40) && !rs.selects(3000, 5000, 41));
+    // At or above the floor limit: never (the floor limit sends it online already).
+    assert!(!rs.selects(5000, 5000, 1));
+}
+
 #[test]
 fn issuer_scripts_are_counted() {
     let (mut k, step) = start("offline-pin", 500);
