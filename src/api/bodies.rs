@@ -18,12 +18,20 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// Longest text for `POST /v1/device/display`.
 pub const MAX_DISPLAY_TEXT: usize = 64;
 
-/// `body` as JSON `T`; `400 invalid_body` when it is empty or does not parse.
+/// `body` as JSON `T`; `400 invalid_body` when it is empty, is not a JSON object or does
+/// not parse. The object check comes first because serde's derived structs also accept a
+/// JSON array of their fields in order (`[100, "USD"]`), which no client means as a sale.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(ApiError::bad_request(
             "invalid_body",
             "a JSON body is required",
+        ));
+    };
+    if *first != b'{' {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
         ));
     }
     serde_json::from_slice(body)
@@ -194,5 +202,16 @@ mod tests {
             parse_body::<AmountBody>(b" ").unwrap_err().code,
             "invalid_body"
         );
+        for not_object in [
+            &br#"[100, "USD"]"#[..],
+            b" 100",
+            b"\"USD\"",
+            b"null",
+            b"true",
+        ] {
+            let e = parse_body::<AmountBody>(not_object).unwrap_err();
+            assert_eq!(e.code, "invalid_body");
+            assert!(e.message.contains("JSON object"), "{}", e.message);
+        }
     }
 }
