@@ -1,14 +1,19 @@
 //! What a POS integrator relies on, over real HTTP on loopback with the embedded simulated
 //! reader and the in-process sandbox gateway: `Idempotency-Key` beside `X-Request-Id`,
-//! replays compared as canonical JSON, and bodies that must be JSON objects.
+//! replays compared as canonical JSON, bodies that must be JSON objects, and the POS's own
+//! reference on a sale, found again (with the journal) after `serve` restarts.
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use emvbridge::api::{self, ApiOptions, ApiServer};
+use emvbridge::config::RelayOptions;
 use emvbridge::terminal::TerminalOptions;
 use emvbridge_core::txn::TxnConfig;
+use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef0123456789abcdef";
 
@@ -23,6 +28,70 @@ async fn server() -> ApiServer {
     })
     .await
     .expect("api starts")
+}
+
+/// A journal and the relay configuration naming it, in a directory of their own.
+struct Files {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Files {
+        let dir =
+            std::env::temp_dir().join(format!("emvb-integrator-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let journal = dir.join("journal.db");
+        let config = dir.join("relay.toml");
+        std::fs::write(
+            &config,
+            format!("[journal]\npath = {:?}\n", journal.display().to_string()),
+        )
+        .unwrap();
+        Files { dir, config }
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server with the journal as its store, in front of the sandbox at `gw`.
+async fn journaled_server(gw: &SandboxHandle, files: &Files) -> ApiServer {
+    api::start_with_relay(
+        ApiOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            allow_remote: false,
+            token: TOKEN.into(),
+            terminal: TerminalOptions {
+                gateway: gw.url(),
+                ..TerminalOptions::default()
+            },
+            sale_timeout: Duration::from_secs(30),
+            txn_config: TxnConfig::default(),
+        },
+        RelayOptions {
+            journal: None,
+            config: Some(files.config.clone()),
+        },
+    )
+    .await
+    .expect("api starts")
+}
+
+async fn get(s: &ApiServer, path: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}{path}", s.addr))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 /// A `POST` with the given headers and raw JSON body: status, replay flag, body.
@@ -146,4 +215,97 @@ async fn bodies_must_be_json_objects_sent_as_json() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["busy"], false);
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_carry_the_pos_reference_and_are_listed_and_found_after_a_restart() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let files = Files::new("reference");
+    let s = journaled_server(&gw, &files).await;
+    let mut ids = Vec::new();
+    for (i, amount) in [1000u64, 2000, 3000].iter().enumerate() {
+        let body = json!({"amount": amount, "currency": "USD", "reference": format!("T7-{i}")});
+        let (st, _, v) = post(
+            &s,
+            "/v1/sales",
+            &[("idempotency-key", &format!("ref-sale-{i}"))],
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["reference"], format!("T7-{i}"));
+        assert!(
+            v["receipt"]["customer"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .any(|l| l.starts_with("REF") && l.trim_end().ends_with(&format!("T7-{i}"))),
+            "{v}"
+        );
+        ids.push(v["id"].as_str().unwrap().to_owned());
+        // Records are ordered by creation second, then id: keep them apart in time.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let (st, _, v) = post(
+        &s,
+        "/v1/sales",
+        &[("idempotency-key", "ref-bad")],
+        &json!({"amount": 100, "currency": "USD", "reference": "a\u{7f}"}).to_string(),
+    )
+    .await;
+    assert_eq!((st.as_u16(), code(&v)), (422, "invalid_reference"), "{v}");
+    s.shutdown().await;
+
+    // A restarted server, as a till that crashed finds it.
+    let s = journaled_server(&gw, &files).await;
+    let (st, v) = get(&s, "/v1/transactions?reference=T7-1").await;
+    assert_eq!(st, 200, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{v}");
+    assert_eq!(data[0]["id"], ids[1].as_str());
+    assert_eq!(data[0]["status"], "approved");
+    assert_eq!(v["next_cursor"], Value::Null);
+    // Newest first, two to a page.
+    let (st, v) = get(&s, "/v1/transactions?status=approved&limit=2&since=0").await;
+    assert_eq!(st, 200, "{v}");
+    let page: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[2].as_str(), ids[1].as_str()]);
+    let cursor = v["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, v) = get(
+        &s,
+        &format!("/v1/transactions?limit=2&status=approved&cursor={cursor}"),
+    )
+    .await;
+    let page: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[0].as_str()]);
+    assert_eq!(v["next_cursor"], Value::Null);
+    let (_, v) = get(&s, "/v1/transactions?status=declined").await;
+    assert_eq!(v["data"], json!([]));
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "status=paid",
+        "cursor=%21",
+        "since=soon",
+        "colour=red",
+    ] {
+        let (st, v) = get(&s, &format!("/v1/transactions?{bad}")).await;
+        assert_eq!(
+            (st.as_u16(), code(&v)),
+            (400, "invalid_query"),
+            "{bad}: {v}"
+        );
+    }
+    s.shutdown().await;
+    gw.shutdown().await;
 }

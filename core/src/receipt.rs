@@ -7,6 +7,12 @@ use crate::txn::{EntryMode, Outcome, OutcomeStatus};
 
 /// Receipt text for one copy (`"MERCHANT COPY"` / `"CUSTOMER COPY"`).
 pub fn text(o: &Outcome, copy: &str) -> String {
+    text_with_reference(o, copy, None)
+}
+
+/// Receipt text for one copy with the point of sale's own reference (its order or ticket
+/// number) on a `REF` line, so the paper slip and the till's record can be matched.
+pub fn text_with_reference(o: &Outcome, copy: &str, reference: Option<&str>) -> String {
     let mut s = String::new();
     let line = |s: &mut String, k: &str, v: &str| {
         let _ = writeln!(s, "{k:<14}{v:>26}");
@@ -19,6 +25,9 @@ pub fn text(o: &Outcome, copy: &str) -> String {
         crate::txn::AuthKind::Refund => "REFUND",
     };
     let _ = writeln!(s, "{kind}");
+    if let Some(r) = reference {
+        line(&mut s, "REF", r);
+    }
     let c = &o.card;
     if let Some(label) = &c.app_label {
         line(&mut s, "APP", label);

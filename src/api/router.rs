@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/refunds"),
     ("post", "/v1/transactions/{id}/void"),
     ("post", "/v1/transactions/{id}/reverse"),
+    ("get", "/v1/transactions"),
     ("get", "/v1/transactions/{id}"),
     ("post", "/v1/transactions/{id}/cancel"),
     ("get", "/v1/device"),
@@ -52,6 +53,7 @@ pub(super) fn router(state: AppState, listen: SocketAddr) -> Router {
         .route("/v1/refunds", post(transactions::refund))
         .route("/v1/transactions/{id}/void", post(follow_ups::void))
         .route("/v1/transactions/{id}/reverse", post(follow_ups::reverse))
+        .route("/v1/transactions", get(transactions::list))
         .route("/v1/transactions/{id}", get(transactions::transaction))
         .route("/v1/transactions/{id}/cancel", post(transactions::cancel))
         .route("/v1/device", get(device::device))
