@@ -239,7 +239,7 @@ async fn sales_carry_the_pos_reference_and_are_listed_and_found_after_a_restart(
                 .as_str()
                 .unwrap()
                 .lines()
-                .any(|l| l.starts_with("REF") && l.trim_end().ends_with(&format!("T7-{i}"))),
+                .any(|l| l.starts_with("POS REF") && l.trim_end().ends_with(&format!("T7-{i}"))),
             "{v}"
         );
         ids.push(v["id"].as_str().unwrap().to_owned());
@@ -308,4 +308,45 @@ async fn sales_carry_the_pos_reference_and_are_listed_and_found_after_a_restart(
     }
     s.shutdown().await;
     gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_carry_the_gateway_auth_code_in_every_dialect() {
+    use emvbridge::gateway::Dialect;
+    for dialect in [Dialect::PaymentsAi, Dialect::Pay1st, Dialect::Number] {
+        let s = api::start(ApiOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            allow_remote: false,
+            token: TOKEN.into(),
+            terminal: TerminalOptions {
+                dialect,
+                ..TerminalOptions::default()
+            },
+            sale_timeout: Duration::from_secs(30),
+            txn_config: TxnConfig::default(),
+        })
+        .await
+        .expect("api starts");
+        let (st, _, v) = post(
+            &s,
+            "/v1/sales",
+            &[("idempotency-key", "auth-code-1")],
+            r#"{"amount":1234,"currency":"USD"}"#,
+        )
+        .await;
+        assert_eq!(st, 200, "{dialect:?}: {v}");
+        assert_eq!(v["status"], "approved", "{dialect:?}: {v}");
+        let code = v["auth_code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{dialect:?}: {v}"));
+        assert_eq!(code.len(), 6, "{dialect:?}: {code}");
+        let receipt = v["receipt"]["customer"].as_str().unwrap();
+        assert!(
+            receipt
+                .lines()
+                .any(|l| l.starts_with("AUTH CODE") && l.trim_end().ends_with(code)),
+            "{dialect:?}: {receipt}"
+        );
+        s.shutdown().await;
+    }
 }
