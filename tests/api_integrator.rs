@@ -350,3 +350,162 @@ async fn approvals_carry_the_gateway_auth_code_in_every_dialect() {
         s.shutdown().await;
     }
 }
+
+/// A `PUT` with a JSON body: status and body.
+async fn put(s: &ApiServer, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .put(format!("http://{}{path}", s.addr))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn sale(s: &ApiServer, key: &str, amount: u64) -> Value {
+    let (st, _, v) = post(
+        s,
+        "/v1/sales",
+        &[("idempotency-key", key)],
+        &json!({"amount": amount, "currency": "USD"}).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{key}: {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pos_test_suite_scripts_the_simulated_card_per_sale() {
+    let s = server().await;
+    let (st, v) = get(&s, "/v1/simulator").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["card"], "visa-cvn18", "{v}");
+    // Approve with another card.
+    let (st, v) = put(&s, "/v1/simulator/card", json!({"profile": "mc-cvn16"})).await;
+    assert_eq!(
+        (st, &v["card"]),
+        (StatusCode::OK, &json!("mc-cvn16")),
+        "{v}"
+    );
+    let v = sale(&s, "sim-1", 1000).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    assert!(
+        v["card"]["masked_pan"].as_str().unwrap().starts_with('5'),
+        "{v}"
+    );
+    // A card that declines offline.
+    put(
+        &s,
+        "/v1/simulator/card",
+        json!({"profile": "offline-decline"}),
+    )
+    .await;
+    let v = sale(&s, "sim-2", 1000).await;
+    assert_eq!(v["status"], "declined", "{v}");
+    // Insufficient funds: the sandbox's magic amount (cents .51) on the usual card.
+    put(&s, "/v1/simulator/card", json!({"profile": "visa-cvn18"})).await;
+    let v = sale(&s, "sim-3", 1051).await;
+    assert_eq!(
+        (&v["status"], &v["decline_code"]),
+        (&json!("declined"), &json!("51")),
+        "{v}"
+    );
+    // The POS presents the card itself: nothing happens until it does.
+    let (st, v) = put(&s, "/v1/simulator/auto", json!({"insert": false})).await;
+    assert_eq!(st, 200, "{v}");
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/sales", s.addr))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", "sim-4")
+        .header("prefer", "respond-async")
+        .json(&json!({"amount": 700, "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v) = get(&s, &format!("/v1/transactions/{id}")).await;
+    assert_eq!(v["status"], "in_progress", "no card yet: {v}");
+    let (st, _, v) = post(
+        &s,
+        "/v1/simulator/insert",
+        &[("idempotency-key", "sim-4-insert")],
+        "",
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        last = get(&s, &format!("/v1/transactions/{id}")).await.1;
+        if last["status"] != "in_progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(last["status"], "approved", "{last}");
+    // What the simulator refuses, and actions it does not have.
+    let (st, v) = put(&s, "/v1/simulator/card", json!({"profile": "no-such-card"})).await;
+    assert_eq!((st.as_u16(), code(&v)), (422, "simulator_refused"), "{v}");
+    let (st, _, v) = post(
+        &s,
+        "/v1/simulator/pin",
+        &[("idempotency-key", "sim-pin")],
+        r#"{"digits":"12"}"#,
+    )
+    .await;
+    assert_eq!((st.as_u16(), code(&v)), (422, "simulator_refused"), "{v}");
+    let (st, _, v) = post(
+        &s,
+        "/v1/simulator/shake",
+        &[("idempotency-key", "sim-x")],
+        "",
+    )
+    .await;
+    assert_eq!((st.as_u16(), code(&v)), (404, "no_such_action"), "{v}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_reader_it_does_not_embed_the_simulator_routes_are_absent() {
+    use emvbridge::driver::transport::DeviceAddr;
+    // The simulator as a separate device on TCP: to the server, a real reader.
+    let dev = emvbridge::embedded::SimDevice::start("visa-cvn18")
+        .await
+        .unwrap();
+    let device = match &dev.addr {
+        DeviceAddr::Tcp { host, port, .. } => format!("tcp://{host}:{port}"),
+        other => panic!("{other:?}"),
+    };
+    let s = api::start(ApiOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_remote: false,
+        token: TOKEN.into(),
+        terminal: TerminalOptions {
+            device: Some(device),
+            ..TerminalOptions::default()
+        },
+        sale_timeout: Duration::from_secs(30),
+        txn_config: TxnConfig::default(),
+    })
+    .await
+    .expect("api starts");
+    let (st, v) = get(&s, "/v1/simulator").await;
+    assert_eq!((st.as_u16(), code(&v)), (404, "no_simulator"), "{v}");
+    let (st, v) = put(&s, "/v1/simulator/card", json!({"profile": "mc-cvn16"})).await;
+    assert_eq!((st.as_u16(), code(&v)), (404, "no_simulator"), "{v}");
+    let (st, _, v) = post(
+        &s,
+        "/v1/simulator/insert",
+        &[("idempotency-key", "real-1")],
+        "",
+    )
+    .await;
+    assert_eq!((st.as_u16(), code(&v)), (404, "no_simulator"), "{v}");
+    s.shutdown().await;
+}

@@ -57,6 +57,7 @@ mod health;
 mod idempotency;
 mod router;
 mod server;
+mod simulator;
 mod state;
 mod transactions;
 
