@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::bodies::parse_body;
@@ -24,6 +24,7 @@ struct CardBody {
 }
 
 /// `PUT /v1/simulator/auto`: what the reader does by itself (absent: unchanged).
+#[cfg_attr(not(feature = "sim"), allow(dead_code))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AutoBody {
@@ -178,7 +179,9 @@ async fn run(s: &AppState, cmd: Command) -> Result<Response, ApiError> {
         }
     }
     match result {
-        Ok(status) => Ok(axum::Json(status).into_response()),
+        Ok(status) => Ok(axum::response::IntoResponse::into_response(axum::Json(
+            status,
+        ))),
         Err(HandleError::Refused(e)) => {
             tracing::debug!(error = %e, "simulator refused a control command");
             Err(ApiError::unprocessable("simulator_refused", e.to_string()))
