@@ -509,3 +509,76 @@ async fn with_a_reader_it_does_not_embed_the_simulator_routes_are_absent() {
     assert_eq!((st.as_u16(), code(&v)), (404, "no_simulator"), "{v}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_days_reconciliation_is_the_report_of_the_journal() {
+    let gw = sandbox::spawn(SandboxConfig::default()).await.unwrap();
+    let files = Files::new("reconciliation");
+    let s = journaled_server(&gw, &files).await;
+    let v = sale(&s, "rec-1", 1500).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    let v = sale(&s, "rec-2", 1051).await;
+    assert_eq!(v["status"], "declined", "{v}");
+    let v = sale(&s, "rec-3", 2500).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = now - now.rem_euclid(86_400);
+    let date = time::OffsetDateTime::from_unix_timestamp(day)
+        .unwrap()
+        .date()
+        .to_string();
+    let (st, v) = get(&s, &format!("/v1/reconciliation?date={date}")).await;
+    assert_eq!(st, 200, "{v}");
+    // The same numbers as `emvbridge report` over the same journal and day.
+    let journal = s.journal().unwrap().clone();
+    let report = emvbridge::journal::report::build(&journal, day, day + 86_400).unwrap();
+    assert_eq!(v["lines"], serde_json::to_value(&report.lines).unwrap());
+    let approved: Vec<&Value> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "approved")
+        .collect();
+    assert_eq!(approved.len(), 1, "{v}");
+    assert_eq!(
+        (
+            &approved[0]["count"],
+            &approved[0]["approved_minor"],
+            &approved[0]["currency"]
+        ),
+        (&json!(2), &json!(4000), &json!("USD")),
+        "{v}"
+    );
+    assert!(v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["state"] == "declined" && l["count"] == 1 && l["approved_minor"] == 0));
+    assert_eq!(v["unresolved"], json!([]));
+    // Another day has nothing.
+    let (_, v) = get(&s, "/v1/reconciliation?date=2001-01-01").await;
+    assert_eq!(v["lines"], json!([]));
+    for bad in [
+        "",
+        "?date=2026-02-30",
+        "?date=yesterday",
+        "?from=2026-01-02&to=2026-01-01",
+    ] {
+        let (st, v) = get(&s, &format!("/v1/reconciliation{bad}")).await;
+        assert_eq!(
+            (st.as_u16(), code(&v)),
+            (400, "invalid_query"),
+            "{bad}: {v}"
+        );
+    }
+    s.shutdown().await;
+    gw.shutdown().await;
+    // Without a journal there is nothing to reconcile.
+    let s = server().await;
+    let (st, v) = get(&s, &format!("/v1/reconciliation?date={date}")).await;
+    assert_eq!((st.as_u16(), code(&v)), (404, "no_journal"), "{v}");
+    s.shutdown().await;
+}

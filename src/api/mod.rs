@@ -55,6 +55,7 @@ mod events;
 mod follow_ups;
 mod health;
 mod idempotency;
+mod reconciliation;
 mod router;
 mod server;
 mod simulator;

@@ -17,7 +17,9 @@ use axum::Router;
 use super::bodies::MAX_BODY;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{device, events, follow_ups, health, idempotency, simulator, transactions};
+use super::{
+    device, events, follow_ups, health, idempotency, reconciliation, simulator, transactions,
+};
 
 /// The OpenAPI document, served by `GET /v1/openapi` and kept in the repository.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -39,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/health"),
     ("get", "/v1/openapi"),
+    ("get", "/v1/reconciliation"),
     ("get", "/v1/simulator"),
     ("put", "/v1/simulator/card"),
     ("put", "/v1/simulator/auto"),
@@ -64,6 +67,7 @@ pub(super) fn router(state: AppState, listen: SocketAddr) -> Router {
         .route("/v1/device/display", post(device::display))
         .route("/v1/device/reset", post(device::reset))
         .route("/v1/events", get(events::events))
+        .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/v1/simulator", get(simulator::status))
         .route("/v1/simulator/card", put(simulator::card))
         .route("/v1/simulator/auto", put(simulator::auto))
