@@ -41,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/health"),
     ("get", "/v1/openapi"),
+    ("get", "/metrics"),
     ("get", "/v1/reconciliation"),
     ("get", "/v1/simulator"),
     ("put", "/v1/simulator/card"),
