@@ -169,9 +169,21 @@ async fn auth_health_openapi_and_every_route_is_served() {
                 (r.status(), Value::Null)
             }
             "get" => c.get(&path).await,
-            _ => {
+            "post" => {
                 // Empty bodies: nothing is charged.
                 let r = c.post_raw(&path, &format!("route-{i}"), "", false).await;
+                let st = r.status();
+                (st, r.json().await.unwrap_or(Value::Null))
+            }
+            other => {
+                let m = reqwest::Method::from_bytes(other.to_ascii_uppercase().as_bytes()).unwrap();
+                let r = c
+                    .http
+                    .request(m, format!("{}{path}", c.base))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
                 let st = r.status();
                 (st, r.json().await.unwrap_or(Value::Null))
             }

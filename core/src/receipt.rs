@@ -7,6 +7,13 @@ use crate::txn::{EntryMode, Outcome, OutcomeStatus};
 
 /// Receipt text for one copy (`"MERCHANT COPY"` / `"CUSTOMER COPY"`).
 pub fn text(o: &Outcome, copy: &str) -> String {
+    text_with_reference(o, copy, None)
+}
+
+/// Receipt text for one copy with the point of sale's own reference (its order or ticket
+/// number) on a `POS REF` line (`REF` is the bridge's own id), so the paper slip and the
+/// till's record can be matched.
+pub fn text_with_reference(o: &Outcome, copy: &str, reference: Option<&str>) -> String {
     let mut s = String::new();
     let line = |s: &mut String, k: &str, v: &str| {
         let _ = writeln!(s, "{k:<14}{v:>26}");
@@ -19,6 +26,9 @@ pub fn text(o: &Outcome, copy: &str) -> String {
         crate::txn::AuthKind::Refund => "REFUND",
     };
     let _ = writeln!(s, "{kind}");
+    if let Some(r) = reference {
+        line(&mut s, "POS REF", r);
+    }
     let c = &o.card;
     if let Some(label) = &c.app_label {
         line(&mut s, "APP", label);
@@ -159,5 +169,24 @@ mod tests {
         assert!(t.lines().any(|l| l.trim() == "APPROVED"), "{t}");
         assert!(!t.contains("MERCHANT - STORED") && !t.contains("NOT AN ISSUER"));
         assert!(t.contains("401200******5439"));
+    }
+
+    #[test]
+    fn auth_code_and_pos_reference_lines() {
+        let mut o = outcome(OutcomeStatus::Approved);
+        o.auth_code = Some("A1B2C3".into());
+        let t = text_with_reference(&o, "CUSTOMER COPY", Some("T7 #1001"));
+        let line = |k: &str| t.lines().find(|l| l.starts_with(k)).map(str::to_owned);
+        assert!(
+            line("AUTH CODE").is_some_and(|l| l.ends_with("A1B2C3")),
+            "{t}"
+        );
+        assert!(
+            line("POS REF").is_some_and(|l| l.ends_with("T7 #1001")),
+            "{t}"
+        );
+        o.auth_code = None;
+        let t = text(&o, "CUSTOMER COPY");
+        assert!(!t.contains("AUTH CODE") && !t.contains("POS REF"), "{t}");
     }
 }

@@ -546,6 +546,10 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
                     }
                 };
                 let mut er = json!({"arc": String::from_utf8_lossy(&arc)});
+                // [EXT] The authorisation code (EMV tag 89) beside the ARC, on approvals.
+                if let Some(a) = &t.auth_code {
+                    er["authCode"] = json!(a);
+                }
                 if let Some(v) = &v {
                     er["issuerAuthData"] = json!(hex::encode_upper(v.issuer_auth_data(arc, bad)));
                     if let Some(s) = script {

@@ -1116,6 +1116,10 @@ fn sale(
             t.resp_code = code.as_str().to_owned();
             t.auth_code = Some(c.auth_code(&id));
             x.emv_response = emv_resp(*b"00", extra);
+            // [EXT] The authorisation code (EMV tag 89) beside the ARC.
+            if let Some(e) = x.emv_response.as_mut() {
+                e["authCode"] = json!(t.auth_code);
+            }
             event = Some("transaction-processed");
         }
         Outcome::Declined { code } => {

@@ -17,13 +17,23 @@ use emvbridge_core::money::Money;
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest text for `POST /v1/device/display`.
 pub const MAX_DISPLAY_TEXT: usize = 64;
+/// Longest point-of-sale reference (Adyen's `SaleTransactionID` and triPOS's reference fit).
+pub const MAX_REFERENCE: usize = 64;
 
-/// `body` as JSON `T`; `400 invalid_body` when it is empty or does not parse.
+/// `body` as JSON `T`; `400 invalid_body` when it is empty, is not a JSON object or does
+/// not parse. The object check comes first because serde's derived structs also accept a
+/// JSON array of their fields in order (`[100, "USD"]`), which no client means as a sale.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(ApiError::bad_request(
             "invalid_body",
             "a JSON body is required",
+        ));
+    };
+    if *first != b'{' {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
         ));
     }
     serde_json::from_slice(body)
@@ -38,6 +48,32 @@ pub(super) struct AmountBody {
     pub(super) amount: u64,
     /// ISO 4217 alphabetic or numeric code.
     pub(super) currency: String,
+    /// The point of sale's own reference (order or ticket number).
+    #[serde(default)]
+    pub(super) reference: Option<String>,
+}
+
+/// A point-of-sale reference: 1 to [`MAX_REFERENCE`] printable ASCII characters (spaces
+/// inside allowed), else `422 invalid_reference`. It is printed on the receipt and used as
+/// a lookup key, so control characters and other text encodings are refused.
+pub(super) fn reference(r: Option<String>) -> Result<Option<String>, ApiError> {
+    match r {
+        None => Ok(None),
+        Some(r)
+            if !r.is_empty()
+                && r.len() <= MAX_REFERENCE
+                && r.trim() == r
+                && r.bytes().all(|c| c == b' ' || c.is_ascii_graphic()) =>
+        {
+            Ok(Some(r))
+        }
+        Some(_) => Err(ApiError::unprocessable(
+            "invalid_reference",
+            format!(
+                "reference must be 1-{MAX_REFERENCE} printable ASCII characters, without leading or trailing spaces"
+            ),
+        )),
+    }
 }
 
 /// A positive amount in a known currency; `422 invalid_amount` or `422 invalid_currency`.
@@ -65,6 +101,9 @@ pub(super) struct RefundBody {
     /// The transaction to refund; without it, the refund is card-present on the reader.
     #[serde(default)]
     pub(super) transaction_id: Option<String>,
+    /// The point of sale's own reference.
+    #[serde(default)]
+    pub(super) reference: Option<String>,
 }
 
 /// A capture: without an amount, the authorized amount; without a currency, the
@@ -118,10 +157,12 @@ pub fn validate_body(route: u8, body: &[u8]) -> Result<Option<Money>, (u16, &'st
     match route % 4 {
         0 => {
             let b: AmountBody = parse_body(body).map_err(err)?;
+            reference(b.reference).map_err(err)?;
             money(b.amount, &b.currency).map(Some).map_err(err)
         }
         1 => {
             let b: RefundBody = parse_body(body).map_err(err)?;
+            reference(b.reference).map_err(err)?;
             money(b.amount, &b.currency).map(Some).map_err(err)
         }
         2 => {
@@ -194,5 +235,35 @@ mod tests {
             parse_body::<AmountBody>(b" ").unwrap_err().code,
             "invalid_body"
         );
+        assert_eq!(reference(None).unwrap(), None);
+        assert_eq!(
+            reference(Some("T7 #1001".into())).unwrap().as_deref(),
+            Some("T7 #1001")
+        );
+        for bad in [
+            "",
+            " x",
+            "x ",
+            "caf\u{e9}",
+            "a\nb",
+            &"x".repeat(MAX_REFERENCE + 1),
+        ] {
+            assert_eq!(
+                reference(Some(bad.into())).unwrap_err().code,
+                "invalid_reference",
+                "{bad:?}"
+            );
+        }
+        for not_object in [
+            &br#"[100, "USD"]"#[..],
+            b" 100",
+            b"\"USD\"",
+            b"null",
+            b"true",
+        ] {
+            let e = parse_body::<AmountBody>(not_object).unwrap_err();
+            assert_eq!(e.code, "invalid_body");
+            assert!(e.message.contains("JSON object"), "{}", e.message);
+        }
     }
 }

@@ -20,6 +20,7 @@ pub(super) async fn refund_of(
     s: &Shared,
     original_id: &str,
     amount: Money,
+    pos_ref: Option<String>,
 ) -> Result<Response, ApiError> {
     let original = s.record(original_id)?;
     let gateway_id = refundable(&original, amount)?;
@@ -34,6 +35,7 @@ pub(super) async fn refund_of(
         .await;
     let mut rec = TxnRecord::started(reference.0.clone(), AuthKind::Refund, amount);
     rec.card_present = false;
+    rec.reference = pos_ref;
     rec.original_transaction_id = Some(original.id.clone());
     let op_status = match &result {
         OpResult::Done { gateway_id } => {

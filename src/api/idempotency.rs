@@ -1,7 +1,11 @@
-//! Request ids on `POST`: every one carries `X-Request-Id`. The first 2xx answer is stored;
-//! the same id again replays it (`Idempotent-Replayed: true`), waits for it while the first
-//! copy still runs, and is refused (`422 request_id_reused`) with another method, path or
-//! body. Non-2xx answers are not stored, so a retry with the same id runs again.
+//! Request ids on `POST`: every one carries `X-Request-Id` or `Idempotency-Key` (the name
+//! Stripe and the IETF `Idempotency-Key` draft use; both mean the same, and a request with
+//! both must give the same value). The first 2xx answer is stored; the same id again replays
+//! it (`Idempotent-Replayed: true`), waits for it while the first copy still runs, and is
+//! refused (`422 request_id_reused`) with another method, path or body. Bodies are compared
+//! as parsed JSON in canonical form, so a retry whose serializer orders keys differently or
+//! spaces them otherwise is the same request. Non-2xx answers are not stored, so a retry with
+//! the same id runs again.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,6 +22,8 @@ use super::store::StoredResponse;
 
 /// The request id header.
 pub const REQUEST_ID: &str = "x-request-id";
+/// The same, under the name of the IETF draft and Stripe.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Longest request id.
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -30,15 +36,60 @@ pub(super) struct Idem {
     pub(super) fingerprint: [u8; 32],
 }
 
-/// What tells two requests apart: method, path and body.
+/// What tells two requests apart: method, path and body. A body that parses as JSON is
+/// hashed in canonical form (object keys sorted — `serde_json` maps are ordered without its
+/// `preserve_order` feature — and no insignificant whitespace); any other body as its bytes.
 fn fingerprint(method: &Method, path: &str, body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update([0]);
     h.update(path.as_bytes());
     h.update([0]);
-    h.update(body);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => {
+            h.update([b'j']);
+            h.update(v.to_string().as_bytes());
+        }
+        Err(_) => {
+            h.update([b'r']);
+            h.update(body);
+        }
+    }
     h.finalize().into()
+}
+
+/// The request id of `headers`: `X-Request-Id` or `Idempotency-Key` (equal if both are
+/// given), 1 to [`MAX_REQUEST_ID`] printable ASCII characters.
+fn request_id(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let valid = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID
+                    && v.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request_id",
+                    "X-Request-Id and Idempotency-Key must be 1-128 printable ASCII characters",
+                )
+            })
+    };
+    let rid = headers.get(REQUEST_ID).map(valid).transpose()?;
+    let key = headers.get(IDEMPOTENCY_KEY).map(valid).transpose()?;
+    match (rid, key) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            "invalid_request_id",
+            "X-Request-Id and Idempotency-Key differ; send one, or the same value in both",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(ApiError::bad_request(
+            "missing_request_id",
+            "every POST needs an X-Request-Id or Idempotency-Key header",
+        )),
+    }
 }
 
 /// A stored answer, sent again.
@@ -68,27 +119,11 @@ pub(super) async fn middleware(State(s): State<AppState>, req: Request, next: Ne
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let id = match req.headers().get(REQUEST_ID).map(|v| v.to_str()) {
-        None => {
-            return ApiError::bad_request(
-                "missing_request_id",
-                "every POST needs an X-Request-Id header",
-            )
-            .into_response()
-        }
-        Some(Ok(v))
-            if !v.is_empty()
-                && v.len() <= MAX_REQUEST_ID
-                && v.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            v.to_owned()
-        }
-        Some(_) => {
-            return ApiError::bad_request(
-                "invalid_request_id",
-                "X-Request-Id must be 1-128 printable ASCII characters",
-            )
-            .into_response()
+    let id = match request_id(req.headers()) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::debug!(code = e.code, "POST refused: request id");
+            return e.into_response();
         }
     };
     let (parts, body) = req.into_parts();
@@ -105,7 +140,7 @@ pub(super) async fn middleware(State(s): State<AppState>, req: Request, next: Ne
         let reused = || {
             ApiError::unprocessable(
                 "request_id_reused",
-                "this X-Request-Id was used for another request",
+                "this request id (X-Request-Id / Idempotency-Key) was used for another request",
             )
             .into_response()
         };
@@ -137,7 +172,7 @@ pub(super) async fn middleware(State(s): State<AppState>, req: Request, next: Ne
             {
                 return ApiError::conflict(
                     "request_in_progress",
-                    "a request with this X-Request-Id is still running",
+                    "a request with this request id is still running",
                 )
                 .into_response();
             }
@@ -197,6 +232,52 @@ mod tests {
         let a = fingerprint(&Method::POST, "/v1/sales", b"{}");
         assert_eq!(a, fingerprint(&Method::POST, "/v1/sales", b"{}"));
         assert_ne!(a, fingerprint(&Method::POST, "/v1/preauths", b"{}"));
-        assert_ne!(a, fingerprint(&Method::POST, "/v1/sales", b"{ }"));
+        assert_ne!(a, fingerprint(&Method::POST, "/v1/sales", b"{\"a\":1}"));
+        // The same JSON, keys in another order and other spacing: the same request.
+        assert_eq!(
+            fingerprint(
+                &Method::POST,
+                "/v1/sales",
+                br#"{"amount":100,"currency":"USD"}"#
+            ),
+            fingerprint(
+                &Method::POST,
+                "/v1/sales",
+                b"{ \"currency\": \"USD\",\n  \"amount\": 100 }"
+            )
+        );
+        assert_ne!(
+            fingerprint(
+                &Method::POST,
+                "/v1/sales",
+                br#"{"amount":100,"currency":"USD"}"#
+            ),
+            fingerprint(
+                &Method::POST,
+                "/v1/sales",
+                br#"{"amount":101,"currency":"USD"}"#
+            )
+        );
+        // A body that is not JSON is compared as bytes, never equal to a JSON one.
+        assert_ne!(
+            fingerprint(&Method::POST, "/v1/sales", b"{"),
+            fingerprint(&Method::POST, "/v1/sales", b"{ ")
+        );
+    }
+
+    #[test]
+    fn either_header_names_the_request() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(request_id(&h).unwrap_err().code, "missing_request_id");
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k-1"));
+        assert_eq!(request_id(&h).unwrap(), "k-1");
+        h.insert(REQUEST_ID, HeaderValue::from_static("k-1"));
+        assert_eq!(request_id(&h).unwrap(), "k-1");
+        h.insert(REQUEST_ID, HeaderValue::from_static("k-2"));
+        assert_eq!(request_id(&h).unwrap_err().code, "invalid_request_id");
+        h.remove(IDEMPOTENCY_KEY);
+        assert_eq!(request_id(&h).unwrap(), "k-2");
+        h.insert(REQUEST_ID, HeaderValue::from_static(""));
+        assert_eq!(request_id(&h).unwrap_err().code, "invalid_request_id");
     }
 }

@@ -9,10 +9,14 @@
 //!   `202` at once. The transaction runs in its own task, so a POS that hangs up does not
 //!   leave money in an unknown state.
 //! - **Follow-ups** (capture, void, reverse, referenced refund) go to the gateway only.
-//! - **Request ids**: every `POST` carries `X-Request-Id`. The first 2xx answer is stored;
-//!   the same id again returns it (`Idempotent-Replayed: true`) instead of charging again,
-//!   waits for it while the first copy still runs, and is refused (`422 request_id_reused`)
-//!   with another method, path or body. Non-2xx answers are not stored: retry with the same id.
+//! - **Request ids**: every `POST` carries `X-Request-Id` or `Idempotency-Key` (the same
+//!   thing under two names). The first 2xx answer is stored; the same id again returns it
+//!   (`Idempotent-Replayed: true`) instead of charging again, waits for it while the first
+//!   copy still runs, and is refused (`422 request_id_reused`) with another method, path or
+//!   body (compared as canonical JSON: key order and spacing do not matter). Non-2xx answers
+//!   are not stored: retry with the same id.
+//! - **Bodies** are JSON objects sent as `Content-Type: application/json` (else `415`);
+//!   an array or scalar body is `400 invalid_body`.
 //! - **Events**: `GET /v1/events` is a Server-Sent Events stream of `transaction.started`,
 //!   `prompt` and `transaction.finished`, each with the transaction id.
 //! - **Relay** (`--journal`/`--config`, the same rule as `sale`): authorizations go through
@@ -51,8 +55,10 @@ mod events;
 mod follow_ups;
 mod health;
 mod idempotency;
+mod reconciliation;
 mod router;
 mod server;
+mod simulator;
 mod state;
 mod transactions;
 
@@ -61,7 +67,7 @@ pub use bodies::validate_body;
 pub use bodies::{MAX_BODY, MAX_DISPLAY_TEXT};
 pub use cli::{run, ServeArgs};
 pub use error::ApiError;
-pub use idempotency::{MAX_REQUEST_ID, REQUEST_ID};
+pub use idempotency::{IDEMPOTENCY_KEY, MAX_REQUEST_ID, REQUEST_ID};
 pub use router::{is_loopback, OPENAPI, ROUTES};
 pub use server::{
     start, start_with_relay, ApiOptions, ApiServer, REQUEST_ID_RETENTION_SECS, SHUTDOWN_GRACE,

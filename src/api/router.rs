@@ -11,13 +11,15 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::bodies::MAX_BODY;
 use super::error::ApiError;
 use super::state::AppState;
-use super::{device, events, follow_ups, health, idempotency, transactions};
+use super::{
+    device, events, follow_ups, health, idempotency, reconciliation, simulator, transactions,
+};
 
 /// The OpenAPI document, served by `GET /v1/openapi` and kept in the repository.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -30,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/refunds"),
     ("post", "/v1/transactions/{id}/void"),
     ("post", "/v1/transactions/{id}/reverse"),
+    ("get", "/v1/transactions"),
     ("get", "/v1/transactions/{id}"),
     ("post", "/v1/transactions/{id}/cancel"),
     ("get", "/v1/device"),
@@ -38,6 +41,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/health"),
     ("get", "/v1/openapi"),
+    ("get", "/metrics"),
+    ("get", "/v1/reconciliation"),
+    ("get", "/v1/simulator"),
+    ("put", "/v1/simulator/card"),
+    ("put", "/v1/simulator/auto"),
+    ("post", "/v1/simulator/{action}"),
 ];
 
 /// How long a client may take to send a request body once its headers are in.
@@ -52,12 +61,18 @@ pub(super) fn router(state: AppState, listen: SocketAddr) -> Router {
         .route("/v1/refunds", post(transactions::refund))
         .route("/v1/transactions/{id}/void", post(follow_ups::void))
         .route("/v1/transactions/{id}/reverse", post(follow_ups::reverse))
+        .route("/v1/transactions", get(transactions::list))
         .route("/v1/transactions/{id}", get(transactions::transaction))
         .route("/v1/transactions/{id}/cancel", post(transactions::cancel))
         .route("/v1/device", get(device::device))
         .route("/v1/device/display", post(device::display))
         .route("/v1/device/reset", post(device::reset))
         .route("/v1/events", get(events::events))
+        .route("/v1/reconciliation", get(reconciliation::reconciliation))
+        .route("/v1/simulator", get(simulator::status))
+        .route("/v1/simulator/card", put(simulator::card))
+        .route("/v1/simulator/auto", put(simulator::auto))
+        .route("/v1/simulator/{action}", post(simulator::action))
         .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -205,6 +205,8 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         sale_timeout: opts.sale_timeout,
         txn_config: opts.txn_config,
         simulated: sim.is_some(),
+        #[cfg(feature = "sim")]
+        simulator: sim.as_ref().map(|d| d.handle.clone()),
         relay: relay.map(|relay| RelayShared {
             relay,
             last_pass: Arc::new(Mutex::new(None)),

@@ -71,6 +71,9 @@ pub(super) struct Shared {
     pub(super) sale_timeout: Duration,
     pub(super) txn_config: TxnConfig,
     pub(super) simulated: bool,
+    /// The embedded simulator's control channel (`/v1/simulator`).
+    #[cfg(feature = "sim")]
+    pub(super) simulator: Option<emvbridge_sim::transport::DeviceHandle>,
     pub(super) relay: Option<RelayShared>,
 }
 
@@ -91,6 +94,18 @@ impl Shared {
             name,
             data: data.to_string(),
         });
+    }
+
+    /// Whether the reader is the embedded simulator, steerable through `/v1/simulator`.
+    pub(super) fn has_simulator(&self) -> bool {
+        #[cfg(feature = "sim")]
+        {
+            self.simulator.is_some()
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            false
+        }
     }
 
     /// The id of the card transaction running on the reader.

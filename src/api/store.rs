@@ -115,6 +115,10 @@ pub struct Receipts {
 pub struct TxnRecord {
     /// The bridge's id (also its reference towards the gateway).
     pub id: String,
+    /// The point of sale's own reference (its order or ticket number), as it sent it.
+    /// Records stored before references existed read as `None`.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// Sale, pre-authorization or refund.
     pub kind: AuthKind,
     /// Card present (through the reader) or referenced (a refund of an earlier transaction).
@@ -178,6 +182,7 @@ impl TxnRecord {
         let now = unix_now();
         TxnRecord {
             id,
+            reference: None,
             kind,
             card_present: true,
             status: ApiStatus::InProgress,
@@ -210,8 +215,16 @@ impl TxnRecord {
         self.card = receipt.get("card").cloned();
         self.reversal = receipt.get("reversal").filter(|v| !v.is_null()).cloned();
         self.receipt = Some(Receipts {
-            merchant: emvbridge_core::receipt::text(o, "MERCHANT COPY"),
-            customer: emvbridge_core::receipt::text(o, "CUSTOMER COPY"),
+            merchant: emvbridge_core::receipt::text_with_reference(
+                o,
+                "MERCHANT COPY",
+                self.reference.as_deref(),
+            ),
+            customer: emvbridge_core::receipt::text_with_reference(
+                o,
+                "CUSTOMER COPY",
+                self.reference.as_deref(),
+            ),
         });
         self.updated_at = unix_now();
     }
@@ -230,6 +243,37 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+/// Which records `GET /v1/transactions` lists: newest first (by creation time, then id),
+/// at most `limit`, strictly after `after` (the last record of the previous page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only records with this point-of-sale reference.
+    pub reference: Option<String>,
+    /// Only records created at or after this Unix second.
+    pub since: Option<u64>,
+    /// Only records in this status.
+    pub status: Option<ApiStatus>,
+    /// Most records answered.
+    pub limit: usize,
+    /// Continue after this `(created_at, id)`.
+    pub after: Option<(u64, String)>,
+}
+
+impl ListQuery {
+    /// Whether `r` is listed (every filter but the limit).
+    pub fn matches(&self, r: &TxnRecord) -> bool {
+        self.reference
+            .as_ref()
+            .is_none_or(|x| r.reference.as_ref() == Some(x))
+            && self.since.is_none_or(|t| r.created_at >= t)
+            && self.status.is_none_or(|st| r.status == st)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|(t, id)| (r.created_at, &r.id) < (*t, id))
+    }
+}
+
 /// Durable (or not) memory of the API.
 pub trait Store: Send + Sync + 'static {
     /// The answer stored for `request_id`.
@@ -240,6 +284,8 @@ pub trait Store: Send + Sync + 'static {
     fn transaction(&self, id: &str) -> Option<TxnRecord>;
     /// Inserts or replaces a transaction.
     fn save_transaction(&self, rec: &TxnRecord);
+    /// The records `q` selects, newest first.
+    fn transactions(&self, q: &ListQuery) -> Vec<TxnRecord>;
 }
 
 /// Most records and answers kept in memory; the oldest go first.
@@ -296,6 +342,17 @@ impl Store for MemoryStore {
     fn save_transaction(&self, rec: &TxnRecord) {
         lock(&self.txns).put(&rec.id, rec.clone());
     }
+    fn transactions(&self, q: &ListQuery) -> Vec<TxnRecord> {
+        let mut v: Vec<TxnRecord> = lock(&self.txns)
+            .map
+            .values()
+            .filter(|r| q.matches(r))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        v.truncate(q.limit);
+        v
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +377,50 @@ mod tests {
         assert!(s.transaction("a").is_none(), "the oldest is evicted");
         assert!(s.transaction(&format!("t{}", MEMORY_LIMIT - 1)).is_some());
         assert_eq!(lock(&s.txns).order.len(), MEMORY_LIMIT);
+    }
+
+    #[test]
+    fn memory_store_lists_newest_first_by_filter_and_page() {
+        let s = MemoryStore::default();
+        let usd = |m| Money::from_minor(m, "USD").unwrap();
+        for i in 0..5u64 {
+            let mut r = TxnRecord::started(format!("t{i}"), AuthKind::Sale, usd(100 + i));
+            r.created_at = 1_000 + i / 2;
+            r.reference = Some(if i == 3 {
+                "order-3".into()
+            } else {
+                format!("o{i}")
+            });
+            r.status = if i % 2 == 0 {
+                ApiStatus::Approved
+            } else {
+                ApiStatus::Declined
+            };
+            s.save_transaction(&r);
+        }
+        let ids = |v: Vec<TxnRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let mut q = ListQuery {
+            limit: 2,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(s.transactions(&q)), ["t4", "t3"]);
+        q.after = Some((1_001, "t3".into()));
+        assert_eq!(ids(s.transactions(&q)), ["t2", "t1"]);
+        q.after = Some((1_000, "t1".into()));
+        assert_eq!(ids(s.transactions(&q)), ["t0"]);
+        let q = ListQuery {
+            reference: Some("order-3".into()),
+            limit: 10,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(s.transactions(&q)), ["t3"]);
+        let q = ListQuery {
+            status: Some(ApiStatus::Approved),
+            since: Some(1_001),
+            limit: 10,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(s.transactions(&q)), ["t4", "t2"]);
     }
 
     #[test]

@@ -14,7 +14,10 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::bodies::{location, money, parse_body, record_response, AmountBody, RefundBody};
+use super::bodies::{
+    location, money, parse_body, record_response, reference as pos_reference, AmountBody,
+    RefundBody,
+};
 use super::error::ApiError;
 use super::follow_ups;
 use super::idempotency::Idem;
@@ -39,11 +42,15 @@ async fn card_transaction(
     idem: &Idem,
     kind: AuthKind,
     amount: Money,
+    pos_ref: Option<String>,
 ) -> Result<Response, ApiError> {
     let guard = s.reader.clone().try_lock_owned().map_err(|_| s.busy())?;
     let reference = crate::terminal::new_reference();
     let id = reference.0.clone();
     let mut rec = TxnRecord::started(id.clone(), kind, amount);
+    // The gateway's reference and idempotency key stay the bridge's id; the POS's own
+    // reference is for the POS (lookup, receipt).
+    rec.reference = pos_ref;
     s.store.save_transaction(&rec);
     // Provisional answer (replaced by the final one): if the process dies now, the same
     // request id after a restart leads to this transaction, not to a second charge.
@@ -174,8 +181,9 @@ pub(super) async fn sale(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: AmountBody = parse_body(&body)?;
+    let pos_ref = pos_reference(b.reference)?;
     let amount = money(b.amount, &b.currency)?;
-    card_transaction(s, &headers, &idem, AuthKind::Sale, amount).await
+    card_transaction(s, &headers, &idem, AuthKind::Sale, amount, pos_ref).await
 }
 
 /// `POST /v1/preauths`.
@@ -186,8 +194,9 @@ pub(super) async fn preauth(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: AmountBody = parse_body(&body)?;
+    let pos_ref = pos_reference(b.reference)?;
     let amount = money(b.amount, &b.currency)?;
-    card_transaction(s, &headers, &idem, AuthKind::PreAuth, amount).await
+    card_transaction(s, &headers, &idem, AuthKind::PreAuth, amount, pos_ref).await
 }
 
 /// `POST /v1/refunds`: card-present on the reader, or, with a `transaction_id`, referenced
@@ -199,11 +208,100 @@ pub(super) async fn refund(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: RefundBody = parse_body(&body)?;
+    let pos_ref = pos_reference(b.reference)?;
     let amount = money(b.amount, &b.currency)?;
     match b.transaction_id {
-        None => card_transaction(s, &headers, &idem, AuthKind::Refund, amount).await,
-        Some(original_id) => follow_ups::refund_of(&s, &original_id, amount).await,
+        None => card_transaction(s, &headers, &idem, AuthKind::Refund, amount, pos_ref).await,
+        Some(original_id) => follow_ups::refund_of(&s, &original_id, amount, pos_ref).await,
     }
+}
+
+/// Most records one `GET /v1/transactions` page holds, and the default.
+pub const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 25;
+
+/// The query of `GET /v1/transactions`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    reference: Option<String>,
+    /// Unix seconds or RFC 3339.
+    since: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The cursor after `r`: opaque to the POS (base64url of `created_at:id`).
+fn cursor_of(r: &TxnRecord) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", r.created_at, r.id))
+}
+
+fn parse_cursor(c: &str) -> Option<(u64, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (t, id) = raw.split_once(':')?;
+    Some((t.parse().ok()?, id.to_owned()))
+}
+
+fn parse_since(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp()).ok()
+}
+
+/// `GET /v1/transactions?reference=…&since=…&status=…&limit=…&cursor=…`: records newest
+/// first, `{"data": [...], "next_cursor": "…" | null}`. A till that lost its state after a
+/// crash finds its payment by its own reference here.
+pub(super) async fn list(
+    State(s): State<AppState>,
+    query: Result<axum::extract::Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(p) = query.map_err(|e| {
+        ApiError::bad_request("invalid_query", super::error::clip(&e.body_text(), 200))
+    })?;
+    let bad = |what: &str| ApiError::bad_request("invalid_query", format!("{what} is not valid"));
+    let limit = match p.limit {
+        None => DEFAULT_PAGE,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => return Err(bad("limit (1-100)")),
+    };
+    let status = match p.status {
+        None => None,
+        Some(st) => {
+            Some(serde_json::from_value::<ApiStatus>(json!(st)).map_err(|_| bad("status"))?)
+        }
+    };
+    let since = match p.since.as_deref() {
+        None => None,
+        Some(t) => Some(parse_since(t).ok_or_else(|| bad("since (Unix seconds or RFC 3339)"))?),
+    };
+    let after = match p.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| bad("cursor"))?),
+    };
+    let q = store::ListQuery {
+        reference: pos_reference(p.reference)?,
+        since,
+        status,
+        limit: limit + 1,
+        after,
+    };
+    let mut rows = s.store.transactions(&q);
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        rows.last().map(cursor_of)
+    });
+    let data: Vec<serde_json::Value> = rows.iter().map(record_json).collect();
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        json!({"data": data, "next_cursor": next.flatten()}),
+    )))
 }
 
 /// `GET /v1/transactions/{id}`.
@@ -253,5 +351,23 @@ mod tests {
         assert!(wants_async(&h));
         h.insert("prefer", HeaderValue::from_static("respond-asyncx"));
         assert!(!wants_async(&h));
+    }
+
+    #[test]
+    fn cursors_and_since_parse() {
+        let mut r = TxnRecord::started(
+            "emvb-a:b".into(),
+            AuthKind::Sale,
+            Money::from_minor(1, "USD").unwrap(),
+        );
+        r.created_at = 1_765_000_000;
+        assert_eq!(
+            parse_cursor(&cursor_of(&r)),
+            Some((1_765_000_000, "emvb-a:b".into()))
+        );
+        assert_eq!(parse_cursor("!!"), None);
+        assert_eq!(parse_since("1765000000"), Some(1_765_000_000));
+        assert_eq!(parse_since("1970-01-01T00:01:00Z"), Some(60));
+        assert_eq!(parse_since("yesterday"), None);
     }
 }

@@ -3,7 +3,8 @@
 //! still serves `GET /v1/transactions/{id}` for earlier transactions.
 //!
 //! Tables (schema version 2): `api_requests(request_id, fingerprint, status, location, body,
-//! created_at)` and `api_transactions(id, status, body, created_at, updated_at)`. The bodies
+//! created_at)` and `api_transactions(id, status, body, created_at, updated_at)`, with the
+//! point of sale's `pos_reference` since version 4 (its lookup and the listing). The bodies
 //! are the JSON the API returns, which carries the PAN masked first 6 / last 4 and no other
 //! card data.
 //!
@@ -14,7 +15,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Journal, JournalError, RelayState};
-use crate::api::store::{unix_now, ApiStatus, Store, StoredResponse, TxnRecord};
+use crate::api::store::{unix_now, ApiStatus, ListQuery, Store, StoredResponse, TxnRecord};
 
 /// Most records one settle pass looks at.
 const SETTLE_BATCH: i64 = 1000;
@@ -106,17 +107,55 @@ impl Journal {
         let body = serde_json::to_string(rec)
             .map_err(|_| JournalError::Corrupt("api_transactions.body"))?;
         self.db().execute(
-            "INSERT INTO api_transactions(id, status, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET status = ?2, body = ?3, updated_at = ?5",
+            "INSERT INTO api_transactions(id, status, body, created_at, updated_at, pos_reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET status = ?2, body = ?3, updated_at = ?5, pos_reference = ?6",
             params![
                 rec.id,
                 status_str(rec.status),
                 body,
                 secs(rec.created_at),
-                secs(rec.updated_at)
+                secs(rec.updated_at),
+                rec.reference
             ],
         )?;
         Ok(())
+    }
+
+    /// The records `q` selects, newest first (by the indexed `pos_reference` and
+    /// `(created_at, id)`).
+    ///
+    /// # Errors
+    /// [`JournalError`]; a body that does not parse is [`JournalError::Corrupt`].
+    pub fn api_transactions(&self, q: &ListQuery) -> Result<Vec<TxnRecord>, JournalError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT body FROM api_transactions
+             WHERE (?1 IS NULL OR pos_reference = ?1)
+               AND (?2 IS NULL OR created_at >= ?2)
+               AND (?3 IS NULL OR status = ?3)
+               AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))
+             ORDER BY created_at DESC, id DESC LIMIT ?6",
+        )?;
+        let (after_t, after_id) = match &q.after {
+            Some((t, id)) => (Some(secs(*t)), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = stmt.query_map(
+            params![
+                q.reference,
+                q.since.map(secs),
+                q.status.map(status_str),
+                after_t,
+                after_id,
+                i64::try_from(q.limit).unwrap_or(i64::MAX)
+            ],
+            |r| r.get::<_, String>(0),
+        )?;
+        rows.map(|b| {
+            serde_json::from_str(&b?).map_err(|_| JournalError::Corrupt("api_transactions.body"))
+        })
+        .collect()
     }
 
     /// How many API records are `unresolved` (or still `in_progress`).
@@ -318,6 +357,12 @@ impl Store for Journal {
             tracing::error!(error = %e, "cannot store an api transaction record");
         }
     }
+    fn transactions(&self, q: &ListQuery) -> Vec<TxnRecord> {
+        self.api_transactions(q).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list api transaction records");
+            Vec::new()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +388,46 @@ mod tests {
 
     fn usd(m: u64) -> Money {
         Money::from_minor(m, "USD").unwrap()
+    }
+
+    #[test]
+    fn records_are_found_by_reference_and_paged_after_a_reopen() {
+        let p = temp("list");
+        {
+            let j = Journal::open(&p).unwrap();
+            for i in 0..4u64 {
+                let mut r = TxnRecord::started(format!("emvb-{i}"), AuthKind::Sale, usd(10 + i));
+                r.created_at = 5_000 + i;
+                r.reference = Some(format!("order-{}", i % 3));
+                if i == 2 {
+                    r.status = ApiStatus::Declined;
+                }
+                j.save_transaction(&r);
+            }
+        }
+        let j = Journal::open(&p).unwrap();
+        let ids = |v: Vec<TxnRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let by_ref = ListQuery {
+            reference: Some("order-0".into()),
+            limit: 10,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(j.transactions(&by_ref)), ["emvb-3", "emvb-0"]);
+        let mut page = ListQuery {
+            limit: 3,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(j.transactions(&page)), ["emvb-3", "emvb-2", "emvb-1"]);
+        page.after = Some((5_001, "emvb-1".into()));
+        assert_eq!(ids(j.transactions(&page)), ["emvb-0"]);
+        let declined = ListQuery {
+            status: Some(ApiStatus::Declined),
+            since: Some(5_001),
+            limit: 10,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(j.transactions(&declined)), ["emvb-2"]);
+        cleanup(&p);
     }
 
     #[test]

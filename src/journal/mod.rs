@@ -382,8 +382,17 @@ CREATE INDEX IF NOT EXISTS ops_parent ON ops(parent_gateway_id);
 CREATE INDEX IF NOT EXISTS ops_state ON ops(state);
 ";
 
+/// Schema version 4: the point of sale's own reference on the API's transaction records, so
+/// a till that lost its state finds its payment by its order number (`GET
+/// /v1/transactions?reference=…`), and the index the newest-first listing pages through.
+const SCHEMA_V4: &str = "
+ALTER TABLE api_transactions ADD COLUMN pos_reference TEXT;
+CREATE INDEX IF NOT EXISTS api_transactions_pos_reference ON api_transactions(pos_reference);
+CREATE INDEX IF NOT EXISTS api_transactions_created ON api_transactions(created_at, id);
+";
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a gateway may still process a request after the bridge stopped waiting for it,
 /// seconds, unless configured: a lookup that finds nothing before then proves nothing.
@@ -1327,13 +1336,18 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
     }
-    if version < 3 {
+    if version < SCHEMA_VERSION {
         // Under the write lock, re-read: another process may have migrated meanwhile.
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let step = (|| -> rusqlite::Result<()> {
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version < 3 {
                 conn.execute_batch(SCHEMA_V3)?;
+            }
+            if version < 4 {
+                conn.execute_batch(SCHEMA_V4)?;
+            }
+            if version < SCHEMA_VERSION {
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             Ok(())

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 
 use super::{Entry, Journal, JournalError, RelayState};
 
-/// One line of the summary: a (dialect, state, currency) group.
+/// One line of the summary: a (dialect, kind, state, currency) group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Line {
     /// Gateway dialect.
     pub dialect: String,
+    /// Sale, pre-authorization or refund, as the journal records it.
+    pub kind: String,
     /// Relay state.
     pub state: RelayState,
     /// Currency.
@@ -29,7 +31,7 @@ pub struct Report {
     pub from: i64,
     /// Period end (Unix seconds, exclusive).
     pub to: i64,
-    /// Groups, sorted by dialect, state, currency.
+    /// Groups, sorted by dialect, kind, state, currency.
     pub lines: Vec<Line>,
     /// Rows not settled (any date): unknown, reversals due, stored, escalated…
     pub unresolved: Vec<Entry>,
@@ -40,11 +42,17 @@ pub struct Report {
 /// # Errors
 /// [`JournalError`].
 pub fn build(journal: &Journal, from: i64, to: i64) -> Result<Report, JournalError> {
-    let mut groups: BTreeMap<(String, RelayState, String), Line> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, RelayState, String), Line> = BTreeMap::new();
     for e in journal.between(from, to)? {
-        let key = (e.dialect.clone(), e.state, e.currency.clone());
+        let key = (
+            e.dialect.clone(),
+            e.kind.clone(),
+            e.state,
+            e.currency.clone(),
+        );
         let l = groups.entry(key).or_insert_with(|| Line {
             dialect: e.dialect.clone(),
+            kind: e.kind.clone(),
             state: e.state,
             currency: e.currency.clone(),
             count: 0,
@@ -94,19 +102,20 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<11} {:<17} {:<4} {:>6} {:>16} {:>16}",
+            "{:<11} {:<17} {:<4} {:>6} {:>16} {:>16}  kind",
             "gateway", "state", "cur", "count", "requested", "approved"
         );
         for l in &self.lines {
             let _ = writeln!(
                 s,
-                "{:<11} {:<17} {:<4} {:>6} {:>16} {:>16}",
+                "{:<11} {:<17} {:<4} {:>6} {:>16} {:>16}  {}",
                 l.dialect,
                 l.state.as_str(),
                 l.currency,
                 l.count,
                 major(l.requested_minor, &l.currency),
-                major(l.approved_minor, &l.currency)
+                major(l.approved_minor, &l.currency),
+                l.kind
             );
         }
         if self.unresolved.is_empty() {
@@ -130,29 +139,33 @@ impl Report {
         s
     }
 
-    /// CSV: one line per group, then one line per unresolved row (section column first).
+    /// CSV: one line per group, then one line per unresolved row (section column first; the
+    /// kind last, so readers of the earlier columns are unaffected).
     pub fn csv(&self) -> String {
-        let mut s =
-            String::from("section,gateway,state,currency,count,requested,approved,reference\n");
+        let mut s = String::from(
+            "section,gateway,state,currency,count,requested,approved,reference,kind\n",
+        );
         for l in &self.lines {
             s.push_str(&format!(
-                "summary,{},{},{},{},{},{},\n",
+                "summary,{},{},{},{},{},{},,{}\n",
                 l.dialect,
                 l.state.as_str(),
                 l.currency,
                 l.count,
                 major(l.requested_minor, &l.currency),
-                major(l.approved_minor, &l.currency)
+                major(l.approved_minor, &l.currency),
+                csv_field(&l.kind)
             ));
         }
         for e in &self.unresolved {
             s.push_str(&format!(
-                "unresolved,{},{},{},1,{},,{}\n",
+                "unresolved,{},{},{},1,{},,{},{}\n",
                 e.dialect,
                 e.state.as_str(),
                 e.currency,
                 major(e.amount_minor, &e.currency),
-                csv_field(&e.reference)
+                csv_field(&e.reference),
+                csv_field(&e.kind)
             ));
         }
         s

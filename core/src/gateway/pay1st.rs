@@ -409,6 +409,9 @@ struct EmvResponse {
     #[serde(rename = "issuerAuthData")]
     issuer_auth_data: Option<String>,
     scripts: Vec<String>,
+    /// \[EXT\] The issuer's authorisation code (the value of EMV tag `89`), on approvals.
+    #[serde(rename = "authCode")]
+    auth_code: Option<String>,
 }
 
 impl Payment {
@@ -452,7 +455,7 @@ impl Payment {
             arc,
             issuer_auth_data: iad,
             scripts: scripts.into(),
-            auth_code: None,
+            auth_code: e.auth_code.as_deref().and_then(super::wire::auth_code_of),
         }))
     }
 }

@@ -451,6 +451,9 @@ struct EmvResponse {
     #[serde(rename = "issuerAuthData")]
     issuer_auth_data: Option<String>,
     scripts: Vec<String>,
+    /// \[EXT\] The issuer's authorisation code (the value of EMV tag `89`), on approvals.
+    #[serde(rename = "authCode")]
+    auth_code: Option<String>,
 }
 
 impl EmvResponse {
@@ -472,7 +475,10 @@ impl EmvResponse {
             arc,
             issuer_auth_data: iad,
             scripts: scripts.into(),
-            auth_code: None,
+            auth_code: self
+                .auth_code
+                .as_deref()
+                .and_then(super::wire::auth_code_of),
         })
     }
 }

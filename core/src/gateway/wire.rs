@@ -227,7 +227,7 @@ pub fn issuer_from_tlv(data: &[u8]) -> Option<IssuerResponse> {
             }
             Tag(0x91) => out.issuer_auth_data = Some(Bytes::copy_from_slice(t.value())),
             Tag(0x71) | Tag(0x72) => scripts.extend_from_slice(t.raw()),
-            Tag(0x89) => out.auth_code = std::str::from_utf8(t.value()).ok().map(str::to_owned),
+            Tag(0x89) => out.auth_code = std::str::from_utf8(t.value()).ok().and_then(auth_code_of),
             _ => {}
         }
     }
@@ -242,6 +242,14 @@ pub fn arc_only(arc: [u8; 2]) -> IssuerResponse {
         arc,
         ..IssuerResponse::default()
     }
+}
+
+/// An issuer authorisation code as EMV tag `89` holds it (Book 3 Annex A: six characters;
+/// shorter ones are seen from acquirers and kept), trimmed; `None` when it is empty, longer
+/// than six or not printable ASCII, so a gateway's text never reaches a receipt unchecked.
+pub fn auth_code_of(code: &str) -> Option<String> {
+    let c = code.trim();
+    (!c.is_empty() && c.len() <= 6 && c.bytes().all(|b| b.is_ascii_graphic())).then(|| c.to_owned())
 }
 
 /// Two printable ASCII characters of a response code as an ARC, when it is one.
