@@ -192,7 +192,9 @@ mod three_ds_name {
         .serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ThreeDs>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<ThreeDs>, D::Error> {
         match Option::<String>::deserialize(d)?.as_deref() {
             None => Ok(None),
             Some("challenge") => Ok(Some(ThreeDs::Challenge)),

@@ -515,10 +515,9 @@ impl Ledger {
             marks(ids.len())
         );
         let r = self.db.prepare(&sql).and_then(|mut st| {
-            st.query_map(
-                rusqlite::params_from_iter(refs.iter().chain(ids)),
-                |r| r.get::<_, String>(0),
-            )?
+            st.query_map(rusqlite::params_from_iter(refs.iter().chain(ids)), |r| {
+                r.get::<_, String>(0)
+            })?
             .collect::<Result<Vec<String>, _>>()
         });
         r.unwrap_or_else(|e| {
@@ -528,7 +527,9 @@ impl Ledger {
         .into_iter()
         .filter_map(|d| {
             serde_json::from_str(&d)
-                .map_err(|e| tracing::error!(error = %e, "sandbox ledger: a stored row does not parse"))
+                .map_err(
+                    |e| tracing::error!(error = %e, "sandbox ledger: a stored row does not parse"),
+                )
                 .ok()
         })
         .collect()

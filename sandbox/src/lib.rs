@@ -26,7 +26,6 @@ pub mod clock;
 pub mod config;
 mod control;
 pub mod dialect_state;
-mod store;
 pub mod dispatch;
 pub mod emv;
 pub mod exchange;
@@ -40,6 +39,7 @@ pub mod paymentsai;
 pub mod server;
 mod shared;
 pub mod state;
+mod store;
 pub mod webhooks;
 
 pub use config::SandboxConfig;

@@ -451,7 +451,11 @@ fn list(core: &mut SimState, req: &SimRequest) -> SimResponse {
         .iter()
         .find_map(|(k, vals)| Some((PaiIndex::for_field(k)?, vals.as_slice())));
     for id in core.store().pai_ids(&org, by) {
-        if core.ledger.get(&id).is_none_or(|t| t.dialect != Dialect::PaymentsAi) {
+        if core
+            .ledger
+            .get(&id)
+            .is_none_or(|t| t.dialect != Dialect::PaymentsAi)
+        {
             continue;
         }
         let Some(v) = render(core, &id) else {
@@ -805,6 +809,11 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     )
 }
 
+/// A text field of a request body, owned.
+fn text_field(body: &Value, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
 /// The instrument id of `card` for `customer`, while the vault has room. A sale's card is
 /// the instrument it already is when the customer presented it before (`shared`); an
 /// authorization's card always gets an instrument of its own, because a capture names the
@@ -835,16 +844,19 @@ fn vault(c: &mut SimState, customer: &str, card: &Card, shared: bool) -> Option<
 /// The newest open (approved, uncaptured) authorization on instrument `inst` that `amount`
 /// of `currency` can capture.
 fn open_auth(core: &SimState, inst: &str, amount: i64, currency: &str) -> Option<String> {
-    core.store().pai_ids_on_instrument(inst).into_iter().find(|id| {
-        core.ledger.get(id).is_some_and(|t| {
-            t.dialect == Dialect::PaymentsAi
-                && t.kind == Kind::Auth
-                && t.state == TxnState::Approved
-                && !t.captured
-                && t.currency == currency
-                && amount <= t.approved_minor
+    core.store()
+        .pai_ids_on_instrument(inst)
+        .into_iter()
+        .find(|id| {
+            core.ledger.get(id).is_some_and(|t| {
+                t.dialect == Dialect::PaymentsAi
+                    && t.kind == Kind::Auth
+                    && t.state == TxnState::Approved
+                    && !t.captured
+                    && t.currency == currency
+                    && amount <= t.approved_minor
+            })
         })
-    })
 }
 
 fn capture(
@@ -902,18 +914,9 @@ fn capture(
             org: org.to_owned(),
             // Rebilly's type of the second sale; the ledger knows it as the capture.
             type_name: "sale".into(),
-            customer_id: body
-                .get("customerId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            website_id: body
-                .get("websiteId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            request_id: body
-                .get("requestId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            customer_id: text_field(body, "customerId"),
+            website_id: text_field(body, "websiteId"),
+            request_id: text_field(body, "requestId"),
             instrument_id: parent_extra.instrument_id,
             metadata: body.get("metadata").cloned().unwrap_or(json!({})),
             ..Default::default()
@@ -1071,18 +1074,9 @@ fn sale(
     let mut x = Extra {
         org: org.to_owned(),
         type_name: type_name.to_owned(),
-        customer_id: body
-            .get("customerId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        website_id: body
-            .get("websiteId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        request_id: body
-            .get("requestId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        customer_id: text_field(body, "customerId"),
+        website_id: text_field(body, "websiteId"),
+        request_id: text_field(body, "requestId"),
         instrument_id,
         metadata: body.get("metadata").cloned().unwrap_or(json!({})),
         ..Default::default()

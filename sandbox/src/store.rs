@@ -97,7 +97,9 @@ fn to_json<T: Serialize>(what: &str, v: &T) -> Option<String> {
 
 fn from_json<T: DeserializeOwned>(what: &str, data: Option<String>) -> Option<T> {
     serde_json::from_str(&data?)
-        .map_err(|e| tracing::error!(error = %e, what, "sandbox store: a stored row does not parse"))
+        .map_err(
+            |e| tracing::error!(error = %e, what, "sandbox store: a stored row does not parse"),
+        )
         .ok()
 }
 
@@ -334,7 +336,10 @@ mod tests {
         let s = Store(l.db());
         for i in 0..50 {
             let req = format!("req-{}", i % 5);
-            s.put_pai_extra(&format!("t{i}"), &extra("org-a", Some(&req), Some("inst-1")));
+            s.put_pai_extra(
+                &format!("t{i}"),
+                &extra("org-a", Some(&req), Some("inst-1")),
+            );
         }
         s.put_pai_extra("other", &extra("org-b", Some("req-1"), None));
         let x = s.pai_extra("t7").unwrap();
@@ -377,7 +382,10 @@ mod tests {
         assert!(s.pai_idem("org", "k2").is_none());
         assert!(s.pai_idem("org2", "k").is_none());
         let got = s.pai_idem("org", "k").unwrap();
-        assert_eq!((got.digest, got.resp, got.txn_id), (rec.digest, rec.resp, rec.txn_id));
+        assert_eq!(
+            (got.digest, got.resp, got.txn_id),
+            (rec.digest, rec.resp, rec.txn_id)
+        );
 
         assert_eq!(s.pay1st_payment_count(), 0);
         let mut p = Payment {

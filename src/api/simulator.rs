@@ -46,8 +46,8 @@ struct PresentBody {
     msd: bool,
 }
 
-/// `pin`: digits, or bypass.
-#[derive(Debug, Default, Deserialize)]
+/// `pin`: digits, or bypass. No `Debug`: the digits are a PIN, even a simulated one.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PinBody {
     #[serde(default)]
