@@ -36,6 +36,11 @@ pub enum IssuerError {
     /// The ARQC does not verify (tampered data or cryptogram).
     #[error("bad cryptogram")]
     BadCryptogram,
+    /// The cryptogram verifies, but `9F27` names another type than the card's CVR records
+    /// (an ARQC relabelled as a TC, say). The CID is not part of the cryptogram input; the CVR
+    /// inside `9F10` is, so the CVR is what the card really returned.
+    #[error("cryptogram type does not match the card's CVR")]
+    CryptogramType,
 }
 
 /// A verified ARQC: what the gateway needs to authorise and answer.
@@ -135,6 +140,21 @@ fn get_n<const N: usize>(m: &BTreeMap<u32, Vec<u8>>, tag: u32) -> Result<[u8; N]
         .ok_or(IssuerError::MissingTag(tag))
 }
 
+/// The cryptogram type (`9F27` b8-7: `00` AAC, `40` TC, `80` ARQC) the card's CVR byte 1
+/// records for the cryptogram it last returned, in the Visa / M/Chip layout the simulated cards
+/// use: b8-7 the second GENERATE AC's type (`10` = not requested), b6-5 the first's. `None`
+/// for the RFU value `11`.
+fn cvr_cryptogram_type(cvr1: u8) -> Option<u8> {
+    let second = cvr1 >> 6;
+    let bits = if second == 0b10 { (cvr1 >> 4) & 0b11 } else { second };
+    match bits {
+        0b00 => Some(0x00),
+        0b01 => Some(0x40),
+        0b10 => Some(0x80),
+        _ => None,
+    }
+}
+
 /// Verifies the ARQC in `icc_data` (hex-decoded TLV as the bridge forwards it: the `E4`
 /// contents, with or without the `E4` wrapper).
 ///
@@ -193,6 +213,13 @@ pub fn verify_arqc(icc_data: &[u8]) -> Result<VerifiedArqc, IssuerError> {
     let expect = crypto::application_cryptogram(cvn, &icc_mk, atc, un, &input);
     if !crypto::ct_eq(&expect, &arqc) {
         return Err(IssuerError::BadCryptogram);
+    }
+    let iad = m.get(&0x9F10).ok_or(IssuerError::MissingTag(0x9F10))?;
+    let cvr = cvn
+        .cvr_from_iad(iad)
+        .ok_or(IssuerError::MissingTag(0x9F10))?;
+    if cvr_cryptogram_type(cvr[0]) != Some(cid & 0xC0) {
+        return Err(IssuerError::CryptogramType);
     }
     Ok(VerifiedArqc {
         pan,

@@ -302,6 +302,10 @@ pub fn verify(icc: &[u8]) -> Verdict {
             code: "05",
             message: "arqc verification failed",
         },
+        Err(IssuerError::CryptogramType) => Verdict::Declined {
+            code: "05",
+            message: "cryptogram type does not match the card",
+        },
         Err(IssuerError::UnknownIssuer) => Verdict::Declined {
             code: "14",
             message: "unknown issuer",

@@ -386,6 +386,15 @@ fn issuer_rejects_tampering() {
         issuer::verify_arqc(&tampered).unwrap_err(),
         IssuerError::BadCryptogram
     );
+    // An ARQC relabelled as a TC (the CID is outside the cryptogram input) is caught by the
+    // CVR, which is inside it.
+    let cid = tlv::find(&data, Tag(0x9F27)).unwrap();
+    let mut relabelled = data.to_vec();
+    relabelled[cid.offset() + cid.header_len()] = 0x40;
+    assert_eq!(
+        issuer::verify_arqc(&relabelled).unwrap_err(),
+        IssuerError::CryptogramType
+    );
     // Wrapped in E4 is fine too.
     let mut b = TlvBuilder::new();
     b.constructed(Tag(0xE4), |b| {
