@@ -17,6 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{Entry, Journal, JournalError, RelayState};
 use crate::gateway::{Gateway, StatusResult, TxnState};
 use emvbridge_core::money::Money;
@@ -193,28 +195,38 @@ pub async fn resolve_once(
         if !db!(journal, [r], j => j.claim(&r, state, lease, min_age))? {
             continue;
         }
-        let settled = match e.state {
-            RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
-            RelayState::Approved if e.pos_approved() => {
-                // Guard: never reverse what the card completed (the query excludes it).
-                db!(journal, [r], j => j.release(&r))?;
-                Some(RelayState::Approved)
-            }
-            RelayState::Approved => {
-                // Approved at the gateway, never told to the POS (crash): reverse.
-                reverse(journal, gateway, &e, ReversalReason::NoCardResponse).await?
-            }
-            RelayState::Sending | RelayState::Unknown => {
-                resolve_unknown(journal, gateway, &e, now).await?
-            }
-            // Due, or asked for by the POS: made until the gateway confirms.
-            RelayState::ReversalDue | RelayState::ReversalFailed => {
-                reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await?
-            }
-            _ => None,
-        };
+        // One span per row resolved: its lookups and reversal are children of it in a trace.
+        let span = tracing::info_span!("resolve", reference = %e.reference, state = %e.state,
+            attempt = e.resolve_attempts + 1);
+        let settled = async {
+            Ok::<_, JournalError>(match e.state {
+                RelayState::Forwarding => resolve_forwarding(journal, gateway, &e).await?,
+                RelayState::Approved if e.pos_approved() => {
+                    // Guard: never reverse what the card completed (the query excludes it).
+                    db!(journal, [r], j => j.release(&r))?;
+                    Some(RelayState::Approved)
+                }
+                RelayState::Approved => {
+                    // Approved at the gateway, never told to the POS (crash): reverse.
+                    reverse(journal, gateway, &e, ReversalReason::NoCardResponse).await?
+                }
+                RelayState::Sending | RelayState::Unknown => {
+                    resolve_unknown(journal, gateway, &e, now).await?
+                }
+                // Due, or asked for by the POS: made until the gateway confirms.
+                RelayState::ReversalDue | RelayState::ReversalFailed => {
+                    reverse(journal, gateway, &e, ReversalReason::NoHostResponse).await?
+                }
+                _ => None,
+            })
+        }
+        .instrument(span.clone())
+        .await?;
         match settled {
-            Some(s) => report.settled.push((e.reference.clone(), s)),
+            Some(s) => {
+                tracing::info!(parent: &span, settled = %s, "resolved");
+                report.settled.push((e.reference.clone(), s));
+            }
             None => {
                 let attempts = e.resolve_attempts + 1;
                 let next = now.saturating_add(policy.backoff_jittered(&e.reference, attempts));
@@ -263,7 +275,9 @@ async fn resolve_ops(
         }
         let r = Reference(op.reference.clone());
         let next = now.saturating_add(policy.backoff_jittered(&op.reference, 1));
-        match gateway.status(&r, None).await {
+        let span = tracing::info_span!("resolve_follow_up", reference = %op.reference);
+        let found = gateway.status(&r, None).instrument(span.clone()).await;
+        match found {
             StatusResult::Found(t)
                 if t.state != TxnState::Pending && t.state != TxnState::Declined =>
             {
