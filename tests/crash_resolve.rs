@@ -111,6 +111,8 @@ async fn crash_and_resolve(dialect: &str, sim_dialect: &str) {
         .arg("--journal")
         .arg(&path)
         .args(["--min-age-secs", "0", "--timeout-ms", "2000"])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -120,6 +122,26 @@ async fn crash_and_resolve(dialect: &str, sim_dialect: &str) {
         stdout.contains(&format!("settled {reference}: reversed")),
         "{stdout}"
     );
+    // The operator's log names the row's resolution in its span: the reversal's own lines
+    // (the gateway call) and the verdict carry the reference.
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let in_resolve = |l: &Value| {
+        let named = |s: &Value| {
+            s["name"] == "resolve" && s["reference"].as_str() == Some(reference.as_str())
+        };
+        named(&l["span"]) || l["spans"].as_array().into_iter().flatten().any(named)
+    };
+    for message in ["gateway reversal", "resolved"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["fields"]["message"] == message && in_resolve(l)),
+            "{message}: {stderr}"
+        );
+    }
     assert_eq!(state(&path, &reference), Some(RelayState::Reversed));
     let l = ledger(&gw, &reference).await;
     assert!(
