@@ -304,6 +304,7 @@ fn sale(
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     }
 }
 
@@ -473,6 +474,7 @@ async fn number_requests_and_replies_follow_the_openapi() {
             reference: Reference("nc-2-rf".into()),
             gateway_id: txid2.to_string(),
             amount: Money::from_minor(500, "USD").unwrap(),
+            pos_reference: None,
         },
     )
     .unwrap();
@@ -516,6 +518,7 @@ async fn number_requests_and_replies_follow_the_openapi() {
             gateway_id: auth_id.to_string(),
             authorized: Money::from_minor(2000, "USD").unwrap(),
             amount: Money::from_minor(2500, "USD").unwrap(),
+            pos_reference: None,
         },
     )
     .unwrap();
@@ -805,6 +808,7 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
             reference: Reference("pc-1-rf".into()),
             gateway_id: sale_id.clone(),
             amount: Money::from_minor(234, "USD").unwrap(),
+            pos_reference: None,
         },
     );
     pai_request(&pai, &rebilly, &cfg, &rf, "refund request");
@@ -848,6 +852,7 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
             gateway_id: auth_id.clone(),
             authorized: Money::from_minor(2000, "EUR").unwrap(),
             amount: Money::from_minor(1500, "EUR").unwrap(),
+            pos_reference: None,
         },
         &txn,
     )
@@ -1275,6 +1280,7 @@ fn swipe(reference: &str, minor: u64, cur: &str) -> AuthorizationRequest {
             block: SecretBytes::from_slice(&block),
             ksn: ksn.to_vec(),
         }),
+        pos_reference: None,
     }
 }
 
