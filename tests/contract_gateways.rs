@@ -782,7 +782,13 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
         &with_pos_ref(sale(&mut c, "pc-1", 1234, "USD", AuthKind::Sale)),
     )
     .unwrap();
-    pai_request(&pai, &rebilly, &cfg, &s, "sale request with a POS reference");
+    pai_request(
+        &pai,
+        &rebilly,
+        &cfg,
+        &s,
+        "sale request with a POS reference",
+    );
     assert_eq!(
         (&body(&s)["description"], &body(&s)["idempotencyKey"]),
         (&json!(POS_REF), &json!("pc-1"))
@@ -850,7 +856,13 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
             pos_reference: pos_ref(),
         },
     );
-    pai_request(&pai, &rebilly, &cfg, &rf, "refund request with a POS reference");
+    pai_request(
+        &pai,
+        &rebilly,
+        &cfg,
+        &rf,
+        "refund request with a POS reference",
+    );
     assert_eq!(body(&rf)["description"], POS_REF);
     let (status, reply) = send(&cfg.base_url, &rf).await;
     pai_reply(

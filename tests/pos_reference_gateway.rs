@@ -303,8 +303,7 @@ async fn a_stored_sale_is_forwarded_with_its_pos_reference() {
         drop(journal);
         // As after a restart: the forwarder reads the row back from the file.
         let journal = Arc::new(Journal::open(&path).unwrap());
-        let gateway =
-            emvbridge::embedded::sandbox_gateway(dialect, &gw.url(), settings()).unwrap();
+        let gateway = emvbridge::embedded::sandbox_gateway(dialect, &gw.url(), settings()).unwrap();
         let r = forward_once(&journal, gateway.as_ref(), &policy(), journal.now())
             .await
             .unwrap();

@@ -1365,4 +1365,21 @@ mod tests {
         assert!(e.get("details").is_none());
         assert_eq!(error(422, "v", Some("d")).json_body()["details"], "d");
     }
+
+    #[test]
+    fn descriptions_follow_rebilly() {
+        for ok in [
+            json!({}),
+            json!({"description": null}),
+            json!({"description": "é".repeat(255)}),
+        ] {
+            assert!(check_description(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!({"description": "x".repeat(256)}),
+            json!({"description": 7}),
+        ] {
+            assert_eq!(check_description(&bad).unwrap_err().status, 422, "{bad}");
+        }
+    }
 }

@@ -213,7 +213,10 @@ pub(super) async fn capture(
             amount,
             // The pre-authorization's own POS reference, for a dialect whose capture has a
             // free-text field.
-            pos_reference: rec.reference.clone().and_then(|r| PosReference::new(r).ok()),
+            pos_reference: rec
+                .reference
+                .clone()
+                .and_then(|r| PosReference::new(r).ok()),
         })
         .await;
     let OpResult::Done { gateway_id } = r else {

@@ -1635,7 +1635,79 @@ mod tests {
         );
         assert_eq!(j.icc_data("y1").unwrap().as_deref(), Some(tc));
         assert_eq!(j.oldest_stored_at().unwrap(), Some(j.now()));
+        assert_eq!(j.get("y1").unwrap().unwrap().pos_reference, None);
+        // A Y1 sale's row is made from its outcome: the POS reference comes from there.
+        let mut o = outcome("y1-ref", OutcomeStatus::ApprovedOffline, 600);
+        o.final_data = Some(Bytes::from_static(tc));
+        o.pos_reference = Some(PosReference::new("T7 #1001").unwrap());
+        j.record_outcome(&o, Dialect::Number, None).unwrap();
+        assert_eq!(
+            j.get("y1-ref").unwrap().unwrap().pos_reference,
+            o.pos_reference
+        );
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_version_4_journal_gains_the_pos_reference_and_keeps_its_rows() {
+        let p = temp_path("v4");
+        {
+            let c = Connection::open(&p).unwrap();
+            for s in [SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                c.execute_batch(s).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO txns(reference, kind, amount_minor, currency, dialect, state, created_at, updated_at, icc_data)
+                 VALUES ('old', 'sale', 700, 'USD', 'paymentsai', 'stored', 1, 1, x'9F270140');
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&p).unwrap();
+        let v: i64 = j
+            .db()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 5);
+        // The old stored sale reads as without a POS reference, and is still forwardable.
+        let old = j.get("old").unwrap().unwrap();
+        assert_eq!((old.amount_minor, old.has_icc), (700, true));
+        assert_eq!(old.pos_reference, None);
+        // New rows keep theirs.
+        let mut r = req("new", 100);
+        r.pos_reference = Some(PosReference::new("order-9").unwrap());
+        j.begin_authorization(&r, Dialect::PaymentsAi).unwrap();
+        assert_eq!(
+            j.get("new").unwrap().unwrap().pos_reference,
+            r.pos_reference
+        );
+        drop(j);
+        // Reopening a current journal changes nothing.
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(
+            j.get("new")
+                .unwrap()
+                .unwrap()
+                .pos_reference
+                .as_ref()
+                .map(PosReference::as_str),
+            Some("order-9")
+        );
+        // A damaged stored reference is refused, not passed on.
+        j.db()
+            .execute(
+                "UPDATE txns SET pos_reference = 'a\nb' WHERE reference = 'new'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            j.get("new"),
+            Err(JournalError::Corrupt("pos_reference"))
+        ));
+        drop(j);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
     }
 
     #[test]

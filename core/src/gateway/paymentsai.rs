@@ -1108,7 +1108,11 @@ mod tests {
         };
         let cap = body(&capture_request(&c, &capture, &auth).unwrap());
         assert_eq!(
-            (&cap["description"], &cap["requestId"], &cap["idempotencyKey"]),
+            (
+                &cap["description"],
+                &cap["requestId"],
+                &cap["idempotencyKey"]
+            ),
             (
                 &serde_json::json!("order-9"),
                 &serde_json::json!("cap-1"),

@@ -281,7 +281,10 @@ mod tests {
     fn pos_references_are_bounded_printable_ascii() {
         assert_eq!(PosReference::new("T7 #1001").unwrap().as_str(), "T7 #1001");
         let longest = "x".repeat(PosReference::MAX_LEN);
-        assert_eq!(PosReference::new(longest.clone()).unwrap().as_str(), longest);
+        assert_eq!(
+            PosReference::new(longest.clone()).unwrap().as_str(),
+            longest
+        );
         assert_eq!(PosReference::new(""), Err(PosReferenceError::Empty));
         assert_eq!(
             PosReference::new("x".repeat(PosReference::MAX_LEN + 1)),
