@@ -236,6 +236,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Vec<StepResult>> {
             time,
             app_choice: AppChoice::CardPriority,
             original_gateway_id: None,
+            pos_reference: None,
         };
         let mut seen = Vec::new();
         let outcome = crate::engine::run_transaction(

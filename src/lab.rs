@@ -577,6 +577,7 @@ async fn run_lane(ctx: Arc<LaneCtx>, idx: u32) -> Tally {
             time,
             app_choice: AppChoice::CardPriority,
             original_gateway_id: None,
+            pos_reference: None,
         };
         let corrupt_before = lane.link.stats().corrupt;
         let mut timing = TxnTiming::default();

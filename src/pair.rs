@@ -91,6 +91,7 @@ pub fn request(minor: u64) -> TxnRequest {
         time: 101500,
         app_choice: AppChoice::CardPriority,
         original_gateway_id: None,
+        pos_reference: None,
     }
 }
 

@@ -232,6 +232,7 @@ async fn sale(args: SaleArgs) -> anyhow::Result<bool> {
         time,
         app_choice: AppChoice::CardPriority,
         original_gateway_id: None,
+        pos_reference: None,
     };
     let json = args.json;
     let outcome =

@@ -132,6 +132,7 @@ impl Bridge {
             time: 120000,
             app_choice: AppChoice::CardPriority,
             original_gateway_id: None,
+            pos_reference: None,
         };
         let config = TxnConfig {
             card_timeout: Duration::from_secs(20),

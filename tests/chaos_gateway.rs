@@ -67,6 +67,7 @@ async fn pay1st_lost_reply_then_token_refused_is_not_unavailable() {
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     };
     let r = g.authorize(&req).await;
     let ledger: Value = http

@@ -25,7 +25,9 @@ use emvbridge_core::gateway::{
     VoidRequest,
 };
 use emvbridge_core::money::Money;
-use emvbridge_core::txn::host::{AuthKind, AuthorizationRequest, EntryMode, Reference};
+use emvbridge_core::txn::host::{
+    AuthKind, AuthorizationRequest, EntryMode, PosReference, Reference,
+};
 use emvbridge_sandbox::{self as sandbox, SandboxConfig, SandboxHandle};
 use emvbridge_sim::card::Card;
 use serde_json::{json, Value};
@@ -304,7 +306,22 @@ fn sale(
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     }
+}
+
+/// A point-of-sale reference with the characters a till may use (spaces, quotes, `#`, `&`,
+/// `/`): it goes whole into each dialect's free-text field.
+const POS_REF: &str = r#"T7 #1001 "A&B"/x"#;
+
+fn pos_ref() -> Option<PosReference> {
+    Some(PosReference::new(POS_REF).unwrap())
+}
+
+/// `r` carrying the POS reference [`POS_REF`].
+fn with_pos_ref(mut r: AuthorizationRequest) -> AuthorizationRequest {
+    r.pos_reference = pos_ref();
+    r
 }
 
 fn card() -> Card {
@@ -406,9 +423,21 @@ async fn number_requests_and_replies_follow_the_openapi() {
         &cfg,
         &session,
         unix_now(),
-        &sale(&mut c, "nc-1", 1234, "USD", AuthKind::Sale),
+        &with_pos_ref(sale(&mut c, "nc-1", 1234, "USD", AuthKind::Sale)),
     )
     .unwrap();
+    // Its `PurchItems` is the official `Items` object: the POS reference in `ServiceDescrip`,
+    // our reference in `ClientRefID`.
+    check(
+        &doc,
+        "/components/schemas/Items",
+        &body(&emv)["PurchItems"],
+        "CardSale/EMV PurchItems with a POS reference",
+    );
+    assert_eq!(
+        body(&emv)["PurchItems"],
+        json!({"ServiceDescrip": POS_REF, "ClientRefID": "nc-1"})
+    );
     let (_, r) = send(&cfg.base_url, &emv).await;
     let txid = r["CreditCardSale_EMVResult"]["TxID"].as_i64().unwrap();
 
@@ -473,6 +502,8 @@ async fn number_requests_and_replies_follow_the_openapi() {
             reference: Reference("nc-2-rf".into()),
             gateway_id: txid2.to_string(),
             amount: Money::from_minor(500, "USD").unwrap(),
+            // ApplyCredit has no free-text field: the request stays the official one.
+            pos_reference: pos_ref(),
         },
     )
     .unwrap();
@@ -516,6 +547,8 @@ async fn number_requests_and_replies_follow_the_openapi() {
             gateway_id: auth_id.to_string(),
             authorized: Money::from_minor(2000, "USD").unwrap(),
             amount: Money::from_minor(2500, "USD").unwrap(),
+            // IncrementAuth has none either.
+            pos_reference: pos_ref(),
         },
     )
     .unwrap();
@@ -743,10 +776,23 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
     };
     let mut c = card();
 
-    // Sale.
-    let s = paymentsai::authorize_request(&cfg, &sale(&mut c, "pc-1", 1234, "USD", AuthKind::Sale))
-        .unwrap();
-    pai_request(&pai, &rebilly, &cfg, &s, "sale request");
+    // Sale, with the POS's reference in Rebilly's `description`.
+    let s = paymentsai::authorize_request(
+        &cfg,
+        &with_pos_ref(sale(&mut c, "pc-1", 1234, "USD", AuthKind::Sale)),
+    )
+    .unwrap();
+    pai_request(
+        &pai,
+        &rebilly,
+        &cfg,
+        &s,
+        "sale request with a POS reference",
+    );
+    assert_eq!(
+        (&body(&s)["description"], &body(&s)["idempotencyKey"]),
+        (&json!(POS_REF), &json!("pc-1"))
+    );
     let (status, reply) = send(&cfg.base_url, &s).await;
     pai_reply(
         &pai,
@@ -758,6 +804,8 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
         "sale reply",
     );
     assert_eq!(reply["result"], "approved", "{reply}");
+    assert_eq!(reply["description"], POS_REF, "the transaction returns it");
+    assert_eq!(reply["requestId"], "pc-1");
     let sale_id = reply["id"].as_str().unwrap().to_owned();
 
     // Get and lookup (Rebilly filter).
@@ -805,9 +853,17 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
             reference: Reference("pc-1-rf".into()),
             gateway_id: sale_id.clone(),
             amount: Money::from_minor(234, "USD").unwrap(),
+            pos_reference: pos_ref(),
         },
     );
-    pai_request(&pai, &rebilly, &cfg, &rf, "refund request");
+    pai_request(
+        &pai,
+        &rebilly,
+        &cfg,
+        &rf,
+        "refund request with a POS reference",
+    );
+    assert_eq!(body(&rf)["description"], POS_REF);
     let (status, reply) = send(&cfg.base_url, &rf).await;
     pai_reply(
         &pai,
@@ -818,6 +874,7 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
         &reply,
         "refund reply",
     );
+    assert_eq!(reply["description"], POS_REF);
 
     // Authorize → capture (a second sale on its instrument).
     let a =
@@ -848,6 +905,7 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
             gateway_id: auth_id.clone(),
             authorized: Money::from_minor(2000, "EUR").unwrap(),
             amount: Money::from_minor(1500, "EUR").unwrap(),
+            pos_reference: pos_ref(),
         },
         &txn,
     )
@@ -864,6 +922,7 @@ async fn paymentsai_requests_and_replies_follow_rebilly_and_the_pages() {
         "capture reply",
     );
     assert_eq!(reply["parentTransactionId"], auth_id.as_str());
+    assert_eq!(reply["description"], POS_REF);
 
     // Void of another authorization: a refund of its whole amount.
     let a =
@@ -1064,14 +1123,19 @@ async fn pay1st_requests_and_replies_follow_the_reference_pages() {
 
     // Create: signed, NEW, identified by Pay1st's reference.
     let mut c = card();
-    let req = sale(&mut c, "yc-1", 2500, "NGN", AuthKind::Sale);
+    let req = with_pos_ref(sale(&mut c, "yc-1", 2500, "NGN", AuthKind::Sale));
     let create = pay1st::signed(
         &cfg,
         &tokens.access,
         now,
         pay1st::create_request(&cfg, &req).unwrap(),
     );
-    pay1st_request(&doc, &create, "create request");
+    pay1st_request(&doc, &create, "create request with a POS reference");
+    assert_eq!(
+        body(&create)["metadata"][1],
+        json!({"key": "posReference", "value": POS_REF})
+    );
+    assert_eq!(body(&create)["partnerReference"], "yc-1");
     let ts = create.header("X-TIMESTAMP").unwrap();
     assert_eq!(
         create.header("X-SIGNATURE").unwrap(),
@@ -1108,6 +1172,13 @@ async fn pay1st_requests_and_replies_follow_the_reference_pages() {
             "query reply",
         );
         seen.push(reply["status"].as_str().unwrap().to_owned());
+        // The payment echoes its metadata, the POS reference with it.
+        assert!(
+            reply["metadata"]
+                .as_array()
+                .is_some_and(|m| m.contains(&json!({"key": "posReference", "value": POS_REF}))),
+            "{reply}"
+        );
     }
     assert_eq!(seen, ["PENDING", "SUCCESSFUL", "SUCCESSFUL"]);
     gw.shutdown().await;
@@ -1156,6 +1227,19 @@ fn invented_shapes_fail_the_contract() {
         json!({"type": "sale", "currency": "EUR", "amount": 9.0, "parentTransactionId": "txn_1"});
     let v = violations(&rebilly, post, &old_capture, &[]);
     assert!(v.iter().any(|e| e.contains("websiteId")), "{v:?}");
+    // A description past Rebilly's 255, or a POS reference as an invented field, fails.
+    let sale = json!({"type": "sale", "websiteId": "w", "customerId": "c", "currency": "USD",
+        "amount": 1.0, "description": "x".repeat(256)});
+    assert!(!violations(&rebilly, post, &sale, &[]).is_empty());
+    let mut sale = sale;
+    sale["description"] = json!("x".repeat(255));
+    assert!(violations(&rebilly, post, &sale, &[]).is_empty());
+    sale["posReference"] = json!("T7");
+    let v = violations(&rebilly, post, &sale, &[]);
+    assert!(v.iter().any(|e| e.contains("posReference")), "{v:?}");
+    let items = json!({"ServiceDescrip": "T7", "ClientRefID": "r", "PosReference": "T7"});
+    let v = violations(&number, "/components/schemas/Items", &items, &[]);
+    assert!(v.iter().any(|e| e.contains("PosReference")), "{v:?}");
 
     let pay1st = spec("pay1st/pay1st-gateway.transcribed.yaml");
     let query = "/paths/~1api~1pay1st~1payments/get/x-response-schema";
@@ -1275,6 +1359,7 @@ fn swipe(reference: &str, minor: u64, cur: &str) -> AuthorizationRequest {
             block: SecretBytes::from_slice(&block),
             ksn: ksn.to_vec(),
         }),
+        pos_reference: None,
     }
 }
 

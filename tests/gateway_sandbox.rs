@@ -115,6 +115,7 @@ fn request(card: &mut Card, reference: &str, minor: u64, currency: &str) -> Auth
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     }
 }
 
@@ -247,6 +248,7 @@ async fn number_sale_decline_nsf_refund_void_status() {
             reference: Reference("n-ok-rf".into()),
             gateway_id: id.clone(),
             amount: Money::from_minor(500, "USD").unwrap(),
+            pos_reference: None,
         })
         .await;
     assert!(
@@ -286,6 +288,7 @@ async fn number_sale_decline_nsf_refund_void_status() {
             gateway_id: pid.clone(),
             authorized: Money::from_minor(1000, "USD").unwrap(),
             amount: Money::from_minor(1200, "USD").unwrap(),
+            pos_reference: None,
         })
         .await;
     assert_eq!(cap, OpResult::Done { gateway_id: pid });
@@ -465,6 +468,7 @@ async fn pai_sale_decline_nsf_refund_void_status() {
         reference: Reference("p-ok-rf".into()),
         gateway_id: id.clone(),
         amount: Money::from_minor(amount, "USD").unwrap(),
+        pos_reference: None,
     };
     assert!(matches!(g.refund(&rf(1000)).await, OpResult::Done { .. }));
     assert!(
@@ -495,6 +499,7 @@ async fn pai_sale_decline_nsf_refund_void_status() {
             gateway_id: pid2,
             authorized: Money::from_minor(1000, "USD").unwrap(),
             amount: Money::from_minor(800, "USD").unwrap(),
+            pos_reference: None,
         })
         .await;
     assert!(matches!(cap, OpResult::Done { .. }), "{cap:?}");
@@ -632,6 +637,7 @@ async fn pay1st_sale_decline_nsf_status_and_limits() {
             reference: Reference("q-ok-rf".into()),
             gateway_id: id,
             amount: Money::from_minor(100, "NGN").unwrap(),
+            pos_reference: None,
         })
         .await;
     assert!(matches!(rf, OpResult::Unsupported { .. }));

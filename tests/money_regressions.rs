@@ -96,6 +96,7 @@ fn a_refund_whose_answer_is_lost_is_not_refunded_again() {
         reference: Reference("s0-again".into()),
         gateway_id: gid,
         amount: Money::from_minor(1000, "USD").unwrap(),
+        pos_reference: None,
     }));
     assert!(
         matches!(&again, OpResult::Refused { code: Some(c), .. } if c == "local_bounds"),

@@ -245,6 +245,7 @@ async fn unresolved_journal_row_fails() {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         };
         j.begin_authorization(&req, emvbridge::gateway::Dialect::PaymentsAi)
             .unwrap();

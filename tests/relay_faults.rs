@@ -93,6 +93,7 @@ impl Rig {
             brand: Some("visa".into()),
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
@@ -150,6 +151,7 @@ impl Rig {
             reversal: None,
             card: CardFacts::default(),
             final_data: None,
+            pos_reference: None,
         };
         self.jg.record_outcome(&o).unwrap()
     }
@@ -428,6 +430,7 @@ async fn outcomes(dialect: Dialect, name: &str) {
             reference: Reference(ok.clone()),
             gateway_id: gateway_id.clone(),
             amount: Money::from_minor(234, "USD").unwrap(),
+            pos_reference: None,
         };
         let r = rig.jg.refund(&rf).await;
         assert!(matches!(r, OpResult::Done { .. }), "{r:?}");
@@ -569,6 +572,7 @@ async fn stored_sales_are_forwarded_and_declines_reported() {
             reversal: None,
             card: CardFacts::default(),
             final_data: None,
+            pos_reference: None,
         };
         let s = rig
             .journal

@@ -133,6 +133,7 @@ fn request(reference: &str, minor: u64) -> AuthorizationRequest {
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     }
 }
 

@@ -141,6 +141,7 @@ mod tests {
         let usd = Money::from_minor(1234, "USD").unwrap();
         Outcome {
             reference: Reference("emvb-1".into()),
+            pos_reference: None,
             kind: AuthKind::Sale,
             status,
             amount: usd,

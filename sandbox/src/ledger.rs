@@ -169,6 +169,11 @@ pub struct Txn {
     pub captured: bool,
     /// Number RPGUID, if given.
     pub rpguid: Option<String>,
+    /// The client's free text, as sent: Number `PurchItems.ServiceDescrip`, PAI
+    /// `description`, Pay1st's `metadata` entry `posReference` (emvbridge puts the POS's own
+    /// reference there).
+    #[serde(default)]
+    pub description: Option<String>,
     /// Sandbox annotations: `lost_response`, `reconciled`.
     pub sim_flags: Vec<String>,
 }
@@ -204,6 +209,7 @@ impl Txn {
             refunded_minor: 0,
             captured: false,
             rpguid: None,
+            description: None,
             sim_flags: Vec::new(),
         }
     }

@@ -432,6 +432,11 @@ fn sale(
         .pointer("/PurchItems/RPGUID")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // `Items.ServiceDescrip`: "A description of the service or item" (no limit defined).
+    t.description = body
+        .pointer("/PurchItems/ServiceDescrip")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if let Some(p) = &pan {
         t.pan_last4 = Some(last4(p));
         t.brand = Some(brand_of(p).to_owned());

@@ -416,6 +416,7 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             );
             t.client_ref = Some(pref.clone());
             t.entry = Entry::Hosted;
+            t.description = metadata_value(&body, POS_REFERENCE_KEY);
             let mut p = Payment {
                 country: country.clone(),
                 webhook_url: body
@@ -687,6 +688,21 @@ pub fn complete(
     }
     webhook(state, reference);
     render(state, reference)
+}
+
+/// The `metadata` key under which emvbridge sends the POS's own reference.
+const POS_REFERENCE_KEY: &str = "posReference";
+
+/// The value of the create's `metadata` entry `key` (the list of `{key, value}` of the
+/// signature test vector), if it has one.
+fn metadata_value(body: &Value, key: &str) -> Option<String> {
+    body.get("metadata")?
+        .as_array()?
+        .iter()
+        .find(|kv| kv.get("key").and_then(Value::as_str) == Some(key))?
+        .get("value")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

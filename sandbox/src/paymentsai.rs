@@ -520,6 +520,10 @@ fn render(core: &SimState, id: &str) -> Option<Value> {
     if let Some(r) = &x.request_id {
         v["requestId"] = json!(r);
     }
+    if let Some(d) = &t.description {
+        // Rebilly's transaction `description` (the POS's reference, from emvbridge).
+        v["description"] = json!(d);
+    }
     if let Some(i) = &x.instrument_id {
         v["paymentInstrument"] = json!({"method": "payment-card", "paymentInstrumentId": i});
     }
@@ -744,6 +748,9 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
             ))
         }
     }
+    if let Err(e) = check_description(&body) {
+        return Reply::Respond(e);
+    }
     let emv_instr = body.pointer("/paymentInstruction/emv").cloned();
     let instrument = body
         .pointer("/paymentInstruction/paymentInstrumentId")
@@ -807,6 +814,24 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
             exec
         },
     )
+}
+
+/// Longest `description` (Rebilly `PostTransaction` and `PostTransactionRefund`:
+/// `maxLength: 255`).
+const MAX_DESCRIPTION: usize = 255;
+
+/// Rebilly's `description`: absent, `null` (the transaction's), or a string of at most
+/// [`MAX_DESCRIPTION`] characters; else `422`.
+fn check_description(body: &Value) -> Result<(), SimResponse> {
+    match body.get("description") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(d)) if d.chars().count() <= MAX_DESCRIPTION => Ok(()),
+        Some(_) => Err(error(
+            422,
+            "Validation error",
+            Some("description must be a string of at most 255 characters"),
+        )),
+    }
 }
 
 /// A text field of a request body, owned.
@@ -896,6 +921,7 @@ fn capture(
         now,
     );
     t.parent = Some(parent.to_owned());
+    t.description = text_field(body, "description");
     t.state = TxnState::Approved;
     t.approved_minor = amount;
     t.resp_code = "00".into();
@@ -1058,6 +1084,7 @@ fn sale(
     };
     let mut t = Txn::new(id.clone(), Dialect::PaymentsAi, kind, amount, currency, now);
     t.entry = entry;
+    t.description = text_field(body, "description");
     if let Some(cd) = &card {
         t.pan_last4 = Some(last4(&cd.pan));
         t.brand = Some(brand_of(&cd.pan).to_owned());
@@ -1188,6 +1215,9 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
             if orig.kind == Kind::Auth && orig.state == TxnState::Approved && !orig.captured {
                 return void_auth(c, &orig, &body, fault);
             }
+            if let Err(e) = check_description(&body) {
+                return Exec::reply(e);
+            }
             let refundable = orig.refundable_minor();
             if refundable == 0 {
                 return Exec::reply(error(409, "Transaction cannot be refunded", None));
@@ -1222,6 +1252,7 @@ fn refund(core: &mut SimState, req: &SimRequest, id: &str) -> Reply {
                 now,
             );
             r.parent = Some(id.clone());
+            r.description = text_field(&body, "description");
             r.state = TxnState::Approved;
             r.approved_minor = amount;
             r.resp_code = "00".into();
@@ -1333,5 +1364,22 @@ mod tests {
         assert_eq!(e["statusCode"], 401);
         assert!(e.get("details").is_none());
         assert_eq!(error(422, "v", Some("d")).json_body()["details"], "d");
+    }
+
+    #[test]
+    fn descriptions_follow_rebilly() {
+        for ok in [
+            json!({}),
+            json!({"description": null}),
+            json!({"description": "é".repeat(255)}),
+        ] {
+            assert!(check_description(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!({"description": "x".repeat(256)}),
+            json!({"description": 7}),
+        ] {
+            assert_eq!(check_description(&bad).unwrap_err().status, 422, "{bad}");
+        }
     }
 }

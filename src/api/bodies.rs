@@ -12,13 +12,15 @@ use serde::Deserialize;
 use super::error::{clip, ApiError};
 use super::store::{record_json, TxnRecord};
 use emvbridge_core::money::Money;
+use emvbridge_core::txn::PosReference;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest text for `POST /v1/device/display`.
 pub const MAX_DISPLAY_TEXT: usize = 64;
-/// Longest point-of-sale reference (Adyen's `SaleTransactionID` and triPOS's reference fit).
-pub const MAX_REFERENCE: usize = 64;
+/// Longest point-of-sale reference (Adyen's `SaleTransactionID` and triPOS's reference fit;
+/// within every gateway's free-text field: [`PosReference::MAX_LEN`]).
+pub const MAX_REFERENCE: usize = PosReference::MAX_LEN;
 
 /// `body` as JSON `T`; `400 invalid_body` when it is empty, is not a JSON object or does
 /// not parse. The object check comes first because serde's derived structs also accept a
@@ -54,20 +56,14 @@ pub(super) struct AmountBody {
 }
 
 /// A point-of-sale reference: 1 to [`MAX_REFERENCE`] printable ASCII characters (spaces
-/// inside allowed), else `422 invalid_reference`. It is printed on the receipt and used as
-/// a lookup key, so control characters and other text encodings are refused.
-pub(super) fn reference(r: Option<String>) -> Result<Option<String>, ApiError> {
-    match r {
+/// inside allowed), else `422 invalid_reference` ([`PosReference`]'s rules). It is printed on
+/// the receipt, used as a lookup key and sent whole in the gateway's free-text field, so
+/// control characters and other text encodings are refused, never cut or replaced.
+pub(super) fn reference(r: Option<String>) -> Result<Option<PosReference>, ApiError> {
+    match r.map(PosReference::new) {
         None => Ok(None),
-        Some(r)
-            if !r.is_empty()
-                && r.len() <= MAX_REFERENCE
-                && r.trim() == r
-                && r.bytes().all(|c| c == b' ' || c.is_ascii_graphic()) =>
-        {
-            Ok(Some(r))
-        }
-        Some(_) => Err(ApiError::unprocessable(
+        Some(Ok(r)) => Ok(Some(r)),
+        Some(Err(_)) => Err(ApiError::unprocessable(
             "invalid_reference",
             format!(
                 "reference must be 1-{MAX_REFERENCE} printable ASCII characters, without leading or trailing spaces"
@@ -237,7 +233,10 @@ mod tests {
         );
         assert_eq!(reference(None).unwrap(), None);
         assert_eq!(
-            reference(Some("T7 #1001".into())).unwrap().as_deref(),
+            reference(Some("T7 #1001".into()))
+                .unwrap()
+                .as_ref()
+                .map(PosReference::as_str),
             Some("T7 #1001")
         );
         for bad in [

@@ -12,7 +12,9 @@ use super::state::{AppState, Shared};
 use super::store::{self, ApiStatus, Operation, TxnRecord};
 use crate::gateway::{CaptureRequest, OpResult, RefundRequest, VoidRequest};
 use emvbridge_core::money::Money;
-use emvbridge_core::txn::{AuthKind, Reference, ReversalReason, ReversalRequest, ReversalResult};
+use emvbridge_core::txn::{
+    AuthKind, PosReference, Reference, ReversalReason, ReversalRequest, ReversalResult,
+};
 
 /// A refund of `amount` of the approved payment `original_id` at the gateway: a new record
 /// (card not present), and the refund among the payment's operations.
@@ -20,7 +22,7 @@ pub(super) async fn refund_of(
     s: &Shared,
     original_id: &str,
     amount: Money,
-    pos_ref: Option<String>,
+    pos_ref: Option<PosReference>,
 ) -> Result<Response, ApiError> {
     let original = s.record(original_id)?;
     let gateway_id = refundable(&original, amount)?;
@@ -31,11 +33,12 @@ pub(super) async fn refund_of(
             reference: reference.clone(),
             gateway_id,
             amount,
+            pos_reference: pos_ref.clone(),
         })
         .await;
     let mut rec = TxnRecord::started(reference.0.clone(), AuthKind::Refund, amount);
     rec.card_present = false;
-    rec.reference = pos_ref;
+    rec.reference = pos_ref.map(String::from);
     rec.original_transaction_id = Some(original.id.clone());
     let op_status = match &result {
         OpResult::Done { gateway_id } => {
@@ -208,6 +211,12 @@ pub(super) async fn capture(
             gateway_id,
             authorized,
             amount,
+            // The pre-authorization's own POS reference, for a dialect whose capture has a
+            // free-text field.
+            pos_reference: rec
+                .reference
+                .clone()
+                .and_then(|r| PosReference::new(r).ok()),
         })
         .await;
     let OpResult::Done { gateway_id } = r else {

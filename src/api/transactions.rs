@@ -24,7 +24,7 @@ use super::idempotency::Idem;
 use super::state::{lock, AppState, Running};
 use super::store::{self, record_json, ApiStatus, StoredResponse, TxnRecord};
 use emvbridge_core::money::Money;
-use emvbridge_core::txn::{AppChoice, AuthKind, TxnRequest};
+use emvbridge_core::txn::{AppChoice, AuthKind, PosReference, TxnRequest};
 
 /// Whether the request asks for `Prefer: respond-async`.
 fn wants_async(h: &HeaderMap) -> bool {
@@ -42,15 +42,15 @@ async fn card_transaction(
     idem: &Idem,
     kind: AuthKind,
     amount: Money,
-    pos_ref: Option<String>,
+    pos_ref: Option<PosReference>,
 ) -> Result<Response, ApiError> {
     let guard = s.reader.clone().try_lock_owned().map_err(|_| s.busy())?;
     let reference = crate::terminal::new_reference();
     let id = reference.0.clone();
     let mut rec = TxnRecord::started(id.clone(), kind, amount);
     // The gateway's reference and idempotency key stay the bridge's id; the POS's own
-    // reference is for the POS (lookup, receipt).
-    rec.reference = pos_ref;
+    // reference is for the POS (lookup, receipt) and goes in the gateway's free-text field.
+    rec.reference = pos_ref.as_ref().map(|r| r.as_str().to_owned());
     s.store.save_transaction(&rec);
     // Provisional answer (replaced by the final one): if the process dies now, the same
     // request id after a restart leads to this transaction, not to a second charge.
@@ -87,6 +87,7 @@ async fn card_transaction(
         time,
         app_choice: AppChoice::CardPriority,
         original_gateway_id: None,
+        pos_reference: pos_ref,
     };
     let (done_tx, mut done_rx) = watch::channel::<Option<TxnRecord>>(None);
     let st = s.clone();
@@ -287,7 +288,7 @@ pub(super) async fn list(
         Some(c) => Some(parse_cursor(c).ok_or_else(|| bad("cursor"))?),
     };
     let q = store::ListQuery {
-        reference: pos_reference(p.reference)?,
+        reference: pos_reference(p.reference)?.map(String::from),
         since,
         status,
         limit: limit + 1,

@@ -214,6 +214,7 @@ fn refund_of(req: &AuthorizationRequest) -> Option<RefundRequest> {
         reference: req.reference.clone(),
         gateway_id: req.original_gateway_id.clone()?,
         amount: req.amount,
+        pos_reference: req.pos_reference.clone(),
     })
 }
 

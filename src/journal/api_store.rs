@@ -512,6 +512,7 @@ mod tests {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         };
         j.begin_authorization(&req, Dialect::Number).unwrap();
         assert_eq!(j.api_open_count().unwrap(), 2);

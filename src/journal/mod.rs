@@ -36,7 +36,8 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 
 use crate::gateway::{Clock, Dialect, SystemClock};
 use emvbridge_core::txn::host::{
-    AuthKind, AuthorizationRequest, AuthorizationResult, Reference, ReversalRequest, ReversalResult,
+    AuthKind, AuthorizationRequest, AuthorizationResult, PosReference, Reference, ReversalRequest,
+    ReversalResult,
 };
 use emvbridge_core::txn::{Outcome, OutcomeStatus};
 
@@ -267,6 +268,9 @@ pub struct Entry {
     pub updated_at: i64,
     /// Whether ICC data is held (store-and-forward rows only).
     pub has_icc: bool,
+    /// The point of sale's own reference, when it gave one: a stored sale is forwarded with
+    /// it in the dialect's free-text field, as it would have gone online.
+    pub pos_reference: Option<PosReference>,
 }
 
 impl Entry {
@@ -391,8 +395,15 @@ CREATE INDEX IF NOT EXISTS api_transactions_pos_reference ON api_transactions(po
 CREATE INDEX IF NOT EXISTS api_transactions_created ON api_transactions(created_at, id);
 ";
 
+/// Schema version 5: the point of sale's own reference on the relay's rows, so a sale
+/// approved offline and forwarded later carries it to the gateway like an online one.
+/// Rows from before read as without one.
+const SCHEMA_V5: &str = "
+ALTER TABLE txns ADD COLUMN pos_reference TEXT;
+";
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a gateway may still process a request after the bridge stopped waiting for it,
 /// seconds, unless configured: a lookup that finds nothing before then proves nothing.
@@ -412,7 +423,7 @@ pub const REFERENCE_USED: &str = "reference_used";
 /// Retries of a write that found the database locked, on top of SQLite's own busy timeout.
 const BUSY_RETRIES: u32 = 20;
 
-const COLUMNS: &str = "reference, kind, amount_minor, currency, approved_minor, masked_pan, last4, brand, dialect, gateway_id, auth_code, decline_code, state, pos_status, reason, auth_attempts, resolve_attempts, next_attempt_at, created_at, updated_at, icc_data IS NOT NULL";
+const COLUMNS: &str = "reference, kind, amount_minor, currency, approved_minor, masked_pan, last4, brand, dialect, gateway_id, auth_code, decline_code, state, pos_status, reason, auth_attempts, resolve_attempts, next_attempt_at, created_at, updated_at, icc_data IS NOT NULL, pos_reference";
 
 /// The journal: one SQLite connection behind a mutex. Every write is its own transaction,
 /// committed with `synchronous=FULL` (fsync of the WAL) before the call returns.
@@ -608,8 +619,8 @@ impl Journal {
         let now = self.now();
         self.write(|tx| {
             let n = tx.execute(
-                "INSERT OR IGNORE INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at, claimed_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12, ?13)",
+                "INSERT OR IGNORE INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, entry_mode, dialect, original_gateway_id, state, auth_attempts, created_at, updated_at, claimed_until, pos_reference)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12, ?13, ?14)",
                 params![
                     req.reference.0,
                     kind_str(req.kind),
@@ -623,7 +634,8 @@ impl Journal {
                     req.original_gateway_id,
                     RelayState::Sending.as_str(),
                     now,
-                    now.saturating_add(self.in_flight())
+                    now.saturating_add(self.in_flight()),
+                    req.pos_reference.as_ref().map(PosReference::as_str)
                 ],
             )?;
             if n == 0 {
@@ -928,8 +940,8 @@ impl Journal {
             let card = &outcome.card;
             if cur.is_none() {
                 tx.execute(
-                    "INSERT INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, dialect, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                    "INSERT INTO txns(reference, kind, amount_minor, currency, masked_pan, last4, brand, dialect, state, created_at, updated_at, pos_reference)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
                     params![
                         outcome.reference.0,
                         kind_str(outcome.kind),
@@ -940,7 +952,8 @@ impl Journal {
                         card.brand,
                         dialect_str(dialect),
                         state.as_str(),
-                        now
+                        now,
+                        outcome.pos_reference.as_ref().map(PosReference::as_str)
                     ],
                 )?;
             }
@@ -1347,6 +1360,9 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
             if version < 4 {
                 conn.execute_batch(SCHEMA_V4)?;
             }
+            if version < 5 {
+                conn.execute_batch(SCHEMA_V5)?;
+            }
             if version < SCHEMA_VERSION {
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
@@ -1377,7 +1393,9 @@ fn current_state(db: &Connection, reference: &str) -> Result<RelayState, Journal
     }
 }
 
-type RawEntry = (Entry, String);
+/// A row as read: the entry, its state and POS reference as stored (checked by
+/// [`finish_entry`]).
+type RawEntry = (Entry, String, Option<String>);
 
 fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok((
@@ -1403,13 +1421,19 @@ fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
             created_at: r.get(18)?,
             updated_at: r.get(19)?,
             has_icc: r.get(20)?,
+            pos_reference: None,
         },
         r.get(12)?,
+        r.get(21)?,
     ))
 }
 
-fn finish_entry((mut e, state): RawEntry) -> Result<Entry, JournalError> {
+fn finish_entry((mut e, state, pos_reference): RawEntry) -> Result<Entry, JournalError> {
     e.state = RelayState::parse(&state).ok_or(JournalError::Corrupt("state"))?;
+    e.pos_reference = pos_reference
+        .map(PosReference::new)
+        .transpose()
+        .map_err(|_| JournalError::Corrupt("pos_reference"))?;
     if parse_kind(&e.kind).is_none() {
         return Err(JournalError::Corrupt("kind"));
     }
@@ -1499,12 +1523,14 @@ mod tests {
             brand: Some("visa".into()),
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
     fn outcome(reference: &str, status: OutcomeStatus, minor: u64) -> Outcome {
         Outcome {
             reference: Reference(reference.into()),
+            pos_reference: None,
             kind: AuthKind::Sale,
             status,
             amount: Money::from_minor(minor, "USD").unwrap(),
@@ -1609,7 +1635,79 @@ mod tests {
         );
         assert_eq!(j.icc_data("y1").unwrap().as_deref(), Some(tc));
         assert_eq!(j.oldest_stored_at().unwrap(), Some(j.now()));
+        assert_eq!(j.get("y1").unwrap().unwrap().pos_reference, None);
+        // A Y1 sale's row is made from its outcome: the POS reference comes from there.
+        let mut o = outcome("y1-ref", OutcomeStatus::ApprovedOffline, 600);
+        o.final_data = Some(Bytes::from_static(tc));
+        o.pos_reference = Some(PosReference::new("T7 #1001").unwrap());
+        j.record_outcome(&o, Dialect::Number, None).unwrap();
+        assert_eq!(
+            j.get("y1-ref").unwrap().unwrap().pos_reference,
+            o.pos_reference
+        );
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_version_4_journal_gains_the_pos_reference_and_keeps_its_rows() {
+        let p = temp_path("v4");
+        {
+            let c = Connection::open(&p).unwrap();
+            for s in [SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                c.execute_batch(s).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO txns(reference, kind, amount_minor, currency, dialect, state, created_at, updated_at, icc_data)
+                 VALUES ('old', 'sale', 700, 'USD', 'paymentsai', 'stored', 1, 1, x'9F270140');
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&p).unwrap();
+        let v: i64 = j
+            .db()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 5);
+        // The old stored sale reads as without a POS reference, and is still forwardable.
+        let old = j.get("old").unwrap().unwrap();
+        assert_eq!((old.amount_minor, old.has_icc), (700, true));
+        assert_eq!(old.pos_reference, None);
+        // New rows keep theirs.
+        let mut r = req("new", 100);
+        r.pos_reference = Some(PosReference::new("order-9").unwrap());
+        j.begin_authorization(&r, Dialect::PaymentsAi).unwrap();
+        assert_eq!(
+            j.get("new").unwrap().unwrap().pos_reference,
+            r.pos_reference
+        );
+        drop(j);
+        // Reopening a current journal changes nothing.
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(
+            j.get("new")
+                .unwrap()
+                .unwrap()
+                .pos_reference
+                .as_ref()
+                .map(PosReference::as_str),
+            Some("order-9")
+        );
+        // A damaged stored reference is refused, not passed on.
+        j.db()
+            .execute(
+                "UPDATE txns SET pos_reference = 'a\nb' WHERE reference = 'new'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            j.get("new"),
+            Err(JournalError::Corrupt("pos_reference"))
+        ));
+        drop(j);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
     }
 
     #[test]

@@ -519,6 +519,8 @@ pub async fn refund_rest(
                 reference: key.clone(),
                 gateway_id: gid,
                 amount,
+                // The rest of a payment is returned under the payment's own POS reference.
+                pos_reference: e.pos_reference.clone(),
             };
             let r = gateway.refund(&req).await;
             journal.record_op(&key, &r)?
@@ -569,6 +571,7 @@ mod tests {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         };
         j.begin_authorization(&req, Dialect::Number).unwrap();
         j.record_authorization(

@@ -530,6 +530,8 @@ pub async fn forward_once(
             brand: e.brand.clone(),
             original_gateway_id: None,
             online_pin: None,
+            // Sent in the dialect's free-text field as the online attempt would have.
+            pos_reference: e.pos_reference.clone(),
         };
         if !db!(journal, [r], j => j.claim_forward(&r))? {
             // Another forwarder has it.
@@ -635,6 +637,7 @@ mod tests {
             reversal: None,
             card: CardFacts::default(),
             final_data: Some(bytes::Bytes::from_static(&[0x9F, 0x27, 0x01, 0x40])),
+            pos_reference: None,
         };
         j.record_outcome(&o, Dialect::Number, None).unwrap();
         let limits = SafLimits {

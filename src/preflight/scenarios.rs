@@ -333,6 +333,7 @@ async fn run_scenario(
         time,
         app_choice: AppChoice::CardPriority,
         original_gateway_id: None,
+        pos_reference: None,
     };
     let outcome = tokio::time::timeout(
         Duration::from_secs(30),

@@ -301,6 +301,7 @@ impl Model {
             brand: Some("visa".into()),
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
@@ -325,6 +326,7 @@ impl Model {
             reversal: None,
             card: CardFacts::default(),
             final_data: None,
+            pos_reference: None,
         }
     }
 
@@ -553,6 +555,7 @@ impl Model {
                 reference: Reference(op_ref.clone()),
                 gateway_id: gid,
                 amount: usd(amount as u64),
+                pos_reference: None,
             })
             .await;
         let p = self.pos.get_mut(&reference).unwrap();
@@ -587,6 +590,7 @@ impl Model {
                     reference: Reference(op_ref.clone()),
                     gateway_id: gid.clone(),
                     amount: usd(amount as u64),
+                    pos_reference: None,
                 })
                 .await;
             match r {

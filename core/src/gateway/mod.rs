@@ -255,6 +255,7 @@ mod tests {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 

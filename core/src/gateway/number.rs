@@ -21,6 +21,11 @@
 //!   card-present sale. The online PIN goes as \[EXT\] `PinBlock` + `PinKsn` (hex): Number's
 //!   definitions have no PIN field. Neither is ever logged; `HttpRequest`'s `Debug` shows the
 //!   body's length only.
+//! - The POS's own reference ([`PosReference`]) goes in `PurchItems.ServiceDescrip` (the
+//!   `Items` schema: "A description of the service or item"; no length or pattern given),
+//!   `emvbridge` when the POS gave none; `ClientRefID` stays our [`Reference`], the key of
+//!   the status query. `CardSale/ApplyCredit` (refund) and `CardSale/IncrementAuth`
+//!   (capture) define no free-text field: the POS reference is not sent with them.
 //! - Number has **no idempotency** (§1.4): a sale is never sent twice. An unknown outcome is
 //!   resolved with `POST /Query/Transaction {"Query":"(M='<ClientRefID>')"}` (the query
 //!   grammar quotes text values), answered as `Transaction_QueryResult {NumRecords,
@@ -40,7 +45,9 @@ use super::wire::{
     arc_of, decimal_json, issuer_from_tlv, parse_decimal, pin_hex, screen, short, Exchange,
     HttpRequest, Screened,
 };
-use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, Reference};
+use crate::txn::host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, PosReference, Reference,
+};
 
 /// Production host (the OpenAPI's `servers`). Number documents no separate sandbox host: a
 /// sandbox is an account type on the same host.
@@ -343,6 +350,9 @@ struct Amounts {
     cash_back: Option<Box<RawValue>>,
 }
 
+/// `ServiceDescrip` of a sale whose POS gave no reference of its own.
+pub const DEFAULT_SERVICE_DESCRIP: &str = "emvbridge";
+
 #[derive(Serialize)]
 struct PurchItems<'a> {
     #[serde(rename = "ServiceDescrip")]
@@ -421,7 +431,10 @@ pub fn emv_sale_request(
         },
         merch_id: cfg.merch_id.or(s.merch_id),
         purch: PurchItems {
-            descrip: "emvbridge",
+            descrip: req
+                .pos_reference
+                .as_ref()
+                .map_or(DEFAULT_SERVICE_DESCRIP, PosReference::as_str),
             client_ref: &req.reference.0,
         },
         is_auth_only: req.kind == AuthKind::PreAuth,
@@ -927,6 +940,7 @@ mod tests {
             brand: Some("visa".into()),
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
@@ -1248,6 +1262,7 @@ mod tests {
             reference: Reference("rf".into()),
             gateway_id: "53001".into(),
             amount: Money::from_minor(500, "USD").unwrap(),
+            pos_reference: None,
         };
         let r = apply_credit_request(&session(), &refund).unwrap();
         assert_eq!(&r.body[..], br#"{"TxID":53001,"CreditAmount":5.00}"#);
@@ -1269,6 +1284,7 @@ mod tests {
             gateway_id: "53001".into(),
             authorized: Money::from_minor(a, "USD").unwrap(),
             amount: Money::from_minor(b, "USD").unwrap(),
+            pos_reference: None,
         };
         let r = capture_request(&session(), &cap(1000, 1250)).unwrap();
         assert_eq!(
@@ -1436,5 +1452,50 @@ mod tests {
         assert!(emv_sale_request(&c, &session(), 0, &req(100))
             .unwrap_err()
             .contains("EMV extension"));
+    }
+
+    #[test]
+    fn pos_reference_goes_in_service_descrip_never_in_the_client_ref() {
+        let purch = |r: &AuthorizationRequest| {
+            let b = emv_sale_request(&cfg(), &session(), 0, r).unwrap().body;
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()["PurchItems"].clone()
+        };
+        let mut r = req(1234);
+        assert_eq!(
+            purch(&r),
+            serde_json::json!({"ServiceDescrip": "emvbridge", "ClientRefID": "ref-1"})
+        );
+        // Quotes and spaces are JSON-escaped text: ServiceDescrip is never a query value.
+        r.pos_reference = Some(PosReference::new(r#"Table 4 "bar" #17"#).unwrap());
+        assert_eq!(
+            purch(&r),
+            serde_json::json!({"ServiceDescrip": r#"Table 4 "bar" #17"#, "ClientRefID": "ref-1"})
+        );
+        // The longest reference goes whole.
+        let longest = "7".repeat(PosReference::MAX_LEN);
+        r.pos_reference = Some(PosReference::new(longest.clone()).unwrap());
+        assert_eq!(purch(&r)["ServiceDescrip"], longest.as_str());
+        // ApplyCredit and IncrementAuth define no free-text field: nothing more is sent.
+        let pos = Some(PosReference::new("order-9").unwrap());
+        let refund = RefundRequest {
+            reference: Reference("rf".into()),
+            gateway_id: "53001".into(),
+            amount: Money::from_minor(500, "USD").unwrap(),
+            pos_reference: pos.clone(),
+        };
+        let r = apply_credit_request(&session(), &refund).unwrap();
+        assert_eq!(&r.body[..], br#"{"TxID":53001,"CreditAmount":5.00}"#);
+        let cap = CaptureRequest {
+            reference: Reference("c".into()),
+            gateway_id: "53001".into(),
+            authorized: Money::from_minor(1000, "USD").unwrap(),
+            amount: Money::from_minor(1000, "USD").unwrap(),
+            pos_reference: pos,
+        };
+        let r = capture_request(&session(), &cap).unwrap();
+        assert_eq!(
+            &r.body[..],
+            br#"{"OrigAuthTxID":53001,"AdditionalAmt":0.00,"Finalize":1}"#
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::money::Money;
-use crate::txn::host::Reference;
+use crate::txn::host::{PosReference, Reference};
 
 /// Which gateway API an adapter speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +54,9 @@ pub struct CaptureRequest {
     pub authorized: Money,
     /// The amount to capture (same currency).
     pub amount: Money,
+    /// The point of sale's reference of the pre-authorization, for the dialects whose
+    /// capture has a free-text field (PaymentsAI's capture is a sale with a `description`).
+    pub pos_reference: Option<PosReference>,
 }
 
 /// Void of a transaction.
@@ -74,6 +77,9 @@ pub struct RefundRequest {
     pub gateway_id: String,
     /// Amount to refund.
     pub amount: Money,
+    /// The point of sale's reference for the refund, for the dialects whose refund has a
+    /// free-text field (PaymentsAI's `description`; Number's `ApplyCredit` has none).
+    pub pos_reference: Option<PosReference>,
 }
 
 /// The answer to a capture, void or refund.

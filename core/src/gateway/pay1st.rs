@@ -22,6 +22,11 @@
 //!   the sale stays unknown and the journal escalates it to an operator, who finds the
 //!   payment in Carry1st's portal by its partner reference.
 //!
+//! - The POS's own reference ([`PosReference`](crate::txn::host::PosReference)) goes as the `metadata` entry
+//!   `{"key": "posReference", "value": …}` (the create's free key/value list, echoed by
+//!   "Query Payment Status"; neither gives a length or charset), after `maskedPan`;
+//!   `partnerReference` stays our reference.
+//!
 //! What Pay1st cannot do: it has no card-present API, no capture, void or refund API (refunds
 //! go through Carry1st as Merchant of Record). The \[EXT\] `emv` field (reply `emvResponse`) is
 //! sent only when [`Pay1stConfig::emv_extension`] is on (the sandbox, or by contract); without
@@ -46,6 +51,9 @@ use super::wire::{
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
 use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode};
+
+/// The `metadata` key the POS's own reference goes under.
+pub const METADATA_POS_REFERENCE: &str = "posReference";
 
 const CT_AUTH: &str = "application/vnd.carry1st.payments.partnerauthentication+json";
 const CT_PAYMENT: &str = "application/vnd.carry1st.payments.payment+json";
@@ -331,10 +339,15 @@ pub fn create_request(
             quantity: 1,
             currency_code: cur,
         }],
-        metadata: vec![Kv {
+        metadata: std::iter::once(Kv {
             key: "maskedPan",
             value: &req.masked_pan,
-        }],
+        })
+        .chain(req.pos_reference.as_ref().map(|r| Kv {
+            key: METADATA_POS_REFERENCE,
+            value: r.as_str(),
+        }))
+        .collect(),
         emv: cfg.emv_extension.then(|| {
             let (pin_block, ksn) = pin_hex(req).unzip();
             Emv {
@@ -638,6 +651,7 @@ mod tests {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
@@ -930,5 +944,31 @@ mod tests {
         })
         .unwrap();
         assert!(on.emv_extension, "by the merchant's contract");
+    }
+
+    #[test]
+    fn pos_reference_goes_in_the_metadata_partner_reference_stays_ours() {
+        let body = |r: &AuthorizationRequest| {
+            let b = create_request(&cfg(), r).unwrap().body;
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()
+        };
+        let mut r = req(1234, "NGN");
+        assert_eq!(
+            body(&r)["metadata"],
+            serde_json::json!([{"key": "maskedPan", "value": "476173******0010"}])
+        );
+        r.pos_reference = Some(crate::txn::host::PosReference::new("T7 #1001").unwrap());
+        let v = body(&r);
+        assert_eq!(
+            v["metadata"],
+            serde_json::json!([
+                {"key": "maskedPan", "value": "476173******0010"},
+                {"key": "posReference", "value": "T7 #1001"}
+            ])
+        );
+        assert_eq!(v["partnerReference"], "4a662291");
+        let longest = "5".repeat(crate::txn::host::PosReference::MAX_LEN);
+        r.pos_reference = Some(crate::txn::host::PosReference::new(longest.clone()).unwrap());
+        assert_eq!(body(&r)["metadata"][1]["value"], longest.as_str());
     }
 }

@@ -17,6 +17,10 @@
 //!   `iccData`): Rebilly's payment card takes a clear PAN and expiry, and no definition has
 //!   a track field. The online PIN is \[EXT\] `emv.pinBlock` + `emv.ksn` (hex): no PIN field
 //!   exists either. Neither is logged.
+//! - The POS's own reference ([`PosReference`]) goes in Rebilly's `description` ("Payment
+//!   description", ≤ [`MAX_DESCRIPTION`]) of a sale, pre-authorization and capture, and in the
+//!   refund's `description` ("Description of the refund", ≤ 255); the reply's transaction
+//!   returns it. `requestId`, `idempotencyKey` and `metadata.reference` stay our [`Reference`].
 //! - Capture: a second `sale` on the authorization's `paymentInstrumentId` (PAI's
 //!   authorize-and-capture page; Rebilly's `PostTransaction` has no parent field).
 //! - Void: Rebilly has none ("To refund or void, see Refund a transaction"): a void is a
@@ -41,7 +45,9 @@ use super::wire::{
 };
 use crate::money::Money;
 use crate::txn::host::IssuerResponse;
-use crate::txn::host::{AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, Reference};
+use crate::txn::host::{
+    AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, PosReference, Reference,
+};
 
 /// Stage API host (§2.1).
 pub const STAGING_URL: &str = "https://staging-api.payments.ai";
@@ -51,6 +57,12 @@ pub const PRODUCTION_URL: &str = "https://api.payments.ai";
 pub const MAX_IDEMPOTENCY_KEY: usize = 100;
 /// Longest `requestId` (Rebilly `PostTransaction`: `maxLength: 50`, pattern `^[\-\w]+$`).
 pub const MAX_REQUEST_ID: usize = 50;
+/// Longest `description` (Rebilly `PostTransaction` and `PostTransactionRefund`:
+/// `maxLength: 255`, no pattern), where the POS reference goes.
+pub const MAX_DESCRIPTION: usize = 255;
+
+// Every valid POS reference fits the field whole: it is never cut on the way out.
+const _: () = assert!(PosReference::MAX_LEN <= MAX_DESCRIPTION);
 
 /// PaymentsAI adapter configuration.
 #[derive(Debug, Clone)]
@@ -195,6 +207,9 @@ struct TxnBody<'a> {
     request_id: &'a str,
     #[serde(rename = "idempotencyKey")]
     idempotency_key: &'a str,
+    /// The POS's reference (Rebilly's free-text "Payment description").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
     #[serde(rename = "paymentInstruction")]
     instruction: Instruction<'a>,
     metadata: Metadata<'a>,
@@ -242,6 +257,7 @@ pub fn authorize_request(
         amount: decimal_json(&req.amount),
         request_id: &req.reference.0,
         idempotency_key: &req.reference.0,
+        description: req.pos_reference.as_ref().map(PosReference::as_str),
         instruction: Instruction::Emv(Emv {
             icc_data: hex::encode_upper(&req.icc_data),
             entry_mode: match req.entry_mode {
@@ -295,6 +311,7 @@ pub fn capture_request(
         amount: decimal_json(&req.amount),
         request_id: &req.reference.0,
         idempotency_key: &req.reference.0,
+        description: req.pos_reference.as_ref().map(PosReference::as_str),
         instruction: Instruction::Instrument(instrument),
         metadata: Metadata {
             reference: &req.reference.0,
@@ -306,15 +323,19 @@ pub fn capture_request(
 }
 
 #[derive(Serialize)]
-struct RefundBody {
+struct RefundBody<'a> {
     amount: Box<RawValue>,
+    /// The POS's reference (Rebilly's "Description of the refund").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
 }
 
-/// `POST …/transactions/{id}/refund {amount}` (PAI's refund page). Not idempotent: never
-/// retried.
+/// `POST …/transactions/{id}/refund {amount, description?}` (PAI's refund page; the
+/// description is the POS's reference, when it gave one). Not idempotent: never retried.
 pub fn refund_request(cfg: &PaiConfig, req: &RefundRequest) -> HttpRequest {
     let body = serde_json::to_vec(&RefundBody {
         amount: decimal_json(&req.amount),
+        description: req.pos_reference.as_ref().map(PosReference::as_str),
     })
     .unwrap_or_default();
     cfg.authed(HttpRequest::post_json(
@@ -347,6 +368,7 @@ pub fn void_request(
             reference: req.reference.clone(),
             gateway_id: req.gateway_id.clone(),
             amount,
+            pos_reference: None,
         },
     ))
 }
@@ -739,6 +761,7 @@ mod tests {
             brand: None,
             original_gateway_id: None,
             online_pin: None,
+            pos_reference: None,
         }
     }
 
@@ -919,6 +942,7 @@ mod tests {
                 reference: Reference("r".into()),
                 gateway_id: "txn_1".into(),
                 amount: Money::from_minor(500, "USD").unwrap(),
+                pos_reference: None,
             },
         );
         assert_eq!(
@@ -956,6 +980,7 @@ mod tests {
             gateway_id: "txn_1".into(),
             authorized: Money::from_minor(1000, "EUR").unwrap(),
             amount: Money::from_minor(900, "EUR").unwrap(),
+            pos_reference: None,
         };
         let cap = capture_request(&c, &capture, &auth).unwrap();
         assert_eq!(&cap.body[..], br#"{"type":"sale","websiteId":"web_sandbox","customerId":"cus_9","currency":"EUR","amount":9.00,"requestId":"cap-1","idempotencyKey":"cap-1","paymentInstruction":{"paymentInstrumentId":"inst_1"},"metadata":{"reference":"cap-1"}}"#);
@@ -1038,6 +1063,61 @@ mod tests {
                 .unwrap()
                 .base_url,
             PRODUCTION_URL
+        );
+    }
+
+    #[test]
+    fn pos_reference_goes_in_the_description_keys_stay_ours() {
+        let c = cfg();
+        let body = |r: &HttpRequest| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+        let mut r = req(1234, "USD");
+        assert!(body(&authorize_request(&c, &r).unwrap())
+            .get("description")
+            .is_none());
+        r.pos_reference = Some(PosReference::new("T7 #1001").unwrap());
+        let sale = authorize_request(&c, &r).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&sale.body).unwrap(),
+            r#"{"type":"sale","websiteId":"web_sandbox","customerId":"cus_sandbox","currency":"USD","amount":12.34,"requestId":"ref-7","idempotencyKey":"ref-7","description":"T7 #1001","paymentInstruction":{"emv":{"iccData":"9F270180","entryMode":"contactless"}},"metadata":{"reference":"ref-7","maskedPan":"476173******0010"}}"#
+        );
+        // The longest reference goes whole, within Rebilly's 255.
+        let longest = "9".repeat(PosReference::MAX_LEN);
+        r.pos_reference = Some(PosReference::new(longest.clone()).unwrap());
+        assert_eq!(
+            body(&authorize_request(&c, &r).unwrap())["description"],
+            longest.as_str()
+        );
+        let pos = Some(PosReference::new("order-9").unwrap());
+        let rf = refund_request(
+            &c,
+            &RefundRequest {
+                reference: Reference("r".into()),
+                gateway_id: "txn_1".into(),
+                amount: Money::from_minor(500, "USD").unwrap(),
+                pos_reference: pos.clone(),
+            },
+        );
+        assert_eq!(&rf.body[..], br#"{"amount":5.00,"description":"order-9"}"#);
+        let auth = parse_txn(br#"{"id":"txn_1","type":"authorize","status":"waiting-capture","result":"approved","amount":10,"currency":"EUR","customerId":"cus_9","paymentInstrument":{"method":"payment-card","paymentInstrumentId":"inst_1"}}"#).unwrap();
+        let capture = CaptureRequest {
+            reference: Reference("cap-1".into()),
+            gateway_id: "txn_1".into(),
+            authorized: Money::from_minor(1000, "EUR").unwrap(),
+            amount: Money::from_minor(900, "EUR").unwrap(),
+            pos_reference: pos,
+        };
+        let cap = body(&capture_request(&c, &capture, &auth).unwrap());
+        assert_eq!(
+            (
+                &cap["description"],
+                &cap["requestId"],
+                &cap["idempotencyKey"]
+            ),
+            (
+                &serde_json::json!("order-9"),
+                &serde_json::json!("cap-1"),
+                &serde_json::json!("cap-1")
+            )
         );
     }
 }

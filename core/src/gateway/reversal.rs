@@ -146,6 +146,7 @@ impl Reversal {
                     reference,
                     gateway_id,
                     amount: amount.unwrap_or(self.req.amount),
+                    pos_reference: None,
                 })
             }
             Undo::Never { reason } => Step::Done(ReversalResult::Failed {

@@ -22,6 +22,83 @@ impl std::fmt::Display for Reference {
     }
 }
 
+/// The point of sale's own reference for a transaction: its order or ticket number
+/// (Adyen's `SaleTransactionID`, triPOS's reference). It is the POS's, not the bridge's: the
+/// idempotency key and client reference towards the gateway stay [`Reference`]; this one
+/// rides in each dialect's free-text field (PaymentsAI `description`, Number
+/// `PurchItems.ServiceDescrip`, Pay1st `metadata` entry `posReference`), is printed on the
+/// receipt and is the POS's lookup key.
+///
+/// Valid by construction: 1 to [`PosReference::MAX_LEN`] printable ASCII characters, spaces
+/// inside allowed, none leading or trailing. The bound is the API's and lies within every
+/// dialect's field (PaymentsAI's `description` takes 255; Number's and Pay1st's fields document
+/// no limit), so a reference is refused at the edge and never truncated on the way out:
+/// what the POS sent is what the gateway shows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PosReference(String);
+
+/// Why a text is not a [`PosReference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PosReferenceError {
+    /// Empty.
+    #[error("pos reference is empty")]
+    Empty,
+    /// Longer than [`PosReference::MAX_LEN`].
+    #[error("pos reference is longer than {} characters", PosReference::MAX_LEN)]
+    TooLong,
+    /// A character outside printable ASCII, or a leading or trailing space.
+    #[error("pos reference must be printable ascii without leading or trailing spaces")]
+    Unprintable,
+}
+
+impl PosReference {
+    /// Longest reference, in characters (= bytes: ASCII only).
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates `text` as a point-of-sale reference.
+    ///
+    /// # Errors
+    /// [`PosReferenceError`] naming the first rule `text` breaks.
+    pub fn new(text: impl Into<String>) -> Result<PosReference, PosReferenceError> {
+        let text = text.into();
+        if text.is_empty() {
+            return Err(PosReferenceError::Empty);
+        }
+        if text.len() > Self::MAX_LEN {
+            return Err(PosReferenceError::TooLong);
+        }
+        if text.trim() != text || !text.bytes().all(|c| c == b' ' || c.is_ascii_graphic()) {
+            return Err(PosReferenceError::Unprintable);
+        }
+        Ok(PosReference(text))
+    }
+
+    /// The reference as the POS sent it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PosReference {
+    type Error = PosReferenceError;
+    fn try_from(text: String) -> Result<PosReference, PosReferenceError> {
+        PosReference::new(text)
+    }
+}
+
+impl From<PosReference> for String {
+    fn from(r: PosReference) -> String {
+        r.0
+    }
+}
+
+impl std::fmt::Display for PosReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What kind of money movement an authorization is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +128,9 @@ pub enum EntryMode {
 pub struct AuthorizationRequest {
     /// The bridge's reference (idempotency key / client reference).
     pub reference: Reference,
+    /// The point of sale's own reference, sent in the dialect's free-text field where it has
+    /// one; never the idempotency key.
+    pub pos_reference: Option<PosReference>,
     /// Sale, pre-authorization or refund.
     pub kind: AuthKind,
     /// Amount authorised (9F02) and currency (5F2A).
@@ -191,4 +271,35 @@ pub enum ReversalResult {
         /// Short reason.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_references_are_bounded_printable_ascii() {
+        assert_eq!(PosReference::new("T7 #1001").unwrap().as_str(), "T7 #1001");
+        let longest = "x".repeat(PosReference::MAX_LEN);
+        assert_eq!(
+            PosReference::new(longest.clone()).unwrap().as_str(),
+            longest
+        );
+        assert_eq!(PosReference::new(""), Err(PosReferenceError::Empty));
+        assert_eq!(
+            PosReference::new("x".repeat(PosReference::MAX_LEN + 1)),
+            Err(PosReferenceError::TooLong)
+        );
+        for bad in [" x", "x ", "caf\u{e9}", "a\nb", "a\tb", "\u{7f}"] {
+            assert_eq!(
+                PosReference::new(bad),
+                Err(PosReferenceError::Unprintable),
+                "{bad:?}"
+            );
+        }
+        // Serde goes through the same rules.
+        let r: PosReference = serde_json::from_str(r#""order-9""#).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#""order-9""#);
+        assert!(serde_json::from_str::<PosReference>(r#""""#).is_err());
+    }
 }

@@ -37,7 +37,7 @@ use emvbridge_protocol::vipa::{
 use crate::money::Money;
 pub use host::{
     AuthKind, AuthorizationRequest, AuthorizationResult, EntryMode, IssuerResponse, OnlinePin,
-    Reference, ReversalReason, ReversalRequest, ReversalResult,
+    PosReference, PosReferenceError, Reference, ReversalReason, ReversalRequest, ReversalResult,
 };
 pub use outcome::{CardFacts, Outcome, OutcomeStatus, ReversalOutcome};
 
@@ -140,6 +140,9 @@ pub struct TxnRequest {
     pub app_choice: AppChoice,
     /// For a refund: the gateway id of the original sale.
     pub original_gateway_id: Option<String>,
+    /// The point of sale's own reference (order or ticket number), carried to the gateway's
+    /// free-text field and into the outcome.
+    pub pos_reference: Option<PosReference>,
 }
 
 /// What the POS should show or know while the transaction runs.
@@ -1176,6 +1179,7 @@ impl Transaction {
         self.card.entry_mode = Some(entry_mode);
         let request = AuthorizationRequest {
             reference: self.req.reference.clone(),
+            pos_reference: self.req.pos_reference.clone(),
             kind: self.req.kind,
             amount: self.req.amount,
             amount_other,
@@ -1510,6 +1514,7 @@ impl Transaction {
         };
         self.outcome = Some(Outcome {
             reference: self.req.reference.clone(),
+            pos_reference: self.req.pos_reference.clone(),
             kind: self.req.kind,
             status,
             amount: self.req.amount,

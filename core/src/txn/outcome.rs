@@ -4,7 +4,7 @@ use emvbridge_protocol::emv::{mask_pan_digits, Cid, CvmMethod, CvmOutcome, CvmRe
 use emvbridge_protocol::tlv::Tag;
 use emvbridge_protocol::vipa::Template;
 
-use super::host::{AuthKind, EntryMode, Reference, ReversalReason, ReversalResult};
+use super::host::{AuthKind, EntryMode, PosReference, Reference, ReversalReason, ReversalResult};
 use crate::money::Money;
 
 /// How a transaction ended, as the POS must show it.
@@ -240,6 +240,9 @@ fn cvm_text(r: CvmResults) -> &'static str {
 pub struct Outcome {
     /// The bridge's reference.
     pub reference: Reference,
+    /// The point of sale's own reference, as the request carried it (the journal keeps it
+    /// with a stored offline approval, whose forward sends it again).
+    pub pos_reference: Option<PosReference>,
     /// Sale, pre-authorization or refund.
     pub kind: AuthKind,
     /// How it ended.

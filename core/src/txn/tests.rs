@@ -19,6 +19,7 @@ fn request(amount: u64) -> TxnRequest {
         time: 123456,
         app_choice: AppChoice::CardPriority,
         original_gateway_id: None,
+        pos_reference: None,
     }
 }
 
@@ -185,6 +186,32 @@ fn to_host(now: Instant, amount: u64) -> Transaction {
     assert!(tlv::find(&req.icc_data, Tag::VIPA_SRED).is_some());
     assert!(tlv::find(&req.icc_data, Tag::APPLICATION_CRYPTOGRAM).is_some());
     t
+}
+
+#[test]
+fn pos_reference_rides_to_the_host_and_into_the_outcome() {
+    let now = t0();
+    let mut req = request(1234);
+    let pos = PosReference::new("T7 #1001").unwrap();
+    req.pos_reference = Some(pos.clone());
+    let mut t = begin(now, req, TxnConfig::default());
+    t.handle_reader(now, ReaderInput::Response(e4()));
+    let (_, h, _) = drain(&mut t);
+    let [HostRequest::Authorize(a)] = &h[..] else {
+        panic!("{h:?}")
+    };
+    // The POS's reference beside the bridge's, which stays the idempotency key.
+    assert_eq!(a.pos_reference.as_ref(), Some(&pos));
+    assert_eq!(a.reference, Reference("ref-1".into()));
+    t.handle_host(now, approved(1234));
+    drain(&mut t);
+    t.handle_reader(now, ReaderInput::Response(final_template(true)));
+    let o = t.poll_outcome().expect("outcome");
+    assert_eq!(o.status, OutcomeStatus::Approved);
+    assert_eq!(o.pos_reference, Some(pos));
+    // Without one, none is invented.
+    let t = to_host(now, 100);
+    assert!(t.req.pos_reference.is_none());
 }
 
 fn continue_tlvs(payload: &Bytes) -> Vec<u8> {

@@ -52,6 +52,7 @@ pub fn request() -> AuthorizationRequest {
         brand: Some("visa".into()),
         original_gateway_id: None,
         online_pin: None,
+        pos_reference: None,
     }
 }
 
