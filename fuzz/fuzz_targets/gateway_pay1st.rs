@@ -5,7 +5,6 @@
 mod common;
 
 use emvbridge::gateway::pay1st::{self, Reply};
-use emvbridge_core::txn::host::Reference;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            let reference = Reference("EB-FUZZ-0001".into());
-            if let Reply::Done((r, _)) = pay1st::classify_lookup(&ex, &reference) {
+            // Pay1st payments are looked up by the gateway's own reference.
+            if let Reply::Done((r, _)) = pay1st::classify_lookup(&ex, "P1-FUZZ-0001") {
                 common::check_status(&ex, &r);
             }
         }
