@@ -184,52 +184,8 @@ fn finding(kind: Kind, offset: usize, pan: &str) -> Finding {
     }
 }
 
-/// Luhn check over ASCII digits.
-pub fn luhn(digits: &[u8]) -> bool {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(d - b'0');
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// Starts like a payment card number (ISO/IEC 7812 major industry 2–6 as issued by the
-/// schemes): Mastercard 2221–2720 and 51–55, Amex 34/37, Diners/JCB 30/35/36/38, Visa 4,
-/// Discover/UnionPay/Maestro 5x/6.
-fn iin_like(d: &[u8]) -> bool {
-    let n = |k: usize| -> u32 {
-        d.iter()
-            .take(k)
-            .fold(0, |a, b| a * 10 + u32::from(b.wrapping_sub(b'0')))
-    };
-    match d.first() {
-        Some(b'2') => (2221..=2720).contains(&n(4)),
-        Some(b'3') => matches!(n(2), 30 | 34..=38),
-        Some(b'4') | Some(b'6') => true,
-        Some(b'5') => (50..=59).contains(&n(2)),
-        _ => false,
-    }
-}
-
 fn card_like(d: &[u8]) -> bool {
-    (13..=19).contains(&d.len()) && iin_like(d) && luhn(d)
+    emvbridge_protocol::emv::card_number_like(d)
 }
 
 /// Maximal digit runs (with single space/dash group separators), plain and track-2 shapes.
@@ -387,11 +343,12 @@ mod tests {
     }
 
     #[test]
-    fn luhn_known_values() {
-        assert!(luhn(b"4111111111111111"));
-        assert!(luhn(b"378282246310005"));
-        assert!(!luhn(b"4111111111111112"));
-        assert!(!luhn(b""));
+    fn card_numbers_known_values() {
+        assert!(card_like(b"4111111111111111"));
+        assert!(card_like(b"378282246310005"));
+        assert!(!card_like(b"4111111111111112"), "Luhn");
+        assert!(!card_like(b"9111111111111110"), "no scheme's range");
+        assert!(!card_like(b""));
     }
 
     #[test]

@@ -254,6 +254,17 @@ async fn sales_carry_the_pos_reference_and_are_listed_and_found_after_a_restart(
     )
     .await;
     assert_eq!((st.as_u16(), code(&v)), (422, "invalid_reference"), "{v}");
+    // A card number as the reference is refused before any card is read, and not echoed.
+    let (st, _, v) = post(
+        &s,
+        "/v1/sales",
+        &[("idempotency-key", "ref-pan")],
+        &json!({"amount": 100, "currency": "USD", "reference": "4111 1111 1111 1111"})
+            .to_string(),
+    )
+    .await;
+    assert_eq!((st.as_u16(), code(&v)), (422, "invalid_reference"), "{v}");
+    assert!(!v.to_string().contains("1111 1111"), "{v}");
     s.shutdown().await;
 
     // A restarted server, as a till that crashed finds it.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::{clip, ApiError};
 use super::store::{record_json, TxnRecord};
 use emvbridge_core::money::Money;
-use emvbridge_core::txn::PosReference;
+use emvbridge_core::txn::{PosReference, PosReferenceError};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -63,6 +63,10 @@ pub(super) fn reference(r: Option<String>) -> Result<Option<PosReference>, ApiEr
     match r.map(PosReference::new) {
         None => Ok(None),
         Some(Ok(r)) => Ok(Some(r)),
+        Some(Err(e @ PosReferenceError::CardNumber)) => {
+            tracing::warn!("request refused: its pos reference looks like a card number");
+            Err(ApiError::unprocessable("invalid_reference", e.to_string()))
+        }
         Some(Err(_)) => Err(ApiError::unprocessable(
             "invalid_reference",
             format!(

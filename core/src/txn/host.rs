@@ -50,6 +50,11 @@ pub enum PosReferenceError {
     /// A character outside printable ASCII, or a leading or trailing space.
     #[error("pos reference must be printable ascii without leading or trailing spaces")]
     Unprintable,
+    /// Holds a run of digits that could be a card number (grouped by spaces or dashes or
+    /// not). Kept in the journal, printed on receipts and sent to the gateway in clear, a
+    /// reference must never carry a PAN; the text is not echoed.
+    #[error("pos reference looks like a card number; send the order or ticket id instead")]
+    CardNumber,
 }
 
 impl PosReference {
@@ -71,6 +76,9 @@ impl PosReference {
         if text.trim() != text || !text.bytes().all(|c| c == b' ' || c.is_ascii_graphic()) {
             return Err(PosReferenceError::Unprintable);
         }
+        if holds_card_number(text.as_bytes()) {
+            return Err(PosReferenceError::CardNumber);
+        }
         Ok(PosReference(text))
     }
 
@@ -78,6 +86,28 @@ impl PosReference {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `text` holds a run of digits, single spaces or dashes between them allowed
+/// (`4111 1111 1111 1111`, `4111-1111-…`), that could be a card number.
+fn holds_card_number(text: &[u8]) -> bool {
+    let mut digits = Vec::with_capacity(PosReference::MAX_LEN);
+    let mut i = 0;
+    while i <= text.len() {
+        match text.get(i) {
+            Some(d) if d.is_ascii_digit() => digits.push(*d),
+            Some(b' ' | b'-')
+                if !digits.is_empty() && text.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
+            _ => {
+                if emvbridge_protocol::emv::card_number_like(&digits) {
+                    return true;
+                }
+                digits.clear();
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 impl TryFrom<String> for PosReference {
@@ -296,6 +326,27 @@ mod tests {
                 Err(PosReferenceError::Unprintable),
                 "{bad:?}"
             );
+        }
+        // No card number, however it is written; other numbers are fine.
+        for pan in [
+            "4111111111111111",
+            "order 4111 1111 1111 1111",
+            "5555-5555-5555-4444/t7",
+            "x378282246310005",
+        ] {
+            assert_eq!(
+                PosReference::new(pan),
+                Err(PosReferenceError::CardNumber),
+                "{pan}"
+            );
+        }
+        for fine in [
+            "4111111111111112",
+            "20261207-000123",
+            "9111111111111110",
+            "411111111111",
+        ] {
+            assert!(PosReference::new(fine).is_ok(), "{fine}");
         }
         // Serde goes through the same rules.
         let r: PosReference = serde_json::from_str(r#""order-9""#).unwrap();

@@ -218,6 +218,27 @@ pub fn luhn_valid(digits: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// Whether `digits` could be a payment card number: 13 to 19 ASCII digits in an issuer range
+/// the schemes use (ISO/IEC 7812 major industries 2–6: Mastercard 2221–2720 and 51–55, Amex
+/// 34/37, Diners/JCB 30/35/36/38, Visa 4, Discover/UnionPay/Maestro 5x/6) that pass Luhn.
+/// What free text (a POS reference, a log line) is checked against before it is kept.
+pub fn card_number_like(digits: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(digits) else {
+        return false;
+    };
+    if !(13..=19).contains(&digits.len()) || !luhn_valid(text) {
+        return false;
+    }
+    let prefix = |k: usize| text.get(..k).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    match digits[0] {
+        b'2' => (2221..=2720).contains(&prefix(4)),
+        b'3' => matches!(prefix(2), 30 | 34..=38),
+        b'4' | b'6' => true,
+        b'5' => (50..=59).contains(&prefix(2)),
+        _ => false,
+    }
+}
+
 /// Nibbles of `bytes`, high first, with their index.
 fn nibbles(bytes: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
     bytes.iter().flat_map(|b| [b >> 4, b & 0x0F]).enumerate()
