@@ -35,8 +35,8 @@ pub use dol::{
 };
 pub use numeric::{mcc_description, Country, Currency, Date, Language, NumericError, Time};
 pub use sensitive::{
-    card_number_like, luhn_valid, mask_bcd_pan, mask_pan_digits, masked_value, CardDataError, Pan, SecretBytes,
-    Sensitive, Track2,
+    card_number_like, luhn_valid, mask_bcd_pan, mask_pan_digits, masked_value, CardDataError, Pan,
+    SecretBytes, Sensitive, Track2,
 };
 
 use crate::tlv::Tag;

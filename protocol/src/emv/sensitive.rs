@@ -229,7 +229,11 @@ pub fn card_number_like(digits: &[u8]) -> bool {
     if !(13..=19).contains(&digits.len()) || !luhn_valid(text) {
         return false;
     }
-    let prefix = |k: usize| text.get(..k).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    let prefix = |k: usize| {
+        text.get(..k)
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
     match digits[0] {
         b'2' => (2221..=2720).contains(&prefix(4)),
         b'3' => matches!(prefix(2), 30 | 34..=38),
