@@ -107,17 +107,17 @@ impl Serve {
 
     /// Sends `signal` and waits for the process to end.
     async fn stop(mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, String) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            signal,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
         let t0 = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(t0.elapsed() < DEADLINE, "serve ignores {signal}: {}", self.log());
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "serve ignores {signal}: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let log = self.log();
@@ -341,6 +341,29 @@ async fn assert_approved(gw: &SandboxHandle, rec: &Value, amount: u64) {
     );
 }
 
+/// A sale of the suite as it ended.
+#[derive(Debug, Clone, PartialEq)]
+struct Sale {
+    id: String,
+    status: String,
+    amount: i64,
+    created_at: i64,
+    /// Whether it reached the gateway.
+    online: bool,
+}
+
+impl Sale {
+    fn of(rec: &Value) -> Sale {
+        Sale {
+            id: rec["id"].as_str().unwrap().to_owned(),
+            status: rec["status"].as_str().unwrap().to_owned(),
+            amount: rec["amount"]["amount"].as_i64().unwrap(),
+            created_at: rec["created_at"].as_i64().unwrap(),
+            online: rec["gateway_id"].is_string(),
+        }
+    }
+}
+
 /// The UTC day (start, `YYYY-MM-DD`) of Unix second `t`.
 fn utc_day(t: i64) -> (i64, String) {
     let day = t - t.rem_euclid(86_400);
@@ -388,8 +411,8 @@ async fn a_till_test_suite_against_serve() {
         writeln!(f, "{TOKEN}").unwrap();
     }
     let gateway = gw.url();
-    // Every sale of the suite, oldest first: (id, status it ended with).
-    let mut sales: Vec<(String, Value)> = Vec::new();
+    // Every sale of the suite, oldest first.
+    let mut sales: Vec<Sale> = Vec::new();
 
     let serve = Serve::start(&dir.0, &gateway);
     let till = Till::new(&serve);
@@ -432,14 +455,18 @@ async fn a_till_test_suite_against_serve() {
         )
         .await;
     assert_eq!(other.status, 422, "{}", other.body);
-    assert_eq!(other.body["error"]["code"], "request_id_reused", "{}", other.body);
+    assert_eq!(
+        other.body["error"]["code"], "request_id_reused",
+        "{}",
+        other.body
+    );
     assert!(other.body["error"]["message"].is_string(), "{}", other.body);
     assert_eq!(
         ledger(&gw, None).await.len(),
         rows_before,
         "neither the replay nor the refused request reached the gateway"
     );
-    sales.push((order_1001["id"].as_str().unwrap().into(), json!("approved")));
+    sales.push(Sale::of(&order_1001));
 
     // 2. The card scripted per sale. An approval with another card.
     let v = till
@@ -454,7 +481,7 @@ async fn a_till_test_suite_against_serve() {
             .is_some_and(|p| p.starts_with("555555") && p.ends_with("4444")),
         "the card the simulator was told to present: {rec}"
     );
-    sales.push((rec["id"].as_str().unwrap().into(), json!("approved")));
+    sales.push(Sale::of(&rec));
 
     // A card that declines by itself (AAC at the first GENERATE AC): nothing goes online.
     till.set_simulator("card", json!({"profile": "offline-decline"}))
@@ -463,12 +490,16 @@ async fn a_till_test_suite_against_serve() {
     assert_eq!(rec["status"], "declined", "{rec}");
     assert_eq!(rec["reason"], "declined offline by the card", "{rec}");
     assert_eq!(
-        (&rec["auth_code"], &rec["approved_amount"], &rec["gateway_id"]),
+        (
+            &rec["auth_code"],
+            &rec["approved_amount"],
+            &rec["gateway_id"]
+        ),
         (&Value::Null, &Value::Null, &Value::Null),
         "{rec}"
     );
     assert!(ledger(&gw, rec["id"].as_str()).await.is_empty(), "{rec}");
-    sales.push((rec["id"].as_str().unwrap().into(), json!("declined")));
+    sales.push(Sale::of(&rec));
 
     // Insufficient funds: the sandbox's magic amount (cents .51) on the usual card.
     till.set_simulator("card", json!({"profile": "visa-cvn18"}))
@@ -479,21 +510,28 @@ async fn a_till_test_suite_against_serve() {
         (&json!("declined"), &json!("51"), &Value::Null),
         "{rec}"
     );
-    assert!(rec["reason"].as_str().is_some_and(|r| r.contains("declined")), "{rec}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("declined")),
+        "{rec}"
+    );
     let row = gateway_row(&gw, &rec).await;
     assert_eq!(
         (&row["state"], &row["resp_code"], &row["approved_minor"]),
         (&json!("declined"), &json!("51"), &json!(0)),
         "{row}"
     );
-    sales.push((rec["id"].as_str().unwrap().into(), json!("declined")));
+    sales.push(Sale::of(&rec));
 
     // The card pulled at the PIN prompt: the simulated cardholder types no PIN, the sale
     // waits, the card leaves. Nothing was sent online.
     till.set_simulator("card", json!({"profile": "offline-pin"}))
         .await;
     till.set_simulator("auto", json!({"pin": false})).await;
-    let id = till.start_sale("till7-order-1005", 2200, "order-1005").await;
+    let id = till
+        .start_sale("till7-order-1005", 2200, "order-1005")
+        .await;
     till.simulator_reaches("pin-entry").await;
     let v = till.simulator("remove").await;
     assert_eq!(v["card_present"], Value::Null, "{v}");
@@ -504,13 +542,62 @@ async fn a_till_test_suite_against_serve() {
         "{rec}"
     );
     assert_eq!(
-        (&rec["auth_code"], &rec["approved_amount"], &rec["gateway_id"]),
+        (
+            &rec["auth_code"],
+            &rec["approved_amount"],
+            &rec["gateway_id"]
+        ),
         (&Value::Null, &Value::Null, &Value::Null),
         "{rec}"
     );
     assert!(ledger(&gw, Some(&id)).await.is_empty(), "{rec}");
+    sales.push(Sale::of(&rec));
+
+    // The same at the online PIN entry (`DE D6`, asked by the bridge after the ARQC and
+    // before the authorization): ended by the card leaving, nothing sent online.
+    till.set_simulator("card", json!({"profile": "online-pin"}))
+        .await;
+    let id = till
+        .start_sale("till7-order-1006", 2250, "order-1006")
+        .await;
+    till.simulator_reaches("pin-entry").await;
+    till.simulator("remove").await;
+    let rec = till.finished(&id).await;
+    assert_eq!(
+        (&rec["status"], &rec["reason"]),
+        (&json!("cancelled"), &json!("card removed")),
+        "{rec}"
+    );
+    assert!(ledger(&gw, Some(&id)).await.is_empty(), "{rec}");
+    sales.push(Sale::of(&rec));
+
+    // The next cardholder types the PIN when the suite says so: it reaches this sale's
+    // prompt (not the entry the removal ended), and the sale is approved.
+    till.set_simulator("card", json!({"profile": "offline-pin"}))
+        .await;
+    let id = till
+        .start_sale("till7-order-1007", 2260, "order-1007")
+        .await;
+    till.simulator_reaches("pin-entry").await;
+    let a = till
+        .post_raw(
+            "/v1/simulator/pin",
+            "till7-order-1007-pin",
+            r#"{"digits":"1234"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let rec = till.finished(&id).await;
+    assert_approved(&gw, &rec, 2260).await;
+    assert!(
+        rec["card"]["masked_pan"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("5454")),
+        "{rec}"
+    );
     till.set_simulator("auto", json!({"pin": true})).await;
-    sales.push((id, json!("cancelled")));
+    sales.push(Sale::of(&rec));
 
     // The card pulled between the ARQC and the second GENERATE AC: the gateway approves
     // (held for a while so the card leaves first), the reader ends the transaction with
@@ -529,7 +616,9 @@ async fn a_till_test_suite_against_serve() {
         .await
         .unwrap();
     assert_eq!(hold.status(), 201);
-    let id = till.start_sale("till7-order-1006", 2300, "order-1006").await;
+    let id = till
+        .start_sale("till7-order-1008", 2300, "order-1008")
+        .await;
     till.simulator_reaches("awaiting-host").await;
     let v = till.simulator("remove").await;
     // "ended": the reader ended the transaction and keeps its card-removed status for the
@@ -572,7 +661,7 @@ async fn a_till_test_suite_against_serve() {
         );
     }
     till.set_simulator("auto", json!({"remove": true})).await;
-    sales.push((id, json!("reversed")));
+    sales.push(Sale::of(&rec));
 
     // 3. A graceful stop, and a new process on the same journal.
     let (status, log) = serve.stop(Signal::SIGTERM).await;
@@ -583,10 +672,14 @@ async fn a_till_test_suite_against_serve() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
         (&found[0]["id"], &found[0]["status"], &found[0]["auth_code"]),
-        (&order_1001["id"], &json!("approved"), &order_1001["auth_code"]),
+        (
+            &order_1001["id"],
+            &json!("approved"),
+            &order_1001["auth_code"]
+        ),
         "{found:?}"
     );
-    let found = till.by_reference("order-1006").await;
+    let found = till.by_reference("order-1008").await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["status"], "reversed", "{found:?}");
     // The key still replays: a till retrying after the restart is not charged again.
@@ -598,19 +691,24 @@ async fn a_till_test_suite_against_serve() {
             &[],
         )
         .await;
-    assert_eq!((again.status, again.replayed), (StatusCode::OK, true), "{}", again.body);
+    assert_eq!(
+        (again.status, again.replayed),
+        (StatusCode::OK, true),
+        "{}",
+        again.body
+    );
     assert_eq!(again.body["id"], order_1001["id"]);
 
     // A sale on the new process, then it is killed outright.
-    let rec = till.sale("till7-order-1007", 2400, "order-1007").await;
+    let rec = till.sale("till7-order-1009", 2400, "order-1009").await;
     assert_approved(&gw, &rec, 2400).await;
-    sales.push((rec["id"].as_str().unwrap().into(), json!("approved")));
+    sales.push(Sale::of(&rec));
     let (status, log) = serve.stop(Signal::SIGKILL).await;
     assert_eq!(status.code(), None, "killed, not exited: {log}");
     let serve = Serve::start(&dir.0, &gateway);
     let till = Till::new(&serve);
     for (reference, status) in [
-        ("order-1007", "approved"),
+        ("order-1009", "approved"),
         ("order-1004", "declined"),
         ("order-1005", "cancelled"),
     ] {
@@ -621,16 +719,8 @@ async fn a_till_test_suite_against_serve() {
     assert!(till.by_reference("order-9999").await.is_empty());
 
     // 4. The day's sales, newest first, two to a page.
-    let created: Vec<i64> = {
-        let mut c = Vec::new();
-        for (id, _) in &sales {
-            let v = till.get(&format!("/v1/transactions/{id}")).await;
-            c.push(v["created_at"].as_i64().unwrap());
-        }
-        c
-    };
-    let (day, date) = utc_day(created[0]);
-    let mut listed: Vec<(String, Value)> = Vec::new();
+    let (day, date) = utc_day(sales[0].created_at);
+    let mut listed: Vec<(String, String)> = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
@@ -641,10 +731,12 @@ async fn a_till_test_suite_against_serve() {
         let v = till.get(&path).await;
         let data = v["data"].as_array().unwrap();
         assert!(data.len() <= 2, "{v}");
-        listed.extend(
-            data.iter()
-                .map(|r| (r["id"].as_str().unwrap().to_owned(), r["status"].clone())),
-        );
+        listed.extend(data.iter().map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        }));
         pages += 1;
         assert!(pages <= sales.len(), "the cursor never ends: {v}");
         match v["next_cursor"].as_str() {
@@ -652,7 +744,11 @@ async fn a_till_test_suite_against_serve() {
             None => break,
         }
     }
-    let newest_first: Vec<(String, Value)> = sales.iter().rev().cloned().collect();
+    let newest_first: Vec<(String, String)> = sales
+        .iter()
+        .rev()
+        .map(|s| (s.id.clone(), s.status.clone()))
+        .collect();
     assert_eq!(listed, newest_first);
     assert_eq!(pages, sales.len().div_ceil(2));
 
@@ -683,42 +779,42 @@ async fn a_till_test_suite_against_serve() {
     assert_eq!(recon["lines"], report["lines"]);
     assert_eq!(recon["unresolved"], json!([]));
     assert_eq!(report["unresolved"], json!([]));
-    // And they are this day's sales: every one counted once, the approvals' money only.
+    // And they are this day's sales (a run across midnight UTC has some on the next day):
+    // each counted once, the approvals' money only.
     let t = totals(&recon["lines"]);
-    let today: Vec<usize> = (0..sales.len())
-        .filter(|&i| created[i] >= day && created[i] < day + 86_400)
+    let today: Vec<&Sale> = sales
+        .iter()
+        .filter(|s| s.created_at >= day && s.created_at < day + 86_400)
         .collect();
     assert_eq!(
         t.values().map(|v| v.0).sum::<u64>(),
         today.len() as u64,
         "{recon}"
     );
-    let approved: Vec<usize> = today
-        .iter()
-        .copied()
-        .filter(|&i| sales[i].1 == "approved")
-        .collect();
-    let amounts = [1500i64, 2000, 2100, 2151, 2200, 2300, 2400];
+    let expect = |pick: &dyn Fn(&Sale) -> bool, approved: bool| {
+        let picked: Vec<&&Sale> = today.iter().filter(|s| pick(s)).collect();
+        let sum: i64 = picked.iter().map(|s| s.amount).sum();
+        (!picked.is_empty()).then_some((picked.len() as u64, sum, if approved { sum } else { 0 }))
+    };
     let usd = |state: &str| t.get(&("sale".into(), state.into(), "USD".into())).copied();
     assert_eq!(
         usd("approved"),
-        Some((
-            approved.len() as u64,
-            approved.iter().map(|&i| amounts[i]).sum(),
-            approved.iter().map(|&i| amounts[i]).sum()
-        )),
+        expect(&|s| s.status == "approved", true),
         "{recon}"
     );
-    if today.contains(&5) {
-        assert_eq!(usd("reversed"), Some((1, 2300, 0)), "{recon}");
-    }
-    if today.contains(&3) {
-        assert_eq!(usd("declined"), Some((1, 2151, 0)), "{recon}");
-    }
-    let approved_total: i64 = t.values().map(|v| v.2).sum();
     assert_eq!(
-        approved_total,
-        approved.iter().map(|&i| amounts[i]).sum::<i64>(),
+        usd("reversed"),
+        expect(&|s| s.status == "reversed", false),
+        "{recon}"
+    );
+    assert_eq!(
+        usd("declined"),
+        expect(&|s| s.status == "declined" && s.online, false),
+        "the gateway's declines: {recon}"
+    );
+    assert_eq!(
+        t.values().map(|v| v.2).sum::<i64>(),
+        expect(&|s| s.status == "approved", true).map_or(0, |e| e.2),
         "no money counted but the approvals': {recon}"
     );
 
