@@ -748,6 +748,17 @@ impl SimReader {
                 }
                 if let Some(v) = pin {
                     self.config.auto_pin = v;
+                    if v {
+                        // The simulated cardholder is back: it types at a prompt already
+                        // showing, as at one that comes next.
+                        let due = now + self.config.pin_delay;
+                        if let Txn::Pin { due: d @ None, .. } = &mut self.txn {
+                            *d = Some(due);
+                        }
+                        if self.pin_request == Some(None) {
+                            self.pin_request = Some(Some(due));
+                        }
+                    }
                 }
                 Ok(())
             }

@@ -1072,3 +1072,53 @@ fn card_removed_during_an_online_pin_entry_outside_a_transaction_answers_9f23() 
     assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
     assert_eq!(h.reader.status().txn, "idle");
 }
+
+#[test]
+fn auto_pin_switched_on_types_at_the_prompt_already_showing() {
+    // The offline PIN prompt of the card flow.
+    let mut h = pin_host();
+    h.unsolicited.clear();
+    h.start(2000);
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_ENTRY_REQUESTED));
+    h.no_response();
+    h.reader
+        .control(
+            h.now,
+            Control::Auto {
+                insert: None,
+                remove: None,
+                pin: Some(true),
+            },
+        )
+        .unwrap();
+    let e4 = expect_template(&h.response(), 0xE4);
+    assert_eq!(
+        tag(&e4, 0x9F34).map(|v| v[2]),
+        Some(0x02),
+        "the profile's PIN"
+    );
+
+    // The online PIN entry (`DE D6`).
+    let mut h = Host::new(SimConfig {
+        card: Some("online-pin".into()),
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.start(1500);
+    expect_template(&h.response(), 0xE4);
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    h.reader
+        .control(
+            h.now,
+            Control::Auto {
+                insert: None,
+                remove: None,
+                pin: Some(true),
+            },
+        )
+        .unwrap();
+    let e0 = expect_template(&h.response(), 0xE0);
+    assert!(tag(&e0, 0xDFED6C).is_some(), "a PIN block");
+}
