@@ -286,6 +286,104 @@ impl Till {
     }
 }
 
+/// The server's event stream (`GET /v1/events`, Server-Sent Events) as a till follows it:
+/// `(event, data)` in the order received, collected until the server goes away, and how the
+/// stream ended (`Some(true)`: the server ended it; `Some(false)`: it was cut).
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<(String, Value)>>>, Arc<Mutex<Option<bool>>>);
+
+impl Events {
+    /// Subscribes and collects in the background; returns once the stream is open.
+    async fn follow(serve: &Serve) -> Events {
+        let events = Events::default();
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/events", serve.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let keep = events.clone();
+        tokio::spawn(async move {
+            let mut r = r;
+            let mut buf = String::new();
+            loop {
+                let chunk = match r.chunk().await {
+                    Ok(Some(c)) => c,
+                    end => {
+                        *keep.1.lock().unwrap() = Some(end.is_ok());
+                        break;
+                    }
+                };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                // One event per blank-line-terminated block (`event:`, `id:`, `data:` lines).
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let (mut name, mut data) = (String::new(), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            name = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if !name.is_empty() {
+                        let v = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                        keep.0.lock().unwrap().push((name, v));
+                    }
+                }
+            }
+        });
+        events
+    }
+
+    /// How the stream ended, once it has (polled).
+    async fn ended(&self) -> bool {
+        let t0 = Instant::now();
+        loop {
+            if let Some(clean) = *self.1.lock().unwrap() {
+                return clean;
+            }
+            assert!(t0.elapsed() < DEADLINE, "the event stream did not end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The prompt texts shown for transaction `id`, once it has finished (polled).
+    async fn prompts_of(&self, id: &str) -> Vec<String> {
+        let t0 = Instant::now();
+        loop {
+            {
+                let all = self.0.lock().unwrap();
+                let of = |e: &&(String, Value)| e.1["transaction_id"] == id;
+                if all
+                    .iter()
+                    .filter(of)
+                    .any(|(n, _)| n == "transaction.finished")
+                {
+                    return all
+                        .iter()
+                        .filter(of)
+                        .filter(|(n, _)| n == "prompt")
+                        .map(|(_, v)| v["text"].as_str().unwrap_or("").to_owned())
+                        .collect();
+                }
+            }
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "no transaction.finished event for {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether `seen` holds `wanted` in this order (other prompts between them allowed).
+fn in_order(seen: &[String], wanted: &[&str]) -> bool {
+    let mut it = seen.iter();
+    wanted.iter().all(|w| it.any(|s| s == w))
+}
+
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -416,6 +514,7 @@ async fn a_till_test_suite_against_serve() {
 
     let serve = Serve::start(&dir.0, &gateway);
     let till = Till::new(&serve);
+    let events = Events::follow(&serve).await;
 
     // 1. A sale with an idempotency key and the POS's reference, and its retries.
     let key = "till7-order-1001";
@@ -551,6 +650,15 @@ async fn a_till_test_suite_against_serve() {
         "{rec}"
     );
     assert!(ledger(&gw, Some(&id)).await.is_empty(), "{rec}");
+    let prompts = events.prompts_of(&id).await;
+    assert!(
+        in_order(&prompts, &["ENTER PIN", "CARD REMOVED"]),
+        "what the till showed: {prompts:?}"
+    );
+    assert!(
+        !prompts.iter().any(|p| p == "AUTHORIZING..."),
+        "{prompts:?}"
+    );
     sales.push(Sale::of(&rec));
 
     // The same at the online PIN entry (`DE D6`, asked by the bridge after the ARQC and
@@ -660,12 +768,25 @@ async fn a_till_test_suite_against_serve() {
             "{back:?}"
         );
     }
+    let prompts = events.prompts_of(&id).await;
+    assert!(
+        in_order(&prompts, &["AUTHORIZING...", "CARD REMOVED", "REVERSING"]),
+        "what the till showed: {prompts:?}"
+    );
+    assert!(
+        !prompts.iter().any(|p| p == "REMOVE CARD"),
+        "the card is gone already: {prompts:?}"
+    );
     till.set_simulator("auto", json!({"remove": true})).await;
     sales.push(Sale::of(&rec));
 
     // 3. A graceful stop, and a new process on the same journal.
     let (status, log) = serve.stop(Signal::SIGTERM).await;
     assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        events.ended().await,
+        "the graceful stop ended the event stream rather than cutting it"
+    );
     let serve = Serve::start(&dir.0, &gateway);
     let till = Till::new(&serve);
     let found = till.by_reference("order-1001").await;

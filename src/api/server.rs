@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::auth::TokenCheck;
 use super::router::{is_loopback, router};
-use super::state::{lock, AppState, LastPass, RelayShared, Shared};
+use super::state::{lock, ApiEvent, AppState, LastPass, RelayShared, Shared};
 use super::store::{self, MemoryStore, Store};
 use crate::config::RelayOptions;
 use crate::driver::ReaderLink;
@@ -86,15 +86,19 @@ impl ApiServer {
 
     /// Stops accepting; a card transaction still running is cancelled and allowed to end
     /// definitely (cancelled, or reversed if the host had approved — the engine decides),
-    /// waiting up to [`SHUTDOWN_GRACE`]; then the background resolver and the link stop.
+    /// waiting up to [`SHUTDOWN_GRACE`]; then the event streams end (after that transaction's
+    /// `transaction.finished`), and the background resolver and the link stop.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        let mut cancelled = None;
         {
             let running = lock(&self.state.running);
             if let Some(r) = running.as_ref() {
                 tracing::info!(transaction = %r.id, "shutdown: cancelling the running transaction");
+                // Subscribed before the cancel: its finished event cannot be missed.
+                cancelled = Some((r.id.clone(), self.state.events.subscribe()));
                 let _ = r.cancel.send(true);
             }
         }
@@ -105,6 +109,12 @@ impl ApiServer {
         {
             tracing::error!("shutdown: the running transaction did not end; the resolver settles it at the next start");
         }
+        if let Some((id, rx)) = cancelled {
+            // Published right after the reader is released: bounded only against a task
+            // that died in between.
+            let _ = tokio::time::timeout(Duration::from_secs(5), finished(rx, &id)).await;
+        }
+        let _ = self.state.closing.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
         if let Some((stop, task)) = self.resolver.take() {
             let _ = stop.send(true);
@@ -113,6 +123,23 @@ impl ApiServer {
         self.link.shutdown().await;
         if let Some(s) = self.sandbox.take() {
             s.shutdown().await;
+        }
+    }
+}
+
+/// Waits for the `transaction.finished` event of transaction `id` (or the channel's end).
+async fn finished(mut rx: broadcast::Receiver<ApiEvent>, id: &str) {
+    loop {
+        match rx.recv().await {
+            Ok(ev) if ev.name == "transaction.finished" => {
+                let of = serde_json::from_str::<serde_json::Value>(&ev.data)
+                    .is_ok_and(|v| v["transaction_id"] == id);
+                if of {
+                    return;
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -200,6 +227,7 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         gateway,
         running: Mutex::new(None),
         events: ev_tx,
+        closing: watch::channel(false).0,
         seq: AtomicU64::new(1),
         inflight: Mutex::new(HashMap::new()),
         sale_timeout: opts.sale_timeout,
