@@ -1,17 +1,20 @@
 //! What a till's own test suite does against `emvbridge serve`, run as a separate process
 //! (the built binary) with its embedded simulated reader, a journal file, and the sandbox
-//! gateway on loopback in this process (so its ledger outlives the restarts and can be read):
+//! gateway on loopback in this process (so its ledger outlives the restarts and can be read),
+//! following the event stream as a till does:
 //! 1. a sale with `Idempotency-Key` and the POS's reference; the retry with the JSON keys in
 //!    another order and other whitespace gets the stored answer (`Idempotent-Replayed`), and
 //!    another body under the key is refused (`422 request_id_reused`) without a charge;
 //! 2. the simulated card scripted per sale through `/v1/simulator/*`: an approval (with the
-//!    auth code the gateway returned), a card decline, an insufficient-funds decline, and the
-//!    card pulled mid-sale twice — at the PIN prompt (before anything went online: nothing at
-//!    the gateway) and between the ARQC and the second GENERATE AC while the gateway holds its
+//!    auth code the gateway returned), a card decline, an insufficient-funds decline, a PIN
+//!    typed by the suite, and the card pulled mid-sale three times — at the offline PIN
+//!    prompt and at the online PIN entry (before anything went online: nothing at the
+//!    gateway), and between the ARQC and the second GENERATE AC while the gateway holds its
 //!    approval (the reader ends the transaction with card removed, `9F23`, and the bridge
-//!    reverses: the sandbox's ledger shows the money back);
-//! 3. `serve` stopped by SIGTERM and, later, killed by SIGKILL, and started again on the same
-//!    journal: the till finds its sales by reference, and the key still replays;
+//!    reverses: the sandbox's ledger shows the money back; the till was shown CARD REMOVED);
+//! 3. `serve` stopped by SIGTERM (its event stream ended, not cut) and, later, killed by
+//!    SIGKILL, and started again on the same journal: the till finds its sales by reference,
+//!    and the key still replays;
 //! 4. the day's sales listed newest first a page of two at a time, and the day's
 //!    reconciliation equal to what `emvbridge report` prints over the same journal.
 //!
@@ -440,7 +443,7 @@ async fn assert_approved(gw: &SandboxHandle, rec: &Value, amount: u64) {
 }
 
 /// A sale of the suite as it ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Sale {
     id: String,
     status: String,
