@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::auth::TokenCheck;
 use super::router::{is_loopback, router};
-use super::state::{lock, AppState, LastPass, RelayShared, Shared};
+use super::state::{lock, ApiEvent, AppState, LastPass, RelayShared, Shared};
 use super::store::{self, MemoryStore, Store};
 use crate::config::RelayOptions;
 use crate::driver::ReaderLink;
@@ -86,15 +86,19 @@ impl ApiServer {
 
     /// Stops accepting; a card transaction still running is cancelled and allowed to end
     /// definitely (cancelled, or reversed if the host had approved — the engine decides),
-    /// waiting up to [`SHUTDOWN_GRACE`]; then the background resolver and the link stop.
+    /// waiting up to [`SHUTDOWN_GRACE`]; then the event streams end (after that transaction's
+    /// `transaction.finished`), and the background resolver and the link stop.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        let mut cancelled = None;
         {
             let running = lock(&self.state.running);
             if let Some(r) = running.as_ref() {
                 tracing::info!(transaction = %r.id, "shutdown: cancelling the running transaction");
+                // Subscribed before the cancel: its finished event cannot be missed.
+                cancelled = Some((r.id.clone(), self.state.events.subscribe()));
                 let _ = r.cancel.send(true);
             }
         }
@@ -105,6 +109,12 @@ impl ApiServer {
         {
             tracing::error!("shutdown: the running transaction did not end; the resolver settles it at the next start");
         }
+        if let Some((id, rx)) = cancelled {
+            // Published right after the reader is released: bounded only against a task
+            // that died in between.
+            let _ = tokio::time::timeout(Duration::from_secs(5), finished(rx, &id)).await;
+        }
+        let _ = self.state.closing.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
         if let Some((stop, task)) = self.resolver.take() {
             let _ = stop.send(true);
@@ -113,6 +123,23 @@ impl ApiServer {
         self.link.shutdown().await;
         if let Some(s) = self.sandbox.take() {
             s.shutdown().await;
+        }
+    }
+}
+
+/// Waits for the `transaction.finished` event of transaction `id` (or the channel's end).
+async fn finished(mut rx: broadcast::Receiver<ApiEvent>, id: &str) {
+    loop {
+        match rx.recv().await {
+            Ok(ev) if ev.name == "transaction.finished" => {
+                let of = serde_json::from_str::<serde_json::Value>(&ev.data)
+                    .is_ok_and(|v| v["transaction_id"] == id);
+                if of {
+                    return;
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -200,6 +227,7 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         gateway,
         running: Mutex::new(None),
         events: ev_tx,
+        closing: watch::channel(false).0,
         seq: AtomicU64::new(1),
         inflight: Mutex::new(HashMap::new()),
         sale_timeout: opts.sale_timeout,
@@ -331,4 +359,105 @@ fn observe_pass(
         },
     };
     *lock(last) = Some(pass);
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+
+    use super::{start, ApiOptions};
+    use crate::terminal::TerminalOptions;
+    use emvbridge_core::txn::TxnConfig;
+
+    const TOKEN: &str = "events-test-token-0123456789abcdef0123456789";
+
+    /// Reads the stream until the server ends it: the events (name, data), and whether it
+    /// ended cleanly (the response complete) rather than cut.
+    async fn read_to_end(mut r: reqwest::Response) -> (Vec<(String, Value)>, bool) {
+        let mut out = Vec::new();
+        let mut buf = String::new();
+        loop {
+            match r.chunk().await {
+                Ok(Some(c)) => buf.push_str(&String::from_utf8_lossy(&c)),
+                Ok(None) => return (out, true),
+                Err(_) => return (out, false),
+            }
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !name.is_empty() {
+                    out.push((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stream_ends_with_the_server_after_the_cancelled_sale_finished() {
+        let s = start(ApiOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            allow_remote: false,
+            token: TOKEN.into(),
+            terminal: TerminalOptions::default(),
+            sale_timeout: Duration::from_secs(30),
+            txn_config: TxnConfig::default(),
+        })
+        .await
+        .unwrap();
+        let base = format!("http://{}", s.addr);
+        let http = reqwest::Client::new();
+        // No card comes: the sale waits for one until the stop cancels it.
+        let r = http
+            .put(format!("{base}/v1/simulator/auto"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"insert": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let events = http
+            .get(format!("{base}/v1/events"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(events.status(), 200);
+        let r = http
+            .post(format!("{base}/v1/sales"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "events-stop-1")
+            .header("prefer", "respond-async")
+            .json(&json!({"amount": 100, "currency": "USD"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let reading = tokio::spawn(read_to_end(events));
+        s.shutdown().await;
+        let (got, clean) = tokio::time::timeout(Duration::from_secs(60), reading)
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        assert!(clean, "the server ended the stream, not cut it: {got:?}");
+        let (name, last) = got.last().expect("events");
+        assert_eq!(name, "transaction.finished", "{got:?}");
+        assert_eq!(
+            (&last["transaction_id"], &last["status"]),
+            (&json!(id), &json!("cancelled")),
+            "{got:?}"
+        );
+    }
 }

@@ -66,6 +66,9 @@ pub(super) struct Shared {
     pub(super) gateway: Arc<dyn Gateway>,
     pub(super) running: Mutex<Option<Running>>,
     pub(super) events: broadcast::Sender<ApiEvent>,
+    /// Set when the server stops: `GET /v1/events` streams end then, so the graceful stop
+    /// does not wait on them (a stream never ends by itself).
+    pub(super) closing: watch::Sender<bool>,
     pub(super) seq: AtomicU64,
     pub(super) inflight: Mutex<Inflight>,
     pub(super) sale_timeout: Duration,

@@ -316,7 +316,8 @@ pub struct Status {
     pub card_present: Option<String>,
     /// The auto-insert card.
     pub card: Option<String>,
-    /// Transaction state name.
+    /// Transaction state name (`pin-entry` also while an online PIN entry, `DE D6`, waits
+    /// for the PIN pad: what a test driving the cardholder waits for).
     pub txn: &'static str,
     /// Whether card events are enabled.
     pub card_detection: bool,
@@ -652,7 +653,11 @@ impl SimReader {
         Status {
             card_present: self.slot.as_ref().map(|s| s.profile.clone()),
             card: self.config.card.clone(),
-            txn: self.txn.name(),
+            txn: if self.pin_request.is_some() {
+                "pin-entry"
+            } else {
+                self.txn.name()
+            },
             card_detection: self.card_detection,
             stalled: self.stalled,
         }
@@ -743,6 +748,17 @@ impl SimReader {
                 }
                 if let Some(v) = pin {
                     self.config.auto_pin = v;
+                    if v {
+                        // The simulated cardholder is back: it types at a prompt already
+                        // showing, as at one that comes next.
+                        let due = now + self.config.pin_delay;
+                        if let Txn::Pin { due: d @ None, .. } = &mut self.txn {
+                            *d = Some(due);
+                        }
+                        if self.pin_request == Some(None) {
+                            self.pin_request = Some(Some(due));
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -923,6 +939,12 @@ impl SimReader {
             }
             other => self.txn = other,
         }
+        // The PIN pad's entry ends with the card: an online PIN entry (`DE D6`) not answered
+        // above (asked outside a transaction) gets the card-removed status too, and none
+        // waits for the next PIN typed.
+        if self.pin_request.take().is_some() && self.pending == Some(code::ONLINE_PIN) {
+            self.respond(now, &[], StatusWord::CARD_REMOVED);
+        }
     }
 
     /// A PIN for the current prompt, or for the next one if none is showing.
@@ -972,6 +994,7 @@ impl SimReader {
             _ => {}
         }
         self.pending = None;
+        self.pin_request = None;
         self.card_detection = false;
         self.deframer.reset();
         self.out.clear();
@@ -1099,8 +1122,10 @@ impl SimReader {
         }
     }
 
-    /// Ends whatever is in progress without a response (a new transaction, a reset).
+    /// Ends whatever is in progress without a response (a new transaction, a reset),
+    /// an online PIN entry included.
     fn drop_txn(&mut self) {
+        self.pin_request = None;
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Pin { kernel, .. }
             | Txn::AwaitChoice { kernel, .. }

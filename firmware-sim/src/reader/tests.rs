@@ -1024,3 +1024,101 @@ fn online_pin_de_d6_gives_a_dukpt_pin_block_and_de_d5_ff_01_bypasses() {
     let (st, _) = status_of(&h.unsolicited());
     assert_eq!(st, Some(TransactionStatus::PIN_BYPASS_CONFIRMATION));
 }
+
+#[test]
+fn card_removed_at_the_online_pin_prompt_ends_it_and_the_next_pin_goes_to_the_next_prompt() {
+    // The online-PIN card, the cardholder slow: `DE D6` waits for the PIN pad.
+    let mut h = Host::new(SimConfig {
+        card: Some("online-pin".into()),
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.start(1500);
+    expect_template(&h.response(), 0xE4);
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    assert_eq!(h.reader.status().txn, "pin-entry", "the PIN pad waits");
+    // The card leaves: the PIN entry ends with the card-removed status, like any pending
+    // step of a contact transaction (§0: 9F23).
+    h.reader.remove_card(h.now);
+    h.pump();
+    assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
+    assert_eq!(h.reader.status().txn, "idle");
+    // The next sale's offline PIN prompt gets the next PIN typed: the online entry that the
+    // removal ended is not still waiting for it.
+    h.reader.set_card(h.now, "offline-pin").unwrap();
+    h.unsolicited.clear();
+    h.start(2000);
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_ENTRY_REQUESTED));
+    h.reader.enter_pin(h.now, PinAction::Digits("1234".into()));
+    h.pump();
+    let e4 = expect_template(&h.response(), 0xE4);
+    assert_eq!(tag(&e4, 0x9F34).map(|v| v[2]), Some(0x02), "offline PIN ok");
+    assert!(h.responses.is_empty(), "one answer per command");
+}
+
+#[test]
+fn card_removed_during_an_online_pin_entry_outside_a_transaction_answers_9f23() {
+    let mut h = Host::new(SimConfig {
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.reader.insert_card(h.now, "online-pin").unwrap();
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    h.reader.remove_card(h.now);
+    h.pump();
+    assert_eq!(sw(&h.response()), StatusWord::CARD_REMOVED);
+    assert_eq!(h.reader.status().txn, "idle");
+}
+
+#[test]
+fn auto_pin_switched_on_types_at_the_prompt_already_showing() {
+    // The offline PIN prompt of the card flow.
+    let mut h = pin_host();
+    h.unsolicited.clear();
+    h.start(2000);
+    let (st, _) = status_of(&h.unsolicited());
+    assert_eq!(st, Some(TransactionStatus::PIN_ENTRY_REQUESTED));
+    h.no_response();
+    h.reader
+        .control(
+            h.now,
+            Control::Auto {
+                insert: None,
+                remove: None,
+                pin: Some(true),
+            },
+        )
+        .unwrap();
+    let e4 = expect_template(&h.response(), 0xE4);
+    assert_eq!(
+        tag(&e4, 0x9F34).map(|v| v[2]),
+        Some(0x02),
+        "the profile's PIN"
+    );
+
+    // The online PIN entry (`DE D6`).
+    let mut h = Host::new(SimConfig {
+        card: Some("online-pin".into()),
+        auto_pin: false,
+        ..SimConfig::default()
+    });
+    h.start(1500);
+    expect_template(&h.response(), 0xE4);
+    h.send(&[0xDE, 0xD6, 0x00, 0x00]);
+    h.no_response();
+    h.reader
+        .control(
+            h.now,
+            Control::Auto {
+                insert: None,
+                remove: None,
+                pin: Some(true),
+            },
+        )
+        .unwrap();
+    let e0 = expect_template(&h.response(), 0xE0);
+    assert!(tag(&e0, 0xDFED6C).is_some(), "a PIN block");
+}
