@@ -747,7 +747,7 @@ async fn a_till_test_suite_against_serve() {
     );
     assert_eq!(
         (&rec["reversal"]["reason"], &rec["reversal"]["result"]),
-        (&json!("card_removed"), &json!("Reversed")),
+        (&json!("card_removed"), &json!("reversed")),
         "{rec}"
     );
     assert_eq!(rec["approved_amount"], Value::Null, "{rec}");

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::txn::{EntryMode, Outcome, OutcomeStatus};
+use crate::txn::{EntryMode, Outcome, OutcomeStatus, ReversalResult};
 
 /// Receipt text for one copy (`"MERCHANT COPY"` / `"CUSTOMER COPY"`).
 pub fn text(o: &Outcome, copy: &str) -> String {
@@ -123,10 +123,15 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "auth_code": o.auth_code,
         "decline_code": o.decline_code,
         "reason": o.reason,
-        "reversal": o.reversal.as_ref().map(|r| serde_json::json!({
-            "reason": r.reason,
-            "result": r.result.as_ref().map(|x| format!("{x:?}")),
-        })),
+        "reversal": o.reversal.as_ref().map(|r| {
+            let (result, failure) = match &r.result {
+                None => (None, None),
+                Some(ReversalResult::Reversed) => (Some("reversed"), None),
+                Some(ReversalResult::NotFound) => (Some("not_found"), None),
+                Some(ReversalResult::Failed { reason }) => (Some("failed"), Some(reason)),
+            };
+            serde_json::json!({ "reason": r.reason, "result": result, "failure": failure })
+        }),
         "card": o.card,
     })
 }
@@ -189,5 +194,32 @@ mod tests {
         o.auth_code = None;
         let t = text(&o, "CUSTOMER COPY");
         assert!(!t.contains("AUTH CODE") && !t.contains("POS REF"), "{t}");
+    }
+
+    #[test]
+    fn reversal_results_are_words_with_the_failure_apart() {
+        use crate::txn::{ReversalOutcome, ReversalReason};
+        let mut o = outcome(OutcomeStatus::Reversed);
+        let mut with = |result| {
+            o.reversal = Some(ReversalOutcome {
+                reason: ReversalReason::CardRemoved,
+                result,
+            });
+            json(&o)["reversal"].clone()
+        };
+        let v = with(Some(ReversalResult::Reversed));
+        assert_eq!(
+            (&v["result"], &v["failure"]),
+            (&"reversed".into(), &serde_json::Value::Null)
+        );
+        assert_eq!(with(Some(ReversalResult::NotFound))["result"], "not_found");
+        let v = with(Some(ReversalResult::Failed {
+            reason: "timeout".into(),
+        }));
+        assert_eq!(
+            (&v["result"], &v["failure"]),
+            (&"failed".into(), &"timeout".into())
+        );
+        assert_eq!(with(None)["result"], serde_json::Value::Null);
     }
 }
