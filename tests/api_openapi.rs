@@ -42,18 +42,19 @@ const NOT_TRIGGERED: &[(&str, &str, u16, &str)] = &[
     (
         "post",
         "/v1/preauths/{id}/capture",
-        504,
-        "a capture is sent with an idempotency key and re-sent when its answer is lost, so \
-         the sandbox's replay settles it; 504 needs every re-send to fail after the gateway \
-         took the first, which no fault rule can order",
+        501,
+        "the one dialect whose gateway cannot capture (Pay1st) has no pre-authorizations \
+         either (\"only sales\"), so there is never an approved one to capture; PaymentsAI \
+         answers it only for an authorization record it cannot use, which the sandbox never \
+         returns. 501 stays documented as the answer of a dialect without captures",
     ),
     (
         "post",
         "/v1/preauths/{id}/capture",
-        501,
-        "every gateway dialect that authorizes a pre-authorization also captures it; 501 \
-         stays documented for a dialect that cannot (the Pay1st lane answers void and refund \
-         with it)",
+        504,
+        "a capture is sent with an idempotency key and re-sent when its answer is lost, so \
+         the sandbox's replay settles it; 504 needs every re-send to fail after the gateway \
+         took the first, which no fault rule can order",
     ),
 ];
 
