@@ -396,7 +396,7 @@ async fn probe_every_route(w: &mut Walk, s: &ApiServer) {
                 ));
             }
             if path == "/v1/health" {
-                for q in ["live", "ready", "nonsense"] {
+                for q in ["live", "ready", "nonsense", "live&probe=ready"] {
                     reqs.push(("probe", w.http.request(m.clone(), format!("{u}?probe={q}"))));
                 }
             }
@@ -736,6 +736,8 @@ async fn lifecycles(w: &mut Walk, s: &ApiServer) {
     }
     for q in [
         "?limit=0",
+        "?limit=abc",
+        "?limit=1&limit=2",
         "?status=paid",
         "?cursor=zz",
         "?since=yesterday",
@@ -1119,6 +1121,8 @@ async fn with_the_journal(w: &mut Walk, gw: SandboxHandle, files: &Files) {
         ("?date=2026-03-29&tz=Mars/Olympus".to_owned(), 400),
         ("?date=2026-02-30".to_owned(), 400),
         ("?date=2026-03-29&extra=1".to_owned(), 400),
+        ("?date=2026-03-29&date=2026-03-30".to_owned(), 400),
+        ("?date=2026-03-29&tz=Europe/Berlin&tz=UTC".to_owned(), 400),
     ] {
         let (st, v) = w
             .send(
