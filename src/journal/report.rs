@@ -241,16 +241,15 @@ impl Zone {
         if s.eq_ignore_ascii_case("utc") || s == "Z" {
             return Ok(Zone::utc());
         }
-        if let Some(sign) = s.strip_prefix(['+', '-']).map(|_| s.as_bytes()[0]) {
-            return fixed_offset(s, sign == b'-');
+        if s.starts_with(['+', '-']) {
+            return fixed_offset(s);
         }
         if s.is_empty() || s.len() > MAX_ZONE_NAME {
             return Err("expected an IANA zone (Europe/Berlin), UTC or an offset (+02:00)".into());
         }
         let tz = jiff::tz::TimeZone::get(s).map_err(|_| {
             format!(
-                "unknown time zone {:?}: expected an IANA zone (Europe/Berlin), UTC or an offset (+02:00)",
-                s
+                "unknown time zone {s:?}: expected an IANA zone (Europe/Berlin), UTC or an offset (+02:00)"
             )
         })?;
         let name = tz.iana_name().unwrap_or(s).to_owned();
@@ -293,9 +292,14 @@ impl Zone {
     }
 }
 
-fn fixed_offset(s: &str, negative: bool) -> Result<Zone, String> {
+/// `+HH:MM`, `-HH:MM` or `±HH` (at most 18 hours, as ISO 8601 and jiff allow); `+00:00` is UTC.
+fn fixed_offset(s: &str) -> Result<Zone, String> {
     let bad = || format!("offset {s:?}: expected ±HH:MM, at most 18 hours");
-    let (h, m) = s[1..].split_once(':').unwrap_or((&s[1..], "00"));
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').ok_or_else(bad)?),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "00"));
     let digits = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit());
     if !digits(h) || !digits(m) {
         return Err(bad());
