@@ -32,6 +32,9 @@
 //! [webhooks]
 //! listen = "127.0.0.1:8787"
 //! max_skew_secs = 300
+//! [api]
+//! header_timeout_ms = 30000          # request headers, and how long an idle connection stays
+//! body_timeout_ms = 30000            # a request body once its headers are in (else 408)
 //! ```
 //!
 //! `emvbridge config check` prints the effective configuration with the source of each value,
@@ -315,6 +318,39 @@ impl Default for Timeouts {
     }
 }
 
+/// The local API's limits on slow clients (`emvbridge serve`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// How long a client may take to send a request's headers (the connection is then closed
+    /// without an answer), and how long an idle keep-alive connection is kept, ms.
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request body once its headers are in (then
+    /// `408 body_timeout`), ms.
+    pub body_timeout_ms: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            header_timeout_ms: 30_000,
+            body_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// The header timeout (at least 1 ms).
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+
+    /// The body timeout (at least 1 ms).
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.max(1))
+    }
+}
+
 /// Where the journal is.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -368,6 +404,8 @@ pub struct FileConfig {
     pub resolver: ResolverPolicy,
     /// Webhook receiver.
     pub webhooks: WebhookSettings,
+    /// The local API's timeouts.
+    pub api: ApiSettings,
 }
 
 impl FileConfig {

@@ -585,8 +585,76 @@ async fn the_days_reconciliation_is_the_report_of_the_journal() {
             "{bad}: {v}"
         );
     }
+    // In a zone: the local day that holds the sales, and a day the clocks fall back (25 h).
+    let tz = "America/New_York";
+    let local = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::get(tz).unwrap())
+        .date()
+        .to_string();
+    let (st, in_zone) = get(&s, &format!("/v1/reconciliation?date={local}&tz={tz}")).await;
+    assert_eq!(st, 200, "{in_zone}");
+    assert_eq!(in_zone["tz"], tz);
+    assert!(
+        in_zone["from_iso"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{local}T00:00:00-0")),
+        "{in_zone}"
+    );
+    let in_zone_approved: i64 = in_zone["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "approved")
+        .map(|l| l["approved_minor"].as_i64().unwrap())
+        .sum();
+    assert_eq!(in_zone_approved, 4000, "{in_zone}");
+    let (st, fall_back) = get(&s, &format!("/v1/reconciliation?date=2026-11-01&tz={tz}")).await;
+    assert_eq!(st, 200, "{fall_back}");
+    assert_eq!(
+        (
+            fall_back["to"].as_i64().unwrap() - fall_back["from"].as_i64().unwrap(),
+            fall_back["from_iso"].as_str().unwrap(),
+            fall_back["to_iso"].as_str().unwrap()
+        ),
+        (
+            25 * 3600,
+            "2026-11-01T00:00:00-04:00",
+            "2026-11-02T00:00:00-05:00"
+        )
+    );
+    let (st, v) = get(&s, "/v1/reconciliation?date=2026-03-29&tz=Europe/Berlin").await;
+    assert_eq!(
+        (
+            st.as_u16(),
+            v["to"].as_i64().unwrap() - v["from"].as_i64().unwrap()
+        ),
+        (200, 23 * 3600),
+        "{v}"
+    );
+    let (st, v) = get(&s, "/v1/reconciliation?date=2026-03-29&tz=Mars/Olympus").await;
+    assert_eq!((st.as_u16(), code(&v)), (400, "invalid_time_zone"), "{v}");
     s.shutdown().await;
     gw.shutdown().await;
+    // `emvbridge report --tz` over the same journal gives the same answer, bounds included.
+    let journal_path = files.dir.join("journal.db");
+    for (date, api) in [(local.as_str(), &in_zone), ("2026-11-01", &fall_back)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_emvbridge"))
+            .arg("report")
+            .arg("--journal")
+            .arg(&journal_path)
+            .args(["--date", date, "--tz", tz, "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(&cli, api, "report --date {date} --tz {tz}");
+    }
     // Without a journal there is nothing to reconcile.
     let s = server().await;
     let (st, v) = get(&s, &format!("/v1/reconciliation?date={date}")).await;

@@ -197,13 +197,7 @@ pub(super) async fn capture(
             b.currency.as_deref().unwrap_or(authorized.currency().alpha),
         )?,
     };
-    if amount.currency().alpha != authorized.currency().alpha || amount.minor() > authorized.minor()
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_amount",
-            format!("the capture is at most the authorized {authorized}"),
-        ));
-    }
+    capturable(authorized, amount)?;
     let r = s
         .gateway
         .capture(&CaptureRequest {
@@ -233,6 +227,31 @@ pub(super) async fn capture(
     rec.updated_at = store::unix_now();
     s.store.save_transaction(&rec);
     Ok(record_response(StatusCode::OK, &rec))
+}
+
+/// Whether `amount` may be captured of an authorization of `authorized`: the same currency
+/// (`422 currency_mismatch`), and at most the authorized amount (`422 invalid_amount`).
+fn capturable(authorized: Money, amount: Money) -> Result<(), ApiError> {
+    let currency = authorized.currency().alpha;
+    if amount.currency().alpha != currency {
+        tracing::debug!(
+            authorized = currency,
+            asked = amount.currency().alpha,
+            "capture refused: another currency than the authorization's"
+        );
+        return Err(ApiError::unprocessable(
+            "currency_mismatch",
+            format!("the authorization is in {currency}; a capture must be in {currency} too"),
+        ));
+    }
+    if amount.minor() > authorized.minor() {
+        tracing::debug!("capture refused: more than the authorized amount");
+        return Err(ApiError::unprocessable(
+            "invalid_amount",
+            format!("the capture is at most the authorized {authorized}"),
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /v1/transactions/{id}/void`.
@@ -332,4 +351,32 @@ pub(super) async fn reverse(
     rec.updated_at = store::unix_now();
     s.store.save_transaction(&rec);
     Ok(record_response(StatusCode::OK, &rec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(minor: u64, currency: &str) -> Money {
+        Money::from_minor(minor, currency).unwrap()
+    }
+
+    #[test]
+    fn a_capture_is_in_the_authorizations_currency_and_at_most_its_amount() {
+        assert!(capturable(m(5000, "USD"), m(5000, "USD")).is_ok());
+        assert!(capturable(m(5000, "USD"), m(1, "USD")).is_ok());
+        let e = capturable(m(5000, "USD"), m(100, "EUR")).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (422, "currency_mismatch"));
+        assert_eq!(
+            e.message,
+            "the authorization is in USD; a capture must be in USD too"
+        );
+        let e = capturable(m(5000, "USD"), m(5001, "USD")).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (422, "invalid_amount"));
+        assert!(
+            e.message.contains("at most the authorized"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -25,12 +25,17 @@ pub(super) struct Probe {
     probe: Option<String>,
 }
 
-/// `GET /v1/health`.
+/// `GET /v1/health`. A query that does not parse (`?probe=live&probe=ready`) is the default
+/// readiness probe: a probe always gets the health answer, never an error.
 pub(super) async fn health(
     State(s): State<AppState>,
-    Query(q): Query<Probe>,
+    query: Result<Query<Probe>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let q = query.map(|Query(q)| q).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "health: query not understood, answering the readiness probe");
+        Probe::default()
+    });
     let authorized = headers
         .get(header::AUTHORIZATION)
         .is_some_and(|v| s.token.verify_header(v.as_bytes()));

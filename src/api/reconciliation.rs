@@ -1,8 +1,10 @@
-//! `GET /v1/reconciliation?date=YYYY-MM-DD` (or `?from=…&to=…`): the day's counts and totals
-//! by gateway, kind, outcome and currency in minor units, with every row not yet settled
-//! listed — the numbers of `emvbridge report`, built by the same function
-//! ([`crate::journal::report::build`]) over the journal. Days are UTC. Without the journal
-//! there is nothing to reconcile: `404 no_journal`.
+//! `GET /v1/reconciliation?date=YYYY-MM-DD` (or `?from=…&to=…`), optionally `&tz=Europe/Berlin`:
+//! the period's counts and totals by gateway, kind, outcome and currency in minor units, with
+//! every row not yet settled listed — the numbers of `emvbridge report`, the period read and
+//! the report built by the same functions ([`crate::journal::report::Period::parse`],
+//! [`crate::journal::report::build_period`]) over the journal. Days are UTC unless `tz`
+//! names a zone; the answer echoes the zone and the bounds in it. Without the journal there
+//! is nothing to reconcile: `404 no_journal`.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -11,9 +13,7 @@ use serde::Deserialize;
 
 use super::error::{clip, ApiError};
 use super::state::AppState;
-use crate::journal::report;
-
-const DAY: i64 = 24 * 3600;
+use crate::journal::report::{self, Period, Zone};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,10 +21,12 @@ pub(super) struct Params {
     date: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    tz: Option<String>,
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::bad_request("invalid_query", clip(&message, 200))
+fn bad(code: &'static str, message: String) -> ApiError {
+    tracing::debug!(code, %message, "reconciliation query refused");
+    ApiError::bad_request(code, clip(&message, 200))
 }
 
 fn internal() -> ApiError {
@@ -35,28 +37,15 @@ fn internal() -> ApiError {
     )
 }
 
-/// The period `[from, to)` the query names: one UTC day, or a range.
-fn period(p: &Params) -> Result<(i64, i64), ApiError> {
-    let time = |what: &str, v: &str| {
-        report::parse_time(v).map_err(|reason| bad(format!("{what}: {reason}")))
+/// The period the query names: `400 invalid_time_zone` for a zone the database does not
+/// know, `400 invalid_query` for the rest.
+fn period(p: &Params) -> Result<Period, ApiError> {
+    let zone = match p.tz.as_deref() {
+        None => Zone::utc(),
+        Some(tz) => Zone::parse(tz).map_err(|e| bad("invalid_time_zone", format!("tz: {e}")))?,
     };
-    match (&p.date, &p.from, &p.to) {
-        (Some(d), None, None) => {
-            if d.len() != 10 {
-                return Err(bad("date: expected YYYY-MM-DD".into()));
-            }
-            let from = time("date", d)?;
-            Ok((from, from + DAY))
-        }
-        (None, Some(f), Some(t)) => {
-            let (from, to) = (time("from", f)?, time("to", t)?);
-            if to <= from {
-                return Err(bad("to must be after from".into()));
-            }
-            Ok((from, to))
-        }
-        _ => Err(bad("give date=YYYY-MM-DD, or from and to".into())),
-    }
+    Period::parse(p.date.as_deref(), p.from.as_deref(), p.to.as_deref(), zone)
+        .map_err(|e| bad("invalid_query", e.to_string()))
 }
 
 /// `GET /v1/reconciliation`.
@@ -64,8 +53,8 @@ pub(super) async fn reconciliation(
     State(s): State<AppState>,
     query: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = query.map_err(|e| bad(e.body_text()))?;
-    let (from, to) = period(&p)?;
+    let Query(p) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
+    let period = period(&p)?;
     let Some(relay) = s.relay.as_ref() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -74,21 +63,14 @@ pub(super) async fn reconciliation(
         ));
     };
     let journal = relay.relay.journal().clone();
-    let built = tokio::task::spawn_blocking(move || report::build(&journal, from, to))
+    let built = tokio::task::spawn_blocking(move || report::build_period(&journal, &period))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "reconciliation task failed");
             internal()
         })?;
     match built {
-        Ok(r) => {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("from_iso".into(), crate::gateway::iso8601(from).into());
-                o.insert("to_iso".into(), crate::gateway::iso8601(to).into());
-            }
-            Ok(axum::Json(v).into_response())
-        }
+        Ok(r) => Ok(axum::Json(r).into_response()),
         Err(e) => {
             tracing::error!(error = %e, "reconciliation report failed");
             Err(internal())
@@ -100,32 +82,41 @@ pub(super) async fn reconciliation(
 mod tests {
     use super::*;
 
-    fn p(date: Option<&str>, from: Option<&str>, to: Option<&str>) -> Params {
+    fn p(date: Option<&str>, from: Option<&str>, to: Option<&str>, tz: Option<&str>) -> Params {
         Params {
             date: date.map(str::to_owned),
             from: from.map(str::to_owned),
             to: to.map(str::to_owned),
+            tz: tz.map(str::to_owned),
         }
     }
 
     #[test]
     fn periods() {
-        assert_eq!(
-            period(&p(Some("1970-01-02"), None, None)).unwrap(),
-            (DAY, 2 * DAY)
-        );
-        assert_eq!(
-            period(&p(None, Some("1970-01-02"), Some("1970-01-04"))).unwrap(),
-            (DAY, 3 * DAY)
-        );
+        const DAY: i64 = 86_400;
+        let r = period(&p(Some("1970-01-02"), None, None, None)).unwrap();
+        assert_eq!((r.from, r.to, r.zone.name()), (DAY, 2 * DAY, "UTC"));
+        let r = period(&p(None, Some("1970-01-02"), Some("1970-01-04"), None)).unwrap();
+        assert_eq!((r.from, r.to), (DAY, 3 * DAY));
+        let r = period(&p(Some("2026-03-29"), None, None, Some("Europe/Berlin"))).unwrap();
+        assert_eq!(r.to - r.from, 23 * 3600);
         for bad in [
-            p(None, None, None),
-            p(Some("86400"), None, None),
-            p(Some("2026-02-30"), None, None),
-            p(Some("1970-01-02"), Some("0"), None),
-            p(None, Some("1970-01-04"), Some("1970-01-02")),
+            p(None, None, None, None),
+            p(Some("86400"), None, None, None),
+            p(Some("2026-02-30"), None, None, None),
+            p(Some("1970-01-02"), Some("0"), None, None),
+            p(None, Some("1970-01-04"), Some("1970-01-02"), None),
+            p(Some("2026-02-30"), None, None, Some("UTC")),
         ] {
             assert_eq!(period(&bad).unwrap_err().code, "invalid_query");
+        }
+        for tz in ["Mars/Olympus", "+99:00", ""] {
+            let e = period(&p(Some("2026-03-29"), None, None, Some(tz))).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "invalid_time_zone"),
+                "{tz}"
+            );
         }
     }
 }

@@ -49,11 +49,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/simulator/{action}"),
 ];
 
-/// How long a client may take to send a request body once its headers are in.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The whole API on `state`, answering to `listen` (the `Host` header must name it).
-pub(super) fn router(state: AppState, listen: SocketAddr) -> Router {
+pub(super) fn router(state: AppState, listen: SocketAddr, body_timeout: Duration) -> Router {
     let protected = Router::new()
         .route("/v1/sales", post(transactions::sale))
         .route("/v1/preauths", post(transactions::preauth))
@@ -95,7 +92,10 @@ pub(super) fn router(state: AppState, listen: SocketAddr) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn(read_body_in_time))
+        .layer(middleware::from_fn_with_state(
+            body_timeout,
+            read_body_in_time,
+        ))
         .layer(middleware::from_fn_with_state(listen, check_host))
         .with_state(state)
 }
@@ -174,14 +174,15 @@ fn has_body(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Reads a request body within [`BODY_TIMEOUT`] (at most [`MAX_BODY`] bytes): a client that
-/// sends headers and then trickles or stalls gets `408` instead of holding the connection.
-async fn read_body_in_time(req: Request, next: Next) -> Response {
+/// Reads a request body within `timeout` (`[api] body_timeout_ms`; at most
+/// [`MAX_BODY`] bytes): a client that sends headers and then trickles or stalls gets `408`
+/// instead of holding the connection.
+async fn read_body_in_time(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     if !has_body(req.headers()) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

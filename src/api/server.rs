@@ -3,9 +3,11 @@
 //! a running card transaction ends definitely.
 //!
 //! Connections are served by hyper's HTTP/1 server with a header read timeout
-//! ([`HEADER_TIMEOUT`]), which also bounds how long an idle keep-alive connection is kept: a
-//! client that connects and sends nothing, or stops half-way through its headers, is
-//! disconnected. Bodies have their own timeout ([`super::router::BODY_TIMEOUT`]).
+//! (`[api] header_timeout_ms`, [`crate::config::ApiSettings`], 30 s by default), which also bounds how long an idle
+//! keep-alive connection is kept: a client that connects and sends nothing, or stops half-way
+//! through its headers, is disconnected (hyper closes the connection without an answer).
+//! Bodies have their own timeout (`[api] body_timeout_ms`, 30 s by default),
+//! answered `408 body_timeout`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -144,10 +146,6 @@ async fn finished(mut rx: broadcast::Receiver<ApiEvent>, id: &str) {
     }
 }
 
-/// How long a client may take to send a request's headers, and how long an idle connection is
-/// kept open between requests.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long a shutdown waits for a running card transaction to end.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
@@ -185,6 +183,8 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
              put it behind TLS and a firewall"
         );
     }
+    // The same configuration the relay reads (defaults without a file).
+    let (cfg, _) = relay.resolve(&opts.terminal.gateway)?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let terminal = Terminal::open(&opts.terminal).await?;
@@ -252,9 +252,14 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         ));
         (stop_tx, task)
     });
-    let app = router(state.clone(), addr);
+    let app = router(state.clone(), addr, cfg.api.body_timeout());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(accept_loop(listener, app, stop_rx));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        cfg.api.header_timeout(),
+        stop_rx,
+    ));
     Ok(ApiServer {
         addr,
         notes,
@@ -268,12 +273,13 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
     })
 }
 
-/// Accepts connections until `stop`, serving each in its own task with the timeouts above;
+/// Accepts connections until `stop`, serving each in its own task with `header_timeout`;
 /// at `stop`, open connections finish the request they are on and close, and the loop waits
 /// (up to 5 s) for them.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    header_timeout: Duration,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -298,7 +304,7 @@ async fn accept_loop(
         conns.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             tokio::pin!(conn);

@@ -20,12 +20,21 @@ pub struct ReportArgs {
     /// The TOML configuration.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Period start: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` (UTC) or Unix seconds.
-    #[arg(long)]
-    pub from: String,
+    /// One day, `YYYY-MM-DD`: midnight to midnight in `--tz` (23 or 25 hours when the clocks
+    /// change that day).
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub date: Option<String>,
+    /// Period start: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS]` (local to `--tz`),
+    /// `YYYY-MM-DDTHH:MM:SSZ` (UTC) or Unix seconds.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
     /// Period end (exclusive), same forms.
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// The zone dates and local times are in: an IANA name (`Europe/Berlin`), `UTC` or an
+    /// offset (`+02:00`).
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
     /// JSON instead of a table.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -74,10 +83,19 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     if !path.exists() {
         bail!("no journal at {}", path.display());
     }
-    let from = report::parse_flag("--from", &args.from)?;
-    let to = report::parse_flag("--to", &args.to)?;
+    let zone = report::Zone::parse(&args.tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+    let period = report::Period::parse(
+        args.date.as_deref(),
+        args.from.as_deref(),
+        args.to.as_deref(),
+        zone,
+    )
+    .map_err(|e| match e.what {
+        "period" => anyhow::anyhow!("{}", e.reason),
+        flag => anyhow::anyhow!("--{flag} {}", e.reason),
+    })?;
     let journal = super::Journal::open(&path)?;
-    let r = report::build(&journal, from, to)?;
+    let r = report::build_period(&journal, &period)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else if args.csv {
