@@ -503,6 +503,22 @@ async fn lifecycles(w: &mut Walk, s: &ApiServer) {
         .await;
     assert_eq!((st, &v["status"]), (200, &json!("declined")), "{v}");
     let declined_id = v["id"].as_str().unwrap().to_owned();
+    // The issuer approves, the card refuses the ARPC (x.91): reversed, and the record's
+    // reversal object is checked against the document too.
+    let (st, v) = w
+        .send(
+            "sale the card declines after approval",
+            "/v1/sales",
+            post(
+                w,
+                s,
+                "/v1/sales",
+                json!({"amount": 1291, "currency": "USD"}),
+            ),
+        )
+        .await;
+    assert_eq!((st, &v["status"]), (200, &json!("reversed")), "{v}");
+    assert_eq!(v["reversal"]["result"], "reversed", "{v}");
 
     // A pre-authorization and its capture: another currency, too much, then right, then again.
     let (st, v) = w
