@@ -259,8 +259,7 @@ async fn sales_carry_the_pos_reference_and_are_listed_and_found_after_a_restart(
         &s,
         "/v1/sales",
         &[("idempotency-key", "ref-pan")],
-        &json!({"amount": 100, "currency": "USD", "reference": "4111 1111 1111 1111"})
-            .to_string(),
+        &json!({"amount": 100, "currency": "USD", "reference": "4111 1111 1111 1111"}).to_string(),
     )
     .await;
     assert_eq!((st.as_u16(), code(&v)), (422, "invalid_reference"), "{v}");

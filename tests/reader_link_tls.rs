@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
 fn tls_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,25 +82,40 @@ async fn device_info(device: &str) -> (i32, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_info_over_tls_checks_the_readers_certificate() {
-    let sim = sim();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_file("reader.pem"))
+fn pem_certs(name: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(tls_file(name))
         .unwrap()
         .map(Result::unwrap)
-        .collect();
+        .collect()
+}
+
+/// A TLS front of `upstream` (the simulated reader) on loopback, presenting `reader.pem`;
+/// with `client_ca`, it asks for the client's certificate and requires it to chain there.
+async fn tls_front(upstream: String, client_ca: Option<&str>) -> u16 {
     let key = PrivateKeyDer::from_pem_file(tls_file("reader-key.pem")).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in pem_certs(ca) {
+                roots.add(c).unwrap();
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(pem_certs("reader.pem"), key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = front.local_addr().unwrap().port();
-    let upstream = sim.addr.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = front.accept().await else {
@@ -117,6 +133,13 @@ async fn device_info_over_tls_checks_the_readers_certificate() {
             });
         }
     });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_info_over_tls_checks_the_readers_certificate() {
+    let sim = sim();
+    let port = tls_front(sim.addr.clone(), None).await;
     let ca = tls_file("reader.pem");
     let (code, out, err) =
         device_info(&format!("tls://localhost:{port}?ca={}", ca.display())).await;
@@ -131,6 +154,48 @@ async fn device_info_over_tls_checks_the_readers_certificate() {
     let (code, _, err) = device_info(&format!("tls://localhost:{port}")).await;
     assert_ne!(code, 0);
     assert!(err.contains("ca="), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_asks_for_the_bridges_certificate_gets_it() {
+    let sim = sim();
+    let port = tls_front(sim.addr.clone(), Some("client.pem")).await;
+    let ca = tls_file("reader.pem").display().to_string();
+    let (cert, key) = (tls_file("client.pem"), tls_file("client-key.pem"));
+    let with = |cert: &Path, key: &Path| {
+        format!(
+            "tls://localhost:{port}?ca={ca}&cert={}&key={}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (code, out, err) = device_info(&with(&cert, &key)).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("UX301"), "{out}");
+    // Without a certificate, or with one the reader does not trust: no link.
+    let (code, out, err) = device_info(&format!("tls://localhost:{port}?ca={ca}")).await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("UX301"), "{out}");
+    let (code, out, err) =
+        device_info(&with(&tls_file("reader.pem"), &tls_file("reader-key.pem"))).await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("UX301"), "{out}");
+    // A key file that holds no key: refused naming the file, not quoting it.
+    let (code, out, err) = device_info(&with(&cert, &cert)).await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("client.pem") && err.contains("no usable private key"),
+        "{err}"
+    );
+    assert!(!err.contains("BEGIN"), "{err}");
+    // Half a client certificate is a usage error before any connection.
+    let (code, _, err) = device_info(&format!(
+        "tls://localhost:{port}?ca={ca}&cert={}",
+        cert.display()
+    ))
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("cert=FILE and key=FILE"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

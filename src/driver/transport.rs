@@ -35,7 +35,8 @@ pub const DEFAULT_TCP_PORT: u16 = 16107;
 ///   `serial://PATH` also works), RTS/CTS flow control unless `?flow=none` follows the path;
 /// - `tcp://HOST[:PORT]`: the reader is the TCP server (port 16107 by default);
 /// - `tls://HOST[:PORT]?ca=FILE`: the same under TLS, the reader's certificate checked
-///   against the PEM certificates in `FILE`;
+///   against the PEM certificates in `FILE`; `&cert=FILE&key=FILE` adds the bridge's own
+///   certificate chain and private key (PEM) for a reader or site that asks for one;
 /// - `tcp-listen://ADDR[:PORT]`: the bridge listens and the reader connects to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DeviceAddr {
@@ -57,6 +58,8 @@ pub enum DeviceAddr {
         port: u16,
         /// PEM file of the certificates to trust (the reader's own or its CA).
         ca: String,
+        /// The bridge's own certificate, when the reader asks for one.
+        client: Option<ClientCert>,
     },
     /// The bridge listens here; the reader connects out to it (§0).
     TcpListen {
@@ -79,6 +82,9 @@ pub enum AddrError {
     /// `tls://` without `?ca=FILE`.
     #[error("tls address needs ?ca=FILE (PEM certificates to trust)")]
     MissingCa,
+    /// `cert=` without `key=`, or the other way round.
+    #[error("tls client certificate needs both cert=FILE and key=FILE")]
+    HalfClientCert,
     /// An option after `?` that is not known here.
     #[error("unknown address option {0:?}")]
     BadOption(String),
@@ -152,14 +158,25 @@ impl FromStr for DeviceAddr {
             return Ok(DeviceAddr::TcpListen { host, port });
         }
         if let Some(rest) = head.strip_prefix("tls://") {
-            only(&["ca"])?;
+            only(&["ca", "cert", "key"])?;
             let (host, port) = host_port(rest)?;
-            let ca = opts
-                .iter()
-                .find(|(k, v)| *k == "ca" && !v.is_empty())
-                .map(|(_, v)| (*v).to_owned())
-                .ok_or(AddrError::MissingCa)?;
-            return Ok(DeviceAddr::Tls { host, port, ca });
+            let opt = |name: &str| {
+                opts.iter()
+                    .find(|(k, v)| *k == name && !v.is_empty())
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            let ca = opt("ca").ok_or(AddrError::MissingCa)?;
+            let client = match (opt("cert"), opt("key")) {
+                (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+                (None, None) => None,
+                _ => return Err(AddrError::HalfClientCert),
+            };
+            return Ok(DeviceAddr::Tls {
+                host,
+                port,
+                ca,
+                client,
+            });
         }
         let path = match head.strip_prefix("serial://") {
             Some(path) => path,
@@ -209,12 +226,31 @@ impl fmt::Display for DeviceAddr {
             DeviceAddr::Serial(p) => f.write_str(p),
             DeviceAddr::Tcp { host, port } => hp(f, "tcp", host, *port),
             DeviceAddr::TcpListen { host, port } => hp(f, "tcp-listen", host, *port),
-            DeviceAddr::Tls { host, port, ca } => {
+            DeviceAddr::Tls {
+                host,
+                port,
+                ca,
+                client,
+            } => {
                 hp(f, "tls", host, *port)?;
-                write!(f, "?ca={ca}")
+                write!(f, "?ca={ca}")?;
+                match client {
+                    Some(c) => write!(f, "&cert={}&key={}", c.cert, c.key),
+                    None => Ok(()),
+                }
             }
         }
     }
+}
+
+/// The files of the bridge's TLS client certificate: its chain and its private key, both
+/// PEM. Only the paths are held (and shown); the key is read when the link opens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    /// Certificate chain, leaf first.
+    pub cert: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
 }
 
 /// Hardware flow control on a serial line.
@@ -345,9 +381,15 @@ impl Connector for AddrConnector {
                         s.set_nodelay(true)?;
                         Ok(Box::new(s) as BoxedIo)
                     }
-                    DeviceAddr::Tls { host, port, ca } => {
-                        Ok(Box::new(super::tls::connect(host, *port, ca).await?) as BoxedIo)
-                    }
+                    DeviceAddr::Tls {
+                        host,
+                        port,
+                        ca,
+                        client,
+                    } => Ok(
+                        Box::new(super::tls::connect(host, *port, ca, client.as_ref()).await?)
+                            as BoxedIo,
+                    ),
                     DeviceAddr::TcpListen { host, port } => {
                         let mut slot = listener.lock().await;
                         if slot.is_none() {
@@ -536,9 +578,32 @@ mod tests {
             Ok(DeviceAddr::Tls {
                 host: "reader.local".into(),
                 port: 16107,
-                ca: "/etc/emvbridge/reader.pem".into()
+                ca: "/etc/emvbridge/reader.pem".into(),
+                client: None,
             })
         );
+        assert_eq!(
+            "tls://r?ca=/ca.pem&cert=/c.pem&key=/k.pem".parse(),
+            Ok(DeviceAddr::Tls {
+                host: "r".into(),
+                port: 16107,
+                ca: "/ca.pem".into(),
+                client: Some(ClientCert {
+                    cert: "/c.pem".into(),
+                    key: "/k.pem".into()
+                }),
+            })
+        );
+        for half in [
+            "tls://r?ca=/ca.pem&cert=/c.pem",
+            "tls://r?ca=/ca.pem&key=/k.pem",
+        ] {
+            assert_eq!(
+                half.parse::<DeviceAddr>(),
+                Err(AddrError::HalfClientCert),
+                "{half}"
+            );
+        }
         assert_eq!(
             "tls://reader:1".parse::<DeviceAddr>(),
             Err(AddrError::MissingCa)
@@ -553,6 +618,7 @@ mod tests {
         );
         for s in [
             "tls://r:5?ca=/x.pem",
+            "tls://r:5?ca=/x.pem&cert=/c.pem&key=/k.pem",
             "tcp-listen://0.0.0.0:16107",
             "/dev/ttyS0?flow=none",
         ] {
