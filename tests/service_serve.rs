@@ -291,6 +291,20 @@ async fn serve_as_a_service_with_a_production_config() {
         "the gateway call was not cut at the configured 1.5 s: the sale took {took:?}: {v}"
     );
 
+    // Refused before any handler: no token (401), no such route (404, counted as unmatched).
+    let r = http
+        .get(format!("{}/v1/transactions", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/v1/no/such/{}", serve.base, "x".repeat(40)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // Metrics: parsed by the official client; the counters moved with the sales.
     let after = metrics_text(&http, &serve.base).await;
     assert!(after.contains("emvbridge_transactions_total"), "{after}");
@@ -319,6 +333,21 @@ async fn serve_as_a_service_with_a_production_config() {
         );
         assert!(sample(&a, "emvbridge_reader_frames_received_total", &[]) > 0.0);
         assert_eq!(sample(&a, "emvbridge_reader_connected", &[]), 1.0);
+        let api = "emvbridge_api_requests_total";
+        let sales_ok = [("route", "/v1/sales"), ("method", "POST"), ("code", "200")];
+        assert!(sample(&a, api, &sales_ok) - sample(&b, api, &sales_ok) >= 3.0);
+        let unauthorized = [
+            ("route", "/v1/transactions"),
+            ("method", "GET"),
+            ("code", "401"),
+        ];
+        assert_eq!(sample(&a, api, &unauthorized), 1.0);
+        // A path a client made up is one series, not one per path.
+        assert_eq!(
+            sample(&a, api, &[("route", "unmatched"), ("code", "404")]),
+            1.0
+        );
+        assert!(!after.contains("no/such"), "{after}");
         assert!(sample(&a, "emvbridge_journal_write_duration_seconds_count", &[]) >= 3.0);
     }
 

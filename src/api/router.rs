@@ -97,7 +97,24 @@ pub(super) fn router(state: AppState, listen: SocketAddr, body_timeout: Duration
             read_body_in_time,
         ))
         .layer(middleware::from_fn_with_state(listen, check_host))
+        .layer(middleware::from_fn(count))
         .with_state(state)
+}
+
+/// Counts every answer by route template, method and status (`emvbridge_api_requests_total`),
+/// outermost so the refusals of the layers inside (421, 401, 408, 415) are counted too.
+async fn count(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        .into_iter()
+        .find(|m| *m == req.method().as_str())
+        .unwrap_or("other");
+    let response = next.run(req).await;
+    crate::telemetry::metrics::api_request(&route, method, response.status().as_u16());
+    response
 }
 
 /// Whether `ip` is a loopback address, counting IPv4-mapped IPv6 (`::ffff:127.0.0.1`), which

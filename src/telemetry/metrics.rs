@@ -52,6 +52,7 @@ struct Metrics {
     unresolved: Gauge,
     stored_for_forward: Gauge,
     webhook_deliveries: Family<Labels, Counter>,
+    api_requests: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,6 +81,7 @@ impl Metrics {
             unresolved: Gauge::default(),
             stored_for_forward: Gauge::default(),
             webhook_deliveries: Family::default(),
+            api_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +144,11 @@ impl Metrics {
             "webhook_deliveries",
             "Webhook deliveries received, by the HTTP status answered",
             m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests the local POS API answered, by route template, method and HTTP status",
+            m.api_requests.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -289,6 +296,20 @@ pub fn webhook_delivery(status: u16) {
     metrics()
         .webhook_deliveries
         .get_or_create(&labels(&[("code", &status.to_string())]))
+        .inc();
+}
+
+/// The local API answered a request. `route` is the route's template (`/v1/transactions/{id}`)
+/// or `unmatched`, and `method` one of the standard methods or `other`, so what a client sends
+/// cannot grow the number of series.
+pub fn api_request(route: &str, method: &str, status: u16) {
+    metrics()
+        .api_requests
+        .get_or_create(&labels(&[
+            ("route", route),
+            ("method", method),
+            ("code", &status.to_string()),
+        ]))
         .inc();
 }
 
