@@ -12,7 +12,15 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::transport::ClientCert;
+/// The files of the bridge's TLS client certificate: its chain and its private key, both
+/// PEM. Only the paths are held (and shown); the key is read when the link opens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    /// Certificate chain, leaf first.
+    pub cert: String,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
 
 /// The client configuration trusting the certificates in `ca_pem`, presenting `client`'s
 /// certificate when given.

@@ -8,6 +8,7 @@
 //! default, optionally under TLS, and the host may be the client or the server (the reader
 //! connects out: `tcp-listen://`).
 
+pub use super::tls::ClientCert;
 use core::fmt;
 use std::future::Future;
 use std::io;
@@ -241,16 +242,6 @@ impl fmt::Display for DeviceAddr {
             }
         }
     }
-}
-
-/// The files of the bridge's TLS client certificate: its chain and its private key, both
-/// PEM. Only the paths are held (and shown); the key is read when the link opens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientCert {
-    /// Certificate chain, leaf first.
-    pub cert: String,
-    /// Private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: String,
 }
 
 /// Hardware flow control on a serial line.
