@@ -909,6 +909,19 @@ impl RelayOptions {
         inner: Arc<dyn Gateway>,
     ) -> anyhow::Result<Option<Relay>> {
         let (cfg, path) = self.resolve(gateway_spec)?;
+        Self::open_resolved(&cfg, path, inner).await
+    }
+
+    /// [`RelayOptions::open`] on a configuration already [resolved](RelayOptions::resolve),
+    /// for a caller that reads other settings from it too: the file is read once.
+    ///
+    /// # Errors
+    /// A journal that cannot be opened.
+    pub async fn open_resolved(
+        cfg: &FileConfig,
+        path: Option<PathBuf>,
+        inner: Arc<dyn Gateway>,
+    ) -> anyhow::Result<Option<Relay>> {
         let Some(path) = path else {
             return Ok(None);
         };

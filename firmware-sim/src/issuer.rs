@@ -146,7 +146,11 @@ fn get_n<const N: usize>(m: &BTreeMap<u32, Vec<u8>>, tag: u32) -> Result<[u8; N]
 /// for the RFU value `11`.
 fn cvr_cryptogram_type(cvr1: u8) -> Option<u8> {
     let second = cvr1 >> 6;
-    let bits = if second == 0b10 { (cvr1 >> 4) & 0b11 } else { second };
+    let bits = if second == 0b10 {
+        (cvr1 >> 4) & 0b11
+    } else {
+        second
+    };
     match bits {
         0b00 => Some(0x00),
         0b01 => Some(0x40),

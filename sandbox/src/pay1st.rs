@@ -416,7 +416,10 @@ fn create(core: &mut SimState, req: &SimRequest, tok: String) -> Reply {
             );
             t.client_ref = Some(pref.clone());
             t.entry = Entry::Hosted;
-            t.description = metadata_value(&body, POS_REFERENCE_KEY);
+            t.description = metadata_value(
+                &body,
+                emvbridge_core::gateway::pay1st::METADATA_POS_REFERENCE,
+            );
             let mut p = Payment {
                 country: country.clone(),
                 webhook_url: body
@@ -689,9 +692,6 @@ pub fn complete(
     webhook(state, reference);
     render(state, reference)
 }
-
-/// The `metadata` key under which emvbridge sends the POS's own reference.
-const POS_REFERENCE_KEY: &str = "posReference";
 
 /// The value of the create's `metadata` entry `key` (the list of `{key, value}` of the
 /// signature test vector), if it has one.

@@ -21,6 +21,7 @@
 //! does not call them.
 
 use axum::http::Method;
+use emvbridge_core::gateway::paymentsai::MAX_DESCRIPTION;
 use emvbridge_core::gateway::sign::pai_webhook_signature;
 use emvbridge_core::gateway::Dialect;
 use serde_json::{json, Value};
@@ -816,12 +817,9 @@ fn create_txn(core: &mut SimState, req: &SimRequest, org: &str) -> Reply {
     )
 }
 
-/// Longest `description` (Rebilly `PostTransaction` and `PostTransactionRefund`:
-/// `maxLength: 255`).
-const MAX_DESCRIPTION: usize = 255;
-
 /// Rebilly's `description`: absent, `null` (the transaction's), or a string of at most
-/// [`MAX_DESCRIPTION`] characters; else `422`.
+/// [`MAX_DESCRIPTION`] characters (Rebilly's `maxLength`, the constant the adapter keeps
+/// within); else `422`.
 fn check_description(body: &Value) -> Result<(), SimResponse> {
     match body.get("description") {
         None | Some(Value::Null) => Ok(()),

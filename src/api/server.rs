@@ -183,8 +183,8 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
              put it behind TLS and a firewall"
         );
     }
-    // The same configuration the relay reads (defaults without a file).
-    let (cfg, _) = relay.resolve(&opts.terminal.gateway)?;
+    // One read of the configuration (defaults without a file) for the relay and the API.
+    let (cfg, journal_path) = relay.resolve(&opts.terminal.gateway)?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let terminal = Terminal::open(&opts.terminal).await?;
@@ -198,7 +198,7 @@ pub async fn start_with_relay(opts: ApiOptions, relay: RelayOptions) -> anyhow::
         ..
     } = terminal;
     let mut notes = notes;
-    let relay = relay.open(&opts.terminal.gateway, gateway.clone()).await?;
+    let relay = RelayOptions::open_resolved(&cfg, journal_path, gateway.clone()).await?;
     let (store, gateway): (Arc<dyn Store>, Arc<dyn Gateway>) = match &relay {
         Some(r) => {
             let j = r.journal();
